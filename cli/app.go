@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/all"
+)
+
+// Env is everything a command may use from its surroundings, so that
+// tests can run commands in-process.
+type Env struct {
+	Args   []string // without the program name
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	// IsTerminal reports whether a stream is an interactive terminal.
+	IsTerminal func(any) bool
+}
+
+// globals are the flags given before `at <store>`.
+type globals struct {
+	silent         bool
+	json           bool
+	cacheDir       string
+	noCache        bool
+	passphraseFile string
+	store          string
+}
+
+// command is one coffer subcommand.
+type command struct {
+	name     string
+	usage    string // arguments, after the command name
+	summary  string
+	needRepo bool // false for create and commands that open no repository
+	flags    func(fs *flag.FlagSet) any
+	run      func(ctx context.Context, a *app, opts any, args []string) error
+}
+
+var commands = []*command{
+	createCommand, backupCommand, lsCommand, catCommand, restoreCommand,
+	checkCommand, infoCommand, diffCommand, keyCommand, versionCommand,
+}
+
+// app carries the state shared by one invocation.
+type app struct {
+	env  Env
+	g    globals
+	out  *printer
+	repo *repo.Repository
+}
+
+// Main runs coffer with env and returns the process exit code.
+func Main(ctx context.Context, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.IsTerminal == nil {
+		env.IsTerminal = func(any) bool { return false }
+	}
+	a := &app{env: env}
+	a.out = &printer{stdout: env.Stdout, stderr: env.Stderr}
+	err := a.run(ctx)
+	code := exitCode(err)
+	if err != nil && !errors.Is(err, errCheckFailed) {
+		a.out.fatal(err, code)
+	}
+	return code
+}
+
+func (a *app) run(ctx context.Context) error {
+	fs := flag.NewFlagSet("coffer", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&a.g.silent, "silent", false, "print nothing but errors")
+	fs.BoolVar(&a.g.json, "json", false, "print JSON documents (NDJSON events for long commands)")
+	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
+	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
+	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
+	if err := fs.Parse(a.env.Args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.usage(fs)
+			return nil
+		}
+		return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
+	}
+	a.out.silent, a.out.json = a.g.silent, a.g.json
+	args := fs.Args()
+	if len(args) >= 1 && args[0] == "at" {
+		if len(args) < 2 {
+			return fmt.Errorf("%w: `at` needs a store location, e.g. coffer at /backups/repo ls", errUsage)
+		}
+		a.g.store, args = args[1], args[2:]
+	} else {
+		a.g.store = a.env.Getenv("COFFER_REPOSITORY")
+	}
+	if len(args) == 0 || args[0] == "help" {
+		a.usage(fs)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: no command given", errUsage)
+		}
+		return nil
+	}
+	cmd := findCommand(args[0])
+	if cmd == nil {
+		return fmt.Errorf("%w: unknown command %q (see coffer -h)", errUsage, args[0])
+	}
+	cfs := flag.NewFlagSet("coffer "+cmd.name, flag.ContinueOnError)
+	cfs.SetOutput(io.Discard)
+	var opts any
+	if cmd.flags != nil {
+		opts = cmd.flags(cfs)
+	}
+	positional, err := parseInterspersed(cfs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.commandUsage(cmd, cfs)
+			return nil
+		}
+		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, err)
+	}
+	if a.g.cacheDir == "" {
+		a.g.cacheDir = a.env.Getenv("COFFER_CACHE_DIR")
+	}
+	if a.g.cacheDir == "" && !a.g.noCache {
+		if dir, err := os.UserCacheDir(); err == nil {
+			a.g.cacheDir = filepath.Join(dir, "coffer")
+		}
+	}
+	if a.g.noCache {
+		a.g.cacheDir = ""
+	}
+	if cmd.needRepo {
+		if err := a.openRepo(ctx); err != nil {
+			return err
+		}
+		defer a.repo.Close()
+	}
+	return cmd.run(ctx, a, opts, positional)
+}
+
+// parseInterspersed lets flags follow positional arguments, as in
+// `restore d61 -to ./restored`; "--" ends flag parsing.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		consumed := len(args) - fs.NArg()
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, fs.Args()...), nil
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// openStore opens the store named by `at` or COFFER_REPOSITORY.
+func (a *app) openStore(ctx context.Context) (storage.Store, error) {
+	if a.g.store == "" {
+		return nil, fmt.Errorf("%w: no repository: use `coffer at <store> <command>` or set COFFER_REPOSITORY", errUsage)
+	}
+	return all.Registry().Open(ctx, a.g.store)
+}
+
+// openRepo opens the repository and loads its index.
+func (a *app) openRepo(ctx context.Context) error {
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := repo.Open(ctx, st, func() ([]byte, error) { return a.passphrase(false) }, repo.OpenOptions{CacheDir: a.g.cacheDir})
+	if err != nil {
+		st.Close()
+		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) {
+			return fmt.Errorf("%w; create one with `coffer at %s create`", err, a.g.store)
+		}
+		return err
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		r.Close()
+		return err
+	}
+	a.repo = r
+	return nil
+}
+
+func (a *app) usage(fs *flag.FlagSet) {
+	w := a.env.Stdout
+	fmt.Fprintln(w, "coffer: encrypted, deduplicated backups to OCI registries and local directories")
+	fmt.Fprintln(w, "\nusage: coffer [global flags] at <store> <command> [flags] [args]")
+	fmt.Fprintln(w, "       (COFFER_REPOSITORY may replace `at <store>`)")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for _, c := range commands {
+		names = append(names, fmt.Sprintf("  %-9s %s", c.name, c.summary))
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, strings.Join(names, "\n"))
+	fmt.Fprintln(w, "\nglobal flags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprintln(w, "\nRun `coffer <command> -h` for a command's flags. Exit codes are listed in README.md.")
+}
+
+func (a *app) commandUsage(c *command, fs *flag.FlagSet) {
+	w := a.env.Stdout
+	fmt.Fprintf(w, "usage: coffer at <store> %s %s\n\n%s\n", c.name, c.usage, c.summary)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

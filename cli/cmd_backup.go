@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type backupOptions struct {
+	tags, excludes, excludeFiles stringList
+	oneFileSystem, dryRun        bool
+	host                         string
+}
+
+var backupCommand = &command{
+	name:     "backup",
+	usage:    "[flags] [paths...]",
+	summary:  "back up paths (default: the current directory) into a new snapshot",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &backupOptions{}
+		fs.Var(&o.tags, "tag", "tag the snapshot (repeatable, or comma-separated)")
+		fs.Var(&o.excludes, "exclude", "exclude paths matching a gitignore-style pattern (repeatable)")
+		fs.Var(&o.excludeFiles, "exclude-file", "read exclude patterns from a file, one per line (repeatable)")
+		fs.BoolVar(&o.oneFileSystem, "one-file-system", false, "do not cross filesystem boundaries")
+		fs.BoolVar(&o.dryRun, "dry-run", false, "read everything and report, but store nothing")
+		fs.StringVar(&o.host, "host", "", "host name to record (default: this host)")
+		return o
+	},
+	run: runBackup,
+}
+
+func runBackup(ctx context.Context, a *app, opts any, args []string) error {
+	o := opts.(*backupOptions)
+	if len(args) == 0 {
+		args = []string{"."}
+	}
+	excludes := append([]string(nil), o.excludes...)
+	for _, f := range o.excludeFiles {
+		lines, err := readPatternFile(f)
+		if err != nil {
+			return err
+		}
+		excludes = append(excludes, lines...)
+	}
+	var tags []string
+	for _, t := range o.tags {
+		for _, s := range strings.Split(t, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				tags = append(tags, s)
+			}
+		}
+	}
+	// Never back up the repository or the cache into itself.
+	var skip []string
+	if lp, ok := a.repo.Store().(interface{ LocalPath() string }); ok {
+		skip = append(skip, lp.LocalPath())
+	}
+	if a.g.cacheDir != "" {
+		skip = append(skip, a.g.cacheDir)
+	}
+	prog := a.newProgress("backup")
+	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
+		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
+		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog,
+	})
+	prog.done()
+	if err != nil {
+		return err
+	}
+	s := sn.Summary
+	verb := "saved"
+	id := sn.ID.Short()
+	if o.dryRun {
+		verb, id = "would be saved (dry run)", "--------"
+	}
+	a.out.textf("snapshot %s %s: %d files, %d dirs, %s in %s; new data %s, stored %s\n",
+		id, verb, s.Files, s.Dirs, size(s.Size), duration(s.Duration), size(s.NewBytes), size(s.StoredBytes))
+	a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "dry_run": o.dryRun, "summary": s})
+	if s.Errors > 0 {
+		return fmt.Errorf("%w (%d entries; see the warnings above)", errPartial, s.Errors)
+	}
+	return nil
+}
+
+func readPatternFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading exclude file: %w", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines = append(lines, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading exclude file %s: %w", path, err)
+	}
+	return lines, nil
+}

@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type checkOptions struct {
+	readData bool
+	subset   string
+}
+
+var checkCommand = &command{
+	name:     "check",
+	usage:    "[-read-data | -read-data-subset N%]",
+	summary:  "verify the repository's structure, and with -read-data every byte of it",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &checkOptions{}
+		fs.BoolVar(&o.readData, "read-data", false, "download and authenticate every pack")
+		fs.StringVar(&o.subset, "read-data-subset", "", "download and authenticate a random N% of the packs")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*checkOptions)
+		if len(args) > 0 {
+			return usageError("check takes no arguments")
+		}
+		copt := snapshot.CheckOptions{ReadData: o.readData, ReadFraction: 1}
+		if o.subset != "" {
+			pct, err := strconv.ParseFloat(strings.TrimSuffix(o.subset, "%"), 64)
+			if err != nil || !strings.HasSuffix(o.subset, "%") || pct <= 0 || pct > 100 {
+				return usageError("-read-data-subset wants a percentage such as 10%%, got %q", o.subset)
+			}
+			copt.ReadData, copt.ReadFraction = true, pct/100
+		}
+		prog := a.newProgress("check")
+		if copt.ReadData {
+			copt.Progress = prog
+		}
+		res, err := snapshot.Check(ctx, a.repo, copt, func(problem error) {
+			if a.out.json {
+				a.out.result(map[string]any{"type": "problem", "message": problem.Error()})
+				return
+			}
+			a.out.mu.Lock()
+			fmt.Fprintf(a.env.Stderr, "error: %s\n", oneLine(problem.Error()))
+			a.out.mu.Unlock()
+		})
+		prog.done()
+		if err != nil {
+			return err
+		}
+		a.out.textf("checked %d snapshots, %d trees, %d data blobs, %d packs", res.Snapshots, res.Trees, res.DataBlobs, res.Packs)
+		if copt.ReadData {
+			a.out.textf(" (read %d packs, %s)", res.PacksRead, size(res.BytesRead))
+		}
+		a.out.textf("\n")
+		if res.UnindexedPacks > 0 {
+			a.out.textf("%d packs are not indexed yet (left by an interrupted backup); the next backup reuses them\n", res.UnindexedPacks)
+		}
+		a.out.result(map[string]any{"type": "summary", "result": res})
+		if res.Problems > 0 {
+			a.out.fatal(fmt.Errorf("check found %d problems", res.Problems), ExitCorrupt)
+			return errCheckFailed
+		}
+		a.out.textf("no errors were found\n")
+		return nil
+	},
+}

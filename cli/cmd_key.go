@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+type keyOptions struct{ newPassphraseFile string }
+
+var keyCommand = &command{
+	name:     "key",
+	usage:    "list | add | passwd | rm <id>",
+	summary:  "manage the passphrases that open the repository",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &keyOptions{}
+		fs.StringVar(&o.newPassphraseFile, "new-passphrase-file", "", "read the new passphrase from this file (env COFFER_NEW_PASSPHRASE)")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*keyOptions)
+		if len(args) == 0 {
+			return usageError("key needs a subcommand: list, add, passwd or rm <id>")
+		}
+		switch sub := args[0]; {
+		case sub == "list" && len(args) == 1:
+			keys, err := a.repo.ListKeys(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				mark := " "
+				if k.Current {
+					mark = "*"
+				}
+				a.out.textf("%s %s  %s  %s@%s\n", mark, k.Name[:8], k.Created.Format(time.RFC3339), k.User, k.Host)
+				a.out.result(map[string]any{"type": "key", "key": k})
+			}
+			return nil
+		case (sub == "add" || sub == "passwd") && len(args) == 1:
+			pw, err := a.newPassphrase(o)
+			if err != nil {
+				return err
+			}
+			var name string
+			if sub == "add" {
+				name, err = a.repo.AddKey(ctx, pw, repo.DefaultKDF)
+			} else {
+				name, err = a.repo.ChangePassphrase(ctx, pw, repo.DefaultKDF)
+			}
+			if err != nil {
+				return err
+			}
+			a.out.textf("key %s %s\n", name[:8], map[string]string{"add": "added", "passwd": "replaces the key in use"}[sub])
+			a.out.result(map[string]any{"type": "key", "id": name})
+			return nil
+		case sub == "rm" && len(args) == 2:
+			name, err := a.repo.ResolveKey(ctx, args[1])
+			if err != nil {
+				return err
+			}
+			if err := a.repo.RemoveKey(ctx, name); err != nil {
+				return err
+			}
+			a.out.textf("key %s removed\n", name[:8])
+			a.out.result(map[string]any{"type": "key_removed", "id": name})
+			return nil
+		}
+		return usageError("key: use `key list`, `key add`, `key passwd` or `key rm <id>`")
+	},
+}
+
+// newPassphrase reads the passphrase for a new key.
+func (a *app) newPassphrase(o *keyOptions) ([]byte, error) {
+	if pw := a.env.Getenv("COFFER_NEW_PASSPHRASE"); pw != "" {
+		return []byte(pw), nil
+	}
+	if o.newPassphraseFile != "" {
+		return readPassphraseFile(o.newPassphraseFile)
+	}
+	return a.prompt("new passphrase", true)
+}

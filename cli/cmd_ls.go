@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type lsOptions struct{ long, recursive bool }
+
+var lsCommand = &command{
+	name:     "ls",
+	usage:    "[flags] [snapshot[:path]]",
+	summary:  "list snapshots, or the entries of a directory in a snapshot",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &lsOptions{}
+		fs.BoolVar(&o.long, "l", false, "long listing: mode, owner, size, time")
+		fs.BoolVar(&o.recursive, "r", false, "list directories recursively")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*lsOptions)
+		switch len(args) {
+		case 0:
+			return listSnapshots(ctx, a)
+		case 1:
+			return listEntries(ctx, a, o, args[0])
+		}
+		return usageError("ls takes at most one snapshot[:path]")
+	},
+}
+
+// snapshotLine formats a snapshot exactly as the seed shows it:
+// "2026-01-16T22:22:25Z   d61ae1c6   216 MiB        1s /path".
+func snapshotLine(sn *snapshot.Snapshot) string {
+	line := fmt.Sprintf("%s   %s%10s%10s %s", sn.Time.UTC().Format(time.RFC3339), sn.ID.Short(),
+		size(sn.Summary.Size), duration(sn.Summary.Duration), strings.Join(sn.Paths, " "))
+	if len(sn.Tags) > 0 {
+		line += " [" + strings.Join(sn.Tags, ",") + "]"
+	}
+	return line
+}
+
+func listSnapshots(ctx context.Context, a *app) error {
+	sns, err := snapshot.List(ctx, a.repo)
+	if err != nil {
+		return err
+	}
+	for _, sn := range sns {
+		a.out.textf("%s\n", snapshotLine(sn))
+		a.out.result(snapshotJSON(sn))
+	}
+	return nil
+}
+
+func snapshotJSON(sn *snapshot.Snapshot) map[string]any {
+	return map[string]any{"type": "snapshot", "id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time,
+		"host": sn.Host, "user": sn.User, "paths": sn.Paths, "tags": sn.Tags, "summary": sn.Summary}
+}
+
+func listEntries(ctx context.Context, a *app, o *lsOptions, ref string) error {
+	id, p := splitRef(ref)
+	sn, err := a.findSnapshot(ctx, id)
+	if err != nil {
+		return err
+	}
+	node, abs, err := snapshot.Resolve(ctx, a.repo, sn, p)
+	if err != nil {
+		return err
+	}
+	if node.Type != snapshot.TypeDir {
+		a.printEntry(o, abs, node)
+		return nil
+	}
+	return snapshot.Walk(ctx, a.repo, abs, node.Subtree, func(p string, n *snapshot.Node) error {
+		a.printEntry(o, p, n)
+		if !o.recursive && n.Type == snapshot.TypeDir {
+			return snapshot.SkipDir
+		}
+		return nil
+	})
+}
+
+func (a *app) printEntry(o *lsOptions, p string, n *snapshot.Node) {
+	a.out.result(map[string]any{"type": "entry", "path": p, "node": n})
+	name := p
+	if !o.recursive {
+		name = path.Base(p)
+	}
+	if n.Type == snapshot.TypeDir {
+		name += "/"
+	}
+	if n.Type == snapshot.TypeSymlink && o.long {
+		name += " -> " + n.LinkTarget
+	}
+	if !o.long {
+		a.out.textf("%s\n", name)
+		return
+	}
+	owner, group := n.User, n.Group
+	if owner == "" {
+		owner = fmt.Sprint(n.UID)
+	}
+	if group == "" {
+		group = fmt.Sprint(n.GID)
+	}
+	a.out.textf("%s %-8s %-8s %10d %s %s\n", modeString(n), owner, group, n.Size,
+		n.ModTime.UTC().Format("2006-01-02 15:04:05"), name)
+}
+
+// modeString renders a node's type and permissions like ls -l.
+func modeString(n *snapshot.Node) string {
+	m := fs.FileMode(n.Mode & 0o777)
+	if n.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch n.Type {
+	case snapshot.TypeDir:
+		m |= fs.ModeDir
+	case snapshot.TypeSymlink:
+		m |= fs.ModeSymlink
+	case snapshot.TypeFifo:
+		m |= fs.ModeNamedPipe
+	case snapshot.TypeSocket:
+		m |= fs.ModeSocket
+	case snapshot.TypeCharDev:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case snapshot.TypeBlkDev:
+		m |= fs.ModeDevice
+	}
+	return m.String()
+}

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"flag"
+
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type restoreOptions struct {
+	to        string
+	overwrite bool
+}
+
+var restoreCommand = &command{
+	name:     "restore",
+	usage:    "<snapshot>[:path] -to DIR",
+	summary:  "restore a snapshot, or a path in it, into a directory",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &restoreOptions{}
+		fs.StringVar(&o.to, "to", "", "directory to restore into (created if missing)")
+		fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing files")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*restoreOptions)
+		if len(args) != 1 {
+			return usageError("restore takes one <snapshot>[:path], e.g. restore d61 -to ./restored")
+		}
+		if o.to == "" {
+			return usageError("restore needs -to DIR, the directory to restore into")
+		}
+		id, p := splitRef(args[0])
+		sn, err := a.findSnapshot(ctx, id)
+		if err != nil {
+			return err
+		}
+		prog := a.newProgress("restore")
+		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{Target: o.to, Overwrite: o.overwrite, Progress: prog})
+		prog.done()
+		if err != nil {
+			return err
+		}
+		a.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.to, sum.Files, sum.Dirs, size(sum.Bytes))
+		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "target": o.to, "summary": sum})
+		return nil
+	},
+}

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Exit codes. They are documented in README.md; keep the two in step.
+const (
+	ExitOK            = 0   // success
+	ExitFailure       = 1   // any error not listed below
+	ExitUsage         = 2   // bad command line
+	ExitPartial       = 3   // backup completed, but some files could not be read
+	ExitNoRepository  = 10  // no repository at the location, or one already exists on create
+	ExitWrongPassword = 11  // no key opens with the passphrase
+	ExitNewerFormat   = 12  // repository written by a newer coffer
+	ExitNoSnapshot    = 13  // snapshot id prefix unknown or ambiguous
+	ExitNoPath        = 14  // path not in the snapshot
+	ExitCorrupt       = 15  // data failed verification; check found errors
+	ExitTarget        = 16  // restore target exists or is not writable
+	ExitDiskFull      = 17  // no space left while restoring
+	ExitInterrupted   = 130 // interrupted by a signal
+)
+
+// errUsage marks command-line mistakes.
+var errUsage = errors.New("usage")
+
+// errCheckFailed reports that check found problems it already printed.
+var errCheckFailed = errors.New("check found errors")
+
+// errPartial reports a backup that skipped unreadable entries.
+var errPartial = errors.New("backup is partial: some entries could not be read")
+
+// exitCode maps an error to its exit code: one table, in one place.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.Is(err, errUsage):
+		return ExitUsage
+	case errors.Is(err, errPartial):
+		return ExitPartial
+	case errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt),
+		errors.Is(err, storage.ErrExists):
+		return ExitNoRepository
+	case errors.Is(err, repo.ErrWrongPassphrase):
+		return ExitWrongPassword
+	case errors.Is(err, repo.ErrNewerFormat):
+		return ExitNewerFormat
+	case errors.Is(err, snapshot.ErrSnapshotNotFound), errors.Is(err, snapshot.ErrAmbiguousSnapshot):
+		return ExitNoSnapshot
+	case errors.Is(err, snapshot.ErrPathNotFound):
+		return ExitNoPath
+	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, repo.ErrBlobNotFound), errors.Is(err, errCheckFailed):
+		return ExitCorrupt
+	case errors.Is(err, snapshot.ErrTargetExists), errors.Is(err, snapshot.ErrTargetNotWritable):
+		return ExitTarget
+	case errors.Is(err, snapshot.ErrDiskFull):
+		return ExitDiskFull
+	}
+	return ExitFailure
+}

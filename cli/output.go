@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// printer writes results as text or JSON and honours -silent. Errors and
+// warnings go to stderr, results to stdout. It is safe for concurrent use.
+type printer struct {
+	mu     sync.Mutex
+	stdout io.Writer
+	stderr io.Writer
+	silent bool
+	json   bool
+}
+
+// textf prints a line of text output, unless -silent or -json.
+func (p *printer) textf(format string, args ...any) {
+	if p.silent || p.json {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.stdout, format, args...)
+}
+
+// result prints v as one JSON document (one line) when -json is set.
+func (p *printer) result(v any) {
+	if !p.json {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, err := json.Marshal(v)
+	if err != nil {
+		fmt.Fprintf(p.stderr, "coffer: encoding JSON: %v\n", err)
+		return
+	}
+	p.stdout.Write(append(b, '\n'))
+}
+
+// warn prints a warning on stderr (as an NDJSON event with -json).
+func (p *printer) warn(path string, err error) {
+	if p.json {
+		p.result(map[string]any{"type": "warning", "path": path, "message": err.Error()})
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.stderr, "warning: %s: %s\n", path, oneLine(err.Error()))
+}
+
+// fatal prints the error that ends the command, always on one line.
+func (p *printer) fatal(err error, code int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msg := oneLine(err.Error())
+	if p.json {
+		b, _ := json.Marshal(map[string]any{"type": "error", "message": msg, "exit_code": code})
+		p.stderr.Write(append(b, '\n'))
+		return
+	}
+	fmt.Fprintf(p.stderr, "coffer: %s\n", msg)
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// size formats a byte count as the seed's `ls` does: "216 MiB".
+func size(n int64) string {
+	if n < 0 {
+		n = 0
+	}
+	return humanize.IBytes(uint64(n))
+}
+
+// duration formats a run time rounded to the second, "1s" or "2m5s".
+func duration(d time.Duration) string {
+	return d.Round(time.Second).String()
+}

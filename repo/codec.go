@@ -1,0 +1,138 @@
+package repo
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// BlobType says what a blob holds. It is bound into the blob's associated
+// data, so a tree cannot be passed off as file content or vice versa.
+type BlobType uint8
+
+// The blob types.
+const (
+	BlobData BlobType = 0 // a chunk of file content
+	BlobTree BlobType = 1 // an encoded directory
+)
+
+func (t BlobType) String() string {
+	switch t {
+	case BlobData:
+		return "data"
+	case BlobTree:
+		return "tree"
+	}
+	return fmt.Sprintf("blobtype(%d)", uint8(t))
+}
+
+// Compression markers, the first plaintext byte of every sealed payload.
+const (
+	compressionNone byte = 0
+	compressionZstd byte = 1
+)
+
+// codec compresses and seals payloads. It is safe for concurrent use.
+type codec struct {
+	*crypter
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+}
+
+func newCodec(k *masterKeys) (*codec, error) {
+	c, err := newCrypter(k)
+	if err != nil {
+		return nil, err
+	}
+	// EncodeAll/DecodeAll are safe for concurrent use; concurrency bounds
+	// how many run at once, so it must match the pipeline's workers.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		return nil, err
+	}
+	return &codec{crypter: c, enc: enc, dec: dec}, nil
+}
+
+// frame returns the compression marker followed by the payload, compressed
+// when that makes it smaller. scratch is reused when large enough.
+func (c *codec) frame(scratch, payload []byte) []byte {
+	out := append(scratch[:0], compressionZstd)
+	out = c.enc.EncodeAll(payload, out)
+	if len(out) >= len(payload)+1 {
+		out = append(out[:0], compressionNone)
+		out = append(out, payload...)
+	}
+	return out
+}
+
+// unframe undoes frame, appending the payload to dst. maxSize bounds the
+// decompressed size so a hostile object cannot exhaust memory.
+func (c *codec) unframe(dst, framed []byte, maxSize int) ([]byte, error) {
+	if len(framed) == 0 {
+		return nil, fmt.Errorf("empty payload")
+	}
+	switch framed[0] {
+	case compressionNone:
+		return append(dst, framed[1:]...), nil
+	case compressionZstd:
+		out, err := c.dec.DecodeAll(framed[1:], dst)
+		if err != nil {
+			return nil, fmt.Errorf("decompressing: %w", err)
+		}
+		if len(out)-len(dst) > maxSize {
+			return nil, fmt.Errorf("decompressed size %d exceeds the limit %d", len(out)-len(dst), maxSize)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown compression marker %d", framed[0])
+}
+
+// blobAD is the associated data binding a sealed blob to its id and type.
+func blobAD(id ID, t BlobType) []byte {
+	ad := make([]byte, 0, len(id)+1)
+	ad = append(ad, id[:]...)
+	return append(ad, byte(t))
+}
+
+// sealBlob appends the sealed form of a blob to dst.
+func (c *codec) sealBlob(dst []byte, t BlobType, id ID, plaintext, scratch []byte) (out, newScratch []byte) {
+	framed := c.frame(scratch, plaintext)
+	return c.seal(dst, framed, blobAD(id, t)), framed
+}
+
+// openBlob authenticates and decodes a sealed blob, then checks that its
+// plaintext really has the given id. The result is appended to dst.
+func (c *codec) openBlob(dst []byte, t BlobType, id ID, sealed []byte) ([]byte, error) {
+	framed, err := c.open(nil, sealed, blobAD(id, t))
+	if err != nil {
+		return nil, err
+	}
+	start := len(dst)
+	out, err := c.unframe(dst, framed, MaxBlobSize)
+	if err != nil {
+		return nil, err
+	}
+	if got := c.blobID(out[start:]); got != id {
+		return nil, fmt.Errorf("content hashes to %s, not to its id", got.Short())
+	}
+	return out, nil
+}
+
+// MaxBlobSize bounds the plaintext of one blob. The chunker's maximum chunk
+// is far below it; trees larger than this are split.
+const MaxBlobSize = 64 << 20
+
+// maxObjectSize bounds a sealed object's plaintext (index, snapshot, config).
+const maxObjectSize = 1 << 30
+
+// objectAD binds a sealed object to its kind and format version.
+func objectAD(kind string, version byte) []byte {
+	return append([]byte("coffer "+kind+" v"), '0'+version)
+}

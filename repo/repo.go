@@ -1,0 +1,408 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// FormatVersion is the repository format this package reads and writes.
+const FormatVersion = 1
+
+// Chunker parameters fixed at create time; changing them would break dedup
+// against existing data.
+const (
+	DefaultChunkMin  = 512 << 10
+	DefaultChunkAvg  = 1 << 20
+	DefaultChunkMax  = 8 << 20
+	DefaultPackSize  = 32 << 20
+	chunkerAlgorithm = "fastcdc-v1.0.0"
+)
+
+// Config is the repository configuration, stored sealed as the store's
+// config object.
+type Config struct {
+	Version  int       `json:"version"`
+	ID       string    `json:"id"` // random, 64 hex characters; names the local cache
+	Created  time.Time `json:"created"`
+	PackSize int       `json:"pack_size"`
+	Chunker  struct {
+		Algorithm string `json:"algorithm"`
+		Min       int    `json:"min"`
+		Avg       int    `json:"avg"`
+		Max       int    `json:"max"`
+	} `json:"chunker"`
+}
+
+// CreateOptions tune a new repository. Zero values select the defaults.
+type CreateOptions struct {
+	KDF      KDFParams // DefaultKDF when zero
+	PackSize int       // DefaultPackSize when zero
+	ChunkMin int       // the three chunk sizes default together
+	ChunkAvg int
+	ChunkMax int
+}
+
+// OpenOptions tune how a repository is opened.
+type OpenOptions struct {
+	// CacheDir, when not empty, holds a local copy of index objects under
+	// CacheDir/<repository id>/. Without it every open reads all indexes.
+	CacheDir string
+}
+
+// Repository is an open coffer repository. Its methods are safe for
+// concurrent use.
+type Repository struct {
+	store    storage.Store
+	cfg      Config
+	keys     *masterKeys
+	keyName  string
+	codec    *codec
+	index    *Index
+	cacheDir string
+}
+
+// Create initialises a repository in an empty store, protected by
+// passphrase, and returns it opened.
+func Create(ctx context.Context, st storage.Store, passphrase []byte, opt CreateOptions) (*Repository, error) {
+	if len(passphrase) == 0 {
+		return nil, errors.New("empty passphrase: choose a non-empty passphrase")
+	}
+	if opt.KDF == (KDFParams{}) {
+		opt.KDF = DefaultKDF
+	}
+	cfg := Config{Version: FormatVersion, Created: time.Now().UTC().Truncate(time.Second), PackSize: opt.PackSize}
+	if cfg.PackSize == 0 {
+		cfg.PackSize = DefaultPackSize
+	}
+	cfg.Chunker.Algorithm = chunkerAlgorithm
+	cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = opt.ChunkMin, opt.ChunkAvg, opt.ChunkMax
+	if cfg.Chunker.Avg == 0 {
+		cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = DefaultChunkMin, DefaultChunkAvg, DefaultChunkMax
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var id [32]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	cfg.ID = hex.EncodeToString(id[:])
+
+	mk, err := newMasterKeys()
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(st, cfg, mk, "")
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.sealObject(configKind, mustJSON(cfg))
+	if err != nil {
+		return nil, err
+	}
+	// The config goes first so that Create's emptiness check guards the
+	// whole operation; a key written before it could slip into a store
+	// someone else is creating at the same moment.
+	if err := st.Create(ctx, sealed); err != nil {
+		return nil, fmt.Errorf("creating repository at %s: %w", st.Location(), err)
+	}
+	name, err := putKey(ctx, st, mk, passphrase, opt.KDF)
+	if err != nil {
+		return nil, err
+	}
+	r.keyName = name
+	return r, nil
+}
+
+func (c *Config) validate() error {
+	ch := c.Chunker
+	switch {
+	case c.Version != FormatVersion:
+		return fmt.Errorf("config version %d is not %d", c.Version, FormatVersion)
+	case ch.Algorithm != chunkerAlgorithm:
+		return fmt.Errorf("unknown chunker %q", ch.Algorithm)
+	case ch.Min < 64 || ch.Min >= ch.Avg || ch.Avg >= ch.Max || ch.Max > MaxBlobSize || ch.Avg&(ch.Avg-1) != 0:
+		return fmt.Errorf("chunk sizes %d/%d/%d must satisfy 64 <= min < avg < max <= %d with avg a power of two", ch.Min, ch.Avg, ch.Max, MaxBlobSize)
+	case c.PackSize < 1<<20 || c.PackSize > 1<<30:
+		return fmt.Errorf("pack size %d must be between 1 MiB and 1 GiB", c.PackSize)
+	}
+	return nil
+}
+
+// ReadFormatVersion returns the format version of the repository in st
+// without needing a passphrase, failing with ErrNewerFormat when this
+// coffer cannot read it.
+func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
+	sealed, err := st.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) == 0 {
+		return nil, corrupt("config", "config", "empty")
+	}
+	if sealed[0] > FormatVersion {
+		return nil, fmt.Errorf("repository at %s has format version %d, this coffer reads up to %d: %w",
+			st.Location(), sealed[0], FormatVersion, ErrNewerFormat)
+	}
+	return sealed, nil
+}
+
+// Open opens the repository in st. passphrase is called only after the
+// store is known to hold a repository this coffer can read, so a user is
+// not asked for a passphrase in vain.
+func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, error), opt OpenOptions) (*Repository, error) {
+	sealedCfg, err := ReadFormatVersion(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := passphrase()
+	if err != nil {
+		return nil, err
+	}
+	mk, keyName, err := findKey(ctx, st, pw)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(st, Config{}, mk, keyName)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.openObject(configKind, "config", sealedCfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(plain, &r.cfg); err != nil {
+		return nil, corrupt("config", "config", "decoding: %v", err)
+	}
+	if err := r.cfg.validate(); err != nil {
+		return nil, corrupt("config", "config", "%v", err)
+	}
+	if opt.CacheDir != "" {
+		r.cacheDir = cachePath(opt.CacheDir, r.cfg.ID)
+	}
+	return r, nil
+}
+
+func newRepository(st storage.Store, cfg Config, mk *masterKeys, keyName string) (*Repository, error) {
+	c, err := newCodec(mk)
+	if err != nil {
+		return nil, err
+	}
+	return &Repository{store: st, cfg: cfg, keys: mk, keyName: keyName, codec: c, index: NewIndex()}, nil
+}
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Store returns the store the repository lives in.
+func (r *Repository) Store() storage.Store { return r.store }
+
+// Index returns the in-memory index, filled by LoadIndex.
+func (r *Repository) Index() *Index { return r.index }
+
+// KeyName returns the name of the key object that opened the repository.
+func (r *Repository) KeyName() string { return r.keyName }
+
+// BlobID returns the id a blob with this plaintext has in this repository.
+func (r *Repository) BlobID(plaintext []byte) ID { return r.codec.blobID(plaintext) }
+
+// ChunkerKey returns the secret that keys the content-defined chunker, so
+// chunk boundaries do not reveal which known files a repository holds.
+func (r *Repository) ChunkerKey() []byte { return append([]byte(nil), r.keys.Chunker...) }
+
+// Close releases the store.
+func (r *Repository) Close() error { return r.store.Close() }
+
+// configKind names the config for associated data; it is not a store kind.
+const configKind storage.Kind = "config"
+
+// objectVersion is the version byte that starts every sealed object.
+const objectVersion = 1
+
+// sealObject frames and seals a whole object: version u8 | nonce | AES-GCM.
+func (r *Repository) sealObject(kind storage.Kind, plaintext []byte) ([]byte, error) {
+	framed := r.codec.frame(nil, plaintext)
+	return r.codec.seal([]byte{objectVersion}, framed, objectAD(string(kind), objectVersion)), nil
+}
+
+// openObject authenticates and unframes a sealed object.
+func (r *Repository) openObject(kind storage.Kind, name string, sealed []byte) ([]byte, error) {
+	if len(sealed) == 0 {
+		return nil, corrupt(kind, name, "empty object")
+	}
+	if sealed[0] > objectVersion {
+		return nil, fmt.Errorf("%s %s has format version %d: %w", kind, short(name), sealed[0], ErrNewerFormat)
+	}
+	if sealed[0] != objectVersion {
+		return nil, corrupt(kind, name, "unknown format version %d", sealed[0])
+	}
+	framed, err := r.codec.open(nil, sealed[1:], objectAD(string(kind), sealed[0]))
+	if err != nil {
+		return nil, &IntegrityError{Kind: kind, Name: name, Err: err}
+	}
+	plain, err := r.codec.unframe(nil, framed, maxObjectSize)
+	if err != nil {
+		return nil, &IntegrityError{Kind: kind, Name: name, Err: err}
+	}
+	return plain, nil
+}
+
+// SaveObject seals plaintext, stores it under its SHA-256 and returns that.
+func (r *Repository) SaveObject(ctx context.Context, kind storage.Kind, plaintext []byte) (ID, error) {
+	sealed, err := r.sealObject(kind, plaintext)
+	if err != nil {
+		return ID{}, err
+	}
+	id := ID(sha256.Sum256(sealed))
+	if err := r.store.Put(ctx, kind, id.String(), bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		return ID{}, fmt.Errorf("storing %s %s: %w", kind, id.Short(), err)
+	}
+	return id, nil
+}
+
+// LoadObject reads, verifies and opens a sealed object.
+func (r *Repository) LoadObject(ctx context.Context, kind storage.Kind, id ID) ([]byte, error) {
+	sealed, err := readAll(ctx, r.store, kind, id.String(), maxObjectSize)
+	if err != nil {
+		return nil, err
+	}
+	if ID(sha256.Sum256(sealed)) != id {
+		return nil, corrupt(kind, id.String(), "content does not match its name (truncated or altered)")
+	}
+	return r.openObject(kind, id.String(), sealed)
+}
+
+// ListObjects returns the names of all objects of a kind that are valid
+// ids. Other names (foreign files) are ignored.
+func (r *Repository) ListObjects(ctx context.Context, kind storage.Kind) ([]ID, error) {
+	var ids []ID
+	err := r.store.List(ctx, kind, func(name string, _ int64) error {
+		if id, err := ParseID(name); err == nil {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s objects: %w", kind, err)
+	}
+	return ids, nil
+}
+
+// LoadBlob reads one blob and returns its verified plaintext.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	loc, ok := r.index.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
+	}
+	if loc.Type != t {
+		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", loc.Type, t)}
+	}
+	sealed, err := r.readPack(ctx, loc.Pack, int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.codec.openBlob(make([]byte, 0, loc.RawLength), t, id, sealed)
+	if err != nil {
+		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: err}
+	}
+	return plain, nil
+}
+
+// readPack reads length bytes at offset of a pack.
+func (r *Repository) readPack(ctx context.Context, pack ID, offset, length int64) ([]byte, error) {
+	rc, err := r.store.Get(ctx, storage.KindPack, pack.String(), &storage.Range{Offset: offset, Length: length})
+	if err != nil {
+		if errors.Is(err, storage.ErrInvalidRange) {
+			return nil, corrupt(storage.KindPack, pack.String(), "truncated: no bytes at %d+%d", offset, length)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, corrupt(storage.KindPack, pack.String(), "missing from the store, but the index lists it")
+		}
+		return nil, fmt.Errorf("reading pack %s: %w", pack.Short(), err)
+	}
+	defer rc.Close()
+	buf := make([]byte, length)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), offset, length, err)
+	}
+	return buf, nil
+}
+
+// BlobRef names a blob to load with LoadBlobs.
+type BlobRef struct {
+	ID   ID
+	Type BlobType
+}
+
+// maxCoalesceGap is the largest run of unwanted bytes LoadBlobs reads
+// through rather than issuing another request.
+const maxCoalesceGap = 256 << 10
+
+// LoadBlobs loads blobs that all live in one pack, reading runs of nearby
+// blobs with a single ranged read, and calls fn with each verified
+// plaintext in pack order. The plaintext is only valid during the call.
+func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
+	type item struct {
+		ref BlobRef
+		loc Location
+	}
+	items := make([]item, 0, len(blobs))
+	for _, b := range blobs {
+		loc, ok := r.index.Lookup(b.ID)
+		if !ok {
+			return fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), ErrBlobNotFound)
+		}
+		if loc.Pack != pack {
+			return fmt.Errorf("blob %s is in pack %s, not %s", b.ID.Short(), loc.Pack.Short(), pack.Short())
+		}
+		items = append(items, item{b, loc})
+	}
+	sortByOffset(items, func(it item) uint32 { return it.loc.Offset })
+	var plain []byte
+	for start := 0; start < len(items); {
+		end := start + 1
+		runEnd := int64(items[start].loc.Offset) + int64(items[start].loc.Length)
+		for end < len(items) && int64(items[end].loc.Offset)-runEnd <= maxCoalesceGap && int64(items[end].loc.Offset)+int64(items[end].loc.Length)-int64(items[start].loc.Offset) <= 64<<20 {
+			runEnd = max(runEnd, int64(items[end].loc.Offset)+int64(items[end].loc.Length))
+			end++
+		}
+		base := int64(items[start].loc.Offset)
+		buf, err := r.readPack(ctx, pack, base, runEnd-base)
+		if err != nil {
+			return err
+		}
+		for _, it := range items[start:end] {
+			if it.loc.Type != it.ref.Type {
+				return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", it.loc.Type, it.ref.Type)}
+			}
+			sealed := buf[int64(it.loc.Offset)-base : int64(it.loc.Offset)-base+int64(it.loc.Length)]
+			plain, err = r.codec.openBlob(plain[:0], it.ref.Type, it.ref.ID, sealed)
+			if err != nil {
+				return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: err}
+			}
+			if err := fn(it.ref, plain); err != nil {
+				return err
+			}
+		}
+		start = end
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

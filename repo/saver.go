@@ -1,0 +1,253 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// SaveStats counts what a BlobSaver stored.
+type SaveStats struct {
+	Blobs        int64 // blobs passed to Save
+	NewBlobs     int64 // of those, blobs not already in the repository
+	NewRawBytes  int64 // plaintext bytes of the new blobs
+	NewStored    int64 // sealed bytes of the new blobs
+	Packs        int   // packs uploaded
+	PackBytes    int64 // bytes of the packs uploaded, padding and trailers included
+	ReusedPacks  int   // packs left by an interrupted run and adopted
+	IndexObjects int   // index objects written
+}
+
+// uploaders is how many packs are finished and stored at once. Finishing a
+// pack (padding, trailer, SHA-256) is CPU work, storing it I/O, so two
+// overlap both on small machines without holding many 32 MiB buffers.
+const uploaders = 2
+
+// maxIndexEntries bounds one index object so that loading it needs
+// bounded memory; a backup writes as many objects as it needs.
+const maxIndexEntries = 500_000
+
+// BlobSaver stores blobs into packs during one run of WithBlobSaver. Its
+// methods are safe for concurrent use.
+type BlobSaver struct {
+	r       *Repository
+	uploads chan *packBuilder
+	buffers chan []byte // recycled pack buffers, bounding memory
+
+	mu      sync.Mutex
+	cur     *packBuilder
+	pending map[ID]struct{} // sealed into a pack not yet stored
+	written []PackInfo      // stored packs not yet in an index object
+	stats   SaveStats
+}
+
+// WithBlobSaver runs fn with a BlobSaver. When fn succeeds, every blob it
+// saved is stored in packs and recorded in new index objects before
+// WithBlobSaver returns. When fn or a store write fails, nothing but
+// complete packs has been written; the next run adopts them (their blobs
+// are found by reading pack trailers), so no upload is wasted.
+func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Context, s *BlobSaver) error) (SaveStats, error) {
+	s := &BlobSaver{
+		r:       r,
+		uploads: make(chan *packBuilder),
+		buffers: make(chan []byte, uploaders+2),
+		pending: make(map[ID]struct{}),
+	}
+	if err := s.adoptUnindexedPacks(ctx); err != nil {
+		return s.stats, err
+	}
+	s.cur = s.newPack()
+
+	g, gctx := errgroup.WithContext(ctx)
+	for range uploaders {
+		g.Go(func() error { return s.upload(gctx) })
+	}
+	err := fn(gctx, s)
+	if err == nil {
+		s.mu.Lock()
+		last := s.cur
+		s.cur = nil
+		s.mu.Unlock()
+		if len(last.entries) > 0 {
+			err = s.send(gctx, last)
+		}
+	}
+	close(s.uploads)
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return s.stats, err
+	}
+	if err := s.writeIndex(ctx); err != nil {
+		return s.stats, err
+	}
+	return s.stats, nil
+}
+
+// adoptUnindexedPacks adds packs that no index lists (left by an
+// interrupted backup) to the index, so their blobs are reused and the new
+// index object records them.
+func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
+	type pack struct {
+		id   ID
+		size int64
+	}
+	var orphans []pack
+	err := s.r.store.List(ctx, storage.KindPack, func(name string, size int64) error {
+		id, err := ParseID(name)
+		if err == nil && !s.r.index.HasPack(id) {
+			orphans = append(orphans, pack{id, size})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing packs: %w", err)
+	}
+	for _, p := range orphans {
+		entries, err := s.r.ReadPackTrailer(ctx, p.id, p.size)
+		if err != nil {
+			// A damaged orphan is not adopted: its blobs are stored again,
+			// and `check` reports the pack.
+			continue
+		}
+		info := PackInfo{ID: p.id, Size: p.size, Entries: entries}
+		s.r.index.Add(info)
+		s.written = append(s.written, info)
+		s.stats.ReusedPacks++
+	}
+	return nil
+}
+
+func (s *BlobSaver) newPack() *packBuilder {
+	var buf []byte
+	select {
+	case buf = <-s.buffers:
+	default:
+		buf = make([]byte, 0, s.r.cfg.PackSize+s.r.cfg.Chunker.Max+64<<10)
+	}
+	return &packBuilder{buf: buf[:0]}
+}
+
+// Save stores a blob unless the repository already has it, and returns
+// its id and whether it was new.
+func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID, bool, error) {
+	id := s.r.codec.blobID(plaintext)
+	added, err := s.SaveWithID(ctx, t, id, plaintext)
+	return id, added, err
+}
+
+// SaveWithID is Save for a caller that already computed the blob's id.
+func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext []byte) (bool, error) {
+	s.mu.Lock()
+	s.stats.Blobs++
+	_, inFlight := s.pending[id]
+	if inFlight || s.r.index.Has(id) {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.pending[id] = struct{}{}
+	s.mu.Unlock()
+
+	// Compression and encryption run here, in the caller's goroutine, so
+	// they spread over all the pipeline's workers.
+	sb := sealBufs.Get().(*sealBuf)
+	sb.sealed, sb.framed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext, sb.framed)
+
+	s.mu.Lock()
+	s.cur.add(t, id, sb.sealed, len(plaintext))
+	s.stats.NewBlobs++
+	s.stats.NewRawBytes += int64(len(plaintext))
+	s.stats.NewStored += int64(len(sb.sealed))
+	var full *packBuilder
+	if len(s.cur.buf) >= s.r.cfg.PackSize {
+		full, s.cur = s.cur, s.newPack()
+	}
+	s.mu.Unlock()
+	sealBufs.Put(sb)
+
+	if full != nil {
+		if err := s.send(ctx, full); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+type sealBuf struct{ sealed, framed []byte }
+
+var sealBufs = sync.Pool{New: func() any { return new(sealBuf) }}
+
+func (s *BlobSaver) send(ctx context.Context, p *packBuilder) error {
+	select {
+	case s.uploads <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// upload finishes and stores packs until the channel closes.
+func (s *BlobSaver) upload(ctx context.Context) error {
+	for p := range s.uploads {
+		data, id := p.finish(s.r.codec)
+		if err := s.r.store.Put(ctx, storage.KindPack, id.String(), bytes.NewReader(data), int64(len(data))); err != nil {
+			return fmt.Errorf("storing pack %s: %w", id.Short(), err)
+		}
+		info := PackInfo{ID: id, Size: int64(len(data)), Entries: p.entries}
+		s.r.index.Add(info)
+		s.mu.Lock()
+		s.written = append(s.written, info)
+		for _, e := range p.entries {
+			delete(s.pending, e.ID)
+		}
+		s.stats.Packs++
+		s.stats.PackBytes += int64(len(data))
+		s.mu.Unlock()
+		select {
+		case s.buffers <- data[:0]:
+		default:
+		}
+	}
+	return nil
+}
+
+// writeIndex stores index objects for every pack written or adopted.
+func (s *BlobSaver) writeIndex(ctx context.Context) error {
+	for len(s.written) > 0 {
+		n, entries := 0, 0
+		for n < len(s.written) && (n == 0 || entries+len(s.written[n].Entries) <= maxIndexEntries) {
+			entries += len(s.written[n].Entries)
+			n++
+		}
+		if err := s.r.saveIndex(ctx, s.written[:n]); err != nil {
+			return err
+		}
+		s.written = s.written[n:]
+		s.stats.IndexObjects++
+	}
+	return nil
+}
+
+// saveIndex stores one index object and puts it in the local cache.
+func (r *Repository) saveIndex(ctx context.Context, packs []PackInfo) error {
+	sealed, err := r.sealObject(storage.KindIndex, encodeIndex(packs))
+	if err != nil {
+		return err
+	}
+	id := ID(sha256.Sum256(sealed))
+	if err := r.store.Put(ctx, storage.KindIndex, id.String(), bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		return fmt.Errorf("storing index %s: %w", id.Short(), err)
+	}
+	if r.cacheDir != "" {
+		writeCacheFile(filepath.Join(r.cacheDir, "index", id.String()), sealed)
+	}
+	return nil
+}

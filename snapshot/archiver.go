@@ -1,0 +1,746 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers fastcdc-v1.0.0
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+// Version is the program version recorded in snapshots.
+var Version = "dev"
+
+// BackupOptions say what to back up and how.
+type BackupOptions struct {
+	Paths         []string // files or directories; made absolute
+	Tags          []string
+	Excludes      []string // gitignore patterns, relative to each backed-up path
+	OneFileSystem bool     // do not descend into other filesystems
+	DryRun        bool     // read and chunk everything, store nothing
+	Host          string   // defaults to the hostname
+	// SkipPaths are absolute paths never backed up, such as the
+	// repository's own directory.
+	SkipPaths []string
+	// Progress receives events; nil discards them.
+	Progress BackupProgress
+}
+
+// BackupProgress receives progress events from a backup. Its methods are
+// called from several goroutines at once.
+type BackupProgress interface {
+	// Scanned adds to the totals found so far by the scanner, which runs
+	// ahead of the backup to give an ETA.
+	Scanned(files, bytes int64)
+	// Processed adds files and bytes the backup has dealt with.
+	Processed(files, bytes int64)
+	// Warn reports an entry that could not be read; the backup goes on.
+	Warn(path string, err error)
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Scanned(int64, int64)   {}
+func (nopProgress) Processed(int64, int64) {}
+func (nopProgress) Warn(string, error)     {}
+
+// fileReaders is how many files are read at once. Reading is mostly
+// waiting for the disk; a few readers keep the CPU-bound blob workers fed
+// even when files are small.
+const fileReaders = 3
+
+// archiver is the state of one backup. The pipeline, top to bottom:
+//
+//  1. walk (one goroutine): reads directories and lstat()s entries in order,
+//     reuses the parent snapshot's content for unchanged files, and sends
+//     the others to fileCh;
+//  2. readers (fileReaders goroutines): open a file, find its data regions,
+//     cut them into content-defined chunks and send each chunk to blobCh;
+//  3. blob workers (one per CPU): MAC, compress, encrypt and pack a chunk
+//     (repo.BlobSaver), then record its id in the file's extent list;
+//  4. a directory is finished (its tree blob stored) by a goroutine of its
+//     own once every child is complete, so the walk never waits.
+type archiver struct {
+	repo   *repo.Repository
+	saver  blobSaver
+	opt    BackupOptions
+	prog   BackupProgress
+	names  *idNames
+	ignore gitignore.Matcher
+	skip   map[string]bool
+	chunk  chunkers.ChunkerOpts
+	fileCh chan *fileJob
+	blobCh chan blobJob
+	bufs   sync.Pool
+	devs   map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
+
+	files, dirs, others, size    atomic.Int64
+	newFiles, changed, unchanged atomic.Int64
+	filesRead, bytesRead, errs   atomic.Int64
+
+	errOnce  sync.Once
+	firstErr error
+	cancel   context.CancelFunc
+}
+
+// fail records the first fatal error and stops the backup.
+func (a *archiver) fail(err error) {
+	a.errOnce.Do(func() {
+		a.firstErr = err
+		a.cancel()
+	})
+}
+
+// warn records an entry that could not be read completely.
+func (a *archiver) warn(path string, n *Node, err error) {
+	a.errs.Add(1)
+	if n != nil {
+		n.Error = err.Error()
+	}
+	a.prog.Warn(path, err)
+}
+
+// Backup backs up opt.Paths into a new snapshot and returns it. A snapshot
+// with Summary.Errors > 0 is complete except for the entries it records as
+// unreadable. Nothing is visible in the repository unless Backup succeeds.
+func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapshot, error) {
+	start := time.Now()
+	paths, err := cleanPaths(opt.Paths)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Host == "" {
+		opt.Host, _ = os.Hostname()
+	}
+	sn := &Snapshot{Time: start.UTC(), Host: opt.Host, Paths: paths, Base: basePath(paths),
+		Tags: opt.Tags, Excludes: opt.Excludes, Program: "coffer " + Version}
+	if u, err := user.Current(); err == nil {
+		sn.User = u.Username
+	}
+	parent, err := findParent(ctx, r, opt.Host, paths)
+	if err != nil {
+		return nil, err
+	}
+	if parent != nil {
+		sn.Parent = parent.ID
+	}
+
+	a := &archiver{repo: r, opt: opt, prog: opt.Progress, names: newIDNames(), skip: map[string]bool{}, devs: map[uint64]bool{}}
+	if a.prog == nil {
+		a.prog = nopProgress{}
+	}
+	var patterns []gitignore.Pattern
+	for _, p := range opt.Excludes {
+		patterns = append(patterns, gitignore.ParsePattern(p, nil))
+	}
+	a.ignore = gitignore.NewMatcher(patterns)
+	for _, p := range opt.SkipPaths {
+		if abs, err := filepath.Abs(p); err == nil {
+			a.skip[filepath.Clean(abs)] = true
+		}
+	}
+	cfg := r.Config()
+	a.chunk = chunkers.ChunkerOpts{MinSize: cfg.Chunker.Min, NormalSize: cfg.Chunker.Avg, MaxSize: cfg.Chunker.Max, Key: r.ChunkerKey()}
+
+	var stats repo.SaveStats
+	run := func(ctx context.Context, s blobSaver) error {
+		a.saver = s
+		tree, err := a.run(ctx, paths, parent)
+		sn.Tree = tree
+		return err
+	}
+	if opt.DryRun {
+		err = run(ctx, dryRunSaver{r})
+	} else {
+		stats, err = r.WithBlobSaver(ctx, func(ctx context.Context, s *repo.BlobSaver) error { return run(ctx, s) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	sn.Summary = Summary{
+		Files: a.files.Load(), Dirs: a.dirs.Load(), Others: a.others.Load(), Size: a.size.Load(),
+		NewFiles: a.newFiles.Load(), ChangedFiles: a.changed.Load(), UnchangedFiles: a.unchanged.Load(),
+		FilesRead: a.filesRead.Load(), BytesRead: a.bytesRead.Load(), Errors: a.errs.Load(),
+		NewBlobs: stats.NewBlobs, NewBytes: stats.NewRawBytes, StoredBytes: stats.PackBytes,
+		Start: start.UTC(), Duration: time.Since(start),
+	}
+	if opt.DryRun {
+		return sn, nil
+	}
+	if err := Save(ctx, r, sn); err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+// dryRunSaver computes ids and reports what would be new without storing.
+type dryRunSaver struct{ r *repo.Repository }
+
+func (d dryRunSaver) Save(_ context.Context, _ repo.BlobType, b []byte) (repo.ID, bool, error) {
+	id := d.r.BlobID(b)
+	return id, !d.r.Index().Has(id), nil
+}
+
+// cleanPaths makes paths absolute, sorts them, and drops paths inside
+// another one (they are backed up with it).
+func cleanPaths(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("nothing to back up: give at least one path")
+	}
+	var out []string
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(abs); err != nil {
+			return nil, fmt.Errorf("cannot back up %s: %w", p, err)
+		}
+		out = append(out, filepath.Clean(abs))
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	kept := out[:0]
+	for _, p := range out {
+		if len(kept) > 0 && within(p, kept[len(kept)-1]) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, nil
+}
+
+// within reports whether p is dir or lies below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// basePath is the directory relative snapshot paths resolve against: a
+// single directory itself, otherwise the deepest common parent directory.
+func basePath(paths []string) string {
+	if len(paths) == 1 {
+		if fi, err := os.Stat(paths[0]); err == nil && fi.IsDir() {
+			return paths[0]
+		}
+		return filepath.Dir(paths[0])
+	}
+	base := filepath.Dir(paths[0])
+	for _, p := range paths[1:] {
+		for !within(p, base) {
+			base = filepath.Dir(base)
+		}
+	}
+	return base
+}
+
+// findParent returns the latest snapshot of the same paths on the same
+// host, whose unchanged files need not be read again.
+func findParent(ctx context.Context, r *repo.Repository, host string, paths []string) (*Snapshot, error) {
+	sns, err := List(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(sns) - 1; i >= 0; i-- {
+		if sns[i].Host == host && slices.Equal(sns[i].Paths, paths) {
+			return sns[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// run performs the backup and returns the root tree id.
+func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (repo.ID, error) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	defer a.cancel()
+	a.fileCh = make(chan *fileJob)
+	a.blobCh = make(chan blobJob, 2*runtime.GOMAXPROCS(0))
+
+	var readers, workers sync.WaitGroup
+	for range fileReaders {
+		readers.Go(func() { a.readFiles(ctx) })
+	}
+	for range runtime.GOMAXPROCS(0) {
+		workers.Go(func() { a.saveBlobs(ctx) })
+	}
+	if _, ok := a.prog.(nopProgress); !ok {
+		go a.scan(ctx, paths)
+	}
+
+	root, err := a.walkRoots(ctx, paths, parent)
+
+	close(a.fileCh)
+	readers.Wait()
+	close(a.blobCh)
+	workers.Wait()
+	if a.firstErr != nil {
+		return repo.ID{}, a.firstErr
+	}
+	if err != nil {
+		return repo.ID{}, err
+	}
+	return root, ctx.Err()
+}
+
+// pathTrie holds the directories from "/" down to each backed-up path.
+type pathTrie struct {
+	children map[string]*pathTrie
+	target   string // set on a backed-up path
+}
+
+// walkRoots backs up each path and then stores the trees of the
+// directories above them, up to "/".
+func (a *archiver) walkRoots(ctx context.Context, paths []string, parent *Snapshot) (repo.ID, error) {
+	trie := &pathTrie{children: map[string]*pathTrie{}}
+	for _, p := range paths {
+		t := trie
+		for _, el := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			if el == "" {
+				continue
+			}
+			if t.children[el] == nil {
+				t.children[el] = &pathTrie{children: map[string]*pathTrie{}}
+			}
+			t = t.children[el]
+		}
+		t.target = p
+	}
+	var prevRoot repo.ID
+	if parent != nil {
+		prevRoot = parent.Tree
+	}
+	if trie.target != "" { // backing up "/" itself
+		rootNode, err := a.readMetaOf("/", "/")
+		if err != nil {
+			return repo.ID{}, err
+		}
+		a.devs[rootNode.Device] = true
+		return a.walkTop(ctx, "/", rootNode, prevRoot)
+	}
+	return a.walkChain(ctx, "/", trie, prevRoot)
+}
+
+// walkChain stores an intermediate directory holding only the entries on
+// the way to backed-up paths.
+func (a *archiver) walkChain(ctx context.Context, dir string, t *pathTrie, prevTree repo.ID) (repo.ID, error) {
+	prev := a.loadPrev(ctx, prevTree)
+	var nodes []*Node
+	names := make([]string, 0, len(t.children))
+	for name := range t.children {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		child := t.children[name]
+		p := filepath.Join(dir, name)
+		n, err := a.readMetaOf(p, name)
+		if err != nil {
+			return repo.ID{}, err
+		}
+		if child.target != "" {
+			a.devs[n.Device] = true
+		}
+		prevNode := prev[name]
+		var prevSub repo.ID
+		if prevNode != nil && prevNode.Type == TypeDir {
+			prevSub = prevNode.Subtree
+		}
+		switch {
+		case child.target != "" && n.Type == TypeDir:
+			n.Subtree, err = a.walkTop(ctx, p, n, prevSub)
+		case child.target != "":
+			err = a.addTopFile(ctx, p, n, prevNode)
+		case n.Type == TypeDir:
+			n.Subtree, err = a.walkChain(ctx, p, child, prevSub)
+		default:
+			err = fmt.Errorf("cannot back up below %s: not a directory", p)
+		}
+		if err != nil {
+			return repo.ID{}, err
+		}
+		nodes = append(nodes, n)
+	}
+	return saveTree(ctx, a.saver, nodes)
+}
+
+func (a *archiver) readMetaOf(path, name string) (*Node, error) {
+	n, err := readMeta(path, name, a.names)
+	if err != nil {
+		return nil, fmt.Errorf("cannot back up %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// walkTop backs up a whole directory tree and waits for it to complete.
+func (a *archiver) walkTop(ctx context.Context, path string, n *Node, prevTree repo.ID) (repo.ID, error) {
+	var done sync.WaitGroup
+	done.Add(1)
+	a.dirs.Add(1)
+	a.walkDir(ctx, path, nil, n, prevTree, &done)
+	done.Wait()
+	if a.firstErr != nil {
+		return repo.ID{}, a.firstErr
+	}
+	return n.Subtree, ctx.Err()
+}
+
+// addTopFile backs up a single file given on the command line.
+func (a *archiver) addTopFile(ctx context.Context, path string, n *Node, prev *Node) error {
+	var done sync.WaitGroup
+	a.addEntry(ctx, path, nil, n, prev, &done)
+	done.Wait()
+	if a.firstErr != nil {
+		return a.firstErr
+	}
+	return ctx.Err()
+}
+
+// loadPrev returns the parent snapshot's nodes of a directory by name.
+// A parent tree that cannot be read only costs re-reading the files.
+func (a *archiver) loadPrev(ctx context.Context, id repo.ID) map[string]*Node {
+	if id.IsZero() {
+		return nil
+	}
+	nodes, err := LoadTree(ctx, a.repo, id)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]*Node, len(nodes))
+	for _, n := range nodes {
+		m[n.Name] = n
+	}
+	return m
+}
+
+// walkDir reads directory path, whose node is n, and arranges for
+// n.Subtree to be set and done.Done() called once all entries are stored.
+// rel holds the path elements below the backed-up root, for excludes.
+func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *Node, prevTree repo.ID, done *sync.WaitGroup) {
+	var children []*Node
+	var pending sync.WaitGroup
+	defer func() {
+		go func() {
+			pending.Wait()
+			if ctx.Err() == nil {
+				id, err := saveTree(ctx, a.saver, children)
+				if err != nil {
+					a.fail(fmt.Errorf("storing directory %s: %w", path, err))
+				}
+				n.Subtree = id
+			}
+			done.Done()
+		}()
+	}()
+
+	if a.opt.OneFileSystem && !a.devs[n.Device] {
+		return // the mount point is recorded, its contents are not
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		a.warn(path, n, err)
+	}
+	prev := a.loadPrev(ctx, prevTree)
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return
+		}
+		name := e.Name()
+		p := filepath.Join(path, name)
+		if a.skip[p] {
+			continue
+		}
+		childRel := append(rel[:len(rel):len(rel)], name)
+		if a.ignore.Match(childRel, e.IsDir()) {
+			continue
+		}
+		child, err := readMeta(p, name, a.names)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted since the directory was read
+			}
+			a.warn(p, nil, err)
+			continue
+		}
+		children = append(children, child)
+		if child.Type == TypeDir {
+			a.dirs.Add(1)
+			pending.Add(1)
+			var prevSub repo.ID
+			if pn := prev[name]; pn != nil && pn.Type == TypeDir {
+				prevSub = pn.Subtree
+			}
+			a.walkDir(ctx, p, childRel, child, prevSub, &pending)
+			continue
+		}
+		a.addEntry(ctx, p, childRel, child, prev[name], &pending)
+	}
+}
+
+// addEntry handles a non-directory entry: unchanged files take their
+// content from the parent snapshot, other files go to the readers.
+func (a *archiver) addEntry(ctx context.Context, path string, rel []string, n *Node, prev *Node, pending *sync.WaitGroup) {
+	if n.Type != TypeFile {
+		a.others.Add(1)
+		a.prog.Processed(1, 0)
+		return
+	}
+	a.files.Add(1)
+	if a.unchangedFile(prev, n) {
+		n.Content = prev.Content
+		a.unchanged.Add(1)
+		a.size.Add(n.Size)
+		a.prog.Processed(1, n.Size)
+		return
+	}
+	if prev == nil {
+		a.newFiles.Add(1)
+	} else {
+		a.changed.Add(1)
+	}
+	pending.Add(1)
+	select {
+	case a.fileCh <- &fileJob{path: path, node: n, done: pending}:
+	case <-ctx.Done():
+		pending.Done()
+	}
+}
+
+// openNoAtime opens a file for reading without updating its access time
+// where the kernel allows it (O_NOATIME needs ownership or CAP_FOWNER).
+func openNoAtime(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
+}
+
+// unchangedFile reports whether cur can reuse prev's content without
+// reading the file: same size, mtime, ctime and inode, and every blob
+// still indexed.
+func (a *archiver) unchangedFile(prev, cur *Node) bool {
+	if prev == nil || prev.Type != TypeFile || prev.Error != "" || prev.Size != cur.Size ||
+		!prev.ModTime.Equal(cur.ModTime) || !prev.ChangeTime.Equal(cur.ChangeTime) || prev.Inode != cur.Inode {
+		return false
+	}
+	for _, e := range prev.Content {
+		if !e.Hole && !a.repo.Index().Has(e.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+// fileJob is one file to read. remaining counts the reader's hold plus
+// one per chunk not yet stored; whoever drops it to zero completes the file.
+type fileJob struct {
+	path      string
+	node      *Node
+	done      *sync.WaitGroup
+	mu        sync.Mutex
+	content   []Extent
+	remaining atomic.Int64
+}
+
+// release drops one hold; the last one completes the file's node.
+func (f *fileJob) release(a *archiver) {
+	if f.remaining.Add(-1) != 0 {
+		return
+	}
+	n := f.node
+	n.Content = f.content
+	if n.Error == "" {
+		// The file may have changed size while being read; the snapshot
+		// records what was read, so size and content always agree.
+		n.Size = 0
+		for _, e := range f.content {
+			n.Size += e.Size
+		}
+	}
+	a.size.Add(n.Size)
+	f.done.Done()
+}
+
+type blobJob struct {
+	file *fileJob
+	idx  int     // index in file.content
+	buf  *[]byte // pooled; data is (*buf)[:n]
+	n    int
+}
+
+// readFiles is a reader: it chunks files and hands the chunks on.
+func (a *archiver) readFiles(ctx context.Context) {
+	buf := make([]byte, 2*a.chunk.MaxSize)
+	opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
+	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, buf)
+	if err != nil {
+		a.fail(fmt.Errorf("setting up the chunker: %w", err))
+	}
+	for job := range a.fileCh {
+		if ctx.Err() != nil || ch == nil {
+			job.done.Done()
+			continue
+		}
+		a.readFile(ctx, ch, job)
+	}
+}
+
+func (a *archiver) readFile(ctx context.Context, ch *chunkers.Chunker, job *fileJob) {
+	job.remaining.Store(1)
+	n := job.node
+	defer func() {
+		a.prog.Processed(1, 0)
+		job.release(a)
+	}()
+
+	f, err := openNoAtime(job.path)
+	if err != nil {
+		a.warn(job.path, n, err)
+		return
+	}
+	defer f.Close()
+	a.filesRead.Add(1)
+	fi, err := f.Stat()
+	if err != nil {
+		a.warn(job.path, n, err)
+		return
+	}
+	n.Size = fi.Size()
+	regions, err := dataRegions(f, n.Size)
+	if err != nil {
+		a.warn(job.path, n, err)
+		return
+	}
+	var pos int64
+	for _, reg := range regions {
+		if reg.Off > pos {
+			job.addExtent(Extent{Hole: true, Size: reg.Off - pos})
+		}
+		counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
+		ch.Reset(counted)
+		for {
+			chunk, err := ch.Next()
+			if err != nil && err != io.EOF {
+				a.warn(job.path, n, err)
+				job.mu.Lock()
+				job.content = nil
+				job.mu.Unlock()
+				return
+			}
+			if len(chunk) > 0 {
+				b := a.getBuf(len(chunk))
+				copy(*b, chunk)
+				idx := job.addExtent(Extent{Size: int64(len(chunk))})
+				job.remaining.Add(1)
+				select {
+				case a.blobCh <- blobJob{file: job, idx: idx, buf: b, n: len(chunk)}:
+				case <-ctx.Done():
+					job.remaining.Add(-1)
+					return
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+		}
+		a.bytesRead.Add(counted.n)
+		a.prog.Processed(0, counted.n)
+		pos = reg.Off + counted.n
+	}
+	if pos < n.Size {
+		job.addExtent(Extent{Hole: true, Size: n.Size - pos})
+	}
+}
+
+func (f *fileJob) addExtent(e Extent) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.content = append(f.content, e)
+	return len(f.content) - 1
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (a *archiver) getBuf(n int) *[]byte {
+	if b, ok := a.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(n, 1<<20))
+	return &b
+}
+
+// saveBlobs is a blob worker.
+func (a *archiver) saveBlobs(ctx context.Context) {
+	for job := range a.blobCh {
+		if ctx.Err() == nil {
+			id, _, err := a.saver.Save(ctx, repo.BlobData, (*job.buf)[:job.n])
+			if err != nil {
+				a.fail(fmt.Errorf("storing %s: %w", job.file.path, err))
+			} else {
+				job.file.mu.Lock()
+				job.file.content[job.idx].ID = id
+				job.file.mu.Unlock()
+			}
+		}
+		a.bufs.Put(job.buf)
+		job.file.release(a)
+	}
+}
+
+// scan walks the paths ahead of the backup to total files and bytes.
+func (a *archiver) scan(ctx context.Context, paths []string) {
+	for _, root := range paths {
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil || a.skip[p] {
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if p != root {
+				rel, _ := filepath.Rel(root, p)
+				if a.ignore.Match(strings.Split(rel, string(filepath.Separator)), d.IsDir()) {
+					if d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+			}
+			if d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					a.prog.Scanned(1, fi.Size())
+				}
+			} else if !d.IsDir() {
+				a.prog.Scanned(1, 0)
+			}
+			return nil
+		})
+	}
+}

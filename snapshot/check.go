@@ -1,0 +1,146 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+// CheckOptions select how deep a check goes.
+type CheckOptions struct {
+	// ReadData downloads and verifies packs; ReadFraction (0 < f <= 1)
+	// picks a random share of them, 1 meaning all.
+	ReadData     bool
+	ReadFraction float64
+	Progress     RestoreProgress // Total/Processed count packs and bytes read
+}
+
+// CheckResult counts what a check saw.
+type CheckResult struct {
+	Snapshots      int   `json:"snapshots"`
+	Trees          int   `json:"trees"`
+	DataBlobs      int   `json:"data_blobs"`
+	Packs          int   `json:"packs"`
+	UnindexedPacks int   `json:"unindexed_packs"`
+	PacksRead      int   `json:"packs_read"`
+	BytesRead      int64 `json:"bytes_read"`
+	Problems       int   `json:"problems"`
+}
+
+// Check verifies the repository's structure: every pack the index lists
+// exists with the right size, every snapshot loads, every tree decodes and
+// every blob a tree references is in the index with the right type. With
+// ReadData it also downloads packs and authenticates every blob in them.
+// Each problem is passed to problem; the error return is for failures that
+// stop the check itself.
+func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem func(error)) (CheckResult, error) {
+	var res CheckResult
+	report := func(err error) {
+		res.Problems++
+		problem(err)
+	}
+	listing, err := r.CheckPacks(ctx, report)
+	if err != nil {
+		return res, err
+	}
+	res.Packs, res.UnindexedPacks = len(listing.Stored), len(listing.Unindexed)
+
+	ids, err := r.ListObjects(ctx, "snapshot")
+	if err != nil {
+		return res, err
+	}
+	seenTrees := map[repo.ID]bool{}
+	seenBlobs := map[repo.ID]bool{}
+	for _, id := range ids {
+		sn, err := Load(ctx, r, id)
+		if err != nil {
+			report(err)
+			continue
+		}
+		res.Snapshots++
+		if err := checkTree(ctx, r, sn.Tree, "snapshot "+sn.ID.Short()+" /", seenTrees, seenBlobs, report); err != nil {
+			return res, err
+		}
+	}
+	res.Trees, res.DataBlobs = len(seenTrees), len(seenBlobs)
+
+	if !opt.ReadData {
+		return res, nil
+	}
+	packs := make([]repo.ID, 0, len(listing.Stored))
+	for id := range listing.Stored {
+		packs = append(packs, id)
+	}
+	slices.SortFunc(packs, func(a, b repo.ID) int { return slices.Compare(a[:], b[:]) })
+	if f := opt.ReadFraction; f > 0 && f < 1 {
+		rand.Shuffle(len(packs), func(i, j int) { packs[i], packs[j] = packs[j], packs[i] })
+		packs = packs[:max(1, int(float64(len(packs))*f+0.5))]
+	}
+	var total int64
+	for _, id := range packs {
+		total += listing.Stored[id]
+	}
+	if opt.Progress != nil {
+		opt.Progress.Total(int64(len(packs)), total)
+	}
+	for _, id := range packs {
+		if err := r.ReadPack(ctx, id, listing.Stored[id], report); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return res, err
+			}
+			report(err)
+		}
+		res.PacksRead++
+		res.BytesRead += listing.Stored[id]
+		if opt.Progress != nil {
+			opt.Progress.Processed(1, listing.Stored[id])
+		}
+	}
+	return res, nil
+}
+
+// checkTree verifies a tree and everything below it once.
+func checkTree(ctx context.Context, r *repo.Repository, id repo.ID, where string, seenTrees, seenBlobs map[repo.ID]bool, report func(error)) error {
+	if seenTrees[id] {
+		return nil
+	}
+	seenTrees[id] = true
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	nodes, err := LoadTree(ctx, r, id)
+	if err != nil {
+		report(fmt.Errorf("%s: %w", where, err))
+		return nil
+	}
+	for _, n := range nodes {
+		p := where + n.Name
+		switch n.Type {
+		case TypeDir:
+			if err := checkTree(ctx, r, n.Subtree, p+"/", seenTrees, seenBlobs, report); err != nil {
+				return err
+			}
+		case TypeFile:
+			for _, e := range n.Content {
+				if e.Hole || seenBlobs[e.ID] {
+					continue
+				}
+				seenBlobs[e.ID] = true
+				loc, ok := r.Index().Lookup(e.ID)
+				switch {
+				case !ok:
+					report(fmt.Errorf("%s: data blob %s: %w", p, e.ID.Short(), repo.ErrBlobNotFound))
+				case loc.Type != repo.BlobData:
+					report(fmt.Errorf("%s: blob %s is indexed as %s, not data: %w", p, e.ID.Short(), loc.Type, repo.ErrCorrupt))
+				case int64(loc.RawLength) != e.Size:
+					report(fmt.Errorf("%s: blob %s holds %d bytes, the tree says %d: %w", p, e.ID.Short(), loc.RawLength, e.Size, repo.ErrCorrupt))
+				}
+			}
+		}
+	}
+	return nil
+}

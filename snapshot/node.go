@@ -1,0 +1,68 @@
+package snapshot
+
+import (
+	"time"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+// NodeType is the kind of filesystem object a Node records.
+type NodeType string
+
+// The node types a tree can hold.
+const (
+	TypeFile    NodeType = "file"
+	TypeDir     NodeType = "dir"
+	TypeSymlink NodeType = "symlink"
+	TypeFifo    NodeType = "fifo"
+	TypeSocket  NodeType = "socket"
+	TypeCharDev NodeType = "chardev"
+	TypeBlkDev  NodeType = "blockdev"
+)
+
+// Extent is one piece of a regular file's content, in file order: either a
+// run of Hole zero bytes that is not stored (a hole of a sparse file), or a
+// chunk of data stored as the blob ID whose plaintext is Size bytes long.
+type Extent struct {
+	ID   repo.ID `json:"id,omitzero"`
+	Size int64   `json:"size"`
+	Hole bool    `json:"hole,omitempty"`
+}
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  string `json:"name"`
+	Value []byte `json:"value"`
+}
+
+// Node is one entry of a directory: its name, metadata and, for a regular
+// file, its content; for a directory, the id of its own tree blob.
+//
+// Times are stored with nanosecond precision in UTC. Inode, Device and Links
+// are recorded so that a later backup can tell an unchanged file without
+// reading it, and so that hard links can be restored as hard links.
+type Node struct {
+	Name       string    `json:"name"`
+	Type       NodeType  `json:"type"`
+	Mode       uint32    `json:"mode"` // POSIX st_mode & 07777: permissions plus setuid, setgid, sticky
+	UID        uint32    `json:"uid"`
+	GID        uint32    `json:"gid"`
+	User       string    `json:"user,omitempty"`
+	Group      string    `json:"group,omitempty"`
+	ModTime    time.Time `json:"mtime"`
+	ChangeTime time.Time `json:"ctime,omitzero"`
+	AccessTime time.Time `json:"atime,omitzero"`
+	Inode      uint64    `json:"inode,omitempty"`
+	Device     uint64    `json:"device,omitempty"` // st_dev of the filesystem holding the node
+	Links      uint64    `json:"links,omitempty"`  // st_nlink
+	Rdev       uint64    `json:"rdev,omitempty"`   // device number, for TypeCharDev and TypeBlkDev
+	Size       int64     `json:"size,omitempty"`   // logical size of a regular file (holes included) or of a symlink target
+	LinkTarget string    `json:"linktarget,omitempty"`
+	Xattrs     []Xattr   `json:"xattrs,omitempty"`
+	Content    []Extent  `json:"content,omitempty"`
+	Subtree    repo.ID   `json:"subtree,omitzero"`
+	// Error records why the node could not be read completely (for example
+	// permission denied). Such a file has no or partial Content and restore
+	// skips its data.
+	Error string `json:"error,omitempty"`
+}

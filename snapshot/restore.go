@@ -1,0 +1,356 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+// Errors a restore reports about its target, matched with errors.Is.
+var (
+	// ErrTargetExists means restoring would overwrite an existing file.
+	ErrTargetExists = errors.New("restore target already exists")
+	// ErrTargetNotWritable means the target directory cannot be written.
+	ErrTargetNotWritable = errors.New("restore target is not writable")
+	// ErrDiskFull means the target filesystem ran out of space.
+	ErrDiskFull = errors.New("no space left on the restore target")
+)
+
+// RestoreOptions say where and how to restore.
+type RestoreOptions struct {
+	Target    string // directory to restore into; created if missing
+	Overwrite bool   // replace existing files instead of refusing
+	Progress  RestoreProgress
+	// Workers is how many packs are read at once; 0 means 4.
+	Workers int
+}
+
+// RestoreProgress receives progress events; methods may be called
+// concurrently.
+type RestoreProgress interface {
+	Total(files, bytes int64)
+	Processed(files, bytes int64)
+	Warn(path string, err error)
+}
+
+type nopRestoreProgress struct{}
+
+func (nopRestoreProgress) Total(int64, int64)     {}
+func (nopRestoreProgress) Processed(int64, int64) {}
+func (nopRestoreProgress) Warn(string, error)     {}
+
+// RestoreSummary counts what a restore did.
+type RestoreSummary struct {
+	Files    int64 `json:"files"`
+	Dirs     int64 `json:"dirs"`
+	Others   int64 `json:"others"`
+	Bytes    int64 `json:"bytes"`
+	Warnings int64 `json:"warnings"`
+}
+
+type restoreItem struct {
+	path string
+	node *Node
+}
+
+// restorer holds the plan of one restore.
+type restorer struct {
+	r        *repo.Repository
+	opt      RestoreOptions
+	prog     RestoreProgress
+	asRoot   bool
+	dirs     []restoreItem // parents before children
+	others   []restoreItem // files, symlinks, specials
+	links    map[[2]uint64]string
+	warnings atomic.Int64
+	sum      RestoreSummary
+}
+
+// Restore restores the node at snapshot path p (see AbsPath) below
+// opt.Target: a directory's contents go directly into the target, a file
+// or other node into target/<name>. Every blob is authenticated before it
+// is written. Existing files are refused unless opt.Overwrite is set,
+// and that check runs before anything is written.
+func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, opt RestoreOptions) (RestoreSummary, error) {
+	node, _, err := Resolve(ctx, r, sn, p)
+	if err != nil {
+		return RestoreSummary{}, err
+	}
+	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}}
+	if rs.prog == nil {
+		rs.prog = nopRestoreProgress{}
+	}
+	target, err := filepath.Abs(opt.Target)
+	if err != nil {
+		return rs.sum, err
+	}
+	if err := rs.plan(ctx, target, node); err != nil {
+		return rs.sum, err
+	}
+	if err := rs.checkConflicts(); err != nil {
+		return rs.sum, err
+	}
+	if err := rs.createEntries(); err != nil {
+		return rs.sum, err
+	}
+	if err := rs.writeData(ctx); err != nil {
+		return rs.sum, err
+	}
+	rs.applyMetadata()
+	rs.sum.Warnings = rs.warnings.Load()
+	return rs.sum, nil
+}
+
+// plan lists everything to create.
+func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
+	if node.Type != TypeDir {
+		rs.dirs = append(rs.dirs, restoreItem{target, nil})
+		rs.add(filepath.Join(target, node.Name), node)
+		return nil
+	}
+	root := node
+	if node.Name == "/" { // the synthetic root has no metadata of its own
+		root = nil
+	}
+	rs.dirs = append(rs.dirs, restoreItem{target, root})
+	return Walk(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
+		rs.add(p, n)
+		return nil
+	})
+}
+
+func (rs *restorer) add(p string, n *Node) {
+	if n.Type == TypeDir {
+		rs.dirs = append(rs.dirs, restoreItem{p, n})
+		rs.sum.Dirs++
+		return
+	}
+	rs.others = append(rs.others, restoreItem{p, n})
+	if n.Type == TypeFile {
+		rs.sum.Files++
+		rs.sum.Bytes += n.Size
+	} else {
+		rs.sum.Others++
+	}
+}
+
+// checkConflicts refuses to touch existing files unless asked to.
+func (rs *restorer) checkConflicts() error {
+	var conflicts []string
+	for _, it := range rs.others {
+		if _, err := os.Lstat(it.path); err == nil {
+			conflicts = append(conflicts, it.path)
+		}
+	}
+	for _, it := range rs.dirs {
+		if fi, err := os.Lstat(it.path); err == nil && !fi.IsDir() {
+			conflicts = append(conflicts, it.path)
+		}
+	}
+	if len(conflicts) == 0 || rs.opt.Overwrite {
+		return nil
+	}
+	more := ""
+	if len(conflicts) > 1 {
+		more = fmt.Sprintf(" and %d more", len(conflicts)-1)
+	}
+	return fmt.Errorf("%s%s: %w: use -overwrite to replace, or restore to an empty directory", conflicts[0], more, ErrTargetExists)
+}
+
+// fsError classifies a write error for the user.
+func fsError(op, p string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%s %s: %w", op, p, ErrDiskFull)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%s %s: %w (%v)", op, p, ErrTargetNotWritable, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, p, err)
+}
+
+// createEntries makes directories, empty files of the right size, links
+// and special files. Directories stay owner-writable until applyMetadata.
+func (rs *restorer) createEntries() error {
+	for _, it := range rs.dirs {
+		if err := os.MkdirAll(it.path, 0o700); err != nil {
+			return fsError("creating directory", it.path, err)
+		}
+	}
+	for i := range rs.others {
+		it := &rs.others[i]
+		n := it.node
+		if rs.opt.Overwrite {
+			if fi, err := os.Lstat(it.path); err == nil && !fi.IsDir() {
+				if err := os.Remove(it.path); err != nil {
+					return fsError("replacing", it.path, err)
+				}
+			}
+		}
+		if n.Type != TypeDir && n.Links > 1 {
+			key := [2]uint64{n.Device, n.Inode}
+			if first, ok := rs.links[key]; ok {
+				if err := os.Link(first, it.path); err != nil {
+					return fsError("linking", it.path, err)
+				}
+				it.node = nil // shares the first name's inode, data and metadata
+				continue
+			}
+			rs.links[key] = it.path
+		}
+		var err error
+		switch n.Type {
+		case TypeFile:
+			err = createSized(it.path, n)
+		case TypeSymlink:
+			err = os.Symlink(n.LinkTarget, it.path)
+		default:
+			err = createSpecial(it.path, n)
+			if errors.Is(err, errNeedRoot) {
+				rs.warn(it.path, err)
+				continue
+			}
+		}
+		if err != nil {
+			return fsError("creating", it.path, err)
+		}
+	}
+	// Hard-linked names after the first carry a nil node: drop them.
+	rs.others = slices.DeleteFunc(rs.others, func(it restoreItem) bool { return it.node == nil })
+	return nil
+}
+
+// createSized creates an empty file with the node's size. Truncating
+// instead of writing zeros leaves the holes of a sparse file unallocated.
+func createSized(p string, n *Node) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	var size int64
+	for _, e := range n.Content {
+		size += e.Size
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (rs *restorer) warn(p string, err error) {
+	rs.warnings.Add(1)
+	rs.prog.Warn(p, err)
+}
+
+type blobTarget struct {
+	path   string
+	offset int64
+}
+
+// writeData reads every pack holding needed blobs once, coalescing nearby
+// blobs into single ranged reads, and writes each blob to all the places
+// that need it.
+func (rs *restorer) writeData(ctx context.Context) error {
+	type packWork struct {
+		refs    []repo.BlobRef
+		targets map[repo.ID][]blobTarget
+	}
+	packs := map[repo.ID]*packWork{}
+	var totalBytes int64
+	for _, it := range rs.others {
+		n := it.node
+		if n.Type != TypeFile {
+			continue
+		}
+		if n.Error != "" {
+			rs.warn(it.path, fmt.Errorf("was not readable at backup time (%s); restored with the content that was read", n.Error))
+		}
+		var off int64
+		for _, e := range n.Content {
+			if !e.Hole {
+				loc, ok := rs.r.Index().Lookup(e.ID)
+				if !ok {
+					return fmt.Errorf("content of %s: blob %s: %w", it.path, e.ID.Short(), repo.ErrBlobNotFound)
+				}
+				w := packs[loc.Pack]
+				if w == nil {
+					w = &packWork{targets: map[repo.ID][]blobTarget{}}
+					packs[loc.Pack] = w
+				}
+				if _, seen := w.targets[e.ID]; !seen {
+					w.refs = append(w.refs, repo.BlobRef{ID: e.ID, Type: repo.BlobData})
+				}
+				w.targets[e.ID] = append(w.targets[e.ID], blobTarget{it.path, off})
+				totalBytes += e.Size
+			}
+			off += e.Size
+		}
+	}
+	rs.prog.Total(rs.sum.Files, totalBytes)
+
+	workers := rs.opt.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for pack, w := range packs {
+		g.Go(func() error {
+			return rs.r.LoadBlobs(ctx, pack, w.refs, func(ref repo.BlobRef, plain []byte) error {
+				for _, t := range w.targets[ref.ID] {
+					if err := writeAt(t.path, plain, t.offset); err != nil {
+						return fsError("writing", t.path, err)
+					}
+					rs.prog.Processed(0, int64(len(plain)))
+				}
+				return nil
+			})
+		})
+	}
+	return g.Wait()
+}
+
+// writeAt writes b at off in the existing file p. Opening per blob keeps
+// no descriptors across packs; writers at different offsets of one file
+// may run at once.
+func writeAt(p string, b []byte, off int64) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, off); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// applyMetadata sets owners, modes, xattrs and times: entries first, then
+// directories deepest first, so that creating an entry never changes the
+// mtime of a directory already done.
+func (rs *restorer) applyMetadata() {
+	for _, it := range rs.others {
+		if err := applyMeta(it.path, it.node, rs.asRoot); err != nil {
+			rs.warn(it.path, err)
+		}
+		rs.prog.Processed(1, 0)
+	}
+	for i := len(rs.dirs) - 1; i >= 0; i-- {
+		if rs.dirs[i].node == nil {
+			continue
+		}
+		if err := applyMeta(rs.dirs[i].path, rs.dirs[i].node, rs.asRoot); err != nil {
+			rs.warn(rs.dirs[i].path, err)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
+)
+
+const snapshotVersion = 1
+
+// Errors about naming snapshots and paths, matched with errors.Is.
+var (
+	// ErrSnapshotNotFound means no snapshot id starts with the prefix given.
+	ErrSnapshotNotFound = errors.New("no such snapshot")
+	// ErrAmbiguousSnapshot means several snapshot ids start with the prefix.
+	ErrAmbiguousSnapshot = errors.New("ambiguous snapshot id prefix")
+	// ErrPathNotFound means a path does not exist in a snapshot.
+	ErrPathNotFound = errors.New("path not in snapshot")
+)
+
+// Summary records what one backup did.
+type Summary struct {
+	Files          int64         `json:"files"`           // regular files in the snapshot
+	Dirs           int64         `json:"dirs"`            // directories in the snapshot
+	Others         int64         `json:"others"`          // symlinks, devices, fifos, sockets
+	Size           int64         `json:"size"`            // logical bytes of the regular files
+	NewFiles       int64         `json:"new_files"`       // files not in the parent snapshot
+	ChangedFiles   int64         `json:"changed_files"`   // files whose content was read again
+	UnchangedFiles int64         `json:"unchanged_files"` // files taken from the parent without reading
+	FilesRead      int64         `json:"files_read"`      // files opened for reading
+	BytesRead      int64         `json:"bytes_read"`      // content bytes read from the source
+	NewBlobs       int64         `json:"new_blobs"`
+	NewBytes       int64         `json:"new_bytes"`    // plaintext bytes of blobs new to the repository
+	StoredBytes    int64         `json:"stored_bytes"` // bytes of packs written
+	Errors         int64         `json:"errors"`       // entries that could not be read completely
+	Start          time.Time     `json:"start"`
+	Duration       time.Duration `json:"duration"`
+}
+
+// Snapshot is one backup.
+type Snapshot struct {
+	Version  int       `json:"version"`
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host"`
+	User     string    `json:"user"`
+	Paths    []string  `json:"paths"` // absolute, cleaned, sorted
+	Base     string    `json:"base"`  // directory relative paths resolve against
+	Tags     []string  `json:"tags,omitempty"`
+	Excludes []string  `json:"excludes,omitempty"`
+	Parent   repo.ID   `json:"parent,omitzero"`
+	Tree     repo.ID   `json:"tree"`
+	Summary  Summary   `json:"summary"`
+	Program  string    `json:"program"`
+
+	ID repo.ID `json:"-"` // the object's name, set when loaded or saved
+}
+
+// Save stores sn as a new snapshot object and sets sn.ID.
+func Save(ctx context.Context, r *repo.Repository, sn *Snapshot) error {
+	sn.Version = snapshotVersion
+	b, err := json.Marshal(sn)
+	if err != nil {
+		return err
+	}
+	id, err := r.SaveObject(ctx, storage.KindSnapshot, b)
+	if err != nil {
+		return err
+	}
+	sn.ID = id
+	return nil
+}
+
+// Load reads and decodes one snapshot object.
+func Load(ctx context.Context, r *repo.Repository, id repo.ID) (*Snapshot, error) {
+	b, err := r.LoadObject(ctx, storage.KindSnapshot, id)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := decodeSnapshot(b)
+	if err != nil {
+		if errors.Is(err, repo.ErrNewerFormat) {
+			return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+		}
+		return nil, &repo.IntegrityError{Kind: storage.KindSnapshot, Name: id.String(), Err: err}
+	}
+	sn.ID = id
+	return sn, nil
+}
+
+func decodeSnapshot(b []byte) (*Snapshot, error) {
+	var sn Snapshot
+	if err := json.Unmarshal(b, &sn); err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	if sn.Version > snapshotVersion {
+		return nil, fmt.Errorf("snapshot version %d: %w", sn.Version, repo.ErrNewerFormat)
+	}
+	if sn.Version != snapshotVersion {
+		return nil, fmt.Errorf("unknown snapshot version %d", sn.Version)
+	}
+	if sn.Tree.IsZero() || len(sn.Paths) == 0 {
+		return nil, errors.New("snapshot has no tree or no paths")
+	}
+	return &sn, nil
+}
+
+// List loads every snapshot, oldest first.
+func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
+	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	sns := make([]*Snapshot, 0, len(ids))
+	for _, id := range ids {
+		sn, err := Load(ctx, r, id)
+		if err != nil {
+			return nil, err
+		}
+		sns = append(sns, sn)
+	}
+	slices.SortFunc(sns, func(a, b *Snapshot) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID.String(), b.ID.String())
+	})
+	return sns, nil
+}
+
+// Find returns the snapshot whose id starts with prefix. "latest" selects
+// the most recent snapshot.
+func Find(ctx context.Context, r *repo.Repository, prefix string) (*Snapshot, error) {
+	if prefix == "latest" {
+		sns, err := List(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if len(sns) == 0 {
+			return nil, fmt.Errorf("latest: the repository has no snapshots: %w", ErrSnapshotNotFound)
+		}
+		return sns[len(sns)-1], nil
+	}
+	prefix = strings.ToLower(prefix)
+	if prefix == "" || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("%q is not a snapshot id prefix (hex digits): %w", prefix, ErrSnapshotNotFound)
+	}
+	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	var matches []repo.ID
+	for _, id := range ids {
+		if strings.HasPrefix(id.String(), prefix) {
+			matches = append(matches, id)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("no snapshot id starts with %q: %w", prefix, ErrSnapshotNotFound)
+	case 1:
+		return Load(ctx, r, matches[0])
+	}
+	shorts := make([]string, len(matches))
+	for i, m := range matches {
+		shorts[i] = m.String()[:max(8, len(prefix)+2)]
+	}
+	return nil, fmt.Errorf("snapshot id prefix %q matches %d snapshots (%s): use more characters: %w",
+		prefix, len(matches), strings.Join(shorts, ", "), ErrAmbiguousSnapshot)
+}

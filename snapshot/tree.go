@@ -1,0 +1,165 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+const treeVersion = 1
+
+// maxTreeNodes is the most nodes one tree blob holds. A larger directory
+// is stored as parts, each a tree blob of consecutive nodes, listed in
+// order by a parent tree blob; a 10,000-entry directory is then read in a
+// few bounded pieces instead of one huge blob.
+const maxTreeNodes = 4096
+
+// treeBlob is the encoded form of a tree blob: either Nodes, sorted by
+// name, or Parts.
+type treeBlob struct {
+	Version int       `json:"version"`
+	Nodes   []*Node   `json:"nodes,omitempty"`
+	Parts   []repo.ID `json:"parts,omitempty"`
+}
+
+type blobSaver interface {
+	Save(ctx context.Context, t repo.BlobType, plaintext []byte) (repo.ID, bool, error)
+}
+
+type blobLoader interface {
+	LoadBlob(ctx context.Context, t repo.BlobType, id repo.ID) ([]byte, error)
+}
+
+// saveTree stores a directory's nodes, sorted by name, and returns the
+// id of its tree blob.
+func saveTree(ctx context.Context, s blobSaver, nodes []*Node) (repo.ID, error) {
+	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	if len(nodes) <= maxTreeNodes {
+		return saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Nodes: nodes})
+	}
+	var parts []repo.ID
+	for chunk := range slices.Chunk(nodes, maxTreeNodes) {
+		id, err := saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Nodes: chunk})
+		if err != nil {
+			return repo.ID{}, err
+		}
+		parts = append(parts, id)
+	}
+	return saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Parts: parts})
+}
+
+func saveTreeBlob(ctx context.Context, s blobSaver, tb treeBlob) (repo.ID, error) {
+	b, err := json.Marshal(tb)
+	if err != nil {
+		return repo.ID{}, err
+	}
+	id, _, err := s.Save(ctx, repo.BlobTree, b)
+	return id, err
+}
+
+// LoadTree returns the nodes of a directory, sorted by name.
+func LoadTree(ctx context.Context, r blobLoader, id repo.ID) ([]*Node, error) {
+	tb, err := loadTreeBlob(ctx, r, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(tb.Parts) == 0 {
+		return tb.Nodes, nil
+	}
+	var nodes []*Node
+	for _, part := range tb.Parts {
+		pb, err := loadTreeBlob(ctx, r, part)
+		if err != nil {
+			return nil, err
+		}
+		if len(pb.Parts) > 0 {
+			return nil, &repo.IntegrityError{Kind: "tree", Name: part.String(), Err: errors.New("a tree part has parts of its own")}
+		}
+		nodes = append(nodes, pb.Nodes...)
+	}
+	if !slices.IsSortedFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) }) {
+		return nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: errors.New("parts are out of order")}
+	}
+	return nodes, nil
+}
+
+func loadTreeBlob(ctx context.Context, r blobLoader, id repo.ID) (*treeBlob, error) {
+	b, err := r.LoadBlob(ctx, repo.BlobTree, id)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := decodeTree(b)
+	if err != nil {
+		if errors.Is(err, repo.ErrNewerFormat) {
+			return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
+		}
+		return nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: err}
+	}
+	return tb, nil
+}
+
+// decodeTree parses and validates a tree blob.
+func decodeTree(b []byte) (*treeBlob, error) {
+	var tb treeBlob
+	if err := json.Unmarshal(b, &tb); err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	if tb.Version > treeVersion {
+		return nil, fmt.Errorf("tree version %d: %w", tb.Version, repo.ErrNewerFormat)
+	}
+	if tb.Version != treeVersion {
+		return nil, fmt.Errorf("unknown tree version %d", tb.Version)
+	}
+	if len(tb.Nodes) > 0 && len(tb.Parts) > 0 {
+		return nil, errors.New("tree has both nodes and parts")
+	}
+	for i, n := range tb.Nodes {
+		if n == nil {
+			return nil, fmt.Errorf("node %d is null", i)
+		}
+		if err := n.validate(); err != nil {
+			return nil, fmt.Errorf("node %q: %w", n.Name, err)
+		}
+		if i > 0 && tb.Nodes[i-1].Name >= n.Name {
+			return nil, fmt.Errorf("nodes %q and %q are duplicated or out of order", tb.Nodes[i-1].Name, n.Name)
+		}
+	}
+	return &tb, nil
+}
+
+// validate rejects nodes a restore could be tricked by: names that are
+// not a single path element, and content that contradicts the size.
+func (n *Node) validate() error {
+	if n.Name == "" || n.Name == "." || n.Name == ".." || strings.ContainsAny(n.Name, "/\x00") {
+		return errors.New("invalid name")
+	}
+	switch n.Type {
+	case TypeFile:
+		var total int64
+		for _, e := range n.Content {
+			if e.Size < 0 || (!e.Hole && e.ID.IsZero()) {
+				return errors.New("invalid content extent")
+			}
+			total += e.Size
+		}
+		if total != n.Size && n.Error == "" {
+			return fmt.Errorf("content adds up to %d bytes, size says %d", total, n.Size)
+		}
+	case TypeDir:
+		if n.Subtree.IsZero() {
+			return errors.New("directory without a subtree")
+		}
+	case TypeSymlink, TypeFifo, TypeSocket, TypeCharDev, TypeBlkDev:
+	default:
+		return fmt.Errorf("unknown type %q", n.Type)
+	}
+	if n.Type != TypeFile && len(n.Content) > 0 {
+		return errors.New("content on a node that is not a file")
+	}
+	return nil
+}

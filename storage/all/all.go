@@ -1,0 +1,17 @@
+// Package all assembles the storage registry with every backend coffer
+// ships, so that only the program's entry point depends on all of them.
+package all
+
+import (
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/fs"
+)
+
+// Registry returns a new registry with every built-in backend registered.
+// Each call returns a fresh registry, so callers may add schemes of their
+// own without affecting others.
+func Registry() *storage.Registry {
+	r := storage.NewRegistry()
+	r.Register(storage.LocalScheme, fs.Open)
+	return r
+}

@@ -1,0 +1,33 @@
+package all
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cofferhq/coffer/storage/fs"
+)
+
+func TestRegistry(t *testing.T) {
+	r := Registry()
+	if got := r.Schemes(); !slices.Contains(got, "fs") {
+		t.Fatalf("Schemes() = %q, want it to include fs", got)
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	for _, location := range []string{dir, "fs://" + dir} {
+		st, err := r.Open(context.Background(), location)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", location, err)
+		}
+		if st.Location() != dir {
+			t.Errorf("Open(%q).Location() = %q, want %q", location, st.Location(), dir)
+		}
+		st.Close()
+	}
+	// Each call must return an independent registry.
+	Registry().Register("extra", fs.Open)
+	if slices.Contains(Registry().Schemes(), "extra") {
+		t.Fatal("a scheme registered on one Registry() result shows up in another")
+	}
+}

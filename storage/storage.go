@@ -1,0 +1,154 @@
+// Package storage defines the Store interface that every coffer backend
+// implements, the errors backends report, and the parsing of store locations.
+//
+// A store knows bytes and names, nothing else: it never sees plaintext, keys
+// or snapshot structure. Everything above this package is backend-agnostic.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Kind is the class of an object in a store. Backends may place kinds in
+// separate namespaces (directories, tags, manifests); names only need to be
+// unique within a kind.
+type Kind string
+
+// The kinds of object a coffer repository stores.
+const (
+	// KindPack holds packs of encrypted blobs, named by the hex SHA-256 of
+	// their stored bytes.
+	KindPack Kind = "pack"
+	// KindIndex holds index objects, named by the hex SHA-256 of their bytes.
+	KindIndex Kind = "index"
+	// KindSnapshot holds snapshot objects, named by the hex SHA-256 of their
+	// bytes.
+	KindSnapshot Kind = "snapshot"
+	// KindKey holds wrapped master keys, named by the hex SHA-256 of their
+	// bytes.
+	KindKey Kind = "key"
+	// KindLock holds lock objects, named by a random hex id.
+	KindLock Kind = "lock"
+)
+
+// Kinds lists every kind, in the order a conformance test walks them.
+var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock}
+
+// Sentinel errors a Store wraps so that callers can match them with errors.Is.
+var (
+	// ErrNotFound means the object (or, from Open, the repository) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists means Create found a repository or other content already there.
+	ErrExists = errors.New("already exists")
+	// ErrInvalidName means a name is not a valid object name (see ValidName).
+	ErrInvalidName = errors.New("invalid object name")
+	// ErrInvalidRange means a Range lies outside the object.
+	ErrInvalidRange = errors.New("invalid range")
+	// ErrNotSupported means the backend cannot perform the operation at all,
+	// for example a registry that refuses DELETE.
+	ErrNotSupported = errors.New("not supported by this store")
+)
+
+// Range selects Length bytes starting at Offset. Length must be positive.
+type Range struct {
+	Offset int64
+	Length int64
+}
+
+// String formats r the way error messages show it.
+func (r Range) String() string { return fmt.Sprintf("[%d,+%d)", r.Offset, r.Length) }
+
+// Store is a place that holds a coffer repository's objects.
+//
+// Guarantees every implementation makes (storagetest checks them):
+//   - Put is atomic: a concurrent or later Get, Stat or List sees either the
+//     whole object or nothing, never a prefix, even if the process dies
+//     mid-Put. Putting an object that already exists with the same bytes
+//     succeeds; objects are never modified in place except KindLock.
+//   - Read-after-write: once Put returns, Get, Stat and List see the object.
+//   - Get with a Range returns exactly Length bytes or an error; a short or
+//     mis-positioned answer from the medium is an error, never data.
+//   - List returns every object of a kind exactly once, in no given order.
+//   - Methods are safe for concurrent use.
+type Store interface {
+	// Location returns the store's location as the user would type it, with
+	// any credentials removed.
+	Location() string
+
+	// Create initialises an empty store and writes the repository config.
+	// It fails with ErrExists if the location already holds a repository
+	// or any other content.
+	Create(ctx context.Context, config []byte) error
+
+	// Open returns the repository config written by Create. It fails with
+	// an error wrapping ErrNotFound if the location holds no repository.
+	Open(ctx context.Context) ([]byte, error)
+
+	// Put stores size bytes read from r under kind/name.
+	Put(ctx context.Context, kind Kind, name string, r io.Reader, size int64) error
+
+	// Get returns the object's bytes, or only the bytes selected by rng
+	// when rng is not nil. The caller must close the reader. A missing
+	// object is an error wrapping ErrNotFound.
+	Get(ctx context.Context, kind Kind, name string, rng *Range) (io.ReadCloser, error)
+
+	// Stat returns the object's size in bytes.
+	Stat(ctx context.Context, kind Kind, name string) (int64, error)
+
+	// List calls fn for each object of the given kind with its name and
+	// size. An error from fn stops the listing and is returned.
+	List(ctx context.Context, kind Kind, fn func(name string, size int64) error) error
+
+	// Delete removes an object. Deleting a missing object wraps ErrNotFound.
+	Delete(ctx context.Context, kind Kind, name string) error
+
+	// Close releases resources. Objects Put before Close stay stored.
+	Close() error
+}
+
+// Describer is implemented by stores that can report facts about
+// themselves (type, capabilities) for `coffer info`.
+type Describer interface {
+	Describe(ctx context.Context) map[string]string
+}
+
+// ValidName reports whether name can be used as an object name: 1 to 128
+// characters from [0-9a-z-], not starting with '-'. Names chosen by coffer
+// are lowercase hex, which every backend can store verbatim.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 128 || name[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidKind reports whether k is one of Kinds.
+func ValidKind(k Kind) bool {
+	for _, known := range Kinds {
+		if k == known {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckArgs validates kind and name and returns an error wrapping
+// ErrInvalidName when either is unusable. Backends call it first.
+func CheckArgs(kind Kind, name string) error {
+	if !ValidKind(kind) {
+		return fmt.Errorf("unknown object kind %q: %w", kind, ErrInvalidName)
+	}
+	if !ValidName(name) {
+		return fmt.Errorf("%s %q: %w", kind, name, ErrInvalidName)
+	}
+	return nil
+}

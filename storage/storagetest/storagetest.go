@@ -1,0 +1,752 @@
+// Package storagetest is the conformance suite that every storage.Store
+// implementation must pass.
+//
+// The suite uses only the storage API, so it states the contract that the
+// rest of coffer relies on; a backend quirk that the suite does not catch is
+// a hole in the suite, to be fixed here rather than in a backend's own tests.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Run runs the conformance suite against the stores that newStore makes.
+//
+// newStore must return a fresh store on which Create has not been called
+// and which shares nothing with stores returned earlier; it is called once
+// per subtest, with that subtest's t, so it can use t.TempDir or
+// t.Cleanup. Run closes every store it gets.
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
+	t.Helper()
+	s := suite{newStore: newStore}
+	tests := []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"OpenFresh", s.testOpenFresh},
+		{"CreateOpen", s.testCreateOpen},
+		{"CreateTwice", s.testCreateTwice},
+		{"RoundTrip", s.testRoundTrip},
+		{"StreamLarge", s.testStreamLarge},
+		{"ShortNames", s.testShortNames},
+		{"Range", s.testRange},
+		{"RangeEmptyObject", s.testRangeEmptyObject},
+		{"Missing", s.testMissing},
+		{"List", s.testList},
+		{"ListStops", s.testListStops},
+		{"Delete", s.testDelete},
+		{"PutTwice", s.testPutTwice},
+		{"LockOverwrite", s.testLockOverwrite},
+		{"InvalidNames", s.testInvalidNames},
+		{"FailingReader", s.testFailingReader},
+		{"ShortReader", s.testShortReader},
+		{"LongReader", s.testLongReader},
+		{"FailedPutKeepsLock", s.testFailedPutKeepsLock},
+		{"Concurrent", s.testConcurrent},
+		{"CancelledContext", s.testCancelledContext},
+		{"CancelMidway", s.testCancelMidway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, tt.fn)
+	}
+}
+
+type suite struct {
+	newStore func(t *testing.T) storage.Store
+}
+
+// fresh returns a new, not yet created store that is closed when t ends.
+func (s suite) fresh(t *testing.T) storage.Store {
+	t.Helper()
+	st := s.newStore(t)
+	if st == nil {
+		t.Fatal("newStore returned nil")
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return st
+}
+
+// created returns a new store on which Create has succeeded.
+func (s suite) created(t *testing.T) storage.Store {
+	t.Helper()
+	st := s.fresh(t)
+	if err := st.Create(t.Context(), []byte("coffer test config\n")); err != nil {
+		t.Fatalf("Create on a fresh store: %v", err)
+	}
+	return st
+}
+
+func (s suite) testOpenFresh(t *testing.T) {
+	st := s.fresh(t)
+	config, err := st.Open(t.Context())
+	if !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Open on a fresh store = %q, %v; want an error wrapping ErrNotFound", config, err)
+	}
+}
+
+func (s suite) testCreateOpen(t *testing.T) {
+	st := s.fresh(t)
+	config := randomData(4096)
+	if err := st.Create(t.Context(), config); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	got, err := st.Open(t.Context())
+	if err != nil {
+		t.Fatalf("Open after Create: %v", err)
+	}
+	if !bytes.Equal(got, config) {
+		t.Fatalf("Open returned %d bytes that differ from the %d given to Create", len(got), len(config))
+	}
+}
+
+func (s suite) testCreateTwice(t *testing.T) {
+	st := s.fresh(t)
+	first := []byte("first config")
+	if err := st.Create(t.Context(), first); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	err := st.Create(t.Context(), []byte("second config"))
+	if !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("second Create = %v, want an error wrapping ErrExists", err)
+	}
+	got, err := st.Open(t.Context())
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("Open after a refused Create = %q, %v; want the first config %q", got, err, first)
+	}
+}
+
+func (s suite) testRoundTrip(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		for _, size := range []int{0, 1, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/%d", kind, size), func(t *testing.T) {
+				name := randomName()
+				data := randomData(size)
+				put(t, st, kind, name, data)
+				if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
+					t.Fatalf("Get %s %s returned %d bytes that differ from the %d put", kind, name, len(got), size)
+				}
+				if got := stat(t, st, kind, name); got != int64(size) {
+					t.Fatalf("Stat %s %s = %d, want %d", kind, name, got, size)
+				}
+			})
+		}
+	}
+}
+
+// testStreamLarge puts an object generated on the fly, so that the suite
+// never holds it in memory and a backend that needs a seekable or
+// in-memory body fails.
+func (s suite) testStreamLarge(t *testing.T) {
+	const size = 40 << 20
+	st := s.created(t)
+	name := randomName()
+	seed := [32]byte{1, 2, 3}
+
+	h := sha256.New()
+	body := struct{ io.Reader }{io.TeeReader(generate(seed, size), h)}
+	if err := st.Put(t.Context(), storage.KindPack, name, body, size); err != nil {
+		t.Fatalf("Put of a %d-byte streamed object: %v", size, err)
+	}
+	want := h.Sum(nil)
+
+	if got := stat(t, st, storage.KindPack, name); got != size {
+		t.Fatalf("Stat = %d, want %d", got, size)
+	}
+
+	rc, err := st.Get(t.Context(), storage.KindPack, name, nil)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	h.Reset()
+	n, err := io.Copy(h, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("reading the object back after %d bytes: %v", n, err)
+	}
+	if n != size || !bytes.Equal(h.Sum(nil), want) {
+		t.Fatalf("Get returned %d bytes with a different hash from the %d put", n, size)
+	}
+
+	// A range deep inside the object, checked against the regenerated
+	// stream, catches backends that ignore the offset for large objects.
+	rng := storage.Range{Offset: 23<<20 + 7, Length: 70000}
+	wantPart := make([]byte, rng.Length)
+	gen := generate(seed, size)
+	if _, err := io.CopyN(io.Discard, gen, rng.Offset); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(gen, wantPart); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, st, storage.KindPack, name, &rng); !bytes.Equal(got, wantPart) {
+		t.Fatalf("Get %v of the large object returned wrong bytes", rng)
+	}
+}
+
+// testShortNames uses the shortest valid names, which a backend that
+// derives paths or shards from a name prefix must still handle.
+func (s suite) testShortNames(t *testing.T) {
+	st := s.created(t)
+	names := []string{"a", "0", "ab", "abc", "a-b", "z9"}
+	for _, kind := range []storage.Kind{storage.KindPack, storage.KindIndex} {
+		want := make(map[string]int64)
+		for i, name := range names {
+			data := randomData(i + 1)
+			put(t, st, kind, name, data)
+			want[name] = int64(len(data))
+		}
+		for name, size := range want {
+			if got := get(t, st, kind, name, nil); int64(len(got)) != size {
+				t.Errorf("Get %s %s returned %d bytes, want %d", kind, name, len(got), size)
+			}
+		}
+		checkList(t, st, kind, want)
+	}
+}
+
+func (s suite) testRange(t *testing.T) {
+	st := s.created(t)
+	const size = 1000
+	for _, kind := range storage.Kinds {
+		name := randomName()
+		data := randomData(size)
+		put(t, st, kind, name, data)
+
+		valid := []storage.Range{
+			{Offset: 0, Length: 1},          // first byte
+			{Offset: 300, Length: 400},      // middle
+			{Offset: size - 1, Length: 1},   // last byte
+			{Offset: 0, Length: size},       // whole object
+			{Offset: 1, Length: size - 1},   // all but the first byte
+			{Offset: 0, Length: size - 1},   // all but the last byte
+			{Offset: size / 2, Length: 123}, // arbitrary
+		}
+		for _, rng := range valid {
+			got := get(t, st, kind, name, &rng)
+			if want := data[rng.Offset : rng.Offset+rng.Length]; !bytes.Equal(got, want) {
+				t.Errorf("Get %s %v returned %d bytes that differ from the %d expected", kind, rng, len(got), len(want))
+			}
+		}
+
+		invalid := []storage.Range{
+			{Offset: 0, Length: size + 1},          // longer than the object
+			{Offset: size - 1, Length: 2},          // runs past the end
+			{Offset: size, Length: 1},              // starts at the end
+			{Offset: size + 10, Length: 1},         // starts past the end
+			{Offset: 0, Length: 0},                 // zero length
+			{Offset: 10, Length: -1},               // negative length
+			{Offset: -1, Length: 1},                // negative offset
+			{Offset: 1, Length: 1<<63 - 1},         // overflows Offset+Length
+			{Offset: 1<<63 - 1, Length: 1<<63 - 1}, // overflows badly
+		}
+		for _, rng := range invalid {
+			checkBadRange(t, st, kind, name, rng)
+		}
+	}
+}
+
+func (s suite) testRangeEmptyObject(t *testing.T) {
+	st := s.created(t)
+	name := randomName()
+	put(t, st, storage.KindIndex, name, nil)
+	for _, rng := range []storage.Range{{Offset: 0, Length: 1}, {Offset: 0, Length: 0}} {
+		checkBadRange(t, st, storage.KindIndex, name, rng)
+	}
+}
+
+func (s suite) testMissing(t *testing.T) {
+	st := s.created(t)
+	// An object of the same name in every other kind must not make the
+	// missing one appear: kinds are separate namespaces.
+	shared := randomName()
+	for _, kind := range storage.Kinds {
+		for _, other := range storage.Kinds {
+			if other != kind {
+				put(t, st, other, shared, []byte("elsewhere"))
+			}
+		}
+		for _, name := range []string{randomName(), shared} {
+			checkAbsent(t, st, kind, name)
+			rng := storage.Range{Offset: 0, Length: 1}
+			if rc, err := st.Get(t.Context(), kind, name, &rng); !errors.Is(err, storage.ErrNotFound) {
+				closeIfNotNil(rc)
+				t.Errorf("ranged Get of missing %s %s = %v, want an error wrapping ErrNotFound", kind, name, err)
+			}
+			if err := st.Delete(t.Context(), kind, name); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("Delete of missing %s %s = %v, want an error wrapping ErrNotFound", kind, name, err)
+			}
+		}
+		for _, other := range storage.Kinds {
+			if other != kind {
+				if err := st.Delete(t.Context(), other, shared); err != nil {
+					t.Fatalf("Delete %s %s: %v", other, shared, err)
+				}
+			}
+		}
+	}
+}
+
+func (s suite) testList(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		checkList(t, st, kind, map[string]int64{})
+	}
+
+	counts := map[storage.Kind]int{
+		storage.KindPack:     300, // enough to spread over many shards
+		storage.KindIndex:    20,
+		storage.KindSnapshot: 7,
+		storage.KindKey:      2,
+		storage.KindLock:     3,
+	}
+	want := make(map[storage.Kind]map[string]int64)
+	shared := randomName()
+	for i, kind := range storage.Kinds {
+		want[kind] = make(map[string]int64)
+		// The same name in every kind, with a different size each time,
+		// shows that List keeps kinds apart.
+		put(t, st, kind, shared, randomData(i))
+		want[kind][shared] = int64(i)
+		for range counts[kind] - 1 {
+			name := randomName()
+			size := rand.IntN(2000)
+			put(t, st, kind, name, randomData(size))
+			want[kind][name] = int64(size)
+		}
+	}
+	for _, kind := range storage.Kinds {
+		checkList(t, st, kind, want[kind])
+	}
+}
+
+func (s suite) testListStops(t *testing.T) {
+	st := s.created(t)
+	for range 5 {
+		put(t, st, storage.KindPack, randomName(), []byte("x"))
+	}
+	errStop := errors.New("stop listing")
+	calls := 0
+	err := st.List(t.Context(), storage.KindPack, func(string, int64) error {
+		calls++
+		return errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Errorf("List with a failing callback = %v, want the callback's error", err)
+	}
+	if calls != 1 {
+		t.Errorf("List called the callback %d times after it failed, want 1", calls)
+	}
+}
+
+func (s suite) testDelete(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		keep, gone := randomName(), randomName()
+		put(t, st, kind, keep, []byte("keep"))
+		put(t, st, kind, gone, []byte("gone"))
+		if err := st.Delete(t.Context(), kind, gone); err != nil {
+			t.Fatalf("Delete %s %s: %v", kind, gone, err)
+		}
+		checkAbsent(t, st, kind, gone)
+		if err := st.Delete(t.Context(), kind, gone); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("second Delete %s %s = %v, want an error wrapping ErrNotFound", kind, gone, err)
+		}
+		if got := get(t, st, kind, keep, nil); string(got) != "keep" {
+			t.Errorf("Get %s %s after deleting another object = %q, want %q", kind, keep, got, "keep")
+		}
+		checkList(t, st, kind, map[string]int64{keep: 4})
+		// A deleted name can be used again.
+		put(t, st, kind, gone, []byte("back"))
+		if got := get(t, st, kind, gone, nil); string(got) != "back" {
+			t.Errorf("Get %s %s after re-Put = %q, want %q", kind, gone, got, "back")
+		}
+	}
+}
+
+func (s suite) testPutTwice(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		name := randomName()
+		data := randomData(5000)
+		put(t, st, kind, name, data)
+		put(t, st, kind, name, data)
+		if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
+			t.Errorf("Get %s %s after putting it twice returned different bytes", kind, name)
+		}
+		checkList(t, st, kind, map[string]int64{name: int64(len(data))})
+	}
+}
+
+func (s suite) testLockOverwrite(t *testing.T) {
+	st := s.created(t)
+	name := randomName()
+	put(t, st, storage.KindLock, name, []byte("first lock content"))
+	second := []byte("second, longer lock content")
+	put(t, st, storage.KindLock, name, second)
+	if got := get(t, st, storage.KindLock, name, nil); !bytes.Equal(got, second) {
+		t.Fatalf("Get lock after overwrite = %q, want %q", got, second)
+	}
+	checkList(t, st, storage.KindLock, map[string]int64{name: int64(len(second))})
+}
+
+func (s suite) testInvalidNames(t *testing.T) {
+	st := s.created(t)
+	ctx := t.Context()
+	badNames := []string{"", "../x", "..", "A", "a/b", `a\b`, "a.b", "a b", "-a", "ab\x00", strings.Repeat("a", 129)}
+	for _, kind := range storage.Kinds {
+		for _, name := range badNames {
+			checkInvalid(t, kind, name, st.Put(ctx, kind, name, strings.NewReader("x"), 1), "Put")
+			rc, err := st.Get(ctx, kind, name, nil)
+			closeIfNotNil(rc)
+			checkInvalid(t, kind, name, err, "Get")
+			_, err = st.Stat(ctx, kind, name)
+			checkInvalid(t, kind, name, err, "Stat")
+			checkInvalid(t, kind, name, st.Delete(ctx, kind, name), "Delete")
+		}
+	}
+	// The longest valid name must work, to show the limit is 128.
+	long := strings.Repeat("f", 128)
+	put(t, st, storage.KindPack, long, []byte("x"))
+
+	for _, kind := range []storage.Kind{"", "bogus", "Pack", "packs", "../pack"} {
+		name := randomName()
+		checkInvalid(t, kind, name, st.Put(ctx, kind, name, strings.NewReader("x"), 1), "Put")
+		rc, err := st.Get(ctx, kind, name, nil)
+		closeIfNotNil(rc)
+		checkInvalid(t, kind, name, err, "Get")
+		_, err = st.Stat(ctx, kind, name)
+		checkInvalid(t, kind, name, err, "Stat")
+		checkInvalid(t, kind, name, st.Delete(ctx, kind, name), "Delete")
+		err = st.List(ctx, kind, func(string, int64) error { return nil })
+		checkInvalid(t, kind, "", err, "List")
+	}
+
+	for _, kind := range storage.Kinds {
+		want := map[string]int64{}
+		if kind == storage.KindPack {
+			want[long] = 1
+		}
+		checkList(t, st, kind, want)
+	}
+}
+
+func (s suite) testFailingReader(t *testing.T) {
+	st := s.created(t)
+	errBoom := errors.New("boom: disk on fire")
+	for _, kind := range storage.Kinds {
+		name := randomName()
+		r := io.MultiReader(bytes.NewReader(randomData(100_000)), errReader{errBoom})
+		err := st.Put(t.Context(), kind, name, r, 200_000)
+		if err == nil {
+			t.Fatalf("Put %s with a reader that fails midway succeeded", kind)
+		}
+		if !errors.Is(err, errBoom) {
+			t.Errorf("Put %s with a failing reader = %v, want it to wrap the reader's error", kind, err)
+		}
+		checkAbsent(t, st, kind, name)
+	}
+}
+
+func (s suite) testShortReader(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		for _, have := range []int{0, 1, 99_999} {
+			name := randomName()
+			err := st.Put(t.Context(), kind, name, bytes.NewReader(randomData(have)), 100_000)
+			if err == nil {
+				t.Fatalf("Put %s of 100000 bytes from a %d-byte reader succeeded", kind, have)
+			}
+			checkAbsent(t, st, kind, name)
+		}
+	}
+}
+
+func (s suite) testLongReader(t *testing.T) {
+	st := s.created(t)
+	for _, kind := range storage.Kinds {
+		for _, size := range []int64{0, 1, 99_999} {
+			name := randomName()
+			err := st.Put(t.Context(), kind, name, bytes.NewReader(randomData(100_000)), size)
+			if err == nil {
+				t.Fatalf("Put %s of %d bytes from a 100000-byte reader succeeded", kind, size)
+			}
+			checkAbsent(t, st, kind, name)
+		}
+	}
+}
+
+// testFailedPutKeepsLock checks that a failed overwrite of a lock leaves
+// the old lock whole: a prefix of the new one would be unreadable and an
+// absent one would let another process in.
+func (s suite) testFailedPutKeepsLock(t *testing.T) {
+	st := s.created(t)
+	name := randomName()
+	old := []byte("the old lock")
+	put(t, st, storage.KindLock, name, old)
+	err := st.Put(t.Context(), storage.KindLock, name, strings.NewReader("short"), 100)
+	if err == nil {
+		t.Fatal("Put of a lock from a short reader succeeded")
+	}
+	if got := get(t, st, storage.KindLock, name, nil); !bytes.Equal(got, old) {
+		t.Fatalf("Get lock after a failed overwrite = %q, want %q", got, old)
+	}
+}
+
+func (s suite) testConcurrent(t *testing.T) {
+	const workers, perWorker = 16, 4
+	st := s.created(t)
+	ctx := t.Context()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		want = make(map[string]int64)
+	)
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				name := randomName()
+				data := randomData(rand.IntN(256 << 10))
+				if err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data))); err != nil {
+					t.Errorf("concurrent Put: %v", err)
+					return
+				}
+				rc, err := st.Get(ctx, storage.KindPack, name, nil)
+				if err != nil {
+					t.Errorf("concurrent Get: %v", err)
+					return
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("concurrent Get of %s returned %d bytes (error %v), want the %d put", name, len(got), err, len(data))
+				}
+				if n, err := st.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(data)) {
+					t.Errorf("concurrent Stat of %s = %d, %v; want %d", name, n, err, len(data))
+				}
+				mu.Lock()
+				want[name] = int64(len(data))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if !t.Failed() {
+		checkList(t, st, storage.KindPack, want)
+	}
+}
+
+func (s suite) testCancelledContext(t *testing.T) {
+	st := s.created(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	name := randomName()
+	data := randomData(1000)
+	err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data)))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put with a cancelled context = %v, want an error wrapping context.Canceled", err)
+	}
+	checkAbsent(t, st, storage.KindPack, name)
+}
+
+// testCancelMidway cancels while the body is being read, which is when a
+// slow upload is cancelled in practice.
+func (s suite) testCancelMidway(t *testing.T) {
+	const size = 8 << 20
+	st := s.created(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	name := randomName()
+	r := &cancellingReader{r: generate([32]byte{9}, size), after: 1 << 20, cancel: cancel}
+	if err := st.Put(ctx, storage.KindPack, name, r, size); err == nil {
+		t.Fatal("Put succeeded although its context was cancelled during the upload")
+	}
+	checkAbsent(t, st, storage.KindPack, name)
+}
+
+// put stores data and fails the test on error.
+func put(t *testing.T, st storage.Store, kind storage.Kind, name string, data []byte) {
+	t.Helper()
+	if err := st.Put(t.Context(), kind, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Put %s %s (%d bytes): %v", kind, name, len(data), err)
+	}
+}
+
+// get reads an object, or the range of it, and fails the test on error or
+// if a range returns other than its length.
+func get(t *testing.T, st storage.Store, kind storage.Kind, name string, rng *storage.Range) []byte {
+	t.Helper()
+	rc, err := st.Get(t.Context(), kind, name, rng)
+	if err != nil {
+		t.Fatalf("Get %s %s %v: %v", kind, name, rng, err)
+	}
+	data, err := io.ReadAll(rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("reading %s %s %v: %v", kind, name, rng, err)
+	}
+	if rng != nil && int64(len(data)) != rng.Length {
+		t.Fatalf("Get %s %s %v returned %d bytes, want %d", kind, name, rng, len(data), rng.Length)
+	}
+	return data
+}
+
+func stat(t *testing.T, st storage.Store, kind storage.Kind, name string) int64 {
+	t.Helper()
+	n, err := st.Stat(t.Context(), kind, name)
+	if err != nil {
+		t.Fatalf("Stat %s %s: %v", kind, name, err)
+	}
+	return n
+}
+
+// list returns the objects of kind, failing the test if a name repeats.
+func list(t *testing.T, st storage.Store, kind storage.Kind) map[string]int64 {
+	t.Helper()
+	got := make(map[string]int64)
+	err := st.List(t.Context(), kind, func(name string, size int64) error {
+		if _, dup := got[name]; dup {
+			t.Errorf("List %s returned %s more than once", kind, name)
+		}
+		got[name] = size
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List %s: %v", kind, err)
+	}
+	return got
+}
+
+// checkList compares the listing of kind with want, reporting every
+// difference rather than the first so that a broken backend is quick to
+// diagnose.
+func checkList(t *testing.T, st storage.Store, kind storage.Kind, want map[string]int64) {
+	t.Helper()
+	got := list(t, st, kind)
+	for name, size := range want {
+		gotSize, ok := got[name]
+		switch {
+		case !ok:
+			t.Errorf("List %s is missing %s", kind, name)
+		case gotSize != size:
+			t.Errorf("List %s reports %s with size %d, want %d", kind, name, gotSize, size)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("List %s returned unexpected %s", kind, name)
+		}
+	}
+}
+
+// checkAbsent fails the test unless Get, Stat and List all agree that the
+// object does not exist.
+func checkAbsent(t *testing.T, st storage.Store, kind storage.Kind, name string) {
+	t.Helper()
+	if rc, err := st.Get(t.Context(), kind, name, nil); !errors.Is(err, storage.ErrNotFound) {
+		closeIfNotNil(rc)
+		t.Errorf("Get %s %s = %v, want an error wrapping ErrNotFound", kind, name, err)
+	}
+	if n, err := st.Stat(t.Context(), kind, name); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Stat %s %s = %d, %v; want an error wrapping ErrNotFound", kind, name, n, err)
+	}
+	if size, ok := list(t, st, kind)[name]; ok {
+		t.Errorf("List %s returned %s (size %d), want it absent", kind, name, size)
+	}
+}
+
+func checkBadRange(t *testing.T, st storage.Store, kind storage.Kind, name string, rng storage.Range) {
+	t.Helper()
+	rc, err := st.Get(t.Context(), kind, name, &rng)
+	if !errors.Is(err, storage.ErrInvalidRange) {
+		var n int
+		if err == nil {
+			data, _ := io.ReadAll(rc)
+			n = len(data)
+			rc.Close()
+		}
+		t.Errorf("Get %s %v = %v (%d bytes); want an error wrapping ErrInvalidRange", kind, rng, err, n)
+	}
+}
+
+func checkInvalid(t *testing.T, kind storage.Kind, name string, err error, op string) {
+	t.Helper()
+	if !errors.Is(err, storage.ErrInvalidName) {
+		t.Errorf("%s kind %q name %q = %v, want an error wrapping ErrInvalidName", op, kind, name, err)
+	}
+}
+
+func closeIfNotNil(rc io.ReadCloser) {
+	if rc != nil {
+		rc.Close()
+	}
+}
+
+// randomName returns a name shaped like the SHA-256 names coffer uses.
+func randomName() string {
+	var b [32]byte
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// randomData returns n bytes that do not compress or repeat, so that a
+// backend that mangles offsets cannot return right-looking bytes.
+func randomData(n int) []byte {
+	b := make([]byte, n)
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rand.Uint32())
+	}
+	_, _ = rand.NewChaCha8(seed).Read(b)
+	return b
+}
+
+// generate returns a reader of size deterministic bytes, so a large object
+// can be produced twice without keeping it in memory.
+func generate(seed [32]byte, size int64) io.Reader {
+	return io.LimitReader(rand.NewChaCha8(seed), size)
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// cancellingReader cancels a context once it has returned after bytes, and
+// keeps returning data so that only the context can stop the Put.
+type cancellingReader struct {
+	r      io.Reader
+	n      int64
+	after  int64
+	cancel context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n >= c.after {
+		c.cancel()
+	}
+	return n, err
+}
