@@ -41,7 +41,6 @@ func readMeta(path, name string, names *idNames) (*Node, error) {
 		Group:      names.group(st.Gid),
 		ModTime:    metaTime(st.Mtim),
 		ChangeTime: metaTime(st.Ctim),
-		AccessTime: metaTime(st.Atim),
 		Inode:      st.Ino,
 		Device:     uint64(st.Dev),
 		Links:      uint64(st.Nlink),
@@ -357,9 +356,10 @@ func applyMeta(path string, n *Node, asRoot bool) error {
 			return &os.PathError{Op: "chmod", Path: path, Err: err}
 		}
 	}
-	atime, err := metaTimespec(n.AccessTime)
+	// The access time is not recorded (see Node); the mtime stands in.
+	atime, err := metaTimespec(n.ModTime)
 	if err != nil {
-		return fmt.Errorf("utimensat %s: atime %v: %w", path, n.AccessTime, err)
+		return fmt.Errorf("utimensat %s: atime %v: %w", path, n.ModTime, err)
 	}
 	mtime, err := metaTimespec(n.ModTime)
 	if err != nil {

@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/repo"
 )
@@ -38,7 +40,10 @@ type Xattr struct {
 // Node is one entry of a directory: its name, metadata and, for a regular
 // file, its content; for a directory, the id of its own tree blob.
 //
-// Times are stored with nanosecond precision in UTC. Inode, Device and Links
+// Times are stored with nanosecond precision in UTC. The access time is
+// not recorded: it changes whenever a file is read, so recording it would
+// make every directory look changed to the next backup (as borg decided
+// too); a restored entry gets its mtime as atime. Inode, Device and Links
 // are recorded so that a later backup can tell an unchanged file without
 // reading it, and so that hard links can be restored as hard links.
 type Node struct {
@@ -51,7 +56,6 @@ type Node struct {
 	Group      string    `json:"group,omitempty"`
 	ModTime    time.Time `json:"mtime"`
 	ChangeTime time.Time `json:"ctime,omitzero"`
-	AccessTime time.Time `json:"atime,omitzero"`
 	Inode      uint64    `json:"inode,omitempty"`
 	Device     uint64    `json:"device,omitempty"` // st_dev of the filesystem holding the node
 	Links      uint64    `json:"links,omitempty"`  // st_nlink
@@ -65,4 +69,72 @@ type Node struct {
 	// permission denied). Such a file has no or partial Content and restore
 	// skips its data.
 	Error string `json:"error,omitempty"`
+}
+
+// Names, link targets and xattr names on Linux are byte strings that need
+// not be valid UTF-8, which a JSON string cannot carry unchanged. Such a
+// value is stored in a *_raw field (base64 bytes) instead.
+
+type nodeJSON Node // Node without its methods
+
+type nodeWire struct {
+	*nodeJSON
+	NameRaw       []byte `json:"name_raw,omitempty"`
+	LinkTargetRaw []byte `json:"linktarget_raw,omitempty"`
+}
+
+// MarshalJSON encodes n, moving names that are not UTF-8 to raw fields.
+func (n *Node) MarshalJSON() ([]byte, error) {
+	c := *n
+	w := nodeWire{nodeJSON: (*nodeJSON)(&c)}
+	if !utf8.ValidString(c.Name) {
+		w.NameRaw, c.Name = []byte(c.Name), ""
+	}
+	if !utf8.ValidString(c.LinkTarget) {
+		w.LinkTargetRaw, c.LinkTarget = []byte(c.LinkTarget), ""
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	w := nodeWire{nodeJSON: (*nodeJSON)(n)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.NameRaw != nil {
+		n.Name = string(w.NameRaw)
+	}
+	if w.LinkTargetRaw != nil {
+		n.LinkTarget = string(w.LinkTargetRaw)
+	}
+	return nil
+}
+
+type xattrJSON Xattr
+
+type xattrWire struct {
+	*xattrJSON
+	NameRaw []byte `json:"name_raw,omitempty"`
+}
+
+// MarshalJSON encodes x, moving a name that is not UTF-8 to name_raw.
+func (x Xattr) MarshalJSON() ([]byte, error) {
+	w := xattrWire{xattrJSON: (*xattrJSON)(&x)}
+	if !utf8.ValidString(x.Name) {
+		w.NameRaw, x.Name = []byte(x.Name), ""
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (x *Xattr) UnmarshalJSON(b []byte) error {
+	w := xattrWire{xattrJSON: (*xattrJSON)(x)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.NameRaw != nil {
+		x.Name = string(w.NameRaw)
+	}
+	return nil
 }
