@@ -82,7 +82,7 @@ func listEntries(ctx context.Context, a *app, o *lsOptions, ref string) error {
 	return snapshot.Walk(ctx, a.repo, abs, node.Subtree, func(p string, n *snapshot.Node) error {
 		a.printEntry(o, p, n)
 		if !o.recursive && n.Type == snapshot.TypeDir {
-			return snapshot.SkipDir
+			return fs.SkipDir
 		}
 		return nil
 	})

@@ -13,7 +13,7 @@ var (
 	// passphrase given.
 	ErrWrongPassphrase = errors.New("wrong passphrase: no key in this repository opens with it")
 	// ErrNewerFormat means the repository was written by a newer coffer.
-	ErrNewerFormat = errors.New("repository format is newer than this coffer supports")
+	ErrNewerFormat = errors.New("written by a newer coffer: upgrade coffer to read it")
 	// ErrCorrupt means a stored object failed authentication or decoding.
 	// It is always wrapped in an *IntegrityError naming the object.
 	ErrCorrupt = errors.New("data is corrupted or was tampered with")

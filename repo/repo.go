@@ -151,7 +151,7 @@ func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
 		return nil, corrupt("config", "config", "empty")
 	}
 	if sealed[0] > FormatVersion {
-		return nil, fmt.Errorf("repository at %s has format version %d, this coffer reads up to %d: %w",
+		return nil, fmt.Errorf("repository at %s has format version %d, this coffer reads up to %d, %w",
 			st.Location(), sealed[0], FormatVersion, ErrNewerFormat)
 	}
 	return sealed, nil

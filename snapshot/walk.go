@@ -2,9 +2,9 @@ package snapshot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 
@@ -70,7 +70,7 @@ func findNode(nodes []*Node, name string) *Node {
 
 // Walk calls fn for every node below the directory tree id, depth first
 // in name order, with each node's path joined to dir. If fn returns
-// SkipDir for a directory, its contents are not visited.
+// fs.SkipDir for a directory, its contents are not visited.
 func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p string, n *Node) error) error {
 	nodes, err := LoadTree(ctx, r, tree)
 	if err != nil {
@@ -82,7 +82,7 @@ func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p
 		}
 		p := path.Join(dir, n.Name)
 		err := fn(p, n)
-		if err == SkipDir {
+		if err == fs.SkipDir {
 			continue
 		}
 		if err != nil {
@@ -96,9 +96,6 @@ func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p
 	}
 	return nil
 }
-
-// SkipDir tells Walk not to descend into a directory.
-var SkipDir = errors.New("skip this directory")
 
 // Cat writes a file node's content to w, holes as zeros. Every blob is
 // authenticated before any of its bytes are written.

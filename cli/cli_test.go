@@ -1,0 +1,374 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// The seed's walkthrough, in-process: create, -silent backup of the
+// current directory, ls in the seed's format, cat by prefix, restore,
+// check -read-data.
+func TestWalkthrough(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	t.Chdir(src)
+
+	h.create()
+	if r := h.run("-silent", "at", h.repo, "backup"); r.code != 0 || r.stdout != "" {
+		t.Fatalf("silent backup: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	ls := h.mustAt("ls")
+	line := regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)   ([0-9a-f]{8}) {3,}(\d+(\.\d)? [KMG]i?B) {2,}\d+s ` + regexp.QuoteMeta(src) + "\n$")
+	m := line.FindStringSubmatch(ls)
+	if m == nil {
+		t.Fatalf("ls output %q does not match the seed's format", ls)
+	}
+	// Columns sit where the seed has them: id at 23, size right-aligned
+	// to column 41, duration to 51.
+	if strings.Index(ls, m[2]) != 23 || strings.Index(ls, m[3])+len(m[3]) != 41 || ls[51] != ' ' {
+		t.Errorf("ls columns differ from the seed: %q", ls)
+	}
+	id := m[2]
+	if got := h.mustAt("cat", id[:3]+":LICENSE"); got != licenseText {
+		t.Errorf("cat returned %q", got)
+	}
+	restored := filepath.Join(t.TempDir(), "restored")
+	h.mustAt("restore", id[:3], "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+	if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+		t.Errorf("check output %q", out)
+	}
+}
+
+func TestFlagsAcceptBothSpellings(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	for _, silent := range []string{"-silent", "--silent"} {
+		if r := h.run(silent, "at", h.repo, "backup", "--tag", "x", src); r.code != 0 || r.stdout != "" {
+			t.Errorf("%s backup: exit %d stdout %q stderr %q", silent, r.code, r.stdout, r.stderr)
+		}
+	}
+	if out := h.mustAt("ls"); strings.Count(out, "[x]") != 2 {
+		t.Errorf("tags not listed: %q", out)
+	}
+}
+
+func TestRepositoryFromEnvironment(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	h.env["COFFER_REPOSITORY"] = h.repo
+	if r := h.run("ls"); r.code != 0 {
+		t.Fatalf("ls with COFFER_REPOSITORY: %d %s", r.code, r.stderr)
+	}
+	delete(h.env, "COFFER_REPOSITORY")
+	wantOneLineError(t, h.run("ls"), ExitUsage, "COFFER_REPOSITORY")
+}
+
+// Each bad input of the issue gets a one-line error naming the problem
+// and its documented exit code.
+func TestBadInputs(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	id := h.backup(src)
+
+	t.Run("wrong passphrase", func(t *testing.T) {
+		h.env["COFFER_PASSPHRASE"] = "not it"
+		defer func() { h.env["COFFER_PASSPHRASE"] = testPassphrase }()
+		wantOneLineError(t, h.at("ls"), ExitWrongPassword, "wrong passphrase")
+	})
+	t.Run("store path missing", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "nope")
+		wantOneLineError(t, h.run("at", missing, "ls"), ExitNoRepository, missing, "does not exist", "create")
+	})
+	t.Run("not a repository", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
+		wantOneLineError(t, h.run("at", dir, "ls"), ExitNoRepository, "not a coffer repository")
+	})
+	t.Run("create on a non-empty directory", func(t *testing.T) {
+		wantOneLineError(t, h.run("at", src, "create"), ExitNoRepository, "not empty")
+	})
+	t.Run("create over a repository", func(t *testing.T) {
+		wantOneLineError(t, h.at("create"), ExitNoRepository, "already")
+	})
+	t.Run("unknown snapshot", func(t *testing.T) {
+		other := "0"
+		if id[0] == '0' {
+			other = "1"
+		}
+		wantOneLineError(t, h.at("cat", other+":LICENSE"), ExitNoSnapshot, "no snapshot id starts with")
+	})
+	t.Run("not a snapshot id", func(t *testing.T) {
+		wantOneLineError(t, h.at("cat", "xyz:LICENSE"), ExitNoSnapshot, "not a snapshot id")
+	})
+	t.Run("path not in snapshot", func(t *testing.T) {
+		wantOneLineError(t, h.at("cat", id+":no/such/file"), ExitNoPath, "no/such/file", "not in snapshot")
+	})
+	t.Run("restore over existing files", func(t *testing.T) {
+		target := t.TempDir()
+		os.WriteFile(filepath.Join(target, "LICENSE"), []byte("mine"), 0o644)
+		before := treeState(t, target)
+		wantOneLineError(t, h.at("restore", id, "-to", target), ExitTarget, "LICENSE", "-overwrite")
+		if treeState(t, target) != before {
+			t.Error("a refused restore changed the target")
+		}
+		h.mustAt("restore", id, "-to", target, "-overwrite")
+		if b, _ := os.ReadFile(filepath.Join(target, "LICENSE")); string(b) != licenseText {
+			t.Error("-overwrite did not replace the file")
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		wantOneLineError(t, h.at("restore", id), ExitUsage, "-to")
+		wantOneLineError(t, h.at("frobnicate"), ExitUsage, "unknown command")
+		wantOneLineError(t, h.at("check", "-read-data-subset", "200%"), ExitUsage, "percentage")
+	})
+}
+
+func TestAmbiguousPrefix(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	h.create()
+	ids := map[byte]string{}
+	for i := 0; i < 40; i++ {
+		os.WriteFile(filepath.Join(src, "f"), []byte{byte(i)}, 0o644)
+		id := h.backup(src)
+		if prev, ok := ids[id[0]]; ok {
+			wantOneLineError(t, h.at("cat", id[:1]+":f"), ExitNoSnapshot, "matches 2 snapshots", prev, id)
+			return
+		}
+		ids[id[0]] = id
+	}
+	t.Fatal("40 snapshots and no two ids share a first hex digit")
+}
+
+func TestNewerFormat(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	cfg := filepath.Join(h.repo, "config")
+	b, _ := os.ReadFile(cfg)
+	b[0]++
+	os.WriteFile(cfg, b, 0o600)
+	h.env["COFFER_PASSPHRASE"] = "" // must fail before asking for a passphrase
+	wantOneLineError(t, h.at("ls"), ExitNewerFormat, "format version 2", "upgrade")
+}
+
+// Tampered or truncated objects are named and never restored as good data.
+func TestTamperedObjects(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  func(t *testing.T, repoDir string)
+		command []string
+		want    []string
+	}{
+		{"pack byte", func(t *testing.T, d string) { flipByte(t, firstPack(t, d), 0.3) }, []string{"check", "-read-data"}, []string{"pack"}},
+		{"pack byte on restore", func(t *testing.T, d string) { flipByte(t, firstPack(t, d), 0.3) }, []string{"restore", "ID", "-to", "TARGET"}, []string{"corrupted"}},
+		{"truncated pack", func(t *testing.T, d string) {
+			p := firstPack(t, d)
+			fi, _ := os.Stat(p)
+			os.Truncate(p, fi.Size()/2)
+		}, []string{"check"}, []string{"pack", "size"}},
+		{"index", func(t *testing.T, d string) {
+			idx, _ := filepath.Glob(filepath.Join(d, "index", "*"))
+			flipByte(t, idx[0], 0.5)
+		}, []string{"ls"}, []string{"index", "corrupted"}},
+		{"snapshot", func(t *testing.T, d string) {
+			sns, _ := filepath.Glob(filepath.Join(d, "snapshots", "*"))
+			flipByte(t, sns[0], 0.5)
+		}, []string{"ls"}, []string{"snapshot", "corrupted"}},
+		{"key", func(t *testing.T, d string) {
+			keys, _ := filepath.Glob(filepath.Join(d, "keys", "*"))
+			flipByte(t, keys[0], 0.5)
+		}, []string{"ls"}, []string{"key", "corrupted"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.env["COFFER_CACHE_DIR"] = "" // a cached index would hide index tampering
+			src := sourceTree(t)
+			h.create()
+			id := h.backup(src)
+			tt.tamper(t, h.repo)
+			target := filepath.Join(t.TempDir(), "target")
+			args := make([]string, len(tt.command))
+			for i, a := range tt.command {
+				args[i] = strings.NewReplacer("ID", id, "TARGET", target).Replace(a)
+			}
+			r := h.run(append([]string{"-no-cache", "at", h.repo}, args...)...)
+			if r.code != ExitCorrupt {
+				t.Fatalf("exit %d, want %d; stderr %q", r.code, ExitCorrupt, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr %q does not mention %q", r.stderr, w)
+				}
+			}
+			assertNoWrongContent(t, src, target)
+		})
+	}
+}
+
+// assertNoWrongContent fails if any regular file restored under target has
+// content that differs from the source without being a prefix of zeros:
+// a restore may stop part-way, but what it wrote must be the source's
+// bytes (files are created at full size, so unwritten ranges are zero).
+func assertNoWrongContent(t *testing.T, src, target string) {
+	t.Helper()
+	filepath.Walk(target, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		rel, _ := filepath.Rel(target, p)
+		want, err := os.ReadFile(filepath.Join(src, rel))
+		if err != nil {
+			return nil
+		}
+		got, _ := os.ReadFile(p)
+		for i := range got {
+			if i >= len(want) || (got[i] != want[i] && got[i] != 0) {
+				t.Errorf("%s: restored byte %d is neither the source's nor unwritten", rel, i)
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+func TestRestoreTargetErrors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("LOUD SKIP: mounting tmpfs needs root; CI runs as root")
+	}
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(1, 4<<20), 0o644)
+	h.create()
+	id := h.backup(src)
+
+	mount := func(t *testing.T, flags uintptr, opts string) string {
+		dir := t.TempDir()
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, opts); err != nil {
+			t.Fatalf("mount tmpfs: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+		return dir
+	}
+	t.Run("not writable", func(t *testing.T) {
+		dir := mount(t, syscall.MS_RDONLY, "size=1m")
+		wantOneLineError(t, h.at("restore", id, "-to", filepath.Join(dir, "out")), ExitTarget, "not writable")
+	})
+	t.Run("disk full", func(t *testing.T) {
+		dir := mount(t, 0, "size=1m")
+		wantOneLineError(t, h.at("restore", id, "-to", dir), ExitDiskFull, "no space left", "big")
+	})
+}
+
+// A failed command writes nothing to the repository.
+func TestFailedCommandsWriteNothing(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	id := h.backup(src)
+	before := treeState(t, h.repo)
+	h.at("cat", id+":missing")
+	h.at("restore", "ffffffff", "-to", t.TempDir())
+	h.env["COFFER_PASSPHRASE"] = "wrong"
+	h.at("backup", src)
+	h.env["COFFER_PASSPHRASE"] = testPassphrase
+	h.at("backup", filepath.Join(src, "does-not-exist"))
+	if after := treeState(t, h.repo); after != before {
+		t.Errorf("failed commands changed the repository:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	h.backup(src)
+	for _, cmd := range [][]string{{"ls"}, {"backup", src}, {"check"}, {"info"}, {"restore", "latest", "-to", t.TempDir()}} {
+		r := h.run(append([]string{"-json", "at", h.repo}, cmd...)...)
+		if r.code != 0 {
+			t.Fatalf("%v: exit %d: %s", cmd, r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		for _, l := range lines {
+			var v map[string]any
+			if err := json.Unmarshal([]byte(l), &v); err != nil || v["type"] == nil {
+				t.Errorf("%v: line %q is not a typed JSON object: %v", cmd, l, err)
+			}
+		}
+		if strings.Contains(r.stdout, testPassphrase) {
+			t.Errorf("%v: passphrase in JSON output", cmd)
+		}
+	}
+	r := h.run("-json", "at", h.repo, "cat", "0000:x")
+	var v map[string]any
+	if err := json.Unmarshal([]byte(r.stderr), &v); err != nil || v["exit_code"] != float64(ExitNoSnapshot) {
+		t.Errorf("JSON error %q: %v", r.stderr, err)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	h.env["COFFER_NEW_PASSPHRASE"] = "second"
+	h.mustAt("key", "add")
+	if out := h.mustAt("key", "list"); strings.Count(out, "\n") != 2 || strings.Count(out, "*") != 1 {
+		t.Fatalf("key list: %q", out)
+	}
+	h.env["COFFER_PASSPHRASE"] = "second"
+	h.env["COFFER_NEW_PASSPHRASE"] = "third"
+	h.mustAt("key", "passwd")
+	h.env["COFFER_PASSPHRASE"] = "second"
+	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+	h.env["COFFER_PASSPHRASE"] = "third"
+	out := h.mustAt("key", "list")
+	var other string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "*") {
+			other = strings.Fields(l)[0]
+		}
+	}
+	cur := strings.Fields(strings.TrimPrefix(strings.Split(out, "*")[1], " "))[0]
+	wantOneLineError(t, h.at("key", "rm", cur), ExitFailure, "in use")
+	h.mustAt("key", "rm", other[:4])
+	h.env["COFFER_PASSPHRASE"] = testPassphrase
+	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+}
+
+func TestDiffAndLs(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "a"), []byte("one"), 0o644)
+	os.WriteFile(filepath.Join(src, "gone"), []byte("x"), 0o644)
+	h.create()
+	a := h.backup(src)
+	os.WriteFile(filepath.Join(src, "d", "a"), []byte("two!"), 0o644)
+	os.Remove(filepath.Join(src, "gone"))
+	os.WriteFile(filepath.Join(src, "new"), []byte("n"), 0o644)
+	b := h.backup(src)
+	out := h.mustAt("diff", a, b)
+	for _, want := range []string{"M " + src + "/d/a (3 B -> 4 B)", "- " + src + "/gone", "+ " + src + "/new", "1 added, 1 removed, 1 modified"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, out)
+		}
+	}
+	if out := h.mustAt("ls", b); out != "d/\nnew\n" {
+		t.Errorf("ls %s = %q", b, out)
+	}
+	if out := h.mustAt("ls", "-r", b+":d"); out != src+"/d/a\n" {
+		t.Errorf("ls -r = %q", out)
+	}
+	if out := h.mustAt("ls", "-l", b+":d"); !regexp.MustCompile(`^-rw-r--r-- \S+ +\S+ +4 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d a\n$`).MatchString(out) {
+		t.Errorf("ls -l = %q", out)
+	}
+}
