@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// These tests run the real binary: signals, kill -9 and other users
+// cannot be exercised in-process.
+
+func binaryCmd(t *testing.T, h *harness, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(testutil.CofferBinary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for k, v := range h.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+// bigTree writes n MiB of incompressible data in files of 8 MiB.
+func bigTree(t *testing.T, mib int) string {
+	t.Helper()
+	src := t.TempDir()
+	for i := 0; i*8 < mib; i++ {
+		name := filepath.Join(src, "f"+string(rune('a'+i)))
+		if err := os.WriteFile(name, testutil.RandomBytes(int64(i), 8<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+func countPacks(repoDir string) int {
+	packs, _ := filepath.Glob(filepath.Join(repoDir, "packs", "*", "*"))
+	return len(packs)
+}
+
+// An interrupted backup (kill -9, or Ctrl-C) leaves no snapshot, the
+// repository passes check, and the next backup reuses the packs.
+func TestInterruptedBackup(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			h := newHarness(t)
+			src := bigTree(t, 160)
+			h.create()
+			backup := binaryCmd(t, h, "-json", "at", h.repo, "backup", src)
+			var stderr bytes.Buffer
+			backup.Stderr = &stderr
+			if err := backup.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for countPacks(h.repo) < 2 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := backup.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := backup.Wait()
+			uploaded := countPacks(h.repo)
+			if uploaded < 2 {
+				t.Fatalf("only %d packs were written before the signal", uploaded)
+			}
+			if sig == syscall.SIGINT {
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitInterrupted {
+					t.Errorf("after SIGINT: %v, want exit code %d (stderr %s)", err, ExitInterrupted, stderr.String())
+				}
+			}
+			if out := h.mustAt("ls"); out != "" {
+				t.Fatalf("an interrupted backup left a snapshot: %q", out)
+			}
+			if r := h.at("check"); r.code != 0 || !strings.Contains(r.stdout, "not indexed yet") {
+				t.Fatalf("check after interruption: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			r := h.run("-json", "at", h.repo, "backup", src)
+			if r.code != 0 {
+				t.Fatalf("backup after interruption: %d %s", r.code, r.stderr)
+			}
+			var sum struct {
+				Summary struct {
+					Size        int64 `json:"size"`
+					StoredBytes int64 `json:"stored_bytes"`
+				} `json:"summary"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+				t.Fatal(err)
+			}
+			// The packs already uploaded (at least 2 x 32 MiB) are reused,
+			// so the second run stores that much less.
+			if sum.Summary.StoredBytes > sum.Summary.Size-int64(uploaded-1)*32<<20 {
+				t.Errorf("second backup stored %d of %d bytes: the %d uploaded packs were not reused",
+					sum.Summary.StoredBytes, sum.Summary.Size, uploaded)
+			}
+			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors") {
+				t.Errorf("check -read-data: %s", out)
+			}
+			restored := t.TempDir()
+			h.mustAt("restore", "latest", "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+		})
+	}
+}
+
+// The seed's commands, verbatim, through the real binary.
+func TestWalkthroughBinary(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	run := func(args ...string) string {
+		cmd := binaryCmd(t, h, args...)
+		cmd.Dir = src
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("coffer %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	run("at", h.repo, "create")
+	if out := run("-silent", "at", h.repo, "backup"); out != "" {
+		t.Errorf("silent backup printed %q", out)
+	}
+	ls := run("at", h.repo, "ls")
+	id := strings.Fields(ls)[1]
+	if got := run("at", h.repo, "cat", id[:3]+":LICENSE"); got != licenseText {
+		t.Errorf("cat: %q", got)
+	}
+	run("at", h.repo, "restore", id[:3], "-to", "./restored")
+	// Move the restored tree out of the source before comparing the two.
+	restored := filepath.Join(t.TempDir(), "restored")
+	if err := os.Rename(filepath.Join(src, "restored"), restored); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CompareTrees(t, src, restored)
+}
+
+// An unreadable file is warned about, recorded, and makes the exit code
+// 3 while the snapshot is still saved. Root reads everything, so as root
+// the backup runs as nobody.
+func TestUnreadableFileIsPartial(t *testing.T) {
+	h := newHarness(t)
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(base), 0o755) // the test's own temp root is 0700
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(src, "ok"), []byte("fine"), 0o644)
+	os.WriteFile(filepath.Join(src, "secret"), []byte("hidden"), 0o000)
+	h.repo = filepath.Join(base, "repo")
+	h.env["COFFER_CACHE_DIR"] = filepath.Join(base, "cache")
+	h.create()
+
+	cmd := binaryCmd(t, h, "at", h.repo, "backup", src)
+	if os.Geteuid() == 0 {
+		// Hand the repository and cache to nobody; the secret stays root's.
+		for _, dir := range []string{h.repo, h.env["COFFER_CACHE_DIR"]} {
+			filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
+		}
+		os.Chmod(filepath.Dir(testutil.CofferBinary(t)), 0o755)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitPartial {
+		t.Fatalf("backup with an unreadable file: %v, want exit %d; stderr %s", err, ExitPartial, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "warning: "+filepath.Join(src, "secret")) || !strings.Contains(stderr.String(), "permission denied") {
+		t.Errorf("stderr does not warn about the file: %s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "saved") {
+		t.Errorf("partial snapshot not saved: %s", stdout.String())
+	}
+	if got := h.mustAt("cat", "latest:ok"); got != "fine" {
+		t.Errorf("readable file: %q", got)
+	}
+	if out := h.mustAt("ls", "-l", "latest"); !strings.Contains(out, "secret") {
+		t.Errorf("unreadable file not recorded: %s", out)
+	}
+}
