@@ -243,9 +243,7 @@ func assertNoWrongContent(t *testing.T, src, target string) {
 }
 
 func TestRestoreTargetErrors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("LOUD SKIP: mounting tmpfs needs root; CI runs as root")
-	}
+	testutil.RequireRoot(t, "mounting tmpfs")
 	h := newHarness(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(1, 4<<20), 0o644)
