@@ -73,6 +73,9 @@ func Main(ctx context.Context, env Env) int {
 	a.out = &printer{stdout: env.Stdout, stderr: env.Stderr}
 	err := a.run(ctx)
 	code := exitCode(err)
+	if code == ExitInterrupted {
+		err = errors.New("interrupted: nothing partial was saved; packs already uploaded are reused by the next backup")
+	}
 	if err != nil && !errors.Is(err, errCheckFailed) {
 		a.out.fatal(err, code)
 	}

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// lsPaths lists every path of a snapshot, relative to dir.
+func (h *harness) lsPaths(t *testing.T, snap, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(h.mustAt("ls", "-r", snap)), "\n") {
+		if l != "" {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(l, dir+"/"), "/"))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestBackupExcludes(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	for _, p := range []string{"a.log", "keep.log", "src/main.go", "src/x.log", "build/out.o", "src/build/y", "top-only", "src/top-only", "notes.tmp"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755)
+		os.WriteFile(filepath.Join(src, p), []byte(p), 0o644)
+	}
+	exclFile := filepath.Join(t.TempDir(), "excludes")
+	os.WriteFile(exclFile, []byte("# comment\n*.tmp\n\n"), 0o644)
+	h.create()
+	id := h.backup("-exclude", "*.log", "-exclude", "!keep.log", "--exclude", "build/", "-exclude", "/top-only", "-exclude-file", exclFile, src)
+	got := h.lsPaths(t, id, src)
+	want := []string{"keep.log", "src", "src/main.go", "src/top-only"}
+	if !slices.Equal(got, want) {
+		t.Errorf("backed up %q, want %q", got, want)
+	}
+}
+
+// The repository and the cache are never backed up, even when they sit
+// inside the backed-up directory.
+func TestBackupSkipsRepositoryAndCache(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "data"), []byte("x"), 0o644)
+	h.repo = filepath.Join(src, "repo")
+	h.env["COFFER_CACHE_DIR"] = filepath.Join(src, "cache")
+	h.create()
+	h.backup(src)
+	id := h.backup(src) // the cache exists now
+	if got := h.lsPaths(t, id, src); !slices.Equal(got, []string{"data"}) {
+		t.Errorf("backed up %q, want only data", got)
+	}
+}
+
+func TestBackupDryRunStoresNothing(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	before := treeState(t, h.repo)
+	out := h.mustAt("backup", "-dry-run", src)
+	if !strings.Contains(out, "would be saved (dry run)") {
+		t.Errorf("dry run output: %q", out)
+	}
+	if treeState(t, h.repo) != before {
+		t.Error("a dry run changed the repository")
+	}
+	if out := h.mustAt("ls"); out != "" {
+		t.Errorf("a dry run left a snapshot: %q", out)
+	}
+}
+
+func TestBackupOneFileSystem(t *testing.T) {
+	testutil.RequireRoot(t, "mounting a tmpfs inside the source tree")
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "here"), []byte("x"), 0o644)
+	mnt := filepath.Join(src, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	os.WriteFile(filepath.Join(mnt, "elsewhere"), []byte("y"), 0o644)
+	h.create()
+	all := h.lsPaths(t, h.backup(src), src)
+	one := h.lsPaths(t, h.backup("-one-file-system", src), src)
+	if !slices.Equal(all, []string{"here", "mnt", "mnt/elsewhere"}) {
+		t.Errorf("without -one-file-system: %q", all)
+	}
+	if !slices.Equal(one, []string{"here", "mnt"}) {
+		t.Errorf("with -one-file-system: %q (the mount point is kept, its contents are not)", one)
+	}
+}
+
+func TestCheckSubsetAndInfo(t *testing.T) {
+	h := newHarness(t)
+	src := bigTree(t, 80)
+	h.create()
+	h.backup(src)
+	h.backup(src)
+	out := h.mustAt("check", "-read-data-subset", "50%")
+	if !strings.Contains(out, "read 2 packs") && !strings.Contains(out, "read 1 packs") {
+		t.Errorf("half of 3 packs should be 1 or 2 read: %q", out)
+	}
+	info := h.mustAt("info")
+	for _, want := range []string{"snapshots       2", "dedup ratio     2.00x", "store type      local directory", "format version  1"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info lacks %q:\n%s", want, info)
+		}
+	}
+}
+
+func TestProgressDisplays(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	var stderr strings.Builder
+	code := Main(t.Context(), Env{
+		Args: []string{"at", h.repo, "backup", src}, Stdout: &strings.Builder{}, Stderr: &stderr,
+		Getenv: func(k string) string { return h.env[k] }, IsTerminal: func(any) bool { return true },
+	})
+	if code != 0 || !strings.Contains(stderr.String(), "backup") || !strings.Contains(stderr.String(), "files") {
+		t.Errorf("terminal progress: exit %d, stderr %q", code, stderr.String())
+	}
+	p := (&app{out: &printer{}, env: Env{Stderr: &strings.Builder{}, IsTerminal: func(any) bool { return false }}}).newProgress("restore")
+	p.Total(10, 1000)
+	p.Processed(4, 400)
+	if line := p.line(); !strings.Contains(line, "restore: 4/10 files") || !strings.Contains(line, "40%") || !strings.Contains(line, "ETA") {
+		t.Errorf("plain progress line %q", line)
+	}
+	p.done()
+}
