@@ -370,3 +370,39 @@ func TestDiffAndLs(t *testing.T) {
 		t.Errorf("ls -l = %q", out)
 	}
 }
+
+// A symlink in the target where the snapshot has a directory is replaced,
+// never followed out of the target.
+func TestRestoreDoesNotFollowSymlinkInTarget(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "sub", "f"), []byte("data"), 0o644)
+	h.create()
+	id := h.backup(src)
+	target, outside := t.TempDir(), t.TempDir()
+	os.Symlink(outside, filepath.Join(target, "sub"))
+	wantOneLineError(t, h.at("restore", id, "-to", target), ExitTarget, "sub")
+	h.mustAt("restore", id, "-to", target, "-overwrite")
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("restore wrote through a symlink out of the target: %v", entries)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "sub", "f")); err != nil || string(b) != "data" {
+		t.Errorf("sub/f: %q %v", b, err)
+	}
+}
+
+func TestRestoreIntoSymlinkedTarget(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
+	h.create()
+	id := h.backup(src)
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(real, link)
+	h.mustAt("restore", id, "-to", link)
+	if b, err := os.ReadFile(filepath.Join(real, "f")); err != nil || string(b) != "data" {
+		t.Errorf("restore through a symlinked target: %q %v", b, err)
+	}
+}

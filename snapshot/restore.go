@@ -152,7 +152,8 @@ func (rs *restorer) checkConflicts() error {
 			conflicts = append(conflicts, it.path)
 		}
 	}
-	for _, it := range rs.dirs {
+	// rs.dirs[0] is the target itself, which may be a symlink the user chose.
+	for _, it := range rs.dirs[1:] {
 		if fi, err := os.Lstat(it.path); err == nil && !fi.IsDir() {
 			conflicts = append(conflicts, it.path)
 		}
@@ -181,7 +182,16 @@ func fsError(op, p string, err error) error {
 // createEntries makes directories, empty files of the right size, links
 // and special files. Directories stay owner-writable until applyMetadata.
 func (rs *restorer) createEntries() error {
-	for _, it := range rs.dirs {
+	for i, it := range rs.dirs {
+		// Something that is not a directory where one is restored (a
+		// symlink above all, which MkdirAll would follow out of the
+		// target) is replaced; checkConflicts refused it without Overwrite.
+		// rs.dirs[0] is the target itself, which may be a symlink.
+		if fi, err := os.Lstat(it.path); i > 0 && err == nil && !fi.IsDir() {
+			if err := os.Remove(it.path); err != nil {
+				return fsError("replacing", it.path, err)
+			}
+		}
 		if err := os.MkdirAll(it.path, 0o700); err != nil {
 			return fsError("creating directory", it.path, err)
 		}
