@@ -3,6 +3,7 @@ package repo
 import (
 	"fmt"
 	"runtime"
+	"strconv"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -80,6 +81,9 @@ func (c *codec) unframe(dst, framed []byte, maxSize int) ([]byte, error) {
 	}
 	switch framed[0] {
 	case compressionNone:
+		if len(framed)-1 > maxSize {
+			return nil, fmt.Errorf("payload size %d exceeds the limit %d", len(framed)-1, maxSize)
+		}
 		return append(dst, framed[1:]...), nil
 	case compressionZstd:
 		out, err := c.dec.DecodeAll(framed[1:], dst)
@@ -119,7 +123,7 @@ func (c *codec) openBlob(dst []byte, t BlobType, id ID, sealed []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if got := c.blobID(out[start:]); got != id {
+	if got := c.blobID(t, out[start:]); got != id {
 		return nil, fmt.Errorf("content hashes to %s, not to its id", got.Short())
 	}
 	return out, nil
@@ -134,5 +138,5 @@ const maxObjectSize = 1 << 30
 
 // objectAD binds a sealed object to its kind and format version.
 func objectAD(kind string, version byte) []byte {
-	return append([]byte("coffer "+kind+" v"), '0'+version)
+	return []byte("coffer " + kind + " v" + strconv.Itoa(int(version)))
 }

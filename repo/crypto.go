@@ -74,10 +74,13 @@ func newCrypter(k *masterKeys) (*crypter, error) {
 	return c, nil
 }
 
-// blobID returns the keyed MAC of plaintext.
-func (c *crypter) blobID(plaintext []byte) ID {
+// blobID returns the keyed MAC of the blob type and plaintext. The type
+// is part of the MAC so that a tree and a file chunk with equal bytes
+// are different blobs: the index is keyed by id alone.
+func (c *crypter) blobID(t BlobType, plaintext []byte) ID {
 	h := c.hashers.Get().(*blake3.Hasher)
 	h.Reset()
+	_, _ = h.Write([]byte{byte(t)})
 	_, _ = h.Write(plaintext)
 	var id ID
 	h.Sum(id[:0])

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,6 +72,9 @@ func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, er
 		return nil, err
 	}
 	packs, err := decodeIndex(plain)
+	if errors.Is(err, ErrNewerFormat) {
+		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
+	}
 	if err != nil {
 		return nil, &IntegrityError{Kind: storage.KindIndex, Name: id.String(), Err: err}
 	}
@@ -125,6 +129,9 @@ func (r *Repository) ReadPackTrailer(ctx context.Context, pack ID, size int64) (
 		return nil, err
 	}
 	n, err := parsePackTail(buf[len(buf)-packTailSize:], size)
+	if errors.Is(err, ErrNewerFormat) {
+		return nil, fmt.Errorf("pack %s: %w", pack.Short(), err)
+	}
 	if err != nil {
 		return nil, &IntegrityError{Kind: storage.KindPack, Name: pack.String(), Err: err}
 	}

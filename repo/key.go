@@ -182,9 +182,13 @@ func findKey(ctx context.Context, st storage.Store, passphrase []byte) (*masterK
 	if len(names) == 0 {
 		return nil, "", corrupt(storage.KindKey, "(none)", "the repository has no key objects")
 	}
-	var firstCorrupt error
+	var firstCorrupt, newer error
 	for _, name := range names {
 		kf, err := loadKeyFile(ctx, st, name)
+		if errors.Is(err, ErrNewerFormat) {
+			newer = err
+			continue
+		}
 		if err != nil {
 			if firstCorrupt == nil {
 				firstCorrupt = err
@@ -198,6 +202,10 @@ func findKey(ctx context.Context, st storage.Store, passphrase []byte) (*masterK
 		if !errors.Is(err, errAuth) && firstCorrupt == nil {
 			firstCorrupt = &IntegrityError{Kind: storage.KindKey, Name: name, Err: err}
 		}
+	}
+	if newer != nil {
+		// The passphrase may belong to a key only a newer coffer reads.
+		return nil, "", newer
 	}
 	if firstCorrupt != nil && len(names) == 1 {
 		return nil, "", firstCorrupt

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/storage"
@@ -89,14 +90,14 @@ func Create(ctx context.Context, st storage.Store, passphrase []byte, opt Create
 	if cfg.Chunker.Avg == 0 {
 		cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = DefaultChunkMin, DefaultChunkAvg, DefaultChunkMax
 	}
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
 	var id [32]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
 	cfg.ID = hex.EncodeToString(id[:])
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 
 	mk, err := newMasterKeys()
 	if err != nil {
@@ -129,6 +130,9 @@ func (c *Config) validate() error {
 	switch {
 	case c.Version != FormatVersion:
 		return fmt.Errorf("config version %d is not %d", c.Version, FormatVersion)
+	case len(c.ID) != 64 || strings.Trim(c.ID, "0123456789abcdef") != "":
+		// The id names the local cache directory, so it must be plain hex.
+		return fmt.Errorf("repository id %q is not 64 hex digits", c.ID)
 	case ch.Algorithm != chunkerAlgorithm:
 		return fmt.Errorf("unknown chunker %q", ch.Algorithm)
 	case ch.Min < 64 || ch.Min >= ch.Avg || ch.Avg >= ch.Max || ch.Max > MaxBlobSize || ch.Avg&(ch.Avg-1) != 0:
@@ -184,6 +188,10 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 	if err := json.Unmarshal(plain, &r.cfg); err != nil {
 		return nil, corrupt("config", "config", "decoding: %v", err)
 	}
+	if r.cfg.Version > FormatVersion {
+		return nil, fmt.Errorf("repository at %s has format version %d, this coffer reads up to %d, %w",
+			st.Location(), r.cfg.Version, FormatVersion, ErrNewerFormat)
+	}
 	if err := r.cfg.validate(); err != nil {
 		return nil, corrupt("config", "config", "%v", err)
 	}
@@ -213,8 +221,9 @@ func (r *Repository) Index() *Index { return r.index }
 // KeyName returns the name of the key object that opened the repository.
 func (r *Repository) KeyName() string { return r.keyName }
 
-// BlobID returns the id a blob with this plaintext has in this repository.
-func (r *Repository) BlobID(plaintext []byte) ID { return r.codec.blobID(plaintext) }
+// BlobID returns the id a blob of type t with this plaintext has in this
+// repository.
+func (r *Repository) BlobID(t BlobType, plaintext []byte) ID { return r.codec.blobID(t, plaintext) }
 
 // ChunkerKey returns the secret that keys the content-defined chunker, so
 // chunk boundaries do not reveal which known files a repository holds.

@@ -139,13 +139,18 @@ func (s *BlobSaver) newPack() *packBuilder {
 // Save stores a blob unless the repository already has it, and returns
 // its id and whether it was new.
 func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID, bool, error) {
-	id := s.r.codec.blobID(plaintext)
+	id := s.r.codec.blobID(t, plaintext)
 	added, err := s.SaveWithID(ctx, t, id, plaintext)
 	return id, added, err
 }
 
 // SaveWithID is Save for a caller that already computed the blob's id.
 func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext []byte) (bool, error) {
+	if len(plaintext) > MaxBlobSize {
+		// Readers refuse larger blobs, so storing one would make its pack
+		// unreadable; fail the backup instead.
+		return false, fmt.Errorf("%s blob of %d bytes exceeds the %d-byte limit", t, len(plaintext), MaxBlobSize)
+	}
 	s.mu.Lock()
 	s.stats.Blobs++
 	_, inFlight := s.pending[id]

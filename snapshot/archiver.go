@@ -191,8 +191,8 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 // dryRunSaver computes ids and reports what would be new without storing.
 type dryRunSaver struct{ r *repo.Repository }
 
-func (d dryRunSaver) Save(_ context.Context, _ repo.BlobType, b []byte) (repo.ID, bool, error) {
-	id := d.r.BlobID(b)
+func (d dryRunSaver) Save(_ context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
+	id := d.r.BlobID(t, b)
 	return id, !d.r.Index().Has(id), nil
 }
 
@@ -475,6 +475,9 @@ func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *No
 			a.warn(p, nil, err)
 			continue
 		}
+		if err := clampTimes(child); err != nil {
+			a.prog.Warn(p, err) // the content is complete: not an error
+		}
 		children = append(children, child)
 		if child.Type == TypeDir {
 			a.dirs.Add(1)
@@ -563,7 +566,11 @@ func (f *fileJob) release(a *archiver) {
 	}
 	n := f.node
 	n.Content = f.content
-	if n.Error == "" {
+	if n.Error != "" {
+		// A file that failed part-way keeps no content, rather than a
+		// prefix that would look like the whole file.
+		n.Content = nil
+	} else {
 		// The file may have changed size while being read; the snapshot
 		// records what was read, so size and content always agree.
 		n.Size = 0
@@ -635,10 +642,9 @@ func (a *archiver) readFile(ctx context.Context, ch *chunkers.Chunker, job *file
 		for {
 			chunk, err := ch.Next()
 			if err != nil && err != io.EOF {
+				// Chunks already handed on still write into job.content,
+				// so it is dropped only when the file completes.
 				a.warn(job.path, n, err)
-				job.mu.Lock()
-				job.content = nil
-				job.mu.Unlock()
 				return
 			}
 			if len(chunk) > 0 {
@@ -743,4 +749,23 @@ func (a *archiver) scan(ctx context.Context, paths []string) {
 			return nil
 		})
 	}
+}
+
+// clampTimes brings times JSON cannot encode (outside years 0-9999, which
+// touch -d can set) into range, so one odd file cannot fail a backup.
+func clampTimes(n *Node) error {
+	lo, hi := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	var bad []string
+	for _, t := range []*time.Time{&n.ModTime, &n.ChangeTime} {
+		switch {
+		case t.Before(lo):
+			bad, *t = append(bad, t.String()), lo
+		case t.After(hi):
+			bad, *t = append(bad, t.String()), hi
+		}
+	}
+	if bad != nil {
+		return fmt.Errorf("timestamp %s is outside years 0-9999 and was recorded as the nearest valid time", strings.Join(bad, ", "))
+	}
+	return nil
 }

@@ -274,6 +274,7 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	type packWork struct {
 		refs    []repo.BlobRef
 		targets map[repo.ID][]blobTarget
+		sizes   map[repo.ID]int64 // what the trees say each blob holds
 	}
 	packs := map[repo.ID]*packWork{}
 	var totalBytes int64
@@ -294,13 +295,14 @@ func (rs *restorer) writeData(ctx context.Context) error {
 				}
 				w := packs[loc.Pack]
 				if w == nil {
-					w = &packWork{targets: map[repo.ID][]blobTarget{}}
+					w = &packWork{targets: map[repo.ID][]blobTarget{}, sizes: map[repo.ID]int64{}}
 					packs[loc.Pack] = w
 				}
 				if _, seen := w.targets[e.ID]; !seen {
 					w.refs = append(w.refs, repo.BlobRef{ID: e.ID, Type: repo.BlobData})
 				}
 				w.targets[e.ID] = append(w.targets[e.ID], blobTarget{it.path, off})
+				w.sizes[e.ID] = e.Size
 				totalBytes += e.Size
 			}
 			off += e.Size
@@ -317,6 +319,10 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	for pack, w := range packs {
 		g.Go(func() error {
 			return rs.r.LoadBlobs(ctx, pack, w.refs, func(ref repo.BlobRef, plain []byte) error {
+				if int64(len(plain)) != w.sizes[ref.ID] {
+					return &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: pack.String(),
+						Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), w.sizes[ref.ID])}
+				}
 				for _, t := range w.targets[ref.ID] {
 					if err := writeAt(t.path, plain, t.offset); err != nil {
 						return fsError("writing", t.path, err)

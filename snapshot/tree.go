@@ -39,11 +39,22 @@ type blobLoader interface {
 // id of its tree blob.
 func saveTree(ctx context.Context, s blobSaver, nodes []*Node) (repo.ID, error) {
 	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
-	if len(nodes) <= maxTreeNodes {
+	var chunks [][]*Node
+	start, bytes := 0, 0
+	for i, n := range nodes {
+		size := encodedSizeBound(n)
+		if i > start && (i-start == maxTreeNodes || bytes+size > maxTreePartBytes) {
+			chunks = append(chunks, nodes[start:i])
+			start, bytes = i, 0
+		}
+		bytes += size
+	}
+	chunks = append(chunks, nodes[start:])
+	if len(chunks) == 1 {
 		return saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Nodes: nodes})
 	}
 	var parts []repo.ID
-	for chunk := range slices.Chunk(nodes, maxTreeNodes) {
+	for _, chunk := range chunks {
 		id, err := saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Nodes: chunk})
 		if err != nil {
 			return repo.ID{}, err
@@ -51,6 +62,20 @@ func saveTree(ctx context.Context, s blobSaver, nodes []*Node) (repo.ID, error) 
 		parts = append(parts, id)
 	}
 	return saveTreeBlob(ctx, s, treeBlob{Version: treeVersion, Parts: parts})
+}
+
+// maxTreePartBytes bounds the encoded size of one tree blob, far below
+// repo.MaxBlobSize, so that a directory of files with long content lists
+// is split too.
+const maxTreePartBytes = 8 << 20
+
+// encodedSizeBound over-estimates a node's JSON size without encoding it.
+func encodedSizeBound(n *Node) int {
+	size := 512 + 2*(len(n.Name)+len(n.LinkTarget)+len(n.User)+len(n.Group)+len(n.Error)) + 100*len(n.Content)
+	for _, x := range n.Xattrs {
+		size += 64 + 2*len(x.Name) + 2*len(x.Value)
+	}
+	return size
 }
 
 func saveTreeBlob(ctx context.Context, s blobSaver, tb treeBlob) (repo.ID, error) {
@@ -82,8 +107,10 @@ func LoadTree(ctx context.Context, r blobLoader, id repo.ID) ([]*Node, error) {
 		}
 		nodes = append(nodes, pb.Nodes...)
 	}
-	if !slices.IsSortedFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) }) {
-		return nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: errors.New("parts are out of order")}
+	for i := 1; i < len(nodes); i++ {
+		if nodes[i-1].Name >= nodes[i].Name {
+			return nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: fmt.Errorf("parts repeat or misorder %q", nodes[i].Name)}
+		}
 	}
 	return nodes, nil
 }
