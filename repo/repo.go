@@ -357,6 +357,11 @@ type BlobRef struct {
 // through rather than issuing another request.
 const maxCoalesceGap = 256 << 10
 
+// maxCoalescedRead bounds one coalesced read, and so the memory each
+// restore worker holds: large enough that request overhead vanishes on a
+// registry, small enough that four workers stay well under 100 MiB.
+const maxCoalescedRead = 16 << 20
+
 // LoadBlobs loads blobs that all live in one pack, reading runs of nearby
 // blobs with a single ranged read, and calls fn with each verified
 // plaintext in pack order. The plaintext is only valid during the call.
@@ -381,7 +386,8 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 	for start := 0; start < len(items); {
 		end := start + 1
 		runEnd := int64(items[start].loc.Offset) + int64(items[start].loc.Length)
-		for end < len(items) && int64(items[end].loc.Offset)-runEnd <= maxCoalesceGap && int64(items[end].loc.Offset)+int64(items[end].loc.Length)-int64(items[start].loc.Offset) <= 64<<20 {
+		for end < len(items) && int64(items[end].loc.Offset)-runEnd <= maxCoalesceGap &&
+			int64(items[end].loc.Offset)+int64(items[end].loc.Length)-int64(items[start].loc.Offset) <= maxCoalescedRead {
 			runEnd = max(runEnd, int64(items[end].loc.Offset)+int64(items[end].loc.Length))
 			end++
 		}
