@@ -234,7 +234,8 @@ func within(p, dir string) bool {
 // single directory itself, otherwise the deepest common parent directory.
 func basePath(paths []string) string {
 	if len(paths) == 1 {
-		if fi, err := os.Stat(paths[0]); err == nil && fi.IsDir() {
+		// Lstat, as the tree records: a symlink is a leaf, not a directory.
+		if fi, err := os.Lstat(paths[0]); err == nil && fi.IsDir() {
 			return paths[0]
 		}
 		return filepath.Dir(paths[0])
