@@ -162,7 +162,7 @@ func decodeTrailer(b []byte, dataEnd int64) ([]PackEntry, error) {
 	entries := make([]PackEntry, 0, n)
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		e := r.packEntry(dataEnd)
-		if r.err == nil && i > 0 && entries[i-1].Offset+entries[i-1].Length > e.Offset {
+		if r.err == nil && i > 0 && int64(entries[i-1].Offset)+int64(entries[i-1].Length) > int64(e.Offset) {
 			r.err = fmt.Errorf("entries %d and %d overlap or are out of order", i-1, i)
 		}
 		entries = append(entries, e)

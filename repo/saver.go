@@ -41,11 +41,15 @@ type BlobSaver struct {
 	uploads chan *packBuilder
 	buffers chan []byte // recycled pack buffers, bounding memory
 
-	mu      sync.Mutex
-	cur     *packBuilder
-	pending map[ID]struct{} // sealed into a pack not yet stored
-	written []PackInfo      // stored packs not yet in an index object
-	stats   SaveStats
+	mu  sync.Mutex
+	cur *packBuilder
+	// unindexed holds the blobs this run has stored, or is storing, that no
+	// index object lists yet. The repository's in-memory index learns of
+	// them only once an index object does, so that after a failed run it
+	// still matches the store and a retry adopts the packs.
+	unindexed map[ID]struct{}
+	written   []PackInfo // stored or adopted packs not yet in an index object
+	stats     SaveStats
 }
 
 // WithBlobSaver runs fn with a BlobSaver. When fn succeeds, every blob it
@@ -55,10 +59,10 @@ type BlobSaver struct {
 // are found by reading pack trailers), so no upload is wasted.
 func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Context, s *BlobSaver) error) (SaveStats, error) {
 	s := &BlobSaver{
-		r:       r,
-		uploads: make(chan *packBuilder),
-		buffers: make(chan []byte, uploaders+2),
-		pending: make(map[ID]struct{}),
+		r:         r,
+		uploads:   make(chan *packBuilder),
+		buffers:   make(chan []byte, uploaders+2),
+		unindexed: make(map[ID]struct{}),
 	}
 	if err := s.adoptUnindexedPacks(ctx); err != nil {
 		return s.stats, err
@@ -92,9 +96,9 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 	return s.stats, nil
 }
 
-// adoptUnindexedPacks adds packs that no index lists (left by an
-// interrupted backup) to the index, so their blobs are reused and the new
-// index object records them.
+// adoptUnindexedPacks takes over packs that no index lists (left by an
+// interrupted backup), so their blobs are reused and the new index object
+// records them.
 func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 	type pack struct {
 		id   ID
@@ -118,9 +122,10 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 			// and `check` reports the pack.
 			continue
 		}
-		info := PackInfo{ID: p.id, Size: p.size, Entries: entries}
-		s.r.index.Add(info)
-		s.written = append(s.written, info)
+		for _, e := range entries {
+			s.unindexed[e.ID] = struct{}{}
+		}
+		s.written = append(s.written, PackInfo{ID: p.id, Size: p.size, Entries: entries})
 		s.stats.ReusedPacks++
 	}
 	return nil
@@ -153,12 +158,12 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	}
 	s.mu.Lock()
 	s.stats.Blobs++
-	_, inFlight := s.pending[id]
-	if inFlight || s.r.index.Has(id) {
+	_, stored := s.unindexed[id]
+	if stored || s.r.index.Has(id) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	s.pending[id] = struct{}{}
+	s.unindexed[id] = struct{}{}
 	s.mu.Unlock()
 
 	// Compression and encryption run here, in the caller's goroutine, so
@@ -206,13 +211,8 @@ func (s *BlobSaver) upload(ctx context.Context) error {
 		if err := s.r.store.Put(ctx, storage.KindPack, id.String(), bytes.NewReader(data), int64(len(data))); err != nil {
 			return fmt.Errorf("storing pack %s: %w", id.Short(), err)
 		}
-		info := PackInfo{ID: id, Size: int64(len(data)), Entries: p.entries}
-		s.r.index.Add(info)
 		s.mu.Lock()
-		s.written = append(s.written, info)
-		for _, e := range p.entries {
-			delete(s.pending, e.ID)
-		}
+		s.written = append(s.written, PackInfo{ID: id, Size: int64(len(data)), Entries: p.entries})
 		s.stats.Packs++
 		s.stats.PackBytes += int64(len(data))
 		s.mu.Unlock()
@@ -234,6 +234,9 @@ func (s *BlobSaver) writeIndex(ctx context.Context) error {
 		}
 		if err := s.r.saveIndex(ctx, s.written[:n]); err != nil {
 			return err
+		}
+		for _, p := range s.written[:n] {
+			s.r.index.Add(p)
 		}
 		s.written = s.written[n:]
 		s.stats.IndexObjects++

@@ -169,7 +169,7 @@ func Find(ctx context.Context, r *repo.Repository, prefix string) (*Snapshot, er
 	}
 	shorts := make([]string, len(matches))
 	for i, m := range matches {
-		shorts[i] = m.String()[:max(8, len(prefix)+2)]
+		shorts[i] = m.String()[:min(len(m.String()), max(8, len(prefix)+2))]
 	}
 	return nil, fmt.Errorf("snapshot id prefix %q matches %d snapshots (%s): use more characters: %w",
 		prefix, len(matches), strings.Join(shorts, ", "), ErrAmbiguousSnapshot)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -167,9 +168,12 @@ func (n *Node) validate() error {
 	}
 	switch n.Type {
 	case TypeFile:
+		if n.Size < 0 {
+			return errors.New("negative size")
+		}
 		var total int64
 		for _, e := range n.Content {
-			if e.Size < 0 || (!e.Hole && e.ID.IsZero()) {
+			if e.Size < 0 || (!e.Hole && e.ID.IsZero()) || total > math.MaxInt64-e.Size {
 				return errors.New("invalid content extent")
 			}
 			total += e.Size

@@ -1,0 +1,330 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// TestBlobsRoundTrip saves random and compressible blobs into several
+// 1 MiB packs and reads every one back from a freshly opened repository.
+func TestBlobsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	blobs := mixedBlobs(1, 120, 128<<10)
+	blobs = append(blobs,
+		testBlob{BlobData, make([]byte, 600<<10)},         // zeros: compresses to almost nothing
+		testBlob{BlobData, randomBytes(99, testPackSize)}, // a blob as large as a pack
+		testBlob{BlobTree, []byte("t")},                   // tiny
+		testBlob{BlobData, nil},                           // empty
+	)
+	var raw int64
+	for _, b := range blobs {
+		raw += int64(len(b.data))
+	}
+	ids, stats := saveBlobs(t, r, blobs)
+
+	if stats.Blobs != int64(len(blobs)) || stats.NewBlobs != int64(len(blobs)) || stats.NewRawBytes != raw {
+		t.Errorf("stats %+v: want %d blobs, all new, %d raw bytes", stats, len(blobs), raw)
+	}
+	packs := objectNames(t, st, storage.KindPack)
+	if len(packs) < 4 || stats.Packs != len(packs) {
+		t.Errorf("%d packs stored, stats say %d; want at least 4", len(packs), stats.Packs)
+	}
+	if stats.NewStored >= raw {
+		t.Errorf("compressible blobs did not shrink: %d stored for %d raw bytes", stats.NewStored, raw)
+	}
+	if stats.IndexObjects != 1 || len(objectNames(t, st, storage.KindIndex)) != 1 {
+		t.Errorf("stats say %d index objects, the store has %v; want 1", stats.IndexObjects, objectNames(t, st, storage.KindIndex))
+	}
+	var packBytes int64
+	for _, p := range packs {
+		packBytes += int64(len(getObject(t, st, storage.KindPack, p)))
+	}
+	if stats.PackBytes != packBytes {
+		t.Errorf("stats.PackBytes = %d, the packs hold %d", stats.PackBytes, packBytes)
+	}
+
+	r2 := reopen(t, st, OpenOptions{})
+	if r2.Index().Len() != len(blobs) {
+		t.Errorf("the loaded index has %d blobs, want %d", r2.Index().Len(), len(blobs))
+	}
+	for i, b := range blobs {
+		got, err := r2.LoadBlob(ctx, b.typ, ids[i])
+		if err != nil {
+			t.Fatalf("blob %d (%s, %d bytes): %v", i, b.typ, len(b.data), err)
+		}
+		if !bytes.Equal(got, b.data) {
+			t.Fatalf("blob %d (%s, %d bytes) reads back as %d other bytes", i, b.typ, len(b.data), len(got))
+		}
+		loc, _ := r2.Index().Lookup(ids[i])
+		if loc.Type != b.typ || loc.RawLength != uint32(len(b.data)) {
+			t.Errorf("blob %d indexed as %+v, want type %s and raw length %d", i, loc, b.typ, len(b.data))
+		}
+		if ids[i] != r2.BlobID(b.typ, b.data) {
+			t.Errorf("blob %d: Save returned an id that is not BlobID of its plaintext", i)
+		}
+	}
+	if _, err := r2.LoadBlob(ctx, BlobData, r2.BlobID(BlobData, []byte("never saved"))); !errors.Is(err, ErrBlobNotFound) {
+		t.Errorf("LoadBlob of an unknown blob: %v, want ErrBlobNotFound", err)
+	}
+}
+
+// TestLoadBlobs reads every pack's blobs, asked for in shuffled order, and
+// checks they come back in offset order, each once, with the right bytes.
+func TestLoadBlobs(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	blobs := mixedBlobs(2, 100, 96<<10)
+	ids, _ := saveBlobs(t, r, blobs)
+	want := map[ID]testBlob{}
+	for i, id := range ids {
+		want[id] = blobs[i]
+	}
+	r2 := reopen(t, st, OpenOptions{})
+	byPack := packsOf(r2.Index())
+	if len(byPack) < 3 {
+		t.Fatalf("blobs landed in %d packs, want at least 3", len(byPack))
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	seen := map[ID]int{}
+	for pack, packIDs := range byPack {
+		refs := make([]BlobRef, len(packIDs))
+		for i, id := range packIDs {
+			refs[i] = BlobRef{ID: id, Type: want[id].typ}
+		}
+		rng.Shuffle(len(refs), func(i, j int) { refs[i], refs[j] = refs[j], refs[i] })
+		var lastOff int64 = -1
+		calls := 0
+		err := r2.LoadBlobs(ctx, pack, refs, func(ref BlobRef, plain []byte) error {
+			calls++
+			seen[ref.ID]++
+			loc, ok := r2.Index().Lookup(ref.ID)
+			if !ok || loc.Pack != pack {
+				t.Errorf("fn got blob %s, which is not in pack %s", ref.ID.Short(), pack.Short())
+			}
+			if int64(loc.Offset) <= lastOff {
+				t.Errorf("blob at offset %d came after offset %d", loc.Offset, lastOff)
+			}
+			lastOff = int64(loc.Offset)
+			if ref.Type != want[ref.ID].typ || !bytes.Equal(plain, want[ref.ID].data) {
+				t.Errorf("blob %s: got %s with %d bytes, want %s with %d", ref.ID.Short(), ref.Type, len(plain), want[ref.ID].typ, len(want[ref.ID].data))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("LoadBlobs of pack %s: %v", pack.Short(), err)
+		}
+		if calls != len(refs) {
+			t.Errorf("pack %s: fn called %d times for %d blobs", pack.Short(), calls, len(refs))
+		}
+	}
+	if len(seen) != len(blobs) {
+		t.Errorf("LoadBlobs returned %d distinct blobs, want %d", len(seen), len(blobs))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("blob %s returned %d times", id.Short(), n)
+		}
+	}
+
+	// Errors: the callback's error stops the walk; a blob of another pack,
+	// an unknown blob and a wrong type are refused.
+	var pack, otherPack ID
+	for p := range byPack {
+		if pack.IsZero() {
+			pack = p
+		} else if otherPack.IsZero() {
+			otherPack = p
+		}
+	}
+	first, stranger := byPack[pack][0], byPack[otherPack][0]
+	stop := errors.New("stop")
+	calls := 0
+	err := r2.LoadBlobs(ctx, pack, refsOf(byPack[pack], want), func(BlobRef, []byte) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("LoadBlobs with a failing fn: %v after %d calls, want stop after 1", err, calls)
+	}
+	noop := func(BlobRef, []byte) error { return nil }
+	if err := r2.LoadBlobs(ctx, pack, []BlobRef{{stranger, want[stranger].typ}}, noop); err == nil {
+		t.Error("LoadBlobs accepted a blob of another pack")
+	}
+	if err := r2.LoadBlobs(ctx, pack, []BlobRef{{r2.BlobID(BlobData, []byte("unknown")), BlobData}}, noop); !errors.Is(err, ErrBlobNotFound) {
+		t.Errorf("LoadBlobs of an unknown blob: %v, want ErrBlobNotFound", err)
+	}
+	wrong := BlobRef{first, 1 - want[first].typ}
+	err = r2.LoadBlobs(ctx, pack, []BlobRef{wrong}, noop)
+	if ie := asIntegrity(t, err); ie.Name != first.String() || ie.Pack != pack.String() {
+		t.Errorf("LoadBlobs with the wrong type names %s in %s, want %s in %s", ie.Name, ie.Pack, first, pack)
+	}
+	if err := r2.LoadBlobs(ctx, pack, nil, noop); err != nil {
+		t.Errorf("LoadBlobs of no blobs: %v", err)
+	}
+}
+
+func refsOf(ids []ID, blobs map[ID]testBlob) []BlobRef {
+	refs := make([]BlobRef, len(ids))
+	for i, id := range ids {
+		refs[i] = BlobRef{ID: id, Type: blobs[id].typ}
+	}
+	return refs
+}
+
+func TestSaveDeduplicates(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	a, b := randomBytes(1, 5000), compressibleBytes(2, 5000)
+	var first, again []bool
+	stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+		for _, data := range [][]byte{a, b, a, a, b} {
+			_, added, err := s.Save(ctx, BlobData, data)
+			if err != nil {
+				return err
+			}
+			first = append(first, added)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, true, false, false, false}; !slices.Equal(first, want) {
+		t.Errorf("Save reported new = %v, want %v", first, want)
+	}
+	if stats.Blobs != 5 || stats.NewBlobs != 2 || stats.NewRawBytes != 10000 || stats.Packs != 1 {
+		t.Errorf("stats %+v: want 5 blobs, 2 new, 10000 raw bytes, 1 pack", stats)
+	}
+
+	// A later run, in this session and in a new one, finds them indexed.
+	for _, rr := range []*Repository{r, reopen(t, st, OpenOptions{})} {
+		stats, err = rr.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+			for _, data := range [][]byte{a, b} {
+				_, added, err := s.Save(ctx, BlobData, data)
+				if err != nil {
+					return err
+				}
+				again = append(again, added)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.NewBlobs != 0 || stats.Packs != 0 || stats.IndexObjects != 0 {
+			t.Errorf("saving known blobs again: %+v, want nothing new", stats)
+		}
+	}
+	for _, added := range again {
+		if added {
+			t.Error("Save reported a known blob as new")
+		}
+	}
+	if n := len(objectNames(t, st, storage.KindPack)); n != 1 {
+		t.Errorf("%d packs, want 1", n)
+	}
+}
+
+// TestDedupStoreGrowth saves 20 MiB, then the same 20 MiB again from a new
+// session: the store must grow by less than 1%.
+func TestDedupStoreGrowth(t *testing.T) {
+	r, st := newTestRepo(t)
+	const total, chunk = 20 << 20, 256 << 10
+	var blobs []testBlob
+	for i := range total / chunk {
+		if i%2 == 0 {
+			blobs = append(blobs, testBlob{BlobData, randomBytes(uint64(1000+i), chunk)})
+		} else {
+			blobs = append(blobs, testBlob{BlobData, compressibleBytes(uint64(1000+i), chunk)})
+		}
+	}
+	saveBlobs(t, r, blobs)
+	before := storeSize(t, st)
+	if before < total/2 {
+		t.Fatalf("the store holds %d bytes after saving %d", before, total)
+	}
+	_, stats := saveBlobs(t, reopen(t, st, OpenOptions{}), blobs)
+	after := storeSize(t, st)
+	if grown := after - before; grown*100 >= before {
+		t.Errorf("saving the same 20 MiB again grew the store by %d of %d bytes (>= 1%%)", grown, before)
+	}
+	if stats.NewBlobs != 0 || stats.Packs != 0 {
+		t.Errorf("second save: %+v, want no new blobs or packs", stats)
+	}
+}
+
+// TestLoadBlobWrongType asks for blobs with the other type.
+func TestLoadBlobWrongType(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	ids, _ := saveBlobs(t, r, []testBlob{{BlobData, []byte("file content")}, {BlobTree, []byte(`{"version":1,"x":2}`)}})
+	r2 := reopen(t, st, OpenOptions{})
+	tests := []struct {
+		id  ID
+		typ BlobType
+	}{
+		{ids[0], BlobTree},
+		{ids[1], BlobData},
+		{ids[0], BlobType(7)},
+	}
+	for _, tt := range tests {
+		_, err := r2.LoadBlob(ctx, tt.typ, tt.id)
+		ie := asIntegrity(t, err)
+		loc, _ := r2.Index().Lookup(tt.id)
+		if ie.Kind != "blob" || ie.Name != tt.id.String() || ie.Pack != loc.Pack.String() {
+			t.Errorf("LoadBlob(%s, %s): error names %s %s in %s", tt.typ, tt.id.Short(), ie.Kind, ie.Name, ie.Pack)
+		}
+	}
+
+	// With the index also claiming the wrong type, the sealed blob's
+	// associated data still refuses it.
+	loc, _ := r2.Index().Lookup(ids[0])
+	x := NewIndex()
+	x.Add(PackInfo{ID: loc.Pack, Size: 1 << 20, Entries: []PackEntry{{ID: ids[0], Type: BlobTree, Offset: loc.Offset, Length: loc.Length, RawLength: loc.RawLength}}})
+	r2.index = x
+	_, err := r2.LoadBlob(ctx, BlobTree, ids[0])
+	if ie := asIntegrity(t, err); ie.Name != ids[0].String() {
+		t.Errorf("error names %s, want %s", ie.Name, ids[0])
+	}
+}
+
+// TestSameBytesAsDataAndTree saves equal plaintext as a file chunk and as a
+// tree. They must be two blobs, each loadable with its own type: an empty
+// directory's tree is `{"version":1}`, and so may be a user's file.
+func TestSameBytesAsDataAndTree(t *testing.T) {
+	ctx := context.Background()
+	for _, order := range [][]BlobType{{BlobData, BlobTree}, {BlobTree, BlobData}} {
+		r, st := newTestRepo(t)
+		data := []byte(`{"version":1}`)
+		ids := map[BlobType]ID{}
+		_, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+			for _, typ := range order {
+				id, added, err := s.Save(ctx, typ, data)
+				if err != nil {
+					return err
+				}
+				if !added {
+					t.Errorf("order %v: the %s blob was taken for a known one", order, typ)
+				}
+				ids[typ] = id
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[BlobData] == ids[BlobTree] {
+			t.Fatalf("order %v: data and tree blobs share id %s", order, ids[BlobData].Short())
+		}
+		r2 := reopen(t, st, OpenOptions{})
+		for typ, id := range ids {
+			if got, err := r2.LoadBlob(ctx, typ, id); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("order %v: LoadBlob(%s): %q, %v", order, typ, got, err)
+			}
+		}
+	}
+}
