@@ -406,3 +406,19 @@ func TestRestoreIntoSymlinkedTarget(t *testing.T) {
 		t.Errorf("restore through a symlinked target: %q %v", b, err)
 	}
 }
+
+// One damaged snapshot is named, but hides no other and blocks no backup.
+func TestDamagedSnapshotHidesNothing(t *testing.T) {
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("1"), 0o644)
+	h.create()
+	h.backup(src)
+	sns, _ := filepath.Glob(filepath.Join(h.repo, "snapshots", "*"))
+	flipByte(t, sns[0], 0.5)
+	good := h.backup(src)
+	r := h.at("ls")
+	if r.code != ExitCorrupt || !strings.Contains(r.stdout, good) || !strings.Contains(r.stderr, filepath.Base(sns[0])) {
+		t.Errorf("ls with a damaged snapshot: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -49,15 +49,14 @@ func snapshotLine(sn *snapshot.Snapshot) string {
 }
 
 func listSnapshots(ctx context.Context, a *app) error {
+	// A damaged snapshot does not hide the others: they are listed, and
+	// the error naming it follows.
 	sns, err := snapshot.List(ctx, a.repo)
-	if err != nil {
-		return err
-	}
 	for _, sn := range sns {
 		a.out.textf("%s\n", snapshotLine(sn))
 		a.out.result(snapshotJSON(sn))
 	}
-	return nil
+	return err
 }
 
 func snapshotJSON(sn *snapshot.Snapshot) map[string]any {

@@ -253,9 +253,10 @@ func basePath(paths []string) string {
 // host, whose unchanged files need not be read again.
 func findParent(ctx context.Context, r *repo.Repository, host string, paths []string) (*Snapshot, error) {
 	sns, err := List(ctx, r)
-	if err != nil {
+	if err != nil && !errors.Is(err, repo.ErrCorrupt) {
 		return nil, err
 	}
+	// A damaged snapshot is no parent; check reports it.
 	for i := len(sns) - 1; i >= 0; i-- {
 		if sns[i].Host == host && slices.Equal(sns[i].Paths, paths) {
 			return sns[i], nil
@@ -278,8 +279,16 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	for range runtime.GOMAXPROCS(0) {
 		workers.Go(func() { a.saveBlobs(ctx) })
 	}
+	// The scanner only feeds the progress display: it is stopped with the
+	// backup, so nothing reports progress after Backup returns.
+	var scanner sync.WaitGroup
+	scanCtx, stopScan := context.WithCancel(ctx)
+	defer func() {
+		stopScan()
+		scanner.Wait()
+	}()
 	if _, ok := a.prog.(nopProgress); !ok {
-		go a.scan(ctx, paths)
+		scanner.Go(func() { a.scan(scanCtx, paths) })
 	}
 
 	root, err := a.walkRoots(ctx, paths, parent)

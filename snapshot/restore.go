@@ -148,8 +148,18 @@ func (rs *restorer) add(p string, n *Node) {
 func (rs *restorer) checkConflicts() error {
 	var conflicts []string
 	for _, it := range rs.others {
-		if _, err := os.Lstat(it.path); err == nil {
-			conflicts = append(conflicts, it.path)
+		fi, err := os.Lstat(it.path)
+		if err != nil {
+			continue
+		}
+		conflicts = append(conflicts, it.path)
+		// Overwrite replaces an empty directory, but never deletes a tree
+		// of the user's files to put a file in its place.
+		if rs.opt.Overwrite && fi.IsDir() {
+			if entries, _ := os.ReadDir(it.path); len(entries) > 0 {
+				return fmt.Errorf("%s is a non-empty directory where the snapshot has a %s: %w: move it away first",
+					it.path, it.node.Type, ErrTargetExists)
+			}
 		}
 	}
 	// rs.dirs[0] is the target itself, which may be a symlink the user chose.
@@ -200,14 +210,15 @@ func (rs *restorer) createEntries() error {
 		it := &rs.others[i]
 		n := it.node
 		if rs.opt.Overwrite {
-			if fi, err := os.Lstat(it.path); err == nil && !fi.IsDir() {
+			// checkConflicts made sure a directory here is empty.
+			if _, err := os.Lstat(it.path); err == nil {
 				if err := os.Remove(it.path); err != nil {
 					return fsError("replacing", it.path, err)
 				}
 			}
 		}
-		if n.Type != TypeDir && n.Links > 1 {
-			key := [2]uint64{n.Device, n.Inode}
+		key := [2]uint64{n.Device, n.Inode}
+		if n.Links > 1 {
 			if first, ok := rs.links[key]; ok {
 				if err := os.Link(first, it.path); err != nil {
 					return fsError("linking", it.path, err)
@@ -215,7 +226,6 @@ func (rs *restorer) createEntries() error {
 				it.node = nil // shares the first name's inode, data and metadata
 				continue
 			}
-			rs.links[key] = it.path
 		}
 		var err error
 		switch n.Type {
@@ -226,15 +236,23 @@ func (rs *restorer) createEntries() error {
 		default:
 			err = createSpecial(it.path, n)
 			if errors.Is(err, errNeedRoot) {
+				// Skipped: no metadata to apply, and no first name for
+				// other hard links to the same device to link to (they
+				// try to create it again, and warn again).
 				rs.warn(it.path, err)
+				it.node = nil
 				continue
 			}
 		}
 		if err != nil {
 			return fsError("creating", it.path, err)
 		}
+		if n.Links > 1 {
+			rs.links[key] = it.path
+		}
 	}
-	// Hard-linked names after the first carry a nil node: drop them.
+	// Hard-linked names after the first, and skipped entries, carry a nil
+	// node: drop them.
 	rs.others = slices.DeleteFunc(rs.others, func(it restoreItem) bool { return it.node == nil })
 	return nil
 }

@@ -111,17 +111,24 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 	return &sn, nil
 }
 
-// List loads every snapshot, oldest first.
+// List loads every snapshot, oldest first. Snapshots that fail to load
+// are left out and their errors joined into the error returned with the
+// others, so one damaged snapshot hides no other.
 func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
 	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 	if err != nil {
 		return nil, err
 	}
 	sns := make([]*Snapshot, 0, len(ids))
+	var errs []error
 	for _, id := range ids {
 		sn, err := Load(ctx, r, id)
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			errs = append(errs, err)
+			continue
 		}
 		sns = append(sns, sn)
 	}
@@ -131,7 +138,7 @@ func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
 		}
 		return strings.Compare(a.ID.String(), b.ID.String())
 	})
-	return sns, nil
+	return sns, errors.Join(errs...)
 }
 
 // Find returns the snapshot whose id starts with prefix. "latest" selects
