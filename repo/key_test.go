@@ -132,8 +132,7 @@ func TestRemoveKey(t *testing.T) {
 	}
 
 	// A session opened with the second key may remove the first.
-	other, err = r.AddKey(ctx, []byte("other"), TestKDF)
-	if err != nil {
+	if _, err := r.AddKey(ctx, []byte("other"), TestKDF); err != nil {
 		t.Fatal(err)
 	}
 	r2 := openTestRepo(t, st, "other", OpenOptions{})
