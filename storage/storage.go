@@ -63,6 +63,11 @@ func (r Range) String() string { return fmt.Sprintf("[%d,+%d)", r.Offset, r.Leng
 
 // Store is a place that holds a coffer repository's objects.
 //
+// Objects of every kind but KindLock are named by the lowercase hex
+// SHA-256 of their bytes, which is how coffer names them; a backend may
+// rely on it (the OCI backend stores them as blobs under that digest) and
+// refuse a Put whose bytes do not match with ErrInvalidName.
+//
 // Guarantees every implementation makes (storagetest checks them):
 //   - Put is atomic: a concurrent or later Get, Stat or List sees either the
 //     whole object or nothing, never a prefix, even if the process dies

@@ -1,0 +1,233 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// maxBlobRead bounds a whole-blob read; coffer's largest objects (packs)
+// are far smaller.
+const maxBlobRead = 2 << 30
+
+// errRangeIgnored reports a 200 answer to a Range request.
+var errRangeIgnored = errors.New("registry ignored the Range header")
+
+// getBlob reads a blob by digest with one GET (no manifest lookup). A
+// whole read is checked against the digest; a ranged read must come back
+// as 206 with a matching Content-Range and exactly the bytes asked for.
+// Reads cut off mid-body are retried.
+func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Range) (io.ReadCloser, error) {
+	if rng != nil && (rng.Offset < 0 || rng.Length <= 0 || rng.Offset > maxBlobRead) {
+		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
+	}
+	if rng != nil && !s.rangeIgnored() {
+		b, err := s.retryRead(ctx, func() ([]byte, error) { return s.readRange(ctx, dgst, *rng) })
+		if err == nil {
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+		if !errors.Is(err, errRangeIgnored) {
+			return nil, err
+		}
+		s.recordRangeIgnored()
+	}
+	b, err := s.wholeBlob(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	if rng == nil {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	if rng.Offset+rng.Length > int64(len(b)) {
+		return nil, fmt.Errorf("blob %s range %s beyond its %d bytes: %w", shortDigest(dgst), rng, len(b), storage.ErrInvalidRange)
+	}
+	return io.NopCloser(bytes.NewReader(b[rng.Offset : rng.Offset+rng.Length])), nil
+}
+
+// wholeBlob reads and verifies a whole blob. When ranges are being served
+// from whole reads, the last blob read is kept, so that restoring many
+// blobs of one pack costs one download.
+func (s *Store) wholeBlob(ctx context.Context, dgst digest.Digest) ([]byte, error) {
+	s.fullMu.Lock()
+	if s.fullDgst == dgst {
+		b := s.fullData
+		s.fullMu.Unlock()
+		return b, nil
+	}
+	s.fullMu.Unlock()
+	b, err := s.retryRead(ctx, func() ([]byte, error) { return s.readWhole(ctx, dgst) })
+	if err != nil {
+		return nil, err
+	}
+	if s.rangeIgnored() {
+		s.fullMu.Lock()
+		s.fullDgst, s.fullData = dgst, b
+		s.fullMu.Unlock()
+	}
+	return b, nil
+}
+
+// errRetryRead marks a read that failed in a way worth repeating.
+type errRetryRead struct{ err error }
+
+func (e errRetryRead) Error() string { return e.err.Error() }
+func (e errRetryRead) Unwrap() error { return e.err }
+
+// retryRead repeats a read cut off mid-body, or whose bytes did not check
+// out, with backoff. Status errors were retried by the transport already.
+func (s *Store) retryRead(ctx context.Context, read func() ([]byte, error)) ([]byte, error) {
+	var last error
+	for attempt := 0; attempt < readAttempts; attempt++ {
+		b, err := read()
+		var retryable errRetryRead
+		if err == nil || !errors.As(err, &retryable) {
+			return b, err
+		}
+		last = retryable.err
+		wait := backoff(attempt, nil)
+		if s.opt.Logf != nil && attempt > 0 {
+			s.opt.Logf("registry %s: %v; retrying in %s", s.loc.host, last, wait.Round(10*time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return nil, fmt.Errorf("registry %s: %w (after %d attempts)", s.loc.host, last, readAttempts)
+}
+
+// blobRequest sends a GET for a blob through the authenticating client.
+func (s *Store) blobRequest(ctx context.Context, dgst digest.Digest, rangeHeader string) (*http.Response, error) {
+	ctx = auth.AppendRepositoryScope(ctx, s.repo.Reference, auth.ActionPull)
+	url := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", s.scheme(), s.loc.host, s.loc.repo, dgst)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if rangeHeader != "" {
+		req.Header.Set("Range", rangeHeader)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errRetryRead{s.wrap("reading blob "+shortDigest(dgst), err)}
+	}
+	return resp, nil
+}
+
+// statusError turns an unexpected answer into an error; 404 wraps
+// storage.ErrNotFound.
+func (s *Store) statusError(resp *http.Response, dgst digest.Digest) error {
+	return s.wrap("reading blob "+shortDigest(dgst), parseErrorResponse(resp))
+}
+
+// parseErrorResponse reads a registry's error body, as oras-go does for
+// the requests it makes itself.
+func parseErrorResponse(resp *http.Response) error {
+	e := &errcode.ErrorResponse{Method: resp.Request.Method, URL: resp.Request.URL, StatusCode: resp.StatusCode}
+	var body struct {
+		Errors errcode.Errors `json:"errors"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 8<<10)).Decode(&body) == nil {
+		e.Errors = body.Errors
+	}
+	return e
+}
+
+func (s *Store) readWhole(ctx context.Context, dgst digest.Digest) ([]byte, error) {
+	resp, err := s.blobRequest(ctx, dgst, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, s.statusError(resp, dgst)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBlobRead+1))
+	if err != nil {
+		return nil, errRetryRead{fmt.Errorf("reading blob %s: %w", shortDigest(dgst), err)}
+	}
+	if resp.ContentLength >= 0 && int64(len(b)) != resp.ContentLength {
+		return nil, errRetryRead{fmt.Errorf("blob %s: got %d of %d bytes", shortDigest(dgst), len(b), resp.ContentLength)}
+	}
+	if digest.FromBytes(b) != dgst {
+		// A damaged transfer, or damaged storage: retrying tells which.
+		return nil, errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest", shortDigest(dgst), len(b))}
+	}
+	return b, nil
+}
+
+// readRange reads exactly rng of a blob with a closed Range request.
+func (s *Store) readRange(ctx context.Context, dgst digest.Digest, rng storage.Range) ([]byte, error) {
+	last := rng.Offset + rng.Length - 1
+	resp, err := s.blobRequest(ctx, dgst, fmt.Sprintf("bytes=%d-%d", rng.Offset, last))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		return nil, errRangeIgnored
+	case http.StatusRequestedRangeNotSatisfiable:
+		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
+	default:
+		return nil, s.statusError(resp, dgst)
+	}
+	start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+	if !ok || start != rng.Offset || (end != last && end != total-1) || end < start {
+		return nil, fmt.Errorf("registry %s answered range %s of blob %s with Content-Range %q",
+			s.loc.host, rng, shortDigest(dgst), resp.Header.Get("Content-Range"))
+	}
+	if end != last {
+		// The blob ends before the range does.
+		return nil, fmt.Errorf("blob %s range %s beyond its %d bytes: %w", shortDigest(dgst), rng, total, storage.ErrInvalidRange)
+	}
+	b := make([]byte, rng.Length)
+	if _, err := io.ReadFull(resp.Body, b); err != nil {
+		return nil, errRetryRead{fmt.Errorf("reading blob %s range %s: %w", shortDigest(dgst), rng, err)}
+	}
+	return b, nil
+}
+
+// parseContentRange parses "bytes start-end/total" (total may be "*").
+func parseContentRange(h string) (start, end, total int64, ok bool) {
+	rest, found := strings.CutPrefix(h, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	span, size, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	start, err1 = strconv.ParseInt(a, 10, 64)
+	end, err2 = strconv.ParseInt(b, 10, 64)
+	total = -1
+	if size != "*" {
+		total, err3 = strconv.ParseInt(size, 10, 64)
+	}
+	return start, end, total, err1 == nil && err2 == nil && err3 == nil
+}
+
+func rangeOf(off, n int64) storage.Range { return storage.Range{Offset: off, Length: n} }

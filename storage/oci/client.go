@@ -1,0 +1,202 @@
+package oci
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/retry"
+)
+
+// userAgent identifies coffer to registries.
+const userAgent = "coffer"
+
+// newTransport returns the base transport: HTTP/1.1 and 2, TLS verified
+// against the system pool plus opt.CAFile, sensible timeouts.
+func newTransport(opt Options) (http.RoundTripper, error) {
+	if opt.Transport != nil {
+		return opt.Transport, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if opt.CAFile != "" {
+		pem, err := os.ReadFile(opt.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", opt.CAFile)
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	t.MaxIdleConnsPerHost = 16
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	return t, nil
+}
+
+// retryPolicy retries what is worth retrying (429, 5xx, timeouts,
+// connection resets), with exponential backoff and jitter, and honours a
+// Retry-After of up to maxRetryAfter, telling the user while it waits.
+type retryPolicy struct {
+	host string
+	logf func(string, ...any)
+}
+
+const (
+	maxRetries    = 8
+	maxRetryAfter = 5 * time.Minute
+)
+
+var backoff = retry.ExponentialBackoff(250*time.Millisecond, 2, 0.2)
+
+// Retry implements retry.Policy.
+func (p retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
+	if attempt >= maxRetries {
+		return -1, nil
+	}
+	ok, err := retry.DefaultPredicate(resp, err)
+	if err != nil || !ok {
+		return -1, err
+	}
+	wait := min(backoff(attempt, nil), 30*time.Second)
+	what := "a connection error"
+	if resp != nil {
+		what = resp.Status
+		if s := resp.Header.Get("Retry-After"); s != "" {
+			if secs, err := strconv.Atoi(s); err == nil && secs >= 0 {
+				wait = min(time.Duration(secs)*time.Second, maxRetryAfter)
+			} else if t, err := http.ParseTime(s); err == nil {
+				wait = min(max(time.Until(t), 0), maxRetryAfter)
+			}
+		}
+	}
+	if p.logf != nil && (wait >= time.Second || (resp != nil && resp.StatusCode == http.StatusTooManyRequests)) {
+		p.logf("registry %s answered %s; retrying in %s (attempt %d of %d)", p.host, what, wait.Round(100*time.Millisecond), attempt+1, maxRetries)
+	}
+	return wait, nil
+}
+
+// credentialSource describes where credentials come from, for errors.
+type credentialSource struct {
+	fn   auth.CredentialFunc
+	desc string
+}
+
+// newCredentials resolves credentials as docker, oras and crane do: from
+// explicit options first, else the docker config (with its credsStore and
+// credHelpers).
+func newCredentials(host string, opt Options) (credentialSource, error) {
+	if opt.Username != "" || opt.Password != "" {
+		return credentialSource{
+			fn:   auth.StaticCredential(host, auth.Credential{Username: opt.Username, Password: opt.Password}),
+			desc: "COFFER_REGISTRY_USERNAME/COFFER_REGISTRY_PASSWORD",
+		}, nil
+	}
+	store, path, err := dockerStore(opt.DockerConfig)
+	if err != nil {
+		return credentialSource{}, err
+	}
+	return credentialSource{fn: credentials.Credential(store), desc: "docker config " + path}, nil
+}
+
+// dockerStore opens the docker credential store (config.json plus its
+// helpers). Writes go to config.json in plain text only when no helper is
+// configured, as `docker login` does.
+func dockerStore(dir string) (credentials.Store, string, error) {
+	if dir == "" {
+		dir = os.Getenv("DOCKER_CONFIG")
+	}
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, "", fmt.Errorf("finding the docker config: %w", err)
+		}
+		dir = filepath.Join(home, ".docker")
+	}
+	path := filepath.Join(dir, "config.json")
+	store, err := credentials.NewStore(path, credentials.StoreOptions{AllowPlaintextPut: true})
+	if err != nil {
+		return nil, "", fmt.Errorf("reading docker config %s: %w", path, err)
+	}
+	return store, path, nil
+}
+
+// newAuthClient builds the oras-go client: auth (token, basic,
+// anonymous, with a token cache) over the retrying transport.
+func newAuthClient(host string, base http.RoundTripper, creds credentialSource, logf func(string, ...any)) *auth.Client {
+	rt := retry.NewTransport(base)
+	rt.Policy = func() retry.Policy { return retryPolicy{host: host, logf: logf} }
+	c := &auth.Client{
+		Client:     &http.Client{Transport: rt},
+		Cache:      auth.NewCache(),
+		Credential: creds.fn,
+	}
+	c.SetUserAgent(userAgent)
+	if isLoopback(host) {
+		// A registry on this machine may have its token service on this
+		// machine too; oras-go refuses loopback realms by default to stop
+		// a remote registry from pointing clients at local services.
+		c.BlockedRealmPrefixes = slices.DeleteFunc(auth.DefaultBlockedRealmPrefixes(), func(p netip.Prefix) bool {
+			return p.Contains(netip.MustParseAddr("127.0.0.1")) || p.Contains(netip.IPv6Loopback())
+		})
+	}
+	return c
+}
+
+// detectScheme decides between HTTPS and plain HTTP with one request to
+// /v2/. HTTPS is the default; plain HTTP is used when asked for, or for a
+// loopback host whose server does not speak TLS at all. A certificate
+// that fails verification is always an error.
+func detectScheme(ctx context.Context, host string, base http.RoundTripper, insecure bool) (plainHTTP bool, err error) {
+	if insecure {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	resp, err := base.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		return false, nil
+	}
+	var recordErr tls.RecordHeaderError
+	if isLoopback(host) && errors.As(err, &recordErr) {
+		return true, nil // a plain-HTTP server on this machine
+	}
+	return false, connectError(host, err)
+}
+
+// connectError turns a transport failure into advice.
+func connectError(host string, err error) error {
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	var certInvalid x509.CertificateInvalidError
+	var recordErr tls.RecordHeaderError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &unknownAuthority):
+		return fmt.Errorf("registry %s: TLS certificate signed by an unknown authority: trust its CA with -ca-file or SSL_CERT_FILE", host)
+	case errors.As(err, &hostnameErr), errors.As(err, &certInvalid):
+		return fmt.Errorf("registry %s: TLS certificate is not valid for this host (%v): fix the certificate or use the name it was issued for", host, err)
+	case errors.As(err, &recordErr):
+		return fmt.Errorf("registry %s does not speak TLS: use -insecure-http (or ?insecure-http=true) to allow plain HTTP", host)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Errorf("cannot reach registry %s: %v", host, opErr.Err)
+	}
+	return fmt.Errorf("registry %s: %w", host, err)
+}

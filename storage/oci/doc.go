@@ -1,0 +1,38 @@
+// Package oci stores a coffer repository in an OCI registry, one OCI
+// repository per coffer repository, through the Distribution API that
+// Docker Hub, GHCR, ECR, GAR, ACR, Harbor, Quay, GitLab and CNCF
+// Distribution implement.
+//
+// # Layout
+//
+// Packs, index objects and snapshots are blobs named by their SHA-256,
+// so reading one is a single GET /v2/<name>/blobs/sha256:<hex>. They stay
+// reachable (and so survive registry garbage collection) through a root
+// tag per writer, "coffer-root-<writer>", which points at an OCI image
+// index of segment manifests, each listing at most 500 of those blobs as
+// layers. A writer is a client identity (host and user, hashed), so tags
+// grow with writers, not with data. Updates are copy-on-write: blobs
+// first, then new segment manifests, then the root index, then the tag.
+//
+// Small mutable objects are tagged manifests of one layer each: the
+// config ("coffer-config"), keys ("coffer-key-<name>") and locks
+// ("coffer-lock-<name>"). Where a registry refuses DELETE, removing one
+// re-tags it to a tombstone manifest.
+//
+// docs/oci-layout.md describes the layout with a picture.
+//
+// # Protocol
+//
+// Registry protocol and authentication come from oras.land/oras-go/v2
+// (token, basic and anonymous flows; docker config.json credentials with
+// credsStore and credHelpers). This package adds what it lacks: closed
+// ranged GETs that insist on 206 and a matching Content-Range (falling
+// back to a full GET and a digest check when a registry ignores Range),
+// SHA-256 verification of every full read, retries of reads cut off
+// mid-body, waits that honour long Retry-After values and say so, and a
+// capability probe.
+//
+// References:
+//   - https://github.com/opencontainers/distribution-spec/blob/v1.1.1/spec.md
+//   - https://github.com/opencontainers/image-spec/blob/v1.1.1/manifest.md#guidelines-for-artifact-usage
+package oci

@@ -1,0 +1,111 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// registryError is an error answer from a registry, reduced to what a
+// user needs: never a credential, always the registry and the advice.
+type registryError struct {
+	op     string
+	host   string
+	status int
+	code   string // the first Distribution error code, e.g. NAME_UNKNOWN
+	msg    string
+	advice string
+	err    error
+}
+
+func (e *registryError) Error() string {
+	s := fmt.Sprintf("registry %s: %s", e.host, e.op)
+	if e.status != 0 {
+		s += fmt.Sprintf(": %d %s", e.status, http.StatusText(e.status))
+	}
+	if e.msg != "" {
+		s += " (" + e.msg + ")"
+	}
+	if e.advice != "" {
+		s += ": " + e.advice
+	}
+	return s
+}
+
+func (e *registryError) Unwrap() error { return e.err }
+
+// wrapError classifies err from an operation on the registry.
+func wrapError(loc location, credDesc, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var resp *errcode.ErrorResponse
+	if !errors.As(err, &resp) {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return fmt.Errorf("registry %s: %s: %w", loc.host, op, storage.ErrNotFound)
+		}
+		if msg := err.Error(); strings.Contains(msg, "401") || strings.Contains(strings.ToLower(msg), "unauthorized") {
+			return &registryError{op: op, host: loc.host, status: http.StatusUnauthorized, err: err,
+				advice: credentialAdvice(loc, credDesc)}
+		}
+		return connectError(loc.host, fmt.Errorf("%s: %w", op, err))
+	}
+	re := &registryError{op: op, host: loc.host, status: resp.StatusCode, err: err}
+	if len(resp.Errors) > 0 {
+		re.code = resp.Errors[0].Code
+		re.msg = resp.Errors[0].Message
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		re.advice = credentialAdvice(loc, credDesc)
+	case http.StatusForbidden:
+		re.advice = fmt.Sprintf("the credentials from %s lack access to %s; ask for push and pull rights on it", credDesc, loc.repo)
+	case http.StatusNotFound:
+		re.err = errors.Join(err, storage.ErrNotFound)
+		if re.code == errcode.ErrorCodeNameUnknown {
+			re.advice = fmt.Sprintf("repository %s does not exist", loc.repo)
+		}
+	case http.StatusMethodNotAllowed:
+		re.err = errors.Join(err, storage.ErrNotSupported)
+		re.advice = "the registry does not allow this operation"
+	case http.StatusTooManyRequests:
+		re.advice = "rate limited even after waiting; try again later or authenticate for a higher limit"
+	}
+	return re
+}
+
+func credentialAdvice(loc location, credDesc string) string {
+	if strings.Contains(credDesc, "docker config") {
+		return fmt.Sprintf("no valid credentials (tried %s): run `coffer login %s` or set COFFER_REGISTRY_USERNAME and COFFER_REGISTRY_PASSWORD", credDesc, loc.host)
+	}
+	return fmt.Sprintf("the credentials from %s were refused: check them, or run `coffer login %s`", credDesc, loc.host)
+}
+
+// isRefused reports whether a registry refused an operation outright
+// (405, 403, or Distribution's UNSUPPORTED), as GHCR and Docker Hub do
+// for deletes.
+func isRefused(err error) bool {
+	var resp *errcode.ErrorResponse
+	if !errors.As(err, &resp) {
+		return false
+	}
+	if resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusForbidden {
+		return true
+	}
+	for _, e := range resp.Errors {
+		if e.Code == errcode.ErrorCodeUnsupported {
+			return true
+		}
+	}
+	return false
+}

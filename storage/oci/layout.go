@@ -1,0 +1,142 @@
+package oci
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Media and artifact types of coffer's own, so that `oras manifest fetch`
+// and registry UIs show what each manifest and layer is.
+const (
+	artifactConfig    = "application/vnd.cofferhq.config.v1"
+	artifactKey       = "application/vnd.cofferhq.key.v1"
+	artifactLock      = "application/vnd.cofferhq.lock.v1"
+	artifactRoot      = "application/vnd.cofferhq.root.v1"
+	artifactSegment   = "application/vnd.cofferhq.segment.v1"
+	artifactTombstone = "application/vnd.cofferhq.deleted.v1"
+
+	annotationObject = "org.cofferhq.object" // what a manifest is: config, key, lock, root, segment, deleted
+	annotationWriter = "org.cofferhq.writer"
+	annotationName   = "org.cofferhq.name" // the object name of a key or lock
+)
+
+// Tags.
+const (
+	tagConfig     = "coffer-config"
+	tagKeyPrefix  = "coffer-key-"
+	tagLockPrefix = "coffer-lock-"
+	tagRootPrefix = "coffer-root-"
+)
+
+// maxSegmentLayers keeps every segment manifest within the layer count
+// all registries accept (ECR: 500).
+const maxSegmentLayers = 500
+
+// layerMediaType is the media type of an object of a kind in a segment.
+var layerMediaType = map[storage.Kind]string{
+	storage.KindPack:     "application/vnd.cofferhq.pack.v1",
+	storage.KindIndex:    "application/vnd.cofferhq.index.v1",
+	storage.KindSnapshot: "application/vnd.cofferhq.snapshot.v1",
+	storage.KindKey:      "application/vnd.cofferhq.key.v1",
+	storage.KindLock:     "application/vnd.cofferhq.lock.v1",
+}
+
+// kindOfMediaType inverts layerMediaType.
+func kindOfMediaType(mt string) (storage.Kind, bool) {
+	for k, v := range layerMediaType {
+		if v == mt {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// referencedKinds are the kinds reached through root tags.
+func referencedKind(k storage.Kind) bool {
+	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot
+}
+
+// tagPrefix returns the tag prefix of a kind stored as tagged manifests.
+func tagPrefix(k storage.Kind) string {
+	if k == storage.KindKey {
+		return tagKeyPrefix
+	}
+	return tagLockPrefix
+}
+
+// emptyConfig is the OCI empty descriptor, the config of every artifact.
+var emptyConfig = ocispec.DescriptorEmptyJSON
+
+// newManifest encodes an artifact manifest.
+func newManifest(artifactType string, layers []ocispec.Descriptor, annotations map[string]string) (ocispec.Descriptor, []byte, error) {
+	if len(layers) == 0 {
+		// The image spec asks for at least one layer: the empty descriptor.
+		layers = []ocispec.Descriptor{ocispec.DescriptorEmptyJSON}
+	}
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: artifactType,
+		Config:       emptyConfig,
+		Layers:       layers,
+		Annotations:  annotations,
+	}
+	return encode(ocispec.MediaTypeImageManifest, artifactType, m)
+}
+
+// newIndex encodes a root index of segment manifests.
+func newIndex(segments []ocispec.Descriptor, annotations map[string]string) (ocispec.Descriptor, []byte, error) {
+	idx := ocispec.Index{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageIndex,
+		ArtifactType: artifactRoot,
+		Manifests:    segments,
+		Annotations:  annotations,
+	}
+	return encode(ocispec.MediaTypeImageIndex, artifactRoot, idx)
+}
+
+func encode(mediaType, artifactType string, v any) (ocispec.Descriptor, []byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	if len(b) > maxManifestSize {
+		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest of %d bytes exceeds %d", len(b), maxManifestSize)
+	}
+	return ocispec.Descriptor{MediaType: mediaType, ArtifactType: artifactType, Digest: digest.FromBytes(b), Size: int64(len(b))}, b, nil
+}
+
+// maxManifestSize keeps manifests under the 4 MiB most registries accept,
+// with room to spare.
+const maxManifestSize = 1 << 20
+
+// decodeManifest parses an image manifest.
+func decodeManifest(b []byte) (*ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decoding manifest: %w", err)
+	}
+	if m.MediaType != ocispec.MediaTypeImageManifest {
+		return nil, fmt.Errorf("manifest has media type %q, not an OCI image manifest", m.MediaType)
+	}
+	return &m, nil
+}
+
+// decodeIndex parses a root index.
+func decodeIndex(b []byte) (*ocispec.Index, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("decoding root index: %w", err)
+	}
+	if idx.MediaType != ocispec.MediaTypeImageIndex || idx.ArtifactType != artifactRoot {
+		return nil, fmt.Errorf("root tag points at %q/%q, not a coffer root index", idx.MediaType, idx.ArtifactType)
+	}
+	return &idx, nil
+}

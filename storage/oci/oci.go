@@ -1,0 +1,510 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Store is a coffer repository in an OCI registry. Its methods are safe
+// for concurrent use.
+type Store struct {
+	loc    location
+	opt    Options
+	repo   *remote.Repository
+	client *auth.Client
+	creds  credentialSource
+	plain  bool
+	writer string
+	cache  *diskCache
+
+	capsMu sync.Mutex
+	caps   *capabilities
+
+	// Blobs pushed but not yet referenced from this writer's root. Packs
+	// wait for a batch; other kinds are referenced before Put returns.
+	pendingMu    sync.Mutex
+	pending      []ocispec.Descriptor
+	pendingSince time.Time
+
+	flushMu sync.Mutex // one root update at a time
+
+	fullMu   sync.Mutex // the last whole blob read for a registry that ignores Range
+	fullDgst digest.Digest
+	fullData []byte
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Flush limits for packs: whichever comes first. Registries with online
+// garbage collection must see packs referenced within minutes.
+const (
+	flushAfter   = 60 * time.Second
+	flushBatch   = 64
+	readAttempts = 5
+)
+
+// Opener returns a storage.Opener for oci:// locations with opt.
+func Opener(opt Options) storage.Opener {
+	return func(ctx context.Context, location string) (storage.Store, error) {
+		return Open(ctx, location, opt)
+	}
+}
+
+// Open connects to the registry of an oci:// location. It decides between
+// HTTPS and plain HTTP (see detectScheme) but does not check that the
+// repository exists; Store.Open does.
+func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
+	l, err := parseLocation(loc)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Writer == "" {
+		opt.Writer = defaultWriter()
+	}
+	if !validWriter(opt.Writer) {
+		return nil, fmt.Errorf("writer identity %q: use 1-64 characters from a-z, 0-9 and -", opt.Writer)
+	}
+	base, err := newTransport(opt)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := detectScheme(ctx, l.host, base, l.insecure || opt.InsecureHTTP)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := newCredentials(l.host, opt)
+	if err != nil {
+		return nil, err
+	}
+	client := newAuthClient(l.host, base, creds, opt.Logf)
+	repo := &remote.Repository{
+		Client:          client,
+		Reference:       registry.Reference{Registry: l.host, Repository: l.repo},
+		PlainHTTP:       plain,
+		SkipReferrersGC: true,
+		// Pages of 1000 are what ECR allows; others cap lower and say so
+		// with their Link header, which oras-go follows.
+		TagListPageSize: 1000,
+	}
+	return &Store{loc: l, opt: opt, repo: repo, client: client, creds: creds, plain: plain,
+		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String())}, nil
+}
+
+// Location returns the oci:// location, without credentials.
+func (s *Store) Location() string { return s.loc.String() }
+
+func (s *Store) scheme() string {
+	if s.plain {
+		return "http"
+	}
+	return "https"
+}
+
+func (s *Store) rootTag() string { return tagRootPrefix + s.writer }
+
+// Create writes the config into an empty OCI repository.
+func (s *Store) Create(ctx context.Context, config []byte) error {
+	var existing []string
+	err := s.repo.Tags(ctx, "", func(tags []string) error {
+		existing = append(existing, tags...)
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return s.wrap("listing tags", err)
+	}
+	if len(existing) > 0 {
+		return fmt.Errorf("%s is not empty (it has %d tags, e.g. %q): choose a new repository: %w",
+			s.Location(), len(existing), existing[0], storage.ErrExists)
+	}
+	desc, err := s.pushBlob(ctx, artifactConfig, config)
+	if err != nil {
+		return err
+	}
+	if err := s.pushTagged(ctx, tagConfig, artifactConfig, desc, map[string]string{annotationObject: "config"}); err != nil {
+		return err
+	}
+	s.probe(ctx, desc, true)
+	return nil
+}
+
+// Open returns the config written by Create.
+func (s *Store) Open(ctx context.Context) ([]byte, error) {
+	m, _, err := s.fetchTagged(ctx, tagConfig)
+	if err != nil {
+		var re *registryError
+		if errors.As(err, &re) && re.code == "NAME_UNKNOWN" {
+			return nil, fmt.Errorf("repository %s does not exist on %s: create it with `coffer at %s create`: %w",
+				s.loc.repo, s.loc.host, s.Location(), storage.ErrNotFound)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%s is not a coffer repository (no %s tag): %w", s.Location(), tagConfig, storage.ErrNotFound)
+		}
+		return nil, err
+	}
+	if len(m.Layers) != 1 {
+		return nil, fmt.Errorf("%s: the %s manifest has %d layers, want 1", s.Location(), tagConfig, len(m.Layers))
+	}
+	rc, err := s.getBlob(ctx, m.Layers[0].Digest, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	s.probe(ctx, m.Layers[0], false)
+	return b, nil
+}
+
+// Put stores an object. Packs, index objects, snapshots and keys must be
+// named by the SHA-256 of their bytes (as coffer names them): they are
+// stored as blobs under that digest, which the registry verifies.
+func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+	if err := storage.CheckArgs(kind, name); err != nil {
+		return err
+	}
+	data, err := readExact(ctx, r, size)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	if kind != storage.KindLock {
+		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != name {
+			return fmt.Errorf("%s %q: the OCI store keeps objects under the SHA-256 of their bytes, and these hash to %x: %w",
+				kind, name, sum, storage.ErrInvalidName)
+		}
+	}
+	desc, err := s.pushBlob(ctx, layerMediaType[kind], data)
+	if err != nil {
+		return err
+	}
+	if !referencedKind(kind) {
+		ann := map[string]string{annotationObject: string(kind), annotationName: name}
+		art := artifactKey
+		if kind == storage.KindLock {
+			art = artifactLock
+		}
+		return s.pushTagged(ctx, tagPrefix(kind)+name, art, desc, ann)
+	}
+	s.pendingMu.Lock()
+	if len(s.pending) == 0 {
+		s.pendingSince = time.Now()
+	}
+	s.pending = append(s.pending, desc)
+	due := kind != storage.KindPack || len(s.pending) >= flushBatch || time.Since(s.pendingSince) >= flushAfter
+	s.pendingMu.Unlock()
+	if due {
+		return s.flush(ctx)
+	}
+	return nil
+}
+
+// readExact reads exactly size bytes from r.
+func readExact(ctx context.Context, r io.Reader, size int64) ([]byte, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("negative size %d", size)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("reading the %d bytes to store: %w", size, err)
+	}
+	var extra [1]byte
+	if n, _ := r.Read(extra[:]); n > 0 {
+		return nil, fmt.Errorf("the reader holds more than the %d bytes announced", size)
+	}
+	return data, nil
+}
+
+// pushBlob uploads data unless the registry already has it, and checks
+// the registry accepted it under its digest.
+func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (ocispec.Descriptor, error) {
+	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+	if ok, err := s.repo.Blobs().Exists(ctx, desc); err == nil && ok {
+		return desc, nil
+	}
+	// oras-go uploads monolithically (POST, then PUT ?digest=), the most
+	// portable flow; the registry recomputes the digest and refuses a
+	// mismatch, so a corrupted upload cannot be stored under our name.
+	if err := s.repo.Blobs().Push(ctx, desc, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return desc, s.wrap("uploading blob "+shortDigest(desc.Digest), err)
+	}
+	return desc, nil
+}
+
+// pushTagged pushes a one-layer artifact manifest under tag.
+func (s *Store) pushTagged(ctx context.Context, tag, artifactType string, layer ocispec.Descriptor, ann map[string]string) error {
+	desc, b, err := newManifest(artifactType, []ocispec.Descriptor{layer}, ann)
+	if err != nil {
+		return err
+	}
+	if err := s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag); err != nil {
+		return s.wrap("pushing manifest "+tag, err)
+	}
+	return nil
+}
+
+// fetchTagged fetches the manifest a tag points at.
+func (s *Store) fetchTagged(ctx context.Context, tag string) (*ocispec.Manifest, ocispec.Descriptor, error) {
+	desc, rc, err := s.repo.Manifests().FetchReference(ctx, tag)
+	if err != nil {
+		return nil, desc, s.wrap("fetching "+tag, err)
+	}
+	defer rc.Close()
+	b, err := readVerified(rc, desc)
+	if err != nil {
+		return nil, desc, fmt.Errorf("fetching %s from %s: %w", tag, s.loc.host, err)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, desc, fmt.Errorf("%s on %s: %w", tag, s.loc.host, err)
+	}
+	return m, desc, nil
+}
+
+// readVerified reads a manifest body and checks its digest.
+func readVerified(r io.Reader, desc ocispec.Descriptor) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 4<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if digest.FromBytes(b) != desc.Digest {
+		return nil, fmt.Errorf("manifest content does not match its digest %s", desc.Digest)
+	}
+	return b, nil
+}
+
+// Get returns an object's bytes, or a range of them.
+func (s *Store) Get(ctx context.Context, kind storage.Kind, name string, rng *storage.Range) (io.ReadCloser, error) {
+	if err := storage.CheckArgs(kind, name); err != nil {
+		return nil, err
+	}
+	if referencedKind(kind) {
+		if len(name) != 64 {
+			return nil, fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
+		}
+		return s.getBlob(ctx, digest.NewDigestFromEncoded(digest.SHA256, name), rng)
+	}
+	m, err := s.taggedObject(ctx, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.getBlob(ctx, m.Layers[0].Digest, rng)
+}
+
+// taggedObject returns the manifest of a key or lock, or ErrNotFound if
+// it is missing or a tombstone.
+func (s *Store) taggedObject(ctx context.Context, kind storage.Kind, name string) (*ocispec.Manifest, error) {
+	m, _, err := s.fetchTagged(ctx, tagPrefix(kind)+name)
+	if err != nil {
+		return nil, err
+	}
+	if m.ArtifactType == artifactTombstone {
+		return nil, fmt.Errorf("%s %s was deleted: %w", kind, name, storage.ErrNotFound)
+	}
+	if len(m.Layers) != 1 {
+		return nil, fmt.Errorf("%s %s: manifest has %d layers, want 1", kind, name, len(m.Layers))
+	}
+	return m, nil
+}
+
+// Stat returns an object's size.
+func (s *Store) Stat(ctx context.Context, kind storage.Kind, name string) (int64, error) {
+	if err := storage.CheckArgs(kind, name); err != nil {
+		return 0, err
+	}
+	if !referencedKind(kind) {
+		m, err := s.taggedObject(ctx, kind, name)
+		if err != nil {
+			return 0, err
+		}
+		return m.Layers[0].Size, nil
+	}
+	if len(name) != 64 {
+		return 0, fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
+	}
+	desc, err := s.repo.Blobs().Resolve(ctx, digest.NewDigestFromEncoded(digest.SHA256, name).String())
+	if err != nil {
+		return 0, s.wrap(fmt.Sprintf("%s %s", kind, name[:min(8, len(name))]), err)
+	}
+	return desc.Size, nil
+}
+
+// List calls fn for every object of a kind.
+func (s *Store) List(ctx context.Context, kind storage.Kind, fn func(string, int64) error) error {
+	if !storage.ValidKind(kind) {
+		return fmt.Errorf("unknown object kind %q: %w", kind, storage.ErrInvalidName)
+	}
+	if !referencedKind(kind) {
+		return s.listTagged(ctx, kind, fn)
+	}
+	roots, err := s.loadRoots(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[digest.Digest]bool{}
+	emit := func(l ocispec.Descriptor) error {
+		if l.MediaType != layerMediaType[kind] || seen[l.Digest] {
+			return nil
+		}
+		seen[l.Digest] = true
+		return fn(l.Digest.Encoded(), l.Size)
+	}
+	for _, r := range roots {
+		for _, l := range r.layers() {
+			if err := emit(l); err != nil {
+				return err
+			}
+		}
+	}
+	// Read-after-write: packs waiting for their batch are stored already.
+	s.pendingMu.Lock()
+	pending := slices.Clone(s.pending)
+	s.pendingMu.Unlock()
+	for _, l := range pending {
+		if err := emit(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listTagged lists keys or locks from their tags.
+func (s *Store) listTagged(ctx context.Context, kind storage.Kind, fn func(string, int64) error) error {
+	prefix := tagPrefix(kind)
+	var names []string
+	err := s.repo.Tags(ctx, "", func(tags []string) error {
+		for _, t := range tags {
+			if name, ok := strings.CutPrefix(t, prefix); ok && storage.ValidName(name) {
+				names = append(names, name)
+			}
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return s.wrap("listing tags", err)
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		m, err := s.taggedObject(ctx, kind, name)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted, or gone since the listing
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(name, m.Layers[0].Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes an object: a key or lock by deleting its manifest (or,
+// where the registry refuses, re-tagging it to a tombstone); a pack,
+// index or snapshot by rewriting the roots that reference it, after which
+// the registry's garbage collection reclaims it.
+func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) error {
+	if err := storage.CheckArgs(kind, name); err != nil {
+		return err
+	}
+	if !referencedKind(kind) {
+		return s.deleteTagged(ctx, kind, name)
+	}
+	return s.unreference(ctx, digest.NewDigestFromEncoded(digest.SHA256, name), kind, name)
+}
+
+func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string) error {
+	tag := tagPrefix(kind) + name
+	m, desc, err := s.fetchTagged(ctx, tag)
+	if err != nil {
+		return err
+	}
+	if m.ArtifactType == artifactTombstone {
+		return fmt.Errorf("%s %s was already deleted: %w", kind, name, storage.ErrNotFound)
+	}
+	err = s.repo.Manifests().Delete(ctx, desc)
+	if err == nil {
+		s.recordDelete(true)
+		return nil
+	}
+	if !isRefused(err) {
+		return s.wrap("deleting "+tag, err)
+	}
+	s.recordDelete(false)
+	// The registry refuses deletes (GHCR, Docker Hub): the tag moves to a
+	// tombstone, which every reader treats as absent.
+	tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted", annotationName: name})
+	if err != nil {
+		return err
+	}
+	if err := s.repo.Manifests().PushReference(ctx, tomb, bytes.NewReader(b), tag); err != nil {
+		return s.wrap("marking "+tag+" deleted", err)
+	}
+	if s.opt.Logf != nil {
+		s.opt.Logf("registry %s refuses DELETE: %s now points at a tombstone; to reclaim its space, delete the tag with the registry's own UI or API", s.loc.host, tag)
+	}
+	return nil
+}
+
+// Close references every pending blob.
+func (s *Store) Close() error {
+	return s.flush(context.Background())
+}
+
+// Describe reports the registry, the repository and the capabilities the
+// probe found.
+func (s *Store) Describe(ctx context.Context) map[string]string {
+	d := map[string]string{
+		"type":        "OCI registry",
+		"registry":    s.loc.host,
+		"repository":  s.loc.repo,
+		"protocol":    s.scheme(),
+		"writer":      s.writer,
+		"credentials": s.creds.desc,
+	}
+	if c := s.capabilities(); c != nil {
+		maps.Copy(d, c.describe())
+	}
+	return d
+}
+
+// wrap turns registry errors into messages that name the registry and
+// say what to do, wrapping storage sentinels where they apply.
+func (s *Store) wrap(op string, err error) error {
+	return wrapError(s.loc, s.creds.desc, op, err)
+}
+
+func shortDigest(d digest.Digest) string {
+	e := d.Encoded()
+	return e[:min(8, len(e))]
+}
+
+// isNotFound reports a 404 of any kind.
+func isNotFound(err error) bool {
+	var re *registryError
+	return errors.Is(err, errdef.ErrNotFound) || errors.Is(err, storage.ErrNotFound) ||
+		(errors.As(err, &re) && re.status == http.StatusNotFound)
+}

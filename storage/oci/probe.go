@@ -1,0 +1,144 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote/auth"
+)
+
+// capabilities are what a registry was found to do. They are probed on
+// create and on first use, and cached locally.
+type capabilities struct {
+	Delete    string    `json:"delete"`     // "allowed", "refused" or "unknown"
+	Range     string    `json:"range"`      // "honoured", "ignored" or "unknown"
+	TagPaging string    `json:"tag_paging"` // "link", "none" or "unknown"
+	Probed    time.Time `json:"probed"`
+}
+
+const capsFile = "capabilities.json"
+
+func (c *capabilities) describe() map[string]string {
+	del := c.Delete
+	if del == "refused" {
+		del += " (space is reclaimed only by the registry's own tools)"
+	}
+	return map[string]string{"delete": del, "range requests": c.Range, "tag paging": c.TagPaging}
+}
+
+// capabilities returns the known capabilities, loading the cache.
+func (s *Store) capabilities() *capabilities {
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	if s.caps == nil {
+		var c capabilities
+		if b := s.cache.read(capsFile); b != nil && json.Unmarshal(b, &c) == nil {
+			s.caps = &c
+		}
+	}
+	return s.caps
+}
+
+func (s *Store) saveCaps() {
+	if b, err := json.Marshal(s.caps); err == nil {
+		s.cache.write(capsFile, b)
+	}
+}
+
+// rangeIgnored reports whether this registry answers Range with 200.
+func (s *Store) rangeIgnored() bool {
+	c := s.capabilities()
+	return c != nil && c.Range == "ignored"
+}
+
+func (s *Store) recordRangeIgnored() {
+	s.update(func(c *capabilities) { c.Range = "ignored" })
+	if s.opt.Logf != nil {
+		s.opt.Logf("registry %s ignores Range requests: reading whole blobs and checking their digests instead", s.loc.host)
+	}
+}
+
+func (s *Store) recordDelete(allowed bool) {
+	s.update(func(c *capabilities) {
+		c.Delete = map[bool]string{true: "allowed", false: "refused"}[allowed]
+	})
+}
+
+func (s *Store) update(f func(*capabilities)) {
+	s.capabilities()
+	s.capsMu.Lock()
+	defer s.capsMu.Unlock()
+	if s.caps == nil {
+		s.caps = &capabilities{Delete: "unknown", Range: "unknown", TagPaging: "unknown"}
+	}
+	f(s.caps)
+	s.saveCaps()
+}
+
+// probe finds out what the registry does, using a blob known to exist
+// (the config). It runs on create (force) and when nothing is cached; a
+// failure only leaves a capability unknown.
+func (s *Store) probe(ctx context.Context, blob ocispec.Descriptor, force bool) {
+	if !force && s.capabilities() != nil {
+		return
+	}
+	c := capabilities{Delete: "unknown", Range: "unknown", TagPaging: "unknown", Probed: time.Now().UTC()}
+	if blob.Size > 1 {
+		if _, err := s.readRange(ctx, blob.Digest, rangeOf(0, 1)); err == nil {
+			c.Range = "honoured"
+		} else if err == errRangeIgnored {
+			c.Range = "ignored"
+		}
+	}
+	c.TagPaging = s.probeTagPaging(ctx)
+	c.Delete = s.probeDelete(ctx)
+	s.capsMu.Lock()
+	s.caps = &c
+	s.saveCaps()
+	s.capsMu.Unlock()
+}
+
+// probeTagPaging asks for one tag per page and looks for a Link header.
+func (s *Store) probeTagPaging(ctx context.Context) string {
+	ctx = auth.AppendRepositoryScope(ctx, s.repo.Reference, auth.ActionPull)
+	url := fmt.Sprintf("%s://%s/v2/%s/tags/list?n=1", s.scheme(), s.loc.host, s.loc.repo)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "unknown"
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "unknown"
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return "unknown"
+	case resp.Header.Get("Link") != "":
+		return "link"
+	}
+	return "none"
+}
+
+// probeDelete pushes an untagged tombstone manifest and deletes it.
+func (s *Store) probeDelete(ctx context.Context) string {
+	desc, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "probe", "org.cofferhq.probed": time.Now().UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		return "unknown"
+	}
+	if err := s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b)); err != nil {
+		return "unknown"
+	}
+	switch err := s.repo.Manifests().Delete(ctx, desc); {
+	case err == nil:
+		return "allowed"
+	case isRefused(err):
+		return "refused"
+	}
+	return "unknown"
+}
