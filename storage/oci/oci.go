@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/storage"
 )
@@ -47,6 +48,13 @@ type Store struct {
 	pendingSince time.Time
 
 	flushMu sync.Mutex // one root update at a time
+
+	rootsMu sync.Mutex // all writers' roots, as last read
+	roots   []*root
+	rootsAt time.Time
+
+	emptyOnce sync.Once // the empty config blob every manifest names
+	emptyErr  error
 
 	fullMu   sync.Mutex // the last whole blob read for a registry that ignores Range
 	fullDgst digest.Digest
@@ -151,10 +159,8 @@ func (s *Store) Create(ctx context.Context, config []byte) error {
 func (s *Store) Open(ctx context.Context) ([]byte, error) {
 	m, _, err := s.fetchTagged(ctx, tagConfig)
 	if err != nil {
-		var re *registryError
-		if errors.As(err, &re) && re.code == "NAME_UNKNOWN" {
-			return nil, fmt.Errorf("repository %s does not exist on %s: create it with `coffer at %s create`: %w",
-				s.loc.repo, s.loc.host, s.Location(), storage.ErrNotFound)
+		if errors.Is(err, storage.ErrNotFound) && !s.repositoryExists(ctx) {
+			return nil, fmt.Errorf("repository %s does not exist on %s: %w", s.loc.repo, s.loc.host, storage.ErrNotFound)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("%s is not a coffer repository (no %s tag): %w", s.Location(), tagConfig, storage.ErrNotFound)
@@ -175,6 +181,13 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 	}
 	s.probe(ctx, m.Layers[0], false)
 	return b, nil
+}
+
+// repositoryExists tells a missing repository from one without coffer's
+// config: only the first answers a tag listing with 404.
+func (s *Store) repositoryExists(ctx context.Context) bool {
+	err := s.repo.Tags(ctx, "", func([]string) error { return nil })
+	return err == nil || !isNotFound(err)
 }
 
 // Put stores an object. Packs, index objects, snapshots and keys must be
@@ -254,13 +267,34 @@ func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (oc
 	return desc, nil
 }
 
+// ensureEmptyConfig uploads the empty JSON blob that every artifact
+// manifest names as its config; registries refuse a manifest whose blobs
+// they do not have.
+func (s *Store) ensureEmptyConfig(ctx context.Context) error {
+	s.emptyOnce.Do(func() {
+		_, s.emptyErr = s.pushBlob(ctx, emptyConfig.MediaType, emptyConfig.Data)
+	})
+	return s.emptyErr
+}
+
+// pushManifest pushes a manifest, by digest or under a tag.
+func (s *Store) pushManifest(ctx context.Context, desc ocispec.Descriptor, b []byte, tag string) error {
+	if err := s.ensureEmptyConfig(ctx); err != nil {
+		return err
+	}
+	if tag == "" {
+		return s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b))
+	}
+	return s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag)
+}
+
 // pushTagged pushes a one-layer artifact manifest under tag.
 func (s *Store) pushTagged(ctx context.Context, tag, artifactType string, layer ocispec.Descriptor, ann map[string]string) error {
 	desc, b, err := newManifest(artifactType, []ocispec.Descriptor{layer}, ann)
 	if err != nil {
 		return err
 	}
-	if err := s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag); err != nil {
+	if err := s.pushManifest(ctx, desc, b, tag); err != nil {
 		return s.wrap("pushing manifest "+tag, err)
 	}
 	return nil
@@ -460,7 +494,7 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	if err != nil {
 		return err
 	}
-	if err := s.repo.Manifests().PushReference(ctx, tomb, bytes.NewReader(b), tag); err != nil {
+	if err := s.pushManifest(ctx, tomb, b, tag); err != nil {
 		return s.wrap("marking "+tag+" deleted", err)
 	}
 	if s.opt.Logf != nil {
@@ -505,6 +539,8 @@ func shortDigest(d digest.Digest) string {
 // isNotFound reports a 404 of any kind.
 func isNotFound(err error) bool {
 	var re *registryError
+	var resp *errcode.ErrorResponse
 	return errors.Is(err, errdef.ErrNotFound) || errors.Is(err, storage.ErrNotFound) ||
-		(errors.As(err, &re) && re.status == http.StatusNotFound)
+		(errors.As(err, &re) && re.status == http.StatusNotFound) ||
+		(errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound)
 }

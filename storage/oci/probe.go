@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -131,7 +130,7 @@ func (s *Store) probeDelete(ctx context.Context) string {
 	if err != nil {
 		return "unknown"
 	}
-	if err := s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b)); err != nil {
+	if err := s.pushManifest(ctx, desc, b, ""); err != nil {
 		return "unknown"
 	}
 	switch err := s.repo.Manifests().Delete(ctx, desc); {

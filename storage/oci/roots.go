@@ -1,11 +1,11 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,6 +38,13 @@ func (r *root) layers() []ocispec.Descriptor {
 // GET per root, and one GET per segment not in the local cache. So a
 // cold listing costs O(tags + manifests) requests, never O(blobs).
 func (s *Store) loadRoots(ctx context.Context) ([]*root, error) {
+	// One command lists several kinds in a row; the roots are read once
+	// for all of them, and again after this store changes one.
+	s.rootsMu.Lock()
+	defer s.rootsMu.Unlock()
+	if s.roots != nil && time.Since(s.rootsAt) < rootsTTL {
+		return s.roots, nil
+	}
 	var tags []string
 	err := s.repo.Tags(ctx, "", func(page []string) error {
 		for _, t := range page {
@@ -67,7 +74,20 @@ func (s *Store) loadRoots(ctx context.Context) ([]*root, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(roots, func(r *root) bool { return r == nil || r.desc.Digest == "" }), nil
+	s.roots = slices.DeleteFunc(roots, func(r *root) bool { return r == nil || r.desc.Digest == "" })
+	s.rootsAt = time.Now()
+	return s.roots, nil
+}
+
+// rootsTTL bounds how stale a listing may be for a long-running reader
+// (other writers may add objects at any time).
+const rootsTTL = 30 * time.Second
+
+// forgetRoots drops the cached roots after this store changed one.
+func (s *Store) forgetRoots() {
+	s.rootsMu.Lock()
+	s.roots = nil
+	s.rootsMu.Unlock()
 }
 
 // loadRoot reads one root and its segments; a missing tag is an empty
@@ -135,9 +155,10 @@ func (s *Store) segmentLayers(ctx context.Context, d ocispec.Descriptor) ([]ocis
 func (s *Store) flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	// Pending blobs stay listed as pending until the root that references
+	// them is in place, so a concurrent List never misses one.
 	s.pendingMu.Lock()
-	pending := s.pending
-	s.pending = nil
+	pending := slices.Clone(s.pending)
 	s.pendingMu.Unlock()
 	if len(pending) == 0 {
 		return nil
@@ -145,12 +166,14 @@ func (s *Store) flush(ctx context.Context) error {
 	if err := s.updateRoot(ctx, s.rootTag(), func(layers []ocispec.Descriptor) []ocispec.Descriptor {
 		return append(layers, pending...)
 	}); err != nil {
-		// Keep them pending: the next flush (or Close) tries again.
-		s.pendingMu.Lock()
-		s.pending = append(pending, s.pending...)
-		s.pendingMu.Unlock()
-		return err
+		return err // still pending: the next flush (or Close) tries again
 	}
+	s.pendingMu.Lock()
+	s.pending = s.pending[len(pending):] // Put only appends; flushes are serial
+	if len(s.pending) > 0 {
+		s.pendingSince = time.Now()
+	}
+	s.pendingMu.Unlock()
 	return nil
 }
 
@@ -183,7 +206,7 @@ func (s *Store) updateRoot(ctx context.Context, tag string, change func([]ocispe
 			return err
 		}
 		desc.ArtifactType = artifactSegment
-		if err := s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b)); err != nil {
+		if err := s.pushManifest(ctx, desc, b, ""); err != nil {
 			return s.wrap("pushing a segment manifest", err)
 		}
 		s.cache.putManifest(desc.Digest, b)
@@ -193,7 +216,8 @@ func (s *Store) updateRoot(ctx context.Context, tag string, change func([]ocispe
 	if err != nil {
 		return err
 	}
-	if err := s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag); err != nil {
+	defer s.forgetRoots()
+	if err := s.pushManifest(ctx, desc, b, tag); err != nil {
 		return s.wrap("moving "+tag, err)
 	}
 	return nil
