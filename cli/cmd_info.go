@@ -69,7 +69,7 @@ var infoCommand = &command{
 		}
 		sort.Strings(keysSorted)
 		for _, k := range keysSorted {
-			a.out.textf("store %-9s %s\n", k, storeInfo[k])
+			a.out.textf("%-15s %s\n", "store "+k, storeInfo[k])
 		}
 		a.out.textf("snapshots       %d\n", len(sns))
 		a.out.textf("keys            %d\n", len(keys))

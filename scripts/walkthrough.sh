@@ -1,19 +1,50 @@
 #!/usr/bin/env bash
-# The seed's walkthrough, end to end, on a local store in a temporary
-# directory: build coffer, create a repository, back up this source tree,
-# list it, read LICENSE back by id prefix, restore, verify, check.
+# The seed's walkthrough, end to end, against a real registry: build coffer
+# and CNCF Distribution (pinned in tools/go.mod), start the registry on a
+# free loopback port with its data in a temporary directory, create a
+# repository, back up this source tree, list it, read LICENSE back by id
+# prefix, restore and compare, check, then stop the registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+registry_pid=
+cleanup() {
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
+echo "building coffer and the registry (the first registry build takes a few minutes)"
 go build -o "$work/coffer" ./cmd/coffer
-coffer() { echo "\$ coffer $*"; "$work/coffer" "$@"; }
+toolbin=${COFFER_TOOLBIN:-$work}
+[ -x "$toolbin/registry" ] || go build -modfile=tools/go.mod -o "$toolbin/" github.com/distribution/distribution/v3/cmd/registry
 
+port=
+for p in $(shuf -i 20000-40000 -n 50); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
+cat > "$work/registry.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $work/registry-data}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$port}
+YAML
+"$toolbin/registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+echo "CNCF Distribution registry on localhost:$port"
+
+coffer() { echo "\$ coffer $*"; "$work/coffer" "$@"; }
 export COFFER_PASSPHRASE=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export COFFER_CACHE_DIR="$work/cache"
-store="$work/helloworld"
+store=oci://localhost:$port/helloworld
 
 coffer at "$store" create
 coffer -silent at "$store" backup
