@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/all"
+	"github.com/cofferhq/coffer/storage/oci"
 )
 
 // Env is everything a command may use from its surroundings, so that
@@ -35,6 +36,8 @@ type globals struct {
 	cacheDir       string
 	noCache        bool
 	passphraseFile string
+	insecureHTTP   bool
+	caFile         string
 	store          string
 }
 
@@ -50,7 +53,8 @@ type command struct {
 
 var commands = []*command{
 	createCommand, backupCommand, lsCommand, catCommand, restoreCommand,
-	checkCommand, infoCommand, diffCommand, keyCommand, versionCommand,
+	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
+	versionCommand,
 }
 
 // app carries the state shared by one invocation.
@@ -90,6 +94,8 @@ func (a *app) run(ctx context.Context) error {
 	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
 	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
 	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
+	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
+	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
 	if err := fs.Parse(a.env.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.usage(fs)
@@ -187,7 +193,23 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 	if a.g.store == "" {
 		return nil, fmt.Errorf("%w: no repository: use `coffer at <store> <command>` or set COFFER_REPOSITORY", errUsage)
 	}
-	return all.Registry().Open(ctx, a.g.store)
+	return all.Registry(all.Options{OCI: a.ociOptions()}).Open(ctx, a.g.store)
+}
+
+// ociOptions gathers what the registry store needs from flags and the
+// environment. Credentials come from COFFER_REGISTRY_USERNAME and
+// COFFER_REGISTRY_PASSWORD, or else from the docker config.
+func (a *app) ociOptions() oci.Options {
+	return oci.Options{
+		InsecureHTTP: a.g.insecureHTTP,
+		CAFile:       a.g.caFile,
+		Username:     a.env.Getenv("COFFER_REGISTRY_USERNAME"),
+		Password:     a.env.Getenv("COFFER_REGISTRY_PASSWORD"),
+		DockerConfig: a.env.Getenv("DOCKER_CONFIG"),
+		CacheDir:     a.g.cacheDir,
+		Writer:       a.env.Getenv("COFFER_WRITER"),
+		Logf:         a.out.notice,
+	}
 }
 
 // openRepo opens the repository and loads its index.

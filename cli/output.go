@@ -57,6 +57,22 @@ func (p *printer) warn(path string, err error) {
 	fmt.Fprintf(p.stderr, "warning: %s: %s\n", path, oneLine(err.Error()))
 }
 
+// notice prints a message for the user on stderr, such as waiting for a
+// rate-limited registry; -silent hides it, -json makes it an event.
+func (p *printer) notice(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.json {
+		p.result(map[string]any{"type": "notice", "message": msg})
+		return
+	}
+	if p.silent {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.stderr, "coffer: %s\n", oneLine(msg))
+}
+
 // fatal prints the error that ends the command, always on one line.
 func (p *printer) fatal(err error, code int) {
 	p.mu.Lock()

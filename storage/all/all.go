@@ -5,13 +5,20 @@ package all
 import (
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/fs"
+	"github.com/cofferhq/coffer/storage/oci"
 )
+
+// Options configure the backends that need configuring.
+type Options struct {
+	OCI oci.Options
+}
 
 // Registry returns a new registry with every built-in backend registered.
 // Each call returns a fresh registry, so callers may add schemes of their
 // own without affecting others.
-func Registry() *storage.Registry {
+func Registry(opt Options) *storage.Registry {
 	r := storage.NewRegistry()
 	r.Register(storage.LocalScheme, fs.Open)
+	r.Register("oci", oci.Opener(opt.OCI))
 	return r
 }

@@ -10,9 +10,9 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	r := Registry()
-	if got := r.Schemes(); !slices.Contains(got, "fs") {
-		t.Fatalf("Schemes() = %q, want it to include fs", got)
+	r := Registry(Options{})
+	if got := r.Schemes(); !slices.Contains(got, "fs") || !slices.Contains(got, "oci") {
+		t.Fatalf("Schemes() = %q, want it to include fs and oci", got)
 	}
 	dir := filepath.Join(t.TempDir(), "repo")
 	for _, location := range []string{dir, "fs://" + dir} {
@@ -26,8 +26,8 @@ func TestRegistry(t *testing.T) {
 		st.Close()
 	}
 	// Each call must return an independent registry.
-	Registry().Register("extra", fs.Open)
-	if slices.Contains(Registry().Schemes(), "extra") {
-		t.Fatal("a scheme registered on one Registry() result shows up in another")
+	Registry(Options{}).Register("extra", fs.Open)
+	if slices.Contains(Registry(Options{}).Schemes(), "extra") {
+		t.Fatal("a scheme registered on one Registry(Options{}) result shows up in another")
 	}
 }

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"strings"
+
+	"github.com/cofferhq/coffer/storage/oci"
+)
+
+type loginOptions struct {
+	username      string
+	passwordStdin bool
+}
+
+var loginCommand = &command{
+	name:    "login",
+	usage:   "-username USER -password-stdin <registry>",
+	summary: "check and store registry credentials in the docker config, as docker login does",
+	flags: func(fs *flag.FlagSet) any {
+		o := &loginOptions{}
+		fs.StringVar(&o.username, "username", "", "registry user name")
+		fs.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password (or token) from standard input")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*loginOptions)
+		if len(args) != 1 {
+			return usageError("login takes one registry host, e.g. coffer login ghcr.io -username me -password-stdin")
+		}
+		if o.username == "" || !o.passwordStdin {
+			return usageError("login needs -username and -password-stdin (a password on the command line would leak into shell history)")
+		}
+		line, err := bufio.NewReader(a.env.Stdin).ReadString('\n')
+		password := strings.TrimRight(line, "\r\n")
+		if password == "" {
+			return usageError("login: no password on standard input (%v)", err)
+		}
+		if err := oci.Login(ctx, args[0], o.username, password, a.ociOptions()); err != nil {
+			return err
+		}
+		a.out.textf("login to %s succeeded\n", args[0])
+		a.out.result(map[string]any{"type": "login", "registry": args[0], "username": o.username})
+		return nil
+	},
+}
+
+var logoutCommand = &command{
+	name:    "logout",
+	usage:   "<registry>",
+	summary: "remove stored registry credentials",
+	run: func(ctx context.Context, a *app, _ any, args []string) error {
+		if len(args) != 1 {
+			return usageError("logout takes one registry host")
+		}
+		if err := oci.Logout(ctx, args[0], a.ociOptions()); err != nil {
+			return err
+		}
+		a.out.textf("removed credentials for %s\n", args[0])
+		a.out.result(map[string]any{"type": "logout", "registry": args[0]})
+		return nil
+	},
+}
