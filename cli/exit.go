@@ -23,6 +23,7 @@ const (
 	ExitCorrupt       = 15  // data failed verification; check found errors
 	ExitTarget        = 16  // restore target exists or is not writable
 	ExitDiskFull      = 17  // no space left while restoring
+	ExitAccessDenied  = 18  // the store refused the credentials
 	ExitInterrupted   = 130 // interrupted by a signal
 )
 
@@ -63,6 +64,8 @@ func exitCode(err error) int {
 		return ExitTarget
 	case errors.Is(err, snapshot.ErrDiskFull):
 		return ExitDiskFull
+	case errors.Is(err, storage.ErrAccessDenied):
+		return ExitAccessDenied
 	}
 	return ExitFailure
 }

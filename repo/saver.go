@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/sha256"
 	"fmt"
 	"path/filepath"
@@ -84,7 +85,9 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 		}
 	}
 	close(s.uploads)
-	if werr := g.Wait(); err == nil {
+	// An uploader's failure cancels gctx, so fn may report only that
+	// cancellation; the uploader's error is the one that explains it.
+	if werr := g.Wait(); werr != nil && (err == nil || errors.Is(err, context.Canceled) && ctx.Err() == nil) {
 		err = werr
 	}
 	if err != nil {

@@ -50,6 +50,9 @@ var (
 	// ErrNotSupported means the backend cannot perform the operation at all,
 	// for example a registry that refuses DELETE.
 	ErrNotSupported = errors.New("not supported by this store")
+	// ErrAccessDenied means the store refused the credentials, or the
+	// access they grant is not enough.
+	ErrAccessDenied = errors.New("access denied")
 )
 
 // Range selects Length bytes starting at Offset. Length must be positive.

@@ -31,7 +31,7 @@ var errRangeIgnored = errors.New("registry ignored the Range header")
 // as 206 with a matching Content-Range and exactly the bytes asked for.
 // Reads cut off mid-body are retried.
 func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Range) (io.ReadCloser, error) {
-	if rng != nil && (rng.Offset < 0 || rng.Length <= 0 || rng.Offset > maxBlobRead) {
+	if rng != nil && (rng.Offset < 0 || rng.Length <= 0 || rng.Offset > maxBlobRead || rng.Length > maxBlobRead-rng.Offset) {
 		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
 	}
 	if rng != nil && !s.rangeIgnored() {
@@ -97,6 +97,9 @@ func (s *Store) retryRead(ctx context.Context, read func() ([]byte, error)) ([]b
 			return b, err
 		}
 		last = retryable.err
+		if attempt == readAttempts-1 {
+			break
+		}
 		wait := backoff(attempt, nil)
 		if s.opt.Logf != nil && attempt > 0 {
 			s.opt.Logf("registry %s: %v; retrying in %s", s.loc.host, last, wait.Round(10*time.Millisecond))
@@ -191,7 +194,7 @@ func (s *Store) readRange(ctx context.Context, dgst digest.Digest, rng storage.R
 		return nil, s.statusError(resp, dgst)
 	}
 	start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-	if !ok || start != rng.Offset || (end != last && end != total-1) || end < start {
+	if !ok || start != rng.Offset || (end != last && end != total-1) || end < start || (total >= 0 && end >= total) {
 		return nil, fmt.Errorf("registry %s answered range %s of blob %s with Content-Range %q",
 			s.loc.host, rng, shortDigest(dgst), resp.Header.Get("Content-Range"))
 	}

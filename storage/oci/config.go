@@ -72,6 +72,7 @@ func parseLocation(s string) (location, error) {
 		switch {
 		case k == "insecure-http" && len(v) == 1 && (v[0] == "true" || v[0] == "1"):
 			l.insecure = true
+		case k == "insecure-http" && len(v) == 1 && (v[0] == "false" || v[0] == "0"):
 		default:
 			return location{}, fmt.Errorf("registry location: unknown option %q (known: insecure-http=true)", k)
 		}
@@ -96,7 +97,7 @@ func isLoopback(hostport string) bool {
 		host = h
 	}
 	host = strings.Trim(host, "[]")
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/storage"
@@ -54,8 +55,9 @@ func wrapError(loc location, credDesc, op string, err error) error {
 		if errors.Is(err, errdef.ErrNotFound) {
 			return fmt.Errorf("registry %s: %s: %w", loc.host, op, storage.ErrNotFound)
 		}
-		if msg := err.Error(); strings.Contains(msg, "401") || strings.Contains(strings.ToLower(msg), "unauthorized") {
-			return &registryError{op: op, host: loc.host, status: http.StatusUnauthorized, err: err,
+		if msg := strings.ToLower(err.Error()); errors.Is(err, auth.ErrBasicCredentialNotFound) ||
+			strings.Contains(msg, "401") || strings.Contains(msg, "unauthorized") {
+			return &registryError{op: op, host: loc.host, status: http.StatusUnauthorized, err: errors.Join(err, storage.ErrAccessDenied),
 				advice: credentialAdvice(loc, credDesc)}
 		}
 		return connectError(loc.host, fmt.Errorf("%s: %w", op, err))
@@ -67,8 +69,10 @@ func wrapError(loc location, credDesc, op string, err error) error {
 	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
+		re.err = errors.Join(err, storage.ErrAccessDenied)
 		re.advice = credentialAdvice(loc, credDesc)
 	case http.StatusForbidden:
+		re.err = errors.Join(err, storage.ErrAccessDenied)
 		re.advice = fmt.Sprintf("the credentials from %s lack access to %s; ask for push and pull rights on it", credDesc, loc.repo)
 	case http.StatusNotFound:
 		re.err = errors.Join(err, storage.ErrNotFound)

@@ -32,6 +32,9 @@ const (
 	tagKeyPrefix  = "coffer-key-"
 	tagLockPrefix = "coffer-lock-"
 	tagRootPrefix = "coffer-root-"
+	// tagSegmentPrefix starts the tags that keep each segment manifest
+	// alive through garbage collectors that ignore index references.
+	tagSegmentPrefix = "coffer-seg-"
 )
 
 // maxSegmentLayers keeps every segment manifest within the layer count
@@ -60,6 +63,16 @@ func kindOfMediaType(mt string) (storage.Kind, bool) {
 // referencedKinds are the kinds reached through root tags.
 func referencedKind(k storage.Kind) bool {
 	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot
+}
+
+// tagOf returns the tag of a key or lock. A tag holds at most 128
+// characters; a longer one is replaced by "_" and the SHA-256 of the name
+// ("_" cannot start a name), which the manifest's annotation maps back.
+func tagOf(k storage.Kind, name string) string {
+	if t := tagPrefix(k) + name; len(t) <= 128 {
+		return t
+	}
+	return tagPrefix(k) + "_" + digest.FromString(name).Encoded()
 }
 
 // tagPrefix returns the tag prefix of a kind stored as tagged manifests.

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,8 +52,8 @@ type Store struct {
 	roots   []*root
 	rootsAt time.Time
 
-	emptyOnce sync.Once // the empty config blob every manifest names
-	emptyErr  error
+	emptyMu   sync.Mutex // the empty config blob every manifest names
+	emptyDone bool
 
 	fullMu   sync.Mutex // the last whole blob read for a registry that ignores Range
 	fullDgst digest.Digest
@@ -132,11 +131,7 @@ func (s *Store) rootTag() string { return tagRootPrefix + s.writer }
 
 // Create writes the config into an empty OCI repository.
 func (s *Store) Create(ctx context.Context, config []byte) error {
-	var existing []string
-	err := s.repo.Tags(ctx, "", func(tags []string) error {
-		existing = append(existing, tags...)
-		return nil
-	})
+	existing, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
 		return s.wrap("listing tags", err)
 	}
@@ -186,7 +181,7 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 // repositoryExists tells a missing repository from one without coffer's
 // config: only the first answers a tag listing with 404.
 func (s *Store) repositoryExists(ctx context.Context) bool {
-	err := s.repo.Tags(ctx, "", func([]string) error { return nil })
+	_, err := s.listTags(ctx)
 	return err == nil || !isNotFound(err)
 }
 
@@ -217,7 +212,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 		if kind == storage.KindLock {
 			art = artifactLock
 		}
-		return s.pushTagged(ctx, tagPrefix(kind)+name, art, desc, ann)
+		return s.pushTagged(ctx, tagOf(kind, name), art, desc, ann)
 	}
 	s.pendingMu.Lock()
 	if len(s.pending) == 0 {
@@ -251,41 +246,19 @@ func readExact(ctx context.Context, r io.Reader, size int64) ([]byte, error) {
 	return data, nil
 }
 
-// pushBlob uploads data unless the registry already has it, and checks
-// the registry accepted it under its digest.
-func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (ocispec.Descriptor, error) {
-	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
-	if ok, err := s.repo.Blobs().Exists(ctx, desc); err == nil && ok {
-		return desc, nil
-	}
-	// oras-go uploads monolithically (POST, then PUT ?digest=), the most
-	// portable flow; the registry recomputes the digest and refuses a
-	// mismatch, so a corrupted upload cannot be stored under our name.
-	if err := s.repo.Blobs().Push(ctx, desc, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		return desc, s.wrap("uploading blob "+shortDigest(desc.Digest), err)
-	}
-	return desc, nil
-}
-
 // ensureEmptyConfig uploads the empty JSON blob that every artifact
 // manifest names as its config; registries refuse a manifest whose blobs
 // they do not have.
 func (s *Store) ensureEmptyConfig(ctx context.Context) error {
-	s.emptyOnce.Do(func() {
-		_, s.emptyErr = s.pushBlob(ctx, emptyConfig.MediaType, emptyConfig.Data)
-	})
-	return s.emptyErr
-}
-
-// pushManifest pushes a manifest, by digest or under a tag.
-func (s *Store) pushManifest(ctx context.Context, desc ocispec.Descriptor, b []byte, tag string) error {
-	if err := s.ensureEmptyConfig(ctx); err != nil {
-		return err
+	s.emptyMu.Lock()
+	defer s.emptyMu.Unlock()
+	if s.emptyDone {
+		return nil
 	}
-	if tag == "" {
-		return s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b))
-	}
-	return s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag)
+	// Only success is remembered: a failure is tried again next time.
+	_, err := s.pushBlob(ctx, emptyConfig.MediaType, emptyConfig.Data)
+	s.emptyDone = err == nil
+	return err
 }
 
 // pushTagged pushes a one-layer artifact manifest under tag.
@@ -302,14 +275,9 @@ func (s *Store) pushTagged(ctx context.Context, tag, artifactType string, layer 
 
 // fetchTagged fetches the manifest a tag points at.
 func (s *Store) fetchTagged(ctx context.Context, tag string) (*ocispec.Manifest, ocispec.Descriptor, error) {
-	desc, rc, err := s.repo.Manifests().FetchReference(ctx, tag)
+	desc, b, err := s.fetchManifest(ctx, tag)
 	if err != nil {
 		return nil, desc, s.wrap("fetching "+tag, err)
-	}
-	defer rc.Close()
-	b, err := readVerified(rc, desc)
-	if err != nil {
-		return nil, desc, fmt.Errorf("fetching %s from %s: %w", tag, s.loc.host, err)
 	}
 	m, err := decodeManifest(b)
 	if err != nil {
@@ -318,6 +286,9 @@ func (s *Store) fetchTagged(ctx context.Context, tag string) (*ocispec.Manifest,
 	return m, desc, nil
 }
 
+// errDigestMismatch reports manifest bytes that do not match their digest.
+var errDigestMismatch = errors.New("manifest content does not match its digest")
+
 // readVerified reads a manifest body and checks its digest.
 func readVerified(r io.Reader, desc ocispec.Descriptor) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, 4<<20+1))
@@ -325,7 +296,7 @@ func readVerified(r io.Reader, desc ocispec.Descriptor) ([]byte, error) {
 		return nil, err
 	}
 	if digest.FromBytes(b) != desc.Digest {
-		return nil, fmt.Errorf("manifest content does not match its digest %s", desc.Digest)
+		return nil, fmt.Errorf("%w %s", errDigestMismatch, desc.Digest)
 	}
 	return b, nil
 }
@@ -336,10 +307,11 @@ func (s *Store) Get(ctx context.Context, kind storage.Kind, name string, rng *st
 		return nil, err
 	}
 	if referencedKind(kind) {
-		if len(name) != 64 {
-			return nil, fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
+		desc, err := s.referenced(ctx, kind, name)
+		if err != nil {
+			return nil, err
 		}
-		return s.getBlob(ctx, digest.NewDigestFromEncoded(digest.SHA256, name), rng)
+		return s.getBlob(ctx, desc.Digest, rng)
 	}
 	m, err := s.taggedObject(ctx, kind, name)
 	if err != nil {
@@ -351,7 +323,7 @@ func (s *Store) Get(ctx context.Context, kind storage.Kind, name string, rng *st
 // taggedObject returns the manifest of a key or lock, or ErrNotFound if
 // it is missing or a tombstone.
 func (s *Store) taggedObject(ctx context.Context, kind storage.Kind, name string) (*ocispec.Manifest, error) {
-	m, _, err := s.fetchTagged(ctx, tagPrefix(kind)+name)
+	m, _, err := s.fetchTagged(ctx, tagOf(kind, name))
 	if err != nil {
 		return nil, err
 	}
@@ -376,14 +348,48 @@ func (s *Store) Stat(ctx context.Context, kind storage.Kind, name string) (int64
 		}
 		return m.Layers[0].Size, nil
 	}
-	if len(name) != 64 {
-		return 0, fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
-	}
-	desc, err := s.repo.Blobs().Resolve(ctx, digest.NewDigestFromEncoded(digest.SHA256, name).String())
+	desc, err := s.referenced(ctx, kind, name)
 	if err != nil {
-		return 0, s.wrap(fmt.Sprintf("%s %s", kind, name[:min(8, len(name))]), err)
+		return 0, err
 	}
 	return desc.Size, nil
+}
+
+// referenced returns the layer that makes name an object of kind: one a
+// root (or this store's pending batch) lists. A blob the registry merely
+// still holds (deleted, or stored as another kind) is not one. The roots
+// are usually in memory already, so a read stays a single blob GET; a
+// miss reads them again once, for objects other writers added since.
+func (s *Store) referenced(ctx context.Context, kind storage.Kind, name string) (ocispec.Descriptor, error) {
+	if len(name) == 64 {
+		d := digest.NewDigestFromEncoded(digest.SHA256, name)
+		match := func(l ocispec.Descriptor) bool { return l.Digest == d && l.MediaType == layerMediaType[kind] }
+		s.pendingMu.Lock()
+		i := slices.IndexFunc(s.pending, match)
+		var p ocispec.Descriptor
+		if i >= 0 {
+			p = s.pending[i]
+		}
+		s.pendingMu.Unlock()
+		if i >= 0 {
+			return p, nil
+		}
+		for attempt := range 2 {
+			if attempt == 1 {
+				s.forgetRoots()
+			}
+			roots, err := s.loadRoots(ctx)
+			if err != nil {
+				return ocispec.Descriptor{}, err
+			}
+			for _, r := range roots {
+				if l, ok := r.find(match); ok {
+					return l, nil
+				}
+			}
+		}
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
 }
 
 // List calls fn for every object of a kind.
@@ -429,16 +435,25 @@ func (s *Store) List(ctx context.Context, kind storage.Kind, fn func(string, int
 func (s *Store) listTagged(ctx context.Context, kind storage.Kind, fn func(string, int64) error) error {
 	prefix := tagPrefix(kind)
 	var names []string
-	err := s.repo.Tags(ctx, "", func(tags []string) error {
-		for _, t := range tags {
-			if name, ok := strings.CutPrefix(t, prefix); ok && storage.ValidName(name) {
-				names = append(names, name)
-			}
-		}
-		return nil
-	})
+	tags, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
 		return s.wrap("listing tags", err)
+	}
+	for _, t := range tags {
+		name, ok := strings.CutPrefix(t, prefix)
+		switch {
+		case ok && storage.ValidName(name):
+			names = append(names, name)
+		case ok && strings.HasPrefix(name, "_"):
+			// A name too long for a tag: its manifest says what it is.
+			m, _, err := s.fetchTagged(ctx, t)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if n := m.Annotations[annotationName]; err == nil && storage.ValidName(n) && tagOf(kind, n) == t {
+				names = append(names, n)
+			}
+		}
 	}
 	slices.Sort(names)
 	for _, name := range slices.Compact(names) {
@@ -471,7 +486,7 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) erro
 }
 
 func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string) error {
-	tag := tagPrefix(kind) + name
+	tag := tagOf(kind, name)
 	m, desc, err := s.fetchTagged(ctx, tag)
 	if err != nil {
 		return err
@@ -479,7 +494,7 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	if m.ArtifactType == artifactTombstone {
 		return fmt.Errorf("%s %s was already deleted: %w", kind, name, storage.ErrNotFound)
 	}
-	err = s.repo.Manifests().Delete(ctx, desc)
+	err = s.deleteManifest(ctx, desc)
 	if err == nil {
 		s.recordDelete(true)
 		return nil

@@ -80,8 +80,9 @@ func (s *Store) update(f func(*capabilities)) {
 }
 
 // probe finds out what the registry does, using a blob known to exist
-// (the config). It runs on create (force) and when nothing is cached; a
-// failure only leaves a capability unknown.
+// (the config). It runs on create (force) and, without writing anything,
+// on first use from a cache that has no record; a failure only leaves a
+// capability unknown.
 func (s *Store) probe(ctx context.Context, blob ocispec.Descriptor, force bool) {
 	if !force && s.capabilities() != nil {
 		return
@@ -95,7 +96,9 @@ func (s *Store) probe(ctx context.Context, blob ocispec.Descriptor, force bool) 
 		}
 	}
 	c.TagPaging = s.probeTagPaging(ctx)
-	c.Delete = s.probeDelete(ctx)
+	if force {
+		c.Delete = s.probeDelete(ctx)
+	}
 	s.capsMu.Lock()
 	s.caps = &c
 	s.saveCaps()
@@ -124,7 +127,11 @@ func (s *Store) probeTagPaging(ctx context.Context) string {
 	return "none"
 }
 
-// probeDelete pushes an untagged tombstone manifest and deletes it.
+// probeDelete pushes an untagged tombstone manifest and deletes it. It
+// writes, so it runs on create only; otherwise the first real delete
+// finds out. (Asking to delete a digest that does not exist proves
+// nothing: registries answer 404 before checking whether deletes are
+// enabled.)
 func (s *Store) probeDelete(ctx context.Context) string {
 	desc, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "probe", "org.cofferhq.probed": time.Now().UTC().Format(time.RFC3339Nano)})
 	if err != nil {
@@ -133,7 +140,7 @@ func (s *Store) probeDelete(ctx context.Context) string {
 	if err := s.pushManifest(ctx, desc, b, ""); err != nil {
 		return "unknown"
 	}
-	switch err := s.repo.Manifests().Delete(ctx, desc); {
+	switch err := s.deleteManifest(ctx, desc); {
 	case err == nil:
 		return "allowed"
 	case isRefused(err):

@@ -26,6 +26,16 @@ type segment struct {
 	layers []ocispec.Descriptor
 }
 
+// find returns the first layer that match accepts.
+func (r *root) find(match func(ocispec.Descriptor) bool) (ocispec.Descriptor, bool) {
+	for _, seg := range r.segments {
+		if i := slices.IndexFunc(seg.layers, match); i >= 0 {
+			return seg.layers[i], true
+		}
+	}
+	return ocispec.Descriptor{}, false
+}
+
 func (r *root) layers() []ocispec.Descriptor {
 	var out []ocispec.Descriptor
 	for _, seg := range r.segments {
@@ -45,15 +55,13 @@ func (s *Store) loadRoots(ctx context.Context) ([]*root, error) {
 	if s.roots != nil && time.Since(s.rootsAt) < rootsTTL {
 		return s.roots, nil
 	}
+	all, err := s.listTags(ctx)
 	var tags []string
-	err := s.repo.Tags(ctx, "", func(page []string) error {
-		for _, t := range page {
-			if strings.HasPrefix(t, tagRootPrefix) {
-				tags = append(tags, t)
-			}
+	for _, t := range all {
+		if strings.HasPrefix(t, tagRootPrefix) {
+			tags = append(tags, t)
 		}
-		return nil
-	})
+	}
 	if err != nil && !isNotFound(err) {
 		return nil, s.wrap("listing tags", err)
 	}
@@ -94,17 +102,12 @@ func (s *Store) forgetRoots() {
 // root.
 func (s *Store) loadRoot(ctx context.Context, tag string) (*root, error) {
 	r := &root{tag: tag}
-	desc, rc, err := s.repo.Manifests().FetchReference(ctx, tag)
+	desc, b, err := s.fetchManifest(ctx, tag)
 	if isNotFound(err) {
 		return r, nil
 	}
 	if err != nil {
 		return nil, s.wrap("fetching "+tag, err)
-	}
-	b, err := readVerified(rc, desc)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s from %s: %w", tag, s.loc.host, err)
 	}
 	idx, err := decodeIndex(b)
 	if err != nil {
@@ -126,14 +129,9 @@ func (s *Store) loadRoot(ctx context.Context, tag string) (*root, error) {
 func (s *Store) segmentLayers(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	b := s.cache.manifest(d.Digest)
 	if b == nil {
-		rc, err := s.repo.Manifests().Fetch(ctx, d)
-		if err != nil {
+		var err error
+		if _, b, err = s.fetchManifest(ctx, d.Digest.String()); err != nil {
 			return nil, s.wrap("fetching segment "+shortDigest(d.Digest), err)
-		}
-		b, err = readVerified(rc, d)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("segment %s on %s: %w", shortDigest(d.Digest), s.loc.host, err)
 		}
 		s.cache.putManifest(d.Digest, b)
 	}
@@ -199,20 +197,25 @@ func (s *Store) updateRoot(ctx context.Context, tag string, change func([]ocispe
 		segs = append(segs, seg.desc)
 		kept += n
 	}
+	writer := strings.TrimPrefix(tag, tagRootPrefix)
 	for start := kept; start < len(layers); start += maxSegmentLayers {
 		chunk := layers[start:min(start+maxSegmentLayers, len(layers))]
-		desc, b, err := newManifest(artifactSegment, chunk, map[string]string{annotationObject: "segment", annotationWriter: s.writer})
+		desc, b, err := newManifest(artifactSegment, chunk, map[string]string{annotationObject: "segment", annotationWriter: writer})
 		if err != nil {
 			return err
 		}
 		desc.ArtifactType = artifactSegment
-		if err := s.pushManifest(ctx, desc, b, ""); err != nil {
+		// Segments are tagged as well as listed by the root: garbage
+		// collectors older than Distribution v3 (registry 2.8's
+		// --delete-untagged) delete untagged manifests even when a
+		// tagged index refers to them.
+		if err := s.pushManifest(ctx, desc, b, segmentTag(writer, len(segs))); err != nil {
 			return s.wrap("pushing a segment manifest", err)
 		}
 		s.cache.putManifest(desc.Digest, b)
 		segs = append(segs, desc)
 	}
-	desc, b, err := newIndex(segs, map[string]string{annotationObject: "root", annotationWriter: strings.TrimPrefix(tag, tagRootPrefix)})
+	desc, b, err := newIndex(segs, map[string]string{annotationObject: "root", annotationWriter: writer})
 	if err != nil {
 		return err
 	}
@@ -220,7 +223,22 @@ func (s *Store) updateRoot(ctx context.Context, tag string, change func([]ocispe
 	if err := s.pushManifest(ctx, desc, b, tag); err != nil {
 		return s.wrap("moving "+tag, err)
 	}
+	// Segment tags beyond the new end would keep removed blobs alive.
+	for i := len(segs); i < len(cur.segments); i++ {
+		tomb, tb, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
+		if err != nil {
+			return err
+		}
+		if err := s.pushManifest(ctx, tomb, tb, segmentTag(writer, i)); err != nil {
+			return s.wrap("retiring "+segmentTag(writer, i), err)
+		}
+	}
 	return nil
+}
+
+// segmentTag is the tag of a writer's i-th segment.
+func segmentTag(writer string, i int) string {
+	return fmt.Sprintf("%s%s-%06d", tagSegmentPrefix, writer, i)
 }
 
 func sameDigests(a, b []ocispec.Descriptor) bool {
@@ -252,6 +270,7 @@ func (s *Store) unreference(ctx context.Context, dgst digest.Digest, kind storag
 	if err := s.flush(ctx); err != nil {
 		return err
 	}
+	s.forgetRoots() // every root as it is now, not as this store last saw it
 	roots, err := s.loadRoots(ctx)
 	if err != nil {
 		return err

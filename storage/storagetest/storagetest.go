@@ -4,6 +4,11 @@
 // The suite uses only the storage API, so it states the contract that the
 // rest of coffer relies on; a backend quirk that the suite does not catch is
 // a hole in the suite, to be fixed here rather than in a backend's own tests.
+//
+// As coffer does, the suite names every object of a kind other than
+// storage.KindLock by the lowercase hex SHA-256 of its bytes (see nameOf),
+// since a backend may rely on that; only locks get arbitrary names. Where
+// a test needs one name in two kinds it stores the same bytes in both.
 package storagetest
 
 import (
@@ -40,16 +45,18 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"CreateTwice", s.testCreateTwice},
 		{"RoundTrip", s.testRoundTrip},
 		{"StreamLarge", s.testStreamLarge},
-		{"ShortNames", s.testShortNames},
+		{"ShortLockNames", s.testShortLockNames},
 		{"Range", s.testRange},
 		{"RangeEmptyObject", s.testRangeEmptyObject},
 		{"Missing", s.testMissing},
+		{"KindsApart", s.testKindsApart},
 		{"List", s.testList},
 		{"ListStops", s.testListStops},
 		{"Delete", s.testDelete},
 		{"PutTwice", s.testPutTwice},
 		{"LockOverwrite", s.testLockOverwrite},
 		{"InvalidNames", s.testInvalidNames},
+		{"MismatchedName", s.testMismatchedName},
 		{"FailingReader", s.testFailingReader},
 		{"ShortReader", s.testShortReader},
 		{"LongReader", s.testLongReader},
@@ -136,8 +143,8 @@ func (s suite) testRoundTrip(t *testing.T) {
 	for _, kind := range storage.Kinds {
 		for _, size := range []int{0, 1, 1 << 20} {
 			t.Run(fmt.Sprintf("%s/%d", kind, size), func(t *testing.T) {
-				name := randomName()
 				data := randomData(size)
+				name := nameOf(kind, data)
 				put(t, st, kind, name, data)
 				if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
 					t.Fatalf("Get %s %s returned %d bytes that differ from the %d put", kind, name, len(got), size)
@@ -156,15 +163,14 @@ func (s suite) testRoundTrip(t *testing.T) {
 func (s suite) testStreamLarge(t *testing.T) {
 	const size = 40 << 20
 	st := s.created(t)
-	name := randomName()
 	seed := [32]byte{1, 2, 3}
+	want := hashOf(generate(seed, size))
+	name := hex.EncodeToString(want)
 
-	h := sha256.New()
-	body := struct{ io.Reader }{io.TeeReader(generate(seed, size), h)}
+	body := struct{ io.Reader }{generate(seed, size)}
 	if err := st.Put(t.Context(), storage.KindPack, name, body, size); err != nil {
 		t.Fatalf("Put of a %d-byte streamed object: %v", size, err)
 	}
-	want := h.Sum(nil)
 
 	if got := stat(t, st, storage.KindPack, name); got != size {
 		t.Fatalf("Stat = %d, want %d", got, size)
@@ -174,7 +180,7 @@ func (s suite) testStreamLarge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	h.Reset()
+	h := sha256.New()
 	n, err := io.Copy(h, rc)
 	if cerr := rc.Close(); err == nil {
 		err = cerr
@@ -202,33 +208,32 @@ func (s suite) testStreamLarge(t *testing.T) {
 	}
 }
 
-// testShortNames uses the shortest valid names, which a backend that
-// derives paths or shards from a name prefix must still handle.
-func (s suite) testShortNames(t *testing.T) {
+// testShortLockNames uses the shortest valid names, which a backend that
+// derives paths, tags or shards from a name prefix must still handle. Only
+// locks can have them: other names are SHA-256 hex.
+func (s suite) testShortLockNames(t *testing.T) {
 	st := s.created(t)
 	names := []string{"a", "0", "ab", "abc", "a-b", "z9"}
-	for _, kind := range []storage.Kind{storage.KindPack, storage.KindIndex} {
-		want := make(map[string]int64)
-		for i, name := range names {
-			data := randomData(i + 1)
-			put(t, st, kind, name, data)
-			want[name] = int64(len(data))
-		}
-		for name, size := range want {
-			if got := get(t, st, kind, name, nil); int64(len(got)) != size {
-				t.Errorf("Get %s %s returned %d bytes, want %d", kind, name, len(got), size)
-			}
-		}
-		checkList(t, st, kind, want)
+	want := make(map[string]int64)
+	for i, name := range names {
+		data := randomData(i + 1)
+		put(t, st, storage.KindLock, name, data)
+		want[name] = int64(len(data))
 	}
+	for name, size := range want {
+		if got := get(t, st, storage.KindLock, name, nil); int64(len(got)) != size {
+			t.Errorf("Get lock %s returned %d bytes, want %d", name, len(got), size)
+		}
+	}
+	checkList(t, st, storage.KindLock, want)
 }
 
 func (s suite) testRange(t *testing.T) {
 	st := s.created(t)
 	const size = 1000
 	for _, kind := range storage.Kinds {
-		name := randomName()
 		data := randomData(size)
+		name := nameOf(kind, data)
 		put(t, st, kind, name, data)
 
 		valid := []storage.Range{
@@ -266,7 +271,7 @@ func (s suite) testRange(t *testing.T) {
 
 func (s suite) testRangeEmptyObject(t *testing.T) {
 	st := s.created(t)
-	name := randomName()
+	name := nameOf(storage.KindIndex, nil)
 	put(t, st, storage.KindIndex, name, nil)
 	for _, rng := range []storage.Range{{Offset: 0, Length: 1}, {Offset: 0, Length: 0}} {
 		checkBadRange(t, st, storage.KindIndex, name, rng)
@@ -275,13 +280,14 @@ func (s suite) testRangeEmptyObject(t *testing.T) {
 
 func (s suite) testMissing(t *testing.T) {
 	st := s.created(t)
-	// An object of the same name in every other kind must not make the
-	// missing one appear: kinds are separate namespaces.
-	shared := randomName()
+	// The same bytes, and so the same name, in every other kind must not
+	// make the missing one appear: kinds are separate namespaces.
+	data := randomData(100)
+	shared := hashName(data)
 	for _, kind := range storage.Kinds {
 		for _, other := range storage.Kinds {
 			if other != kind {
-				put(t, st, other, shared, []byte("elsewhere"))
+				put(t, st, other, shared, data)
 			}
 		}
 		for _, name := range []string{randomName(), shared} {
@@ -305,6 +311,34 @@ func (s suite) testMissing(t *testing.T) {
 	}
 }
 
+// testKindsApart stores the same bytes, and so the same name, as every
+// kind, then deletes them one kind at a time: a delete in one kind must
+// leave the object whole in every other.
+func (s suite) testKindsApart(t *testing.T) {
+	st := s.created(t)
+	data := randomData(3000)
+	name := hashName(data)
+	for _, kind := range storage.Kinds {
+		put(t, st, kind, name, data)
+	}
+	for i, kind := range storage.Kinds {
+		if err := st.Delete(t.Context(), kind, name); err != nil {
+			t.Fatalf("Delete %s %s: %v", kind, name, err)
+		}
+		checkAbsent(t, st, kind, name)
+		for _, other := range storage.Kinds[i+1:] {
+			if got := get(t, st, other, name, nil); !bytes.Equal(got, data) {
+				t.Errorf("Get %s %s after deleting the %s of that name returned %d bytes that differ from the %d put",
+					other, name, kind, len(got), len(data))
+			}
+			if got := stat(t, st, other, name); got != int64(len(data)) {
+				t.Errorf("Stat %s %s after deleting the %s of that name = %d, want %d", other, name, kind, got, len(data))
+			}
+			checkList(t, st, other, map[string]int64{name: int64(len(data))})
+		}
+	}
+}
+
 func (s suite) testList(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
@@ -319,18 +353,24 @@ func (s suite) testList(t *testing.T) {
 		storage.KindLock:     3,
 	}
 	want := make(map[storage.Kind]map[string]int64)
-	shared := randomName()
-	for i, kind := range storage.Kinds {
+	sharedData := randomData(1500)
+	shared := hashName(sharedData)
+	for _, kind := range storage.Kinds {
 		want[kind] = make(map[string]int64)
-		// The same name in every kind, with a different size each time,
-		// shows that List keeps kinds apart.
-		put(t, st, kind, shared, randomData(i))
-		want[kind][shared] = int64(i)
+		// The same name in every kind shows that List keeps kinds apart.
+		// A lock, which is not named by its bytes, has other bytes under
+		// it, so that a size from the wrong kind shows too.
+		data := sharedData
+		if kind == storage.KindLock {
+			data = randomData(77)
+		}
+		put(t, st, kind, shared, data)
+		want[kind][shared] = int64(len(data))
 		for range counts[kind] - 1 {
-			name := randomName()
-			size := rand.IntN(2000)
-			put(t, st, kind, name, randomData(size))
-			want[kind][name] = int64(size)
+			data := randomData(1 + rand.IntN(2000))
+			name := nameOf(kind, data)
+			put(t, st, kind, name, data)
+			want[kind][name] = int64(len(data))
 		}
 	}
 	for _, kind := range storage.Kinds {
@@ -341,7 +381,8 @@ func (s suite) testList(t *testing.T) {
 func (s suite) testListStops(t *testing.T) {
 	st := s.created(t)
 	for range 5 {
-		put(t, st, storage.KindPack, randomName(), []byte("x"))
+		data := randomData(8)
+		put(t, st, storage.KindPack, hashName(data), data)
 	}
 	errStop := errors.New("stop listing")
 	calls := 0
@@ -360,9 +401,10 @@ func (s suite) testListStops(t *testing.T) {
 func (s suite) testDelete(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
-		keep, gone := randomName(), randomName()
-		put(t, st, kind, keep, []byte("keep"))
-		put(t, st, kind, gone, []byte("gone"))
+		keepData, goneData := randomData(40), randomData(50)
+		keep, gone := nameOf(kind, keepData), nameOf(kind, goneData)
+		put(t, st, kind, keep, keepData)
+		put(t, st, kind, gone, goneData)
 		if err := st.Delete(t.Context(), kind, gone); err != nil {
 			t.Fatalf("Delete %s %s: %v", kind, gone, err)
 		}
@@ -370,23 +412,29 @@ func (s suite) testDelete(t *testing.T) {
 		if err := st.Delete(t.Context(), kind, gone); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("second Delete %s %s = %v, want an error wrapping ErrNotFound", kind, gone, err)
 		}
-		if got := get(t, st, kind, keep, nil); string(got) != "keep" {
-			t.Errorf("Get %s %s after deleting another object = %q, want %q", kind, keep, got, "keep")
+		if got := get(t, st, kind, keep, nil); !bytes.Equal(got, keepData) {
+			t.Errorf("Get %s %s after deleting another object returned %d bytes that differ from the %d put", kind, keep, len(got), len(keepData))
 		}
-		checkList(t, st, kind, map[string]int64{keep: 4})
-		// A deleted name can be used again.
-		put(t, st, kind, gone, []byte("back"))
-		if got := get(t, st, kind, gone, nil); string(got) != "back" {
-			t.Errorf("Get %s %s after re-Put = %q, want %q", kind, gone, got, "back")
+		checkList(t, st, kind, map[string]int64{keep: int64(len(keepData))})
+		// A deleted name can be used again: by the same bytes, or for a
+		// lock by any.
+		back := goneData
+		if kind == storage.KindLock {
+			back = randomData(60)
 		}
+		put(t, st, kind, gone, back)
+		if got := get(t, st, kind, gone, nil); !bytes.Equal(got, back) {
+			t.Errorf("Get %s %s after re-Put returned %d bytes that differ from the %d put", kind, gone, len(got), len(back))
+		}
+		checkList(t, st, kind, map[string]int64{keep: int64(len(keepData)), gone: int64(len(back))})
 	}
 }
 
 func (s suite) testPutTwice(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
-		name := randomName()
 		data := randomData(5000)
+		name := nameOf(kind, data)
 		put(t, st, kind, name, data)
 		put(t, st, kind, name, data)
 		if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
@@ -423,13 +471,15 @@ func (s suite) testInvalidNames(t *testing.T) {
 			checkInvalid(t, kind, name, st.Delete(ctx, kind, name), "Delete")
 		}
 	}
-	// The longest valid name must work, to show the limit is 128.
+	// The longest valid name must work, to show the limit is 128. Only a
+	// lock can have it: other names are SHA-256 hex.
 	long := strings.Repeat("f", 128)
-	put(t, st, storage.KindPack, long, []byte("x"))
+	put(t, st, storage.KindLock, long, []byte("x"))
 
 	for _, kind := range []storage.Kind{"", "bogus", "Pack", "packs", "../pack"} {
-		name := randomName()
-		checkInvalid(t, kind, name, st.Put(ctx, kind, name, strings.NewReader("x"), 1), "Put")
+		data := []byte("x")
+		name := hashName(data)
+		checkInvalid(t, kind, name, st.Put(ctx, kind, name, bytes.NewReader(data), 1), "Put")
 		rc, err := st.Get(ctx, kind, name, nil)
 		closeIfNotNil(rc)
 		checkInvalid(t, kind, name, err, "Get")
@@ -442,10 +492,60 @@ func (s suite) testInvalidNames(t *testing.T) {
 
 	for _, kind := range storage.Kinds {
 		want := map[string]int64{}
-		if kind == storage.KindPack {
+		if kind == storage.KindLock {
 			want[long] = 1
 		}
 		checkList(t, st, kind, want)
+	}
+}
+
+// testMismatchedName puts, in every kind named by its bytes, bytes under
+// a valid name that is not their SHA-256. A backend may store them as
+// asked (fs and mem do not look), after which they read back like any
+// object, or refuse with an error wrapping ErrInvalidName and leave
+// nothing visible. Nothing else is allowed, and in neither case may the
+// bytes appear under their real name.
+func (s suite) testMismatchedName(t *testing.T) {
+	st := s.created(t)
+	ctx := t.Context()
+	for _, kind := range storage.Kinds {
+		if kind == storage.KindLock {
+			continue
+		}
+		data := randomData(1000)
+		real := hashName(data)
+		flipped := "0" + real[1:] // one hex digit off
+		if real[0] == '0' {
+			flipped = "1" + real[1:]
+		}
+		names := []string{flipped, hashName(randomData(1000)), "ab", strings.Repeat("f", 128)}
+		for _, name := range names {
+			err := st.Put(ctx, kind, name, bytes.NewReader(data), int64(len(data)))
+			switch {
+			case err == nil:
+				if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
+					t.Errorf("Get %s %s after a successful Put of mismatching bytes returned %d bytes that differ from the %d put",
+						kind, name, len(got), len(data))
+				}
+				if got := stat(t, st, kind, name); got != int64(len(data)) {
+					t.Errorf("Stat %s %s after a successful Put of mismatching bytes = %d, want %d", kind, name, got, len(data))
+				}
+				if size, ok := list(t, st, kind)[name]; !ok || size != int64(len(data)) {
+					t.Errorf("List %s after a successful Put of mismatching bytes reports %s: %v with size %d; want it with size %d",
+						kind, name, ok, size, len(data))
+				}
+				if err := st.Delete(ctx, kind, name); err != nil {
+					t.Errorf("Delete %s %s: %v", kind, name, err)
+				}
+			case errors.Is(err, storage.ErrInvalidName):
+				checkAbsent(t, st, kind, name)
+			default:
+				t.Errorf("Put %s under %s, which its bytes do not hash to, = %v; want success or an error wrapping ErrInvalidName",
+					kind, name, err)
+			}
+			checkAbsent(t, st, kind, real)
+		}
+		checkList(t, st, kind, map[string]int64{})
 	}
 }
 
@@ -453,9 +553,10 @@ func (s suite) testFailingReader(t *testing.T) {
 	st := s.created(t)
 	errBoom := errors.New("boom: disk on fire")
 	for _, kind := range storage.Kinds {
-		name := randomName()
-		r := io.MultiReader(bytes.NewReader(randomData(100_000)), errReader{errBoom})
-		err := st.Put(t.Context(), kind, name, r, 200_000)
+		data := randomData(200_000)
+		name := nameOf(kind, data)
+		r := io.MultiReader(bytes.NewReader(data[:100_000]), errReader{errBoom})
+		err := st.Put(t.Context(), kind, name, r, int64(len(data)))
 		if err == nil {
 			t.Fatalf("Put %s with a reader that fails midway succeeded", kind)
 		}
@@ -466,12 +567,15 @@ func (s suite) testFailingReader(t *testing.T) {
 	}
 }
 
+// testShortReader puts from readers that end early, naming each object
+// by the bytes it should have had.
 func (s suite) testShortReader(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
 		for _, have := range []int{0, 1, 99_999} {
-			name := randomName()
-			err := st.Put(t.Context(), kind, name, bytes.NewReader(randomData(have)), 100_000)
+			data := randomData(100_000)
+			name := nameOf(kind, data)
+			err := st.Put(t.Context(), kind, name, bytes.NewReader(data[:have]), int64(len(data)))
 			if err == nil {
 				t.Fatalf("Put %s of 100000 bytes from a %d-byte reader succeeded", kind, have)
 			}
@@ -480,12 +584,15 @@ func (s suite) testShortReader(t *testing.T) {
 	}
 }
 
+// testLongReader puts from readers that hold more than announced, naming
+// each object by the bytes announced.
 func (s suite) testLongReader(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
 		for _, size := range []int64{0, 1, 99_999} {
-			name := randomName()
-			err := st.Put(t.Context(), kind, name, bytes.NewReader(randomData(100_000)), size)
+			data := randomData(100_000)
+			name := nameOf(kind, data[:size])
+			err := st.Put(t.Context(), kind, name, bytes.NewReader(data), size)
 			if err == nil {
 				t.Fatalf("Put %s of %d bytes from a 100000-byte reader succeeded", kind, size)
 			}
@@ -523,8 +630,8 @@ func (s suite) testConcurrent(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range perWorker {
-				name := randomName()
-				data := randomData(rand.IntN(256 << 10))
+				data := randomData(1 + rand.IntN(256<<10))
+				name := hashName(data)
 				if err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data))); err != nil {
 					t.Errorf("concurrent Put: %v", err)
 					return
@@ -558,8 +665,8 @@ func (s suite) testCancelledContext(t *testing.T) {
 	st := s.created(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	name := randomName()
 	data := randomData(1000)
+	name := hashName(data)
 	err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data)))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put with a cancelled context = %v, want an error wrapping context.Canceled", err)
@@ -574,8 +681,9 @@ func (s suite) testCancelMidway(t *testing.T) {
 	st := s.created(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	name := randomName()
-	r := &cancellingReader{r: generate([32]byte{9}, size), after: 1 << 20, cancel: cancel}
+	seed := [32]byte{9}
+	name := hex.EncodeToString(hashOf(generate(seed, size)))
+	r := &cancellingReader{r: generate(seed, size), after: 1 << 20, cancel: cancel}
 	if err := st.Put(ctx, storage.KindPack, name, r, size); err == nil {
 		t.Fatal("Put succeeded although its context was cancelled during the upload")
 	}
@@ -702,7 +810,32 @@ func closeIfNotNil(rc io.ReadCloser) {
 	}
 }
 
-// randomName returns a name shaped like the SHA-256 names coffer uses.
+// nameOf returns the name coffer gives data stored as kind: the hex
+// SHA-256 of the bytes, or for a lock a random id.
+func nameOf(kind storage.Kind, data []byte) string {
+	if kind == storage.KindLock {
+		return randomName()
+	}
+	return hashName(data)
+}
+
+// hashName returns the lowercase hex SHA-256 of data.
+func hashName(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// hashOf returns the SHA-256 of everything r yields.
+func hashOf(r io.Reader) []byte {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		panic(err) // generate's readers do not fail
+	}
+	return h.Sum(nil)
+}
+
+// randomName returns a name shaped like the SHA-256 names coffer uses,
+// which names no bytes a test stores.
 func randomName() string {
 	var b [32]byte
 	for i := range b {

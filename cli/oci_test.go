@@ -1,0 +1,401 @@
+package cli
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// These tests run coffer against real registries started by
+// internal/testutil: CNCF Distribution v3.1.2 and Debian's registry 2.8,
+// plain, with TLS and basic auth, and with token auth.
+
+// ociHarness points a harness at a repository on a registry.
+func ociHarness(t *testing.T, reg *testutil.Registry, repo string) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.repo = reg.Location(repo)
+	h.env["DOCKER_CONFIG"] = reg.DockerConfig
+	h.env["HOME"] = t.TempDir()
+	return h
+}
+
+// withCA returns the global flags that make coffer trust the registry.
+func withCA(reg *testutil.Registry, args ...string) []string {
+	if reg.CAFile == "" {
+		return args
+	}
+	return append([]string{"-ca-file", reg.CAFile}, args...)
+}
+
+// The seed's walkthrough against each registry on localhost:<port>:
+// create, -silent backup of the current directory, ls in the seed's
+// format, cat by prefix, restore, check -read-data; the restored tree is
+// identical; oras reads what coffer wrote.
+func TestOCIWalkthrough(t *testing.T) {
+	for _, kind := range testutil.RegistryKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: true})
+			h := ociHarness(t, reg, "helloworld")
+			h.repo = "oci://localhost:" + strings.Split(reg.Host, ":")[1] + "/helloworld"
+			src := sourceTree(t)
+			t.Chdir(src)
+
+			h.create()
+			if r := h.run("-silent", "at", h.repo, "backup"); r.code != 0 || r.stdout != "" {
+				t.Fatalf("silent backup: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+			ls := h.mustAt("ls")
+			m := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ   ([0-9a-f]{8}) +\S+ \S+ +\d+s ` + regexp.QuoteMeta(src) + "\n$").FindStringSubmatch(ls)
+			if m == nil {
+				t.Fatalf("ls output %q does not match the seed's format", ls)
+			}
+			if got := h.mustAt("cat", m[1][:3]+":LICENSE"); got != licenseText {
+				t.Errorf("cat: %q", got)
+			}
+			restored := filepath.Join(t.TempDir(), "restored")
+			h.mustAt("restore", m[1][:3], "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check: %s", out)
+			}
+			assertOrasSees(t, reg, "helloworld")
+		})
+	}
+}
+
+// assertOrasSees shows from outside that the repository holds valid OCI
+// artifacts: oras lists the tags, fetches the root index, and fetches a
+// blob whose digest checks out.
+func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
+	t.Helper()
+	ref := reg.Host + "/" + repo
+	tags, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", ref}, reg.OrasFlags()...)...)
+	if err != nil {
+		t.Fatalf("oras repo tags: %v", err)
+	}
+	var root string
+	for _, tag := range strings.Fields(tags) {
+		if strings.HasPrefix(tag, "coffer-root-") {
+			root = tag
+		}
+	}
+	if !strings.Contains(tags, "coffer-config") || root == "" {
+		t.Fatalf("oras repo tags: %q", tags)
+	}
+	out, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + ":" + root}, reg.OrasFlags()...)...)
+	if err != nil {
+		t.Fatalf("oras manifest fetch: %v", err)
+	}
+	var idx struct {
+		MediaType    string `json:"mediaType"`
+		ArtifactType string `json:"artifactType"`
+		Manifests    []struct {
+			Digest string `json:"digest"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal([]byte(out), &idx); err != nil || idx.ArtifactType != "application/vnd.cofferhq.root.v1" || len(idx.Manifests) == 0 {
+		t.Fatalf("root index %s: %v", out, err)
+	}
+	seg, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + "@" + idx.Manifests[0].Digest}, reg.OrasFlags()...)...)
+	if err != nil {
+		t.Fatalf("oras manifest fetch segment: %v", err)
+	}
+	var m struct {
+		ArtifactType string `json:"artifactType"`
+		Config       struct {
+			MediaType string `json:"mediaType"`
+		} `json:"config"`
+		Layers []struct {
+			MediaType, Digest string
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal([]byte(seg), &m); err != nil || m.ArtifactType != "application/vnd.cofferhq.segment.v1" ||
+		m.Config.MediaType != "application/vnd.oci.empty.v1+json" || len(m.Layers) == 0 {
+		t.Fatalf("segment manifest %s: %v", seg, err)
+	}
+	out, err = testutil.Oras(t, reg.DockerEnv(), append([]string{"blob", "fetch", "--output", "-", ref + "@" + m.Layers[0].Digest}, reg.OrasFlags()...)...)
+	if err != nil {
+		t.Fatalf("oras blob fetch: %v", err)
+	}
+	sum := sha256.Sum256([]byte(out))
+	if "sha256:"+hex.EncodeToString(sum[:]) != m.Layers[0].Digest {
+		t.Errorf("oras fetched a blob that does not match its digest %s", m.Layers[0].Digest)
+	}
+}
+
+// Authentication and TLS variants, with credentials from DOCKER_CONFIG.
+func TestOCIAuthAndTLS(t *testing.T) {
+	tests := []testutil.RegistryOptions{
+		{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthBasic},
+		{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthToken},
+		{Kind: testutil.Distribution, Auth: testutil.AuthToken},
+		{Kind: testutil.Registry28, TLS: true, Auth: testutil.AuthBasic},
+		{Kind: testutil.Registry28, Auth: testutil.AuthToken},
+	}
+	for _, opt := range tests {
+		t.Run(fmt.Sprintf("%s-tls=%v-%s", opt.Kind, opt.TLS, opt.Auth), func(t *testing.T) {
+			reg := testutil.StartRegistry(t, opt)
+			h := ociHarness(t, reg, "team/backups")
+			src := sourceTree(t)
+			run := func(args ...string) string {
+				t.Helper()
+				r := h.run(withCA(reg, append([]string{"at", h.repo}, args...)...)...)
+				if r.code != 0 {
+					t.Fatalf("coffer %v: exit %d: %s", args, r.code, r.stderr)
+				}
+				if strings.Contains(r.stdout+r.stderr, reg.Password) {
+					t.Errorf("coffer %v printed the registry password", args)
+				}
+				return r.stdout
+			}
+			run("create")
+			run("backup", src)
+			restored := t.TempDir()
+			run("restore", "latest", "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+			if out := run("check", "-read-data"); !strings.Contains(out, "no errors") {
+				t.Errorf("check: %s", out)
+			}
+			if info := run("info"); !strings.Contains(info, "store protocol  "+map[bool]string{true: "https", false: "http"}[opt.TLS]) {
+				t.Errorf("info: %s", info)
+			}
+		})
+	}
+}
+
+// Each registry failure is one line naming the registry and what to do.
+func TestOCIBadInputs(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthBasic})
+
+	t.Run("wrong credentials", func(t *testing.T) {
+		h := ociHarness(t, reg, "r")
+		h.env["COFFER_REGISTRY_USERNAME"] = reg.Username
+		h.env["COFFER_REGISTRY_PASSWORD"] = "not-the-password"
+		r := h.run(withCA(reg, "at", h.repo, "create")...)
+		wantOneLineError(t, r, ExitAccessDenied, reg.Host, "401", "COFFER_REGISTRY_USERNAME")
+		if strings.Contains(r.stderr, "not-the-password") {
+			t.Error("the error shows the password")
+		}
+	})
+	t.Run("missing credentials", func(t *testing.T) {
+		h := ociHarness(t, reg, "r")
+		h.env["DOCKER_CONFIG"] = t.TempDir()
+		wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "create")...), ExitAccessDenied, reg.Host, "coffer login")
+	})
+	t.Run("unknown CA", func(t *testing.T) {
+		h := ociHarness(t, reg, "r")
+		wantOneLineError(t, h.at("create"), ExitFailure, reg.Host, "unknown authority", "-ca-file")
+	})
+	t.Run("missing repository", func(t *testing.T) {
+		h := ociHarness(t, reg, "no/such/repo")
+		wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitNoRepository, "no/such/repo", reg.Host, "does not exist", "create")
+	})
+	t.Run("login", func(t *testing.T) {
+		h := ociHarness(t, reg, "r")
+		h.env["DOCKER_CONFIG"] = t.TempDir()
+		r := runWithStdin(h, "wrong\n", withCA(reg, "login", "-username", reg.Username, "-password-stdin", reg.Host)...)
+		wantOneLineError(t, r, ExitAccessDenied, reg.Host)
+		r = runWithStdin(h, reg.Password+"\n", withCA(reg, "login", "-username", reg.Username, "-password-stdin", reg.Host)...)
+		if r.code != 0 {
+			t.Fatalf("login: %d %s", r.code, r.stderr)
+		}
+		cfg, _ := os.ReadFile(filepath.Join(h.env["DOCKER_CONFIG"], "config.json"))
+		if !strings.Contains(string(cfg), reg.Host) {
+			t.Errorf("login did not write the docker config: %s", cfg)
+		}
+		h.mustRun(withCA(reg, "at", h.repo, "create")...)
+		h.mustRun("logout", reg.Host)
+		wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitAccessDenied, "coffer login")
+	})
+}
+
+// A registry that refuses DELETE (405) still lets keys be removed: the
+// key's tag moves to a tombstone, and the message says so.
+func TestOCIDeleteRefused(t *testing.T) {
+	for _, kind := range testutil.RegistryKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: false})
+			h := ociHarness(t, reg, "nodelete")
+			h.create()
+			if info := h.mustAt("info"); !strings.Contains(info, "store delete    refused") {
+				t.Errorf("probe did not find DELETE refused:\n%s", info)
+			}
+			h.env["COFFER_NEW_PASSPHRASE"] = "second"
+			h.mustAt("key", "add")
+			h.env["COFFER_PASSPHRASE"] = "second"
+			h.env["COFFER_NEW_PASSPHRASE"] = "third"
+			r := h.at("key", "passwd")
+			if r.code != 0 || !strings.Contains(r.stderr, "refuses DELETE") {
+				t.Fatalf("key passwd on a registry without delete: exit %d, stderr %q", r.code, r.stderr)
+			}
+			wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+			h.env["COFFER_PASSPHRASE"] = "third"
+			if out := h.mustAt("key", "list"); strings.Count(out, "\n") != 2 {
+				t.Errorf("key list after passwd: %q", out)
+			}
+		})
+	}
+}
+
+// After 30 backups with churn the tag count stays small, and a cold ls
+// (new cache directory) costs O(tags + manifests) requests: no pack is
+// read.
+func TestOCITagsAndColdListing(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{})
+	h := ociHarness(t, reg, "churn")
+	h.repo = proxy.Location("churn")
+	src := t.TempDir()
+	h.create()
+	for i := 0; i < 30; i++ {
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i%7)), testutil.RandomBytes(int64(i), 64<<10+i), 0o644)
+		h.backup(src)
+	}
+	tags, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Fields(tags)); n > 5 {
+		t.Errorf("%d tags after 30 backups, want at most 5 (config, key, root, segment): %s", n, tags)
+	}
+	h.env["COFFER_CACHE_DIR"] = t.TempDir()
+	proxy.Reset()
+	out := h.mustAt("ls")
+	if n := strings.Count(out, "\n"); n != 30 {
+		t.Fatalf("ls listed %d snapshots, want 30", n)
+	}
+	req := proxy.Requests()
+	t.Logf("cold ls requests: %v", req)
+	// The capability probe of a new cache reads one byte of the config.
+	if req["GET blob range"] > 1 {
+		t.Errorf("a cold ls read %d ranges: it read packs", req["GET blob range"])
+	}
+	if writes := req["PUT manifest"] + req["DELETE manifest"] + req["POST upload"] + req["PUT upload"]; writes != 0 {
+		t.Errorf("a cold ls wrote to the registry: %v", req)
+	}
+	// Blobs read: 30 snapshots, at most 30 index objects, the config and
+	// the key. Manifests: config, key, one root and its segment(s), a
+	// few times over at most.
+	if req["GET blob"] > 30+30+2 {
+		t.Errorf("a cold ls read %d blobs: more than its snapshots, indexes, config and key", req["GET blob"])
+	}
+	if req["GET manifest"] > 12 || req["GET tags"] > 6 {
+		t.Errorf("a cold ls made %d manifest and %d tag-list requests", req["GET manifest"], req["GET tags"])
+	}
+}
+
+// Two backups started at the same moment by two processes with different
+// client identities both complete and both are intact.
+func TestOCIConcurrentWriters(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	h := ociHarness(t, reg, "shared")
+	h.create()
+	srcs := []string{bigTree(t, 48), sourceTree(t)}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	outs := make([][]byte, 2)
+	for i, writer := range []string{"alice", "bob"} {
+		cmd := binaryCmd(t, h, "at", h.repo, "backup", srcs[i])
+		cmd.Env = append(cmd.Env, "COFFER_WRITER="+writer)
+		wg.Go(func() { outs[i], errs[i] = cmd.CombinedOutput() })
+	}
+	wg.Wait()
+	for i := range errs {
+		if errs[i] != nil {
+			t.Fatalf("backup %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	if out := h.mustAt("ls"); strings.Count(out, "\n") != 2 {
+		t.Fatalf("ls after two concurrent backups: %q", out)
+	}
+	if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors") {
+		t.Fatalf("check: %s", out)
+	}
+	for i, src := range srcs {
+		id := regexp.MustCompile(`snapshot ([0-9a-f]{8}) saved`).FindSubmatch(outs[i])[1]
+		restored := t.TempDir()
+		h.mustAt("restore", string(id), "-to", restored)
+		testutil.CompareTrees(t, src, restored)
+	}
+}
+
+// Garbage collection of untagged manifests and unreferenced blobs, with
+// the registry stopped, keeps everything coffer needs.
+func TestOCIGarbageCollectionSafety(t *testing.T) {
+	for _, kind := range testutil.RegistryKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: true})
+			h := ociHarness(t, reg, "gc")
+			src := sourceTree(t)
+			h.create()
+			h.backup(src)
+			os.WriteFile(filepath.Join(src, "more"), testutil.RandomBytes(9, 3<<20), 0o644)
+			h.backup(src)
+			reg.GarbageCollect(t, true)
+			h.env["COFFER_CACHE_DIR"] = t.TempDir()
+			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors") {
+				t.Fatalf("check after GC: %s", out)
+			}
+			restored := t.TempDir()
+			h.mustAt("restore", "latest", "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+		})
+	}
+}
+
+// Under a 10% fault rate (429 with Retry-After, 500, 503, resets
+// mid-body, slow answers, 200 to a Range request) a backup and a restore
+// complete with byte-identical results.
+func TestOCIFaults(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{Rate: 0.1, Seed: 42})
+	h := ociHarness(t, reg, "faults")
+	h.repo = proxy.Location("faults")
+	src := sourceTree(t)
+	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(5, 24<<20), 0o644)
+	h.mustAt("create", "-pack-size", "1") // many packs: many requests to fault
+	h.backup(src)
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+	if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors") {
+		t.Fatalf("check: %s", out)
+	}
+	faults := proxy.Faults()
+	t.Logf("faults injected: %v over %d requests", faults, proxy.Total())
+	for _, k := range testutil.FaultKinds {
+		if faults[k] == 0 && k != testutil.FaultRangeLie {
+			t.Errorf("no %s fault was injected: the test proves less than it claims", k)
+		}
+	}
+}
+
+func runWithStdin(h *harness, stdin string, args ...string) result {
+	h.t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Main(h.t.Context(), Env{
+		Args: args, Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string { return h.env[k] },
+	})
+	return result{stdout.String(), stderr.String(), code}
+}
+
+func (h *harness) mustRun(args ...string) string {
+	h.t.Helper()
+	r := h.run(args...)
+	if r.code != 0 {
+		h.t.Fatalf("coffer %v: exit %d: %s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
