@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -64,6 +65,10 @@ func newCodec(k *masterKeys) (*codec, error) {
 // frame returns the compression marker followed by the payload, compressed
 // when that makes it smaller. scratch is reused when large enough.
 func (c *codec) frame(scratch, payload []byte) []byte {
+	if len(payload) > 2*sampleSize && !c.compressible(payload[:sampleSize]) {
+		out := append(scratch[:0], compressionNone)
+		return append(out, payload...)
+	}
 	out := append(scratch[:0], compressionZstd)
 	out = c.enc.EncodeAll(payload, out)
 	if len(out) >= len(payload)+1 {
@@ -72,6 +77,23 @@ func (c *codec) frame(scratch, payload []byte) []byte {
 	}
 	return out
 }
+
+// sampleSize is how much of a large payload is compressed first to tell
+// whether the rest is worth the effort. Encrypted, compressed and media
+// files fail the test at once, and then cost no compression at all.
+const sampleSize = 32 << 10
+
+// compressible reports whether zstd shrinks sample by at least 2%.
+func (c *codec) compressible(sample []byte) bool {
+	buf := compressBufs.Get().(*[]byte)
+	out := c.enc.EncodeAll(sample, (*buf)[:0])
+	ok := len(out) < len(sample)-len(sample)/50
+	*buf = out
+	compressBufs.Put(buf)
+	return ok
+}
+
+var compressBufs = sync.Pool{New: func() any { b := make([]byte, 0, sampleSize+sampleSize/8); return &b }}
 
 // unframe undoes frame, appending the payload to dst. maxSize bounds the
 // decompressed size so a hostile object cannot exhaust memory.

@@ -29,7 +29,7 @@ type SaveStats struct {
 // uploaders is how many packs are finished and stored at once. Finishing a
 // pack (padding, trailer, SHA-256) is CPU work, storing it I/O, so two
 // overlap both on small machines without holding many 32 MiB buffers.
-const uploaders = 2
+const uploaders = 4
 
 // maxIndexEntries bounds one index object so that loading it needs
 // bounded memory; a backup writes as many objects as it needs.

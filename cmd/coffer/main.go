@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"golang.org/x/term"
@@ -14,8 +16,29 @@ import (
 )
 
 func main() {
+	// COFFER_CPUPROFILE names a file for a CPU profile of the run, for
+	// benchmarks (docs/benchmarks.md explains where the time goes with it).
+	if path := os.Getenv("COFFER_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "coffer: COFFER_CPUPROFILE:", err)
+			os.Exit(cli.ExitFailure)
+		}
+		code := run()
+		pprof.StopCPUProfile()
+		f.Close()
+		os.Exit(code)
+	}
+	os.Exit(run())
+}
+
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.Env{
+	defer stop()
+	return cli.Main(ctx, cli.Env{
 		Args:   os.Args[1:],
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
@@ -26,6 +49,4 @@ func main() {
 			return ok && term.IsTerminal(int(f.Fd()))
 		},
 	})
-	stop()
-	os.Exit(code)
 }

@@ -79,6 +79,11 @@ func wrapError(loc location, credDesc, op string, err error) error {
 		if re.code == errcode.ErrorCodeNameUnknown {
 			re.advice = fmt.Sprintf("repository %s does not exist", loc.repo)
 		}
+	case http.StatusBadRequest:
+		if re.code == errcode.ErrorCodeDigestInvalid || strings.Contains(strings.ToLower(re.msg), "digest") {
+			re.err = errors.Join(err, storage.ErrInvalidName)
+			re.advice = "the bytes do not hash to the object's name"
+		}
 	case http.StatusMethodNotAllowed:
 		re.err = errors.Join(err, storage.ErrNotSupported)
 		re.advice = "the registry does not allow this operation"

@@ -1,9 +1,9 @@
 package oci
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -139,8 +139,8 @@ func (s *Store) Create(ctx context.Context, config []byte) error {
 		return fmt.Errorf("%s is not empty (it has %d tags, e.g. %q): choose a new repository: %w",
 			s.Location(), len(existing), existing[0], storage.ErrExists)
 	}
-	desc, err := s.pushBlob(ctx, artifactConfig, config)
-	if err != nil {
+	desc := ocispec.Descriptor{MediaType: artifactConfig, Digest: digest.FromBytes(config), Size: int64(len(config))}
+	if err := s.pushBlob(ctx, desc, bytes.NewReader(config)); err != nil {
 		return err
 	}
 	if err := s.pushTagged(ctx, tagConfig, artifactConfig, desc, map[string]string{annotationObject: "config"}); err != nil {
@@ -192,19 +192,37 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return err
 	}
-	data, err := readExact(ctx, r, size)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", kind, name, err)
+	// A bytes.Reader of the right length (what coffer passes) is sent as
+	// it is; anything else is read into memory first, which also catches
+	// readers shorter or longer than size.
+	body, ok := r.(*bytes.Reader)
+	if !ok || int64(body.Len()) != size {
+		data, err := readExact(ctx, r, size)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kind, name, err)
+		}
+		body = bytes.NewReader(data)
 	}
-	if kind != storage.KindLock {
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != name {
-			return fmt.Errorf("%s %q: the OCI store keeps objects under the SHA-256 of their bytes, and these hash to %x: %w",
-				kind, name, sum, storage.ErrInvalidName)
+	desc := ocispec.Descriptor{MediaType: layerMediaType[kind], Size: size}
+	if kind == storage.KindLock {
+		h := sha256.New()
+		if _, err := body.WriteTo(h); err != nil {
+			return err
+		}
+		desc.Digest = digest.NewDigest(digest.SHA256, h)
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+	} else {
+		// Named by their SHA-256: the registry recomputes it and refuses
+		// the upload (DIGEST_INVALID, so ErrInvalidName) if they are not.
+		desc.Digest = digest.NewDigestFromEncoded(digest.SHA256, name)
+		if desc.Digest.Validate() != nil {
+			return fmt.Errorf("%s %q: the OCI store keeps objects under the SHA-256 of their bytes: %w", kind, name, storage.ErrInvalidName)
 		}
 	}
-	desc, err := s.pushBlob(ctx, layerMediaType[kind], data)
-	if err != nil {
-		return err
+	if err := s.pushBlob(ctx, desc, body); err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	if !referencedKind(kind) {
 		ann := map[string]string{annotationObject: string(kind), annotationName: name}
@@ -256,7 +274,7 @@ func (s *Store) ensureEmptyConfig(ctx context.Context) error {
 		return nil
 	}
 	// Only success is remembered: a failure is tried again next time.
-	_, err := s.pushBlob(ctx, emptyConfig.MediaType, emptyConfig.Data)
+	err := s.pushBlob(ctx, emptyConfig, bytes.NewReader(emptyConfig.Data))
 	s.emptyDone = err == nil
 	return err
 }

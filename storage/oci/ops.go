@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
 )
@@ -86,12 +85,11 @@ func (s *Store) fetchManifest(ctx context.Context, ref string) (ocispec.Descript
 	return desc, b, err
 }
 
-// pushBlob uploads data unless the registry already has it. oras-go
-// uploads monolithically (POST, then PUT ?digest=), the most portable
-// flow; the registry recomputes the digest and refuses a mismatch, so a
-// damaged upload is never stored under coffer's name.
-func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (ocispec.Descriptor, error) {
-	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+// pushBlob uploads body (desc.Size bytes) unless the registry already
+// has desc. oras-go uploads monolithically (POST, then PUT ?digest=), the
+// most portable flow; the registry recomputes the digest and refuses a
+// mismatch, so a damaged upload is never stored under coffer's name.
+func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body *bytes.Reader) error {
 	exists := func() bool {
 		ok, err := s.repo.Blobs().Exists(ctx, desc)
 		return err == nil && ok
@@ -100,7 +98,10 @@ func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (oc
 		if exists() {
 			return nil
 		}
-		err := s.repo.Blobs().Push(ctx, desc, bytes.NewReader(data))
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		err := s.repo.Blobs().Push(ctx, desc, body)
 		switch {
 		case err == nil, errors.Is(err, errdef.ErrAlreadyExists):
 			return nil
@@ -115,9 +116,9 @@ func (s *Store) pushBlob(ctx context.Context, mediaType string, data []byte) (oc
 		return err
 	})
 	if err != nil {
-		return desc, s.wrap("uploading blob "+shortDigest(desc.Digest), err)
+		return s.wrap("uploading blob "+shortDigest(desc.Digest), err)
 	}
-	return desc, nil
+	return nil
 }
 
 // pushManifest pushes a manifest, by digest or under a tag.

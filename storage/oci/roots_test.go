@@ -84,8 +84,9 @@ func pushSmallBlobs(t *testing.T, st *Store, kind storage.Kind, n int) []ocispec
 	t.Helper()
 	descs := make([]ocispec.Descriptor, n)
 	for i := range descs {
-		d, err := st.pushBlob(t.Context(), layerMediaType[kind], fmt.Appendf(nil, "%s blob %d", kind, i))
-		if err != nil {
+		data := fmt.Appendf(nil, "%s blob %d", kind, i)
+		d := ocispec.Descriptor{MediaType: layerMediaType[kind], Digest: digest.FromBytes(data), Size: int64(len(data))}
+		if err := st.pushBlob(t.Context(), d, bytes.NewReader(data)); err != nil {
 			t.Fatalf("pushing blob %d: %v", i, err)
 		}
 		descs[i] = d
