@@ -26,10 +26,11 @@ type SaveStats struct {
 	IndexObjects int   // index objects written
 }
 
-// uploaders is how many packs are finished and stored at once. Finishing a
-// pack (padding, trailer, SHA-256) is CPU work, storing it I/O, so two
-// overlap both on small machines without holding many 32 MiB buffers.
-const uploaders = 4
+// defaultUploaders is how many packs are finished and stored at once.
+// Finishing a pack (padding, trailer, SHA-256) is CPU work, storing it
+// I/O, so two overlap both on a local disk without holding many 32 MiB
+// buffers; a store with more latency asks for more (storage.Concurrency).
+const defaultUploaders = 2
 
 // maxIndexEntries bounds one index object so that loading it needs
 // bounded memory; a backup writes as many objects as it needs.
@@ -59,10 +60,14 @@ type BlobSaver struct {
 // complete packs has been written; the next run adopts them (their blobs
 // are found by reading pack trailers), so no upload is wasted.
 func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Context, s *BlobSaver) error) (SaveStats, error) {
+	uploaders := defaultUploaders
+	if c, ok := r.store.(storage.Concurrency); ok {
+		uploaders = max(1, c.Concurrency())
+	}
 	s := &BlobSaver{
 		r:         r,
 		uploads:   make(chan *packBuilder),
-		buffers:   make(chan []byte, uploaders+2),
+		buffers:   make(chan []byte, uploaders),
 		unindexed: make(map[ID]struct{}),
 	}
 	if err := s.adoptUnindexedPacks(ctx); err != nil {

@@ -123,6 +123,13 @@ type Describer interface {
 	Describe(ctx context.Context) map[string]string
 }
 
+// Concurrency is implemented by stores that want more (or fewer) writes
+// in flight than a local disk does, such as a registry across a network.
+type Concurrency interface {
+	// Concurrency returns how many Puts of large objects to run at once.
+	Concurrency() int
+}
+
 // ValidName reports whether name can be used as an object name: 1 to 128
 // characters from [0-9a-z-], not starting with '-'. Names chosen by coffer
 // are lowercase hex, which every backend can store verbatim.
