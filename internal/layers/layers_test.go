@@ -23,7 +23,9 @@ var allowed = []struct {
 	tests   []string
 }{
 	{"cmd/coffer", []string{"cli"}, nil},
-	{"cli", []string{"snapshot", "repo", "storage", "storage/all", "storage/oci"}, []string{"internal/testutil"}},
+	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci"}, []string{"internal/testutil"}},
+	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
+	{"bench", []string{"internal/testutil"}, nil},
 	{"snapshot", []string{"repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"repo", []string{"storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"storage/all", []string{"storage", "storage/fs", "storage/oci"}, nil},
