@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cofferhq/coffer/internal/cachefile"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -64,7 +65,7 @@ func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, er
 		}
 		sealed = b
 		if cached != "" {
-			writeCacheFile(cached, b)
+			cachefile.Write(cached, b)
 		}
 	}
 	plain, err := r.openObject(storage.KindIndex, id.String(), sealed)
@@ -79,23 +80,6 @@ func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, er
 		return nil, &IntegrityError{Kind: storage.KindIndex, Name: id.String(), Err: err}
 	}
 	return packs, nil
-}
-
-// writeCacheFile stores b atomically; the cache is an optimisation, so
-// failures are ignored.
-func writeCacheFile(path string, b []byte) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
-		_ = os.Remove(tmp.Name())
-	}
 }
 
 // pruneCache removes cached index objects the store no longer has.

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cofferhq/coffer/internal/cachefile"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -263,7 +264,7 @@ func (r *Repository) saveIndex(ctx context.Context, packs []PackInfo) error {
 		return fmt.Errorf("storing index %s: %w", id.Short(), err)
 	}
 	if r.cacheDir != "" {
-		writeCacheFile(filepath.Join(r.cacheDir, "index", id.String()), sealed)
+		cachefile.Write(filepath.Join(r.cacheDir, "index", id.String()), sealed)
 	}
 	return nil
 }

@@ -27,11 +27,12 @@ var allowed = []struct {
 	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"bench", []string{"internal/testutil"}, nil},
 	{"snapshot", []string{"repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
-	{"repo", []string{"storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
+	{"repo", []string{"storage", "internal/cachefile"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"storage/all", []string{"storage", "storage/fs", "storage/oci"}, nil},
 	{"storage/storagetest", []string{"storage"}, nil},
-	{"storage", []string{"storage", "storage/internal/"}, []string{"storage/storagetest", "internal/testutil"}},
+	{"storage", []string{"storage", "storage/internal/", "internal/cachefile"}, []string{"storage/storagetest", "internal/testutil"}},
 	{"internal/testutil", nil, nil},
+	{"internal/cachefile", nil, nil},
 	{"internal/layers", nil, nil},
 }
 

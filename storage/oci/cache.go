@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cofferhq/coffer/internal/cachefile"
 )
 
 // diskCache keeps immutable manifests (addressed by digest) and the
@@ -48,22 +50,9 @@ func (c *diskCache) read(name string) []byte {
 	return b
 }
 
-// write stores a file atomically; failures only cost the cache.
+// write stores a file of the cache; failures only cost the cache.
 func (c *diskCache) write(name string, b []byte) {
-	if c.dir == "" {
-		return
-	}
-	path := filepath.Join(c.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
-		_ = os.Remove(tmp.Name())
+	if c.dir != "" {
+		cachefile.Write(filepath.Join(c.dir, name), b)
 	}
 }
