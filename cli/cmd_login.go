@@ -37,10 +37,11 @@ var loginCommand = &command{
 		if password == "" {
 			return usageError("login: no password on standard input (%v)", err)
 		}
-		if err := oci.Login(ctx, args[0], o.username, password, a.ociOptions()); err != nil {
+		path, err := oci.Login(ctx, args[0], o.username, password, a.ociOptions())
+		if err != nil {
 			return err
 		}
-		a.out.textf("login to %s succeeded\n", args[0])
+		a.out.textf("login to %s succeeded; credentials stored through %s\n", args[0], path)
 		a.out.result(map[string]any{"type": "login", "registry": args[0], "username": o.username})
 		return nil
 	},

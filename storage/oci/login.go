@@ -12,33 +12,33 @@ import (
 
 // Login checks username and password against the registry at host and
 // stores them as `docker login` does: in the docker config's credential
-// helper if one is configured, else in its config.json.
-func Login(ctx context.Context, host, username, password string, opt Options) error {
+// helper if one is configured, else in its config.json, whose path it
+// returns.
+func Login(ctx context.Context, host, username, password string, opt Options) (string, error) {
 	host = strings.TrimPrefix(strings.TrimSuffix(host, "/"), "oci://")
 	base, err := newTransport(opt)
 	if err != nil {
-		return err
+		return "", err
 	}
 	plain, err := detectScheme(ctx, host, base, opt.InsecureHTTP)
 	if err != nil {
-		return err
+		return "", err
 	}
 	store, path, err := dockerStore(opt.DockerConfig)
 	if err != nil {
-		return err
+		return "", err
 	}
 	reg, err := remote.NewRegistry(host)
 	if err != nil {
-		return fmt.Errorf("registry %q: %w", host, err)
+		return "", fmt.Errorf("registry %q: %w", host, err)
 	}
 	reg.PlainHTTP = plain
 	reg.Client = newAuthClient(host, base, credentialSource{}, opt.Logf)
 	cred := auth.Credential{Username: username, Password: password}
 	if err := credentials.Login(ctx, store, reg, cred); err != nil {
-		return wrapError(location{host: host}, "the username and password given", "logging in", err)
+		return "", wrapError(location{host: host}, "the username and password given", "logging in", err)
 	}
-	_ = path
-	return nil
+	return path, nil
 }
 
 // Logout removes the stored credentials for host.
