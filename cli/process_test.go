@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,4 +186,40 @@ func TestUnreadableFileIsPartial(t *testing.T) {
 	if out := h.mustAt("ls", "-l", "latest"); !strings.Contains(out, "secret") {
 		t.Errorf("unreadable file not recorded: %s", out)
 	}
+}
+
+// Without COFFER_PASSPHRASE or -passphrase-file, create asks on the
+// terminal twice and refuses two different answers. script(1) gives the
+// binary a pseudo-terminal.
+func TestInteractivePassphrase(t *testing.T) {
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		testutil.SkipLoudly(t, "script(1) from util-linux is needed for a pseudo-terminal")
+	}
+	h := newHarness(t)
+	delete(h.env, "COFFER_PASSPHRASE")
+	typed := func(answers ...string) (string, error) {
+		cmd := exec.Command(scriptBin, "-qec", testutil.CofferBinary(t)+" at "+h.repo+" create", "/dev/null")
+		cmd.Env = binaryCmd(t, h).Env
+		pr, pw := io.Pipe()
+		cmd.Stdin = pr
+		go func() {
+			for _, a := range answers {
+				time.Sleep(300 * time.Millisecond)
+				io.WriteString(pw, a+"\n")
+			}
+			time.Sleep(time.Second)
+			pw.Close()
+		}()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := typed("first", "second"); err == nil || !strings.Contains(out, "the two passphrases differ") {
+		t.Fatalf("mismatched confirmation: %v\n%s", err, out)
+	}
+	if out, err := typed("typed secret", "typed secret"); err != nil || !strings.Contains(out, "created repository") {
+		t.Fatalf("create with a typed passphrase: %v\n%s", err, out)
+	}
+	h.env["COFFER_PASSPHRASE"] = "typed secret"
+	h.mustAt("key", "list")
 }
