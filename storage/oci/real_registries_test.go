@@ -39,3 +39,28 @@ func TestConformanceRealRegistries(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenCaching checks that bearer tokens are fetched from the token
+// server once per scope and reused, not fetched for every request.
+// (Expiry cannot be shown quickly: Distribution accepts tokens up to a
+// minute past their expiry to allow for clock skew.)
+func TestTokenCaching(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthToken})
+	ctx := context.Background()
+	st, err := Open(ctx, reg.Location("tokens/r"), Options{DockerConfig: reg.DockerConfig, CacheDir: t.TempDir(), Writer: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+	before := reg.Token.Issued()
+	for i := 0; i < 10; i++ {
+		if b, err := st.Open(ctx); err != nil || string(b) != "config" {
+			t.Fatalf("read %d: %q %v", i, b, err)
+		}
+	}
+	if n := reg.Token.Issued() - before; n > 2 {
+		t.Errorf("%d tokens issued for 10 reads: tokens are not cached", n)
+	}
+}
