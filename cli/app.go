@@ -54,7 +54,7 @@ type command struct {
 var commands = []*command{
 	createCommand, backupCommand, lsCommand, catCommand, restoreCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
-	versionCommand,
+	uiCommand, versionCommand,
 }
 
 // app carries the state shared by one invocation.

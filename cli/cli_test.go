@@ -1,13 +1,20 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 )
@@ -421,4 +428,71 @@ func TestDamagedSnapshotHidesNothing(t *testing.T) {
 	if r.code != ExitCorrupt || !strings.Contains(r.stdout, good) || !strings.Contains(r.stderr, filepath.Base(sns[0])) {
 		t.Errorf("ls with a damaged snapshot: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// `coffer ui -no-spawn` serves the repository on loopback behind a token
+// and stops cleanly on Ctrl-C.
+func TestUICommand(t *testing.T) {
+	h := newHarness(t)
+	src := sourceTree(t)
+	h.create()
+	h.backup(src)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncWriter{}
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Args: []string{"at", h.repo, "ui", "-no-spawn"}, Stdout: out, Stderr: out,
+			Getenv: func(k string) string { return h.env[k] }})
+	}()
+	var url string
+	for i := 0; i < 100 && url == ""; i++ {
+		time.Sleep(50 * time.Millisecond)
+		url = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\S*token=\S+`).FindString(out.String())
+	}
+	if url == "" {
+		t.Fatalf("ui printed no URL with a token: %q", out.String())
+	}
+	base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
+	if resp, err := http.Get(base + "/"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without the token: %v %v, want 401", resp, err)
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar} // the token becomes a cookie, then a redirect
+	resp, err := browser.Get(url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the token: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Repository") {
+		t.Errorf("overview page: %.200s", body)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("ui stopped with exit code %d, want 0: %s", code, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ui did not stop after Ctrl-C")
+	}
+}
+
+// syncWriter is a buffer safe for a writer and a reader goroutine.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

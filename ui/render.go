@@ -1,0 +1,172 @@
+package ui
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+// page is what the layout needs from every page.
+type page struct {
+	Title string
+	Nav   string // the highlighted navigation entry
+	Crumb []crumb
+}
+
+type crumb struct {
+	Name, URL string
+}
+
+// view is the data of a template: the layout's part and the page's own.
+type view struct {
+	Page *page
+	Data any
+}
+
+var funcs = template.FuncMap{
+	"size":      humanSize,
+	"time":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"short":     func(id repo.ID) string { return id.Short() },
+	"mode":      modeString,
+	"duration":  func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"join":      strings.Join,
+	"browseURL": func(id repo.ID, p string) string { return snapURL(id, "browse", p) },
+	"fileURL":   func(id repo.ID, p string) string { return snapURL(id, "file", p) },
+	"rawURL":    func(id repo.ID, p string) string { return snapURL(id, "raw", p) },
+	"nodeURL":   nodeURL,
+	"query":     func(kv ...string) string { return queryString(kv...) },
+	"add":       func(a, b int) int { return a + b },
+}
+
+func (s *Server) parseTemplates() error {
+	names, err := fs.Glob(assets, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	s.pages = map[string]*template.Template{}
+	for _, n := range names {
+		base := strings.TrimPrefix(n, "templates/")
+		if base == "layout.html" {
+			continue
+		}
+		t, err := template.New(base).Funcs(funcs).ParseFS(assets, "templates/layout.html", n)
+		if err != nil {
+			return fmt.Errorf("ui: template %s: %w", base, err)
+		}
+		s.pages[base] = t
+	}
+	return nil
+}
+
+// render executes a page template into a buffer first, so that a template
+// error becomes a 500 instead of half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *page, data any) {
+	t := s.pages[name]
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", view{Page: p, Data: data}); err != nil {
+		s.logf("ui: rendering %s: %v", name, err)
+		http.Error(w, "template error: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// escapePath percent-encodes each element of an absolute snapshot path.
+func escapePath(p string) string {
+	els := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, el := range els {
+		els[i] = url.PathEscape(el)
+	}
+	return strings.Join(els, "/")
+}
+
+func snapURL(id repo.ID, kind, p string) string {
+	return "/s/" + id.String() + "/" + kind + "/" + escapePath(p)
+}
+
+// nodeURL links to a directory's listing, or another node's file page.
+func nodeURL(id repo.ID, p string, n *snapshot.Node) string {
+	if n.Type == snapshot.TypeDir {
+		return snapURL(id, "browse", p)
+	}
+	return snapURL(id, "file", p)
+}
+
+func queryString(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			v.Set(kv[i], kv[i+1])
+		}
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// modeString formats a node's type and permissions as ls -l does.
+func modeString(n *snapshot.Node) string {
+	t := map[snapshot.NodeType]byte{snapshot.TypeDir: 'd', snapshot.TypeSymlink: 'l', snapshot.TypeFifo: 'p',
+		snapshot.TypeSocket: 's', snapshot.TypeCharDev: 'c', snapshot.TypeBlkDev: 'b'}[n.Type]
+	if t == 0 {
+		t = '-'
+	}
+	b := []byte{t}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if n.Mode&(1<<(8-i)) != 0 {
+			b = append(b, rwx[i])
+		} else {
+			b = append(b, '-')
+		}
+	}
+	if n.Mode&0o4000 != 0 {
+		b[3] = map[bool]byte{true: 's', false: 'S'}[b[3] == 'x']
+	}
+	if n.Mode&0o2000 != 0 {
+		b[6] = map[bool]byte{true: 's', false: 'S'}[b[6] == 'x']
+	}
+	if n.Mode&0o1000 != 0 {
+		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
+	}
+	return string(b)
+}
+
+// crumbs returns breadcrumbs from "/" to p in snapshot id.
+func crumbs(id repo.ID, p string) []crumb {
+	c := []crumb{{Name: "/", URL: snapURL(id, "browse", "/")}}
+	if p == "/" {
+		return c
+	}
+	acc := ""
+	for _, el := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		acc += "/" + el
+		c = append(c, crumb{Name: el, URL: snapURL(id, "browse", acc)})
+	}
+	return c
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
