@@ -1,0 +1,290 @@
+// Command bench compares coffer with restic (and kopia when a kopia binary
+// is on PATH) on generated datasets: it times init, backups, restores,
+// check and ls for each tool as child processes, takes medians over runs
+// with the tools interleaved, and writes a markdown report and charts.
+//
+// Run it from the module root:
+//
+//	go run ./bench -quick                                  # a small smoke run, under 3 minutes
+//	go run ./bench -datasets mixed -runs 3 -out docs/benchmarks.md
+//
+// See bench/README.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	quick    bool
+	datasets []string
+	tools    []string
+	runs     int
+	out      string
+	work     string
+	seed     uint64
+}
+
+func main() {
+	var o options
+	var datasets, tools string
+	flag.BoolVar(&o.quick, "quick", false, "scaled-down datasets and one run: a smoke test that the harness works")
+	flag.StringVar(&datasets, "datasets", strings.Join(datasetNames, ","), "comma-separated datasets: "+strings.Join(datasetNames, ", "))
+	flag.StringVar(&tools, "tools", strings.Join(toolNames, ","), "comma-separated tools: "+strings.Join(toolNames, ", ")+" (kopia is skipped when not on PATH)")
+	flag.IntVar(&o.runs, "runs", 0, "runs per tool and scenario; medians are reported (default 3, or 1 with -quick)")
+	flag.StringVar(&o.out, "out", "", "markdown file to write the report section into, replacing its \"coffer vs restic\" section if any;\ncharts go next to it (default: a new report.md in a temporary directory)")
+	flag.StringVar(&o.work, "work", "", "scratch directory for datasets and repositories (default: a temporary directory, removed at the end)")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated datasets")
+	flag.Parse()
+	o.datasets = splitList(datasets)
+	o.tools = splitList(tools)
+	if o.runs == 0 {
+		o.runs = 3
+		if o.quick {
+			o.runs = 1
+		}
+	}
+	if err := bench(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// bench runs everything o asks for and writes the report.
+func bench(o options) (err error) {
+	start := time.Now()
+	for _, d := range o.datasets {
+		if !slices.Contains(datasetNames, d) {
+			return fmt.Errorf("unknown dataset %q (known: %s)", d, strings.Join(datasetNames, ", "))
+		}
+	}
+	need := map[string]bool{}
+	for _, t := range o.tools {
+		if !slices.Contains(toolNames, t) {
+			return fmt.Errorf("unknown tool %q (known: %s)", t, strings.Join(toolNames, ", "))
+		}
+		need[t] = true
+	}
+	if o.runs < 1 {
+		return fmt.Errorf("-runs must be at least 1")
+	}
+	work := o.work
+	if work == "" {
+		if work, err = os.MkdirTemp("", "coffer-bench-"); err != nil {
+			return fmt.Errorf("creating a scratch directory: %w", err)
+		}
+		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return fmt.Errorf("creating the scratch directory: %w", err)
+	}
+	out := o.out
+	if out == "" {
+		dir, err := os.MkdirTemp("", "coffer-bench-report-")
+		if err != nil {
+			return fmt.Errorf("creating the report directory: %w", err)
+		}
+		out = filepath.Join(dir, "report.md")
+	}
+
+	bins, err := findBinaries(work, need, logf)
+	if err != nil {
+		return err
+	}
+	var tools []*Tool
+	var reg *registry
+	for _, name := range toolNames {
+		if !need[name] {
+			continue
+		}
+		switch name {
+		case "coffer":
+			tools = append(tools, cofferTool(bins, nil))
+		case "coffer-oci":
+			if reg, err = startRegistry(bins.registry, work); err != nil {
+				return err
+			}
+			defer reg.stop()
+			tools = append(tools, cofferTool(bins, reg))
+		case "restic", "restic-matched":
+			tools = append(tools, resticTool(bins, name == "restic-matched"))
+		case "kopia":
+			if bins.kopia == "" {
+				logf("kopia is not on PATH: skipping it")
+				continue
+			}
+			tools = append(tools, kopiaTool(bins))
+		}
+	}
+	if len(tools) == 0 {
+		return fmt.Errorf("no tools to run")
+	}
+
+	rep := &Report{Command: commandLine(), Date: time.Now().UTC(), Machine: describeMachine(), Runs: o.runs, Quick: o.quick,
+		Versions: toolVersions(bins, reg != nil)}
+	for _, t := range tools {
+		rep.Tools = append(rep.Tools, t.Name)
+		rep.Settings = append(rep.Settings, t.Settings)
+	}
+	for _, name := range o.datasets {
+		logf("generating dataset %s", name)
+		ds, err := generate(name, filepath.Join(work, "data", name), o.quick, o.seed)
+		if err != nil {
+			return err
+		}
+		logf("dataset %s: %d files, %s, widest directory %s (%d entries)", name, len(ds.Files), human(ds.Bytes), ds.Widest, ds.Entries)
+		res, err := runDataset(ds, tools, reg, o.runs, filepath.Join(work, "runs", name))
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, res)
+		if err := os.RemoveAll(ds.Dir); err != nil {
+			return fmt.Errorf("removing dataset %s: %w", name, err)
+		}
+	}
+	rep.Elapsed = time.Since(start)
+	md, err := rep.write(out)
+	if err != nil {
+		return err
+	}
+	fmt.Print(md)
+	logf("report written to %s; total time %s", out, rep.Elapsed.Round(time.Second))
+	return nil
+}
+
+// runDataset runs every scenario o.runs times for each tool on ds. Within
+// a run, each scenario is run by every tool before the next scenario, and
+// the order of the tools rotates from run to run.
+func runDataset(ds *Dataset, tools []*Tool, reg *registry, runs int, dir string) (*Result, error) {
+	res := &Result{Dataset: ds, Samples: map[string]map[string][]Sample{}}
+	for _, t := range tools {
+		res.Samples[t.Name] = map[string][]Sample{}
+	}
+	for r := range runs {
+		order := append(slices.Clone(tools[r%len(tools):]), tools[:r%len(tools)]...)
+		inst := map[string]*Instance{}
+		for _, t := range order {
+			in, err := t.open(filepath.Join(dir, fmt.Sprintf("run%d", r), t.Name), r, ds)
+			if err != nil {
+				return nil, fmt.Errorf("%s: preparing run %d: %w", t.Name, r+1, err)
+			}
+			inst[t.Name] = in
+		}
+		var changes []change
+		for _, sc := range scenarios {
+			if sc == scChanged {
+				var err error
+				if changes, err = mutate(ds, uint64(r)); err != nil {
+					return nil, err
+				}
+			}
+			for _, t := range order {
+				s, err := measure(t, inst[t.Name], reg, sc, ds, filepath.Join(dir, "restore"))
+				if err != nil {
+					return nil, fmt.Errorf("dataset %s, run %d, %s, %s: %w", ds.Name, r+1, t.Name, sc, err)
+				}
+				logf("%-10s run %d  %-15s %-24s %8.2fs wall %8.2fs cpu %6d MiB rss", ds.Name, r+1, t.Name, sc,
+					s.Wall.Seconds(), s.CPU.Seconds(), s.MaxRSSKiB>>10)
+				res.Samples[t.Name][sc] = append(res.Samples[t.Name][sc], s)
+			}
+		}
+		if err := undo(changes); err != nil {
+			return nil, err
+		}
+		if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("run%d", r))); err != nil {
+			return nil, fmt.Errorf("removing the repositories of run %d: %w", r+1, err)
+		}
+	}
+	return res, nil
+}
+
+// measure runs one scenario of one tool, with an empty restore directory,
+// and adds the store's size and, for coffer-oci, the registry's CPU time.
+func measure(t *Tool, in *Instance, reg *registry, sc string, ds *Dataset, restoreDir string) (Sample, error) {
+	if err := os.RemoveAll(restoreDir); err != nil {
+		return Sample{}, fmt.Errorf("emptying the restore directory: %w", err)
+	}
+	if err := os.MkdirAll(restoreDir, 0o755); err != nil {
+		return Sample{}, fmt.Errorf("creating the restore directory: %w", err)
+	}
+	c, err := in.cmd(sc, ds, restoreDir)
+	if err != nil {
+		return Sample{}, err
+	}
+	var regCPU time.Duration
+	if t.Name == "coffer-oci" {
+		regCPU = reg.cpu()
+	}
+	s, err := run(c)
+	if err != nil {
+		return s, err
+	}
+	if t.Name == "coffer-oci" {
+		s.CPU += reg.cpu() - regCPU
+	}
+	if storesData(sc) {
+		if s.Stored, err = in.size(); err != nil {
+			return s, err
+		}
+	}
+	if err := verifyRestore(sc, ds, restoreDir); err != nil {
+		return s, err
+	}
+	return s, os.RemoveAll(restoreDir)
+}
+
+// verifyRestore checks that a restore wrote as many bytes as the dataset
+// holds (the whole of it, or its largest file), so that a tool that
+// restores nothing cannot look fast.
+func verifyRestore(sc string, ds *Dataset, restoreDir string) error {
+	var want int64
+	switch sc {
+	case scRestore:
+		n, err := dirSize(ds.Dir)
+		if err != nil {
+			return err
+		}
+		want = n
+	case scRestoreOne:
+		info, err := os.Stat(filepath.Join(ds.Dir, ds.OneFile))
+		if err != nil {
+			return fmt.Errorf("checking the restore: %w", err)
+		}
+		want = info.Size()
+	default:
+		return nil
+	}
+	got, err := dirSize(restoreDir)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("the restore wrote %d bytes of files, want %d", got, want)
+	}
+	return nil
+}
+
+// commandLine is how this process was invoked, as `go run ./bench ...`.
+func commandLine() string {
+	return strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " "))
+}

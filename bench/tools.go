@@ -1,0 +1,366 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The scenarios, in the order each run performs them.
+const (
+	scInit       = "init"
+	scBackup     = "first backup"
+	scNoChange   = "no-change backup"
+	scChanged    = "backup after 5% changed"
+	scRestore    = "full restore"
+	scRestoreOne = "single-file restore"
+	scCheck      = "check -read-data"
+	scLs         = "ls widest dir"
+)
+
+var scenarios = []string{scInit, scBackup, scNoChange, scChanged, scRestore, scRestoreOne, scCheck, scLs}
+
+// storesData says which scenarios change the store, so that its size is
+// measured after them.
+func storesData(sc string) bool {
+	return sc == scInit || sc == scBackup || sc == scNoChange || sc == scChanged
+}
+
+// passphrase is the password every tool's repository gets.
+const passphrase = "coffer-bench-passphrase"
+
+// Tool is one backup program at one set of settings.
+type Tool struct {
+	Name     string
+	Settings string // how it is configured, for the report
+	// open prepares a fresh, empty repository for one run in dir.
+	open func(dir string, run int, ds *Dataset) (*Instance, error)
+}
+
+// Instance is a tool with a repository of its own for one run.
+type Instance struct {
+	env   []string
+	store string // the tool's repository argument
+	// cmd builds the command for a scenario; out is an empty directory
+	// for restores.
+	cmd func(sc string, ds *Dataset, out string) (command, error)
+	// size returns the bytes the repository takes in its store.
+	size func() (int64, error)
+}
+
+// toolNames are the tools the harness knows, in report order; the first
+// is the one ratios are taken against.
+var toolNames = []string{"coffer", "coffer-oci", "restic", "restic-matched", "kopia"}
+
+// binaries holds the paths of built or found executables.
+type binaries struct {
+	coffer, restic, registry, kopia string
+}
+
+// cofferTool runs coffer against a local directory store, or against the
+// registry when reg is not nil.
+func cofferTool(b *binaries, reg *registry) *Tool {
+	t := &Tool{Name: "coffer", Settings: "defaults: keyed FastCDC 512 KiB/1 MiB/8 MiB, zstd default level (skipped for incompressible chunks), 32 MiB packs, local directory store"}
+	if reg != nil {
+		t.Name = "coffer-oci"
+		t.Settings = "defaults, into CNCF Distribution on 127.0.0.1 (filesystem storage; the registry's CPU time is added to coffer's)"
+	}
+	t.open = func(dir string, run int, ds *Dataset) (*Instance, error) {
+		in := &Instance{env: []string{"COFFER_PASSPHRASE=" + passphrase, "COFFER_CACHE_DIR=" + filepath.Join(dir, "cache")}}
+		if reg == nil {
+			in.store = filepath.Join(dir, "repo")
+			in.size = func() (int64, error) { return dirSize(in.store) }
+		} else {
+			// The time keeps names unique when -work and its registry are reused.
+			in.store = fmt.Sprintf("oci://%s/bench/%s-%d-%d", reg.addr, ds.Name, run, time.Now().UnixNano())
+			base, err := dirSize(reg.data)
+			if err != nil {
+				return nil, err
+			}
+			in.size = func() (int64, error) {
+				n, err := dirSize(reg.data)
+				return n - base, err
+			}
+		}
+		in.cmd = func(sc string, ds *Dataset, out string) (command, error) {
+			args := []string{b.coffer, "-silent", "at", in.store}
+			switch sc {
+			case scInit:
+				args = append(args, "create")
+			case scBackup, scNoChange, scChanged:
+				args = append(args, "backup", ds.Dir)
+			case scRestore:
+				args = append(args, "restore", "latest", "-to", out)
+			case scRestoreOne:
+				args = append(args, "restore", "latest:"+filepath.ToSlash(ds.OneFile), "-to", out)
+			case scCheck:
+				args = append(args, "check", "-read-data")
+			case scLs:
+				args = append(args, "ls", "latest:"+filepath.ToSlash(ds.Widest))
+			}
+			return command{argv: args, env: in.env}, nil
+		}
+		return in, nil
+	}
+	return t
+}
+
+// resticTool runs restic on a local repository; matched adds the settings
+// that make it do what coffer does by default.
+func resticTool(b *binaries, matched bool) *Tool {
+	t := &Tool{Name: "restic", Settings: "v0.19.1 defaults: chunker 512 KiB/1 MiB/8 MiB (fixed), --compression auto (zstd), 16 MiB packs, --read-concurrency 2"}
+	var extra []string
+	if matched {
+		t.Name = "restic-matched"
+		t.Settings = "v0.19.1 with coffer's settings: --compression auto --pack-size 32 --read-concurrency 3 (the chunker already matches)"
+		extra = []string{"--compression", "auto", "--pack-size", "32", "--read-concurrency", "3"}
+	}
+	t.open = func(dir string, run int, ds *Dataset) (*Instance, error) {
+		in := &Instance{store: filepath.Join(dir, "repo"),
+			env: []string{"RESTIC_PASSWORD=" + passphrase, "RESTIC_CACHE_DIR=" + filepath.Join(dir, "cache")}}
+		in.size = func() (int64, error) { return dirSize(in.store) }
+		in.cmd = func(sc string, ds *Dataset, out string) (command, error) {
+			args := []string{b.restic, "-r", in.store, "-q"}
+			c := command{env: in.env}
+			switch sc {
+			case scInit:
+				args = append(args, "init")
+			case scBackup, scNoChange, scChanged:
+				args = append(append(args, "backup"), extra...)
+				args = append(args, ds.Dir)
+			case scRestore:
+				args = append(args, "restore", "latest", "--target", out)
+			case scRestoreOne:
+				args = append(args, "dump", "latest", filepath.Join(ds.Dir, ds.OneFile))
+				c.stdout = filepath.Join(out, filepath.Base(ds.OneFile))
+			case scCheck:
+				args = append(args, "check", "--read-data")
+			case scLs:
+				args = append(args, "ls", "latest", filepath.Join(ds.Dir, ds.Widest))
+			}
+			c.argv = args
+			return c, nil
+		}
+		return in, nil
+	}
+	return t
+}
+
+// kopiaTool runs kopia (when on PATH) on a local filesystem repository.
+func kopiaTool(b *binaries) *Tool {
+	t := &Tool{Name: "kopia", Settings: "defaults (found on PATH), filesystem repository"}
+	t.open = func(dir string, run int, ds *Dataset) (*Instance, error) {
+		in := &Instance{store: filepath.Join(dir, "repo"), env: []string{
+			"KOPIA_PASSWORD=" + passphrase, "KOPIA_CONFIG_PATH=" + filepath.Join(dir, "kopia.config"),
+			"KOPIA_CACHE_DIRECTORY=" + filepath.Join(dir, "cache"), "KOPIA_LOG_DIR=" + filepath.Join(dir, "logs"),
+			"KOPIA_CHECK_FOR_UPDATES=false"}}
+		in.size = func() (int64, error) { return dirSize(in.store) }
+		// root returns the root object of the latest snapshot of ds, found
+		// before the measured command starts.
+		root := func() (string, error) {
+			cmd := exec.Command(b.kopia, "snapshot", "list", ds.Dir, "--json")
+			cmd.Env = append(os.Environ(), in.env...)
+			outb, err := cmd.Output()
+			if err != nil {
+				return "", fmt.Errorf("kopia snapshot list: %w", err)
+			}
+			var snaps []struct {
+				RootEntry struct {
+					Obj string `json:"obj"`
+				} `json:"rootEntry"`
+			}
+			if err := json.Unmarshal(outb, &snaps); err != nil || len(snaps) == 0 {
+				return "", fmt.Errorf("kopia snapshot list: no snapshot of %s found (%v)", ds.Dir, err)
+			}
+			return snaps[len(snaps)-1].RootEntry.Obj, nil
+		}
+		in.cmd = func(sc string, ds *Dataset, out string) (command, error) {
+			c := command{env: in.env}
+			var r string
+			if sc == scRestore || sc == scRestoreOne || sc == scLs {
+				var err error
+				if r, err = root(); err != nil {
+					return c, err
+				}
+			}
+			switch sc {
+			case scInit:
+				c.argv = []string{b.kopia, "repository", "create", "filesystem", "--path", in.store}
+			case scBackup, scNoChange, scChanged:
+				c.argv = []string{b.kopia, "snapshot", "create", ds.Dir}
+			case scRestore:
+				c.argv = []string{b.kopia, "restore", r, out}
+			case scRestoreOne:
+				c.argv = []string{b.kopia, "show", r + "/" + filepath.ToSlash(ds.OneFile)}
+				c.stdout = filepath.Join(out, filepath.Base(ds.OneFile))
+			case scCheck:
+				c.argv = []string{b.kopia, "snapshot", "verify", "--verify-files-percent=100"}
+			case scLs:
+				c.argv = []string{b.kopia, "ls", r + "/" + filepath.ToSlash(ds.Widest)}
+			}
+			return c, nil
+		}
+		return in, nil
+	}
+	return t
+}
+
+// registry is a CNCF Distribution process serving on loopback.
+type registry struct {
+	cmd  *exec.Cmd
+	addr string // host:port
+	data string // its storage root directory
+}
+
+// startRegistry starts Distribution on a free 127.0.0.1 port with
+// filesystem storage under dir, like bench/oci-push.sh does.
+func startRegistry(bin, dir string) (*registry, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("finding a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r := &registry{addr: addr, data: filepath.Join(dir, "registry-data")}
+	cfg := fmt.Sprintf(`version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: %s}
+  delete: {enabled: true}
+http: {addr: %s}
+`, r.data, addr)
+	cfgPath := filepath.Join(dir, "registry.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("writing the registry config: %w", err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		return nil, fmt.Errorf("creating the registry log: %w", err)
+	}
+	r.cmd = exec.Command(bin, "serve", cfgPath)
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting the registry %s: %w", bin, err)
+	}
+	logf.Close()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return r, nil
+		}
+	}
+	r.stop()
+	return nil, fmt.Errorf("the registry did not listen on %s within 15 s (see %s)", addr, filepath.Join(dir, "registry.log"))
+}
+
+// cpu returns the registry's CPU time so far.
+func (r *registry) cpu() time.Duration { return procCPU(r.cmd.Process.Pid) }
+
+func (r *registry) stop() {
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+}
+
+// findBinaries builds coffer from this module, and finds or builds
+// restic v0.19.1 and Distribution; kopia is taken from PATH when there.
+func findBinaries(work string, need map[string]bool, logf func(string, ...any)) (*binaries, error) {
+	b := &binaries{coffer: filepath.Join(work, "bin", "coffer")}
+	logf("building coffer")
+	if err := goCmd("", "build", "-o", b.coffer, "./cmd/coffer"); err != nil {
+		return nil, fmt.Errorf("building coffer (run from the module root): %w", err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	cache = filepath.Join(cache, "coffer-bench")
+	if need["restic"] || need["restic-matched"] {
+		b.restic = findRestic(filepath.Join(cache, "restic-"+resticVersion))
+		if b.restic == "" {
+			dir := filepath.Join(cache, "restic-"+resticVersion)
+			logf("building restic %s into %s", resticVersion, dir)
+			if err := goCmd("GOBIN="+dir, "install", "github.com/restic/restic/cmd/restic@"+resticVersion); err != nil {
+				return nil, fmt.Errorf("installing restic %s: %w", resticVersion, err)
+			}
+			b.restic = filepath.Join(dir, "restic")
+		}
+	}
+	if need["coffer-oci"] {
+		b.registry = filepath.Join(os.Getenv("COFFER_TOOLBIN"), "registry")
+		if os.Getenv("COFFER_TOOLBIN") == "" || !executable(b.registry) {
+			dir := filepath.Join(cache, "toolbin")
+			b.registry = filepath.Join(dir, "registry")
+			if !executable(b.registry) {
+				logf("building CNCF Distribution into %s", dir)
+				if err := goCmd("", "build", "-modfile=tools/go.mod", "-o", dir+"/", "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
+					return nil, fmt.Errorf("building the registry: %w", err)
+				}
+			}
+		}
+	}
+	if need["kopia"] {
+		b.kopia, _ = exec.LookPath("kopia")
+	}
+	return b, nil
+}
+
+const resticVersion = "v0.19.1"
+
+// findRestic returns a restic of the pinned version from /tmp/bin, PATH
+// or the cache directory, or "" when there is none.
+func findRestic(cacheDir string) string {
+	cands := []string{"/tmp/bin/restic", filepath.Join(cacheDir, "restic")}
+	if p, err := exec.LookPath("restic"); err == nil {
+		cands = append(cands, p)
+	}
+	for _, p := range cands {
+		if !executable(p) {
+			continue
+		}
+		out, err := exec.Command(p, "version").Output()
+		if err == nil && strings.HasPrefix(string(out), "restic "+strings.TrimPrefix(resticVersion, "v")+" ") {
+			return p
+		}
+	}
+	return ""
+}
+
+func executable(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0
+}
+
+// goCmd runs the go command with extra environment, its output going to
+// the harness's standard error.
+func goCmd(env string, args ...string) error {
+	cmd := exec.Command("go", args...)
+	cmd.Env = os.Environ()
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// version returns the first line a binary prints for its version command.
+func version(argv ...string) string {
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	// Distribution starts with its own path; keep the name only.
+	if rest, ok := strings.CutPrefix(line, argv[0]); ok {
+		line = filepath.Base(argv[0]) + rest
+	}
+	return line
+}

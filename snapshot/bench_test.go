@@ -1,0 +1,70 @@
+package snapshot
+
+// Microbenchmark of content-defined chunking as the archiver does it
+// (keyed FastCDC, 512 KiB min / 1 MiB average / 8 MiB max), next to this
+// machine's SHA-256 rate measured in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./repo ./snapshot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+const benchInput = 64 << 20
+
+func benchRandom(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{2}).Read(b)
+	return b
+}
+
+// BenchmarkLimitSHA256 is the machine's SHA-256 rate, for comparison.
+func BenchmarkLimitSHA256(b *testing.B) {
+	data := benchRandom(repo.DefaultChunkAvg)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		sha256.Sum256(data)
+	}
+}
+
+// BenchmarkChunker cuts 64 MiB of random data into chunks with the
+// archiver's chunker and settings, reusing one chunker as its readers do.
+func BenchmarkChunker(b *testing.B) {
+	data := benchRandom(benchInput)
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	opts := chunkers.ChunkerOpts{MinSize: repo.DefaultChunkMin, NormalSize: repo.DefaultChunkAvg, MaxSize: repo.DefaultChunkMax, Key: key}
+	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*repo.DefaultChunkMax))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	var chunks int
+	for b.Loop() {
+		ch.Reset(bytes.NewReader(data))
+		for {
+			c, err := ch.Next()
+			if len(c) > 0 {
+				chunks++
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(benchInput)*float64(b.N)/float64(chunks)/(1<<20), "MiB/chunk")
+}
