@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/cachefile"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -316,6 +319,14 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	if loc.Type != t {
 		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", loc.Type, t)}
 	}
+	if t == BlobTree {
+		if sealed := r.cachedTree(id); sealed != nil {
+			if plain, err := r.codec.openBlob(make([]byte, 0, loc.RawLength), t, id, sealed); err == nil {
+				return plain, nil
+			}
+			// A damaged cache entry costs a read from the store.
+		}
+	}
 	sealed, err := r.readPack(ctx, loc.Pack, int64(loc.Offset), int64(loc.Length))
 	if err != nil {
 		return nil, err
@@ -324,7 +335,42 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	if err != nil {
 		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: err}
 	}
+	if t == BlobTree {
+		r.cacheTree(id, sealed)
+	}
 	return plain, nil
+}
+
+// Tree blobs are cached locally, sealed as they are in their packs, so
+// that walking a snapshot again (the next backup's comparison with its
+// parent, ls, diff, the UI) costs no request to a remote store. Only
+// ciphertext is cached, and every read is authenticated like one from the
+// store.
+
+func (r *Repository) treeCachePath(id ID) string {
+	if r.cacheDir == "" {
+		return ""
+	}
+	s := id.String()
+	return filepath.Join(r.cacheDir, "trees", s[:2], s)
+}
+
+func (r *Repository) cachedTree(id ID) []byte {
+	path := r.treeCachePath(id)
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (r *Repository) cacheTree(id ID, sealed []byte) {
+	if path := r.treeCachePath(id); path != "" {
+		cachefile.Write(path, sealed)
+	}
 }
 
 // readPack reads length bytes at offset of a pack.

@@ -180,6 +180,9 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	sb := sealBufs.Get().(*sealBuf)
 	sb.sealed, sb.framed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext, sb.framed)
 
+	if t == BlobTree {
+		s.r.cacheTree(id, sb.sealed) // the next backup compares against it
+	}
 	s.mu.Lock()
 	s.cur.add(t, id, sb.sealed, len(plaintext))
 	s.stats.NewBlobs++
