@@ -61,9 +61,21 @@ func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem fu
 		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
+	// Read into a buffer of the listed size, plus one byte to notice a
+	// longer pack; a shorter or longer one fails its digest check below.
+	data := make([]byte, 0, max(0, min(size, 1<<31))+1)
+	for {
+		n, err := rc.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading pack %s: %w", id.Short(), err)
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
 	}
 	if ID(sha256.Sum256(data)) != id {
 		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (%d bytes read)", len(data)))
