@@ -145,7 +145,9 @@ func (s *BlobSaver) newPack() *packBuilder {
 	select {
 	case buf = <-s.buffers:
 	default:
-		buf = make([]byte, 0, s.r.cfg.PackSize+s.r.cfg.Chunker.Max+64<<10)
+		// Room for the blobs, the trailer (~50 bytes a blob) and padding
+		// (under 1/512 of the size), so finishing a pack never reallocates.
+		buf = make([]byte, 0, s.r.cfg.PackSize+s.r.cfg.PackSize/128+64<<10)
 	}
 	return &packBuilder{buf: buf[:0]}
 }
@@ -184,14 +186,16 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 		s.r.cacheTree(id, sb.sealed) // the next backup compares against it
 	}
 	s.mu.Lock()
+	// A pack is closed before a blob would take it past the target size,
+	// so pack buffers never grow beyond it (unless one blob alone does).
+	var full *packBuilder
+	if len(s.cur.entries) > 0 && len(s.cur.buf)+len(sb.sealed) > s.r.cfg.PackSize {
+		full, s.cur = s.cur, s.newPack()
+	}
 	s.cur.add(t, id, sb.sealed, len(plaintext))
 	s.stats.NewBlobs++
 	s.stats.NewRawBytes += int64(len(plaintext))
 	s.stats.NewStored += int64(len(sb.sealed))
-	var full *packBuilder
-	if len(s.cur.buf) >= s.r.cfg.PackSize {
-		full, s.cur = s.cur, s.newPack()
-	}
 	s.mu.Unlock()
 	sealBufs.Put(sb)
 
