@@ -24,7 +24,7 @@ var allowed = []struct {
 }{
 	{"cmd/coffer", []string{"cli"}, nil},
 	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci"}, []string{"internal/testutil"}},
-	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
+	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "storage/oci", "internal/testutil"}},
 	{"bench", []string{"internal/testutil"}, nil},
 	{"snapshot", []string{"repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"repo", []string{"storage", "internal/cachefile"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
