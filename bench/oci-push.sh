@@ -29,21 +29,7 @@ for i in $(seq 0 $(( (mib + 127) / 128 - 1 ))); do
   head -c $(( 128 << 20 )) /dev/urandom > "$work/data/f$i"
 done
 
-port=
-for p in $(shuf -i 20000-40000 -n 50); do
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work/registry-data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$port}
-YAML
-"$toolbin/registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+. scripts/registry.sh
 
 export COFFER_PASSPHRASE=bench COFFER_CACHE_DIR="$work/cache"
 # The packs a first backup writes, as files, for oras to push.
