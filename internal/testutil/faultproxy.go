@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -175,11 +176,7 @@ func (p *FaultProxy) SetRate(rate float64) {
 func (p *FaultProxy) Requests() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := make(map[string]int, len(p.requests))
-	for k, v := range p.requests {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(p.requests)
 }
 
 // Faults returns how many faults of each kind the proxy has injected
@@ -187,11 +184,7 @@ func (p *FaultProxy) Requests() map[string]int {
 func (p *FaultProxy) Faults() map[FaultKind]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := make(map[FaultKind]int, len(p.faults))
-	for k, v := range p.faults {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(p.faults)
 }
 
 // Total returns how many requests the proxy has seen since it started or
