@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // CheckOptions select how deep a check goes.
@@ -55,7 +56,7 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 	}
 	res.Packs, res.UnindexedPacks = len(listing.Stored), len(listing.Unindexed)
 
-	ids, err := r.ListObjects(ctx, "snapshot")
+	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 	if err != nil {
 		return res, err
 	}
