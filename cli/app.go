@@ -218,7 +218,10 @@ func (a *app) openRepo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := repo.Open(ctx, st, func() ([]byte, error) { return a.passphrase(false) }, repo.OpenOptions{CacheDir: a.g.cacheDir})
+	r, err := repo.Open(ctx, st, func() ([]byte, error) { return a.passphrase(false) }, repo.OpenOptions{
+		CacheDir: a.g.cacheDir,
+		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
+	})
 	if err != nil {
 		st.Close()
 		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) {

@@ -275,6 +275,33 @@ func TestRestoreTargetErrors(t *testing.T) {
 	})
 }
 
+// A backup whose TMPDIR fills up fails with the disk-full code, says to
+// move TMPDIR, and leaves the repository as it was.
+func TestBackupTempDirFull(t *testing.T) {
+	testutil.RequireRoot(t, "mounting tmpfs")
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(2, 4<<20), 0o644)
+	h.create()
+	before := treeState(t, h.repo)
+	tmp := t.TempDir()
+	if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
+	h.env["TMPDIR"] = tmp
+	wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", tmp, "TMPDIR")
+	if after := treeState(t, h.repo); after != before {
+		t.Errorf("a backup that ran out of temporary space changed the repository:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("TMPDIR holds %d entries after the failed backup (%v), want none: pack files are unlinked", len(entries), err)
+	}
+	h.env["TMPDIR"] = t.TempDir()
+	h.backup(src)
+}
+
 // A failed command writes nothing to the repository.
 func TestFailedCommandsWriteNothing(t *testing.T) {
 	h := newHarness(t)

@@ -22,7 +22,7 @@ const (
 	ExitNoPath        = 14  // path not in the snapshot
 	ExitCorrupt       = 15  // data failed verification; check found errors
 	ExitTarget        = 16  // restore target exists or is not writable
-	ExitDiskFull      = 17  // no space left while restoring
+	ExitDiskFull      = 17  // no space left on the restore target, or in TMPDIR during a backup
 	ExitAccessDenied  = 18  // the store refused the credentials
 	ExitInterrupted   = 130 // interrupted by a signal
 )
@@ -62,7 +62,7 @@ func exitCode(err error) int {
 		return ExitCorrupt
 	case errors.Is(err, snapshot.ErrTargetExists), errors.Is(err, snapshot.ErrTargetNotWritable):
 		return ExitTarget
-	case errors.Is(err, snapshot.ErrDiskFull):
+	case errors.Is(err, snapshot.ErrDiskFull), errors.Is(err, repo.ErrNoTempSpace):
 		return ExitDiskFull
 	case errors.Is(err, storage.ErrAccessDenied):
 		return ExitAccessDenied

@@ -96,33 +96,39 @@ func BenchmarkSealBlob(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			c := benchCodec(b)
 			data := benchData(benchChunk, bc.compressible)
-			var dst, scratch []byte
+			var dst []byte
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				id := c.blobID(BlobData, data)
-				dst, scratch = c.sealBlob(dst[:0], BlobData, id, data, scratch)
+				dst = c.sealBlob(dst[:0], BlobData, id, data)
 			}
 			b.ReportMetric(float64(len(dst))/float64(len(data)), "stored/raw")
 		})
 	}
 }
 
-// BenchmarkPackAssembly appends 32 sealed 1 MiB blobs to a pack builder
+// BenchmarkPackAssembly writes 32 sealed 1 MiB blobs to a pack file
 // and finishes the pack (padding, sealed trailer, SHA-256 of the pack).
 func BenchmarkPackAssembly(b *testing.B) {
 	c := benchCodec(b)
 	data := benchData(benchChunk, false)
 	id := c.blobID(BlobData, data)
-	sealed, _ := c.sealBlob(nil, BlobData, id, data, nil)
+	sealed := c.sealBlob(nil, BlobData, id, data)
 	const blobs = DefaultPackSize / benchChunk
-	buf := make([]byte, 0, DefaultPackSize+1<<20)
+	dir := b.TempDir()
 	b.SetBytes(int64(blobs * len(sealed)))
 	for b.Loop() {
-		p := packBuilder{buf: buf[:0]}
+		p, err := newPackBuilder(dir, BlobData)
+		if err != nil {
+			b.Fatal(err)
+		}
 		for i := range blobs {
 			id[0] = byte(i) // distinct entries, same bytes
-			p.add(BlobData, id, sealed, len(data))
+			mustAdd(b, p, BlobData, id, sealed, len(data))
 		}
-		buf, _ = p.finish(c)
+		if _, err := p.finish(c); err != nil {
+			b.Fatal(err)
+		}
+		p.discard()
 	}
 }

@@ -328,3 +328,42 @@ func TestSameBytesAsDataAndTree(t *testing.T) {
 		}
 	}
 }
+
+// TestSealBlobInPlace checks sealBlob, which frames and encrypts in the
+// caller's buffer, against every way framing can land: stored as is after
+// the sample test, compressed, and compressed then found larger and stored
+// as is (a small random payload skips the sample test).
+func TestSealBlobInPlace(t *testing.T) {
+	r, _ := newTestRepo(t)
+	random := benchData(1<<20, false)
+	prefix := []byte("bytes already in the buffer")
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		room    int // spare capacity of the buffer before sealing
+	}{
+		{"empty", nil, 0},
+		{"small text", []byte("hello, hello, hello, hello"), 0},
+		{"random", random, 0},
+		{"random, roomy buffer", random, 2 << 20},
+		{"text", bytes.Repeat([]byte("log line 42\n"), 100_000), 0},
+		{"small random, zstd tried", random[:2*sampleSize], 0},
+		{"small random, zstd tried, roomy buffer", random[:2*sampleSize], 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := r.codec.blobID(BlobData, tc.payload)
+			dst := append(make([]byte, 0, len(prefix)+tc.room), prefix...)
+			out := r.codec.sealBlob(dst, BlobData, id, tc.payload)
+			if !bytes.Equal(out[:len(prefix)], prefix) {
+				t.Fatal("sealBlob changed the bytes before its output")
+			}
+			got, err := r.codec.openBlob(nil, BlobData, id, out[len(prefix):])
+			if err != nil {
+				t.Fatalf("opening the sealed blob: %v", err)
+			}
+			if !bytes.Equal(got, tc.payload) {
+				t.Fatalf("sealed blob opens to %d bytes that differ from the %d sealed", len(got), len(tc.payload))
+			}
+		})
+	}
+}

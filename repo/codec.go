@@ -3,6 +3,7 @@ package repo
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -128,9 +129,23 @@ func blobAD(id ID, t BlobType) []byte {
 }
 
 // sealBlob appends the sealed form of a blob to dst.
-func (c *codec) sealBlob(dst []byte, t BlobType, id ID, plaintext, scratch []byte) (out, newScratch []byte) {
-	framed := c.frame(scratch, plaintext)
-	return c.seal(dst, framed, blobAD(id, t)), framed
+//
+// The payload is framed straight into dst after room for the nonce and
+// then encrypted in place, so a blob's bytes are copied once, not twice,
+// and a worker needs one buffer, not two.
+func (c *codec) sealBlob(dst []byte, t BlobType, id ID, plaintext []byte) []byte {
+	start := len(dst)
+	dst = slices.Grow(dst, sealOverhead+1+len(plaintext))
+	head := dst[:start+nonceSize]
+	framed := c.frame(head[len(head):], plaintext)
+	if &framed[0] != &head[:len(head)+1][len(head)] {
+		// zstd outgrew the room (an incompressible payload that passed the
+		// sample test); frame then fell back to the payload elsewhere.
+		dst = append(head, framed...)
+	} else {
+		dst = head[:len(head)+len(framed)]
+	}
+	return c.sealInPlace(dst, start, blobAD(id, t))
 }
 
 // openBlob authenticates and decodes a sealed blob, then checks that its

@@ -100,6 +100,17 @@ func (c *crypter) seal(dst, plaintext, ad []byte) []byte {
 	return c.aead.Seal(dst, dst[start:start+nonceSize], plaintext, ad)
 }
 
+// sealInPlace seals buf[start+nonceSize:] in place, writing a fresh nonce
+// into buf[start:start+nonceSize], which the caller reserved; the result is
+// the same as seal(buf[:start], buf[start+nonceSize:], ad).
+func (c *crypter) sealInPlace(buf []byte, start int, ad []byte) []byte {
+	nonce := buf[start : start+nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return c.aead.Seal(buf[:start+nonceSize], nonce, buf[start+nonceSize:], ad)
+}
+
 // open authenticates and decrypts a sealed byte string, appending the
 // plaintext to dst.
 func (c *crypter) open(dst, sealed, ad []byte) ([]byte, error) {

@@ -19,6 +19,9 @@ var (
 	ErrCorrupt = errors.New("data is corrupted or was tampered with")
 	// ErrBlobNotFound means the index has no entry for a blob.
 	ErrBlobNotFound = errors.New("blob not in index")
+	// ErrNoTempSpace means the temporary directory, where packs are
+	// written before they are stored, is full.
+	ErrNoTempSpace = errors.New("no space left for temporary pack files")
 )
 
 // IntegrityError reports a stored object that failed verification. It

@@ -23,15 +23,15 @@ type fuzzPack struct {
 
 func newFuzzPack(tb testing.TB) (*Repository, fuzzPack) {
 	r, _ := newTestRepo(tb)
-	var p packBuilder
+	p := newTestPackBuilder(tb)
 	for _, b := range mixedBlobs(77, 6, 3000) {
 		id := r.codec.blobID(b.typ, b.data)
-		sealed, _ := r.codec.sealBlob(nil, b.typ, id, b.data, nil)
-		p.add(b.typ, id, sealed, len(b.data))
+		sealed := r.codec.sealBlob(nil, b.typ, id, b.data)
+		mustAdd(tb, p, b.typ, id, sealed, len(b.data))
 	}
 	entries := append([]PackEntry(nil), p.entries...)
 	trailer := encodeTrailer(entries)
-	data, _ := p.finish(r.codec)
+	data, _ := finishPack(tb, p, r.codec)
 	n, err := parsePackTail(data[len(data)-packTailSize:], int64(len(data)))
 	if err != nil {
 		tb.Fatal(err)

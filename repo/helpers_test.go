@@ -232,3 +232,35 @@ func asIntegrity(t testing.TB, err error) *IntegrityError {
 	}
 	return ie
 }
+
+// newTestPackBuilder starts a pack in the test's temporary directory.
+func newTestPackBuilder(tb testing.TB) *packBuilder {
+	tb.Helper()
+	p, err := newPackBuilder(tb.TempDir(), BlobData)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.discard)
+	return p
+}
+
+func mustAdd(tb testing.TB, p *packBuilder, t BlobType, id ID, sealed []byte, rawLen int) {
+	tb.Helper()
+	if err := p.add(t, id, sealed, rawLen); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// finishPack finishes p and returns the pack's bytes and name.
+func finishPack(tb testing.TB, p *packBuilder, c *codec) ([]byte, ID) {
+	tb.Helper()
+	id, err := p.finish(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := io.ReadAll(p.contents())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data, id
+}

@@ -166,7 +166,7 @@ func TestDamagedOrphanNotAdopted(t *testing.T) {
 	ctx := context.Background()
 	r, st := newTestRepo(t)
 	data := []byte("orphaned blob")
-	name, b := orphanPack(r, data)
+	name, b := orphanPack(t, r, data)
 	bad := b[:len(b)-1]
 	putObject(t, st, storage.KindPack, name.String(), bad)
 

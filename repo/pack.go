@@ -6,7 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
+	"os"
+	"path/filepath"
+	"syscall"
 )
 
 // Pack layout (docs/format.md, "Packs"):
@@ -36,33 +40,84 @@ type PackEntry struct {
 	RawLength uint32 // of the plaintext
 }
 
-// packBuilder accumulates sealed blobs for one pack.
+// packBuilder writes sealed blobs for one pack into an unlinked temporary
+// file, so that a backup's memory does not grow with the pack size or with
+// the number of packs being uploaded at once.
 type packBuilder struct {
-	buf     []byte
+	f       *os.File
+	blobs   BlobType // of every blob in the pack
+	size    int64
 	entries []PackEntry
 }
 
-func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) {
-	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(len(p.buf)),
+// newPackBuilder starts a pack of blobs of one type in a temporary file in
+// dir (os.TempDir() when empty).
+func newPackBuilder(dir string, blobs BlobType) (*packBuilder, error) {
+	f, err := os.CreateTemp(dir, "coffer-pack-*")
+	if err != nil {
+		return nil, tempFileError("creating a temporary pack file", dir, err)
+	}
+	// Unlinked at once: the system frees it however the process ends, and
+	// nothing else ever sees a half-written pack.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, tempFileError("creating a temporary pack file", dir, err)
+	}
+	return &packBuilder{f: f, blobs: blobs}, nil
+}
+
+// tempFileError explains a failure to write a temporary pack file, telling
+// the user how to pick another directory when this one is full.
+func tempFileError(op, dir string, err error) error {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%s in %s: %w; set TMPDIR to a directory with more room", op, dir, ErrNoTempSpace)
+	}
+	return fmt.Errorf("%s in %s: %w", op, dir, err)
+}
+
+func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
+	if _, err := p.f.Write(sealed); err != nil {
+		return tempFileError("writing a temporary pack file", filepath.Dir(p.f.Name()), err)
+	}
+	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(p.size),
 		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
-	p.buf = append(p.buf, sealed...)
+	p.size += int64(len(sealed))
+	return nil
 }
 
 // finish appends padding, the sealed trailer and the tail, and returns the
-// pack's bytes and name (the SHA-256 of those bytes).
-func (p *packBuilder) finish(c *codec) ([]byte, ID) {
+// pack's name: the SHA-256 of its bytes.
+func (p *packBuilder) finish(c *codec) (ID, error) {
 	trailer := encodeTrailer(p.entries)
 	sealedLen := len(trailer) + sealOverhead
-	pad := paddingFor(len(p.buf) + sealedLen + packTailSize)
-	start := len(p.buf)
-	p.buf = append(p.buf, make([]byte, pad)...)
+	pad := paddingFor(int(p.size) + sealedLen + packTailSize)
+	end := make([]byte, pad, pad+sealedLen+packTailSize)
 	// Random, not zero, so the padding cannot be told from ciphertext.
-	_, _ = rand.Read(p.buf[start:])
-	p.buf = c.seal(p.buf, trailer, objectAD("pack trailer", packVersion))
-	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(sealedLen))
-	p.buf = append(p.buf, packMagic[:]...)
-	return p.buf, sha256.Sum256(p.buf)
+	_, _ = rand.Read(end)
+	end = c.seal(end, trailer, objectAD("pack trailer", packVersion))
+	end = binary.LittleEndian.AppendUint32(end, uint32(sealedLen))
+	end = append(end, packMagic[:]...)
+	if _, err := p.f.Write(end); err != nil {
+		return ID{}, tempFileError("writing a temporary pack file", filepath.Dir(p.f.Name()), err)
+	}
+	p.size += int64(len(end))
+	// Hashed here, by the uploader, rather than while blobs are added under
+	// the saver's lock; the file is still in the page cache.
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, p.contents(), make([]byte, 256<<10)); err != nil {
+		return ID{}, fmt.Errorf("reading a temporary pack file: %w", err)
+	}
+	return ID(h.Sum(nil)), nil
 }
+
+// contents returns a reader of the pack's bytes written so far.
+func (p *packBuilder) contents() *io.SectionReader { return io.NewSectionReader(p.f, 0, p.size) }
+
+// discard frees the temporary file.
+func (p *packBuilder) discard() { p.f.Close() }
 
 // paddingFor returns how many bytes to add to a pack of n bytes so that its
 // size is a multiple of 2^(floor(log2 n)-9), at least 4 KiB: the stored size

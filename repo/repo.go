@@ -10,12 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/cachefile"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -61,6 +58,9 @@ type OpenOptions struct {
 	// CacheDir, when not empty, holds a local copy of index objects under
 	// CacheDir/<repository id>/. Without it every open reads all indexes.
 	CacheDir string
+	// TempDir holds packs while they are written and uploaded, one per
+	// uploader plus the one being filled; os.TempDir() when empty.
+	TempDir string
 }
 
 // Repository is an open coffer repository. Its methods are safe for
@@ -73,6 +73,8 @@ type Repository struct {
 	codec    *codec
 	index    *Index
 	cacheDir string
+	tempDir  string
+	trees    *treeCache
 }
 
 // Create initialises a repository in an empty store, protected by
@@ -200,7 +202,9 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 	}
 	if opt.CacheDir != "" {
 		r.cacheDir = cachePath(opt.CacheDir, r.cfg.ID)
+		r.trees = newTreeCache(r.cacheDir)
 	}
+	r.tempDir = opt.TempDir
 	return r, nil
 }
 
@@ -233,7 +237,10 @@ func (r *Repository) BlobID(t BlobType, plaintext []byte) ID { return r.codec.bl
 func (r *Repository) ChunkerKey() []byte { return append([]byte(nil), r.keys.Chunker...) }
 
 // Close releases the store.
-func (r *Repository) Close() error { return r.store.Close() }
+func (r *Repository) Close() error {
+	r.trees.close()
+	return r.store.Close()
+}
 
 // configKind names the config for associated data; it is not a store kind.
 const configKind storage.Kind = "config"
@@ -320,11 +327,11 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", loc.Type, t)}
 	}
 	if t == BlobTree {
-		if sealed := r.cachedTree(id); sealed != nil {
-			if plain, err := r.codec.openBlob(make([]byte, 0, loc.RawLength), t, id, sealed); err == nil {
-				return plain, nil
-			}
-			// A damaged cache entry costs a read from the store.
+		open := func(sealed []byte) ([]byte, error) {
+			return r.codec.openBlob(make([]byte, 0, loc.RawLength), t, id, sealed)
+		}
+		if plain := r.trees.load(id, loc, open); plain != nil {
+			return plain, nil
 		}
 	}
 	sealed, err := r.readPack(ctx, loc.Pack, int64(loc.Offset), int64(loc.Length))
@@ -336,41 +343,9 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 		return nil, &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: err}
 	}
 	if t == BlobTree {
-		r.cacheTree(id, sealed)
+		r.trees.putBlob(id, sealed)
 	}
 	return plain, nil
-}
-
-// Tree blobs are cached locally, sealed as they are in their packs, so
-// that walking a snapshot again (the next backup's comparison with its
-// parent, ls, diff, the UI) costs no request to a remote store. Only
-// ciphertext is cached, and every read is authenticated like one from the
-// store.
-
-func (r *Repository) treeCachePath(id ID) string {
-	if r.cacheDir == "" {
-		return ""
-	}
-	s := id.String()
-	return filepath.Join(r.cacheDir, "trees", s[:2], s)
-}
-
-func (r *Repository) cachedTree(id ID) []byte {
-	path := r.treeCachePath(id)
-	if path == "" {
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return b
-}
-
-func (r *Repository) cacheTree(id ID, sealed []byte) {
-	if path := r.treeCachePath(id); path != "" {
-		cachefile.Write(path, sealed)
-	}
 }
 
 // readPack reads length bytes at offset of a pack.

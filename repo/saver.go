@@ -29,8 +29,9 @@ type SaveStats struct {
 
 // defaultUploaders is how many packs are finished and stored at once.
 // Finishing a pack (padding, trailer, SHA-256) is CPU work, storing it
-// I/O, so two overlap both on a local disk without holding many 32 MiB
-// buffers; a store with more latency asks for more (storage.Concurrency).
+// I/O, so two overlap both on a local disk; a store with more latency asks
+// for more (storage.Concurrency). Packs wait in temporary files, not in
+// memory, so more uploaders cost no memory.
 const defaultUploaders = 2
 
 // maxIndexEntries bounds one index object so that loading it needs
@@ -42,10 +43,13 @@ const maxIndexEntries = 500_000
 type BlobSaver struct {
 	r       *Repository
 	uploads chan *packBuilder
-	buffers chan []byte // recycled pack buffers, bounding memory
 
-	mu  sync.Mutex
-	cur *packBuilder
+	mu sync.Mutex
+	// cur holds the packs being filled, one per blob type, nil until a
+	// blob of that type needs one. Trees get packs of their own so that
+	// the tree cache can keep whole packs, and reading every tree of a
+	// snapshot touches few packs.
+	cur [2]*packBuilder
 	// unindexed holds the blobs this run has stored, or is storing, that no
 	// index object lists yet. The repository's in-memory index learns of
 	// them only once an index object does, so that after a failed run it
@@ -68,26 +72,28 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 	s := &BlobSaver{
 		r:         r,
 		uploads:   make(chan *packBuilder),
-		buffers:   make(chan []byte, uploaders),
 		unindexed: make(map[ID]struct{}),
 	}
 	if err := s.adoptUnindexedPacks(ctx); err != nil {
 		return s.stats, err
 	}
-	s.cur = s.newPack()
 
 	g, gctx := errgroup.WithContext(ctx)
 	for range uploaders {
 		g.Go(func() error { return s.upload(gctx) })
 	}
 	err := fn(gctx, s)
-	if err == nil {
-		s.mu.Lock()
-		last := s.cur
-		s.cur = nil
-		s.mu.Unlock()
-		if len(last.entries) > 0 {
-			err = s.send(gctx, last)
+	s.mu.Lock()
+	last := s.cur
+	s.cur = [2]*packBuilder{}
+	s.mu.Unlock()
+	for _, p := range last {
+		switch {
+		case p == nil:
+		case err == nil:
+			err = s.send(gctx, p)
+		default:
+			p.discard()
 		}
 	}
 	close(s.uploads)
@@ -140,18 +146,6 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 	return nil
 }
 
-func (s *BlobSaver) newPack() *packBuilder {
-	var buf []byte
-	select {
-	case buf = <-s.buffers:
-	default:
-		// Room for the blobs, the trailer (~50 bytes a blob) and padding
-		// (under 1/512 of the size), so finishing a pack never reallocates.
-		buf = make([]byte, 0, s.r.cfg.PackSize+s.r.cfg.PackSize/128+64<<10)
-	}
-	return &packBuilder{buf: buf[:0]}
-}
-
 // Save stores a blob unless the repository already has it, and returns
 // its id and whether it was new.
 func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID, bool, error) {
@@ -180,25 +174,16 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	// Compression and encryption run here, in the caller's goroutine, so
 	// they spread over all the pipeline's workers.
 	sb := sealBufs.Get().(*sealBuf)
-	sb.sealed, sb.framed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext, sb.framed)
+	sb.sealed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext)
 
-	if t == BlobTree {
-		s.r.cacheTree(id, sb.sealed) // the next backup compares against it
-	}
-	s.mu.Lock()
-	// A pack is closed before a blob would take it past the target size,
-	// so pack buffers never grow beyond it (unless one blob alone does).
-	var full *packBuilder
-	if len(s.cur.entries) > 0 && len(s.cur.buf)+len(sb.sealed) > s.r.cfg.PackSize {
-		full, s.cur = s.cur, s.newPack()
-	}
-	s.cur.add(t, id, sb.sealed, len(plaintext))
-	s.stats.NewBlobs++
-	s.stats.NewRawBytes += int64(len(plaintext))
-	s.stats.NewStored += int64(len(sb.sealed))
-	s.mu.Unlock()
+	full, err := s.addToPack(t, id, sb.sealed, len(plaintext))
 	sealBufs.Put(sb)
-
+	if err != nil {
+		if full != nil {
+			full.discard()
+		}
+		return false, err
+	}
 	if full != nil {
 		if err := s.send(ctx, full); err != nil {
 			return false, err
@@ -207,15 +192,42 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	return true, nil
 }
 
-type sealBuf struct{ sealed, framed []byte }
+// addToPack appends a sealed blob to the current pack, and returns the
+// previous pack when this blob did not fit in it.
+func (s *BlobSaver) addToPack(t BlobType, id ID, sealed []byte, rawLen int) (full *packBuilder, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := &s.cur[t]
+	// A pack is closed before a blob would take it past the target size,
+	// so packs never grow beyond it (unless one blob alone does).
+	if *cur != nil && (*cur).size+int64(len(sealed)) > int64(s.r.cfg.PackSize) {
+		full, *cur = *cur, nil
+	}
+	if *cur == nil {
+		if *cur, err = newPackBuilder(s.r.tempDir, t); err != nil {
+			return full, err
+		}
+	}
+	if err := (*cur).add(t, id, sealed, rawLen); err != nil {
+		return full, err
+	}
+	s.stats.NewBlobs++
+	s.stats.NewRawBytes += int64(rawLen)
+	s.stats.NewStored += int64(len(sealed))
+	return full, nil
+}
+
+type sealBuf struct{ sealed []byte }
 
 var sealBufs = sync.Pool{New: func() any { return new(sealBuf) }}
 
+// send hands a full pack to an uploader.
 func (s *BlobSaver) send(ctx context.Context, p *packBuilder) error {
 	select {
 	case s.uploads <- p:
 		return nil
 	case <-ctx.Done():
+		p.discard()
 		return ctx.Err()
 	}
 }
@@ -223,20 +235,32 @@ func (s *BlobSaver) send(ctx context.Context, p *packBuilder) error {
 // upload finishes and stores packs until the channel closes.
 func (s *BlobSaver) upload(ctx context.Context) error {
 	for p := range s.uploads {
-		data, id := p.finish(s.r.codec)
-		if err := s.r.store.Put(ctx, storage.KindPack, id.String(), bytes.NewReader(data), int64(len(data))); err != nil {
-			return fmt.Errorf("storing pack %s: %w", id.Short(), err)
-		}
-		s.mu.Lock()
-		s.written = append(s.written, PackInfo{ID: id, Size: int64(len(data)), Entries: p.entries})
-		s.stats.Packs++
-		s.stats.PackBytes += int64(len(data))
-		s.mu.Unlock()
-		select {
-		case s.buffers <- data[:0]:
-		default:
+		err := s.store(ctx, p)
+		p.discard()
+		if err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// store finishes a pack and puts it in the store.
+func (s *BlobSaver) store(ctx context.Context, p *packBuilder) error {
+	id, err := p.finish(s.r.codec)
+	if err != nil {
+		return err
+	}
+	if err := s.r.store.Put(ctx, storage.KindPack, id.String(), p.contents(), p.size); err != nil {
+		return fmt.Errorf("storing pack %s: %w", id.Short(), err)
+	}
+	if p.blobs == BlobTree {
+		s.r.trees.putPack(id, p.contents()) // the next backup compares against them
+	}
+	s.mu.Lock()
+	s.written = append(s.written, PackInfo{ID: id, Size: p.size, Entries: p.entries})
+	s.stats.Packs++
+	s.stats.PackBytes += p.size
+	s.mu.Unlock()
 	return nil
 }
 

@@ -351,7 +351,7 @@ func TestCheckPacksReportsMissingPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An unindexed pack, left by an interrupted backup, is not a problem.
-	orphan, orphanData := orphanPack(f.r, []byte("orphaned blob"))
+	orphan, orphanData := orphanPack(t, f.r, []byte("orphaned blob"))
 	putObject(t, f.st, storage.KindPack, orphan.String(), orphanData)
 
 	problem, problems := collect()
@@ -390,11 +390,11 @@ func TestCheckPacksReportsMissingPack(t *testing.T) {
 
 // orphanPack builds a valid pack of r holding one data blob, which no
 // index lists, and returns its name and bytes.
-func orphanPack(r *Repository, data []byte) (ID, []byte) {
-	var p packBuilder
+func orphanPack(tb testing.TB, r *Repository, data []byte) (ID, []byte) {
+	p := newTestPackBuilder(tb)
 	id := r.codec.blobID(BlobData, data)
-	sealed, _ := r.codec.sealBlob(nil, BlobData, id, data, nil)
-	p.add(BlobData, id, sealed, len(data))
-	b, name := p.finish(r.codec)
+	sealed := r.codec.sealBlob(nil, BlobData, id, data)
+	mustAdd(tb, p, BlobData, id, sealed, len(data))
+	b, name := finishPack(tb, p, r.codec)
 	return name, b
 }

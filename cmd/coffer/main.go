@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,23 +17,55 @@ import (
 )
 
 func main() {
-	// COFFER_CPUPROFILE names a file for a CPU profile of the run, for
-	// benchmarks (docs/benchmarks.md explains where the time goes with it).
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "coffer:", err)
+		os.Exit(cli.ExitFailure)
+	}
+	code := run()
+	if err := stopProfiles(); err != nil {
+		fmt.Fprintln(os.Stderr, "coffer:", err)
+	}
+	os.Exit(code)
+}
+
+// startProfiles starts the profiles the environment asks for, for
+// benchmarks (docs/benchmarks.md explains where time and memory go with
+// them): COFFER_CPUPROFILE names a file for a CPU profile of the run,
+// COFFER_MEMPROFILE one for a heap profile written at the end (its
+// alloc_space view shows every allocation the run made).
+func startProfiles() (stop func() error, err error) {
+	var stops []func() error
 	if path := os.Getenv("COFFER_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil {
 			err = pprof.StartCPUProfile(f)
 		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "coffer: COFFER_CPUPROFILE:", err)
-			os.Exit(cli.ExitFailure)
+			return nil, fmt.Errorf("COFFER_CPUPROFILE: %w", err)
 		}
-		code := run()
-		pprof.StopCPUProfile()
-		f.Close()
-		os.Exit(code)
+		stops = append(stops, func() error {
+			pprof.StopCPUProfile()
+			return f.Close()
+		})
 	}
-	os.Exit(run())
+	if path := os.Getenv("COFFER_MEMPROFILE"); path != "" {
+		stops = append(stops, func() error {
+			f, err := os.Create(path)
+			if err != nil {
+				return fmt.Errorf("COFFER_MEMPROFILE: %w", err)
+			}
+			defer f.Close()
+			return pprof.Lookup("allocs").WriteTo(f, 0)
+		})
+	}
+	return func() error {
+		var errs []error
+		for _, stop := range stops {
+			errs = append(errs, stop())
+		}
+		return errors.Join(errs...)
+	}, nil
 }
 
 func run() int {

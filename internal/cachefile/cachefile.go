@@ -4,6 +4,8 @@
 package cachefile
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -12,6 +14,11 @@ import (
 // reader sees the old file, the new one, or none, never a part.
 // Directories are created with mode 0700.
 func Write(path string, b []byte) {
+	Copy(path, bytes.NewReader(b))
+}
+
+// Copy is Write for bytes read from r.
+func Copy(path string, r io.Reader) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
@@ -20,7 +27,7 @@ func Write(path string, b []byte) {
 	if err != nil {
 		return
 	}
-	_, werr := tmp.Write(b)
+	_, werr := io.Copy(tmp, r)
 	cerr := tmp.Close()
 	if werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
 		_ = os.Remove(tmp.Name())

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -91,6 +92,28 @@ func (p retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.Du
 	return wait, nil
 }
 
+// uploadBody is a blob upload's body. http.NewRequest lets only in-memory
+// readers be sent again (it sets GetBody for them); an uploadBody, which
+// may be a section of a temporary file, can be too, through rewindBodies.
+type uploadBody struct{ *io.SectionReader }
+
+// Close does nothing: the body's owner closes what it reads from.
+func (uploadBody) Close() error { return nil }
+
+// rewindBodies gives requests with an uploadBody a GetBody, so that the
+// retrying transport below it can resend them after a 429 or a 5xx.
+type rewindBodies struct{ next http.RoundTripper }
+
+func (t rewindBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	if b, ok := req.Body.(uploadBody); ok && req.GetBody == nil {
+		req = req.Clone(req.Context())
+		req.GetBody = func() (io.ReadCloser, error) {
+			return uploadBody{io.NewSectionReader(b.SectionReader, 0, b.Size())}, nil
+		}
+	}
+	return t.next.RoundTrip(req)
+}
+
 // credentialSource describes where credentials come from, for errors.
 type credentialSource struct {
 	fn   auth.CredentialFunc
@@ -142,7 +165,7 @@ func newAuthClient(host string, base http.RoundTripper, creds credentialSource, 
 	rt := retry.NewTransport(base)
 	rt.Policy = func() retry.Policy { return retryPolicy{host: host, logf: logf} }
 	c := &auth.Client{
-		Client:     &http.Client{Transport: rt},
+		Client:     &http.Client{Transport: rewindBodies{rt}},
 		Cache:      auth.NewCache(),
 		Credential: creds.fn,
 	}

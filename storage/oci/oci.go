@@ -197,21 +197,14 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return err
 	}
-	// A bytes.Reader of the right length (what coffer passes) is sent as
-	// it is; anything else is read into memory first, which also catches
-	// readers shorter or longer than size.
-	body, ok := r.(*bytes.Reader)
-	if !ok || int64(body.Len()) != size {
-		data, err := readExact(ctx, r, size)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", kind, name, err)
-		}
-		body = bytes.NewReader(data)
+	body, err := rewindable(ctx, r, size)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	desc := ocispec.Descriptor{MediaType: layerMediaType[kind], Size: size}
 	if kind == storage.KindLock {
 		h := sha256.New()
-		if _, err := body.WriteTo(h); err != nil {
+		if _, err := io.Copy(h, body); err != nil {
 			return err
 		}
 		desc.Digest = digest.NewDigest(digest.SHA256, h)
@@ -248,6 +241,38 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 		return s.flush(ctx)
 	}
 	return nil
+}
+
+// rewindable returns the size bytes of r as a body that a retried upload
+// can read again. A reader that can seek and read at an offset (what coffer
+// passes: a bytes.Reader, or a section of a temporary pack file) is used in
+// place when exactly size bytes remain in it; anything else is read into
+// memory first, which also catches readers shorter or longer than size.
+func rewindable(ctx context.Context, r io.Reader, size int64) (uploadBody, error) {
+	if rs, ok := r.(interface {
+		io.ReaderAt
+		io.Seeker
+	}); ok {
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return uploadBody{}, err
+		}
+		end, err := rs.Seek(0, io.SeekEnd)
+		if err != nil {
+			return uploadBody{}, err
+		}
+		if end-start == size {
+			return uploadBody{io.NewSectionReader(rs, start, size)}, nil
+		}
+		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+			return uploadBody{}, err
+		}
+	}
+	data, err := readExact(ctx, r, size)
+	if err != nil {
+		return uploadBody{}, err
+	}
+	return uploadBody{io.NewSectionReader(bytes.NewReader(data), 0, size)}, nil
 }
 
 // readExact reads exactly size bytes from r.

@@ -89,7 +89,7 @@ func (s *Store) fetchManifest(ctx context.Context, ref string) (ocispec.Descript
 // has desc. oras-go uploads monolithically (POST, then PUT ?digest=), the
 // most portable flow; the registry recomputes the digest and refuses a
 // mismatch, so a damaged upload is never stored under coffer's name.
-func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body *bytes.Reader) error {
+func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body io.ReadSeeker) error {
 	exists := func() bool {
 		ok, err := s.repo.Blobs().Exists(ctx, desc)
 		return err == nil && ok

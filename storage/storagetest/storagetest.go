@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"FailingReader", s.testFailingReader},
 		{"ShortReader", s.testShortReader},
 		{"LongReader", s.testLongReader},
+		{"ReaderMidFile", s.testReaderMidFile},
 		{"FailedPutKeepsLock", s.testFailedPutKeepsLock},
 		{"Concurrent", s.testConcurrent},
 		{"CancelledContext", s.testCancelledContext},
@@ -598,6 +600,44 @@ func (s suite) testLongReader(t *testing.T) {
 			}
 			checkAbsent(t, st, kind, name)
 		}
+	}
+}
+
+// testReaderMidFile puts from readers that do not start at offset 0 of
+// what they read, as coffer's packs do (a section of a temporary file),
+// and from a file already read partway: only the bytes from the reader's
+// position on are the object.
+func (s suite) testReaderMidFile(t *testing.T) {
+	st := s.created(t)
+	data := randomData(300_000)
+	f, err := os.CreateTemp(t.TempDir(), "src-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	want := data[1000:250_000]
+	name := nameOf(storage.KindPack, want)
+	section := io.NewSectionReader(f, 1000, int64(len(want)))
+	if err := st.Put(t.Context(), storage.KindPack, name, section, int64(len(want))); err != nil {
+		t.Fatalf("Put from a file section: %v", err)
+	}
+	if got := get(t, st, storage.KindPack, name, nil); !bytes.Equal(got, want) {
+		t.Fatalf("Get after Put from a file section returned %d bytes, not the section's %d", len(got), len(want))
+	}
+
+	want = data[200_000:]
+	name = nameOf(storage.KindIndex, want)
+	if _, err := f.Seek(200_000, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(t.Context(), storage.KindIndex, name, f, int64(len(want))); err != nil {
+		t.Fatalf("Put from a file read partway: %v", err)
+	}
+	if got := get(t, st, storage.KindIndex, name, nil); !bytes.Equal(got, want) {
+		t.Fatalf("Get after Put from a file read partway returned %d bytes, not the %d after the offset", len(got), len(want))
 	}
 }
 
