@@ -601,13 +601,18 @@ type blobJob struct {
 
 // readFiles is a reader: it chunks files and hands the chunks on.
 func (a *archiver) readFiles(ctx context.Context) {
-	buf := make([]byte, 2*a.chunk.MaxSize)
-	opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
-	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, buf)
-	if err != nil {
-		a.fail(fmt.Errorf("setting up the chunker: %w", err))
-	}
+	var ch *chunkers.Chunker
 	for job := range a.fileCh {
+		if ch == nil && ctx.Err() == nil {
+			// Made for the first file, so that a backup with nothing to
+			// read (no change) never allocates the 2 x 8 MiB buffer.
+			opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
+			var err error
+			ch, err = chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*a.chunk.MaxSize))
+			if err != nil {
+				a.fail(fmt.Errorf("setting up the chunker: %w", err))
+			}
+		}
 		if ctx.Err() != nil || ch == nil {
 			job.done.Done()
 			continue
