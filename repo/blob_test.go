@@ -165,6 +165,23 @@ func TestLoadBlobs(t *testing.T) {
 	if err := r2.LoadBlobs(ctx, pack, nil, noop); err != nil {
 		t.Errorf("LoadBlobs of no blobs: %v", err)
 	}
+
+	// A blob asked for twice is given twice, whole both times: blobs are
+	// decrypted in place, so the second must not be opened from the
+	// buffer the first was decrypted in.
+	second := byPack[pack][1]
+	twice := []BlobRef{{first, want[first].typ}, {second, want[second].typ}, {first, want[first].typ}}
+	got := map[ID]int{}
+	err = r2.LoadBlobs(ctx, pack, twice, func(ref BlobRef, plain []byte) error {
+		got[ref.ID]++
+		if !bytes.Equal(plain, want[ref.ID].data) {
+			t.Errorf("blob %s asked for twice: got %d bytes that differ from the %d saved", ref.ID.Short(), len(plain), len(want[ref.ID].data))
+		}
+		return nil
+	})
+	if err != nil || got[first] != 2 || got[second] != 1 {
+		t.Errorf("LoadBlobs with a blob asked for twice: %v, calls %v", err, got)
+	}
 }
 
 func refsOf(ids []ID, blobs map[ID]testBlob) []BlobRef {

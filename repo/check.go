@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/cofferhq/coffer/storage"
 )
@@ -55,63 +58,83 @@ func (r *Repository) CheckPacks(ctx context.Context, problem func(error)) (PackL
 // name, its trailer authenticates, every blob decrypts to plaintext with
 // the blob's id, and the index agrees with the trailer. Each problem is
 // reported; the returned error is only for failures to read at all.
+//
+// The trailer is read first (one or two ranged reads) to learn where the
+// blobs are; the pack is then streamed and hashed, holding one blob at a
+// time, so memory does not grow with the pack size.
 func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem func(error)) error {
+	entries, trailerErr := r.ReadPackTrailer(ctx, id, size)
+	var integrity *IntegrityError
+	if trailerErr != nil && !errors.As(trailerErr, &integrity) && !errors.Is(trailerErr, ErrNewerFormat) {
+		return trailerErr // not a finding about the pack: it could not be read
+	}
 	rc, err := r.store.Get(ctx, storage.KindPack, id.String(), nil)
 	if err != nil {
 		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
 	}
 	defer rc.Close()
-	// Read into a buffer of the listed size, plus one byte to notice a
-	// longer pack; a shorter or longer one fails its digest check below.
-	data := make([]byte, 0, max(0, min(size, 1<<31))+1)
-	for {
-		n, err := rc.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading pack %s: %w", id.Short(), err)
-		}
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-	}
-	if ID(sha256.Sum256(data)) != id {
-		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (%d bytes read)", len(data)))
-		return nil
-	}
-	n, err := parsePackTail(data[max(0, len(data)-packTailSize):], int64(len(data)))
-	if err != nil {
-		problem(&IntegrityError{Kind: storage.KindPack, Name: id.String(), Err: err})
-		return nil
-	}
-	trailerStart := len(data) - packTailSize - n
-	plain, err := r.codec.open(nil, data[trailerStart:len(data)-packTailSize], objectAD("pack trailer", packVersion))
-	if err != nil {
-		problem(&IntegrityError{Kind: storage.KindPack, Name: id.String(), Err: fmt.Errorf("trailer: %w", err)})
-		return nil
-	}
-	entries, err := decodeTrailer(plain, int64(trailerStart))
-	if err != nil {
-		problem(&IntegrityError{Kind: storage.KindPack, Name: id.String(), Err: fmt.Errorf("trailer: %w", err)})
-		return nil
-	}
-	var buf []byte
+	h := sha256.New()
+	// One byte past the listed size is read to notice a longer pack, which
+	// then fails its digest check, as a shorter one does.
+	counted := &countingReader{r: io.TeeReader(io.LimitReader(rc, size+1), h)}
+	body := bufio.NewReaderSize(counted, 1<<20)
+	var blobProblems []error
+	var sealed, scratch []byte
+	var pos int64
 	for _, e := range entries {
-		sealed := data[e.Offset : e.Offset+e.Length]
-		buf, err = r.codec.openBlob(buf[:0], e.Type, e.ID, sealed)
-		if err != nil {
-			problem(&IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: id.String(), Err: err})
-			continue
+		sealed = slices.Grow(sealed[:0], int(e.Length))[:e.Length]
+		if err := skipAndRead(body, int64(e.Offset)-pos, sealed); err != nil {
+			break // a short pack: its digest check reports it
 		}
-		if uint32(len(buf)) != e.RawLength {
-			problem(&IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: id.String(), Err: fmt.Errorf("plaintext is %d bytes, the trailer says %d", len(buf), e.RawLength)})
+		pos = int64(e.Offset) + int64(e.Length)
+		if err := r.checkPackedBlob(id, e, sealed, &scratch); err != nil {
+			blobProblems = append(blobProblems, err)
 		}
-		if loc, ok := r.index.Lookup(e.ID); ok && loc.Pack == id &&
-			(loc.Offset != e.Offset || loc.Length != e.Length || loc.Type != e.Type) {
-			problem(&IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: id.String(), Err: fmt.Errorf("the index and the pack trailer disagree on its place")})
+	}
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
+	}
+	switch {
+	case ID(h.Sum(nil)) != id:
+		// Every other finding would follow from this one.
+		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (%d bytes read)", counted.n))
+	case trailerErr != nil:
+		problem(trailerErr)
+	default:
+		for _, p := range blobProblems {
+			problem(p)
 		}
 	}
 	return nil
+}
+
+// checkPackedBlob verifies one sealed blob of a pack, which it decrypts
+// in place, against its trailer entry and the index; scratch is a reusable
+// buffer.
+func (r *Repository) checkPackedBlob(pack ID, e PackEntry, sealed []byte, scratch *[]byte) error {
+	out, s, err := r.codec.openBlobInPlace(e.Type, e.ID, sealed, *scratch)
+	*scratch = s
+	if err != nil {
+		return &IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: pack.String(), Err: err}
+	}
+	if uint32(len(out)) != e.RawLength {
+		return &IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: pack.String(), Err: fmt.Errorf("plaintext is %d bytes, the trailer says %d", len(out), e.RawLength)}
+	}
+	if loc, ok := r.index.Lookup(e.ID); ok && loc.Pack == pack &&
+		(loc.Offset != e.Offset || loc.Length != e.Length || loc.Type != e.Type) {
+		return &IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: pack.String(), Err: fmt.Errorf("the index and the pack trailer disagree on its place")}
+	}
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

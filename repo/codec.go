@@ -166,6 +166,33 @@ func (c *codec) openBlob(dst []byte, t BlobType, id ID, sealed []byte) ([]byte, 
 	return out, nil
 }
 
+// openBlobInPlace is openBlob for a caller that owns sealed: it decrypts
+// in place and returns the plaintext either inside sealed (a payload
+// stored uncompressed, which is then never copied) or in scratch, grown as
+// needed. sealed no longer holds the ciphertext afterwards. The returned
+// scratch is for the next call.
+func (c *codec) openBlobInPlace(t BlobType, id ID, sealed, scratch []byte) (plain, newScratch []byte, err error) {
+	framed, err := c.openInPlace(sealed, blobAD(id, t))
+	if err != nil {
+		return nil, scratch, err
+	}
+	switch {
+	case len(framed) == 0:
+		return nil, scratch, fmt.Errorf("empty payload")
+	case framed[0] == compressionNone:
+		plain = framed[1:]
+	default:
+		if scratch, err = c.unframe(scratch[:0], framed, MaxBlobSize); err != nil {
+			return nil, scratch, err
+		}
+		plain = scratch
+	}
+	if got := c.blobID(t, plain); got != id {
+		return nil, scratch, fmt.Errorf("content hashes to %s, not to its id", got.Short())
+	}
+	return plain, scratch, nil
+}
+
 // MaxBlobSize bounds the plaintext of one blob. The chunker's maximum chunk
 // is far below it; trees larger than this are split.
 const MaxBlobSize = 64 << 20

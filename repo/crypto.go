@@ -111,6 +111,20 @@ func (c *crypter) sealInPlace(buf []byte, start int, ad []byte) []byte {
 	return c.aead.Seal(buf[:start+nonceSize], nonce, buf[start+nonceSize:], ad)
 }
 
+// openInPlace is open decrypting into sealed itself; the plaintext is a
+// part of sealed.
+func (c *crypter) openInPlace(sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < sealOverhead {
+		return nil, fmt.Errorf("%w: %d bytes is shorter than the %d-byte envelope", errAuth, len(sealed), sealOverhead)
+	}
+	ciphertext := sealed[nonceSize:]
+	out, err := c.aead.Open(ciphertext[:0], sealed[:nonceSize], ciphertext, ad)
+	if err != nil {
+		return nil, errAuth
+	}
+	return out, nil
+}
+
 // open authenticates and decrypts a sealed byte string, appending the
 // plaintext to dst.
 func (c *crypter) open(dst, sealed, ad []byte) ([]byte, error) {

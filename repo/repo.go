@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -350,6 +352,20 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 
 // readPack reads length bytes at offset of a pack.
 func (r *Repository) readPack(ctx context.Context, pack ID, offset, length int64) ([]byte, error) {
+	rc, err := r.openPack(ctx, pack, offset, length)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, length)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), offset, length, err)
+	}
+	return buf, nil
+}
+
+// openPack returns a reader of length bytes at offset of a pack.
+func (r *Repository) openPack(ctx context.Context, pack ID, offset, length int64) (io.ReadCloser, error) {
 	rc, err := r.store.Get(ctx, storage.KindPack, pack.String(), &storage.Range{Offset: offset, Length: length})
 	if err != nil {
 		if errors.Is(err, storage.ErrInvalidRange) {
@@ -360,12 +376,7 @@ func (r *Repository) readPack(ctx context.Context, pack ID, offset, length int64
 		}
 		return nil, fmt.Errorf("reading pack %s: %w", pack.Short(), err)
 	}
-	defer rc.Close()
-	buf := make([]byte, length)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), offset, length, err)
-	}
-	return buf, nil
+	return rc, nil
 }
 
 // BlobRef names a blob to load with LoadBlobs.
@@ -378,9 +389,9 @@ type BlobRef struct {
 // through rather than issuing another request.
 const maxCoalesceGap = 256 << 10
 
-// maxCoalescedRead bounds one coalesced read, and so the memory each
-// restore worker holds: large enough that request overhead vanishes on a
-// registry, small enough that four workers stay well under 100 MiB.
+// maxCoalescedRead bounds one coalesced read: large enough that request
+// overhead vanishes on a registry, small enough that a read that fails and
+// is retried repeats little. Runs are streamed, so it does not bound memory.
 const maxCoalescedRead = 16 << 20
 
 // LoadBlobs loads blobs that all live in one pack, reading runs of nearby
@@ -403,7 +414,7 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 		items = append(items, item{b, loc})
 	}
 	sortByOffset(items, func(it item) uint32 { return it.loc.Offset })
-	var plain []byte
+	var sealed, plain, scratch []byte
 	for start := 0; start < len(items); {
 		end := start + 1
 		runEnd := int64(items[start].loc.Offset) + int64(items[start].loc.Length)
@@ -413,26 +424,51 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 			end++
 		}
 		base := int64(items[start].loc.Offset)
-		buf, err := r.readPack(ctx, pack, base, runEnd-base)
+		rc, err := r.openPack(ctx, pack, base, runEnd-base)
 		if err != nil {
 			return err
 		}
+		// The run is streamed, one sealed blob in memory at a time, so a
+		// worker holds two blob buffers, not the whole run.
+		run := bufio.NewReaderSize(rc, 256<<10)
+		pos := base
 		for _, it := range items[start:end] {
 			if it.loc.Type != it.ref.Type {
+				rc.Close()
 				return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", it.loc.Type, it.ref.Type)}
 			}
-			sealed := buf[int64(it.loc.Offset)-base : int64(it.loc.Offset)-base+int64(it.loc.Length)]
-			plain, err = r.codec.openBlob(plain[:0], it.ref.Type, it.ref.ID, sealed)
-			if err != nil {
-				return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: err}
+			off := int64(it.loc.Offset)
+			if off >= pos { // else the same blob again, already in plain
+				sealed = slices.Grow(sealed[:0], int(it.loc.Length))[:it.loc.Length]
+				if err := skipAndRead(run, off-pos, sealed); err != nil {
+					rc.Close()
+					return fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), off, it.loc.Length, err)
+				}
+				pos = off + int64(it.loc.Length)
+				plain, scratch, err = r.codec.openBlobInPlace(it.ref.Type, it.ref.ID, sealed, scratch)
+				if err != nil {
+					rc.Close()
+					return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: err}
+				}
 			}
 			if err := fn(it.ref, plain); err != nil {
+				rc.Close()
 				return err
 			}
 		}
+		rc.Close()
 		start = end
 	}
 	return nil
+}
+
+// skipAndRead discards skip bytes of r, then fills buf.
+func skipAndRead(r *bufio.Reader, skip int64, buf []byte) error {
+	if _, err := r.Discard(int(skip)); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(r, buf)
+	return err
 }
 
 func mustJSON(v any) []byte {

@@ -96,7 +96,7 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 	}
 	// Verifying a pack (SHA-256, then every blob's AES-GCM and BLAKE3) is
 	// CPU work and reading it is I/O: one worker per CPU keeps both busy,
-	// with a whole pack in memory per worker.
+	// each holding one blob at a time.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, id := range packs {
