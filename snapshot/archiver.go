@@ -86,6 +86,8 @@ type archiver struct {
 	chunk  chunkers.ChunkerOpts
 	fileCh chan *fileJob
 	blobCh chan blobJob
+	// chunkers holds the free chunkers; nil entries are not made yet.
+	chunkers chan *chunkers.Chunker
 	bufs   sync.Pool
 	devs   map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
 
@@ -271,6 +273,10 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	defer a.cancel()
 	a.fileCh = make(chan *fileJob)
 	a.blobCh = make(chan blobJob, 2*runtime.GOMAXPROCS(0))
+	a.chunkers = make(chan *chunkers.Chunker, min(fileReaders, runtime.GOMAXPROCS(0)))
+	for range cap(a.chunkers) {
+		a.chunkers <- nil // made on first use
+	}
 
 	var readers, workers sync.WaitGroup
 	for range fileReaders {
@@ -601,27 +607,39 @@ type blobJob struct {
 
 // readFiles is a reader: it chunks files and hands the chunks on.
 func (a *archiver) readFiles(ctx context.Context) {
-	var ch *chunkers.Chunker
 	for job := range a.fileCh {
-		if ch == nil && ctx.Err() == nil {
-			// Made for the first file, so that a backup with nothing to
-			// read (no change) never allocates the 2 x 8 MiB buffer.
-			opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
-			var err error
-			ch, err = chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*a.chunk.MaxSize))
-			if err != nil {
-				a.fail(fmt.Errorf("setting up the chunker: %w", err))
-			}
-		}
-		if ctx.Err() != nil || ch == nil {
+		if ctx.Err() != nil {
 			job.done.Done()
 			continue
 		}
-		a.readFile(ctx, ch, job)
+		a.readFile(ctx, job)
 	}
 }
 
-func (a *archiver) readFile(ctx context.Context, ch *chunkers.Chunker, job *fileJob) {
+// takeChunker waits for a free chunker, making it on first use. Chunkers
+// are fewer than readers: each holds a 2 x 8 MiB buffer, and chunking is
+// CPU work that more chunkers than CPUs would not speed up, while readers
+// of small files, which need no chunker, mostly wait for the disk.
+func (a *archiver) takeChunker(ctx context.Context) (*chunkers.Chunker, error) {
+	var ch *chunkers.Chunker
+	select {
+	case ch = <-a.chunkers:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if ch != nil {
+		return ch, nil
+	}
+	opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
+	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*a.chunk.MaxSize))
+	if err != nil {
+		a.chunkers <- nil
+		return nil, fmt.Errorf("setting up the chunker: %w", err)
+	}
+	return ch, nil
+}
+
+func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 	job.remaining.Store(1)
 	n := job.node
 	defer func() {
@@ -648,9 +666,36 @@ func (a *archiver) readFile(ctx context.Context, ch *chunkers.Chunker, job *file
 		return
 	}
 	var pos int64
+	var ch *chunkers.Chunker
+	defer func() {
+		if ch != nil {
+			a.chunkers <- ch
+		}
+	}()
 	for _, reg := range regions {
 		if reg.Off > pos {
 			job.addExtent(Extent{Hole: true, Size: reg.Off - pos})
+		}
+		if reg.Len <= int64(a.chunk.MinSize) {
+			// FastCDC never cuts a region this short: it is one chunk,
+			// read without a chunker.
+			read, err := a.readWhole(ctx, job, f, reg)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.warn(job.path, n, err)
+				}
+				return
+			}
+			a.bytesRead.Add(read)
+			a.prog.Processed(0, read)
+			pos = reg.Off + read
+			continue
+		}
+		if ch == nil {
+			if ch, err = a.takeChunker(ctx); err != nil {
+				a.fail(err)
+				return
+			}
 		}
 		counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
 		ch.Reset(counted)
@@ -685,6 +730,30 @@ func (a *archiver) readFile(ctx context.Context, ch *chunkers.Chunker, job *file
 	if pos < n.Size {
 		job.addExtent(Extent{Hole: true, Size: n.Size - pos})
 	}
+}
+
+// readWhole reads a data region as one chunk and hands it on. A file that
+// shrank since it was examined gives a shorter chunk, as the chunker would.
+func (a *archiver) readWhole(ctx context.Context, job *fileJob, f *os.File, reg region) (int64, error) {
+	b := a.getBuf(int(reg.Len))
+	n, err := io.ReadFull(io.NewSectionReader(f, reg.Off, reg.Len), *b)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		a.bufs.Put(b)
+		return int64(n), err
+	}
+	if n == 0 {
+		a.bufs.Put(b)
+		return 0, nil
+	}
+	idx := job.addExtent(Extent{Size: int64(n)})
+	job.remaining.Add(1)
+	select {
+	case a.blobCh <- blobJob{file: job, idx: idx, buf: b, n: n}:
+	case <-ctx.Done():
+		job.remaining.Add(-1)
+		return int64(n), ctx.Err()
+	}
+	return int64(n), nil
 }
 
 func (f *fileJob) addExtent(e Extent) int {

@@ -1,8 +1,10 @@
 package snapshot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
@@ -484,5 +489,60 @@ func TestLargeDirectory(t *testing.T) {
 	}
 	if total != entries {
 		t.Errorf("the parts hold %d nodes, want %d", total, entries)
+	}
+}
+
+// Regions no longer than the minimum chunk size are read as one chunk
+// without the chunker; every file must still be cut exactly where the
+// chunker alone cuts it, or dedup against earlier backups would break.
+func TestChunksMatchTheChunker(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t, mem.New())
+	cfg := r.Config()
+	minSize := cfg.Chunker.Min
+	sizes := []int{1, minSize - 1, minSize, minSize + 1, 3*minSize + 12345, 20 << 20}
+	src := t.TempDir()
+	for i, size := range sizes {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), testutil.RandomBytes(int64(i), size), 0o644)
+	}
+	snap := backup(t, r, src, BackupOptions{})
+	files := map[string]*Node{}
+	err := Walk(t.Context(), r, "", snap.Tree, func(p string, n *Node) error {
+		files[n.Name] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range sizes {
+		node := files[fmt.Sprintf("f%d", i)]
+		if node == nil {
+			t.Fatalf("f%d is not in the snapshot", i)
+		}
+		opts := chunkers.ChunkerOpts{MinSize: cfg.Chunker.Min, NormalSize: cfg.Chunker.Avg, MaxSize: cfg.Chunker.Max, Key: r.ChunkerKey()}
+		ch, err := chunkers.NewChunker("fastcdc-v1.0.0", bytes.NewReader(testutil.RandomBytes(int64(i), size)), &opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []repo.ID
+		for {
+			chunk, err := ch.Next()
+			if len(chunk) > 0 {
+				want = append(want, r.BlobID(repo.BlobData, chunk))
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []repo.ID
+		for _, e := range node.Content {
+			got = append(got, e.ID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("a %d-byte file was cut into %d chunks, the chunker cuts it into %d (or at other places)", size, len(got), len(want))
+		}
 	}
 }
