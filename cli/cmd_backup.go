@@ -67,7 +67,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	prog := a.newProgress("backup")
 	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
-		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog,
+		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog, Scan: prog.shown(),
 	})
 	prog.done()
 	if err != nil {

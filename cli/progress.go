@@ -23,6 +23,7 @@ type progress struct {
 	totalFiles atomic.Int64
 	totalBytes atomic.Int64
 	start      time.Time
+	plainShown bool // status lines are printed
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
@@ -51,10 +52,15 @@ func (a *app) newProgress(verb string) *progress {
 		)
 		return p
 	}
+	p.plainShown = true
 	p.wg.Add(1)
 	go p.plain(w)
 	return p
 }
+
+// shown reports whether p displays anything but warnings, and so has a
+// use for totals.
+func (p *progress) shown() bool { return p.bar != nil || p.plainShown }
 
 // plain prints a status line periodically for logs and pipes.
 func (p *progress) plain(w io.Writer) {

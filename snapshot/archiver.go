@@ -39,6 +39,10 @@ type BackupOptions struct {
 	SkipPaths []string
 	// Progress receives events; nil discards them.
 	Progress BackupProgress
+	// Scan counts what is to be backed up alongside the backup, and sends
+	// the totals to Progress.Scanned, for displays that show a total and
+	// an estimated time left. It reads every directory a second time.
+	Scan bool
 }
 
 // BackupProgress receives progress events from a backup. Its methods are
@@ -88,8 +92,9 @@ type archiver struct {
 	blobCh chan blobJob
 	// chunkers holds the free chunkers; nil entries are not made yet.
 	chunkers chan *chunkers.Chunker
-	bufs   sync.Pool
-	devs   map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
+	prefetch *prefetcher
+	bufs     sync.Pool
+	devs     map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
 
 	files, dirs, others, size    atomic.Int64
 	newFiles, changed, unchanged atomic.Int64
@@ -293,11 +298,13 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 		stopScan()
 		scanner.Wait()
 	}()
-	if _, ok := a.prog.(nopProgress); !ok {
+	if a.opt.Scan {
 		scanner.Go(func() { a.scan(scanCtx, paths) })
 	}
 
+	a.prefetch = newPrefetcher(ctx, a.loadPrevDir)
 	root, err := a.walkRoots(ctx, paths, parent)
+	a.prefetch.close()
 
 	close(a.fileCh)
 	readers.Wait()
@@ -370,7 +377,7 @@ func (a *archiver) walkChain(ctx context.Context, dir string, t *pathTrie, prevT
 		if child.target != "" {
 			a.devs[n.Device] = true
 		}
-		prevNode := prev[name]
+		prevNode := prev.node(name)
 		var prevSub repo.ID
 		if prevNode != nil && prevNode.Type == TypeDir {
 			prevSub = prevNode.Subtree
@@ -425,9 +432,29 @@ func (a *archiver) addTopFile(ctx context.Context, path string, n *Node, prev *N
 	return ctx.Err()
 }
 
-// loadPrev returns the parent snapshot's nodes of a directory by name.
-// A parent tree that cannot be read only costs re-reading the files.
-func (a *archiver) loadPrev(ctx context.Context, id repo.ID) map[string]*Node {
+// prevDir is a directory of the parent snapshot.
+type prevDir struct {
+	byName   map[string]*Node
+	subtrees []repo.ID // of its subdirectories, in name order
+}
+
+// node returns the parent snapshot's node of the entry name, if any.
+func (d *prevDir) node(name string) *Node {
+	if d == nil {
+		return nil
+	}
+	return d.byName[name]
+}
+
+// loadPrev returns the parent snapshot's directory with tree id, which
+// the prefetcher has usually loaded already.
+func (a *archiver) loadPrev(ctx context.Context, id repo.ID) *prevDir {
+	return a.prefetch.take(ctx, id)
+}
+
+// loadPrevDir loads a directory of the parent snapshot. A parent tree that
+// cannot be read only costs re-reading the files.
+func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) *prevDir {
 	if id.IsZero() {
 		return nil
 	}
@@ -435,11 +462,14 @@ func (a *archiver) loadPrev(ctx context.Context, id repo.ID) map[string]*Node {
 	if err != nil {
 		return nil
 	}
-	m := make(map[string]*Node, len(nodes))
+	d := &prevDir{byName: make(map[string]*Node, len(nodes))}
 	for _, n := range nodes {
-		m[n.Name] = n
+		d.byName[n.Name] = n
+		if n.Type == TypeDir && !n.Subtree.IsZero() {
+			d.subtrees = append(d.subtrees, n.Subtree)
+		}
 	}
-	return m
+	return d
 }
 
 // walkDir reads directory path, whose node is n, and arranges for
@@ -470,6 +500,10 @@ func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *No
 		a.warn(path, n, err)
 	}
 	prev := a.loadPrev(ctx, prevTree)
+	if prev != nil {
+		a.prefetch.queue(prev.subtrees)
+		defer a.prefetch.forget(prev.subtrees)
+	}
 	for _, e := range entries {
 		if ctx.Err() != nil {
 			return
@@ -499,13 +533,13 @@ func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *No
 			a.dirs.Add(1)
 			pending.Add(1)
 			var prevSub repo.ID
-			if pn := prev[name]; pn != nil && pn.Type == TypeDir {
+			if pn := prev.node(name); pn != nil && pn.Type == TypeDir {
 				prevSub = pn.Subtree
 			}
 			a.walkDir(ctx, p, childRel, child, prevSub, &pending)
 			continue
 		}
-		a.addEntry(ctx, p, childRel, child, prev[name], &pending)
+		a.addEntry(ctx, p, childRel, child, prev.node(name), &pending)
 	}
 }
 
