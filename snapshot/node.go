@@ -84,7 +84,13 @@ type nodeWire struct {
 }
 
 // MarshalJSON encodes n, moving names that are not UTF-8 to raw fields.
-func (n *Node) MarshalJSON() ([]byte, error) {
+func (n *Node) MarshalJSON() ([]byte, error) { return json.Marshal(n.wire()) }
+
+// wire returns n's encoded form.
+func (n *Node) wire() nodeWire {
+	if utf8.ValidString(n.Name) && utf8.ValidString(n.LinkTarget) {
+		return nodeWire{nodeJSON: (*nodeJSON)(n)}
+	}
 	c := *n
 	w := nodeWire{nodeJSON: (*nodeJSON)(&c)}
 	if !utf8.ValidString(c.Name) {
@@ -93,7 +99,27 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 	if !utf8.ValidString(c.LinkTarget) {
 		w.LinkTargetRaw, c.LinkTarget = []byte(c.LinkTarget), ""
 	}
-	return json.Marshal(w)
+	return w
+}
+
+// nodeWireValue is nodeWire holding the node by value, so that a slice
+// of them decodes with one allocation for all nodes.
+type nodeWireValue struct {
+	nodeJSON
+	NameRaw       []byte `json:"name_raw,omitempty"`
+	LinkTargetRaw []byte `json:"linktarget_raw,omitempty"`
+}
+
+// node returns the decoded node, with raw names moved back.
+func (w *nodeWireValue) node() *Node {
+	n := (*Node)(&w.nodeJSON)
+	if w.NameRaw != nil {
+		n.Name = string(w.NameRaw)
+	}
+	if w.LinkTargetRaw != nil {
+		n.LinkTarget = string(w.LinkTargetRaw)
+	}
+	return n
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote.
