@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,31 +276,60 @@ func TestRestoreTargetErrors(t *testing.T) {
 	})
 }
 
-// A backup whose TMPDIR fills up fails with the disk-full code, says to
-// move TMPDIR, and leaves the repository as it was.
-func TestBackupTempDirFull(t *testing.T) {
+// A backup that runs out of room for its pack files fails with the
+// disk-full code, says where to make room, and leaves the repository as it
+// was: a local repository's own file system (packs are assembled there and
+// renamed into place), or TMPDIR for a registry.
+func TestBackupOutOfSpace(t *testing.T) {
 	testutil.RequireRoot(t, "mounting tmpfs")
-	h := newHarness(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(2, 4<<20), 0o644)
-	h.create()
-	before := treeState(t, h.repo)
-	tmp := t.TempDir()
-	if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
+	tmpfs := func(t *testing.T) string {
+		dir := t.TempDir()
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount tmpfs: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+		return dir
 	}
-	t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
-	h.env["TMPDIR"] = tmp
-	wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", tmp, "TMPDIR")
-	if after := treeState(t, h.repo); after != before {
-		t.Errorf("a backup that ran out of temporary space changed the repository:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	entries, err := os.ReadDir(tmp)
-	if err != nil || len(entries) != 0 {
-		t.Errorf("TMPDIR holds %d entries after the failed backup (%v), want none: pack files are unlinked", len(entries), err)
-	}
-	h.env["TMPDIR"] = t.TempDir()
-	h.backup(src)
+	t.Run("local repository", func(t *testing.T) {
+		h := newHarness(t)
+		h.repo = filepath.Join(tmpfs(t), "repo")
+		h.create()
+		// tmp/ is scratch: a pack file was made and removed there, which
+		// changed its mtime and nothing else.
+		state := func() string {
+			lines := strings.Split(treeState(t, h.repo), "\n")
+			return strings.Join(slices.DeleteFunc(lines, func(l string) bool {
+				return strings.HasPrefix(l, filepath.Join(h.repo, "tmp")+" ")
+			}), "\n")
+		}
+		before := state()
+		wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", "repository's file system")
+		if after := state(); after != before {
+			t.Errorf("a backup that ran out of space changed the repository:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+	t.Run("TMPDIR, registry", func(t *testing.T) {
+		reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+		h := ociHarness(t, reg, "coffer/full")
+		h.create()
+		tmp := tmpfs(t)
+		h.env["TMPDIR"] = tmp
+		wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", tmp, "TMPDIR")
+		entries, err := os.ReadDir(tmp)
+		if err != nil || len(entries) != 0 {
+			t.Errorf("TMPDIR holds %d entries after the failed backup (%v), want none: pack files are unlinked", len(entries), err)
+		}
+		if out := h.mustAt("ls"); out != "" {
+			t.Errorf("snapshots listed after the failed backup: %q", out)
+		}
+		h.env["TMPDIR"] = t.TempDir()
+		h.backup(src)
+		if out := strings.TrimSpace(h.mustAt("ls")); strings.Count(out, "\n") != 0 || out == "" {
+			t.Errorf("after a successful retry, ls lists %q, want one snapshot", out)
+		}
+	})
 }
 
 // A failed command writes nothing to the repository.

@@ -22,7 +22,7 @@ const (
 	ExitNoPath        = 14  // path not in the snapshot
 	ExitCorrupt       = 15  // data failed verification; check found errors
 	ExitTarget        = 16  // restore target exists or is not writable
-	ExitDiskFull      = 17  // no space left on the restore target, or in TMPDIR during a backup
+	ExitDiskFull      = 17  // no space left on the restore target, or for a backup's pack files
 	ExitAccessDenied  = 18  // the store refused the credentials
 	ExitInterrupted   = 130 // interrupted by a signal
 )

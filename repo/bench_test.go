@@ -118,7 +118,7 @@ func BenchmarkPackAssembly(b *testing.B) {
 	dir := b.TempDir()
 	b.SetBytes(int64(blobs * len(sealed)))
 	for b.Loop() {
-		p, err := newPackBuilder(dir, BlobData)
+		p, err := newPackBuilder(dir, nil, BlobData)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -236,7 +236,7 @@ func asIntegrity(t testing.TB, err error) *IntegrityError {
 // newTestPackBuilder starts a pack in the test's temporary directory.
 func newTestPackBuilder(tb testing.TB) *packBuilder {
 	tb.Helper()
-	p, err := newPackBuilder(tb.TempDir(), BlobData)
+	p, err := newPackBuilder(tb.TempDir(), nil, BlobData)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Pack layout (docs/format.md, "Packs"):
@@ -40,47 +43,62 @@ type PackEntry struct {
 	RawLength uint32 // of the plaintext
 }
 
-// packBuilder writes sealed blobs for one pack into an unlinked temporary
-// file, so that a backup's memory does not grow with the pack size or with
-// the number of packs being uploaded at once.
+// packBuilder writes sealed blobs for one pack into a temporary file, so
+// that a backup's memory does not grow with the pack size or with the
+// number of packs being uploaded at once.
 type packBuilder struct {
-	f       *os.File
+	f *os.File
+	// fp, when not nil, made f, which is then handed over to it whole
+	// (a local store renames it into place); otherwise f is unlinked and
+	// its bytes are copied to the store.
+	fp      storage.FilePutter
 	blobs   BlobType // of every blob in the pack
 	size    int64
 	entries []PackEntry
 }
 
-// newPackBuilder starts a pack of blobs of one type in a temporary file in
-// dir (os.TempDir() when empty).
-func newPackBuilder(dir string, blobs BlobType) (*packBuilder, error) {
+// newPackBuilder starts a pack of blobs of one type in a file from fp, or
+// when fp is nil in a temporary file in dir (os.TempDir() when empty).
+func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBuilder, error) {
+	if fp != nil {
+		f, err := fp.CreateTemp()
+		if err != nil {
+			return nil, tempFileError("creating a pack file", "the repository", err, false)
+		}
+		return &packBuilder{f: f, fp: fp, blobs: blobs}, nil
+	}
 	f, err := os.CreateTemp(dir, "coffer-pack-*")
 	if err != nil {
-		return nil, tempFileError("creating a temporary pack file", dir, err)
+		return nil, tempFileError("creating a temporary pack file", dir, err, true)
 	}
 	// Unlinked at once: the system frees it however the process ends, and
 	// nothing else ever sees a half-written pack.
 	if err := os.Remove(f.Name()); err != nil {
 		f.Close()
-		return nil, tempFileError("creating a temporary pack file", dir, err)
+		return nil, tempFileError("creating a temporary pack file", dir, err, true)
 	}
 	return &packBuilder{f: f, blobs: blobs}, nil
 }
 
-// tempFileError explains a failure to write a temporary pack file, telling
-// the user how to pick another directory when this one is full.
-func tempFileError(op, dir string, err error) error {
+// tempFileError explains a failure to write a pack file, telling the user
+// how to make room when the file system is full: TMPDIR, when the file is
+// a temporary one there, or the store's own file system.
+func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%s in %s: %w", op, dir, err)
+	}
+	if inTMPDIR {
 		return fmt.Errorf("%s in %s: %w; set TMPDIR to a directory with more room", op, dir, ErrNoTempSpace)
 	}
-	return fmt.Errorf("%s in %s: %w", op, dir, err)
+	return fmt.Errorf("%s in %s: %w; free space on the repository's file system", op, dir, ErrNoTempSpace)
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
 	if _, err := p.f.Write(sealed); err != nil {
-		return tempFileError("writing a temporary pack file", filepath.Dir(p.f.Name()), err)
+		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
 	}
 	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(p.size),
 		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
@@ -101,7 +119,7 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 	end = binary.LittleEndian.AppendUint32(end, uint32(sealedLen))
 	end = append(end, packMagic[:]...)
 	if _, err := p.f.Write(end); err != nil {
-		return ID{}, tempFileError("writing a temporary pack file", filepath.Dir(p.f.Name()), err)
+		return ID{}, tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
 	}
 	p.size += int64(len(end))
 	// Hashed here, by the uploader, rather than while blobs are added under
@@ -116,8 +134,27 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 // contents returns a reader of the pack's bytes written so far.
 func (p *packBuilder) contents() *io.SectionReader { return io.NewSectionReader(p.f, 0, p.size) }
 
-// discard frees the temporary file.
-func (p *packBuilder) discard() { p.f.Close() }
+// store puts the finished pack in st under name, handing the file over
+// when it came from the store.
+func (p *packBuilder) store(ctx context.Context, st storage.Store, name string) error {
+	if p.fp != nil {
+		f := p.f
+		p.f = nil // taken, whatever PutFile returns
+		return p.fp.PutFile(ctx, storage.KindPack, name, f, p.size)
+	}
+	return st.Put(ctx, storage.KindPack, name, p.contents(), p.size)
+}
+
+// discard frees the file unless it was handed over.
+func (p *packBuilder) discard() {
+	if p.f == nil {
+		return
+	}
+	p.f.Close()
+	if p.fp != nil {
+		os.Remove(p.f.Name())
+	}
+}
 
 // paddingFor returns how many bytes to add to a pack of n bytes so that its
 // size is a multiple of 2^(floor(log2 n)-9), at least 4 KiB: the stored size

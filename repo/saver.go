@@ -204,7 +204,8 @@ func (s *BlobSaver) addToPack(t BlobType, id ID, sealed []byte, rawLen int) (ful
 		full, *cur = *cur, nil
 	}
 	if *cur == nil {
-		if *cur, err = newPackBuilder(s.r.tempDir, t); err != nil {
+		fp, _ := s.r.store.(storage.FilePutter)
+		if *cur, err = newPackBuilder(s.r.tempDir, fp, t); err != nil {
 			return full, err
 		}
 	}
@@ -250,11 +251,13 @@ func (s *BlobSaver) store(ctx context.Context, p *packBuilder) error {
 	if err != nil {
 		return err
 	}
-	if err := s.r.store.Put(ctx, storage.KindPack, id.String(), p.contents(), p.size); err != nil {
-		return fmt.Errorf("storing pack %s: %w", id.Short(), err)
-	}
 	if p.blobs == BlobTree {
+		// Cached before it is stored, while the file is still there; an
+		// entry for a pack whose store fails is never looked up.
 		s.r.trees.putPack(id, p.contents()) // the next backup compares against them
+	}
+	if err := p.store(ctx, s.r.store, id.String()); err != nil {
+		return fmt.Errorf("storing pack %s: %w", id.Short(), err)
 	}
 	s.mu.Lock()
 	s.written = append(s.written, PackInfo{ID: id, Size: p.size, Entries: p.entries})

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Kind is the class of an object in a store. Backends may place kinds in
@@ -128,6 +129,20 @@ type Describer interface {
 type Concurrency interface {
 	// Concurrency returns how many Puts of large objects to run at once.
 	Concurrency() int
+}
+
+// FilePutter is implemented by stores that keep objects as files on a
+// local file system. A caller that assembles an object in a file gets the
+// file from CreateTemp and hands it over with PutFile, which moves it into
+// place instead of copying its bytes.
+type FilePutter interface {
+	// CreateTemp returns a new, empty file on the store's file system.
+	CreateTemp() (*os.File, error)
+	// PutFile stores f, which CreateTemp returned and which holds exactly
+	// size bytes, as kind/name, with Put's guarantees. It takes f: when
+	// PutFile returns, f is closed and gone from its temporary path,
+	// whether it succeeded or not.
+	PutFile(ctx context.Context, kind Kind, name string, f *os.File, size int64) error
 }
 
 // ValidName reports whether name can be used as an object name: 1 to 128

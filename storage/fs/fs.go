@@ -246,15 +246,57 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	return nil
 }
 
-// writeAtomic writes exactly size bytes from r to path through a
-// temporary file in tmp/. It makes the parent of path if needed.
-func (s *Store) writeAtomic(ctx context.Context, path string, r io.Reader, size int64) (err error) {
-	// The temporary name carries the target's so that leftovers can be
-	// traced to what was being written.
-	f, err := os.CreateTemp(filepath.Join(s.dir, tmpName), filepath.Base(path)+"-*")
+// CreateTemp returns a new file in tmp/, for PutFile.
+func (s *Store) CreateTemp() (*os.File, error) {
+	return os.CreateTemp(filepath.Join(s.dir, tmpName), "put-*")
+}
+
+// PutFile renames f, from CreateTemp, into place as kind/name once it is
+// synced, with Put's guarantees and without copying its bytes.
+func (s *Store) PutFile(ctx context.Context, kind storage.Kind, name string, f *os.File, size int64) (err error) {
+	if filepath.Dir(f.Name()) != filepath.Join(s.dir, tmpName) {
+		f.Close() // not ours to remove
+		return fmt.Errorf("put %s %s: file %s was not made by this store's CreateTemp", kind, name, f.Name())
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+		if err != nil {
+			err = fmt.Errorf("put %s %s: %w", kind, name, err)
+		}
+	}()
+	if err := storage.CheckArgs(kind, name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
+	if fi.Size() != size {
+		return fmt.Errorf("file holds %d bytes, not the declared %d", fi.Size(), size)
+	}
+	path := s.objectPath(kind, name)
+	if kind != storage.KindLock {
+		if fi, err := os.Stat(path); err == nil {
+			if fi.Size() != size {
+				return fmt.Errorf("stored with %d bytes, not %d: %w", fi.Size(), size, storage.ErrExists)
+			}
+			return nil
+		}
+	}
+	committed = true
+	return s.commit(f, path)
+}
+
+// commit syncs and closes f, a file in tmp/, and renames it to path,
+// making the parent of path if needed. On failure f is removed.
+func (s *Store) commit(f *os.File, path string) (err error) {
 	tmp := f.Name()
 	closed := false
 	defer func() {
@@ -265,9 +307,6 @@ func (s *Store) writeAtomic(ctx context.Context, path string, r io.Reader, size 
 			os.Remove(tmp)
 		}
 	}()
-	if err := streamio.CopyExact(ctx, f, r, size); err != nil {
-		return err
-	}
 	if err := f.Sync(); err != nil {
 		return err
 	}
@@ -285,6 +324,23 @@ func (s *Store) writeAtomic(ctx context.Context, path string, r io.Reader, size 
 	// Without this the rename may be lost in a crash even though Put
 	// reported success.
 	return syncDir(parent)
+}
+
+// writeAtomic writes exactly size bytes from r to path through a
+// temporary file in tmp/. It makes the parent of path if needed.
+func (s *Store) writeAtomic(ctx context.Context, path string, r io.Reader, size int64) error {
+	// The temporary name carries the target's so that leftovers can be
+	// traced to what was being written.
+	f, err := os.CreateTemp(filepath.Join(s.dir, tmpName), filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	if err := streamio.CopyExact(ctx, f, r, size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	return s.commit(f, path)
 }
 
 // ensureDir makes dir if it is missing, and its parents, which only

@@ -67,6 +67,12 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"CancelledContext", s.testCancelledContext},
 		{"CancelMidway", s.testCancelMidway},
 	}
+	if _, ok := s.fresh(t).(storage.FilePutter); ok {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T)
+		}{"PutFile", s.testPutFile})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.fn)
 	}
@@ -638,6 +644,72 @@ func (s suite) testReaderMidFile(t *testing.T) {
 	}
 	if got := get(t, st, storage.KindIndex, name, nil); !bytes.Equal(got, want) {
 		t.Fatalf("Get after Put from a file read partway returned %d bytes, not the %d after the offset", len(got), len(want))
+	}
+}
+
+// testPutFile checks the FilePutter of stores that have one: a file
+// handed over is stored whole and leaves its temporary path; a wrong size
+// or a file from elsewhere is refused, stores nothing and still leaves
+// nothing behind.
+func (s suite) testPutFile(t *testing.T) {
+	st := s.created(t)
+	fp := st.(storage.FilePutter)
+	temp := func(data []byte) *os.File {
+		t.Helper()
+		f, err := fp.CreateTemp()
+		if err != nil {
+			t.Fatalf("CreateTemp: %v", err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	gone := func(f *os.File) {
+		t.Helper()
+		if _, err := os.Stat(f.Name()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("temporary file %s still there after PutFile: %v", f.Name(), err)
+		}
+	}
+	data := randomData(300_000)
+	name := nameOf(storage.KindPack, data)
+	f := temp(data)
+	if err := fp.PutFile(t.Context(), storage.KindPack, name, f, int64(len(data))); err != nil {
+		t.Fatalf("PutFile: %v", err)
+	}
+	gone(f)
+	if got := get(t, st, storage.KindPack, name, nil); !bytes.Equal(got, data) {
+		t.Fatalf("Get after PutFile returned %d bytes, not the %d put", len(got), len(data))
+	}
+	// The same object again succeeds and still takes the file.
+	f = temp(data)
+	if err := fp.PutFile(t.Context(), storage.KindPack, name, f, int64(len(data))); err != nil {
+		t.Errorf("PutFile of an object already stored: %v", err)
+	}
+	gone(f)
+
+	other := randomData(1000)
+	otherName := nameOf(storage.KindPack, other)
+	f = temp(other)
+	if err := fp.PutFile(t.Context(), storage.KindPack, otherName, f, 999); err == nil {
+		t.Error("PutFile with a wrong size succeeded")
+	}
+	gone(f)
+	checkAbsent(t, st, storage.KindPack, otherName)
+
+	foreign, err := os.CreateTemp(t.TempDir(), "foreign-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := foreign.Write(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.PutFile(t.Context(), storage.KindPack, otherName, foreign, int64(len(other))); err == nil {
+		t.Error("PutFile of a file CreateTemp did not make succeeded")
+	}
+	checkAbsent(t, st, storage.KindPack, otherName)
+	if _, err := os.Stat(foreign.Name()); err != nil {
+		t.Errorf("PutFile removed a file CreateTemp did not make: %v", err)
 	}
 }
 
