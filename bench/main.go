@@ -34,6 +34,13 @@ type options struct {
 }
 
 func main() {
+	if os.Getenv(runnerEnv) == "1" {
+		if err := serveRunner(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench runner:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	var datasets, tools string
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down datasets and one run: a smoke test that the harness works")
@@ -88,6 +95,12 @@ func logf(format string, args ...any) {
 // bench runs everything o asks for and writes the report.
 func bench(o options) (err error) {
 	start := time.Now()
+	// First, while the harness is small: see runner.
+	rn, err := startRunner()
+	if err != nil {
+		return err
+	}
+	defer rn.close()
 	for _, d := range o.datasets {
 		if !slices.Contains(datasetNames, d) {
 			return fmt.Errorf("unknown dataset %q (known: %s)", d, strings.Join(datasetNames, ", "))
@@ -171,7 +184,7 @@ func bench(o options) (err error) {
 		if restoreDir == "" {
 			restoreDir = filepath.Join(work, "restore")
 		}
-		res, err := runDataset(ds, tools, reg, o.runs, filepath.Join(work, "runs", name), restoreDir)
+		res, err := runDataset(rn, ds, tools, reg, o.runs, filepath.Join(work, "runs", name), restoreDir)
 		if err != nil {
 			return err
 		}
@@ -193,7 +206,7 @@ func bench(o options) (err error) {
 // runDataset runs every scenario o.runs times for each tool on ds. Within
 // a run, each scenario is run by every tool before the next scenario, and
 // the order of the tools rotates from run to run.
-func runDataset(ds *Dataset, tools []*Tool, reg *registry, runs int, dir, restoreDir string) (*Result, error) {
+func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int, dir, restoreDir string) (*Result, error) {
 	res := &Result{Dataset: ds, Samples: map[string]map[string][]Sample{}}
 	for _, t := range tools {
 		res.Samples[t.Name] = map[string][]Sample{}
@@ -217,7 +230,7 @@ func runDataset(ds *Dataset, tools []*Tool, reg *registry, runs int, dir, restor
 				}
 			}
 			for _, t := range order {
-				s, err := measure(t, inst[t.Name], reg, sc, ds, restoreDir)
+				s, err := measure(rn, t, inst[t.Name], reg, sc, ds, restoreDir)
 				if err != nil {
 					return nil, fmt.Errorf("dataset %s, run %d, %s, %s: %w", ds.Name, r+1, t.Name, sc, err)
 				}
@@ -238,7 +251,7 @@ func runDataset(ds *Dataset, tools []*Tool, reg *registry, runs int, dir, restor
 
 // measure runs one scenario of one tool, with an empty restore directory,
 // and adds the store's size and, for coffer-oci, the registry's CPU time.
-func measure(t *Tool, in *Instance, reg *registry, sc string, ds *Dataset, restoreDir string) (Sample, error) {
+func measure(rn *runner, t *Tool, in *Instance, reg *registry, sc string, ds *Dataset, restoreDir string) (Sample, error) {
 	if err := os.RemoveAll(restoreDir); err != nil {
 		return Sample{}, fmt.Errorf("emptying the restore directory: %w", err)
 	}
@@ -253,7 +266,7 @@ func measure(t *Tool, in *Instance, reg *registry, sc string, ds *Dataset, resto
 	if t.Name == "coffer-oci" {
 		regCPU = reg.cpu()
 	}
-	s, err := run(c)
+	s, err := rn.run(c)
 	if err != nil {
 		return s, err
 	}

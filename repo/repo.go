@@ -61,7 +61,9 @@ type OpenOptions struct {
 	// CacheDir/<repository id>/. Without it every open reads all indexes.
 	CacheDir string
 	// TempDir holds packs while they are written and uploaded, one per
-	// uploader plus the one being filled; os.TempDir() when empty.
+	// uploader plus the two being filled (data and trees), for stores that
+	// do not make pack files themselves (storage.FilePutter);
+	// os.TempDir() when empty.
 	TempDir string
 }
 
