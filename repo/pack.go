@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -48,6 +49,9 @@ type PackEntry struct {
 // number of packs being uploaded at once.
 type packBuilder struct {
 	f *os.File
+	// w buffers writes to f: a pack of small files' blobs would otherwise
+	// cost a write system call per blob, under the saver's lock.
+	w *bufio.Writer
 	// fp, when not nil, made f, which is then handed over to it whole
 	// (a local store renames it into place); otherwise f is unlinked and
 	// its bytes are copied to the store.
@@ -65,7 +69,7 @@ func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBui
 		if err != nil {
 			return nil, tempFileError("creating a pack file", "the repository", err, false)
 		}
-		return &packBuilder{f: f, fp: fp, blobs: blobs}, nil
+		return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), fp: fp, blobs: blobs}, nil
 	}
 	f, err := os.CreateTemp(dir, "coffer-pack-*")
 	if err != nil {
@@ -77,8 +81,12 @@ func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBui
 		f.Close()
 		return nil, tempFileError("creating a temporary pack file", dir, err, true)
 	}
-	return &packBuilder{f: f, blobs: blobs}, nil
+	return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), blobs: blobs}, nil
 }
+
+// packWriteBuffer is how much of a pack is gathered before it is written
+// to its file.
+const packWriteBuffer = 1 << 20
 
 // tempFileError explains a failure to write a pack file, telling the user
 // how to make room when the file system is full: TMPDIR, when the file is
@@ -97,7 +105,7 @@ func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
-	if _, err := p.f.Write(sealed); err != nil {
+	if _, err := p.w.Write(sealed); err != nil {
 		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
 	}
 	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(p.size),
@@ -118,7 +126,11 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 	end = c.seal(end, trailer, objectAD("pack trailer", packVersion))
 	end = binary.LittleEndian.AppendUint32(end, uint32(sealedLen))
 	end = append(end, packMagic[:]...)
-	if _, err := p.f.Write(end); err != nil {
+	_, err := p.w.Write(end)
+	if err == nil {
+		err = p.w.Flush()
+	}
+	if err != nil {
 		return ID{}, tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
 	}
 	p.size += int64(len(end))
