@@ -56,9 +56,29 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 	}
 	res.Packs, res.UnindexedPacks = len(listing.Stored), len(listing.Unindexed)
 
+	// Walking the trees (one goroutine decoding JSON) and reading packs
+	// (one worker per CPU) are independent, so they run at once.
+	g, gctx := errgroup.WithContext(ctx)
+	if opt.ReadData {
+		g.Go(func() error { return readPacks(gctx, r, listing, opt, report, &mu, &res) })
+	}
+	g.Go(func() error {
+		snapshots, trees, blobs, err := checkSnapshots(gctx, r, report)
+		mu.Lock()
+		res.Snapshots, res.Trees, res.DataBlobs = snapshots, trees, blobs
+		mu.Unlock()
+		return err
+	})
+	err = g.Wait()
+	return res, err
+}
+
+// checkSnapshots loads every snapshot and checks its trees, each tree
+// once, and returns how many snapshots, trees and data blobs it saw.
+func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error)) (snapshots, trees, blobs int, err error) {
 	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 	if err != nil {
-		return res, err
+		return 0, 0, 0, err
 	}
 	seenTrees := map[repo.ID]bool{}
 	seenBlobs := map[repo.ID]bool{}
@@ -68,16 +88,16 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 			report(err)
 			continue
 		}
-		res.Snapshots++
+		snapshots++
 		if err := checkTree(ctx, r, sn.Tree, "snapshot "+sn.ID.Short()+" /", seenTrees, seenBlobs, report); err != nil {
-			return res, err
+			return snapshots, len(seenTrees), len(seenBlobs), err
 		}
 	}
-	res.Trees, res.DataBlobs = len(seenTrees), len(seenBlobs)
+	return snapshots, len(seenTrees), len(seenBlobs), nil
+}
 
-	if !opt.ReadData {
-		return res, nil
-	}
+// readPacks downloads and verifies the packs opt selects.
+func readPacks(ctx context.Context, r *repo.Repository, listing repo.PackListing, opt CheckOptions, report func(error), mu *sync.Mutex, res *CheckResult) error {
 	packs := make([]repo.ID, 0, len(listing.Stored))
 	for id := range listing.Stored {
 		packs = append(packs, id)
@@ -118,8 +138,7 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 			return nil
 		})
 	}
-	err = g.Wait()
-	return res, err
+	return g.Wait()
 }
 
 // checkTree verifies a tree and everything below it once.
