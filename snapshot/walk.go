@@ -72,10 +72,28 @@ func findNode(nodes []*Node, name string) *Node {
 // in name order, with each node's path joined to dir. If fn returns
 // fs.SkipDir for a directory, its contents are not visited.
 func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p string, n *Node) error) error {
-	nodes, err := LoadTree(ctx, r, tree)
+	// Subdirectories' trees are loaded and decoded on other goroutines
+	// while fn handles the entries before them.
+	trees := newPrefetcher(ctx, func(ctx context.Context, id repo.ID) ([]*Node, error) {
+		return LoadTree(ctx, r, id)
+	})
+	defer trees.close()
+	return walk(ctx, trees, dir, tree, fn)
+}
+
+func walk(ctx context.Context, trees *prefetcher[[]*Node], dir string, tree repo.ID, fn func(p string, n *Node) error) error {
+	nodes, err := trees.take(ctx, tree)
 	if err != nil {
 		return err
 	}
+	var subtrees []repo.ID
+	for _, n := range nodes {
+		if n.Type == TypeDir {
+			subtrees = append(subtrees, n.Subtree)
+		}
+	}
+	trees.queue(subtrees)
+	defer trees.forget(subtrees) // those fn skipped
 	for _, n := range nodes {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -89,7 +107,7 @@ func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p
 			return err
 		}
 		if n.Type == TypeDir {
-			if err := Walk(ctx, r, p, n.Subtree, fn); err != nil {
+			if err := walk(ctx, trees, p, n.Subtree, fn); err != nil {
 				return err
 			}
 		}
