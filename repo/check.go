@@ -76,8 +76,8 @@ func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem fu
 	h := sha256.New()
 	// One byte past the listed size is read to notice a longer pack, which
 	// then fails its digest check, as a shorter one does.
-	counted := &countingReader{r: io.TeeReader(io.LimitReader(rc, size+1), h)}
-	body := bufio.NewReaderSize(counted, 1<<20)
+	limited := &io.LimitedReader{R: rc, N: size + 1}
+	body := bufio.NewReaderSize(io.TeeReader(limited, h), 1<<20)
 	var blobProblems []error
 	var sealed, scratch []byte
 	var pos int64
@@ -97,7 +97,7 @@ func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem fu
 	switch {
 	case ID(h.Sum(nil)) != id:
 		// Every other finding would follow from this one.
-		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (%d bytes read)", counted.n))
+		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (%d bytes read)", size+1-limited.N))
 	case trailerErr != nil:
 		problem(trailerErr)
 	default:
@@ -125,16 +125,4 @@ func (r *Repository) checkPackedBlob(pack ID, e PackEntry, sealed []byte, scratc
 		return &IntegrityError{Kind: "blob", Name: e.ID.String(), Pack: pack.String(), Err: fmt.Errorf("the index and the pack trailer disagree on its place")}
 	}
 	return nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
