@@ -42,6 +42,7 @@ const maxIndexEntries = 500_000
 // methods are safe for concurrent use.
 type BlobSaver struct {
 	r       *Repository
+	fp      storage.FilePutter // the store, when it makes pack files itself
 	uploads chan *packBuilder
 
 	mu sync.Mutex
@@ -74,6 +75,7 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 		uploads:   make(chan *packBuilder),
 		unindexed: make(map[ID]struct{}),
 	}
+	s.fp, _ = r.store.(storage.FilePutter)
 	if err := s.adoptUnindexedPacks(ctx); err != nil {
 		return s.stats, err
 	}
@@ -204,8 +206,7 @@ func (s *BlobSaver) addToPack(t BlobType, id ID, sealed []byte, rawLen int) (ful
 		full, *cur = *cur, nil
 	}
 	if *cur == nil {
-		fp, _ := s.r.store.(storage.FilePutter)
-		if *cur, err = newPackBuilder(s.r.tempDir, fp, t); err != nil {
+		if *cur, err = newPackBuilder(s.r.tempDir, s.fp, t); err != nil {
 			return full, err
 		}
 	}

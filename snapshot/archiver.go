@@ -711,59 +711,57 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 		if reg.Off > pos {
 			job.addExtent(Extent{Hole: true, Size: reg.Off - pos})
 		}
+		var read int64
 		if reg.Len <= int64(a.chunk.MinSize) {
 			// FastCDC never cuts a region this short: it is one chunk,
 			// read without a chunker.
-			read, err := a.readWhole(ctx, job, f, reg)
-			if err != nil {
-				if ctx.Err() == nil {
-					a.warn(job.path, n, err)
-				}
-				return
-			}
-			a.bytesRead.Add(read)
-			a.prog.Processed(0, read)
-			pos = reg.Off + read
-			continue
-		}
-		if ch == nil {
-			if ch, err = a.takeChunker(ctx); err != nil {
-				a.fail(err)
-				return
-			}
-		}
-		counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
-		ch.Reset(counted)
-		for {
-			chunk, err := ch.Next()
-			if err != nil && err != io.EOF {
-				// Chunks already handed on still write into job.content,
-				// so it is dropped only when the file completes.
-				a.warn(job.path, n, err)
-				return
-			}
-			if len(chunk) > 0 {
-				b := a.getBuf(len(chunk))
-				copy(*b, chunk)
-				idx := job.addExtent(Extent{Size: int64(len(chunk))})
-				job.remaining.Add(1)
-				select {
-				case a.blobCh <- blobJob{file: job, idx: idx, buf: b, n: len(chunk)}:
-				case <-ctx.Done():
-					job.remaining.Add(-1)
+			read, err = a.readWhole(ctx, job, f, reg)
+		} else {
+			if ch == nil {
+				if ch, err = a.takeChunker(ctx); err != nil {
+					a.fail(err)
 					return
 				}
 			}
-			if err == io.EOF {
-				break
-			}
+			read, err = a.chunkRegion(ctx, ch, job, f, reg)
 		}
-		a.bytesRead.Add(counted.n)
-		a.prog.Processed(0, counted.n)
-		pos = reg.Off + counted.n
+		if err != nil {
+			// Chunks already handed on still write into job.content, so
+			// it is dropped only when the file completes.
+			if ctx.Err() == nil {
+				a.warn(job.path, n, err)
+			}
+			return
+		}
+		a.bytesRead.Add(read)
+		a.prog.Processed(0, read)
+		pos = reg.Off + read
 	}
 	if pos < n.Size {
 		job.addExtent(Extent{Hole: true, Size: n.Size - pos})
+	}
+}
+
+// chunkRegion cuts a data region into chunks and hands them on, and
+// returns how many bytes it read.
+func (a *archiver) chunkRegion(ctx context.Context, ch *chunkers.Chunker, job *fileJob, f *os.File, reg region) (int64, error) {
+	counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
+	ch.Reset(counted)
+	for {
+		chunk, err := ch.Next()
+		if err != nil && err != io.EOF {
+			return counted.n, err
+		}
+		if len(chunk) > 0 {
+			b := a.getBuf(len(chunk))
+			copy(*b, chunk)
+			if err := a.sendChunk(ctx, job, b, len(chunk)); err != nil {
+				return counted.n, err
+			}
+		}
+		if err == io.EOF {
+			return counted.n, nil
+		}
 	}
 }
 
@@ -780,15 +778,21 @@ func (a *archiver) readWhole(ctx context.Context, job *fileJob, f *os.File, reg 
 		a.bufs.Put(b)
 		return 0, nil
 	}
+	return int64(n), a.sendChunk(ctx, job, b, n)
+}
+
+// sendChunk records the next extent of job and hands its bytes, (*b)[:n],
+// to the blob workers.
+func (a *archiver) sendChunk(ctx context.Context, job *fileJob, b *[]byte, n int) error {
 	idx := job.addExtent(Extent{Size: int64(n)})
 	job.remaining.Add(1)
 	select {
 	case a.blobCh <- blobJob{file: job, idx: idx, buf: b, n: n}:
+		return nil
 	case <-ctx.Done():
 		job.remaining.Add(-1)
-		return int64(n), ctx.Err()
+		return ctx.Err()
 	}
-	return int64(n), nil
 }
 
 func (f *fileJob) addExtent(e Extent) int {
