@@ -156,8 +156,11 @@ func TestBrowser(t *testing.T) {
 		if err := follow(ctx, `table.browse a[href$="/code/hello.go"]`); err != nil {
 			return err
 		}
-		if err := visible(ctx, ".preview .chroma"); err != nil {
+		if err := visible(ctx, ".preview code.hljs .hljs-keyword"); err != nil {
 			return err
+		}
+		if lang := text(ctx, "h2 .lang"); lang != "(Go)" {
+			t.Errorf("preview language %q, want (Go)", lang)
 		}
 		if txt := text(ctx, ".preview"); !strings.Contains(txt, `fmt.Println("and goodbye")`) {
 			t.Errorf("text preview: %.300s", txt)

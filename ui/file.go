@@ -6,24 +6,18 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"mime"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
-
-	"github.com/alecthomas/chroma/v2"
-	chromahtml "github.com/alecthomas/chroma/v2/formatters/html"
-	"github.com/alecthomas/chroma/v2/lexers"
 
 	"github.com/cofferhq/coffer/snapshot"
 )
 
 const (
-	textPreviewMax = 1 << 20  // bytes of a text file highlighted
+	textPreviewMax = 1 << 20  // bytes of a text file shown
 	hexPreviewMax  = 64 << 10 // bytes of a binary file shown in hex
 )
 
@@ -32,8 +26,8 @@ type fileData struct {
 	Node      *snapshot.Node
 	Path      string
 	Kind      string // text, image, pdf, binary, empty, other
-	Language  string
-	Code      template.HTML // highlighted by chroma, which escapes the text
+	Text      string // the text shown, highlighted in the browser by highlight.js
+	Lines     string // its line numbers, one per line
 	Hex       string
 	Truncated bool
 	RawURL    string
@@ -66,17 +60,15 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		switch d.Kind {
 		case "text":
 			d.Truncated = !full
-			d.Language, d.Code, err = highlight(n.Name, trimPartialRune(head))
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
+			d.Text = string(trimPartialRune(head))
+			d.Lines = lineNumbers(d.Text)
 		case "binary":
 			d.Truncated = len(head) > hexPreviewMax || !full
 			d.Hex = hexDump(head[:min(len(head), hexPreviewMax)])
 		}
 	}
-	s.render(w, r, "file.html", &page{Title: abs + " in " + sn.ID.Short(), Nav: "snapshots", Crumb: crumbs(sn.ID, abs)}, d)
+	s.render(w, r, "file.html", &page{Title: abs + " in " + sn.ID.Short(), Nav: "snapshots", Crumb: crumbs(sn.ID, abs),
+		Highlight: d.Kind == "text"}, d)
 }
 
 // errEnough stops snapshot.Cat once a prefix has been read.
@@ -145,51 +137,19 @@ func trimPartialRune(b []byte) []byte {
 	return b
 }
 
-// chromaStyle is the highlighter's colour scheme: chroma's "github",
-// copied from chroma's styles directory. Importing chroma's styles package
-// instead would parse all of its 70 styles when any coffer command starts
-// (16 ms and 2 MB here), not only when the UI shows a file.
-var chromaStyle = sync.OnceValue(func() *chroma.Style {
-	s, err := chroma.NewXMLStyle(bytes.NewReader(chromaStyleXML))
-	if err != nil {
-		panic(err) // embedded at build time, and parsed by TestFilePage
+// lineNumbers returns "1\n2\n…" with one number per line of text, for
+// the column beside a text preview.
+func lineNumbers(text string) string {
+	n := strings.Count(text, "\n")
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		n++
 	}
-	return s
-})
-
-//go:embed chroma/github.xml
-var chromaStyleXML []byte
-
-var chromaFormatter = chromahtml.New(chromahtml.WithClasses(true), chromahtml.WithLineNumbers(true),
-	chromahtml.LineNumbersInTable(true), chromahtml.TabWidth(4))
-
-func chromaCSS() ([]byte, error) {
-	var b bytes.Buffer
-	if err := chromaFormatter.WriteCSS(&b, chromaStyle()); err != nil {
-		return nil, err
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte('\n')
 	}
-	return b.Bytes(), nil
-}
-
-// highlight renders text as HTML with chroma, which escapes every token.
-func highlight(name string, text []byte) (string, template.HTML, error) {
-	lexer := lexers.Match(name)
-	if lexer == nil {
-		lexer = lexers.Analyse(string(text))
-	}
-	if lexer == nil {
-		lexer = lexers.Fallback
-	}
-	lexer = chroma.Coalesce(lexer)
-	it, err := lexer.Tokenise(nil, string(text))
-	if err != nil {
-		return "", "", err
-	}
-	var b bytes.Buffer
-	if err := chromaFormatter.Format(&b, chromaStyle(), it); err != nil {
-		return "", "", err
-	}
-	return lexer.Config().Name, template.HTML(b.String()), nil
+	return b.String()
 }
 
 func hexDump(b []byte) string {

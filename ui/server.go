@@ -45,7 +45,6 @@ type Server struct {
 	mux     *http.ServeMux
 	pages   map[string]*template.Template
 	static  http.Handler
-	chroma  []byte // the stylesheet of the syntax highlighter
 	cache   *cache
 	descOne sync.Once
 	desc    map[string]string
@@ -67,11 +66,6 @@ func New(r *repo.Repository, opts Options) (*Server, error) {
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
-	css, err := chromaCSS()
-	if err != nil {
-		return nil, err
-	}
-	s.chroma = css
 	sub, err := fs.Sub(assets, "static")
 	if err != nil {
 		return nil, err
@@ -100,7 +94,6 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /diff", s.handleDiff)
 	m.HandleFunc("GET /diff/file", s.handleDiffFile)
 	m.HandleFunc("GET /search", s.handleSearch)
-	m.HandleFunc("GET /static/chroma.css", s.handleChromaCSS)
 	m.Handle("GET /static/", s.static)
 	s.mux = m
 }
@@ -205,11 +198,6 @@ func (s *Server) logf(format string, args ...any) {
 	if s.opts.ErrorLog != nil {
 		s.opts.ErrorLog.Printf(format, args...)
 	}
-}
-
-func (s *Server) handleChromaCSS(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Write(s.chroma)
 }
 
 func (s *Server) describe(ctx context.Context) map[string]string {

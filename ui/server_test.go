@@ -345,12 +345,16 @@ func TestFilePreviews(t *testing.T) {
 	raw := func(rel string) string { return "/s/" + f.s2.ID.String() + "/raw" + f.srcPath(rel) }
 
 	body := getOK(t, s, file("code/hello.go"))
-	for _, want := range []string{`class="chroma"`, "(Go)", "&lt;world&gt; &amp; friends", "size", "mode", "-rw-r--r--"} {
+	for _, want := range []string{`<code data-name="hello.go">`, "&lt;world&gt; &amp; friends", "<pre>1\n2\n3\n",
+		`<script src="/static/highlight.min.js" defer>`, "size", "mode", "-rw-r--r--"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("hello.go page lacks %q", want)
 		}
 	}
 	body = getOK(t, s, file("media/pixel.png"))
+	if strings.Contains(body, "highlight.min.js") {
+		t.Errorf("pixel.png page loads the highlighter")
+	}
 	if !strings.Contains(body, `<img src="`+raw("media/pixel.png")+`"`) {
 		t.Errorf("pixel.png page has no <img> of the raw endpoint")
 	}
@@ -553,7 +557,8 @@ func TestSearch(t *testing.T) {
 
 func TestStaticAssets(t *testing.T) {
 	s, _ := newTestServer(t)
-	for target, ct := range map[string]string{"/static/style.css": "text/css", "/static/app.js": "text/javascript", "/static/chroma.css": "text/css"} {
+	for target, ct := range map[string]string{"/static/style.css": "text/css", "/static/app.js": "text/javascript",
+		"/static/highlight.min.js": "text/javascript", "/static/highlight.css": "text/css"} {
 		resp := get(t, s, target)
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ct) {
 			t.Errorf("%s: %d %q", target, resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -561,5 +566,19 @@ func TestStaticAssets(t *testing.T) {
 	}
 	if resp := get(t, s, "/static/nope.js"); resp.StatusCode != 404 {
 		t.Errorf("missing asset: %d", resp.StatusCode)
+	}
+}
+
+func TestLineNumbers(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{"", ""},
+		{"a", "1\n"},
+		{"a\n", "1\n"},
+		{"a\nb", "1\n2\n"},
+		{"\n\n", "1\n2\n"},
+	} {
+		if got := lineNumbers(c.text); got != c.want {
+			t.Errorf("lineNumbers(%q) = %q, want %q", c.text, got, c.want)
+		}
 	}
 }
