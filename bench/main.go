@@ -31,6 +31,7 @@ type options struct {
 	work     string
 	restore  string
 	seed     uint64
+	keep     bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.work, "work", "", "scratch directory for datasets and repositories (default: a temporary directory, removed at the end)")
 	flag.StringVar(&o.restore, "restore-dir", defaultRestoreDir(), "directory restores write into, emptied before each one (default: on the /dev/shm tmpfs when there is one, else under -work)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated datasets")
+	flag.BoolVar(&o.keep, "keep", false, "keep the datasets and the last run's repositories in -work, to profile a tool on them")
 	flag.Parse()
 	o.datasets = splitList(datasets)
 	o.tools = splitList(tools)
@@ -115,6 +117,9 @@ func bench(o options) (err error) {
 	}
 	if o.runs < 1 {
 		return fmt.Errorf("-runs must be at least 1")
+	}
+	if o.keep && o.work == "" {
+		return fmt.Errorf("-keep needs -work: the default scratch directory is removed at the end")
 	}
 	work := o.work
 	if work == "" {
@@ -184,11 +189,14 @@ func bench(o options) (err error) {
 		if restoreDir == "" {
 			restoreDir = filepath.Join(work, "restore")
 		}
-		res, err := runDataset(rn, ds, tools, reg, o.runs, filepath.Join(work, "runs", name), restoreDir)
+		res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
 		if err != nil {
 			return err
 		}
 		rep.Results = append(rep.Results, res)
+		if o.keep {
+			continue
+		}
 		if err := os.RemoveAll(ds.Dir); err != nil {
 			return fmt.Errorf("removing dataset %s: %w", name, err)
 		}
@@ -206,7 +214,7 @@ func bench(o options) (err error) {
 // runDataset runs every scenario o.runs times for each tool on ds. Within
 // a run, each scenario is run by every tool before the next scenario, and
 // the order of the tools rotates from run to run.
-func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int, dir, restoreDir string) (*Result, error) {
+func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int, keep bool, dir, restoreDir string) (*Result, error) {
 	res := &Result{Dataset: ds, Samples: map[string]map[string][]Sample{}}
 	for _, t := range tools {
 		res.Samples[t.Name] = map[string][]Sample{}
@@ -241,6 +249,9 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 		}
 		if err := undo(changes); err != nil {
 			return nil, err
+		}
+		if keep && r == runs-1 {
+			break
 		}
 		if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("run%d", r))); err != nil {
 			return nil, fmt.Errorf("removing the repositories of run %d: %w", r+1, err)

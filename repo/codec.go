@@ -49,9 +49,15 @@ func newCodec(k *masterKeys) (*codec, error) {
 		return nil, err
 	}
 	// EncodeAll/DecodeAll are safe for concurrent use; concurrency bounds
-	// how many run at once, so it must match the pipeline's workers.
+	// how many run at once, so it must match the pipeline's workers. Each
+	// encoder keeps a history buffer of twice the 8 MiB window unless asked
+	// for less; one chunk per EncodeAll never needs more than the window,
+	// so the lower setting saves 8 MiB per encoder (first backup of the
+	// mixed benchmark: peak RSS 157-165 -> 145-154 MiB) at no measured cost
+	// (SealBlob/text, alternated runs).
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
+		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, err
 	}
