@@ -61,6 +61,12 @@ type RestoreSummary struct {
 type restoreItem struct {
 	path string
 	node *Node
+	// deferred: a regular file that its first write creates and whose
+	// last write is followed by its metadata, so that creating files and
+	// setting their metadata run on every worker of the data phase rather
+	// than in serial passes around it (it also saves an open and a close
+	// per file).
+	deferred bool
 }
 
 // restorer holds the plan of one restore.
@@ -114,7 +120,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 // plan lists everything to create.
 func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 	if node.Type != TypeDir {
-		rs.dirs = append(rs.dirs, restoreItem{target, nil})
+		rs.dirs = append(rs.dirs, restoreItem{path: target})
 		rs.add(filepath.Join(target, node.Name), node)
 		return nil
 	}
@@ -122,7 +128,7 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 	if node.Name == "/" { // the synthetic root has no metadata of its own
 		root = nil
 	}
-	rs.dirs = append(rs.dirs, restoreItem{target, root})
+	rs.dirs = append(rs.dirs, restoreItem{path: target, node: root})
 	return Walk(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
 		rs.add(p, n)
 		return nil
@@ -131,11 +137,11 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 
 func (rs *restorer) add(p string, n *Node) {
 	if n.Type == TypeDir {
-		rs.dirs = append(rs.dirs, restoreItem{p, n})
+		rs.dirs = append(rs.dirs, restoreItem{path: p, node: n})
 		rs.sum.Dirs++
 		return
 	}
-	rs.others = append(rs.others, restoreItem{p, n})
+	rs.others = append(rs.others, restoreItem{path: p, node: n})
 	if n.Type == TypeFile {
 		rs.sum.Files++
 		rs.sum.Bytes += n.Size
@@ -144,12 +150,33 @@ func (rs *restorer) add(p string, n *Node) {
 	}
 }
 
-// checkConflicts refuses to touch existing files unless asked to.
+// checkConflicts refuses to touch existing files unless asked to. Below
+// a directory that does not exist nothing can be in the way, so a restore
+// into a new directory looks at the target and nothing else.
 func (rs *restorer) checkConflicts() error {
 	var conflicts []string
+	absent := map[string]bool{} // directories known not to exist
+	exists := func(p string) (fs.FileInfo, bool) {
+		if absent[filepath.Dir(p)] {
+			return nil, false
+		}
+		fi, err := os.Lstat(p)
+		return fi, err == nil
+	}
+	// rs.dirs[0] is the target itself, which may be a symlink the user chose.
+	for i, it := range rs.dirs {
+		fi, ok := exists(it.path)
+		switch {
+		case !ok:
+			absent[it.path] = true
+		case i > 0 && !fi.IsDir():
+			conflicts = append(conflicts, it.path)
+			absent[it.path] = true // a file: nothing below it exists
+		}
+	}
 	for _, it := range rs.others {
-		fi, err := os.Lstat(it.path)
-		if err != nil {
+		fi, ok := exists(it.path)
+		if !ok {
 			continue
 		}
 		conflicts = append(conflicts, it.path)
@@ -160,12 +187,6 @@ func (rs *restorer) checkConflicts() error {
 				return fmt.Errorf("%s is a non-empty directory where the snapshot has a %s: %w: move it away first",
 					it.path, it.node.Type, ErrTargetExists)
 			}
-		}
-	}
-	// rs.dirs[0] is the target itself, which may be a symlink the user chose.
-	for _, it := range rs.dirs[1:] {
-		if fi, err := os.Lstat(it.path); err == nil && !fi.IsDir() {
-			conflicts = append(conflicts, it.path)
 		}
 	}
 	if len(conflicts) == 0 || rs.opt.Overwrite {
@@ -207,9 +228,17 @@ func (rs *restorer) createEntries() error {
 		}
 	}
 	// Sequential on purpose: creating files in parallel measured no faster
-	// (the filesystem serialises them) and spent more system time.
+	// (the filesystem serialises them) and spent more system time. Regular
+	// files with data are created by the data phase instead.
 	for i := range rs.others {
-		if err := rs.createEntry(&rs.others[i]); err != nil {
+		it := &rs.others[i]
+		if it.deferred = deferrable(it.node); it.deferred {
+			if err := rs.removeExisting(it.path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := rs.createEntry(it); err != nil {
 			return err
 		}
 	}
@@ -224,13 +253,8 @@ func (rs *restorer) createEntries() error {
 // or a link, gets a nil node (no data, no metadata of its own).
 func (rs *restorer) createEntry(it *restoreItem) error {
 	n := it.node
-	if rs.opt.Overwrite {
-		// checkConflicts made sure a directory here is empty.
-		if _, err := os.Lstat(it.path); err == nil {
-			if err := os.Remove(it.path); err != nil {
-				return fsError("replacing", it.path, err)
-			}
-		}
+	if err := rs.removeExisting(it.path); err != nil {
+		return err
 	}
 	key := [2]uint64{n.Device, n.Inode}
 	if n.Links > 1 {
@@ -268,6 +292,35 @@ func (rs *restorer) createEntry(it *restoreItem) error {
 	return nil
 }
 
+// removeExisting makes room for an entry when overwriting; checkConflicts
+// made sure that a directory in the way is empty.
+func (rs *restorer) removeExisting(p string) error {
+	if !rs.opt.Overwrite {
+		return nil
+	}
+	if _, err := os.Lstat(p); err == nil {
+		if err := os.Remove(p); err != nil {
+			return fsError("replacing", p, err)
+		}
+	}
+	return nil
+}
+
+// deferrable reports whether a node is a regular file with data that is
+// not hard-linked (a link needs its first name to exist before the data
+// phase).
+func deferrable(n *Node) bool {
+	if n.Type != TypeFile || n.Links > 1 {
+		return false
+	}
+	for _, e := range n.Content {
+		if !e.Hole {
+			return true
+		}
+	}
+	return false
+}
+
 // createSized creates an empty file with the node's size. Truncating
 // instead of writing zeros leaves the holes of a sparse file unallocated.
 func createSized(p string, n *Node) error {
@@ -296,6 +349,16 @@ func (rs *restorer) warn(p string, err error) {
 type blobTarget struct {
 	path   string
 	offset int64
+	file   *deferredFile // nil: the file was created before the data phase
+}
+
+// deferredFile is a file the data phase creates; the write that brings
+// remaining to zero finishes it.
+type deferredFile struct {
+	item      *restoreItem
+	size      int64 // truncated to when the content ends in a hole
+	holeAtEnd bool
+	remaining atomic.Int64
 }
 
 // writeData reads every pack holding needed blobs once, coalescing nearby
@@ -309,13 +372,24 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	}
 	packs := map[repo.ID]*packWork{}
 	var totalBytes int64
-	for _, it := range rs.others {
+	for i := range rs.others {
+		it := &rs.others[i]
 		n := it.node
 		if n.Type != TypeFile {
 			continue
 		}
 		if n.Error != "" {
 			rs.warn(it.path, fmt.Errorf("was not readable at backup time (%s); restored with the content that was read", n.Error))
+		}
+		var df *deferredFile
+		if it.deferred {
+			df = &deferredFile{item: it, holeAtEnd: n.Content[len(n.Content)-1].Hole}
+			for _, e := range n.Content {
+				df.size += e.Size
+				if !e.Hole {
+					df.remaining.Add(1)
+				}
+			}
 		}
 		var off int64
 		for _, e := range n.Content {
@@ -332,7 +406,7 @@ func (rs *restorer) writeData(ctx context.Context) error {
 				if _, seen := w.targets[e.ID]; !seen {
 					w.refs = append(w.refs, repo.BlobRef{ID: e.ID, Type: repo.BlobData})
 				}
-				w.targets[e.ID] = append(w.targets[e.ID], blobTarget{it.path, off})
+				w.targets[e.ID] = append(w.targets[e.ID], blobTarget{it.path, off, df})
 				w.sizes[e.ID] = e.Size
 				totalBytes += e.Size
 			}
@@ -355,10 +429,15 @@ func (rs *restorer) writeData(ctx context.Context) error {
 						Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), w.sizes[ref.ID])}
 				}
 				for _, t := range w.targets[ref.ID] {
-					if err := writeAt(t.path, plain, t.offset); err != nil {
+					if err := writeAt(t.path, plain, t.offset, t.file != nil); err != nil {
 						return fsError("writing", t.path, err)
 					}
 					rs.prog.Processed(0, int64(len(plain)))
+					if t.file != nil && t.file.remaining.Add(-1) == 0 {
+						if err := rs.finish(t.file); err != nil {
+							return err
+						}
+					}
 				}
 				return nil
 			})
@@ -367,11 +446,32 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	return g.Wait()
 }
 
-// writeAt writes b at off in the existing file p. Opening per blob keeps
-// no descriptors across packs; writers at different offsets of one file
-// may run at once.
-func writeAt(p string, b []byte, off int64) error {
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+// finish gives a deferred file, all of whose data is written, its size
+// and its metadata.
+func (rs *restorer) finish(df *deferredFile) error {
+	p := df.item.path
+	if df.holeAtEnd {
+		if err := os.Truncate(p, df.size); err != nil {
+			return fsError("writing", p, err)
+		}
+	}
+	if err := applyMeta(p, df.item.node, rs.asRoot); err != nil {
+		rs.warn(p, err)
+	}
+	rs.prog.Processed(1, 0)
+	return nil
+}
+
+// writeAt writes b at off in file p, which exists unless create is set.
+// Opening per blob keeps no descriptors across packs; writers at
+// different offsets of one file may run at once. A symlink put in the
+// file's place since it was checked or created is not followed.
+func writeAt(p string, b []byte, off int64, create bool) error {
+	flag := os.O_WRONLY | syscall.O_NOFOLLOW
+	if create {
+		flag |= os.O_CREATE
+	}
+	f, err := os.OpenFile(p, flag, 0o600)
 	if err != nil {
 		return err
 	}
@@ -387,6 +487,9 @@ func writeAt(p string, b []byte, off int64) error {
 // mtime of a directory already done.
 func (rs *restorer) applyMetadata() {
 	for _, it := range rs.others {
+		if it.deferred {
+			continue // done by finish
+		}
 		if err := applyMeta(it.path, it.node, rs.asRoot); err != nil {
 			rs.warn(it.path, err)
 		}
