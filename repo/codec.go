@@ -50,14 +50,15 @@ func newCodec(k *masterKeys) (*codec, error) {
 	}
 	// EncodeAll/DecodeAll are safe for concurrent use; concurrency bounds
 	// how many run at once, so it must match the pipeline's workers. Each
-	// encoder keeps a history buffer of twice the 8 MiB window unless asked
-	// for less; one chunk per EncodeAll never needs more than the window,
-	// so the lower setting saves 8 MiB per encoder (first backup of the
-	// mixed benchmark: peak RSS 157-165 -> 145-154 MiB) at no measured cost
-	// (SealBlob/text, alternated runs).
+	// encoder keeps a history buffer, by default twice its 8 MiB window.
+	// One chunk per EncodeAll (1 MiB on average) gains next to nothing from
+	// matches further back than 4 MiB, so a 4 MiB window kept once saves
+	// 24 MiB over the two encoders of a 2-CPU machine: first backup of the
+	// mixed benchmark, peak RSS 157-165 -> 134 MiB, stored bytes equal to
+	// 0.01%, SealBlob/text unchanged (alternated runs).
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
-		zstd.WithLowerEncoderMem(true))
+		zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, err
 	}
