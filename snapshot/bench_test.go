@@ -9,9 +9,11 @@ package snapshot
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
@@ -67,4 +69,31 @@ func BenchmarkChunker(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchInput)*float64(b.N)/float64(chunks)/(1<<20), "MiB/chunk")
+}
+
+// BenchmarkDecodeTree decodes a tree of 64 files as a backup of source
+// code stores them; it bounds how fast a walk (restore's plan, ls -r,
+// an incremental backup's parent) reads trees.
+func BenchmarkDecodeTree(b *testing.B) {
+	tb := treeBlob{Version: treeVersion}
+	mtime := time.Date(2026, 11, 27, 12, 34, 56, 789012345, time.UTC)
+	for i := range 64 {
+		tb.Nodes = append(tb.Nodes, &Node{
+			Name: fmt.Sprintf("file_%03d.go", i), Type: TypeFile, Mode: 0o644, UID: 1000, GID: 1000,
+			User: "builder", Group: "builder", ModTime: mtime, ChangeTime: mtime,
+			Inode: 1<<20 + uint64(i), Device: 2049, Links: 1, Size: 4096 + int64(i),
+			Content: []Extent{{ID: repo.ID{byte(i), 1}, Size: 4096 + int64(i)}},
+		})
+	}
+	enc, err := encodeTree(tb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(enc)))
+	for b.Loop() {
+		if _, err := decodeTree(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tb.Nodes)), "ns/node")
 }
