@@ -3,7 +3,6 @@ package ui
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"mime"
