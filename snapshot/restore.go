@@ -365,10 +365,15 @@ type deferredFile struct {
 // blobs into single ranged reads, and writes each blob to all the places
 // that need it.
 func (rs *restorer) writeData(ctx context.Context) error {
+	// One map per pack, with values rather than pointers: the plan holds
+	// an entry for every blob, 200,000 of them for as many small files.
+	type blobWork struct {
+		size    int64 // what the trees say the blob holds
+		targets []blobTarget
+	}
 	type packWork struct {
-		refs    []repo.BlobRef
-		targets map[repo.ID][]blobTarget
-		sizes   map[repo.ID]int64 // what the trees say each blob holds
+		refs  []repo.BlobRef
+		blobs map[repo.ID]blobWork
 	}
 	packs := map[repo.ID]*packWork{}
 	var totalBytes int64
@@ -400,14 +405,16 @@ func (rs *restorer) writeData(ctx context.Context) error {
 				}
 				w := packs[loc.Pack]
 				if w == nil {
-					w = &packWork{targets: map[repo.ID][]blobTarget{}, sizes: map[repo.ID]int64{}}
+					w = &packWork{blobs: map[repo.ID]blobWork{}}
 					packs[loc.Pack] = w
 				}
-				if _, seen := w.targets[e.ID]; !seen {
+				bw, seen := w.blobs[e.ID]
+				if !seen {
 					w.refs = append(w.refs, repo.BlobRef{ID: e.ID, Type: repo.BlobData})
 				}
-				w.targets[e.ID] = append(w.targets[e.ID], blobTarget{it.path, off, df})
-				w.sizes[e.ID] = e.Size
+				bw.size = e.Size
+				bw.targets = append(bw.targets, blobTarget{it.path, off, df})
+				w.blobs[e.ID] = bw
 				totalBytes += e.Size
 			}
 			off += e.Size
@@ -424,11 +431,12 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	for pack, w := range packs {
 		g.Go(func() error {
 			return rs.r.LoadBlobs(ctx, pack, w.refs, func(ref repo.BlobRef, plain []byte) error {
-				if int64(len(plain)) != w.sizes[ref.ID] {
+				bw := w.blobs[ref.ID]
+				if int64(len(plain)) != bw.size {
 					return &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: pack.String(),
-						Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), w.sizes[ref.ID])}
+						Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), bw.size)}
 				}
-				for _, t := range w.targets[ref.ID] {
+				for _, t := range bw.targets {
 					if err := writeAt(t.path, plain, t.offset, t.file != nil); err != nil {
 						return fsError("writing", t.path, err)
 					}
