@@ -27,17 +27,18 @@ const maxBlobRead = 2 << 30
 var errRangeIgnored = errors.New("registry ignored the Range header")
 
 // getBlob reads a blob by digest with one GET (no manifest lookup). A
-// whole read is checked against the digest; a ranged read must come back
-// as 206 with a matching Content-Range and exactly the bytes asked for.
-// Reads cut off mid-body are retried.
+// whole read is checked against the digest before any byte is returned; a
+// ranged read must come back as 206 with a matching Content-Range and is
+// streamed, resuming from where it stopped if the body is cut off. Reads
+// cut off mid-body are retried.
 func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Range) (io.ReadCloser, error) {
 	if rng != nil && (rng.Offset < 0 || rng.Length <= 0 || rng.Offset > maxBlobRead || rng.Length > maxBlobRead-rng.Offset) {
 		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
 	}
 	if rng != nil && !s.rangeIgnored() {
-		b, err := s.retryRead(ctx, func() ([]byte, error) { return s.readRange(ctx, dgst, *rng) })
+		body, err := retryRead(ctx, s, func() (io.ReadCloser, error) { return s.openRange(ctx, dgst, *rng) })
 		if err == nil {
-			return io.NopCloser(bytes.NewReader(b)), nil
+			return &rangeReader{ctx: ctx, s: s, dgst: dgst, rest: *rng, body: body}, nil
 		}
 		if !errors.Is(err, errRangeIgnored) {
 			return nil, err
@@ -68,7 +69,7 @@ func (s *Store) wholeBlob(ctx context.Context, dgst digest.Digest) ([]byte, erro
 		return b, nil
 	}
 	s.fullMu.Unlock()
-	b, err := s.retryRead(ctx, func() ([]byte, error) { return s.readWhole(ctx, dgst) })
+	b, err := retryRead(ctx, s, func() ([]byte, error) { return s.readWhole(ctx, dgst) })
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +89,9 @@ func (e errRetryRead) Unwrap() error { return e.err }
 
 // retryRead repeats a read cut off mid-body, or whose bytes did not check
 // out, with backoff. Status errors were retried by the transport already.
-func (s *Store) retryRead(ctx context.Context, read func() ([]byte, error)) ([]byte, error) {
+func retryRead[T any](ctx context.Context, s *Store, read func() (T, error)) (T, error) {
 	var last error
+	var zero T
 	for attempt := 0; attempt < readAttempts; attempt++ {
 		b, err := read()
 		var retryable errRetryRead
@@ -106,11 +108,11 @@ func (s *Store) retryRead(ctx context.Context, read func() ([]byte, error)) ([]b
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return zero, ctx.Err()
 		case <-time.After(wait):
 		}
 	}
-	return nil, fmt.Errorf("registry %s: %w (after %d attempts)", s.loc.host, last, readAttempts)
+	return zero, fmt.Errorf("registry %s: %w (after %d attempts)", s.loc.host, last, readAttempts)
 }
 
 // blobRequest sends a GET for a blob through the authenticating client.
@@ -178,35 +180,108 @@ func (s *Store) readWhole(ctx context.Context, dgst digest.Digest) ([]byte, erro
 
 // readRange reads exactly rng of a blob with a closed Range request.
 func (s *Store) readRange(ctx context.Context, dgst digest.Digest, rng storage.Range) ([]byte, error) {
+	body, err := s.openRange(ctx, dgst, rng)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b := make([]byte, rng.Length)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, errRetryRead{fmt.Errorf("reading blob %s range %s: %w", shortDigest(dgst), rng, err)}
+	}
+	return b, nil
+}
+
+// openRange sends a closed Range request for rng and returns the body once
+// the answer is known to hold exactly those bytes.
+func (s *Store) openRange(ctx context.Context, dgst digest.Digest, rng storage.Range) (io.ReadCloser, error) {
 	last := rng.Offset + rng.Length - 1
 	resp, err := s.blobRequest(ctx, dgst, fmt.Sprintf("bytes=%d-%d", rng.Offset, last))
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	fail := func(err error) (io.ReadCloser, error) {
+		resp.Body.Close()
+		return nil, err
+	}
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
-		return nil, errRangeIgnored
+		return fail(errRangeIgnored)
 	case http.StatusRequestedRangeNotSatisfiable:
-		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
+		return fail(fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange))
 	default:
-		return nil, s.statusError(resp, dgst)
+		return fail(s.statusError(resp, dgst))
 	}
 	start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 	if !ok || start != rng.Offset || (end != last && end != total-1) || end < start || (total >= 0 && end >= total) {
-		return nil, fmt.Errorf("registry %s answered range %s of blob %s with Content-Range %q",
-			s.loc.host, rng, shortDigest(dgst), resp.Header.Get("Content-Range"))
+		return fail(fmt.Errorf("registry %s answered range %s of blob %s with Content-Range %q",
+			s.loc.host, rng, shortDigest(dgst), resp.Header.Get("Content-Range")))
 	}
 	if end != last {
 		// The blob ends before the range does.
-		return nil, fmt.Errorf("blob %s range %s beyond its %d bytes: %w", shortDigest(dgst), rng, total, storage.ErrInvalidRange)
+		return fail(fmt.Errorf("blob %s range %s beyond its %d bytes: %w", shortDigest(dgst), rng, total, storage.ErrInvalidRange))
 	}
-	b := make([]byte, rng.Length)
-	if _, err := io.ReadFull(resp.Body, b); err != nil {
-		return nil, errRetryRead{fmt.Errorf("reading blob %s range %s: %w", shortDigest(dgst), rng, err)}
+	return resp.Body, nil
+}
+
+// rangeReader streams a ranged read. A body cut off before the end of the
+// range is resumed with a Range request for what is left, so a caller
+// reading a pack blob by blob holds one blob at a time, never the range.
+// (A range cannot be checked against the blob's digest; the repository
+// authenticates every blob in it.)
+type rangeReader struct {
+	ctx    context.Context
+	s      *Store
+	dgst   digest.Digest
+	rest   storage.Range // not read yet
+	body   io.ReadCloser // nil between a cut-off body and the next request
+	stalls int           // cut-offs in a row without a byte read
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	for {
+		if r.rest.Length == 0 {
+			return 0, io.EOF
+		}
+		if r.body == nil {
+			body, err := retryRead(r.ctx, r.s, func() (io.ReadCloser, error) { return r.s.openRange(r.ctx, r.dgst, r.rest) })
+			if err != nil {
+				return 0, err
+			}
+			r.body = body
+		}
+		if int64(len(p)) > r.rest.Length {
+			p = p[:r.rest.Length]
+		}
+		n, err := r.body.Read(p)
+		r.rest.Offset += int64(n)
+		r.rest.Length -= int64(n)
+		if err == nil || r.rest.Length == 0 {
+			return n, nil
+		}
+		// Cut off (io.EOF too: the range is not complete): ask for the rest.
+		r.body.Close()
+		r.body = nil
+		if ctxErr := r.ctx.Err(); ctxErr != nil {
+			return n, ctxErr
+		}
+		if n > 0 {
+			r.stalls = 0
+			return n, nil
+		}
+		if r.stalls++; r.stalls >= readAttempts {
+			return 0, fmt.Errorf("registry %s: reading blob %s range %s: %w (after %d attempts)",
+				r.s.loc.host, shortDigest(r.dgst), r.rest, err, readAttempts)
+		}
 	}
-	return b, nil
+}
+
+func (r *rangeReader) Close() error {
+	if r.body != nil {
+		return r.body.Close()
+	}
+	return nil
 }
 
 // parseContentRange parses "bytes start-end/total" (total may be "*").

@@ -308,7 +308,8 @@ func cutShort(w http.ResponseWriter, status int, body []byte) {
 }
 
 // TestReadCutShort drops the connection in the middle of a ranged and of
-// a whole read: both are retried and return the right bytes.
+// a whole read: both are retried and return the right bytes; the ranged
+// read resumes where it was cut off rather than starting over.
 func TestReadCutShort(t *testing.T) {
 	waits := fastBackoff(t)
 	st, hook, _ := hookedStore(t)
@@ -316,13 +317,17 @@ func TestReadCutShort(t *testing.T) {
 	d := putPack(t, st, data)
 
 	var ranged, whole atomic.Int64
+	var resumed atomic.Value
 	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		if !requestsBlob(r, d) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if r.Header.Get("Range") != "" {
-			if ranged.Add(1) == 1 {
+			if ranged.Add(1) == 2 {
+				resumed.Store(r.Header.Get("Range"))
+			}
+			if ranged.Load() == 1 {
 				w.Header().Set("Content-Range", "bytes 1000-50999/100000")
 				cutShort(w, http.StatusPartialContent, data[1000:51000])
 			}
@@ -339,6 +344,10 @@ func TestReadCutShort(t *testing.T) {
 	}
 	if ranged.Load() != 2 {
 		t.Errorf("Get %v made %d ranged requests, want 2 (one cut short, one retry)", rng, ranged.Load())
+	}
+	// cutShort sends half of the 50,000 bytes: the retry asks for the rest.
+	if got, want := resumed.Load(), "bytes=26000-50999"; got != want {
+		t.Errorf("the retried ranged request asked for %v, want %q (the part not yet received)", got, want)
 	}
 	got, err = getPack(t, st, d, nil)
 	if err != nil || !bytes.Equal(got, data) {
@@ -418,5 +427,39 @@ func TestRangeOverflow(t *testing.T) {
 				}()
 			}
 		})
+	}
+}
+
+// TestRangeReadStalls has the registry answer every ranged request with
+// the right headers and then drop the connection before any byte: the read
+// fails after readAttempts requests instead of asking again forever.
+func TestRangeReadStalls(t *testing.T) {
+	fastBackoff(t)
+	st, hook, _ := hookedStore(t)
+	data := patternData(10_000)
+	d := putPack(t, st, data)
+	var ranged atomic.Int64
+	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !requestsBlob(r, d) || r.Header.Get("Range") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ranged.Add(1)
+		w.Header().Set("Content-Range", "bytes 100-4099/10000")
+		w.Header().Set("Content-Length", "4000")
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	rng := storage.Range{Offset: 100, Length: 4000}
+	got, err := getPack(t, st, d, &rng)
+	if err == nil {
+		t.Fatalf("Get %v of a registry that never sends a byte returned %d bytes and no error", rng, len(got))
+	}
+	if !strings.Contains(err.Error(), st.loc.host) {
+		t.Errorf("Get %v = %q, want an error naming the registry %s", rng, err, st.loc.host)
+	}
+	if n := ranged.Load(); n != readAttempts {
+		t.Errorf("Get %v made %d ranged requests, want %d", rng, n, readAttempts)
 	}
 }
