@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -45,12 +46,12 @@ func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Ra
 		}
 		s.recordRangeIgnored()
 	}
+	if rng == nil {
+		return retryRead(ctx, s, func() (io.ReadCloser, error) { return s.readWholeSpooled(ctx, dgst) })
+	}
 	b, err := s.wholeBlob(ctx, dgst)
 	if err != nil {
 		return nil, err
-	}
-	if rng == nil {
-		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 	if rng.Offset+rng.Length > int64(len(b)) {
 		return nil, fmt.Errorf("blob %s range %s beyond its %d bytes: %w", shortDigest(dgst), rng, len(b), storage.ErrInvalidRange)
@@ -156,14 +157,29 @@ func parseErrorResponse(resp *http.Response) error {
 }
 
 func (s *Store) readWhole(ctx context.Context, dgst digest.Digest) ([]byte, error) {
-	resp, err := s.blobRequest(ctx, dgst, "")
+	resp, err := s.openWhole(ctx, dgst)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	return readWholeBody(resp, dgst)
+}
+
+// openWhole sends a GET for a whole blob and checks the status.
+func (s *Store) openWhole(ctx context.Context, dgst digest.Digest) (*http.Response, error) {
+	resp, err := s.blobRequest(ctx, dgst, "")
+	if err != nil {
+		return nil, err
+	}
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		return nil, s.statusError(resp, dgst)
 	}
+	return resp, nil
+}
+
+// readWholeBody reads a whole blob's body into memory and checks it.
+func readWholeBody(resp *http.Response, dgst digest.Digest) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBlobRead+1))
 	if err != nil {
 		return nil, errRetryRead{fmt.Errorf("reading blob %s: %w", shortDigest(dgst), err)}
@@ -176,6 +192,57 @@ func (s *Store) readWhole(ctx context.Context, dgst digest.Digest) ([]byte, erro
 		return nil, errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest", shortDigest(dgst), len(b))}
 	}
 	return b, nil
+}
+
+// spoolThreshold is the size above which a whole read waits for its
+// digest check in an unlinked temporary file (in $TMPDIR) rather than in
+// memory: packs, which check -read-data reads four at a time.
+const spoolThreshold = 4 << 20
+
+// readWholeSpooled reads and checks a whole blob, returning its bytes
+// only once they match the digest, as readWhole does, but holding a
+// large blob on disk.
+func (s *Store) readWholeSpooled(ctx context.Context, dgst digest.Digest) (io.ReadCloser, error) {
+	resp, err := s.openWhole(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength >= 0 && resp.ContentLength <= spoolThreshold {
+		b, err := readWholeBody(resp, dgst)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	f, err := os.CreateTemp("", "coffer-read-")
+	if err != nil {
+		return nil, fmt.Errorf("reading blob %s: a temporary file for it: %w", shortDigest(dgst), err)
+	}
+	os.Remove(f.Name()) // unlinked: nothing is left behind, whatever happens
+	fail := func(err error) (io.ReadCloser, error) {
+		f.Close()
+		return nil, err
+	}
+	verifier := dgst.Verifier()
+	n, err := io.Copy(io.MultiWriter(f, verifier), io.LimitReader(resp.Body, maxBlobRead+1))
+	if err != nil {
+		var pathErr *os.PathError
+		if errors.As(err, &pathErr) {
+			return fail(fmt.Errorf("reading blob %s into a temporary file: %w", shortDigest(dgst), err))
+		}
+		return fail(errRetryRead{fmt.Errorf("reading blob %s: %w", shortDigest(dgst), err)})
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return fail(errRetryRead{fmt.Errorf("blob %s: got %d of %d bytes", shortDigest(dgst), n, resp.ContentLength)})
+	}
+	if !verifier.Verified() {
+		return fail(errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest", shortDigest(dgst), n)})
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	return f, nil
 }
 
 // readRange reads exactly rng of a blob with a closed Range request.

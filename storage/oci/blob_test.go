@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -461,5 +462,67 @@ func TestRangeReadStalls(t *testing.T) {
 	}
 	if n := ranged.Load(); n != readAttempts {
 		t.Errorf("Get %v made %d ranged requests, want %d", rng, n, readAttempts)
+	}
+}
+
+// TestLargeWholeRead covers whole reads above spoolThreshold, which wait
+// for their digest check in a temporary file: the right bytes come back,
+// a read cut short is retried, damaged bytes are never returned, and no
+// temporary file is left behind.
+func TestLargeWholeRead(t *testing.T) {
+	fastBackoff(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	st, hook, _ := hookedStore(t)
+	data := patternData(spoolThreshold + 12345)
+	d := putPack(t, st, data)
+
+	rc, err := st.Get(t.Context(), storage.KindPack, d.Encoded(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, inFile := rc.(*os.File); !inFile {
+		t.Errorf("a whole read of %d bytes is held in a %T, want a temporary file", len(data), rc)
+	}
+	rc.Close()
+	got, err := getPack(t, st, d, nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get = %d bytes, %v; want the %d stored", len(got), err, len(data))
+	}
+
+	var whole atomic.Int64
+	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if requestsBlob(r, d) && whole.Add(1) == 1 {
+			cutShort(w, http.StatusOK, data)
+		}
+		next.ServeHTTP(w, r)
+	})
+	got, err = getPack(t, st, d, nil)
+	if err != nil || !bytes.Equal(got, data) || whole.Load() != 2 {
+		t.Fatalf("Get cut short once = %d bytes, %v after %d requests; want the %d stored after 2", len(got), err, whole.Load(), len(data))
+	}
+
+	whole.Store(0)
+	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !requestsBlob(r, d) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		whole.Add(1)
+		bad := bytes.Clone(data)
+		bad[len(bad)-7] ^= 0x80
+		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(bad)
+	})
+	got, err = getPack(t, st, d, nil)
+	if err == nil || !strings.Contains(err.Error(), "digest") {
+		t.Fatalf("Get of a blob served damaged = %d bytes, %v; want a digest error", len(got), err)
+	}
+	if whole.Load() != readAttempts {
+		t.Errorf("Get made %d requests, want %d (every attempt)", whole.Load(), readAttempts)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left behind: %v", left)
 	}
 }
