@@ -363,37 +363,48 @@ func TestReadCutShort(t *testing.T) {
 }
 
 // TestWholeReadDigestMismatch has the registry serve damaged bytes for a
-// whole read: the store retries, then fails, and never returns them.
+// whole read, small (held in memory) and large (held in a temporary
+// file): the store retries, then fails, never returns them, and leaves no
+// temporary file behind.
 func TestWholeReadDigestMismatch(t *testing.T) {
 	fastBackoff(t)
-	st, hook, _ := hookedStore(t)
-	data := patternData(5000)
-	d := putPack(t, st, data)
-	var gets atomic.Int64
-	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if !requestsBlob(r, d) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		gets.Add(1)
-		bad := bytes.Clone(data)
-		bad[4321] ^= 0x80
-		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
-		w.WriteHeader(http.StatusOK)
-		w.Write(bad)
-	})
-	got, err := getPack(t, st, d, nil)
-	if err == nil {
-		t.Fatalf("Get of a blob served damaged returned %d bytes and no error", len(got))
-	}
-	if !strings.Contains(err.Error(), "digest") || !strings.Contains(err.Error(), st.loc.host) {
-		t.Errorf("Get of a blob served damaged = %q, want an error naming %s and the digest check", err, st.loc.host)
-	}
-	if errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("Get of a blob served damaged = %v, which claims it is missing", err)
-	}
-	if gets.Load() != readAttempts {
-		t.Errorf("Get made %d requests, want %d (every attempt)", gets.Load(), readAttempts)
+	for _, size := range []int{5000, spoolThreshold + 12345} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			st, hook, _ := hookedStore(t)
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			data := patternData(size)
+			d := putPack(t, st, data)
+			var gets atomic.Int64
+			hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				if !requestsBlob(r, d) {
+					next.ServeHTTP(w, r)
+					return
+				}
+				gets.Add(1)
+				bad := bytes.Clone(data)
+				bad[len(bad)-7] ^= 0x80
+				w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
+				w.WriteHeader(http.StatusOK)
+				w.Write(bad)
+			})
+			got, err := getPack(t, st, d, nil)
+			if err == nil {
+				t.Fatalf("Get of a blob served damaged returned %d bytes and no error", len(got))
+			}
+			if !strings.Contains(err.Error(), "digest") || !strings.Contains(err.Error(), st.loc.host) {
+				t.Errorf("Get of a blob served damaged = %q, want an error naming %s and the digest check", err, st.loc.host)
+			}
+			if errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("Get of a blob served damaged = %v, which claims it is missing", err)
+			}
+			if gets.Load() != readAttempts {
+				t.Errorf("Get made %d requests, want %d (every attempt)", gets.Load(), readAttempts)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("temporary files left behind: %v", left)
+			}
+		})
 	}
 }
 
@@ -467,8 +478,8 @@ func TestRangeReadStalls(t *testing.T) {
 
 // TestLargeWholeRead covers whole reads above spoolThreshold, which wait
 // for their digest check in a temporary file: the right bytes come back,
-// a read cut short is retried, damaged bytes are never returned, and no
-// temporary file is left behind.
+// a read cut short is retried, and no temporary file is left behind
+// (TestWholeReadDigestMismatch covers damaged bytes for both sizes).
 func TestLargeWholeRead(t *testing.T) {
 	fastBackoff(t)
 	tmp := t.TempDir()
@@ -502,26 +513,6 @@ func TestLargeWholeRead(t *testing.T) {
 		t.Fatalf("Get cut short once = %d bytes, %v after %d requests; want the %d stored after 2", len(got), err, whole.Load(), len(data))
 	}
 
-	whole.Store(0)
-	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if !requestsBlob(r, d) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		whole.Add(1)
-		bad := bytes.Clone(data)
-		bad[len(bad)-7] ^= 0x80
-		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
-		w.WriteHeader(http.StatusOK)
-		w.Write(bad)
-	})
-	got, err = getPack(t, st, d, nil)
-	if err == nil || !strings.Contains(err.Error(), "digest") {
-		t.Fatalf("Get of a blob served damaged = %d bytes, %v; want a digest error", len(got), err)
-	}
-	if whole.Load() != readAttempts {
-		t.Errorf("Get made %d requests, want %d (every attempt)", whole.Load(), readAttempts)
-	}
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("temporary files left behind: %v", left)
 	}
