@@ -389,12 +389,6 @@ func (rs *restorer) writeData(ctx context.Context) error {
 		var df *deferredFile
 		if it.deferred {
 			df = &deferredFile{item: it, holeAtEnd: n.Content[len(n.Content)-1].Hole}
-			for _, e := range n.Content {
-				df.size += e.Size
-				if !e.Hole {
-					df.remaining.Add(1)
-				}
-			}
 		}
 		var off int64
 		for _, e := range n.Content {
@@ -416,8 +410,14 @@ func (rs *restorer) writeData(ctx context.Context) error {
 				bw.targets = append(bw.targets, blobTarget{it.path, off, df})
 				w.blobs[e.ID] = bw
 				totalBytes += e.Size
+				if df != nil {
+					df.remaining.Add(1)
+				}
 			}
 			off += e.Size
+		}
+		if df != nil {
+			df.size = off // what the content adds up to, as createSized does
 		}
 	}
 	rs.prog.Total(rs.sum.Files, totalBytes)
