@@ -221,9 +221,14 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 	}
 	for r := range runs {
 		order := append(slices.Clone(tools[r%len(tools):]), tools[:r%len(tools)]...)
+		runDir := filepath.Join(dir, fmt.Sprintf("run%d", r))
+		// An earlier -keep may have left repositories here.
+		if err := os.RemoveAll(runDir); err != nil {
+			return nil, fmt.Errorf("removing the repositories of an earlier run: %w", err)
+		}
 		inst := map[string]*Instance{}
 		for _, t := range order {
-			in, err := t.open(filepath.Join(dir, fmt.Sprintf("run%d", r), t.Name), r, ds)
+			in, err := t.open(filepath.Join(runDir, t.Name), r, ds)
 			if err != nil {
 				return nil, fmt.Errorf("%s: preparing run %d: %w", t.Name, r+1, err)
 			}
@@ -253,7 +258,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 		if keep && r == runs-1 {
 			break
 		}
-		if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("run%d", r))); err != nil {
+		if err := os.RemoveAll(runDir); err != nil {
 			return nil, fmt.Errorf("removing the repositories of run %d: %w", r+1, err)
 		}
 	}
