@@ -46,7 +46,7 @@ func main() {
 	var datasets, tools string
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down datasets and one run: a smoke test that the harness works")
 	flag.StringVar(&datasets, "datasets", strings.Join(datasetNames, ","), "comma-separated datasets: "+strings.Join(datasetNames, ", "))
-	flag.StringVar(&tools, "tools", strings.Join(toolNames, ","), "comma-separated tools: "+strings.Join(toolNames, ", ")+" (kopia is skipped when not on PATH)")
+	flag.StringVar(&tools, "tools", strings.Join(defaultTools, ","), "comma-separated tools: "+strings.Join(toolNames, ", ")+" (kopia is skipped when not on PATH)")
 	flag.IntVar(&o.runs, "runs", 0, "runs per tool and scenario; medians are reported (default 3, or 1 with -quick)")
 	flag.StringVar(&o.out, "out", "", "markdown file to write the report section into, replacing its \"coffer vs restic\" section if any;\ncharts go next to it (default: a new report.md in a temporary directory)")
 	flag.StringVar(&o.work, "work", "", "scratch directory for datasets and repositories (default: a temporary directory, removed at the end)")
@@ -150,14 +150,14 @@ func bench(o options) (err error) {
 			continue
 		}
 		switch name {
-		case "coffer":
-			tools = append(tools, cofferTool(bins, nil))
+		case "coffer", "coffer-uncompressed":
+			tools = append(tools, cofferTool(bins, nil, name == "coffer-uncompressed"))
 		case "coffer-oci":
 			if reg, err = startRegistry(bins.registry, work); err != nil {
 				return err
 			}
 			defer reg.stop()
-			tools = append(tools, cofferTool(bins, reg))
+			tools = append(tools, cofferTool(bins, reg, false))
 		case "restic", "restic-matched":
 			tools = append(tools, resticTool(bins, name == "restic-matched"))
 		case "kopia":

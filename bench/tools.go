@@ -55,7 +55,13 @@ type Instance struct {
 
 // toolNames are the tools the harness knows, in report order; the first
 // is the one ratios are taken against.
-var toolNames = []string{"coffer", "coffer-oci", "restic", "restic-matched", "kopia"}
+var toolNames = []string{"coffer", "coffer-oci", "coffer-uncompressed", "restic", "restic-matched", "kopia"}
+
+// defaultTools are the tools run unless -tools says otherwise.
+// coffer-uncompressed is left out: it answers one question (how coffer
+// compares with a tool that does not compress by default, such as kopia)
+// and would add a quarter to a full run.
+var defaultTools = []string{"coffer", "coffer-oci", "restic", "restic-matched", "kopia"}
 
 // binaries holds the paths of built or found executables.
 type binaries struct {
@@ -63,12 +69,18 @@ type binaries struct {
 }
 
 // cofferTool runs coffer against a local directory store, or against the
-// registry when reg is not nil.
-func cofferTool(b *binaries, reg *registry) *Tool {
+// registry when reg is not nil; uncompressed backs up with -compression off.
+func cofferTool(b *binaries, reg *registry, uncompressed bool) *Tool {
 	t := &Tool{Name: "coffer", Settings: "defaults: keyed FastCDC 512 KiB/1 MiB/8 MiB, zstd default level (skipped for incompressible chunks), 32 MiB packs, local directory store"}
-	if reg != nil {
+	var extra []string
+	switch {
+	case reg != nil:
 		t.Name = "coffer-oci"
 		t.Settings = "defaults, into CNCF Distribution on 127.0.0.1 (filesystem storage; the registry's CPU time is added to coffer's)"
+	case uncompressed:
+		t.Name = "coffer-uncompressed"
+		t.Settings = "defaults but backups with -compression off (kopia's default is no compression), local directory store"
+		extra = []string{"-compression", "off"}
 	}
 	t.open = func(dir string, run int, ds *Dataset) (*Instance, error) {
 		in := &Instance{env: []string{"COFFER_PASSPHRASE=" + passphrase, "COFFER_CACHE_DIR=" + filepath.Join(dir, "cache")}}
@@ -93,7 +105,7 @@ func cofferTool(b *binaries, reg *registry) *Tool {
 			case scInit:
 				args = append(args, "create")
 			case scBackup, scNoChange, scChanged:
-				args = append(args, "backup", ds.Dir)
+				args = append(append(append(args, "backup"), extra...), ds.Dir)
 			case scRestore:
 				args = append(args, "restore", "latest", "-to", out)
 			case scRestoreOne:

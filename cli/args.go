@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -36,4 +37,15 @@ func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
 	*s = append(*s, v)
 	return nil
+}
+
+// compressionFlag is a repo.Compression named on the command line.
+type compressionFlag repo.Compression
+
+func (c *compressionFlag) String() string { return repo.Compression(*c).String() }
+
+func (c *compressionFlag) Set(v string) error {
+	comp, err := repo.ParseCompression(v)
+	*c = compressionFlag(comp)
+	return err
 }

@@ -141,3 +141,63 @@ func TestProgressDisplays(t *testing.T) {
 	}
 	p.done()
 }
+
+// TestBackupCompression backs up the same tree with -compression off and
+// with the default into two repositories: the default stores the
+// compressible text in far fewer bytes, both restore the same tree, and a
+// mode that does not exist is a usage error naming the modes.
+func TestBackupCompression(t *testing.T) {
+	src := sourceTree(t)
+	var text strings.Builder
+	for i := range 40_000 {
+		fmt.Fprintf(&text, "2026-11-27T10:00:%02dZ INFO request %d served in %d ms\n", i%60, i, i%500)
+	}
+	if err := os.WriteFile(filepath.Join(src, "app.log"), []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	for _, mode := range []string{"off", "auto"} {
+		h := newHarness(t)
+		h.create()
+		args := []string{src}
+		if mode != "auto" {
+			args = []string{"-compression", mode, src}
+		}
+		id := h.backup(args...)
+		sizes[mode] = dirSize(t, filepath.Join(h.repo, "packs"))
+		target := t.TempDir()
+		h.mustAt("restore", id, "-to", target)
+		testutil.CompareTrees(t, src, target)
+		h.mustAt("check", "-read-data")
+	}
+	// app.log is 2 MiB of text that zstd shrinks tenfold.
+	if saved := sizes["off"] - sizes["auto"]; saved < 1<<20 {
+		t.Errorf("packs: %d bytes with -compression off, %d by default: want the default to save over 1 MiB", sizes["off"], sizes["auto"])
+	}
+
+	h := newHarness(t)
+	h.create()
+	wantOneLineError(t, h.at("backup", "-compression", "gzip", src), ExitUsage,
+		`unknown compression "gzip"`, "auto, off, fastest, better, max")
+}
+
+// dirSize adds up the sizes of the regular files below dir.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += fi.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -15,6 +16,7 @@ type backupOptions struct {
 	tags, excludes, excludeFiles stringList
 	oneFileSystem, dryRun        bool
 	host                         string
+	compression                  compressionFlag
 }
 
 var backupCommand = &command{
@@ -30,6 +32,7 @@ var backupCommand = &command{
 		fs.BoolVar(&o.oneFileSystem, "one-file-system", false, "do not cross filesystem boundaries")
 		fs.BoolVar(&o.dryRun, "dry-run", false, "read everything and report, but store nothing")
 		fs.StringVar(&o.host, "host", "", "host name to record (default: this host)")
+		fs.Var(&o.compression, "compression", "`mode` of compressing new data: auto (default: zstd, data that does not compress is stored as is), off, fastest, better or max")
 		return o
 	},
 	run: runBackup,
@@ -68,6 +71,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
 		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog, Scan: prog.shown(),
+		Compression: repo.Compression(o.compression),
 	})
 	prog.done()
 	if err != nil {

@@ -100,7 +100,7 @@ func BenchmarkSealBlob(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				id := c.blobID(BlobData, data)
-				dst = c.sealBlob(dst[:0], BlobData, id, data)
+				dst = c.sealBlob(dst[:0], BlobData, id, data, CompressionAuto)
 			}
 			b.ReportMetric(float64(len(dst))/float64(len(data)), "stored/raw")
 		})
@@ -113,7 +113,7 @@ func BenchmarkPackAssembly(b *testing.B) {
 	c := benchCodec(b)
 	data := benchData(benchChunk, false)
 	id := c.blobID(BlobData, data)
-	sealed := c.sealBlob(nil, BlobData, id, data)
+	sealed := c.sealBlob(nil, BlobData, id, data, CompressionAuto)
 	const blobs = DefaultPackSize / benchChunk
 	dir := b.TempDir()
 	b.SetBytes(int64(blobs * len(sealed)))

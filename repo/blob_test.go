@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/storage"
@@ -370,7 +371,7 @@ func TestSealBlobInPlace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := r.codec.blobID(BlobData, tc.payload)
 			dst := append(make([]byte, 0, len(prefix)+tc.room), prefix...)
-			out := r.codec.sealBlob(dst, BlobData, id, tc.payload)
+			out := r.codec.sealBlob(dst, BlobData, id, tc.payload, CompressionAuto)
 			if !bytes.Equal(out[:len(prefix)], prefix) {
 				t.Fatal("sealBlob changed the bytes before its output")
 			}
@@ -382,5 +383,67 @@ func TestSealBlobInPlace(t *testing.T) {
 				t.Fatalf("sealed blob opens to %d bytes that differ from the %d sealed", len(got), len(tc.payload))
 			}
 		})
+	}
+}
+
+// TestCompressionChoices saves the same text with each compression choice
+// into one repository and checks what each stores and that a reader
+// without any setting gets every blob back.
+func TestCompressionChoices(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	stored := map[Compression]int64{}
+	ids := map[Compression]ID{}
+	for c := range numCompressions {
+		// A prefix per choice makes each text a blob of its own.
+		text := append([]byte(c.String()), benchData(1<<20, true)...)
+		stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+			if err := s.SetCompression(c); err != nil {
+				return err
+			}
+			id, _, err := s.Save(ctx, BlobData, text)
+			ids[c] = id
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		stored[c] = stats.NewStored
+		if c == CompressionOff && stats.NewStored <= stats.NewRawBytes {
+			t.Errorf("off: stored %d bytes of %d, want them as they are", stats.NewStored, stats.NewRawBytes)
+		}
+		if c != CompressionOff && stats.NewStored > stats.NewRawBytes/2 {
+			t.Errorf("%s: stored %d bytes of %d text, want it compressed", c, stats.NewStored, stats.NewRawBytes)
+		}
+	}
+	if stored[CompressionMax] > stored[CompressionAuto] || stored[CompressionAuto] > stored[CompressionFastest] {
+		t.Errorf("stored bytes: max %d, auto %d, fastest %d: want max <= auto <= fastest",
+			stored[CompressionMax], stored[CompressionAuto], stored[CompressionFastest])
+	}
+	r2 := reopen(t, st, OpenOptions{})
+	for c, id := range ids {
+		got, err := r2.LoadBlob(ctx, BlobData, id)
+		if err != nil || !bytes.HasPrefix(got, []byte(c.String())) || len(got) != len(c.String())+1<<20 {
+			t.Errorf("%s: LoadBlob: %d bytes, %v", c, len(got), err)
+		}
+	}
+	var s BlobSaver
+	if err := s.SetCompression(numCompressions); err == nil {
+		t.Error("SetCompression accepted an unknown choice")
+	}
+}
+
+func TestParseCompression(t *testing.T) {
+	for c := range numCompressions {
+		got, err := ParseCompression(c.String())
+		if err != nil || got != c {
+			t.Errorf("ParseCompression(%q) = %v, %v; want %v", c.String(), got, err, c)
+		}
+	}
+	for _, bad := range []string{"", "none", "Auto", "zstd"} {
+		_, err := ParseCompression(bad)
+		if err == nil || !strings.Contains(err.Error(), "use auto, off, fastest, better, max") {
+			t.Errorf("ParseCompression(%q): %v; want an error naming the choices", bad, err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -36,10 +37,59 @@ const (
 	compressionZstd byte = 1
 )
 
+// Compression says how a writer compresses the blobs it stores. It is a
+// writer's choice, not a repository setting: every sealed payload says
+// whether it is compressed, so readers need no setting and blobs stored
+// with different choices mix freely.
+type Compression uint8
+
+// The compression choices, named as restic names them.
+const (
+	// CompressionAuto is zstd at its default level; chunks whose first
+	// 32 KiB do not compress are stored as they are. The default.
+	CompressionAuto Compression = iota
+	// CompressionOff stores every blob as it is (kopia's default).
+	CompressionOff
+	// CompressionFastest is zstd's fastest level.
+	CompressionFastest
+	// CompressionBetter is zstd's better-compression level: slower.
+	CompressionBetter
+	// CompressionMax is zstd's best-compression level: slowest.
+	CompressionMax
+	numCompressions
+)
+
+var compressionNames = [numCompressions]string{"auto", "off", "fastest", "better", "max"}
+
+var compressionLevels = [numCompressions]zstd.EncoderLevel{
+	CompressionAuto:    zstd.SpeedDefault,
+	CompressionFastest: zstd.SpeedFastest,
+	CompressionBetter:  zstd.SpeedBetterCompression,
+	CompressionMax:     zstd.SpeedBestCompression,
+}
+
+func (c Compression) String() string {
+	if c < numCompressions {
+		return compressionNames[c]
+	}
+	return fmt.Sprintf("compression(%d)", uint8(c))
+}
+
+// ParseCompression reads a compression choice by its name: auto, off,
+// fastest, better or max.
+func ParseCompression(name string) (Compression, error) {
+	for c, n := range compressionNames {
+		if n == name {
+			return Compression(c), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown compression %q: use %s", name, strings.Join(compressionNames[:], ", "))
+}
+
 // codec compresses and seals payloads. It is safe for concurrent use.
 type codec struct {
 	*crypter
-	enc *zstd.Encoder
+	enc [numCompressions]*zstd.Encoder // nil for CompressionOff
 	dec *zstd.Decoder
 }
 
@@ -55,30 +105,40 @@ func newCodec(k *masterKeys) (*codec, error) {
 	// matches further back than 4 MiB, so a 4 MiB window kept once saves
 	// 24 MiB over the two encoders of a 2-CPU machine: first backup of the
 	// mixed benchmark, peak RSS 157-165 -> 134 MiB, stored bytes equal to
-	// 0.01%, SealBlob/text unchanged (alternated runs).
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
-		zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
-	if err != nil {
-		return nil, err
+	// 0.01%, SealBlob/text unchanged (alternated runs). There is one
+	// encoder per level; each allocates its tables when first used, so only
+	// the level a run uses costs memory.
+	cd := &codec{crypter: c}
+	for comp, level := range compressionLevels {
+		if Compression(comp) == CompressionOff {
+			continue
+		}
+		cd.enc[comp], err = zstd.NewWriter(nil, zstd.WithEncoderLevel(level),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
+			zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, err
+		}
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+	cd.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return nil, err
 	}
-	return &codec{crypter: c, enc: enc, dec: dec}, nil
+	return cd, nil
 }
 
 // frame returns the compression marker followed by the payload, compressed
-// when that makes it smaller. scratch is reused when large enough.
-func (c *codec) frame(scratch, payload []byte) []byte {
-	if len(payload) > 2*sampleSize && !c.compressible(payload[:sampleSize]) {
+// as comp says when that makes it smaller. scratch is reused when large
+// enough.
+func (c *codec) frame(scratch, payload []byte, comp Compression) []byte {
+	enc := c.enc[comp]
+	if comp == CompressionOff || len(payload) > 2*sampleSize && !compressible(enc, payload[:sampleSize]) {
 		out := append(scratch[:0], compressionNone)
 		return append(out, payload...)
 	}
 	out := append(scratch[:0], compressionZstd)
-	out = c.enc.EncodeAll(payload, out)
+	out = enc.EncodeAll(payload, out)
 	if len(out) >= len(payload)+1 {
 		out = append(out[:0], compressionNone)
 		out = append(out, payload...)
@@ -91,10 +151,10 @@ func (c *codec) frame(scratch, payload []byte) []byte {
 // files fail the test at once, and then cost no compression at all.
 const sampleSize = 32 << 10
 
-// compressible reports whether zstd shrinks sample by at least 2%.
-func (c *codec) compressible(sample []byte) bool {
+// compressible reports whether enc shrinks sample by at least 2%.
+func compressible(enc *zstd.Encoder, sample []byte) bool {
 	buf := compressBufs.Get().(*[]byte)
-	out := c.enc.EncodeAll(sample, (*buf)[:0])
+	out := enc.EncodeAll(sample, (*buf)[:0])
 	ok := len(out) < len(sample)-len(sample)/50
 	*buf = out
 	compressBufs.Put(buf)
@@ -140,11 +200,11 @@ func blobAD(id ID, t BlobType) []byte {
 // The payload is framed straight into dst after room for the nonce and
 // then encrypted in place, so a blob's bytes are copied once, not twice,
 // and a worker needs one buffer, not two.
-func (c *codec) sealBlob(dst []byte, t BlobType, id ID, plaintext []byte) []byte {
+func (c *codec) sealBlob(dst []byte, t BlobType, id ID, plaintext []byte, comp Compression) []byte {
 	start := len(dst)
 	dst = slices.Grow(dst, sealOverhead+1+len(plaintext))
 	head := dst[:start+nonceSize]
-	framed := c.frame(head[len(head):], plaintext)
+	framed := c.frame(head[len(head):], plaintext, comp)
 	if &framed[0] != &head[:len(head)+1][len(head)] {
 		// zstd outgrew the room (an incompressible payload that passed the
 		// sample test); frame then fell back to the payload elsewhere.

@@ -26,7 +26,7 @@ func newFuzzPack(tb testing.TB) (*Repository, fuzzPack) {
 	p := newTestPackBuilder(tb)
 	for _, b := range mixedBlobs(77, 6, 3000) {
 		id := r.codec.blobID(b.typ, b.data)
-		sealed := r.codec.sealBlob(nil, b.typ, id, b.data)
+		sealed := r.codec.sealBlob(nil, b.typ, id, b.data, CompressionAuto)
 		mustAdd(tb, p, b.typ, id, sealed, len(b.data))
 	}
 	entries := append([]PackEntry(nil), p.entries...)

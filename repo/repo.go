@@ -254,7 +254,7 @@ const objectVersion = 1
 
 // sealObject frames and seals a whole object: version u8 | nonce | AES-GCM.
 func (r *Repository) sealObject(kind storage.Kind, plaintext []byte) ([]byte, error) {
-	framed := r.codec.frame(nil, plaintext)
+	framed := r.codec.frame(nil, plaintext, CompressionAuto)
 	return r.codec.seal([]byte{objectVersion}, framed, objectAD(string(kind), objectVersion)), nil
 }
 

@@ -41,9 +41,10 @@ const maxIndexEntries = 500_000
 // BlobSaver stores blobs into packs during one run of WithBlobSaver. Its
 // methods are safe for concurrent use.
 type BlobSaver struct {
-	r       *Repository
-	fp      storage.FilePutter // the store, when it makes pack files itself
-	uploads chan *packBuilder
+	r           *Repository
+	fp          storage.FilePutter // the store, when it makes pack files itself
+	uploads     chan *packBuilder
+	compression Compression
 
 	mu sync.Mutex
 	// cur holds the packs being filled, one per blob type, nil until a
@@ -148,6 +149,17 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 	return nil
 }
 
+// SetCompression chooses how the blobs saved after it are compressed
+// (CompressionAuto until then). Call it before saving from other
+// goroutines.
+func (s *BlobSaver) SetCompression(c Compression) error {
+	if c >= numCompressions {
+		return fmt.Errorf("unknown compression %d", c)
+	}
+	s.compression = c
+	return nil
+}
+
 // Save stores a blob unless the repository already has it, and returns
 // its id and whether it was new.
 func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID, bool, error) {
@@ -176,7 +188,7 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	// Compression and encryption run here, in the caller's goroutine, so
 	// they spread over all the pipeline's workers.
 	sb := sealBufs.Get().(*sealBuf)
-	sb.sealed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext)
+	sb.sealed = s.r.codec.sealBlob(sb.sealed[:0], t, id, plaintext, s.compression)
 
 	full, err := s.addToPack(t, id, sb.sealed, len(plaintext))
 	sealBufs.Put(sb)

@@ -393,7 +393,7 @@ func TestCheckPacksReportsMissingPack(t *testing.T) {
 func orphanPack(tb testing.TB, r *Repository, data []byte) (ID, []byte) {
 	p := newTestPackBuilder(tb)
 	id := r.codec.blobID(BlobData, data)
-	sealed := r.codec.sealBlob(nil, BlobData, id, data)
+	sealed := r.codec.sealBlob(nil, BlobData, id, data, CompressionAuto)
 	mustAdd(tb, p, BlobData, id, sealed, len(data))
 	b, name := finishPack(tb, p, r.codec)
 	return name, b

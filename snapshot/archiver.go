@@ -34,6 +34,9 @@ type BackupOptions struct {
 	OneFileSystem bool     // do not descend into other filesystems
 	DryRun        bool     // read and chunk everything, store nothing
 	Host          string   // defaults to the hostname
+	// Compression says how new blobs are compressed; the zero value is
+	// repo.CompressionAuto.
+	Compression repo.Compression
 	// SkipPaths are absolute paths never backed up, such as the
 	// repository's own directory.
 	SkipPaths []string
@@ -174,7 +177,12 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	if opt.DryRun {
 		err = run(ctx, dryRunSaver{r})
 	} else {
-		stats, err = r.WithBlobSaver(ctx, func(ctx context.Context, s *repo.BlobSaver) error { return run(ctx, s) })
+		stats, err = r.WithBlobSaver(ctx, func(ctx context.Context, s *repo.BlobSaver) error {
+			if err := s.SetCompression(opt.Compression); err != nil {
+				return err
+			}
+			return run(ctx, s)
+		})
 	}
 	if err != nil {
 		return nil, err
