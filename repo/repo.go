@@ -24,12 +24,16 @@ const FormatVersion = 1
 // Chunker parameters fixed at create time; changing them would break dedup
 // against existing data.
 const (
-	DefaultChunkMin  = 512 << 10
-	DefaultChunkAvg  = 1 << 20
-	DefaultChunkMax  = 8 << 20
-	DefaultPackSize  = 32 << 20
-	chunkerAlgorithm = "fastcdc-v1.0.0"
+	DefaultChunkMin = 512 << 10
+	DefaultChunkAvg = 1 << 20
+	DefaultChunkMax = 8 << 20
+	DefaultPackSize = 32 << 20
 )
+
+// ChunkerAlgorithm is the go-cdc-chunkers algorithm every repository's
+// config names: its cut points decide which chunks a file splits into, so
+// they are part of the format (snapshot's faster chunker reproduces them).
+const ChunkerAlgorithm = "fastcdc-v1.0.0"
 
 // Config is the repository configuration, stored sealed as the store's
 // config object.
@@ -94,7 +98,7 @@ func Create(ctx context.Context, st storage.Store, passphrase []byte, opt Create
 	if cfg.PackSize == 0 {
 		cfg.PackSize = DefaultPackSize
 	}
-	cfg.Chunker.Algorithm = chunkerAlgorithm
+	cfg.Chunker.Algorithm = ChunkerAlgorithm
 	cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = opt.ChunkMin, opt.ChunkAvg, opt.ChunkMax
 	if cfg.Chunker.Avg == 0 {
 		cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = DefaultChunkMin, DefaultChunkAvg, DefaultChunkMax
@@ -142,7 +146,7 @@ func (c *Config) validate() error {
 	case len(c.ID) != 64 || strings.Trim(c.ID, "0123456789abcdef") != "":
 		// The id names the local cache directory, so it must be plain hex.
 		return fmt.Errorf("repository id %q is not 64 hex digits", c.ID)
-	case ch.Algorithm != chunkerAlgorithm:
+	case ch.Algorithm != ChunkerAlgorithm:
 		return fmt.Errorf("unknown chunker %q", ch.Algorithm)
 	case ch.Min < 64 || ch.Min >= ch.Avg || ch.Avg >= ch.Max || ch.Max > MaxBlobSize || ch.Avg&(ch.Avg-1) != 0:
 		return fmt.Errorf("chunk sizes %d/%d/%d must satisfy 64 <= min < avg < max <= %d with avg a power of two", ch.Min, ch.Avg, ch.Max, MaxBlobSize)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
-	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers fastcdc-v1.0.0
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 
 	"github.com/cofferhq/coffer/repo"
@@ -674,7 +673,7 @@ func (a *archiver) takeChunker(ctx context.Context) (*chunkers.Chunker, error) {
 		return ch, nil
 	}
 	opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
-	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*a.chunk.MaxSize))
+	ch, err := chunkers.NewChunkerBuffer(gearChunkerName, nil, &opts, make([]byte, 2*a.chunk.MaxSize))
 	if err != nil {
 		a.chunkers <- nil
 		return nil, fmt.Errorf("setting up the chunker: %w", err)

@@ -520,7 +520,7 @@ func TestChunksMatchTheChunker(t *testing.T) {
 			t.Fatalf("f%d is not in the snapshot", i)
 		}
 		opts := chunkers.ChunkerOpts{MinSize: cfg.Chunker.Min, NormalSize: cfg.Chunker.Avg, MaxSize: cfg.Chunker.Max, Key: r.ChunkerKey()}
-		ch, err := chunkers.NewChunker("fastcdc-v1.0.0", bytes.NewReader(testutil.RandomBytes(int64(i), size)), &opts)
+		ch, err := chunkers.NewChunker(repo.ChunkerAlgorithm, bytes.NewReader(testutil.RandomBytes(int64(i), size)), &opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,15 +39,21 @@ func BenchmarkLimitSHA256(b *testing.B) {
 }
 
 // BenchmarkChunker cuts 64 MiB of random data into chunks with the
-// archiver's chunker and settings, reusing one chunker as its readers do.
+// archiver's settings, reusing one chunker as its readers do: with the
+// archiver's chunker (coffer) and with the library's loop it reproduces.
 func BenchmarkChunker(b *testing.B) {
+	b.Run("coffer", func(b *testing.B) { benchChunker(b, gearChunkerName) })
+	b.Run("library", func(b *testing.B) { benchChunker(b, repo.ChunkerAlgorithm) })
+}
+
+func benchChunker(b *testing.B, algorithm string) {
 	data := benchRandom(benchInput)
 	key := make([]byte, 32)
 	for i := range key {
 		key[i] = byte(i)
 	}
 	opts := chunkers.ChunkerOpts{MinSize: repo.DefaultChunkMin, NormalSize: repo.DefaultChunkAvg, MaxSize: repo.DefaultChunkMax, Key: key}
-	ch, err := chunkers.NewChunkerBuffer("fastcdc-v1.0.0", nil, &opts, make([]byte, 2*repo.DefaultChunkMax))
+	ch, err := chunkers.NewChunkerBuffer(algorithm, nil, &opts, make([]byte, 2*repo.DefaultChunkMax))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,96 @@
+package snapshot
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+
+	"github.com/cofferhq/coffer/repo"
+)
+
+// TestGearChunkerMatchesLibrary cuts the same inputs with the archiver's
+// chunker and with go-cdc-chunkers' fastcdc-v1.0.0, whose cut points are
+// part of the repository format: they must be the same, for coffer's
+// sizes and others (the library's fixed masks for 2/8/64 KiB among them),
+// with and without a key, on data from random to constant, and for inputs
+// of every length parity.
+func TestGearChunkerMatchesLibrary(t *testing.T) {
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	sizes := []struct{ min, avg, max int }{
+		{repo.DefaultChunkMin, repo.DefaultChunkAvg, repo.DefaultChunkMax},
+		{2 << 10, 8 << 10, 64 << 10},
+		{4 << 10, 16 << 10, 128 << 10},
+		{64, 256, 1024},
+		{1000, 4096, 10000}, // not powers of two, apart from the average
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := map[string]func(n int) []byte{
+		"random": func(n int) []byte {
+			b := make([]byte, n)
+			_, _ = rand.NewChaCha8([32]byte{7}).Read(b)
+			return b
+		},
+		"four symbols": func(n int) []byte {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = "ACGT"[rng.IntN(4)]
+			}
+			return b
+		},
+		"text": func(n int) []byte {
+			var buf bytes.Buffer
+			for i := 0; buf.Len() < n; i++ {
+				fmt.Fprintf(&buf, "line %d: the quick brown fox %d\n", i, i*i%977)
+			}
+			return buf.Bytes()[:n]
+		},
+		"zeros": func(n int) []byte { return make([]byte, n) },
+	}
+	for _, sz := range sizes {
+		for name, gen := range inputs {
+			for _, k := range [][]byte{key, nil} {
+				// Enough for dozens of chunks, odd so that the last one is.
+				n := 40*sz.avg + 12345
+				data := gen(n)
+				t.Run(fmt.Sprintf("%d-%d-%d/%s/keyed=%v", sz.min, sz.avg, sz.max, name, k != nil), func(t *testing.T) {
+					want := cutPoints(t, repo.ChunkerAlgorithm, data, sz.min, sz.avg, sz.max, k)
+					got := cutPoints(t, gearChunkerName, data, sz.min, sz.avg, sz.max, k)
+					if !slices.Equal(got, want) {
+						t.Fatalf("chunk lengths differ from the library's:\n got %v\nwant %v", got, want)
+					}
+					if len(want) < 2 {
+						t.Fatalf("only %d chunks: the input does not exercise the cut points", len(want))
+					}
+				})
+			}
+		}
+	}
+}
+
+// cutPoints returns the chunk lengths algorithm cuts data into.
+func cutPoints(t *testing.T, algorithm string, data []byte, min, avg, max int, key []byte) []int {
+	t.Helper()
+	opts := chunkers.ChunkerOpts{MinSize: min, NormalSize: avg, MaxSize: max, Key: key}
+	ch, err := chunkers.NewChunker(algorithm, bytes.NewReader(data), &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lengths []int
+	for {
+		c, err := ch.Next()
+		if len(c) > 0 {
+			lengths = append(lengths, len(c))
+		}
+		if err == io.EOF {
+			return lengths
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
