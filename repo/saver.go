@@ -153,8 +153,8 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 // (CompressionAuto until then). Call it before saving from other
 // goroutines.
 func (s *BlobSaver) SetCompression(c Compression) error {
-	if c >= numCompressions {
-		return fmt.Errorf("unknown compression %d", c)
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	s.compression = c
 	return nil

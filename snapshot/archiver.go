@@ -133,6 +133,9 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	if err != nil {
 		return nil, err
 	}
+	if err := opt.Compression.Validate(); err != nil {
+		return nil, err
+	}
 	if opt.Host == "" {
 		opt.Host, _ = os.Hostname()
 	}

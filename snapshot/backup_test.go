@@ -18,6 +18,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/mem"
 )
 
@@ -543,6 +544,26 @@ func TestChunksMatchTheChunker(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("a %d-byte file was cut into %d chunks, the chunker cuts it into %d (or at other places)", size, len(got), len(want))
+		}
+	}
+}
+
+// TestBackupUnknownCompression refuses a compression choice that does not
+// exist before reading or storing anything, dry run or not.
+func TestBackupUnknownCompression(t *testing.T) {
+	st := mem.New()
+	r := newRepo(t, st)
+	src := t.TempDir()
+	for _, dry := range []bool{false, true} {
+		_, err := Backup(t.Context(), r, BackupOptions{Paths: []string{src}, DryRun: dry, Compression: repo.Compression(200)})
+		if err == nil || !strings.Contains(err.Error(), "unknown compression") {
+			t.Errorf("dry run %v: %v; want an unknown-compression error", dry, err)
+		}
+	}
+	for _, kind := range []storage.Kind{storage.KindPack, storage.KindIndex, storage.KindSnapshot} {
+		var n int
+		if err := st.List(t.Context(), kind, func(string, int64) error { n++; return nil }); err != nil || n != 0 {
+			t.Errorf("the refused backups stored %d %s objects (%v)", n, kind, err)
 		}
 	}
 }

@@ -22,11 +22,12 @@ func init() {
 // gearChunker cuts exactly where go-cdc-chunkers' repo.ChunkerAlgorithm
 // (fastcdc-v1.0.0) cuts, with the same Gear table (the library derives it
 // from the repository's chunker key) and the same masks, in a faster loop:
-// no bounds checks, the normal size tested outside the loop, and two bytes
-// rolled per step, so that the fingerprint's dependency chain is one shift
-// and one add per two bytes (the fingerprint in between is still tested).
-// Through the library's Chunker it cuts 1.4-2.1x faster (BenchmarkChunker).
-// Chunking one file runs on one core, so this loop bounds how fast a large
+// the table held in a local, the normal size tested outside the loop, and
+// two bytes rolled per step, so that the fingerprint's dependency chain is
+// one shift and one add per two bytes (the fingerprint in between is still
+// tested). Through the library's Chunker it cuts about 1.8x faster
+// (BenchmarkChunker: medians of 5 runs 1.78 vs 0.94 GB/s; 1.1-2.3x across
+// runs on a shared VM). Chunking one file runs on one core, so this loop bounds how fast a large
 // changed file is backed up. TestGearChunkerMatchesLibrary checks the cut
 // points against the library's.
 type gearChunker struct {
@@ -95,11 +96,12 @@ func (c *gearChunker) Algorithm(o *chunkers.ChunkerOpts, data []byte, n int) int
 	case n <= normal:
 		normal = n
 	}
+	data = data[:n] // fails as the library's loop would if data is short
 	var fp uint64
 	if i, found := roll(c.gear, &fp, c.maskS, data[minSize:normal]); found {
 		return minSize + i
 	}
-	if i, found := roll(c.gear, &fp, c.maskL, data[normal:n]); found {
+	if i, found := roll(c.gear, &fp, c.maskL, data[normal:]); found {
 		return normal + i
 	}
 	return n

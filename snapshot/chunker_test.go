@@ -27,6 +27,8 @@ func TestGearChunkerMatchesLibrary(t *testing.T) {
 		{4 << 10, 16 << 10, 128 << 10},
 		{64, 256, 1024},
 		{1000, 4096, 10000}, // not powers of two, apart from the average
+		{65, 128, 1001},     // odd gaps: min to avg, avg to max
+		{1001, 4096, 9999},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	inputs := map[string]func(n int) []byte{
@@ -54,7 +56,7 @@ func TestGearChunkerMatchesLibrary(t *testing.T) {
 	for _, sz := range sizes {
 		for name, gen := range inputs {
 			for _, k := range [][]byte{key, nil} {
-				// Enough for dozens of chunks, odd so that the last one is.
+				// Enough for dozens of chunks, of odd length.
 				n := 40*sz.avg + 12345
 				data := gen(n)
 				t.Run(fmt.Sprintf("%d-%d-%d/%s/keyed=%v", sz.min, sz.avg, sz.max, name, k != nil), func(t *testing.T) {
@@ -70,6 +72,45 @@ func TestGearChunkerMatchesLibrary(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGearChunkerEveryLength compares the first cut of the archiver's
+// chunker and the library's for every input length from empty to past the
+// maximum, so that every split of the two rolling loops (each starting at
+// an even or odd offset, of even or odd length) is taken.
+func TestGearChunkerEveryLength(t *testing.T) {
+	key := bytes.Repeat([]byte{0xa5}, 32)
+	for _, sz := range []struct{ min, avg, max int }{{65, 128, 1001}, {64, 256, 1024}, {1001, 4096, 9999}} {
+		for _, symbols := range []int{2, 256} {
+			data := make([]byte, sz.max+50)
+			rng := rand.New(rand.NewPCG(uint64(sz.max), uint64(symbols)))
+			for i := range data {
+				data[i] = byte(rng.IntN(symbols))
+			}
+			for n := 0; n <= len(data); n++ {
+				want := firstCut(t, repo.ChunkerAlgorithm, data[:n], sz.min, sz.avg, sz.max, key)
+				got := firstCut(t, gearChunkerName, data[:n], sz.min, sz.avg, sz.max, key)
+				if got != want {
+					t.Fatalf("sizes %v, %d symbols, %d bytes: first chunk %d bytes, the library's %d", sz, symbols, n, got, want)
+				}
+			}
+		}
+	}
+}
+
+// firstCut returns the length of the first chunk algorithm cuts from data.
+func firstCut(t *testing.T, algorithm string, data []byte, min, avg, max int, key []byte) int {
+	t.Helper()
+	opts := chunkers.ChunkerOpts{MinSize: min, NormalSize: avg, MaxSize: max, Key: key}
+	ch, err := chunkers.NewChunker(algorithm, bytes.NewReader(data), &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ch.Next()
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return len(c)
 }
 
 // cutPoints returns the chunk lengths algorithm cuts data into.
