@@ -77,7 +77,29 @@ func (b *blobHook) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// isBlob reports whether r asks for the blob of digest d.
+// take hands f the blob GETs that match; other requests go to the
+// registry.
+func (b *blobHook) take(match func(r *http.Request) bool, f func(w http.ResponseWriter, r *http.Request)) {
+	b.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !match(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		f(w, r)
+	})
+}
+
+// takeBlob hands f every GET of blob d.
+func (b *blobHook) takeBlob(d digest.Digest, f func(w http.ResponseWriter, r *http.Request)) {
+	b.take(func(r *http.Request) bool { return requestsBlob(r, d) }, f)
+}
+
+// takeRanges hands f the ranged GETs of blob d.
+func (b *blobHook) takeRanges(d digest.Digest, f func(w http.ResponseWriter, r *http.Request)) {
+	b.take(func(r *http.Request) bool { return requestsBlob(r, d) && r.Header.Get("Range") != "" }, f)
+}
+
+// requestsBlob reports whether r asks for the blob of digest d.
 func requestsBlob(r *http.Request, d digest.Digest) bool {
 	return strings.HasSuffix(r.URL.Path, "/blobs/"+d.String())
 }
@@ -264,11 +286,7 @@ func TestRangeWrongContentRange(t *testing.T) {
 	} {
 		t.Run(cr, func(t *testing.T) {
 			var asked atomic.Int64
-			hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-				if !requestsBlob(r, d) || r.Header.Get("Range") == "" {
-					next.ServeHTTP(w, r)
-					return
-				}
+			hook.takeRanges(d, func(w http.ResponseWriter, r *http.Request) {
 				asked.Add(1)
 				if cr != "" {
 					w.Header().Set("Content-Range", cr)
@@ -376,11 +394,7 @@ func TestWholeReadDigestMismatch(t *testing.T) {
 			data := patternData(size)
 			d := putPack(t, st, data)
 			var gets atomic.Int64
-			hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-				if !requestsBlob(r, d) {
-					next.ServeHTTP(w, r)
-					return
-				}
+			hook.takeBlob(d, func(w http.ResponseWriter, r *http.Request) {
 				gets.Add(1)
 				bad := bytes.Clone(data)
 				bad[len(bad)-7] ^= 0x80
@@ -451,11 +465,7 @@ func TestRangeReadStalls(t *testing.T) {
 	data := patternData(10_000)
 	d := putPack(t, st, data)
 	var ranged atomic.Int64
-	hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if !requestsBlob(r, d) || r.Header.Get("Range") == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
+	hook.takeRanges(d, func(w http.ResponseWriter, r *http.Request) {
 		ranged.Add(1)
 		w.Header().Set("Content-Range", "bytes 100-4099/10000")
 		w.Header().Set("Content-Length", "4000")
