@@ -303,7 +303,7 @@ type rangeReader struct {
 	dgst   digest.Digest
 	rest   storage.Range // not read yet
 	body   io.ReadCloser // nil between a cut-off body and the next request
-	stalls int           // cut-offs in a row without a byte read
+	stalls int           // requests in a row cut off before their first byte
 }
 
 func (r *rangeReader) Read(p []byte) (int, error) {
@@ -324,6 +324,9 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		n, err := r.body.Read(p)
 		r.rest.Offset += int64(n)
 		r.rest.Length -= int64(n)
+		if n > 0 {
+			r.stalls = 0
+		}
 		if err == nil || r.rest.Length == 0 {
 			return n, nil
 		}
@@ -334,7 +337,6 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 			return n, ctxErr
 		}
 		if n > 0 {
-			r.stalls = 0
 			return n, nil
 		}
 		if r.stalls++; r.stalls >= readAttempts {

@@ -486,6 +486,40 @@ func TestRangeReadStalls(t *testing.T) {
 	}
 }
 
+// TestRangeReadCutRepeatedly has the registry cut off every ranged answer
+// after a few hundred bytes: each request makes progress, so the read goes
+// on to the end however many requests that takes (only requests in a row
+// without a byte count against readAttempts).
+func TestRangeReadCutRepeatedly(t *testing.T) {
+	fastBackoff(t)
+	st, hook, _ := hookedStore(t)
+	data := patternData(10_000)
+	d := putPack(t, st, data)
+	var ranged atomic.Int64
+	hook.takeRanges(d, func(w http.ResponseWriter, r *http.Request) {
+		ranged.Add(1)
+		var start, end int
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &start, &end); err != nil {
+			t.Errorf("Range %q: %v", r.Header.Get("Range"), err)
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, len(data)))
+		w.Header().Set("Content-Length", fmt.Sprint(end-start+1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(data[start:min(start+300, end+1)])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	rng := storage.Range{Offset: 100, Length: 4000}
+	got, err := getPack(t, st, d, &rng)
+	if err != nil || !bytes.Equal(got, data[100:4100]) {
+		t.Fatalf("Get %v cut after every 300 bytes = %d bytes, %v; want the %d asked for", rng, len(got), err, rng.Length)
+	}
+	if n := ranged.Load(); n <= readAttempts {
+		t.Errorf("Get %v made %d ranged requests: the test needs more than %d to mean anything", rng, n, readAttempts)
+	}
+}
+
 // TestLargeWholeRead covers whole reads above spoolThreshold, which wait
 // for their digest check in a temporary file: the right bytes come back,
 // a read cut short is retried, and no temporary file is left behind
