@@ -16,7 +16,6 @@ import (
 	"time"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
-	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
 
 	"github.com/cofferhq/coffer/repo"
 )
