@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
@@ -44,17 +46,22 @@ type globals struct {
 // command is one coffer subcommand.
 type command struct {
 	name     string
-	usage    string // arguments, after the command name
+	aliases  []string // other names, such as plakar's
+	usage    string   // arguments, after the command name
 	summary  string
 	needRepo bool // false for create and commands that open no repository
-	flags    func(fs *flag.FlagSet) any
-	run      func(ctx context.Context, a *app, opts any, args []string) error
+	// lock says which lock the command holds while it runs, given its
+	// options: shared for commands that add, exclusive for those that
+	// delete; nil (or "") for readers.
+	lock  func(opts any) repo.LockKind
+	flags func(fs *flag.FlagSet) any
+	run   func(ctx context.Context, a *app, opts any, args []string) error
 }
 
 var commands = []*command{
 	createCommand, backupCommand, lsCommand, catCommand, restoreCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
-	uiCommand, versionCommand,
+	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand,
 }
 
 // app carries the state shared by one invocation.
@@ -63,6 +70,7 @@ type app struct {
 	g    globals
 	out  *printer
 	repo *repo.Repository
+	lock *repo.Lock // held while the command runs, if it takes one
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -86,7 +94,7 @@ func Main(ctx context.Context, env Env) int {
 	return code
 }
 
-func (a *app) run(ctx context.Context) error {
+func (a *app) run(ctx context.Context) (err error) {
 	fs := flag.NewFlagSet("coffer", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&a.g.silent, "silent", false, "print nothing but errors")
@@ -150,10 +158,18 @@ func (a *app) run(ctx context.Context) error {
 		a.g.cacheDir = ""
 	}
 	if cmd.needRepo {
-		if err := a.openRepo(ctx); err != nil {
+		var lock repo.LockKind
+		if cmd.lock != nil {
+			lock = cmd.lock(opts)
+		}
+		if err := a.openRepo(ctx, cmd.name, lock); err != nil {
 			return err
 		}
-		defer a.repo.Close()
+		defer func() {
+			if cerr := a.closeRepo(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	return cmd.run(ctx, a, opts, positional)
 }
@@ -181,7 +197,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func findCommand(name string) *command {
 	for _, c := range commands {
-		if c.name == name {
+		if c.name == name || slices.Contains(c.aliases, name) {
 			return c
 		}
 	}
@@ -212,8 +228,11 @@ func (a *app) ociOptions() oci.Options {
 	}
 }
 
-// openRepo opens the repository and loads its index.
-func (a *app) openRepo(ctx context.Context) error {
+// openRepo opens the repository, takes the command's lock, and loads
+// the index. The lock comes first: a backup's lock must be in the store
+// before it reads what a concurrent prune may have planned
+// (docs/design.md, "Writers and deleters").
+func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind) error {
 	st, err := a.openStore(ctx)
 	if err != nil {
 		return err
@@ -229,12 +248,42 @@ func (a *app) openRepo(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
-		r.Close()
-		return err
+	if lock != "" {
+		if a.lock, err = r.Lock(ctx, lock, name); err != nil {
+			r.Close()
+			return err
+		}
 	}
 	a.repo = r
+	if err := r.LoadIndex(ctx); err != nil {
+		a.closeRepo()
+		return err
+	}
 	return nil
+}
+
+// closeRepo makes everything the command wrote visible to others, then
+// releases its lock and the repository. Flushing can be work (the OCI
+// store references its last objects and applies deletes), so its error
+// counts; it happens under the lock, since a deleter's lock must cover
+// its deletes.
+func (a *app) closeRepo() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	err := storage.Flush(ctx, a.repo.Store())
+	if err != nil {
+		err = fmt.Errorf("finishing writes to the repository: %w", err)
+	}
+	if a.lock != nil {
+		if uerr := a.lock.Unlock(); uerr != nil && err == nil {
+			err = uerr
+		}
+		a.lock = nil
+	}
+	if cerr := a.repo.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("closing the repository: %w", cerr)
+	}
+	return err
 }
 
 func (a *app) usage(fs *flag.FlagSet) {
@@ -245,7 +294,11 @@ func (a *app) usage(fs *flag.FlagSet) {
 	fmt.Fprintln(w, "\ncommands:")
 	names := make([]string, 0, len(commands))
 	for _, c := range commands {
-		names = append(names, fmt.Sprintf("  %-9s %s", c.name, c.summary))
+		name := c.name
+		if len(c.aliases) > 0 {
+			name += " (" + strings.Join(c.aliases, ", ") + ")"
+		}
+		names = append(names, fmt.Sprintf("  %-12s %s", name, c.summary))
 	}
 	sort.Strings(names)
 	fmt.Fprintln(w, strings.Join(names, "\n"))

@@ -24,6 +24,12 @@ var backupCommand = &command{
 	usage:    "[flags] [paths...]",
 	summary:  "back up paths (default: the current directory) into a new snapshot",
 	needRepo: true,
+	lock: func(opts any) repo.LockKind {
+		if opts.(*backupOptions).dryRun {
+			return "" // a dry run stores nothing, not even a lock
+		}
+		return repo.LockShared
+	},
 	flags: func(fs *flag.FlagSet) any {
 		o := &backupOptions{}
 		fs.Var(&o.tags, "tag", "tag the snapshot (repeatable, or comma-separated)")

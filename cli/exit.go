@@ -24,6 +24,7 @@ const (
 	ExitTarget        = 16  // restore target exists or is not writable
 	ExitDiskFull      = 17  // no space left on the restore target, or for a backup's pack files
 	ExitAccessDenied  = 18  // the store refused the credentials
+	ExitLocked        = 19  // another process holds the exclusive lock
 	ExitInterrupted   = 130 // interrupted by a signal
 )
 
@@ -66,6 +67,8 @@ func exitCode(err error) int {
 		return ExitDiskFull
 	case errors.Is(err, storage.ErrAccessDenied):
 		return ExitAccessDenied
+	case errors.Is(err, repo.ErrLocked):
+		return ExitLocked
 	}
 	return ExitFailure
 }

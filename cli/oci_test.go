@@ -84,34 +84,21 @@ func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
 	if err != nil {
 		t.Fatalf("oras repo tags: %v", err)
 	}
-	var root string
+	var refs string
 	for _, tag := range strings.Fields(tags) {
-		if strings.HasPrefix(tag, "coffer-root-") {
-			root = tag
+		if strings.HasPrefix(tag, "coffer-refs-") {
+			refs = tag
 		}
 	}
-	if !strings.Contains(tags, "coffer-config") || root == "" {
+	if !strings.Contains(tags, "coffer-config") || refs == "" {
 		t.Fatalf("oras repo tags: %q", tags)
 	}
-	out, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + ":" + root}, reg.OrasFlags()...)...)
+	out, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + ":" + refs}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatalf("oras manifest fetch: %v", err)
 	}
-	var idx struct {
-		MediaType    string `json:"mediaType"`
-		ArtifactType string `json:"artifactType"`
-		Manifests    []struct {
-			Digest string `json:"digest"`
-		} `json:"manifests"`
-	}
-	if err := json.Unmarshal([]byte(out), &idx); err != nil || idx.ArtifactType != "application/vnd.cofferhq.root.v1" || len(idx.Manifests) == 0 {
-		t.Fatalf("root index %s: %v", out, err)
-	}
-	seg, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + "@" + idx.Manifests[0].Digest}, reg.OrasFlags()...)...)
-	if err != nil {
-		t.Fatalf("oras manifest fetch segment: %v", err)
-	}
 	var m struct {
+		MediaType    string `json:"mediaType"`
 		ArtifactType string `json:"artifactType"`
 		Config       struct {
 			MediaType string `json:"mediaType"`
@@ -120,9 +107,10 @@ func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
 			MediaType, Digest string
 		} `json:"layers"`
 	}
-	if err := json.Unmarshal([]byte(seg), &m); err != nil || m.ArtifactType != "application/vnd.cofferhq.segment.v1" ||
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m.ArtifactType != "application/vnd.cofferhq.refs.v1" ||
+		m.MediaType != "application/vnd.oci.image.manifest.v1+json" ||
 		m.Config.MediaType != "application/vnd.oci.empty.v1+json" || len(m.Layers) == 0 {
-		t.Fatalf("segment manifest %s: %v", seg, err)
+		t.Fatalf("refs manifest %s: %v", out, err)
 	}
 	out, err = testutil.Oras(t, reg.DockerEnv(), append([]string{"blob", "fetch", "--output", "-", ref + "@" + m.Layers[0].Digest}, reg.OrasFlags()...)...)
 	if err != nil {
@@ -267,7 +255,7 @@ func TestOCITagsAndColdListing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := len(strings.Fields(tags)); n > 5 {
-		t.Errorf("%d tags after 30 backups, want at most 5 (config, key, root, segment): %s", n, tags)
+		t.Errorf("%d tags after 30 backups, want at most 5 (config, key, and up to 3 refs tags before a merge): %s", n, tags)
 	}
 	h.env["COFFER_CACHE_DIR"] = t.TempDir()
 	proxy.Reset()
@@ -285,8 +273,8 @@ func TestOCITagsAndColdListing(t *testing.T) {
 		t.Errorf("a cold ls wrote to the registry: %v", req)
 	}
 	// Blobs read: 30 snapshots, at most 30 index objects, the config and
-	// the key. Manifests: config, key, one root and its segment(s), a
-	// few times over at most.
+	// the key. Manifests: config, key, and the few refs tags, a few
+	// times over at most.
 	if req["GET blob"] > 30+30+2 {
 		t.Errorf("a cold ls read %d blobs: more than its snapshots, indexes, config and key", req["GET blob"])
 	}

@@ -41,19 +41,48 @@ type Index struct {
 	packs     []ID
 	packSizes []int64
 	packNum   map[ID]uint32
+	// condemned holds packs a prune plan will delete (by pack number, and
+	// by id for packs not indexed). Their blobs can still be read, but a
+	// writer must not reuse them (docs/design.md, "Writers and deleters").
+	condemned   map[uint32]bool
+	condemnedID map[ID]bool
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{blobs: make(map[ID]indexEntry), packNum: make(map[ID]uint32)}
+	return &Index{blobs: make(map[ID]indexEntry), packNum: make(map[ID]uint32),
+		condemned: make(map[uint32]bool), condemnedID: make(map[ID]bool)}
 }
 
-// Has reports whether the blob is indexed.
+// Has reports whether the blob is indexed in a pack that no prune plan
+// condemns: whether a writer may reuse it instead of storing it again.
 func (x *Index) Has(id ID) bool {
 	x.mu.RLock()
-	_, ok := x.blobs[id]
+	e, ok := x.blobs[id]
+	ok = ok && !x.condemned[e.pack]
 	x.mu.RUnlock()
 	return ok
+}
+
+// Condemn records packs that a prune plan will delete: Has no longer
+// reports their blobs (unless another pack has them too), Lookup still
+// finds them.
+func (x *Index) Condemn(packs []ID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, p := range packs {
+		x.condemnedID[p] = true
+		if num, ok := x.packNum[p]; ok {
+			x.condemned[num] = true
+		}
+	}
+}
+
+// Condemned reports whether a prune plan will delete the pack.
+func (x *Index) Condemned(pack ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.condemnedID[pack]
 }
 
 // Lookup returns where a blob is stored.
@@ -86,9 +115,14 @@ func (x *Index) Add(p PackInfo) {
 		x.packs = append(x.packs, p.ID)
 		x.packSizes = append(x.packSizes, p.Size)
 		x.packNum[p.ID] = num
+		if x.condemnedID[p.ID] {
+			x.condemned[num] = true
+		}
 	}
 	for _, e := range p.Entries {
-		if _, dup := x.blobs[e.ID]; dup {
+		// A copy in a pack that stays is preferred to one in a pack a
+		// prune will delete.
+		if old, dup := x.blobs[e.ID]; dup && (!x.condemned[old.pack] || x.condemned[num]) {
 			continue
 		}
 		x.blobs[e.ID] = indexEntry{pack: num, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,34 +17,89 @@ import (
 
 func cachePath(base, repoID string) string { return filepath.Join(base, repoID) }
 
-// LoadIndex reads every index object into the in-memory index. Index
-// objects found in the local cache are read from there; others are fetched
-// and cached. Cached files are verified against their names like any
-// fetched object, so a damaged cache costs a re-download, not a wrong answer.
+// LoadIndex reads every prune plan, then every index object into the
+// in-memory index; packs a plan will delete are condemned there (their
+// blobs can be read but not reused). Index objects found in the local
+// cache are read from there; others are fetched and cached. Cached files
+// are verified against their names like any fetched object, so a damaged
+// cache costs a re-download, not a wrong answer.
+//
+// Plans are read first: a writer must see every plan written before its
+// lock (docs/design.md, "Writers and deleters"), and an index object a
+// prune replaced since the listing is found again by listing anew.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	ids, err := r.ListObjects(ctx, storage.KindIndex)
+	plans, err := r.LoadPlans(ctx)
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	r.plansSeen = make(map[ID]bool, len(plans))
+	for _, p := range plans {
+		r.index.Condemn(p.Packs)
+		r.plansSeen[p.ID] = true
+	}
+	return r.refreshIndex(ctx)
+}
+
+// refreshIndex adds the index objects written since the index was
+// loaded (by backups that ended meanwhile).
+func (r *Repository) refreshIndex(ctx context.Context) error {
+	loaded := map[ID]bool{}
+	for _, id := range r.indexLoaded {
+		loaded[id] = true
+	}
+	var ids []ID
+	var err error
+	for attempt := 0; ; attempt++ {
+		if ids, err = r.ListObjects(ctx, storage.KindIndex); err != nil {
+			return err
+		}
+		vanished, err := r.loadIndexObjects(ctx, ids, loaded)
+		if err == nil || !vanished || attempt == 4 {
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	r.indexLoaded = ids
+	r.pruneCache(ids)
+	return nil
+}
+
+// loadIndexObjects adds the index objects not loaded yet, and reports
+// whether one vanished since the listing (a prune replaced it).
+func (r *Repository) loadIndexObjects(ctx context.Context, ids []ID, loaded map[ID]bool) (vanished bool, err error) {
+	var todo []ID
 	for _, id := range ids {
+		if !loaded[id] {
+			todo = append(todo, id)
+		}
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, id := range todo {
 		g.Go(func() error {
-			packs, err := r.loadIndexObject(ctx, id)
+			packs, err := r.loadIndexObject(gctx, id)
+			if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+				mu.Lock()
+				vanished = true
+				mu.Unlock()
+				return err
+			}
 			if err != nil {
 				return err
 			}
 			for _, p := range packs {
 				r.index.Add(p)
 			}
+			mu.Lock()
+			loaded[id] = true
+			mu.Unlock()
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	r.pruneCache(ids)
-	return nil
+	return vanished, g.Wait()
 }
 
 func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, error) {

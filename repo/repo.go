@@ -83,6 +83,13 @@ type Repository struct {
 	cacheDir string
 	tempDir  string
 	trees    *treeCache
+
+	lock        *Lock       // held by this process, if any
+	plansSeen   map[ID]bool // prune plans LoadIndex saw
+	indexLoaded []ID        // index objects LoadIndex read
+	now         func() time.Time
+	lockPoll    time.Duration // how often an exclusive locker looks for merges to end
+	lockRefresh time.Duration
 }
 
 // Create initialises a repository in an empty store, protected by
@@ -221,7 +228,8 @@ func newRepository(st storage.Store, cfg Config, mk *masterKeys, keyName string)
 	if err != nil {
 		return nil, err
 	}
-	return &Repository{store: st, cfg: cfg, keys: mk, keyName: keyName, codec: c, index: NewIndex()}, nil
+	return &Repository{store: st, cfg: cfg, keys: mk, keyName: keyName, codec: c, index: NewIndex(),
+		now: time.Now, lockPoll: time.Second, lockRefresh: LockRefresh}, nil
 }
 
 // Config returns the repository configuration.
@@ -243,6 +251,27 @@ func (r *Repository) BlobID(t BlobType, plaintext []byte) ID { return r.codec.bl
 // ChunkerKey returns the secret that keys the content-defined chunker, so
 // chunk boundaries do not reveal which known files a repository holds.
 func (r *Repository) ChunkerKey() []byte { return append([]byte(nil), r.keys.Chunker...) }
+
+// Compact merges the store's bookkeeping (the OCI store's refs tags) so
+// that it stays small as writers add to it. Call it after a backup.
+//
+// Merging must not overlap a deleter's rewrite (docs/design.md, "Writers
+// and deleters"), so it runs only under this process's lock, marked as
+// merging, and is skipped while another process holds an exclusive lock.
+func (r *Repository) Compact(ctx context.Context) error {
+	c, ok := r.store.(storage.Compacter)
+	if !ok || r.lock == nil {
+		return nil
+	}
+	ok, err := r.lock.BeginMerge(ctx)
+	if err == nil && ok {
+		err = c.Compact(ctx)
+	}
+	if eerr := r.lock.EndMerge(ctx); err == nil {
+		err = eerr
+	}
+	return err
+}
 
 // Close releases the store.
 func (r *Repository) Close() error {
@@ -307,6 +336,16 @@ func (r *Repository) LoadObject(ctx context.Context, kind storage.Kind, id ID) (
 		return nil, corrupt(kind, id.String(), "content does not match its name (truncated or altered)")
 	}
 	return r.openObject(kind, id.String(), sealed)
+}
+
+// RemoveObject deletes an object. Deleting packs, index objects or
+// snapshots needs the exclusive lock (docs/design.md, "Writers and
+// deleters").
+func (r *Repository) RemoveObject(ctx context.Context, kind storage.Kind, id ID) error {
+	if err := r.store.Delete(ctx, kind, id.String()); err != nil {
+		return fmt.Errorf("removing %s %s: %w", kind, id.Short(), err)
+	}
+	return nil
 }
 
 // ListObjects returns the names of all objects of a kind that are valid

@@ -125,7 +125,8 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 	var orphans []pack
 	err := s.r.store.List(ctx, storage.KindPack, func(name string, size int64) error {
 		id, err := ParseID(name)
-		if err == nil && !s.r.index.HasPack(id) {
+		// A pack a prune plan names is going: its blobs are stored again.
+		if err == nil && !s.r.index.HasPack(id) && !s.r.index.Condemned(id) {
 			orphans = append(orphans, pack{id, size})
 		}
 		return nil

@@ -98,6 +98,9 @@ func (c *treeCache) fromPack(loc Location) []byte {
 }
 
 func (c *treeCache) dropPack(pack ID) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.packs[pack]; f != nil {

@@ -141,6 +141,17 @@ func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
 	return sns, errors.Join(errs...)
 }
 
+// Remove deletes snapshot objects and returns those it removed, in order,
+// until the first failure. The data they alone used stays until prune.
+func Remove(ctx context.Context, r *repo.Repository, sns []*Snapshot) ([]*Snapshot, error) {
+	for i, sn := range sns {
+		if err := r.RemoveObject(ctx, storage.KindSnapshot, sn.ID); err != nil {
+			return sns[:i], err
+		}
+	}
+	return sns, nil
+}
+
 // Find returns the snapshot whose id starts with prefix. "latest" selects
 // the most recent snapshot.
 func Find(ctx context.Context, r *repo.Repository, prefix string) (*Snapshot, error) {

@@ -33,10 +33,13 @@ const (
 	KindKey Kind = "key"
 	// KindLock holds lock objects, named by a random hex id.
 	KindLock Kind = "lock"
+	// KindPlan holds prune plans (the packs a prune will delete), named by
+	// the hex SHA-256 of their bytes.
+	KindPlan Kind = "plan"
 )
 
 // Kinds lists every kind, in the order a conformance test walks them.
-var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock}
+var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock, KindPlan}
 
 // Sentinel errors a Store wraps so that callers can match them with errors.Is.
 var (
@@ -77,7 +80,11 @@ func (r Range) String() string { return fmt.Sprintf("[%d,+%d)", r.Offset, r.Leng
 //     whole object or nothing, never a prefix, even if the process dies
 //     mid-Put. Putting an object that already exists with the same bytes
 //     succeeds; objects are never modified in place except KindLock.
-//   - Read-after-write: once Put returns, Get, Stat and List see the object.
+//   - Read-after-write: once Put returns, Get, Stat and List on this Store
+//     see the object, and once Delete returns they do not. Other clients
+//     see both once Flush (see Flusher) or Close returns; a store that is
+//     not a Flusher makes them visible at once. Puts become visible to
+//     others before the Deletes made after them.
 //   - Get with a Range returns exactly Length bytes or an error; a short or
 //     mis-positioned answer from the medium is an error, never data.
 //   - List returns every object of a kind exactly once, in no given order.
@@ -116,6 +123,33 @@ type Store interface {
 
 	// Close releases resources. Objects Put before Close stay stored.
 	Close() error
+}
+
+// Flusher is implemented by stores that batch what they make visible to
+// other clients (the OCI store references new packs in batches, and drops
+// deleted objects from its references in batches). Deletes between two
+// Flushes reach other clients in no given order, so a caller that needs
+// one delete seen before another flushes in between.
+type Flusher interface {
+	// Flush returns once every Put and Delete made before it is visible
+	// to every client.
+	Flush(ctx context.Context) error
+}
+
+// Flush calls st's Flush when it has one.
+func Flush(ctx context.Context, st Store) error {
+	if f, ok := st.(Flusher); ok {
+		return f.Flush(ctx)
+	}
+	return nil
+}
+
+// Compacter is implemented by stores whose bookkeeping grows with every
+// writer session and can be merged (the OCI store's refs tags).
+type Compacter interface {
+	// Compact merges the store's bookkeeping. It is safe with concurrent
+	// Puts and Compacts, but must not run while another client deletes.
+	Compact(ctx context.Context) error
 }
 
 // Describer is implemented by stores that can report facts about

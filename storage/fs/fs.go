@@ -34,6 +34,7 @@ var kindDirs = map[storage.Kind]string{
 	storage.KindSnapshot: "snapshots",
 	storage.KindKey:      "keys",
 	storage.KindLock:     "locks",
+	storage.KindPlan:     "plans",
 }
 
 // Store is a repository in a local directory. It is safe for concurrent

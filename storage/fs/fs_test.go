@@ -174,6 +174,7 @@ func TestLayout(t *testing.T) {
 		storage.KindSnapshot: "snapshots/abcdef0123",
 		storage.KindKey:      "keys/abcdef0123",
 		storage.KindLock:     "locks/abcdef0123",
+		storage.KindPlan:     "plans/abcdef0123",
 	}
 	for _, kind := range storage.Kinds {
 		if err := st.Put(ctx, kind, name, strings.NewReader("data"), 4); err != nil {

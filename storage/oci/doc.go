@@ -7,12 +7,16 @@
 //
 // Packs, index objects and snapshots are blobs named by their SHA-256,
 // so reading one is a single GET /v2/<name>/blobs/sha256:<hex>. They stay
-// reachable (and so survive registry garbage collection) through a root
-// tag per writer, "coffer-root-<writer>", which points at an OCI image
-// index of segment manifests, each listing at most 500 of those blobs as
-// layers. A writer is a client identity (host and user, hashed), so tags
-// grow with writers, not with data. Updates are copy-on-write: blobs
-// first, then new segment manifests, then the root index, then the tag.
+// reachable (and so survive registry garbage collection) through refs
+// tags, "coffer-refs-<session>-<n>": artifact manifests listing at most
+// 500 of those blobs as layers. Each Store picks a random session, so no
+// two processes ever write the same tag, and a tag is never changed after
+// it is written: any number of processes on any number of hosts may add
+// objects at once, with no lock and no compare-and-swap, and a reader
+// takes the union of all refs. Deleting rewrites: new refs tags with what
+// is kept, then the old ones are deleted (or, where DELETE is refused,
+// moved to a tombstone). Rewrites must not run two at a time; repo's
+// exclusive lock sees to that. See refs.go.
 //
 // Small mutable objects are tagged manifests of one layer each: the
 // config ("coffer-config"), keys ("coffer-key-<name>") and locks

@@ -17,12 +17,14 @@ const (
 	artifactConfig    = "application/vnd.cofferhq.config.v1"
 	artifactKey       = "application/vnd.cofferhq.key.v1"
 	artifactLock      = "application/vnd.cofferhq.lock.v1"
-	artifactRoot      = "application/vnd.cofferhq.root.v1"
+	artifactRefs      = "application/vnd.cofferhq.refs.v1"
+	artifactRoot      = "application/vnd.cofferhq.root.v1" // legacy: read, migrated, never written
 	artifactSegment   = "application/vnd.cofferhq.segment.v1"
 	artifactTombstone = "application/vnd.cofferhq.deleted.v1"
 
-	annotationObject = "org.cofferhq.object" // what a manifest is: config, key, lock, root, segment, deleted
+	annotationObject = "org.cofferhq.object" // what a manifest is: config, key, lock, refs, deleted (legacy: root, segment)
 	annotationWriter = "org.cofferhq.writer"
+	annotationRef    = "org.cofferhq.ref"  // the tag a refs manifest was written for
 	annotationName   = "org.cofferhq.name" // the object name of a key or lock
 )
 
@@ -31,14 +33,20 @@ const (
 	tagConfig     = "coffer-config"
 	tagKeyPrefix  = "coffer-key-"
 	tagLockPrefix = "coffer-lock-"
-	tagRootPrefix = "coffer-root-"
-	// tagSegmentPrefix starts the tags that keep each segment manifest
-	// alive through garbage collectors that ignore index references.
+	// tagRefsPrefix starts the tags that reference packs, index objects
+	// and snapshots: coffer-refs-<session>-<sequence>.
+	tagRefsPrefix = "coffer-refs-"
+	// tagRootPrefix and tagSegmentPrefix start the tags of the layout
+	// before refs tags (a root index per writer, and its segments, tagged
+	// too because registry 2.8's garbage collector ignores index
+	// references). They are read, and migrated to refs tags by the first
+	// rewrite.
+	tagRootPrefix    = "coffer-root-"
 	tagSegmentPrefix = "coffer-seg-"
 )
 
-// maxSegmentLayers keeps every segment manifest within the layer count
-// all registries accept (ECR: 500).
+// maxSegmentLayers keeps every refs manifest within the layer count all
+// registries accept (ECR: 500).
 const maxSegmentLayers = 500
 
 // layerMediaType is the media type of an object of a kind in a segment.
@@ -48,6 +56,7 @@ var layerMediaType = map[storage.Kind]string{
 	storage.KindSnapshot: "application/vnd.cofferhq.snapshot.v1",
 	storage.KindKey:      "application/vnd.cofferhq.key.v1",
 	storage.KindLock:     "application/vnd.cofferhq.lock.v1",
+	storage.KindPlan:     "application/vnd.cofferhq.plan.v1",
 }
 
 // kindOfMediaType inverts layerMediaType.
@@ -60,9 +69,9 @@ func kindOfMediaType(mt string) (storage.Kind, bool) {
 	return "", false
 }
 
-// referencedKinds are the kinds reached through root tags.
+// referencedKind reports the kinds reached through refs tags.
 func referencedKind(k storage.Kind) bool {
-	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot
+	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot || k == storage.KindPlan
 }
 
 // tagOf returns the tag of a key or lock. A tag holds at most 128
@@ -101,18 +110,6 @@ func newManifest(artifactType string, layers []ocispec.Descriptor, annotations m
 		Annotations:  annotations,
 	}
 	return encode(ocispec.MediaTypeImageManifest, artifactType, m)
-}
-
-// newIndex encodes a root index of segment manifests.
-func newIndex(segments []ocispec.Descriptor, annotations map[string]string) (ocispec.Descriptor, []byte, error) {
-	idx := ocispec.Index{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    ocispec.MediaTypeImageIndex,
-		ArtifactType: artifactRoot,
-		Manifests:    segments,
-		Annotations:  annotations,
-	}
-	return encode(ocispec.MediaTypeImageIndex, artifactRoot, idx)
 }
 
 func encode(mediaType, artifactType string, v any) (ocispec.Descriptor, []byte, error) {

@@ -40,12 +40,12 @@ func TestObjectsAreNotBareBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	absent := map[string]string{
-		"the config":            sumHex(config),
-		"the empty config":      ocispec.DescriptorEmptyJSON.Digest.Encoded(),
-		"an index object":       sumHex(index),
-		"a deleted pack":        sumHex(deleted),
-		"the blob of a key":     sumHex(key),
-		"a manifest (the root)": rootDigest(t, st),
+		"the config":        sumHex(config),
+		"the empty config":  ocispec.DescriptorEmptyJSON.Digest.Encoded(),
+		"an index object":   sumHex(index),
+		"a deleted pack":    sumHex(deleted),
+		"the blob of a key": sumHex(key),
+		"a manifest (refs)": refsDigest(t, st),
 	}
 	for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot, storage.KindIndex} {
 		for what, name := range absent {
@@ -65,10 +65,17 @@ func TestObjectsAreNotBareBlobs(t *testing.T) {
 	}
 }
 
-func rootDigest(t *testing.T, st *Store) string {
+func refsDigest(t *testing.T, st *Store) string {
 	t.Helper()
-	var idx ocispec.Index
-	return fetchJSON(t, st, st.rootTag(), &idx).Digest.Encoded()
+	if err := st.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for tag := range checkRefs(t, st) {
+		var m ocispec.Manifest
+		return fetchJSON(t, st, tag, &m).Digest.Encoded()
+	}
+	t.Fatal("no refs tag")
+	return ""
 }
 
 // TestLongNames stores keys and locks under the longest names

@@ -40,17 +40,26 @@ type Store struct {
 	capsMu sync.Mutex
 	caps   *capabilities
 
-	// Blobs pushed but not yet referenced from this writer's root. Packs
-	// wait for a batch; other kinds are referenced before Put returns.
+	// session names the refs tags this Store writes (refs.go); seq
+	// counts them, under flushMu.
+	session string
+	seq     int
+
+	// Objects pushed but not yet referenced from a refs tag (packs and
+	// index objects wait for a batch; other kinds are referenced before
+	// Put returns), and objects deleted but still in the refs.
 	pendingMu    sync.Mutex
 	pending      []ocispec.Descriptor
 	pendingSince time.Time
+	removing     map[layerKey]ocispec.Descriptor
 
-	flushMu sync.Mutex // one root update at a time
+	flushMu sync.Mutex // one flush at a time
 
-	rootsMu sync.Mutex // all writers' roots, as last read
-	roots   []*root
-	rootsAt time.Time
+	viewMu sync.Mutex // every ref, as last read
+	view   *refView
+	viewAt time.Time
+
+	refusedOnce sync.Once // the notice that DELETE is refused
 
 	emptyMu   sync.Mutex // the empty config blob every manifest names
 	emptyDone bool
@@ -114,7 +123,8 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 		TagListPageSize: 1000,
 	}
 	return &Store{loc: l, opt: opt, repo: repo, client: client, creds: creds, plain: plain,
-		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String())}, nil
+		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String()),
+		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor)}, nil
 }
 
 // Concurrency is how many packs to upload at once: enough to keep a
@@ -131,8 +141,6 @@ func (s *Store) scheme() string {
 	}
 	return "https"
 }
-
-func (s *Store) rootTag() string { return tagRootPrefix + s.writer }
 
 // Create writes the config into an empty OCI repository.
 func (s *Store) Create(ctx context.Context, config []byte) error {
@@ -234,8 +242,13 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	if len(s.pending) == 0 {
 		s.pendingSince = time.Now()
 	}
+	// Putting an object deleted since the last flush keeps it.
+	delete(s.removing, keyOf(desc))
 	s.pending = append(s.pending, desc)
-	due := kind != storage.KindPack || len(s.pending) >= flushBatch || time.Since(s.pendingSince) >= flushAfter
+	// Packs and index objects wait for a batch: a backup's last batch
+	// goes with its snapshot, so one backup usually writes one refs tag.
+	batched := kind == storage.KindPack || kind == storage.KindIndex
+	due := !batched || len(s.pending) >= flushBatch || time.Since(s.pendingSince) >= flushAfter
 	s.pendingMu.Unlock()
 	if due {
 		return s.flush(ctx)
@@ -404,36 +417,33 @@ func (s *Store) Stat(ctx context.Context, kind storage.Kind, name string) (int64
 }
 
 // referenced returns the layer that makes name an object of kind: one a
-// root (or this store's pending batch) lists. A blob the registry merely
-// still holds (deleted, or stored as another kind) is not one. The roots
-// are usually in memory already, so a read stays a single blob GET; a
-// miss reads them again once, for objects other writers added since.
+// refs tag (or this store's pending batch) lists, and this store has not
+// deleted. A blob the registry merely still holds (deleted, or stored as
+// another kind) is not one. The refs are usually in memory already, so a
+// read stays a single blob GET; a miss reads them again once, for objects
+// other writers added since.
 func (s *Store) referenced(ctx context.Context, kind storage.Kind, name string) (ocispec.Descriptor, error) {
 	if len(name) == 64 {
-		d := digest.NewDigestFromEncoded(digest.SHA256, name)
-		match := func(l ocispec.Descriptor) bool { return l.Digest == d && l.MediaType == layerMediaType[kind] }
+		key := layerKey{layerMediaType[kind], digest.NewDigestFromEncoded(digest.SHA256, name)}
 		s.pendingMu.Lock()
-		i := slices.IndexFunc(s.pending, match)
+		_, removed := s.removing[key]
+		i := slices.IndexFunc(s.pending, func(l ocispec.Descriptor) bool { return keyOf(l) == key })
 		var p ocispec.Descriptor
 		if i >= 0 {
 			p = s.pending[i]
 		}
 		s.pendingMu.Unlock()
-		if i >= 0 {
+		switch {
+		case removed:
+		case i >= 0:
 			return p, nil
-		}
-		for attempt := range 2 {
-			if attempt == 1 {
-				s.forgetRoots()
-			}
-			roots, err := s.loadRoots(ctx)
+		default:
+			d, ok, err := s.inView(ctx, key)
 			if err != nil {
 				return ocispec.Descriptor{}, err
 			}
-			for _, r := range roots {
-				if l, ok := r.find(match); ok {
-					return l, nil
-				}
+			if ok {
+				return d, nil
 			}
 		}
 	}
@@ -448,29 +458,33 @@ func (s *Store) List(ctx context.Context, kind storage.Kind, fn func(string, int
 	if !referencedKind(kind) {
 		return s.listTagged(ctx, kind, fn)
 	}
-	roots, err := s.loadRoots(ctx)
+	v, err := s.loadView(ctx)
 	if err != nil {
 		return err
 	}
+	// Read-after-write: objects waiting for their batch are stored
+	// already; objects deleted since the last flush are gone.
+	s.pendingMu.Lock()
+	pending := slices.Clone(s.pending)
+	removing := maps.Clone(s.removing)
+	s.pendingMu.Unlock()
+	mediaType := layerMediaType[kind]
 	seen := map[digest.Digest]bool{}
 	emit := func(l ocispec.Descriptor) error {
-		if l.MediaType != layerMediaType[kind] || seen[l.Digest] {
+		if l.MediaType != mediaType || seen[l.Digest] {
+			return nil
+		}
+		if _, gone := removing[keyOf(l)]; gone {
 			return nil
 		}
 		seen[l.Digest] = true
 		return fn(l.Digest.Encoded(), l.Size)
 	}
-	for _, r := range roots {
-		for _, l := range r.layers() {
-			if err := emit(l); err != nil {
-				return err
-			}
+	for _, l := range v.objects {
+		if err := emit(l); err != nil {
+			return err
 		}
 	}
-	// Read-after-write: packs waiting for their batch are stored already.
-	s.pendingMu.Lock()
-	pending := slices.Clone(s.pending)
-	s.pendingMu.Unlock()
 	for _, l := range pending {
 		if err := emit(l); err != nil {
 			return err
@@ -521,8 +535,11 @@ func (s *Store) listTagged(ctx context.Context, kind storage.Kind, fn func(strin
 
 // Delete removes an object: a key or lock by deleting its manifest (or,
 // where the registry refuses, re-tagging it to a tombstone); a pack,
-// index or snapshot by rewriting the roots that reference it, after which
-// the registry's garbage collection reclaims it.
+// index or snapshot by dropping it from the refs that reference it, at
+// the next flush (refs.go), after which the registry's garbage collection
+// reclaims it. Deleting packs, index objects or snapshots rewrites refs,
+// which two processes must not do at the same time: repo's exclusive lock
+// sees to that.
 func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return err
@@ -530,7 +547,7 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) erro
 	if !referencedKind(kind) {
 		return s.deleteTagged(ctx, kind, name)
 	}
-	return s.unreference(ctx, digest.NewDigestFromEncoded(digest.SHA256, name), kind, name)
+	return s.unreference(ctx, kind, name)
 }
 
 func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string) error {
@@ -566,7 +583,17 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	return nil
 }
 
-// Close references every pending blob.
+// noteRefused tells the user, once per store, that the registry keeps
+// the bytes of what coffer dropped until its own garbage collection runs.
+func (s *Store) noteRefused() {
+	s.refusedOnce.Do(func() {
+		if s.opt.Logf != nil {
+			s.opt.Logf("registry %s refuses DELETE: dropped references now point at tombstones; the space comes back when the registry's garbage collection runs (see README, \"Registries and space\")", s.loc.host)
+		}
+	})
+}
+
+// Close references every pending object and applies pending deletes.
 func (s *Store) Close() error {
 	return s.flush(context.Background())
 }

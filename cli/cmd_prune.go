@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type pruneOptions struct {
+	maxUnused maxUnusedFlag
+	dryRun    bool
+}
+
+var pruneCommand = &command{
+	name:     "prune",
+	usage:    "[-max-unused 10%] [-dry-run]",
+	summary:  "delete data no snapshot needs, and repack packs that are mostly unneeded",
+	needRepo: true,
+	lock:     func(any) repo.LockKind { return repo.LockExclusive },
+	flags: func(fs *flag.FlagSet) any {
+		o := &pruneOptions{maxUnused: maxUnusedFlag(repo.DefaultMaxUnused)}
+		fs.Var(&o.maxUnused, "max-unused", "repack until unused data in kept packs is at most this `share` of the used data (like 10%, or unlimited)")
+		fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be deleted, repacked and freed, and change nothing")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		if len(args) > 0 {
+			return usageError("prune takes no arguments")
+		}
+		o := opts.(*pruneOptions)
+		return a.prune(ctx, float64(o.maxUnused), o.dryRun)
+	},
+}
+
+// maxUnusedFlag is -max-unused: a percentage, or "unlimited" (-1).
+type maxUnusedFlag float64
+
+func (m *maxUnusedFlag) String() string {
+	if *m < 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(float64(*m)*100, 'f', -1, 64) + "%"
+}
+
+func (m *maxUnusedFlag) Set(v string) error {
+	if v == "unlimited" {
+		*m = -1
+		return nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+	if err != nil || !strings.HasSuffix(v, "%") || n < 0 || n > 100 {
+		return fmt.Errorf("%q is not a share: give a percentage from 0%% to 100%%, like 10%%, or unlimited", v)
+	}
+	*m = maxUnusedFlag(n / 100)
+	return nil
+}
+
+func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
+	st, err := snapshot.Prune(ctx, a.repo, repo.PruneOptions{MaxUnused: maxUnused, DryRun: dryRun, Logf: a.out.notice})
+	a.out.result(map[string]any{"type": "summary", "dry_run": dryRun, "prune": st})
+	if err != nil {
+		return err
+	}
+	a.out.textf("%d packs, %s: %s used, %s unused; %d not indexed\n", st.Packs, size(st.PackBytes),
+		size(st.UsedBytes), size(st.UnusedBytes), st.Unindexed)
+	if dryRun {
+		a.out.textf("would delete %d packs (%s) and repack %d packs (%s) (dry run)\n",
+			st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes))
+		return nil
+	}
+	a.out.textf("to delete: %d packs (%s), to repack: %d packs (%s, %s written); deleted %d packs, %s freed\n",
+		st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes), size(st.CopiedBytes),
+		st.Deleted, size(st.FreedBytes))
+	if st.Spared > 0 {
+		a.out.textf("kept %d packs that snapshots saved during the prune use\n", st.Spared)
+	}
+	if st.DeferredPacks > 0 {
+		var who []string
+		for _, b := range st.Blockers {
+			who = append(who, b.String())
+		}
+		a.out.notice("%d packs (%s) are planned for deletion, but backups that started before this prune may use them (%s): the next prune after they end deletes them",
+			st.DeferredPacks, size(st.DeferredBytes), strings.Join(who, "; "))
+	}
+	return nil
+}

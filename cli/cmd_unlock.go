@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"context"
+	"flag"
+)
+
+type unlockOptions struct{ all bool }
+
+var unlockCommand = &command{
+	name:     "unlock",
+	usage:    "[-remove-all]",
+	summary:  "remove stale locks (left by processes that died)",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &unlockOptions{}
+		fs.BoolVar(&o.all, "remove-all", false, "remove every lock, also those of processes that may still run")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		if len(args) > 0 {
+			return usageError("unlock takes no arguments")
+		}
+		n, err := a.repo.RemoveLocks(ctx, opts.(*unlockOptions).all)
+		a.out.textf("removed %d locks\n", n)
+		a.out.result(map[string]any{"type": "summary", "removed": n})
+		if err == nil && n == 0 && !opts.(*unlockOptions).all {
+			locks, _, lerr := a.repo.Locks(ctx)
+			for _, l := range locks {
+				a.out.textf("still held: %s (live: refreshed %s)\n", l, l.Refreshed.UTC().Format("2006-01-02T15:04:05Z"))
+			}
+			err = lerr
+		}
+		return err
+	},
+}

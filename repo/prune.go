@@ -1,0 +1,471 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// PruneOptions tune Prune.
+type PruneOptions struct {
+	// MaxUnused is the share of the used bytes that may stay unused in
+	// packs kept: packs with unused blobs are repacked, most unused
+	// first, until the rest is within it. Negative means no limit (never
+	// repack); DefaultMaxUnused is 10%.
+	MaxUnused float64
+	// DryRun computes and reports, and writes nothing.
+	DryRun bool
+	// MarkUsed adds to used the id of every blob (trees and data) that a
+	// snapshot needs, for the snapshots it has not reported before: Prune
+	// calls it once to plan, and again before deleting, for snapshots
+	// that backups finished in between.
+	MarkUsed func(ctx context.Context, used map[ID]struct{}) error
+	// Logf receives progress notes; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// DefaultMaxUnused is PruneOptions.MaxUnused's usual value.
+const DefaultMaxUnused = 0.10
+
+// PruneStats says what Prune found and did (or, with DryRun, would do).
+type PruneStats struct {
+	Packs       int   `json:"packs"`        // packs the index lists
+	PackBytes   int64 `json:"pack_bytes"`   // their stored size
+	UsedBytes   int64 `json:"used_bytes"`   // sealed bytes of blobs snapshots need
+	UnusedBytes int64 `json:"unused_bytes"` // sealed bytes of other blobs
+	Unindexed   int   `json:"unindexed"`    // packs no index lists (interrupted backups)
+
+	DeletePacks int   `json:"delete_packs"` // packs deleted, whole
+	DeleteBytes int64 `json:"delete_bytes"`
+	RepackPacks int   `json:"repack_packs"` // packs whose used blobs were copied, then deleted
+	RepackBytes int64 `json:"repack_bytes"` // their stored size
+	CopiedBytes int64 `json:"copied_bytes"` // bytes of packs written by repacking
+
+	// Packs planned but not deleted yet: backups that started before the
+	// plan (Blockers) must end first; the next prune deletes them.
+	DeferredPacks int        `json:"deferred_packs"`
+	DeferredBytes int64      `json:"deferred_bytes"`
+	Blockers      []LockInfo `json:"blockers,omitempty"`
+	// Spared counts planned packs a snapshot finished meanwhile uses.
+	Spared int `json:"spared"`
+	// Deleted counts the packs deleted by this run.
+	Deleted int `json:"deleted"`
+	// FreedBytes is what the store holds less (before a registry's own
+	// garbage collection, where that is how space comes back).
+	FreedBytes int64 `json:"freed_bytes"`
+}
+
+// packUse is what prune knows of one pack.
+type packUse struct {
+	info        PackInfo
+	size        int64 // stored
+	used        int64 // sealed bytes of blobs it holds for the snapshots
+	unused      int64
+	usedEntries []PackEntry
+}
+
+// indexObject is one index object and the packs it lists.
+type indexObject struct {
+	id    ID
+	packs []PackInfo
+}
+
+// Prune deletes the packs that no snapshot needs and repacks those that
+// are mostly unneeded, following the protocol in docs/design.md ("Writers
+// and deleters"): it needs the exclusive lock, writes a plan before it
+// looks for running backups, deletes at once when there are none, and
+// otherwise leaves the plan for the next prune once they have ended.
+func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, error) {
+	var st PruneStats
+	if r.lock == nil || r.lock.info.Kind != LockExclusive {
+		return st, errors.New("prune needs the repository's exclusive lock")
+	}
+	logf := opt.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+
+	// Plans whose blockers have all ended can be carried out now. This is
+	// decided before reading the snapshots, so that those backups'
+	// snapshots are among them.
+	plans, err := r.LoadPlans(ctx)
+	if err != nil {
+		return st, err
+	}
+	live, err := r.liveLocks(ctx, r.lock.name)
+	if err != nil {
+		return st, err
+	}
+	liveNames := map[string]bool{}
+	for _, l := range live {
+		liveNames[l.Name] = true
+	}
+	ready := map[ID]bool{}
+	for _, p := range plans {
+		if p.Complete && !slices.ContainsFunc(p.Blockers, func(b string) bool { return liveNames[b] }) {
+			for _, id := range p.Packs {
+				ready[id] = true
+			}
+		}
+	}
+
+	// Snapshots of backups that ended since the index was loaded use
+	// packs of their own.
+	if err := r.refreshIndex(ctx); err != nil {
+		return st, err
+	}
+	used := map[ID]struct{}{}
+	if err := opt.MarkUsed(ctx, used); err != nil {
+		return st, err
+	}
+	objs, err := r.readIndexObjects(ctx)
+	if err != nil {
+		return st, err
+	}
+	stored := map[ID]int64{}
+	if err := r.store.List(ctx, storage.KindPack, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil {
+			stored[id] = size
+		}
+		return nil
+	}); err != nil {
+		return st, fmt.Errorf("listing packs: %w", err)
+	}
+
+	// Each blob a snapshot needs is claimed by the first stored pack that
+	// holds it; copies elsewhere count as unused.
+	packs := map[ID]*packUse{}
+	var order []ID
+	for _, o := range objs {
+		for _, p := range o.packs {
+			if _, ok := packs[p.ID]; ok {
+				continue
+			}
+			size, ok := stored[p.ID]
+			if !ok {
+				continue // missing: check reports it; nothing to delete
+			}
+			packs[p.ID] = &packUse{info: p, size: size}
+			order = append(order, p.ID)
+		}
+	}
+	claimed := map[ID]bool{}
+	claim := func(pu *packUse) {
+		for _, e := range pu.info.Entries {
+			if _, need := used[e.ID]; need && !claimed[e.ID] {
+				claimed[e.ID] = true
+				pu.used += int64(e.Length)
+				pu.usedEntries = append(pu.usedEntries, e)
+			} else {
+				pu.unused += int64(e.Length)
+			}
+		}
+	}
+	for _, id := range order {
+		pu := packs[id]
+		claim(pu)
+		st.Packs++
+		st.PackBytes += pu.size
+		st.UsedBytes += pu.used
+		st.UnusedBytes += pu.unused
+	}
+	// Packs no index lists: left by interrupted backups, or by a prune
+	// that stopped between rewriting the index and deleting them.
+	var orphans []*packUse
+	for id, size := range stored {
+		if _, ok := packs[id]; ok {
+			continue
+		}
+		st.Unindexed++
+		pu := &packUse{info: PackInfo{ID: id, Size: size}, size: size}
+		entries, err := r.ReadPackTrailer(ctx, id, size)
+		if err == nil {
+			pu.info.Entries = entries
+			claim(pu)
+		}
+		if pu.used > 0 {
+			// A snapshot needs a blob only this unindexed pack has: the
+			// index is damaged. Keep the pack; `repair index` lists it.
+			logf("pack %s is not indexed but holds blobs snapshots need; keeping it (run `coffer repair index`)", id.Short())
+			continue
+		}
+		orphans = append(orphans, pu)
+	}
+	for id := range used {
+		if !claimed[id] {
+			return st, fmt.Errorf("blob %s, which a snapshot needs, is in no stored pack: %w; prune deleted nothing (run `coffer check`)", id.Short(), ErrBlobNotFound)
+		}
+	}
+
+	// Whole packs to delete, then packs to repack, most unused first.
+	var del, repack []*packUse
+	var partial []*packUse
+	for _, id := range order {
+		switch pu := packs[id]; {
+		case pu.used == 0:
+			del = append(del, pu)
+		case pu.unused > 0:
+			partial = append(partial, pu)
+		}
+	}
+	del = append(del, orphans...)
+	sort.SliceStable(partial, func(i, j int) bool { return partial[i].unused > partial[j].unused })
+	var unusedKept int64
+	for _, pu := range partial {
+		unusedKept += pu.unused
+	}
+	for _, pu := range partial {
+		if opt.MaxUnused < 0 || float64(unusedKept) <= opt.MaxUnused*float64(st.UsedBytes) {
+			break
+		}
+		repack = append(repack, pu)
+		unusedKept -= pu.unused
+	}
+	for _, pu := range del {
+		st.DeletePacks++
+		st.DeleteBytes += pu.size
+	}
+	for _, pu := range repack {
+		st.RepackPacks++
+		st.RepackBytes += pu.size
+	}
+	if opt.DryRun || len(del)+len(repack) == 0 {
+		if !opt.DryRun && len(plans) > 0 {
+			// Nothing is left to delete: older plans are done or moot.
+			return st, r.removePlans(ctx, plans)
+		}
+		return st, nil
+	}
+
+	var planned []ID
+	for _, pu := range append(slices.Clone(del), repack...) {
+		planned = append(planned, pu.info.ID)
+	}
+	if len(repack) > 0 {
+		// Condemned first, so the copies land in new packs.
+		r.index.Condemn(planned)
+		logf("repacking %d packs", len(repack))
+		stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+			for _, pu := range repack {
+				refs := make([]BlobRef, len(pu.usedEntries))
+				for i, e := range pu.usedEntries {
+					refs[i] = BlobRef{ID: e.ID, Type: e.Type}
+				}
+				if err := r.loadBlobsFrom(ctx, pu.info, refs, func(ref BlobRef, plain []byte) error {
+					_, err := s.SaveWithID(ctx, ref.Type, ref.ID, plain)
+					return err
+				}); err != nil {
+					return fmt.Errorf("repacking pack %s: %w", pu.info.ID.Short(), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+		st.CopiedBytes = stats.PackBytes
+		if err := storage.Flush(ctx, r.store); err != nil {
+			return st, err
+		}
+	}
+
+	// The plan goes into the store before the locks are listed: a backup
+	// that does not see it has a lock this listing sees.
+	plan := &Plan{Created: r.now().UTC(), Host: r.lock.info.Host, Packs: planned}
+	if err := r.savePlan(ctx, plan); err != nil {
+		return st, err
+	}
+	live, err = r.liveLocks(ctx, r.lock.name)
+	if err != nil {
+		return st, err
+	}
+	complete := &Plan{Created: plan.Created, Host: plan.Host, Packs: planned, Complete: true}
+	for _, l := range live {
+		complete.Blockers = append(complete.Blockers, l.Name)
+		st.Blockers = append(st.Blockers, l)
+	}
+	if err := r.savePlan(ctx, complete); err != nil {
+		return st, err
+	}
+	// Older plans are superseded: what of theirs is still unused is in
+	// this one, written before they go.
+	if err := r.removePlans(ctx, append(plans, plan)); err != nil {
+		return st, err
+	}
+
+	now := planned
+	if len(complete.Blockers) > 0 {
+		now = slices.DeleteFunc(slices.Clone(planned), func(id ID) bool { return !ready[id] })
+	}
+	spared, err := r.spare(ctx, opt, packs, orphans, claimed, now)
+	if err != nil {
+		return st, err
+	}
+	st.Spared = len(spared)
+	now = slices.DeleteFunc(now, func(id ID) bool { return spared[id] })
+	if err := r.deletePacks(ctx, now); err != nil {
+		return st, err
+	}
+	sizeOf := func(id ID) int64 {
+		if pu, ok := packs[id]; ok {
+			return pu.size
+		}
+		return stored[id]
+	}
+	st.Deleted = len(now)
+	for _, id := range now {
+		st.FreedBytes += sizeOf(id)
+	}
+	for _, id := range planned {
+		if !slices.Contains(now, id) && !spared[id] {
+			st.DeferredPacks++
+			st.DeferredBytes += sizeOf(id)
+		}
+	}
+	st.FreedBytes -= st.CopiedBytes
+	if st.DeferredPacks == 0 {
+		return st, r.removePlans(ctx, []*Plan{complete})
+	}
+	return st, nil
+}
+
+// loadBlobsFrom reads blobs of one pack by its own entries, not the
+// in-memory index (which may point at another copy).
+func (r *Repository) loadBlobsFrom(ctx context.Context, p PackInfo, refs []BlobRef, fn func(BlobRef, []byte) error) error {
+	x := NewIndex()
+	x.Add(p)
+	return r.withIndex(x).LoadBlobs(ctx, p.ID, refs, fn)
+}
+
+// withIndex returns a view of r that looks blobs up in x.
+func (r *Repository) withIndex(x *Index) *Repository {
+	c := *r
+	c.index = x
+	return &c
+}
+
+// spare returns the packs among del that snapshots finished since the
+// first marking need: blobs they use that no pack claimed then.
+func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*packUse, orphans []*packUse, claimed map[ID]bool, del []ID) (map[ID]bool, error) {
+	spared := map[ID]bool{}
+	if len(del) == 0 {
+		return spared, nil
+	}
+	if err := r.refreshIndex(ctx); err != nil {
+		return nil, err
+	}
+	more := map[ID]struct{}{}
+	if err := opt.MarkUsed(ctx, more); err != nil {
+		return nil, err
+	}
+	entries := map[ID][]PackEntry{}
+	for id, pu := range packs {
+		entries[id] = pu.info.Entries
+	}
+	for _, pu := range orphans {
+		entries[pu.info.ID] = pu.info.Entries
+	}
+	for _, id := range del {
+		for _, e := range entries[id] {
+			if _, need := more[e.ID]; need && !claimed[e.ID] {
+				spared[id] = true
+				break
+			}
+		}
+	}
+	return spared, nil
+}
+
+// deletePacks removes packs: first from the index (new index objects
+// without them, then the objects they replace), then from the store, each
+// step visible to all before the next, so that at no point does an index
+// object list a deleted pack.
+func (r *Repository) deletePacks(ctx context.Context, del []ID) error {
+	if len(del) == 0 {
+		return nil
+	}
+	gone := map[ID]bool{}
+	for _, id := range del {
+		gone[id] = true
+	}
+	objs, err := r.readIndexObjects(ctx)
+	if err != nil {
+		return err
+	}
+	var replaced []ID
+	var keep []PackInfo
+	kept := map[ID]bool{}
+	for _, o := range objs {
+		if !slices.ContainsFunc(o.packs, func(p PackInfo) bool { return gone[p.ID] }) {
+			continue
+		}
+		replaced = append(replaced, o.id)
+		for _, p := range o.packs {
+			if !gone[p.ID] && !kept[p.ID] {
+				kept[p.ID] = true
+				keep = append(keep, p)
+			}
+		}
+	}
+	for len(keep) > 0 {
+		n, entries := 0, 0
+		for n < len(keep) && (n == 0 || entries+len(keep[n].Entries) <= maxIndexEntries) {
+			entries += len(keep[n].Entries)
+			n++
+		}
+		if err := r.saveIndex(ctx, keep[:n]); err != nil {
+			return err
+		}
+		keep = keep[n:]
+	}
+	if err := storage.Flush(ctx, r.store); err != nil {
+		return err
+	}
+	for _, id := range replaced {
+		if err := r.RemoveObject(ctx, storage.KindIndex, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	if err := storage.Flush(ctx, r.store); err != nil {
+		return err
+	}
+	for _, id := range del {
+		if err := r.RemoveObject(ctx, storage.KindPack, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		r.trees.dropPack(id)
+	}
+	return storage.Flush(ctx, r.store)
+}
+
+// removePlans deletes plans that are done or superseded.
+func (r *Repository) removePlans(ctx context.Context, plans []*Plan) error {
+	for _, p := range plans {
+		if err := r.RemoveObject(ctx, storage.KindPlan, p.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return storage.Flush(ctx, r.store)
+}
+
+// readIndexObjects reads every index object (from the local cache where
+// it has them).
+func (r *Repository) readIndexObjects(ctx context.Context) ([]indexObject, error) {
+	ids, err := r.ListObjects(ctx, storage.KindIndex)
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]indexObject, 0, len(ids))
+	for _, id := range ids {
+		packs, err := r.loadIndexObject(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, indexObject{id, packs})
+	}
+	return objs, nil
+}

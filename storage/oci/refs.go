@@ -1,0 +1,552 @@
+package oci
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// The references that keep packs, index objects and snapshots alive
+// (docs/oci-layout.md, "The reference graph"). A registry has no
+// compare-and-swap, so the layout never relies on one:
+//
+//   - every refs tag is written once, by the one process that chose its
+//     random name, and never changed afterwards;
+//   - an object is listed while any refs tag references it (readers take
+//     the union, which is safe whatever adders do concurrently);
+//   - only a rewrite drops references: it pushes new refs tags with what
+//     it keeps, then retires the tags it read. Since no one changes a tag
+//     after writing it, retiring one whose content is already in a new tag
+//     loses nothing. Two rewrites at once could each bring back what the
+//     other dropped, so the caller of Delete runs rewrites one at a time
+//     (repo's exclusive lock).
+
+// refsTTL bounds how stale a listing may be for a long-running reader
+// (other writers may add objects at any time).
+const refsTTL = 30 * time.Second
+
+// layerKey identifies an object: the same bytes stored as two kinds are
+// two objects.
+type layerKey struct {
+	mediaType string
+	digest    digest.Digest
+}
+
+func keyOf(l ocispec.Descriptor) layerKey { return layerKey{l.MediaType, l.Digest} }
+
+// ref is one tag that keeps objects alive: a refs manifest, or a root
+// index with tagged segments as earlier versions of coffer wrote them.
+type ref struct {
+	tag    string
+	desc   ocispec.Descriptor   // the manifest (or index) the tag points at
+	layers []ocispec.Descriptor // the objects it references
+	// segments are a legacy root's segment manifests, each also under a
+	// tag of its own; nil for a refs manifest.
+	segments []ocispec.Descriptor
+	legacy   bool
+}
+
+// refView is every ref as read at one moment.
+type refView struct {
+	refs    []*ref
+	objects map[layerKey]ocispec.Descriptor
+}
+
+func newRefView(refs []*ref) *refView {
+	v := &refView{refs: refs, objects: make(map[layerKey]ocispec.Descriptor)}
+	for _, r := range refs {
+		v.add(r)
+	}
+	return v
+}
+
+func (v *refView) add(r *ref) {
+	for _, l := range r.layers {
+		v.objects[keyOf(l)] = l
+	}
+}
+
+// newSessionID names the refs tags of one Store: random, so that no two
+// processes ever write the same tag, whatever their host and user names
+// (a cloned VM, two cron runs of one job).
+func newSessionID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// nextRefTag returns a tag no process has written. Called under flushMu.
+func (s *Store) nextRefTag() string {
+	s.seq++
+	return fmt.Sprintf("%s%s-%06d", tagRefsPrefix, s.session, s.seq)
+}
+
+// loadView reads every ref: one tag listing (paginated), one HEAD per
+// refs tag, one GET per manifest not in the local cache (they never
+// change), and one GET per legacy root. So a cold listing costs
+// O(tags) requests, never O(objects).
+func (s *Store) loadView(ctx context.Context) (*refView, error) {
+	// One command lists several kinds in a row; the refs are read once
+	// for all of them, and again after this store rewrites some.
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	if s.view != nil && time.Since(s.viewAt) < refsTTL {
+		return s.view, nil
+	}
+	all, err := s.listTags(ctx)
+	if err != nil && !isNotFound(err) {
+		return nil, s.wrap("listing tags", err)
+	}
+	var tags []string
+	for _, t := range all {
+		if strings.HasPrefix(t, tagRefsPrefix) || strings.HasPrefix(t, tagRootPrefix) {
+			tags = append(tags, t)
+		}
+	}
+	// Registries return tags in no promised order (registry 2.8 does not
+	// sort), and a tag may appear on two pages while tags change.
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	refs := make([]*ref, len(tags))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, tag := range tags {
+		g.Go(func() error {
+			var err error
+			if strings.HasPrefix(tag, tagRefsPrefix) {
+				refs[i], err = s.loadRef(gctx, tag)
+			} else {
+				refs[i], err = s.loadLegacyRoot(gctx, tag)
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	s.view = newRefView(slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }))
+	s.viewAt = time.Now()
+	return s.view, nil
+}
+
+// forgetView drops the refs read, so the next use reads them again.
+func (s *Store) forgetView() {
+	s.viewMu.Lock()
+	s.view = nil
+	s.viewMu.Unlock()
+}
+
+// addToView records refs this store just wrote in the view it holds, so
+// a flush costs no new listing.
+func (s *Store) addToView(refs []*ref) {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	if s.view == nil {
+		return
+	}
+	for _, r := range refs {
+		s.view.refs = append(s.view.refs, r)
+		s.view.add(r)
+	}
+}
+
+// loadRef reads one refs tag; a tag retired since the listing, or moved
+// to a tombstone, is nil.
+func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
+	var desc ocispec.Descriptor
+	err := s.retrying(ctx, func() error {
+		var err error
+		desc, err = s.repo.Resolve(ctx, tag)
+		return err
+	})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.wrap("resolving "+tag, err)
+	}
+	b := s.cache.manifest(desc.Digest)
+	if b == nil {
+		if desc, b, err = s.fetchManifest(ctx, desc.Digest.String()); err != nil {
+			if isNotFound(err) {
+				return nil, nil
+			}
+			return nil, s.wrap("fetching "+tag, err)
+		}
+		s.cache.putManifest(desc.Digest, b)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", tag, s.loc.host, err)
+	}
+	switch m.ArtifactType {
+	case artifactTombstone:
+		return nil, nil
+	case artifactRefs:
+	default:
+		return nil, fmt.Errorf("%s on %s has artifact type %q, not %q: the tag prefix %s is coffer's; rename other artifacts",
+			tag, s.loc.host, m.ArtifactType, artifactRefs, tagRefsPrefix)
+	}
+	return &ref{tag: tag, desc: desc, layers: objectLayers(m.Layers)}, nil
+}
+
+// objectLayers keeps the layers that are coffer objects (a manifest with
+// no objects lists the empty descriptor).
+func objectLayers(layers []ocispec.Descriptor) []ocispec.Descriptor {
+	return slices.DeleteFunc(slices.Clone(layers), func(l ocispec.Descriptor) bool {
+		_, ok := kindOfMediaType(l.MediaType)
+		return !ok
+	})
+}
+
+// loadLegacyRoot reads a coffer-root-<writer> index and its segments, as
+// coffer wrote them before refs tags; nil when the tag is gone or a
+// tombstone.
+func (s *Store) loadLegacyRoot(ctx context.Context, tag string) (*ref, error) {
+	desc, b, err := s.fetchManifest(ctx, tag)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.wrap("fetching "+tag, err)
+	}
+	if m, err := decodeManifest(b); err == nil && m.ArtifactType == artifactTombstone {
+		return nil, nil
+	}
+	idx, err := decodeIndex(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", tag, s.loc.host, err)
+	}
+	r := &ref{tag: tag, desc: desc, legacy: true, segments: idx.Manifests}
+	for _, d := range idx.Manifests {
+		layers, err := s.segmentLayers(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		r.layers = append(r.layers, layers...)
+	}
+	return r, nil
+}
+
+// segmentLayers returns a legacy segment manifest's objects. Segments
+// never change (they are addressed by digest), so they are cached on disk.
+func (s *Store) segmentLayers(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	b := s.cache.manifest(d.Digest)
+	if b == nil {
+		var err error
+		if _, b, err = s.fetchManifest(ctx, d.Digest.String()); err != nil {
+			return nil, s.wrap("fetching segment "+shortDigest(d.Digest), err)
+		}
+		s.cache.putManifest(d.Digest, b)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("segment %s on %s: %w", shortDigest(d.Digest), s.loc.host, err)
+	}
+	if m.ArtifactType != artifactSegment {
+		return nil, fmt.Errorf("segment %s on %s has artifact type %q", shortDigest(d.Digest), s.loc.host, m.ArtifactType)
+	}
+	return objectLayers(m.Layers), nil
+}
+
+// Flush makes every Put and Delete so far visible to other clients: new
+// objects are referenced from new refs tags, then deleted objects are
+// dropped from the refs that list them.
+func (s *Store) Flush(ctx context.Context) error {
+	return s.flush(ctx)
+}
+
+func (s *Store) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	// Pending objects stay listed as pending until the ref that keeps
+	// them is in place, so a concurrent List never misses one.
+	s.pendingMu.Lock()
+	adds := slices.Clone(s.pending)
+	removing := maps.Clone(s.removing)
+	s.pendingMu.Unlock()
+	if len(adds) > 0 {
+		refs, err := s.pushRefs(ctx, dedupe(adds))
+		if err != nil {
+			return err // still pending: the next flush (or Close) tries again
+		}
+		s.addToView(refs)
+		s.pendingMu.Lock()
+		s.pending = s.pending[len(adds):] // only Put appends, and Delete holds flushMu
+		if len(s.pending) > 0 {
+			s.pendingSince = time.Now()
+		}
+		s.pendingMu.Unlock()
+	}
+	if len(removing) > 0 {
+		if err := s.rewrite(ctx, removing); err != nil {
+			return err
+		}
+		s.pendingMu.Lock()
+		for k, d := range removing {
+			if cur, ok := s.removing[k]; ok && cur.Digest == d.Digest {
+				delete(s.removing, k)
+			}
+		}
+		s.pendingMu.Unlock()
+	}
+	return nil
+}
+
+// pushRefs references layers from new refs tags of at most
+// maxSegmentLayers each, in order, so that objects put last (a snapshot
+// after its index and packs) are referenced last.
+func (s *Store) pushRefs(ctx context.Context, layers []ocispec.Descriptor) ([]*ref, error) {
+	var refs []*ref
+	for start := 0; start < len(layers); start += maxSegmentLayers {
+		chunk := layers[start:min(start+maxSegmentLayers, len(layers))]
+		tag := s.nextRefTag()
+		// The tag in the annotations makes every refs manifest unique, so
+		// deleting one by digest never untags another.
+		desc, b, err := newManifest(artifactRefs, chunk, map[string]string{
+			annotationObject: "refs", annotationWriter: s.writer, annotationRef: tag,
+		})
+		if err != nil {
+			return refs, err
+		}
+		desc.ArtifactType = artifactRefs
+		if err := s.pushManifest(ctx, desc, b, tag); err != nil {
+			return refs, s.wrap("pushing "+tag, err)
+		}
+		s.cache.putManifest(desc.Digest, b)
+		refs = append(refs, &ref{tag: tag, desc: desc, layers: chunk})
+	}
+	return refs, nil
+}
+
+// rewrite drops the removed objects from every ref that lists them. It
+// reads the refs afresh, pushes new refs tags holding what the affected
+// refs keep (merged with every other ref that is not full, and every
+// legacy root, so tags stay few), and only then retires the refs it read.
+// A crash in between leaves objects referenced twice, or a removal not
+// yet done; never an object kept by no ref.
+func (s *Store) rewrite(ctx context.Context, removing map[layerKey]ocispec.Descriptor) error {
+	s.forgetView()
+	defer s.forgetView()
+	v, err := s.loadView(ctx)
+	if err != nil {
+		return err
+	}
+	return s.merge(ctx, v, removing)
+}
+
+// compactAt is how many refs tags that are not full Compact lets
+// accumulate before it merges them: each backup adds one, so a merge
+// runs every few backups and the tags stay few.
+const compactAt = 4
+
+// Compact merges refs tags that are not full into as few as possible, so
+// tags stay few as backups add theirs. A merge is a union: it pushes the
+// merged refs, then retires the ones it read, which never changed and
+// whose objects the merged refs now hold. So merges racing each other or
+// any number of adders lose nothing. A merge that races a rewrite that
+// drops objects (Delete) could bring them back, so the caller keeps the
+// two apart (repo's locks). On a registry that refuses DELETE, retiring
+// a tag leaves a tombstone tag, so merging would only add tags; Compact
+// does nothing there.
+func (s *Store) Compact(ctx context.Context) error {
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	if c := s.capabilities(); c != nil && c.Delete == "refused" {
+		return nil
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.forgetView()
+	defer s.forgetView()
+	v, err := s.loadView(ctx)
+	if err != nil {
+		return err
+	}
+	small := 0
+	for _, r := range v.refs {
+		if r.legacy || len(r.layers) < maxSegmentLayers {
+			small++
+		}
+	}
+	if small < compactAt {
+		return nil
+	}
+	return s.merge(ctx, v, nil)
+}
+
+// merge pushes what the refs that are touched by removing, not full, or
+// legacy keep, in as few refs tags as possible, then retires them.
+func (s *Store) merge(ctx context.Context, v *refView, removing map[layerKey]ocispec.Descriptor) error {
+	var inputs, others []*ref
+	for _, r := range v.refs {
+		touched := slices.ContainsFunc(r.layers, func(l ocispec.Descriptor) bool {
+			_, gone := removing[keyOf(l)]
+			return gone
+		})
+		if touched || r.legacy || len(r.layers) < maxSegmentLayers {
+			inputs = append(inputs, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	keptElsewhere := newRefView(others).objects
+	var keep []ocispec.Descriptor
+	for _, r := range inputs {
+		for _, l := range r.layers {
+			_, gone := removing[keyOf(l)]
+			_, elsewhere := keptElsewhere[keyOf(l)]
+			if !gone && !elsewhere {
+				keep = append(keep, l)
+			}
+		}
+	}
+	if _, err := s.pushRefs(ctx, dedupe(keep)); err != nil {
+		return err
+	}
+	for _, r := range inputs {
+		if err := s.retire(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retire removes a ref whose objects are kept by other refs: by deleting
+// its manifest, or where the registry refuses, by moving its tags to a
+// tombstone, which readers skip.
+func (s *Store) retire(ctx context.Context, r *ref) error {
+	if err := s.retireTag(ctx, r.tag, r.desc); err != nil {
+		return err
+	}
+	writer := strings.TrimPrefix(r.tag, tagRootPrefix)
+	for i, seg := range r.segments {
+		if err := s.retireTag(ctx, segmentTag(writer, i), seg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retireTag deletes the manifest desc (which untags tag) or, where
+// DELETE is refused, points tag at a tombstone.
+func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descriptor) error {
+	err := s.deleteManifest(ctx, desc)
+	switch {
+	case err == nil || isNotFound(err):
+		if err == nil {
+			s.recordDelete(true)
+		}
+		// Distribution untags a manifest deleted by digest, as the spec
+		// says; a registry that removes only the digest would leave the
+		// tag pointing at it, so that case gets a tombstone too.
+		var cur ocispec.Descriptor
+		rerr := s.retrying(ctx, func() error {
+			var err error
+			cur, err = s.repo.Resolve(ctx, tag)
+			return err
+		})
+		if isNotFound(rerr) || rerr == nil && cur.Digest != desc.Digest {
+			return nil // gone, or retired by someone else already
+		}
+		if rerr != nil {
+			return s.wrap("checking "+tag, rerr)
+		}
+	case !isRefused(err):
+		return s.wrap("deleting "+tag, err)
+	default:
+		s.recordDelete(false)
+		s.noteRefused()
+	}
+	tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
+	if err != nil {
+		return err
+	}
+	if err := s.pushManifest(ctx, tomb, b, tag); err != nil {
+		return s.wrap("retiring "+tag, err)
+	}
+	return nil
+}
+
+// segmentTag is the tag of a legacy root's i-th segment.
+func segmentTag(writer string, i int) string {
+	return fmt.Sprintf("%s%s-%06d", tagSegmentPrefix, writer, i)
+}
+
+// dedupe drops later duplicates, keeping order. The same bytes stored as
+// two kinds are two layers.
+func dedupe(layers []ocispec.Descriptor) []ocispec.Descriptor {
+	seen := make(map[layerKey]bool, len(layers))
+	return slices.DeleteFunc(layers, func(l ocispec.Descriptor) bool {
+		k := keyOf(l)
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		return false
+	})
+}
+
+// unreference deletes a pack, index object or snapshot: at once for this
+// store, and for other clients at the next flush (Flush, a Put that
+// flushes, or Close).
+func (s *Store) unreference(ctx context.Context, kind storage.Kind, name string) error {
+	// Holding flushMu keeps a flush from running while pending changes.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	key := layerKey{layerMediaType[kind], digest.NewDigestFromEncoded(digest.SHA256, name)}
+	s.pendingMu.Lock()
+	_, removed := s.removing[key]
+	n := len(s.pending)
+	s.pending = slices.DeleteFunc(s.pending, func(l ocispec.Descriptor) bool { return keyOf(l) == key })
+	wasPending := len(s.pending) < n
+	s.pendingMu.Unlock()
+	if removed {
+		return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
+	}
+	desc, ok, err := s.inView(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !ok && !wasPending {
+		return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
+	}
+	if ok {
+		s.pendingMu.Lock()
+		s.removing[key] = desc
+		s.pendingMu.Unlock()
+	}
+	return nil
+}
+
+// inView looks an object up in the refs, reading them again once on a
+// miss, for objects other writers added since.
+func (s *Store) inView(ctx context.Context, key layerKey) (ocispec.Descriptor, bool, error) {
+	for attempt := range 2 {
+		if attempt == 1 {
+			s.forgetView()
+		}
+		v, err := s.loadView(ctx)
+		if err != nil {
+			return ocispec.Descriptor{}, false, err
+		}
+		if d, ok := v.objects[key]; ok {
+			return d, true, nil
+		}
+	}
+	return ocispec.Descriptor{}, false, nil
+}
