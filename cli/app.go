@@ -53,15 +53,18 @@ type command struct {
 	// lock says which lock the command holds while it runs, given its
 	// options: shared for commands that add, exclusive for those that
 	// delete; nil (or "") for readers.
-	lock  func(opts any) repo.LockKind
-	flags func(fs *flag.FlagSet) any
-	run   func(ctx context.Context, a *app, opts any, args []string) error
+	lock func(opts any) repo.LockKind
+	// ownIndex commands load the index themselves, if at all (repair
+	// index must run when the index cannot be loaded).
+	ownIndex bool
+	flags    func(fs *flag.FlagSet) any
+	run      func(ctx context.Context, a *app, opts any, args []string) error
 }
 
 var commands = []*command{
 	createCommand, backupCommand, lsCommand, catCommand, restoreCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
-	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand,
+	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }
 
 // app carries the state shared by one invocation.
@@ -162,7 +165,7 @@ func (a *app) run(ctx context.Context) (err error) {
 		if cmd.lock != nil {
 			lock = cmd.lock(opts)
 		}
-		if err := a.openRepo(ctx, cmd.name, lock); err != nil {
+		if err := a.openRepo(ctx, cmd.name, lock, !cmd.ownIndex); err != nil {
 			return err
 		}
 		defer func() {
@@ -232,7 +235,7 @@ func (a *app) ociOptions() oci.Options {
 // the index. The lock comes first: a backup's lock must be in the store
 // before it reads what a concurrent prune may have planned
 // (docs/design.md, "Writers and deleters").
-func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind) error {
+func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loadIndex bool) error {
 	st, err := a.openStore(ctx)
 	if err != nil {
 		return err
@@ -255,6 +258,9 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind) err
 		}
 	}
 	a.repo = r
+	if !loadIndex {
+		return nil
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		a.closeRepo()
 		return err

@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"flag"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type repairOptions struct{ dryRun bool }
+
+var repairCommand = &command{
+	name:     "repair",
+	usage:    "index | snapshots [-dry-run]",
+	summary:  "rebuild the index from the packs, or rewrite snapshots without what is missing",
+	needRepo: true,
+	ownIndex: true,
+	lock:     func(any) repo.LockKind { return repo.LockExclusive },
+	flags: func(fs *flag.FlagSet) any {
+		o := &repairOptions{}
+		fs.BoolVar(&o.dryRun, "dry-run", false, "repair snapshots: list what would be lost, change nothing")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*repairOptions)
+		switch {
+		case len(args) == 1 && args[0] == "index" && !o.dryRun:
+			return a.repairIndex(ctx)
+		case len(args) == 1 && args[0] == "snapshots":
+			return a.repairSnapshots(ctx, o.dryRun)
+		}
+		return usageError("repair needs what to repair: index, or snapshots [-dry-run]")
+	},
+}
+
+func (a *app) repairIndex(ctx context.Context) error {
+	st, err := a.repo.RepairIndex(ctx, func(err error) { a.out.warn("index", err) })
+	a.out.result(map[string]any{"type": "summary", "repair_index": st})
+	if err != nil {
+		return err
+	}
+	a.out.textf("indexed %d packs (%d blobs) in %d index objects, replacing %d; %d damaged packs left out\n",
+		st.Packs, st.Blobs, st.IndexObjects, st.OldObjects, st.Damaged)
+	return nil
+}
+
+func (a *app) repairSnapshots(ctx context.Context, dryRun bool) error {
+	if err := a.repo.LoadIndex(ctx); err != nil {
+		return err
+	}
+	verb := "lost"
+	if dryRun {
+		verb = "would lose"
+	}
+	st, err := snapshot.RepairSnapshots(ctx, a.repo, snapshot.RepairOptions{DryRun: dryRun,
+		Lost: func(sn *snapshot.Snapshot, path, reason string) {
+			a.out.textf("snapshot %s: %s %s: %s\n", sn.ID.Short(), verb, path, reason)
+			a.out.result(map[string]any{"type": "lost", "snapshot_id": sn.ID.String(), "path": path, "reason": reason})
+		}})
+	a.out.result(map[string]any{"type": "summary", "dry_run": dryRun, "repair_snapshots": st})
+	if err != nil {
+		return err
+	}
+	if dryRun {
+		a.out.textf("%d of %d snapshots would be rewritten, %d entries left out (dry run)\n", st.Damaged, st.Snapshots, st.Lost)
+		return nil
+	}
+	a.out.textf("%d of %d snapshots rewritten (tagged %q), %d entries left out\n", st.Damaged, st.Snapshots, snapshot.RepairedTag, st.Lost)
+	return nil
+}

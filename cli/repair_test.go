@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/all"
+	"github.com/cofferhq/coffer/storage/oci"
+)
+
+// repairStores are the stores the repair tests run on.
+var repairStores = map[string]func(t *testing.T) *harness{
+	"local": newHarness,
+	"distribution": func(t *testing.T) *harness {
+		reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+		return ociHarness(t, reg, "repair")
+	},
+}
+
+// damage deletes objects straight from the store, as a failing disk or a
+// careless operator would.
+func damage(t *testing.T, h *harness, kind storage.Kind, pick func(names []string, sizes map[string]int64) []string) []string {
+	t.Helper()
+	st, err := all.Registry(all.Options{OCI: oci.Options{DockerConfig: h.env["DOCKER_CONFIG"], CacheDir: t.TempDir()}}).Open(t.Context(), h.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	sizes := map[string]int64{}
+	if err := st.List(t.Context(), kind, func(name string, size int64) error {
+		names = append(names, name)
+		sizes[name] = size
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	gone := pick(names, sizes)
+	for _, name := range gone {
+		if err := st.Delete(t.Context(), kind, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.env["COFFER_CACHE_DIR"] = t.TempDir() // no cached copy hides the damage
+	return gone
+}
+
+// repair index after the index objects are deleted: every snapshot
+// restores.
+func TestRepairIndex(t *testing.T) {
+	for name, newH := range repairStores {
+		t.Run(name, func(t *testing.T) {
+			h := newH(t)
+			h.create()
+			src := filepath.Join(t.TempDir(), "src")
+			var ids []string
+			for r := range 3 {
+				churnTree(t, src, r)
+				ids = append(ids, h.backup(src))
+			}
+			damage(t, h, storage.KindIndex, func(names []string, _ map[string]int64) []string { return names })
+			restored := filepath.Join(t.TempDir(), "broken")
+			wantOneLineError(t, h.at("restore", ids[2], "-to", restored), ExitCorrupt, "not in index")
+			// prune refuses to work from a missing index.
+			wantOneLineError(t, h.at("prune"), ExitCorrupt, "not in index")
+
+			out := h.mustAt("repair", "index")
+			if !strings.Contains(out, "0 damaged packs") {
+				t.Errorf("repair index: %s", out)
+			}
+			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check after repair index: %s", out)
+			}
+			for r, id := range ids {
+				want := filepath.Join(t.TempDir(), "want")
+				churnTree(t, want, r)
+				restored := filepath.Join(t.TempDir(), "r")
+				h.mustAt("restore", id, "-to", restored)
+				testutil.CompareTrees(t, want, restored)
+			}
+		})
+	}
+}
+
+// repair snapshots after one pack is deleted: the repaired snapshots
+// restore everything else, and the lost files are listed.
+func TestRepairSnapshots(t *testing.T) {
+	for name, newH := range repairStores {
+		t.Run(name, func(t *testing.T) {
+			h := newH(t)
+			h.mustAt("create", "-pack-size", "1") // a pack holds a file or two
+			src := filepath.Join(t.TempDir(), "src")
+			var ids []string
+			for r := range 2 {
+				churnTree(t, src, r)
+				ids = append(ids, h.backup(src))
+			}
+			// A pack of file contents (tree packs are small): a lost tree
+			// loses what is below it, which the test could not tell apart.
+			damage(t, h, storage.KindPack, func(names []string, sizes map[string]int64) []string {
+				for _, n := range names {
+					if sizes[n] > 256<<10 {
+						return []string{n}
+					}
+				}
+				t.Fatal("no data pack")
+				return nil
+			})
+			if r := h.at("check"); r.code != ExitCorrupt {
+				t.Fatalf("check after a pack was deleted: exit %d", r.code)
+			}
+			h.mustAt("repair", "index")
+			dry := h.mustAt("repair", "snapshots", "-dry-run")
+			out := h.mustAt("repair", "snapshots")
+			t.Logf("repair snapshots:\n%s", out)
+			lost := regexp.MustCompile(`(?m)^snapshot ([0-9a-f]{8}): lost (\S+): `).FindAllStringSubmatch(out, -1)
+			if len(lost) == 0 {
+				t.Fatalf("repair snapshots listed no lost file:\n%s", out)
+			}
+			if strings.Count(dry, "would lose") != len(lost) {
+				t.Errorf("the dry run listed %d losses, the repair %d", strings.Count(dry, "would lose"), len(lost))
+			}
+			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check after repair: %s", out)
+			}
+			ls := h.mustAt("ls")
+			if strings.Count(ls, "\n") != 2 {
+				t.Fatalf("after repair, ls lists:\n%s", ls)
+			}
+			// Each repaired snapshot restores its source minus the files it
+			// lists as lost.
+			for r := range 2 {
+				sn := regexp.MustCompile(`([0-9a-f]{8}) .*`+regexp.QuoteMeta(src)).FindAllStringSubmatch(ls, -1)[r][1]
+				want := filepath.Join(t.TempDir(), "want")
+				churnTree(t, want, r)
+				for _, l := range lost {
+					if l[1] == ids[r] {
+						os.Remove(filepath.Join(want, strings.TrimPrefix(l[2], src+"/")))
+					}
+				}
+				restored := filepath.Join(t.TempDir(), "r")
+				h.mustAt("restore", sn, "-to", restored)
+				testutil.CompareTrees(t, want, restored)
+			}
+		})
+	}
+}
