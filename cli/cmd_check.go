@@ -64,6 +64,12 @@ var checkCommand = &command{
 		if res.UnindexedPacks > 0 {
 			a.out.textf("%d packs are not indexed yet (left by an interrupted backup); the next backup reuses them\n", res.UnindexedPacks)
 		}
+		for _, f := range res.Affected {
+			a.out.textf("affected: snapshot %s %s (content in pack %s)\n", f.Snapshot.Short(), f.Path, f.Pack.Short())
+		}
+		if len(res.Affected) > 0 {
+			a.out.textf("%d files of snapshots use damaged or missing packs: `coffer repair snapshots` rewrites those snapshots without them\n", len(res.Affected))
+		}
 		a.out.result(map[string]any{"type": "summary", "result": res})
 		if res.Problems > 0 {
 			a.out.fatal(fmt.Errorf("check found %d problems", res.Problems), ExitCorrupt)

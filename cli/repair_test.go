@@ -115,8 +115,14 @@ func TestRepairSnapshots(t *testing.T) {
 				t.Fatal("no data pack")
 				return nil
 			})
-			if r := h.at("check"); r.code != ExitCorrupt {
-				t.Fatalf("check after a pack was deleted: exit %d", r.code)
+			chk := h.at("check")
+			if chk.code != ExitCorrupt {
+				t.Fatalf("check after a pack was deleted: exit %d", chk.code)
+			}
+			// check names the files the missing pack held.
+			var affected []string
+			for _, m := range regexp.MustCompile(`(?m)^affected: snapshot ([0-9a-f]{8}) (\S+) `).FindAllStringSubmatch(chk.stdout, -1) {
+				affected = append(affected, m[1]+" "+m[2])
 			}
 			h.mustAt("repair", "index")
 			dry := h.mustAt("repair", "snapshots", "-dry-run")
@@ -125,6 +131,13 @@ func TestRepairSnapshots(t *testing.T) {
 			lost := regexp.MustCompile(`(?m)^snapshot ([0-9a-f]{8}): lost (\S+): `).FindAllStringSubmatch(out, -1)
 			if len(lost) == 0 {
 				t.Fatalf("repair snapshots listed no lost file:\n%s", out)
+			}
+			var lostFiles []string
+			for _, l := range lost {
+				lostFiles = append(lostFiles, l[1]+" "+l[2])
+			}
+			if !sameSet(affected, lostFiles) {
+				t.Errorf("check named the files %v as affected, repair lost %v", affected, lostFiles)
 			}
 			if strings.Count(dry, "would lose") != len(lost) {
 				t.Errorf("the dry run listed %d losses, the repair %d", strings.Count(dry, "would lose"), len(lost))

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -33,6 +34,18 @@ type CheckResult struct {
 	PacksRead      int   `json:"packs_read"`
 	BytesRead      int64 `json:"bytes_read"`
 	Problems       int   `json:"problems"`
+	// Affected lists the files whose content is in a pack found damaged
+	// or missing, so the user knows what a damaged pack costs (and what
+	// `repair snapshots` would leave out).
+	Affected []AffectedFile `json:"affected,omitempty"`
+}
+
+// AffectedFile is a file of a snapshot whose content a damaged or
+// missing pack holds.
+type AffectedFile struct {
+	Snapshot repo.ID `json:"snapshot"`
+	Path     string  `json:"path"`
+	Pack     repo.ID `json:"pack"`
 }
 
 // Check verifies the repository's structure: every pack the index lists
@@ -44,10 +57,23 @@ type CheckResult struct {
 func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem func(error)) (CheckResult, error) {
 	var res CheckResult
 	var mu sync.Mutex // pack reads run in parallel
+	damagedPacks := map[repo.ID]bool{}
+	damagedBlobs := map[repo.ID]repo.ID{} // blob -> pack
 	report := func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Problems++
+		var ie *repo.IntegrityError
+		if errors.As(err, &ie) {
+			switch id, perr := repo.ParseID(ie.Name); {
+			case perr != nil:
+			case ie.Kind == storage.KindPack:
+				damagedPacks[id] = true
+			case ie.Kind == "blob":
+				pack, _ := repo.ParseID(ie.Pack)
+				damagedBlobs[id] = pack
+			}
+		}
 		problem(err)
 	}
 	listing, err := r.CheckPacks(ctx, report)
@@ -69,8 +95,48 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions, problem fu
 		mu.Unlock()
 		return err
 	})
-	err = g.Wait()
-	return res, err
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	if len(damagedPacks)+len(damagedBlobs) > 0 {
+		r.Index().Each(func(id repo.ID, loc repo.Location) {
+			if damagedPacks[loc.Pack] {
+				damagedBlobs[id] = loc.Pack
+			}
+		})
+		affected, err := affectedFiles(ctx, r, damagedBlobs)
+		res.Affected = affected
+		return res, err
+	}
+	return res, nil
+}
+
+// affectedFiles walks every snapshot for the files that use the blobs.
+func affectedFiles(ctx context.Context, r *repo.Repository, blobs map[repo.ID]repo.ID) ([]AffectedFile, error) {
+	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	var out []AffectedFile
+	for _, id := range ids {
+		sn, err := Load(ctx, r, id)
+		if err != nil {
+			continue // reported by the check already
+		}
+		err = Walk(ctx, r, "/", sn.Tree, func(p string, n *Node) error {
+			for _, e := range n.Content {
+				if pack, ok := blobs[e.ID]; ok && !e.Hole {
+					out = append(out, AffectedFile{Snapshot: sn.ID, Path: p, Pack: pack})
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil && ctx.Err() != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // checkSnapshots loads every snapshot and checks its trees, each tree
