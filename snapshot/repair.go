@@ -169,4 +169,3 @@ func errorsOf(err error) []error {
 	}
 	return []error{err}
 }
-
