@@ -235,12 +235,43 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 			inst[t.Name] = in
 		}
 		var changes []change
+		undoAll := func() error {
+			for i := len(changes) - 1; i >= 0; i-- {
+				if err := undo(changes[i : i+1]); err != nil {
+					return err
+				}
+			}
+			changes = nil
+			return nil
+		}
 		for _, sc := range scenarios {
 			if sc == scChanged {
-				var err error
-				if changes, err = mutate(ds, uint64(r)); err != nil {
+				c, err := mutate(ds, uint64(r))
+				if err != nil {
 					return nil, err
 				}
+				changes = append(changes, c...)
+			}
+			if sc == scHistory {
+				// Three snapshots so far; the rest, each after its own 5%.
+				for k := 3; k < historyLen; k++ {
+					c, err := mutate(ds, uint64(r)*1000+uint64(k))
+					if err != nil {
+						return nil, err
+					}
+					changes = append(changes, c...)
+					for _, t := range order {
+						s, err := measure(rn, t, inst[t.Name], reg, sc, ds, restoreDir)
+						if err != nil {
+							return nil, fmt.Errorf("dataset %s, run %d, %s, backup %d: %w", ds.Name, r+1, t.Name, k+1, err)
+						}
+						logf("%-10s run %d  %-15s %-24s %8.2fs wall (backup %d, not reported)", ds.Name, r+1, t.Name, sc, s.Wall.Seconds(), k+1)
+						if k == historyLen-1 {
+							res.Samples[t.Name][sc] = append(res.Samples[t.Name][sc], s)
+						}
+					}
+				}
+				continue
 			}
 			for _, t := range order {
 				s, err := measure(rn, t, inst[t.Name], reg, sc, ds, restoreDir)
@@ -252,7 +283,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 				res.Samples[t.Name][sc] = append(res.Samples[t.Name][sc], s)
 			}
 		}
-		if err := undo(changes); err != nil {
+		if err := undoAll(); err != nil {
 			return nil, err
 		}
 		if keep && r == runs-1 {

@@ -21,14 +21,22 @@ const (
 	scRestoreOne = "single-file restore"
 	scCheck      = "check -read-data"
 	scLs         = "ls widest dir"
+	// scHistory is not measured: it adds backups, each after another 5%
+	// of the files changed, until the repository holds historyLen
+	// snapshots, which scPrune then thins out.
+	scHistory = "backup of a history"
+	scPrune   = "forget -keep-last 2 -prune"
 )
 
-var scenarios = []string{scInit, scBackup, scNoChange, scChanged, scRestore, scRestoreOne, scCheck, scLs}
+// historyLen is how many snapshots the repository holds before scPrune.
+const historyLen = 10
+
+var scenarios = []string{scInit, scBackup, scNoChange, scChanged, scRestore, scRestoreOne, scCheck, scLs, scHistory, scPrune}
 
 // storesData says which scenarios change the store, so that its size is
 // measured after them.
 func storesData(sc string) bool {
-	return sc == scInit || sc == scBackup || sc == scNoChange || sc == scChanged
+	return sc == scInit || sc == scBackup || sc == scNoChange || sc == scChanged || sc == scHistory || sc == scPrune
 }
 
 // passphrase is the password every tool's repository gets.
@@ -104,8 +112,10 @@ func cofferTool(b *binaries, reg *registry, uncompressed bool) *Tool {
 			switch sc {
 			case scInit:
 				args = append(args, "create")
-			case scBackup, scNoChange, scChanged:
+			case scBackup, scNoChange, scChanged, scHistory:
 				args = append(append(append(args, "backup"), extra...), ds.Dir)
+			case scPrune:
+				args = append(args, "forget", "-keep-last", "2", "-prune")
 			case scRestore:
 				args = append(args, "restore", "latest", "-to", out)
 			case scRestoreOne:
@@ -142,9 +152,11 @@ func resticTool(b *binaries, matched bool) *Tool {
 			switch sc {
 			case scInit:
 				args = append(args, "init")
-			case scBackup, scNoChange, scChanged:
+			case scBackup, scNoChange, scChanged, scHistory:
 				args = append(append(args, "backup"), extra...)
 				args = append(args, ds.Dir)
+			case scPrune:
+				args = append(args, "forget", "--keep-last", "2", "--prune")
 			case scRestore:
 				args = append(args, "restore", "latest", "--target", out)
 			case scRestoreOne:
@@ -203,8 +215,16 @@ func kopiaTool(b *binaries) *Tool {
 			switch sc {
 			case scInit:
 				c.argv = []string{b.kopia, "repository", "create", "filesystem", "--path", in.store}
-			case scBackup, scNoChange, scChanged:
+			case scBackup, scNoChange, scChanged, scHistory:
 				c.argv = []string{b.kopia, "snapshot", "create", ds.Dir}
+			case scPrune:
+				// kopia forgets by policy, then reclaims space in full
+				// maintenance; --safety=none deletes at once, as restic and
+				// coffer do with no backup running (its default waits
+				// hours).
+				c.argv = []string{"/bin/sh", "-ec", `"$0" policy set --keep-latest 2 --keep-hourly 0 --keep-daily 0 --keep-weekly 0 --keep-monthly 0 --keep-annual 0 "$1"
+"$0" snapshot expire --delete "$1"
+"$0" maintenance run --full --safety=none`, b.kopia, ds.Dir}
 			case scRestore:
 				c.argv = []string{b.kopia, "restore", r, out}
 			case scRestoreOne:

@@ -47,6 +47,9 @@ func damage(t *testing.T, h *harness, kind storage.Kind, pick func(names []strin
 			t.Fatal(err)
 		}
 	}
+	if err := storage.Flush(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}

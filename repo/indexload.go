@@ -43,6 +43,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 // refreshIndex adds the index objects written since the index was
 // loaded (by backups that ended meanwhile).
 func (r *Repository) refreshIndex(ctx context.Context) error {
+	storage.Refresh(r.store)
 	loaded := map[ID]bool{}
 	for _, id := range r.indexLoaded {
 		loaded[id] = true

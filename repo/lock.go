@@ -25,10 +25,8 @@ import (
 // deleters") needs:
 //
 //   - backups hold shared locks and never wait;
-//   - forget and prune hold exclusive locks: one at a time;
-//   - a backup merges the store's references only after marking its lock
-//     "merging" and then seeing no exclusive lock; an exclusive holder,
-//     after writing its lock, waits for merges it sees to end.
+//   - forget and prune hold exclusive locks: one at a time. Only they
+//     delete, and only they merge the store's references.
 
 // LockKind says what a lock's holder does to the repository.
 type LockKind string
@@ -60,16 +58,17 @@ const lockVersion = 1
 type LockInfo struct {
 	Version int      `json:"version"`
 	Kind    LockKind `json:"kind"`
-	// Merging is set while a shared holder merges the store's references.
-	Merging bool   `json:"merging,omitempty"`
 	Command string `json:"command"`
 	Host    string `json:"host"`
 	User    string `json:"user"`
 	PID     int    `json:"pid"`
-	// BootID and ProcStart tell, on the machine that wrote the lock, a
-	// live holder from a dead one whose PID was reused. A cloned VM has
-	// booted on its own, so its boot id differs.
+	// BootID, PIDNS and ProcStart tell, on the machine (and in the PID
+	// namespace) that wrote the lock, a live holder from a dead one whose
+	// PID was reused. A cloned VM has booted on its own, so its boot id
+	// differs; containers on one host share the boot id but not the PID
+	// namespace.
 	BootID    string    `json:"boot_id,omitempty"`
+	PIDNS     string    `json:"pid_ns,omitempty"`
 	ProcStart string    `json:"proc_start,omitempty"`
 	Started   time.Time `json:"started"`
 	Refreshed time.Time `json:"refreshed"`
@@ -89,9 +88,12 @@ type Lock struct {
 	r    *Repository
 	name string
 
-	mu     sync.Mutex
-	info   LockInfo
-	lastOK time.Time // when the lock was last written successfully
+	// writeMu makes each write one step, from reading info to the
+	// store's answer, so that writes land in the order they were made.
+	writeMu sync.Mutex
+	mu      sync.Mutex
+	info    LockInfo
+	lastOK  time.Time // when the lock was last written successfully
 	// lapsed is set once the lock went unwritten for longer than
 	// LockStale/2: from then on, others may have taken it for stale.
 	lapsed bool
@@ -102,8 +104,8 @@ type Lock struct {
 
 // processIdentity is what a lock records about its holder.
 type processIdentity struct {
-	host, user, bootID, procStart string
-	pid                           int
+	host, user, bootID, pidNS, procStart string
+	pid                                  int
 }
 
 func thisProcess() processIdentity {
@@ -113,13 +115,13 @@ func thisProcess() processIdentity {
 		p.user = u.Username
 	}
 	p.bootID = bootID()
+	p.pidNS = pidNamespace()
 	p.procStart = procStart(p.pid)
 	return p
 }
 
 // Lock takes a lock of the given kind for command. An exclusive lock
-// fails with ErrLocked while another process holds one, and waits for
-// merges in progress to end.
+// fails with ErrLocked while another process holds one.
 func (r *Repository) Lock(ctx context.Context, kind LockKind, command string) (*Lock, error) {
 	var name [16]byte
 	if _, err := rand.Read(name[:]); err != nil {
@@ -129,81 +131,37 @@ func (r *Repository) Lock(ctx context.Context, kind LockKind, command string) (*
 	now := r.now()
 	l := &Lock{r: r, name: hex.EncodeToString(name[:]), info: LockInfo{
 		Version: lockVersion, Kind: kind, Command: command, Host: p.host, User: p.user, PID: p.pid,
-		BootID: p.bootID, ProcStart: p.procStart, Started: now, Refreshed: now,
+		BootID: p.bootID, PIDNS: p.pidNS, ProcStart: p.procStart, Started: now, Refreshed: now,
 	}}
 	if err := l.write(ctx); err != nil {
 		return nil, fmt.Errorf("writing a lock: %w", err)
 	}
+	// Refreshed from now on, also while it waits for merges to end.
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	go l.refresh()
 	if kind == LockExclusive {
 		if err := l.exclude(ctx); err != nil {
-			l.remove()
+			l.Unlock()
 			return nil, err
 		}
 	}
-	l.stop, l.done = make(chan struct{}), make(chan struct{})
-	go l.refresh()
 	r.lock = l
 	return l, nil
 }
 
-// exclude fails if another exclusive lock is live, and waits until no
-// shared holder is merging.
+// exclude fails if another exclusive lock is live.
 func (l *Lock) exclude(ctx context.Context) error {
-	for {
-		others, err := l.r.liveLocks(ctx, l.name)
-		if err != nil {
-			return err
-		}
-		merging := false
-		for _, o := range others {
-			if o.Kind == LockExclusive {
-				return fmt.Errorf("%w: %s; wait for it to finish, or if it is gone, run `coffer unlock` (a lock is stale after %s without refresh)",
-					ErrLocked, o, LockStale)
-			}
-			merging = merging || o.Merging
-		}
-		if !merging {
-			return nil
-		}
-		// A merge is short (it rewrites a few manifests); a merger that
-		// dies stops being live after LockStale.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(l.r.lockPoll):
-		}
-	}
-}
-
-// BeginMerge marks the lock as merging and reports whether merging may go
-// ahead: not while an exclusive lock is live. Call EndMerge after either
-// answer.
-func (l *Lock) BeginMerge(ctx context.Context) (bool, error) {
-	if l.info.Kind == LockExclusive {
-		return true, nil
-	}
-	l.mu.Lock()
-	l.info.Merging = true
-	l.mu.Unlock()
-	if err := l.write(ctx); err != nil {
-		return false, err
-	}
 	others, err := l.r.liveLocks(ctx, l.name)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return !slices.ContainsFunc(others, func(o LockInfo) bool { return o.Kind == LockExclusive }), nil
-}
-
-// EndMerge clears the merging mark.
-func (l *Lock) EndMerge(ctx context.Context) error {
-	if l.info.Kind == LockExclusive {
-		return nil
+	for _, o := range others {
+		if o.Kind == LockExclusive {
+			return fmt.Errorf("%w: %s; wait for it to finish, or if it is gone, run `coffer unlock` (a lock is stale after %s without refresh)",
+				ErrLocked, o, LockStale)
+		}
 	}
-	l.mu.Lock()
-	l.info.Merging = false
-	l.mu.Unlock()
-	return l.write(ctx)
+	return nil
 }
 
 // Expired reports whether the lock went unrefreshed, at any time since
@@ -264,6 +222,8 @@ func (l *Lock) refresh() {
 
 // write stores the lock with a new refresh time.
 func (l *Lock) write(ctx context.Context) error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
 	l.mu.Lock()
 	now := l.r.now()
 	l.info.Refreshed = now
@@ -288,22 +248,44 @@ func (l *Lock) write(ctx context.Context) error {
 // reuses may be gone, so it must not commit.
 var ErrLockLapsed = errors.New("this process's lock lapsed while a prune ran")
 
-// ReadyToCommit is called by a writer before it stores what makes its
-// work visible (a backup's snapshot). If its lock lapsed (Expired), a
-// prune may have left it out of a plan's blockers, so it rewrites its
-// lock and then checks that no plan it did not see at the start exists
-// and that every index object it read is still there (a prune that
-// deleted packs replaced the index objects listing them). Otherwise it
-// fails with ErrLockLapsed: nothing it wrote becomes visible.
-func (r *Repository) ReadyToCommit(ctx context.Context) error {
-	if r.lock == nil || !r.lock.Expired() {
+// ReadyToCommit is called by a writer before it makes its work visible:
+// before it writes the index objects listing packs (which are given), and
+// before it writes its snapshot. The packs it wrote or adopted must still
+// be there: only a prune that took this process for dead could have
+// deleted them. If its lock lapsed (Expired), a prune may also have left
+// it out of a plan's blockers, so it rewrites its lock and checks that no
+// plan it did not see at the start exists and that every index object it
+// read is still there (a prune that deleted packs replaced the index
+// objects listing them). Otherwise it fails with ErrLockLapsed, and
+// nothing that refers to what may be gone is written.
+func (r *Repository) ReadyToCommit(ctx context.Context, packs []ID) error {
+	if r.lock == nil {
 		return nil
-	}
-	if err := r.lock.write(ctx); err != nil {
-		return fmt.Errorf("renewing this process's lock: %w", err)
 	}
 	fail := fmt.Errorf("%w: it was not refreshed for over %s (store unreachable, or the machine suspended), and a prune has run since this command started; nothing was saved: run it again (what it uploaded is reused)",
 		ErrLockLapsed, LockStale/2)
+	lapsed := r.lock.Expired()
+	if lapsed {
+		if r.lock.info.Kind == LockExclusive {
+			return fmt.Errorf("%w: this %s's exclusive lock went unrefreshed for over %s, so another may have taken it; stopped before changing more: run it again",
+				ErrLockLapsed, r.lock.info.Command, LockStale/2)
+		}
+		if err := r.lock.write(ctx); err != nil {
+			return fmt.Errorf("renewing this process's lock: %w", err)
+		}
+	}
+	storage.Refresh(r.store)
+	for _, p := range packs {
+		if _, err := r.store.Stat(ctx, storage.KindPack, p.String()); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("pack %s, which this process wrote or adopted, is gone: %w", p.Short(), fail)
+			}
+			return err
+		}
+	}
+	if !lapsed {
+		return nil
+	}
 	plans, err := r.LoadPlans(ctx)
 	if err != nil {
 		return err
@@ -372,14 +354,15 @@ func (r *Repository) liveLocks(ctx context.Context, self string) ([]LockInfo, er
 	}
 	me := thisProcess()
 	now := r.now()
-	return slices.DeleteFunc(all, func(i LockInfo) bool { return i.Name == self || !i.Live(now, me.bootID) }), nil
+	return slices.DeleteFunc(all, func(i LockInfo) bool { return i.Name == self || !i.live(now, me) }), nil
 }
 
-// Live reports whether the lock's holder may still be working: on this
-// machine (same boot), whether its process still runs; elsewhere,
-// whether it was refreshed within LockStale.
-func (i LockInfo) Live(now time.Time, thisBootID string) bool {
-	if i.BootID != "" && i.BootID == thisBootID {
+// live reports whether the lock's holder may still be working. Where this
+// process can see the holder's process (same boot, same PID namespace,
+// same user, so that /proc hides nothing), whether that process still
+// runs; elsewhere, whether the lock was refreshed within LockStale.
+func (i LockInfo) live(now time.Time, me processIdentity) bool {
+	if i.BootID != "" && i.BootID == me.bootID && i.PIDNS != "" && i.PIDNS == me.pidNS && i.User == me.user {
 		return i.ProcStart != "" && procStart(i.PID) == i.ProcStart
 	}
 	return now.Sub(i.Refreshed) < LockStale
@@ -407,7 +390,7 @@ func (r *Repository) RemoveLocks(ctx context.Context, all bool) (int, error) {
 	now := r.now()
 	removed := 0
 	for _, name := range names {
-		if info, ok := readable[name]; ok && !all && info.Live(now, me.bootID) {
+		if info, ok := readable[name]; ok && !all && info.live(now, me) {
 			continue
 		}
 		if r.lock != nil && r.lock.name == name {

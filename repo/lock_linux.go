@@ -15,6 +15,16 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
+// pidNamespace identifies this process's PID namespace: PIDs name
+// processes only within one.
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
+}
+
 // procStart returns when process pid started (in clock ticks since boot),
 // or "" if there is no such process. With the PID it names one process
 // for the life of a boot: a PID reused later has another start time.

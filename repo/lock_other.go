@@ -7,3 +7,5 @@ package repo
 func bootID() string { return "" }
 
 func procStart(int) string { return "" }
+
+func pidNamespace() string { return "" }

@@ -63,45 +63,20 @@ func TestLockSharedAndExclusiveCoexist(t *testing.T) {
 	mustLock(t, b, LockExclusive) // backups do not stop a prune
 }
 
-// A merge in progress holds off an exclusive locker until it ends; a
-// merge that starts while an exclusive lock is held does not go ahead.
-func TestLockMergeAndExclusive(t *testing.T) {
-	a, b := twoProcesses(t)
-	shared := mustLock(t, a, LockShared)
-	ok, err := shared.BeginMerge(t.Context())
-	if err != nil || !ok {
-		t.Fatalf("BeginMerge with no exclusive lock = %v, %v; want true", ok, err)
+// Merging the store's references deletes what others wrote: only the
+// exclusive holder may.
+func TestCompactNeedsExclusiveLock(t *testing.T) {
+	a, _ := twoProcesses(t)
+	a.store = compactingStore{a.store}
+	mustLock(t, a, LockShared)
+	if err := a.Compact(t.Context()); err == nil {
+		t.Error("Compact under a shared lock succeeded")
 	}
-	got := make(chan error, 1)
-	go func() {
-		l, err := b.Lock(context.Background(), LockExclusive, "forget")
-		if err == nil {
-			t.Cleanup(func() { l.Unlock() })
-		}
-		got <- err
-	}()
-	select {
-	case err := <-got:
-		t.Fatalf("exclusive lock returned (%v) while a merge was in progress", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if err := shared.EndMerge(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatalf("exclusive lock after the merge ended: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("exclusive lock still waiting after the merge ended")
-	}
-	ok, err = shared.BeginMerge(t.Context())
-	if err != nil || ok {
-		t.Errorf("BeginMerge while an exclusive lock is held = %v, %v; want false", ok, err)
-	}
-	shared.EndMerge(t.Context())
 }
+
+type compactingStore struct{ storage.Store }
+
+func (compactingStore) Compact(context.Context) error { return nil }
 
 // A lock from another machine is live until LockStale after its last
 // refresh; one from this machine is live while its process runs.
@@ -116,17 +91,22 @@ func TestLockLiveness(t *testing.T) {
 		{"other machine, fresh", LockInfo{BootID: "other", Refreshed: now.Add(-LockStale + time.Minute)}, true},
 		{"other machine, stale", LockInfo{BootID: "other", Refreshed: now.Add(-LockStale - time.Minute)}, false},
 		{"no boot id, fresh", LockInfo{Refreshed: now.Add(-time.Minute)}, true},
-		{"this machine, this process", LockInfo{BootID: me.bootID, PID: me.pid, ProcStart: me.procStart, Refreshed: now.Add(-48 * time.Hour)}, me.bootID != ""},
-		{"this machine, pid reused", LockInfo{BootID: me.bootID, PID: me.pid, ProcStart: "1", Refreshed: now}, me.bootID == ""},
-		{"this machine, dead pid", LockInfo{BootID: me.bootID, PID: 1 << 30, ProcStart: "5", Refreshed: now}, me.bootID == ""},
+		{"this machine, this process", LockInfo{BootID: me.bootID, PIDNS: me.pidNS, User: me.user, PID: me.pid, ProcStart: me.procStart, Refreshed: now.Add(-48 * time.Hour)}, me.bootID != ""},
+		{"this machine, pid reused", LockInfo{BootID: me.bootID, PIDNS: me.pidNS, User: me.user, PID: me.pid, ProcStart: "1", Refreshed: now}, me.bootID == ""},
+		{"this machine, dead pid", LockInfo{BootID: me.bootID, PIDNS: me.pidNS, User: me.user, PID: 1 << 30, ProcStart: "5", Refreshed: now}, me.bootID == ""},
+		// Containers share the boot id, not PIDs: time decides.
+		{"another pid namespace, fresh", LockInfo{BootID: me.bootID, PIDNS: "pid:[1]", User: me.user, PID: 1 << 30, ProcStart: "5", Refreshed: now}, true},
+		{"another pid namespace, stale", LockInfo{BootID: me.bootID, PIDNS: "pid:[1]", User: me.user, PID: 1 << 30, ProcStart: "5", Refreshed: now.Add(-2 * LockStale)}, false},
+		// /proc may hide other users' processes: time decides.
+		{"another user, fresh", LockInfo{BootID: me.bootID, PIDNS: me.pidNS, User: "someone-else", PID: 1 << 30, ProcStart: "5", Refreshed: now}, true},
 	}
 	for _, tt := range tests {
-		if got := tt.info.Live(now, me.bootID); got != tt.live {
-			t.Errorf("%s: Live = %v, want %v", tt.name, got, tt.live)
+		if got := tt.info.live(now, me); got != tt.live {
+			t.Errorf("%s: live = %v, want %v", tt.name, got, tt.live)
 		}
 	}
-	if me.bootID == "" || me.procStart == "" {
-		t.Errorf("this Linux machine gave no boot id (%q) or process start (%q)", me.bootID, me.procStart)
+	if me.bootID == "" || me.procStart == "" || me.pidNS == "" {
+		t.Errorf("this Linux machine gave no boot id (%q), process start (%q) or PID namespace (%q)", me.bootID, me.procStart, me.pidNS)
 	}
 }
 

@@ -43,6 +43,9 @@ func (r *Repository) savePlan(ctx context.Context, p *Plan) error {
 
 // LoadPlans reads every prune plan.
 func (r *Repository) LoadPlans(ctx context.Context) ([]*Plan, error) {
+	// Plans must be read as they are now, not as a listing kept from
+	// before this process's lock was written.
+	storage.Refresh(r.store)
 	ids, err := r.ListObjects(ctx, storage.KindPlan)
 	if err != nil {
 		return nil, err

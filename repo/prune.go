@@ -183,10 +183,16 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		st.Unindexed++
 		pu := &packUse{info: PackInfo{ID: id, Size: size}, size: size}
 		entries, err := r.ReadPackTrailer(ctx, id, size)
-		if err == nil {
-			pu.info.Entries = entries
-			claim(pu)
+		if errors.Is(err, ErrCorrupt) {
+			// What it holds cannot be known; check names it.
+			logf("pack %s is not indexed and its trailer is damaged; leaving it (%v)", id.Short(), err)
+			continue
 		}
+		if err != nil {
+			return st, fmt.Errorf("reading the trailer of unindexed pack %s: %w; prune deleted nothing", id.Short(), err)
+		}
+		pu.info.Entries = entries
+		claim(pu)
 		if pu.used > 0 {
 			// A snapshot needs a blob only this unindexed pack has: the
 			// index is damaged. Keep the pack; `repair index` lists it.
@@ -233,12 +239,15 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		st.RepackPacks++
 		st.RepackBytes += pu.size
 	}
-	if opt.DryRun || len(del)+len(repack) == 0 {
-		if !opt.DryRun && len(plans) > 0 {
-			// Nothing is left to delete: older plans are done or moot.
-			return st, r.removePlans(ctx, plans)
-		}
+	if opt.DryRun {
 		return st, nil
+	}
+	if len(del)+len(repack) == 0 {
+		// Nothing is left to delete: older plans are done or moot.
+		if err := r.removePlans(ctx, plans); err != nil {
+			return st, err
+		}
+		return st, r.Compact(ctx)
 	}
 
 	var planned []ID
@@ -275,6 +284,9 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 
 	// The plan goes into the store before the locks are listed: a backup
 	// that does not see it has a lock this listing sees.
+	if err := r.ReadyToCommit(ctx, nil); err != nil {
+		return st, err
+	}
 	plan := &Plan{Created: r.now().UTC(), Host: r.lock.info.Host, Packs: planned}
 	if err := r.savePlan(ctx, plan); err != nil {
 		return st, err
@@ -307,6 +319,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	}
 	st.Spared = len(spared)
 	now = slices.DeleteFunc(now, func(id ID) bool { return spared[id] })
+	// A prune that lost its lock for long must not delete: another may
+	// have taken the lock meanwhile.
+	if err := r.ReadyToCommit(ctx, nil); err != nil {
+		return st, err
+	}
 	if err := r.deletePacks(ctx, now); err != nil {
 		return st, err
 	}
@@ -328,9 +345,13 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	}
 	st.FreedBytes -= st.CopiedBytes
 	if st.DeferredPacks == 0 {
-		return st, r.removePlans(ctx, []*Plan{complete})
+		if err := r.removePlans(ctx, []*Plan{complete}); err != nil {
+			return st, err
+		}
 	}
-	return st, nil
+	// Backups add a refs tag each (on a registry) and never merge them:
+	// that is a deletion of what others wrote, which is prune's to do.
+	return st, r.Compact(ctx)
 }
 
 // loadBlobsFrom reads blobs of one pack by its own entries, not the

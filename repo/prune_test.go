@@ -407,7 +407,7 @@ func TestReadyToCommitAfterLapse(t *testing.T) {
 				putObject(t, f.st, storage.KindLock, l.name, sealed)
 			}
 			tt.prune(f)
-			err = r.ReadyToCommit(t.Context())
+			err = r.ReadyToCommit(t.Context(), nil)
 			if tt.ok && err != nil {
 				t.Errorf("ReadyToCommit = %v, want nil", err)
 			}
@@ -416,4 +416,58 @@ func TestReadyToCommitAfterLapse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A backup taken for dead (its lock lapsed while the machine slept) may
+// find that a prune deleted the packs it uploaded but had not indexed yet:
+// it must write no index object listing them.
+func TestLapsedBackupLosesItsPacks(t *testing.T) {
+	f := newPruneFixture(t)
+	f.use(12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35)
+	r := f.open(f.st)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	r.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	l, err := r.Lock(t.Context(), LockShared, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	indexBefore := len(objectNames(t, f.st, storage.KindIndex))
+	_, err = r.WithBlobSaver(t.Context(), func(ctx context.Context, s *BlobSaver) error {
+		for i := range 6 {
+			if _, _, err := s.Save(ctx, BlobData, randomBytes(uint64(900+i), 400<<10)); err != nil {
+				return err
+			}
+		}
+		// The uploads are stored; then the machine sleeps past LockStale,
+		// and a prune elsewhere takes the lock for stale.
+		for len(objectNames(t, f.st, storage.KindPack)) < 8 {
+			time.Sleep(time.Millisecond)
+		}
+		clock.Add(int64(LockStale))
+		info := l.info
+		info.Refreshed = time.Now().Add(-2 * LockStale)
+		info.BootID = "elsewhere"
+		sealed, err := r.sealObject(storage.KindLock, mustJSON(info))
+		if err != nil {
+			return err
+		}
+		putObject(t, f.st, storage.KindLock, l.name, sealed)
+		st := f.prune(f.open(f.st), PruneOptions{MaxUnused: -1})
+		if st.Unindexed == 0 || st.Deleted == 0 {
+			t.Errorf("the prune did not delete the backup's unindexed packs: %+v", st)
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrLockLapsed) {
+		t.Fatalf("WithBlobSaver after its packs were deleted = %v, want ErrLockLapsed", err)
+	}
+	if n := len(objectNames(t, f.st, storage.KindIndex)); n > indexBefore {
+		t.Errorf("the backup wrote %d index objects listing deleted packs", n-indexBefore)
+	}
+	f.verify(f.st)
 }

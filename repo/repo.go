@@ -253,24 +253,19 @@ func (r *Repository) BlobID(t BlobType, plaintext []byte) ID { return r.codec.bl
 func (r *Repository) ChunkerKey() []byte { return append([]byte(nil), r.keys.Chunker...) }
 
 // Compact merges the store's bookkeeping (the OCI store's refs tags) so
-// that it stays small as writers add to it. Call it after a backup.
-//
-// Merging must not overlap a deleter's rewrite (docs/design.md, "Writers
-// and deleters"), so it runs only under this process's lock, marked as
-// merging, and is skipped while another process holds an exclusive lock.
+// that it stays small as backups add to it. Merging deletes what other
+// processes wrote, so only the holder of the exclusive lock does it
+// (prune), which also keeps it apart from rewrites (docs/design.md,
+// "Writers and deleters").
 func (r *Repository) Compact(ctx context.Context) error {
 	c, ok := r.store.(storage.Compacter)
-	if !ok || r.lock == nil {
+	if !ok {
 		return nil
 	}
-	ok, err := r.lock.BeginMerge(ctx)
-	if err == nil && ok {
-		err = c.Compact(ctx)
+	if r.lock == nil || r.lock.info.Kind != LockExclusive {
+		return errors.New("merging the store's references needs the exclusive lock")
 	}
-	if eerr := r.lock.EndMerge(ctx); err == nil {
-		err = eerr
-	}
-	return err
+	return c.Compact(ctx)
 }
 
 // Close releases the store.

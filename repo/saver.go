@@ -108,6 +108,13 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 	if err != nil {
 		return s.stats, err
 	}
+	packs := make([]ID, len(s.written))
+	for i, p := range s.written {
+		packs[i] = p.ID
+	}
+	if err := s.r.ReadyToCommit(ctx, packs); err != nil {
+		return s.stats, err
+	}
 	if err := s.writeIndex(ctx); err != nil {
 		return s.stats, err
 	}

@@ -199,16 +199,11 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	if opt.DryRun {
 		return sn, nil
 	}
-	if err := r.ReadyToCommit(ctx); err != nil {
+	if err := r.ReadyToCommit(ctx, nil); err != nil {
 		return nil, err
 	}
 	if err := Save(ctx, r, sn); err != nil {
 		return nil, err
-	}
-	// The snapshot is stored; merging the store's references is
-	// housekeeping that the next backup retries, so it only warns.
-	if err := r.Compact(ctx); err != nil {
-		a.prog.Warn("merging the repository's references (the next backup tries again)", err)
 	}
 	return sn, nil
 }

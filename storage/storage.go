@@ -81,9 +81,10 @@ func (r Range) String() string { return fmt.Sprintf("[%d,+%d)", r.Offset, r.Leng
 //     mid-Put. Putting an object that already exists with the same bytes
 //     succeeds; objects are never modified in place except KindLock.
 //   - Read-after-write: once Put returns, Get, Stat and List on this Store
-//     see the object, and once Delete returns they do not. Other clients
-//     see both once Flush (see Flusher) or Close returns; a store that is
-//     not a Flusher makes them visible at once. Puts become visible to
+//     see the object, and once Delete returns they do not. A store that
+//     is not a Flusher shows both to other clients at once; a Flusher
+//     shows Puts once Flush or Close returns, and Deletes once Flush
+//     returns (Close drops Deletes not flushed). Puts become visible to
 //     others before the Deletes made after them.
 //   - Get with a Range returns exactly Length bytes or an error; a short or
 //     mis-positioned answer from the medium is an error, never data.
@@ -147,9 +148,25 @@ func Flush(ctx context.Context, st Store) error {
 // Compacter is implemented by stores whose bookkeeping grows with every
 // writer session and can be merged (the OCI store's refs tags).
 type Compacter interface {
-	// Compact merges the store's bookkeeping. It is safe with concurrent
-	// Puts and Compacts, but must not run while another client deletes.
+	// Compact merges the store's bookkeeping when it has grown. It is
+	// safe with concurrent Puts, but not with another client's Compact
+	// or Flush of Deletes.
 	Compact(ctx context.Context) error
+}
+
+// Refresher is implemented by stores that remember their listings for a
+// while (the OCI store reads its references once per 30 s).
+type Refresher interface {
+	// Refresh makes the next List read the store afresh.
+	Refresh()
+}
+
+// Refresh calls st's Refresh when it has one. Code that must see every
+// object written before it lists (the lock protocol) calls it first.
+func Refresh(st Store) {
+	if r, ok := st.(Refresher); ok {
+		r.Refresh()
+	}
 }
 
 // Describer is implemented by stores that can report facts about

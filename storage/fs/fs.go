@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,11 +42,15 @@ var kindDirs = map[storage.Kind]string{
 // use, also by several processes, since every write is a rename.
 type Store struct {
 	dir string // absolute and clean
+
+	dirtyMu sync.Mutex
+	dirty   map[string]bool // directories with deletes not synced yet
 }
 
 var (
 	_ storage.Store     = (*Store)(nil)
 	_ storage.Describer = (*Store)(nil)
+	_ storage.Flusher   = (*Store)(nil)
 )
 
 // Open returns the store for location, a directory path or an
@@ -73,7 +78,7 @@ func Open(ctx context.Context, location string) (storage.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("location %s: %w", path, err)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, dirty: map[string]bool{}}, nil
 }
 
 // Location returns the absolute repository directory.
@@ -527,10 +532,11 @@ func (s *Store) listDir(ctx context.Context, kind storage.Kind, dir, shardName s
 	return nil
 }
 
-// Delete removes the object's file. It does not sync the directory: an
-// object that reappears after a crash is either unreferenced garbage,
-// which the next prune removes again, or a lock, which the lock code must
-// already treat as possibly stale.
+// Delete removes the object's file. It does not sync the directory, so
+// that deleting many objects costs one sync per directory: Flush syncs
+// the directories of the deletes since the last one. prune relies on its
+// deletes persisting in order (index objects before the packs they
+// list), and flushes between them.
 func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return fmt.Errorf("delete: %w", err)
@@ -538,12 +544,34 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, name, err)
 	}
-	err := os.Remove(s.objectPath(kind, name))
+	path := s.objectPath(kind, name)
+	err := os.Remove(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete %s %s: %w", kind, name, storage.ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, name, err)
+	}
+	s.dirtyMu.Lock()
+	s.dirty[filepath.Dir(path)] = true
+	s.dirtyMu.Unlock()
+	return nil
+}
+
+// Flush makes the deletes so far durable: it syncs the directories they
+// removed files from (storage.Flusher).
+func (s *Store) Flush(ctx context.Context) error {
+	s.dirtyMu.Lock()
+	dirs := s.dirty
+	s.dirty = map[string]bool{}
+	s.dirtyMu.Unlock()
+	for dir := range dirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("syncing %s: %w", dir, err)
+		}
 	}
 	return nil
 }

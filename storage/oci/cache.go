@@ -56,3 +56,24 @@ func (c *diskCache) write(name string, b []byte) {
 		cachefile.Write(filepath.Join(c.dir, name), b)
 	}
 }
+
+// isTombstone reports whether tag was seen pointing at a tombstone. Tags
+// coffer retires are never written again (their names are random, or
+// name objects that are never stored again), so that stays true.
+func (c *diskCache) isTombstone(tag string) bool {
+	if c.dir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(c.dir, "tombstones", tag))
+	return err == nil
+}
+
+func (c *diskCache) putTombstone(tag string) {
+	c.write(filepath.Join("tombstones", tag), nil)
+}
+
+func (c *diskCache) dropTombstone(tag string) {
+	if c.dir != "" {
+		_ = os.Remove(filepath.Join(c.dir, "tombstones", tag))
+	}
+}

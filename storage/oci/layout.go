@@ -59,16 +59,6 @@ var layerMediaType = map[storage.Kind]string{
 	storage.KindPlan:     "application/vnd.cofferhq.plan.v1",
 }
 
-// kindOfMediaType inverts layerMediaType.
-func kindOfMediaType(mt string) (storage.Kind, bool) {
-	for k, v := range layerMediaType {
-		if v == mt {
-			return k, true
-		}
-	}
-	return "", false
-}
-
 // referencedKind reports the kinds reached through refs tags.
 func referencedKind(k storage.Kind) bool {
 	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot || k == storage.KindPlan

@@ -231,6 +231,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 		return fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	if !referencedKind(kind) {
+		s.cache.dropTombstone(tagOf(kind, name)) // a name used again
 		ann := map[string]string{annotationObject: string(kind), annotationName: name}
 		art := artifactKey
 		if kind == storage.KindLock {
@@ -251,7 +252,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	due := !batched || len(s.pending) >= flushBatch || time.Since(s.pendingSince) >= flushAfter
 	s.pendingMu.Unlock()
 	if due {
-		return s.flush(ctx)
+		return s.flush(ctx, false)
 	}
 	return nil
 }
@@ -389,13 +390,16 @@ func (s *Store) taggedObject(ctx context.Context, kind storage.Kind, name string
 		return nil, err
 	}
 	if m.ArtifactType == artifactTombstone {
-		return nil, fmt.Errorf("%s %s was deleted: %w", kind, name, storage.ErrNotFound)
+		return nil, fmt.Errorf("%s %s was deleted: %w", kind, name, errTombstone)
 	}
 	if len(m.Layers) != 1 {
 		return nil, fmt.Errorf("%s %s: manifest has %d layers, want 1", kind, name, len(m.Layers))
 	}
 	return m, nil
 }
+
+// errTombstone marks a tag moved to a tombstone: the object is gone.
+var errTombstone = fmt.Errorf("deleted (tombstone): %w", storage.ErrNotFound)
 
 // Stat returns an object's size.
 func (s *Store) Stat(ctx context.Context, kind storage.Kind, name string) (int64, error) {
@@ -502,6 +506,11 @@ func (s *Store) listTagged(ctx context.Context, kind storage.Kind, fn func(strin
 		return s.wrap("listing tags", err)
 	}
 	for _, t := range tags {
+		// A lock's tombstone stays one: lock names are random, and this
+		// store forgets the mark when it writes the name again.
+		if kind == storage.KindLock && s.cache.isTombstone(t) {
+			continue
+		}
 		name, ok := strings.CutPrefix(t, prefix)
 		switch {
 		case ok && storage.ValidName(name):
@@ -520,6 +529,9 @@ func (s *Store) listTagged(ctx context.Context, kind storage.Kind, fn func(strin
 	slices.Sort(names)
 	for _, name := range slices.Compact(names) {
 		m, err := s.taggedObject(ctx, kind, name)
+		if errors.Is(err, errTombstone) && kind == storage.KindLock {
+			s.cache.putTombstone(tagOf(kind, name))
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted, or gone since the listing
 		}
@@ -577,8 +589,13 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	if err := s.pushManifest(ctx, tomb, b, tag); err != nil {
 		return s.wrap("marking "+tag+" deleted", err)
 	}
-	if s.opt.Logf != nil {
+	// A lock is coffer's own bookkeeping, removed by every backup: its
+	// tombstone is not news. A key is the user's.
+	if s.opt.Logf != nil && kind == storage.KindKey {
 		s.opt.Logf("registry %s refuses DELETE: %s now points at a tombstone; to reclaim its space, delete the tag with the registry's own UI or API", s.loc.host, tag)
+	}
+	if kind == storage.KindLock {
+		s.cache.putTombstone(tag)
 	}
 	return nil
 }
@@ -593,9 +610,10 @@ func (s *Store) noteRefused() {
 	})
 }
 
-// Close references every pending object and applies pending deletes.
+// Close references every pending object. Deletes not flushed are
+// dropped (see Flush).
 func (s *Store) Close() error {
-	return s.flush(context.Background())
+	return s.flush(context.Background(), false)
 }
 
 // Describe reports the registry, the repository and the capabilities the

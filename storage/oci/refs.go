@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -98,21 +99,47 @@ func (s *Store) nextRefTag() string {
 // refs tag, one GET per manifest not in the local cache (they never
 // change), and one GET per legacy root. So a cold listing costs
 // O(tags) requests, never O(objects).
+//
+// A tag that a merge or rewrite retired between the listing and its read
+// would drop objects its replacement holds: the replacement is pushed
+// before the tag is retired, so when a tag has vanished the listing is
+// read again, and only a view in which every listed tag was read counts.
 func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	// One command lists several kinds in a row; the refs are read once
 	// for all of them, and again after this store rewrites some.
 	s.viewMu.Lock()
 	defer s.viewMu.Unlock()
-	if s.view != nil && time.Since(s.viewAt) < refsTTL {
+	// Wall-clock age: a machine that slept must not trust a listing from
+	// before (the monotonic clock stops while it sleeps).
+	if s.view != nil && time.Now().Round(0).Sub(s.viewAt.Round(0)) < refsTTL {
 		return s.view, nil
 	}
+	for attempt := 0; ; attempt++ {
+		refs, vanished, err := s.readRefs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !vanished || attempt == 9 {
+			if vanished {
+				return nil, fmt.Errorf("registry %s: refs tags keep changing while they are read; try again", s.loc.host)
+			}
+			s.view = newRefView(refs)
+			s.viewAt = time.Now()
+			return s.view, nil
+		}
+	}
+}
+
+// readRefs lists the tags and reads every refs tag and legacy root,
+// reporting whether one vanished (or became a tombstone) meanwhile.
+func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 	all, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
-		return nil, s.wrap("listing tags", err)
+		return nil, false, s.wrap("listing tags", err)
 	}
 	var tags []string
 	for _, t := range all {
-		if strings.HasPrefix(t, tagRefsPrefix) || strings.HasPrefix(t, tagRootPrefix) {
+		if (strings.HasPrefix(t, tagRefsPrefix) || strings.HasPrefix(t, tagRootPrefix)) && !s.cache.isTombstone(t) {
 			tags = append(tags, t)
 		}
 	}
@@ -121,6 +148,7 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
 	refs := make([]*ref, len(tags))
+	var vanished atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, tag := range tags {
@@ -131,15 +159,16 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 			} else {
 				refs[i], err = s.loadLegacyRoot(gctx, tag)
 			}
+			if err == nil && refs[i] == nil {
+				vanished.Store(true)
+			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.view = newRefView(slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }))
-	s.viewAt = time.Now()
-	return s.view, nil
+	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), vanished.Load(), nil
 }
 
 // forgetView drops the refs read, so the next use reads them again.
@@ -149,18 +178,20 @@ func (s *Store) forgetView() {
 	s.viewMu.Unlock()
 }
 
+// Refresh drops what the store remembers of its listings, so that the
+// next List reads the registry afresh (storage.Refresher).
+func (s *Store) Refresh() { s.forgetView() }
+
 // addToView records refs this store just wrote in the view it holds, so
-// a flush costs no new listing.
+// a flush costs no new listing. The view is replaced, not changed:
+// readers hold it without a lock.
 func (s *Store) addToView(refs []*ref) {
 	s.viewMu.Lock()
 	defer s.viewMu.Unlock()
 	if s.view == nil {
 		return
 	}
-	for _, r := range refs {
-		s.view.refs = append(s.view.refs, r)
-		s.view.add(r)
-	}
+	s.view = newRefView(append(slices.Clone(s.view.refs), refs...))
 }
 
 // loadRef reads one refs tag; a tag retired since the listing, or moved
@@ -194,6 +225,9 @@ func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
 	}
 	switch m.ArtifactType {
 	case artifactTombstone:
+		// Tag names are never used again, so a tombstone stays one: the
+		// next listing skips it without a request.
+		s.cache.putTombstone(tag)
 		return nil, nil
 	case artifactRefs:
 	default:
@@ -203,12 +237,12 @@ func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
 	return &ref{tag: tag, desc: desc, layers: objectLayers(m.Layers)}, nil
 }
 
-// objectLayers keeps the layers that are coffer objects (a manifest with
-// no objects lists the empty descriptor).
+// objectLayers keeps every layer but the empty descriptor (which a
+// manifest with no objects lists). Layers of kinds this version does not
+// know are kept too: a merge must carry them over, and List skips them.
 func objectLayers(layers []ocispec.Descriptor) []ocispec.Descriptor {
 	return slices.DeleteFunc(slices.Clone(layers), func(l ocispec.Descriptor) bool {
-		_, ok := kindOfMediaType(l.MediaType)
-		return !ok
+		return l.MediaType == ocispec.DescriptorEmptyJSON.MediaType && l.Digest == ocispec.DescriptorEmptyJSON.Digest
 	})
 }
 
@@ -224,6 +258,8 @@ func (s *Store) loadLegacyRoot(ctx context.Context, tag string) (*ref, error) {
 		return nil, s.wrap("fetching "+tag, err)
 	}
 	if m, err := decodeManifest(b); err == nil && m.ArtifactType == artifactTombstone {
+		// Retired by a migration; no coffer writes root tags any more.
+		s.cache.putTombstone(tag)
 		return nil, nil
 	}
 	idx, err := decodeIndex(b)
@@ -264,12 +300,17 @@ func (s *Store) segmentLayers(ctx context.Context, d ocispec.Descriptor) ([]ocis
 
 // Flush makes every Put and Delete so far visible to other clients: new
 // objects are referenced from new refs tags, then deleted objects are
-// dropped from the refs that list them.
+// dropped from the refs that list them. Deletes take effect only here:
+// dropping references is a rewrite, which its caller runs under the
+// exclusive lock, so it must not happen later, in Close, after the lock
+// is gone.
 func (s *Store) Flush(ctx context.Context) error {
-	return s.flush(ctx)
+	return s.flush(ctx, true)
 }
 
-func (s *Store) flush(ctx context.Context) error {
+// flush references pending objects and, with removals, applies pending
+// deletes.
+func (s *Store) flush(ctx context.Context, removals bool) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	// Pending objects stay listed as pending until the ref that keeps
@@ -291,7 +332,7 @@ func (s *Store) flush(ctx context.Context) error {
 		}
 		s.pendingMu.Unlock()
 	}
-	if len(removing) > 0 {
+	if removals && len(removing) > 0 {
 		if err := s.rewrite(ctx, removing); err != nil {
 			return err
 		}
@@ -349,21 +390,19 @@ func (s *Store) rewrite(ctx context.Context, removing map[layerKey]ocispec.Descr
 }
 
 // compactAt is how many refs tags that are not full Compact lets
-// accumulate before it merges them: each backup adds one, so a merge
-// runs every few backups and the tags stay few.
-const compactAt = 4
+// accumulate before it merges them.
+const compactAt = 2
 
-// Compact merges refs tags that are not full into as few as possible, so
-// tags stay few as backups add theirs. A merge is a union: it pushes the
-// merged refs, then retires the ones it read, which never changed and
-// whose objects the merged refs now hold. So merges racing each other or
-// any number of adders lose nothing. A merge that races a rewrite that
-// drops objects (Delete) could bring them back, so the caller keeps the
-// two apart (repo's locks). On a registry that refuses DELETE, retiring
-// a tag leaves a tombstone tag, so merging would only add tags; Compact
-// does nothing there.
+// Compact merges refs tags that are not full into as few as possible:
+// each backup adds one, and prune calls Compact, so tags stay few. A
+// merge pushes the merged refs, then retires the ones it read, which
+// never changed and whose objects the merged refs now hold, so adders
+// racing it lose nothing. A merge racing another rewrite could bring back
+// what that one dropped, so its caller holds the exclusive lock. On a
+// registry that refuses DELETE, retiring a tag leaves a tombstone tag, so
+// merging would only add tags; Compact does nothing there.
 func (s *Store) Compact(ctx context.Context) error {
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, false); err != nil {
 		return err
 	}
 	if c := s.capabilities(); c != nil && c.Delete == "refused" {
@@ -502,8 +541,7 @@ func dedupe(layers []ocispec.Descriptor) []ocispec.Descriptor {
 }
 
 // unreference deletes a pack, index object or snapshot: at once for this
-// store, and for other clients at the next flush (Flush, a Put that
-// flushes, or Close).
+// store, and for other clients at the next Flush (not Close: see Flush).
 func (s *Store) unreference(ctx context.Context, kind storage.Kind, name string) error {
 	// Holding flushMu keeps a flush from running while pending changes.
 	s.flushMu.Lock()

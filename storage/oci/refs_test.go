@@ -261,8 +261,8 @@ func TestSameWriterNeverOverwrites(t *testing.T) {
 	if err := second.Delete(ctx, storage.KindSnapshot, as.Digest.Encoded()); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("second Delete = %v, want ErrNotFound", err)
 	}
-	if err := second.Close(); err != nil {
-		t.Fatalf("Close (which applies the deletes): %v", err)
+	if err := second.Flush(ctx); err != nil {
+		t.Fatalf("Flush (which applies the deletes): %v", err)
 	}
 	for name, st := range map[string]*Store{"first": first, "new": openStore(t, loc, nil)} {
 		t.Run(name+" after delete", func(t *testing.T) {
