@@ -58,10 +58,10 @@ const lockVersion = 1
 type LockInfo struct {
 	Version int      `json:"version"`
 	Kind    LockKind `json:"kind"`
-	Command string `json:"command"`
-	Host    string `json:"host"`
-	User    string `json:"user"`
-	PID     int    `json:"pid"`
+	Command string   `json:"command"`
+	Host    string   `json:"host"`
+	User    string   `json:"user"`
+	PID     int      `json:"pid"`
 	// BootID, PIDNS and ProcStart tell, on the machine (and in the PID
 	// namespace) that wrote the lock, a live holder from a dead one whose
 	// PID was reused. A cloned VM has booted on its own, so its boot id
