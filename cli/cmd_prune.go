@@ -69,8 +69,8 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 	a.out.textf("%d packs, %s: %s used, %s unused; %d not indexed\n", st.Packs, size(st.PackBytes),
 		size(st.UsedBytes), size(st.UnusedBytes), st.Unindexed)
 	if dryRun {
-		a.out.textf("would delete %d packs (%s) and repack %d packs (%s) (dry run)\n",
-			st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes))
+		a.out.textf("would delete %d packs (%s) and repack %d packs (%s), freeing about %s (dry run)\n",
+			st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes), size(st.FreedBytes))
 		return nil
 	}
 	a.out.textf("to delete: %d packs (%s), to repack: %d packs (%s, %s written); deleted %d packs, %s freed\n",

@@ -186,8 +186,9 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// forget on real registries, with delete allowed and refused, and the
-// registry's garbage collection afterwards: what is kept stays whole,
+// forget (then forget -prune) on real registries, with delete allowed and
+// refused, and the registry's garbage collection afterwards: what is kept
+// stays whole,
 // what was forgotten is gone, and where DELETE is refused coffer says
 // how the space comes back.
 func TestOCIForget(t *testing.T) {
@@ -223,7 +224,7 @@ func TestOCIForget(t *testing.T) {
 			testutil.CompareTrees(t, src, restored)
 			// Backups go on after a forget, and a later forget works too.
 			more := churnBackups(t, h, src, 2)
-			h.mustAt("forget", ids[4])
+			h.mustAt("forget", ids[4], "-prune")
 			reg.GarbageCollect(t, true)
 			if got := listedIDs(t, h); !sameSet(got, append([]string{ids[5]}, more...)) {
 				t.Errorf("after a second forget and GC, ls lists %v", got)

@@ -240,6 +240,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		st.RepackBytes += pu.size
 	}
 	if opt.DryRun {
+		// What would go, less what repacking would write again.
+		st.FreedBytes = st.DeleteBytes + st.RepackBytes
+		for _, pu := range repack {
+			st.FreedBytes -= pu.used
+		}
 		return st, nil
 	}
 	if len(del)+len(repack) == 0 {
