@@ -399,14 +399,12 @@ const compactAt = 2
 // never changed and whose objects the merged refs now hold, so adders
 // racing it lose nothing. A merge racing another rewrite could bring back
 // what that one dropped, so its caller holds the exclusive lock. On a
-// registry that refuses DELETE, retiring a tag leaves a tombstone tag, so
-// merging would only add tags; Compact does nothing there.
+// registry that refuses DELETE, a retired tag stays, as a tombstone: the
+// tags do not get fewer, but readers request only the live ones (they
+// remember tombstones), so merging still makes every command cheaper.
 func (s *Store) Compact(ctx context.Context) error {
 	if err := s.flush(ctx, false); err != nil {
 		return err
-	}
-	if c := s.capabilities(); c != nil && c.Delete == "refused" {
-		return nil
 	}
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
