@@ -152,22 +152,19 @@ func (a *app) forget(ctx context.Context, o *forgetOptions, args []string) error
 	sns := slices.DeleteFunc(all, func(sn *snapshot.Snapshot) bool { return !o.matches(sn) })
 	policy := o.policy()
 	type decision struct {
-		group           snapshot.SnapshotGroup
-		keep, remove    []*snapshot.Snapshot
-		reasons         []snapshot.KeepReason
-		emptiedByPolicy bool
+		group        snapshot.SnapshotGroup
+		keep, remove []*snapshot.Snapshot
+		reasons      []snapshot.KeepReason
 	}
 	var decisions []decision
 	var remove []*snapshot.Snapshot
 	var emptied []string
 	for _, g := range snapshot.GroupSnapshots(sns, groupBy) {
 		keep, rm, reasons := snapshot.ApplyPolicy(g.Snapshots, policy)
-		d := decision{group: g, keep: keep, remove: rm, reasons: reasons}
 		if len(keep) == 0 && len(rm) > 0 {
-			d.emptiedByPolicy = true
 			emptied = append(emptied, g.Key.String())
 		}
-		decisions = append(decisions, d)
+		decisions = append(decisions, decision{group: g, keep: keep, remove: rm, reasons: reasons})
 		remove = append(remove, rm...)
 	}
 	a.out.textf("Applying policy: %s\n", policy)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"time"
 
 	"oras.land/oras-go/v2/registry"
 )
@@ -34,9 +35,13 @@ type Options struct {
 	// CacheDir holds immutable manifests and the capability probe; empty
 	// disables caching.
 	CacheDir string
-	// Writer is this client's identity in the layout; empty derives one
+	// Writer is this client's label in the layout; empty derives one
 	// from the host and user names (hashed, so tags reveal neither).
 	Writer string
+	// ReferenceWithin bounds how long an uploaded pack waits for a tag to
+	// reach it (DefaultReferenceWithin when zero): less than the grace
+	// time of a registry's online garbage collection.
+	ReferenceWithin time.Duration
 	// Logf receives notices meant for the user, such as waiting after a
 	// 429; nil discards them.
 	Logf func(format string, args ...any)

@@ -52,6 +52,8 @@ type Store struct {
 	pending      []ocispec.Descriptor
 	pendingSince time.Time
 	removing     map[layerKey]ocispec.Descriptor
+	refTimer     *time.Timer // references pending objects in time
+	closed       bool
 
 	flushMu sync.Mutex // one flush at a time
 
@@ -71,12 +73,17 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
-// Flush limits for packs: whichever comes first. Registries with online
-// garbage collection must see packs referenced within minutes.
+// Flush limits for packs and index objects: a batch is referenced once it
+// holds flushBatch objects, or by a timer DefaultReferenceWithin after its
+// first object was stored, whichever comes first. Registries with online
+// garbage collection delete blobs no tag reaches after a grace time, so
+// the timer must not wait for anything else (uploads in flight, the next
+// Put).
 const (
-	flushAfter   = 60 * time.Second
 	flushBatch   = 64
 	readAttempts = 5
+	// DefaultReferenceWithin is Options.ReferenceWithin's default.
+	DefaultReferenceWithin = 30 * time.Second
 )
 
 // Opener returns a storage.Opener for oci:// locations with opt.
@@ -96,6 +103,9 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	}
 	if opt.Writer == "" {
 		opt.Writer = defaultWriter()
+	}
+	if opt.ReferenceWithin <= 0 {
+		opt.ReferenceWithin = DefaultReferenceWithin
 	}
 	if !validWriter(opt.Writer) {
 		return nil, fmt.Errorf("writer identity %q: use 1-64 characters from a-z, 0-9 and -", opt.Writer)
@@ -246,15 +256,47 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	// Putting an object deleted since the last flush keeps it.
 	delete(s.removing, keyOf(desc))
 	s.pending = append(s.pending, desc)
+	s.armReferenceTimer()
 	// Packs and index objects wait for a batch: a backup's last batch
 	// goes with its snapshot, so one backup usually writes one refs tag.
 	batched := kind == storage.KindPack || kind == storage.KindIndex
-	due := !batched || len(s.pending) >= flushBatch || time.Since(s.pendingSince) >= flushAfter
+	due := !batched || len(s.pending) >= flushBatch
 	s.pendingMu.Unlock()
 	if due {
 		return s.flush(ctx, false)
 	}
 	return nil
+}
+
+// armReferenceTimer makes sure pending objects get referenced within
+// ReferenceWithin of the oldest one's upload. Called with pendingMu held.
+func (s *Store) armReferenceTimer() {
+	if s.refTimer != nil || s.closed {
+		return
+	}
+	wait := s.opt.ReferenceWithin - time.Since(s.pendingSince)
+	s.refTimer = time.AfterFunc(max(wait, 0), s.referenceByTimer)
+}
+
+// referenceByTimer flushes pending objects (deletes stay for Flush). A
+// failure leaves them pending: the timer tries again, as do the next
+// batch and Close.
+func (s *Store) referenceByTimer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	err := s.flush(ctx, false)
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	s.refTimer = nil
+	if err != nil && s.opt.Logf != nil && !s.closed {
+		s.opt.Logf("registry %s: referencing uploaded packs: %v; trying again", s.loc.host, err)
+	}
+	if len(s.pending) > 0 {
+		if err != nil {
+			s.pendingSince = time.Now() // a retry after a full window, not at once
+		}
+		s.armReferenceTimer()
+	}
 }
 
 // rewindable returns the size bytes of r as a body that a retried upload
@@ -613,6 +655,13 @@ func (s *Store) noteRefused() {
 // Close references every pending object. Deletes not flushed are
 // dropped (see Flush).
 func (s *Store) Close() error {
+	s.pendingMu.Lock()
+	s.closed = true
+	if s.refTimer != nil {
+		s.refTimer.Stop()
+		s.refTimer = nil
+	}
+	s.pendingMu.Unlock()
 	return s.flush(context.Background(), false)
 }
 

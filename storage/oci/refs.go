@@ -329,6 +329,7 @@ func (s *Store) flush(ctx context.Context, removals bool) error {
 		s.pending = s.pending[len(adds):] // only Put appends, and Delete holds flushMu
 		if len(s.pending) > 0 {
 			s.pendingSince = time.Now()
+			s.armReferenceTimer()
 		}
 		s.pendingMu.Unlock()
 	}
