@@ -170,3 +170,59 @@ func TestRepairSnapshots(t *testing.T) {
 		})
 	}
 }
+
+// Tampering with a registry's storage is reported as on a local
+// directory: exit code 15, the object named, and for a pack the files it
+// holds.
+func TestOCITamperedExitCodes(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	h := ociHarness(t, reg, "tamper")
+	src := sourceTree(t)
+	h.create()
+	h.backup(src)
+	r := h.run("-json", "at", h.repo, "ls")
+	id := regexp.MustCompile(`"id":"([0-9a-f]{64})"`).FindStringSubmatch(r.stdout)
+	if id == nil {
+		t.Fatalf("ls -json: %s", r.stdout)
+	}
+	flip := func(hex string) {
+		t.Helper()
+		p := filepath.Join(reg.DataDir, "docker/registry/v2/blobs/sha256", hex[:2], hex, "data")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x40
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.env["COFFER_CACHE_DIR"] = t.TempDir()
+	}
+	flip(id[1])
+	// The registry is asked again a few times (a transfer may have been
+	// damaged), with a notice each; the error is the last line.
+	ls := h.at("ls")
+	lines := strings.Split(strings.TrimSpace(ls.stderr), "\n")
+	last := lines[len(lines)-1]
+	if ls.code != ExitCorrupt || !strings.Contains(last, "snapshot "+id[1]+" is corrupted or was tampered with: content does not match its name") {
+		t.Errorf("ls with a tampered snapshot: exit %d, last line %q", ls.code, last)
+	}
+	flip(id[1]) // back
+
+	// The largest blob is a pack of file contents.
+	var biggest string
+	var size int64
+	filepath.WalkDir(filepath.Join(reg.DataDir, "docker/registry/v2/blobs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "data" {
+			if fi, err := d.Info(); err == nil && fi.Size() > size {
+				biggest, size = filepath.Base(filepath.Dir(p)), fi.Size()
+			}
+		}
+		return nil
+	})
+	flip(biggest)
+	chk := h.at("check", "-read-data")
+	if chk.code != ExitCorrupt || !strings.Contains(chk.stderr, "pack "+biggest) || !strings.Contains(chk.stdout, "affected: snapshot") {
+		t.Errorf("check -read-data with a tampered pack: exit %d\nstdout: %s\nstderr: %s", chk.code, chk.stdout, chk.stderr)
+	}
+}

@@ -69,6 +69,10 @@ func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem fu
 		return trailerErr // not a finding about the pack: it could not be read
 	}
 	rc, err := r.store.Get(ctx, storage.KindPack, id.String(), nil)
+	if errors.Is(err, storage.ErrCorrupt) {
+		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (truncated or altered)"))
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
 	}

@@ -222,6 +222,11 @@ func findKey(ctx context.Context, st storage.Store, passphrase []byte) (*masterK
 // readAll reads a whole object, refusing ones larger than limit.
 func readAll(ctx context.Context, st storage.Store, kind storage.Kind, name string, limit int64) ([]byte, error) {
 	rc, err := st.Get(ctx, kind, name, nil)
+	if errors.Is(err, storage.ErrCorrupt) {
+		// A store that checks content itself (a registry, by digest)
+		// finds what this package finds on other stores: the same error.
+		return nil, corrupt(kind, name, "content does not match its name (truncated or altered)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", kind, short(name), err)
 	}

@@ -57,6 +57,10 @@ var (
 	// ErrAccessDenied means the store refused the credentials, or the
 	// access they grant is not enough.
 	ErrAccessDenied = errors.New("access denied")
+	// ErrCorrupt means the store holds bytes that fail its own check, as
+	// a registry blob that does not match its digest, every time it is
+	// read: damaged or tampered with.
+	ErrCorrupt = errors.New("stored data is corrupted or was tampered with")
 )
 
 // Range selects Length bytes starting at Offset. Length must be positive.

@@ -189,7 +189,7 @@ func readWholeBody(resp *http.Response, dgst digest.Digest) ([]byte, error) {
 	}
 	if digest.FromBytes(b) != dgst {
 		// A damaged transfer, or damaged storage: retrying tells which.
-		return nil, errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest", shortDigest(dgst), len(b))}
+		return nil, errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest: %w", shortDigest(dgst), len(b), storage.ErrCorrupt)}
 	}
 	return b, nil
 }
@@ -237,7 +237,7 @@ func (s *Store) readWholeSpooled(ctx context.Context, dgst digest.Digest) (io.Re
 		return fail(errRetryRead{fmt.Errorf("blob %s: got %d of %d bytes", shortDigest(dgst), n, resp.ContentLength)})
 	}
 	if !verifier.Verified() {
-		return fail(errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest", shortDigest(dgst), n)})
+		return fail(errRetryRead{fmt.Errorf("blob %s: the %d bytes received do not match its digest: %w", shortDigest(dgst), n, storage.ErrCorrupt)})
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fail(err)
