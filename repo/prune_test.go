@@ -145,6 +145,35 @@ func (f *pruneFixture) unusedPacks(st storage.Store) int {
 	return n
 }
 
+// finished checks that a repository verifies and that prune left nothing
+// behind: no pack without a used blob, no plan.
+func (f *pruneFixture) finished(st storage.Store) {
+	f.t.Helper()
+	f.verify(st)
+	if n := f.unusedPacks(st); n != 0 {
+		f.t.Errorf("%d packs with no used blob are left", n)
+	}
+	if plans := objectNames(f.t, st, storage.KindPlan); len(plans) != 0 {
+		f.t.Errorf("plans left: %v", plans)
+	}
+}
+
+// lapse makes l look as a lock of a machine that slept past LockStale:
+// its holder's clock moves on, and the lock in the store is old and from
+// elsewhere, so a prune takes it for stale.
+func (f *pruneFixture) lapse(r *Repository, l *Lock, clock *atomic.Int64) {
+	f.t.Helper()
+	clock.Add(int64(LockStale))
+	info := l.info
+	info.Refreshed = time.Now().Add(-2 * LockStale)
+	info.BootID = "elsewhere"
+	sealed, err := r.sealObject(storage.KindLock, mustJSON(info))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	putObject(f.t, f.st, storage.KindLock, l.name, sealed)
+}
+
 func TestPruneDeletesAndRepacks(t *testing.T) {
 	f := newPruneFixture(t)
 	before := len(objectNames(t, f.st, storage.KindPack))
@@ -165,13 +194,7 @@ func TestPruneDeletesAndRepacks(t *testing.T) {
 	if got.DeletePacks != dry.DeletePacks || got.RepackPacks != dry.RepackPacks {
 		t.Errorf("prune did %+v, its dry run said %+v", got, dry)
 	}
-	f.verify(f.st)
-	if n := f.unusedPacks(f.st); n != 0 {
-		t.Errorf("%d packs with no used blob are left", n)
-	}
-	if plans := objectNames(t, f.st, storage.KindPlan); len(plans) != 0 {
-		t.Errorf("plans left after a prune that finished: %v", plans)
-	}
+	f.finished(f.st)
 	// Nothing left to do.
 	if again := f.prune(f.open(f.st), PruneOptions{MaxUnused: DefaultMaxUnused}); again.Deleted != 0 || again.DeletePacks != 0 || again.RepackPacks != 0 {
 		t.Errorf("a second prune did %+v", again)
@@ -226,13 +249,7 @@ func TestPruneWaitsForEarlierBackups(t *testing.T) {
 			if second.DeferredPacks != 0 || second.Deleted == 0 {
 				t.Errorf("prune after the backup ended: %+v, want the plan carried out", second)
 			}
-			f.verify(f.st)
-			if n := f.unusedPacks(f.st); n != 0 {
-				t.Errorf("%d packs with no used blob are left", n)
-			}
-			if plans := objectNames(t, f.st, storage.KindPlan); len(plans) != 0 {
-				t.Errorf("plans left: %v", plans)
-			}
+			f.finished(f.st)
 		})
 	}
 }
@@ -338,13 +355,7 @@ func TestPruneInterruptedAnywhere(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.prune(f.open(f.st), PruneOptions{MaxUnused: DefaultMaxUnused})
-			f.verify(f.st)
-			if n := f.unusedPacks(f.st); n != 0 {
-				t.Errorf("%d packs with no used blob left after the next prune", n)
-			}
-			if plans := objectNames(t, f.st, storage.KindPlan); len(plans) != 0 {
-				t.Errorf("plans left after the next prune: %v", plans)
-			}
+			f.finished(f.st)
 		})
 	}
 }
@@ -396,15 +407,7 @@ func TestReadyToCommitAfterLapse(t *testing.T) {
 			if tt.lapsed {
 				// The machine slept: its lock went unrefreshed, so this
 				// test's prune (its own clock) takes it for stale.
-				clock.Add(int64(LockStale))
-				info := l.info
-				info.Refreshed = time.Now().Add(-2 * LockStale)
-				info.BootID = "elsewhere"
-				sealed, err := r.sealObject(storage.KindLock, mustJSON(info))
-				if err != nil {
-					t.Fatal(err)
-				}
-				putObject(t, f.st, storage.KindLock, l.name, sealed)
+				f.lapse(r, l, &clock)
 			}
 			tt.prune(f)
 			err = r.ReadyToCommit(t.Context(), nil)
@@ -448,15 +451,7 @@ func TestLapsedBackupLosesItsPacks(t *testing.T) {
 		for len(objectNames(t, f.st, storage.KindPack)) < 8 {
 			time.Sleep(time.Millisecond)
 		}
-		clock.Add(int64(LockStale))
-		info := l.info
-		info.Refreshed = time.Now().Add(-2 * LockStale)
-		info.BootID = "elsewhere"
-		sealed, err := r.sealObject(storage.KindLock, mustJSON(info))
-		if err != nil {
-			return err
-		}
-		putObject(t, f.st, storage.KindLock, l.name, sealed)
+		f.lapse(r, l, &clock)
 		st := f.prune(f.open(f.st), PruneOptions{MaxUnused: -1})
 		if st.Unindexed == 0 || st.Deleted == 0 {
 			t.Errorf("the prune did not delete the backup's unindexed packs: %+v", st)
