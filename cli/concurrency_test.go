@@ -41,14 +41,7 @@ func concurrentSource(t *testing.T, dir string, w, r int) {
 // that exits 0 must be listed afterwards, check -read-data must pass,
 // and each snapshot must restore identical to its source.
 func TestConcurrentWriters(t *testing.T) {
-	stores := map[string]func(t *testing.T) *harness{
-		"local": newHarness,
-		"distribution": func(t *testing.T) *harness {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-			return ociHarness(t, reg, "concurrent")
-		},
-	}
-	for name, newH := range stores {
+	for name, newH := range bothStores("concurrent") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)
 			h.create()
@@ -110,9 +103,7 @@ func TestConcurrentWriters(t *testing.T) {
 			if n := strings.Count(ls, "\n"); n != listed {
 				t.Errorf("ls lists %d snapshots, want the %d saved:\n%s", n, listed, ls)
 			}
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check -read-data after concurrent backups: %s", out)
-			}
+			h.checkReadData("after concurrent backups")
 			want := t.TempDir()
 			for w := range writers {
 				for r, id := range saved[w] {

@@ -216,9 +216,7 @@ func TestOCIForget(t *testing.T) {
 			if got := listedIDs(t, h); !sameSet(got, ids[4:]) {
 				t.Errorf("after forget and GC, ls lists %v, want %v", got, ids[4:])
 			}
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check -read-data after forget and GC: %s", out)
-			}
+			h.checkReadData("after forget and GC")
 			restored := filepath.Join(t.TempDir(), "r")
 			h.mustAt("restore", ids[5], "-to", restored)
 			testutil.CompareTrees(t, src, restored)
@@ -229,9 +227,7 @@ func TestOCIForget(t *testing.T) {
 			if got := listedIDs(t, h); !sameSet(got, append([]string{ids[5]}, more...)) {
 				t.Errorf("after a second forget and GC, ls lists %v", got)
 			}
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check -read-data after the second forget: %s", out)
-			}
+			h.checkReadData("after the second forget")
 		})
 	}
 }

@@ -161,3 +161,24 @@ func treeState(t *testing.T, dir string) string {
 	}
 	return sb.String()
 }
+
+// bothStores returns the harness makers the lifecycle tests run on: a
+// local directory, and a repository named repo on a CNCF Distribution
+// registry of its own.
+func bothStores(repo string) map[string]func(t *testing.T) *harness {
+	return map[string]func(t *testing.T) *harness{
+		"local": newHarness,
+		"distribution": func(t *testing.T) *harness {
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+			return ociHarness(t, reg, repo)
+		},
+	}
+}
+
+// checkReadData runs check -read-data, which must find no errors.
+func (h *harness) checkReadData(when string) {
+	h.t.Helper()
+	if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+		h.t.Errorf("check -read-data %s: %s", when, out)
+	}
+}

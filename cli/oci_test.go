@@ -66,9 +66,7 @@ func TestOCIWalkthrough(t *testing.T) {
 			restored := filepath.Join(t.TempDir(), "restored")
 			h.mustAt("restore", m[1][:3], "-to", restored)
 			testutil.CompareTrees(t, src, restored)
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check: %s", out)
-			}
+			h.checkReadData("in the walkthrough")
 			assertOrasSees(t, reg, "helloworld")
 		})
 	}

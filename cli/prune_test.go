@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,29 +14,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testutil"
 )
-
-// dirBytes sums the sizes of the regular files under dir.
-func dirBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			n += fi.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // churnTree writes round r of a source tree: 12 files of 512 KiB, a
 // third of which change each round, so that a history of rounds shares
@@ -63,6 +39,18 @@ func churnTree(t *testing.T, dir string, r int) {
 	}
 }
 
+// churnHistory backs up rounds 0 to n-1 of churnTree into src and returns
+// the snapshots' short ids, oldest first.
+func churnHistory(t *testing.T, h *harness, src string, n int) []string {
+	t.Helper()
+	var ids []string
+	for r := range n {
+		churnTree(t, src, r)
+		ids = append(ids, h.backup(src))
+	}
+	return ids
+}
+
 var snapshotSaved = regexp.MustCompile(`snapshot ([0-9a-f]{8}) saved`)
 
 // freshCopy backs the given snapshots (restored) up into a new
@@ -84,25 +72,19 @@ func TestPruneReclaimsSpace(t *testing.T) {
 		h := newHarness(t)
 		src := filepath.Join(t.TempDir(), "src")
 		h.create()
-		var ids []string
-		for r := range 20 {
-			churnTree(t, src, r)
-			ids = append(ids, h.backup(src))
-		}
-		before := dirBytes(t, h.repo)
+		ids := churnHistory(t, h, src, 20)
+		before := dirSize(t, h.repo)
 		out := h.mustAt("forget", "-keep-last", "2", "-prune")
 		t.Logf("forget -prune:\n%s", out)
-		after := dirBytes(t, h.repo)
+		after := dirSize(t, h.repo)
 		fresh := newHarness(t)
 		freshCopy(t, h, fresh, ids[18:])
-		want := dirBytes(t, fresh.repo)
+		want := dirSize(t, fresh.repo)
 		t.Logf("repository: %d bytes before, %d after; a new one with the 2 snapshots: %d", before, after, want)
 		if float64(after) > 1.10*float64(want) {
 			t.Errorf("after forget -keep-last 2 -prune the repository holds %d bytes, more than 110%% of %d", after, want)
 		}
-		if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-			t.Errorf("check: %s", out)
-		}
+		h.checkReadData("after forget -prune")
 		restored := filepath.Join(t.TempDir(), "r")
 		h.mustAt("restore", ids[19], "-to", restored)
 		testutil.CompareTrees(t, src, restored)
@@ -112,28 +94,22 @@ func TestPruneReclaimsSpace(t *testing.T) {
 		h := ociHarness(t, reg, "prune")
 		src := filepath.Join(t.TempDir(), "src")
 		h.create()
-		var ids []string
-		for r := range 20 {
-			churnTree(t, src, r)
-			ids = append(ids, h.backup(src))
-		}
-		before := dirBytes(t, reg.DataDir)
+		ids := churnHistory(t, h, src, 20)
+		before := dirSize(t, reg.DataDir)
 		h.mustAt("forget", "-keep-last", "2", "-prune")
 		reg.GarbageCollect(t, true)
-		after := dirBytes(t, reg.DataDir)
+		after := dirSize(t, reg.DataDir)
 		freshReg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
 		fresh := ociHarness(t, freshReg, "prune")
 		freshCopy(t, h, fresh, ids[18:])
 		freshReg.GarbageCollect(t, true)
-		want := dirBytes(t, freshReg.DataDir)
+		want := dirSize(t, freshReg.DataDir)
 		t.Logf("registry storage: %d bytes before, %d after GC; a new repository with the 2 snapshots: %d", before, after, want)
 		if float64(after) > 1.10*float64(want) {
 			t.Errorf("after forget -prune and GC the registry holds %d bytes, more than 110%% of %d", after, want)
 		}
 		h.env["COFFER_CACHE_DIR"] = t.TempDir()
-		if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-			t.Errorf("check: %s", out)
-		}
+		h.checkReadData("after forget -prune and GC")
 		restored := filepath.Join(t.TempDir(), "r")
 		h.mustAt("restore", ids[19], "-to", restored)
 		testutil.CompareTrees(t, src, restored)
@@ -148,13 +124,9 @@ func TestPruneDeleteRefused(t *testing.T) {
 	h := ociHarness(t, reg, "nodelete")
 	src := filepath.Join(t.TempDir(), "src")
 	h.create()
-	var ids []string
-	for r := range 8 {
-		churnTree(t, src, r)
-		ids = append(ids, h.backup(src))
-	}
+	ids := churnHistory(t, h, src, 8)
 	reg.GarbageCollect(t, true)
-	before := dirBytes(t, reg.DataDir)
+	before := dirSize(t, reg.DataDir)
 	r := h.at("forget", "-keep-last", "1", "-prune")
 	if r.code != 0 {
 		t.Fatalf("forget -prune on a registry without delete: exit %d: %s", r.code, r.stderr)
@@ -163,15 +135,13 @@ func TestPruneDeleteRefused(t *testing.T) {
 		t.Errorf("forget -prune did not say how the space comes back: %q", r.stderr)
 	}
 	reg.GarbageCollect(t, true)
-	after := dirBytes(t, reg.DataDir)
+	after := dirSize(t, reg.DataDir)
 	t.Logf("registry storage: %d bytes before, %d after prune and GC", before, after)
 	if after > before*6/10 {
 		t.Errorf("after forget -keep-last 1 -prune and GC the registry holds %d of %d bytes", after, before)
 	}
 	h.env["COFFER_CACHE_DIR"] = t.TempDir()
-	if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-		t.Errorf("check: %s", out)
-	}
+	h.checkReadData("after forget -prune without delete")
 	restored := filepath.Join(t.TempDir(), "r")
 	h.mustAt("restore", ids[7], "-to", restored)
 	testutil.CompareTrees(t, src, restored)
@@ -195,11 +165,7 @@ func TestPruneKilled(t *testing.T) {
 	h := newHarness(t)
 	src := filepath.Join(t.TempDir(), "src")
 	h.mustAt("create", "-pack-size", "1") // many packs: a prune with many steps
-	var ids []string
-	for r := range 16 {
-		churnTree(t, src, r)
-		ids = append(ids, h.backup(src))
-	}
+	ids := churnHistory(t, h, src, 16)
 	h.mustAt("forget", "-keep-last", "3")
 	s0 := stateOf(h.repo)
 	done := copyRepo(t, h)
@@ -252,18 +218,7 @@ func TestPruneKilled(t *testing.T) {
 			if s != s0 && s != final {
 				midway++
 			}
-			if out := c.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check after prune was killed: %s", out)
-			}
-			// The dead prune's lock does not stop the next (its process
-			// is gone, on this machine).
-			c.mustAt("prune", "-max-unused", "0%")
-			if out := c.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check after the next prune: %s", out)
-			}
-			if out := c.mustAt("prune", "-dry-run", "-max-unused", "0%"); !strings.Contains(out, "would delete 0 packs (0 B) and repack 0 packs") {
-				t.Errorf("the prune after the killed one left work: %s", out)
-			}
+			c.recoversFromKilledPrune()
 			for _, id := range ids[13:] {
 				restored := filepath.Join(t.TempDir(), "r")
 				c.mustAt("restore", id, "-to", restored)
@@ -280,6 +235,19 @@ func TestPruneKilled(t *testing.T) {
 	testutil.CompareTrees(t, src, restored)
 }
 
+// recoversFromKilledPrune checks a repository a prune was killed in: it
+// verifies, the next prune goes ahead (the dead prune's lock, of a process
+// gone from this machine, does not stop it) and finishes the work.
+func (h *harness) recoversFromKilledPrune() {
+	h.t.Helper()
+	h.checkReadData("after prune was killed")
+	h.mustAt("prune", "-max-unused", "0%")
+	h.checkReadData("after the next prune")
+	if out := h.mustAt("prune", "-dry-run", "-max-unused", "0%"); !strings.Contains(out, "would delete 0 packs (0 B) and repack 0 packs") {
+		h.t.Errorf("the prune after the killed one left work: %s", out)
+	}
+}
+
 // copyRepo copies a local repository, with a cache of its own.
 func copyRepo(t *testing.T, h *harness) *harness {
 	t.Helper()
@@ -294,14 +262,7 @@ func copyRepo(t *testing.T, h *harness) *harness {
 // the same time: every kept snapshot passes check -read-data and
 // restores identical to its source.
 func TestPruneWhileBackingUp(t *testing.T) {
-	stores := map[string]func(t *testing.T) *harness{
-		"local": newHarness,
-		"distribution": func(t *testing.T) *harness {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-			return ociHarness(t, reg, "busy")
-		},
-	}
-	for name, newH := range stores {
+	for name, newH := range bothStores("busy") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)
 			h.create()
@@ -335,9 +296,7 @@ func TestPruneWhileBackingUp(t *testing.T) {
 				}
 			}
 			t.Logf("%d of 10 prunes found the backup running and left their deletes to a later prune", deferred)
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Fatalf("check -read-data: %s", out)
-			}
+			h.checkReadData("after the rounds")
 			listed := listedIDs(t, h)
 			if len(listed) < 3 {
 				t.Errorf("only %d snapshots are left: %v", len(listed), listed)

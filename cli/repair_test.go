@@ -14,15 +14,6 @@ import (
 	"github.com/cofferhq/coffer/storage/oci"
 )
 
-// repairStores are the stores the repair tests run on.
-var repairStores = map[string]func(t *testing.T) *harness{
-	"local": newHarness,
-	"distribution": func(t *testing.T) *harness {
-		reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-		return ociHarness(t, reg, "repair")
-	},
-}
-
 // damage deletes objects straight from the store, as a failing disk or a
 // careless operator would.
 func damage(t *testing.T, h *harness, kind storage.Kind, pick func(names []string, sizes map[string]int64) []string) []string {
@@ -60,16 +51,12 @@ func damage(t *testing.T, h *harness, kind storage.Kind, pick func(names []strin
 // repair index after the index objects are deleted: every snapshot
 // restores.
 func TestRepairIndex(t *testing.T) {
-	for name, newH := range repairStores {
+	for name, newH := range bothStores("repair") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)
 			h.create()
 			src := filepath.Join(t.TempDir(), "src")
-			var ids []string
-			for r := range 3 {
-				churnTree(t, src, r)
-				ids = append(ids, h.backup(src))
-			}
+			ids := churnHistory(t, h, src, 3)
 			damage(t, h, storage.KindIndex, func(names []string, _ map[string]int64) []string { return names })
 			restored := filepath.Join(t.TempDir(), "broken")
 			wantOneLineError(t, h.at("restore", ids[2], "-to", restored), ExitCorrupt, "not in index")
@@ -80,9 +67,7 @@ func TestRepairIndex(t *testing.T) {
 			if !strings.Contains(out, "0 damaged packs") {
 				t.Errorf("repair index: %s", out)
 			}
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check after repair index: %s", out)
-			}
+			h.checkReadData("after repair index")
 			for r, id := range ids {
 				want := filepath.Join(t.TempDir(), "want")
 				churnTree(t, want, r)
@@ -97,16 +82,12 @@ func TestRepairIndex(t *testing.T) {
 // repair snapshots after one pack is deleted: the repaired snapshots
 // restore everything else, and the lost files are listed.
 func TestRepairSnapshots(t *testing.T) {
-	for name, newH := range repairStores {
+	for name, newH := range bothStores("repair") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)
 			h.mustAt("create", "-pack-size", "1") // a pack holds a file or two
 			src := filepath.Join(t.TempDir(), "src")
-			var ids []string
-			for r := range 2 {
-				churnTree(t, src, r)
-				ids = append(ids, h.backup(src))
-			}
+			ids := churnHistory(t, h, src, 2)
 			// A pack of file contents (tree packs are small): a lost tree
 			// loses what is below it, which the test could not tell apart.
 			damage(t, h, storage.KindPack, func(names []string, sizes map[string]int64) []string {
@@ -145,9 +126,7 @@ func TestRepairSnapshots(t *testing.T) {
 			if strings.Count(dry, "would lose") != len(lost) {
 				t.Errorf("the dry run listed %d losses, the repair %d", strings.Count(dry, "would lose"), len(lost))
 			}
-			if out := h.mustAt("check", "-read-data"); !strings.Contains(out, "no errors were found") {
-				t.Errorf("check after repair: %s", out)
-			}
+			h.checkReadData("after repair")
 			ls := h.mustAt("ls")
 			if strings.Count(ls, "\n") != 2 {
 				t.Fatalf("after repair, ls lists:\n%s", ls)
