@@ -23,8 +23,11 @@ import (
 func transient(err error) bool {
 	var retryable errRetryRead
 	var netErr net.Error
+	// A bare EOF is a keep-alive connection the server closed as the
+	// request went out (seen from registry 2.8 under load): Go's client
+	// resends only GET and HEAD by itself.
 	return errors.As(err, &retryable) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		(errors.As(err, &netErr) && netErr.Timeout())
 }
 
