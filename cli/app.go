@@ -40,6 +40,8 @@ type globals struct {
 	passphraseFile string
 	insecureHTTP   bool
 	caFile         string
+	retryFor       time.Duration
+	referenceWith  time.Duration
 	store          string
 }
 
@@ -107,6 +109,8 @@ func (a *app) run(ctx context.Context) (err error) {
 	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
 	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
 	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
+	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
+	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
 	if err := fs.Parse(a.env.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.usage(fs)
@@ -115,6 +119,12 @@ func (a *app) run(ctx context.Context) (err error) {
 		return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
 	}
 	a.out.silent, a.out.json = a.g.silent, a.g.json
+	if a.g.retryFor <= 0 {
+		return fmt.Errorf("%w: -retry-for %s: give a positive duration, such as 30s or 10m", errUsage, a.g.retryFor)
+	}
+	if a.g.referenceWith < time.Second {
+		return fmt.Errorf("%w: -reference-within %s: give a duration of at least 1s, such as 10s", errUsage, a.g.referenceWith)
+	}
 	args := fs.Args()
 	if len(args) >= 1 && args[0] == "at" {
 		if len(args) < 2 {
@@ -220,14 +230,16 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 // COFFER_REGISTRY_PASSWORD, or else from the docker config.
 func (a *app) ociOptions() oci.Options {
 	return oci.Options{
-		InsecureHTTP: a.g.insecureHTTP,
-		CAFile:       a.g.caFile,
-		Username:     a.env.Getenv("COFFER_REGISTRY_USERNAME"),
-		Password:     a.env.Getenv("COFFER_REGISTRY_PASSWORD"),
-		DockerConfig: a.env.Getenv("DOCKER_CONFIG"),
-		CacheDir:     a.g.cacheDir,
-		Writer:       a.env.Getenv("COFFER_WRITER"),
-		Logf:         a.out.notice,
+		InsecureHTTP:    a.g.insecureHTTP,
+		CAFile:          a.g.caFile,
+		Username:        a.env.Getenv("COFFER_REGISTRY_USERNAME"),
+		Password:        a.env.Getenv("COFFER_REGISTRY_PASSWORD"),
+		DockerConfig:    a.env.Getenv("DOCKER_CONFIG"),
+		CacheDir:        a.g.cacheDir,
+		Writer:          a.env.Getenv("COFFER_WRITER"),
+		RetryFor:        a.g.retryFor,
+		ReferenceWithin: a.g.referenceWith,
+		Logf:            a.out.notice,
 	}
 }
 

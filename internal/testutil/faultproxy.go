@@ -7,14 +7,15 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ type FaultProxy struct {
 	URL string
 
 	target *url.URL
-	srv    *httptest.Server
+	srv    *http.Server
 	tr     *http.Transport
 	proxy  *httputil.ReverseProxy // forwards as is
 	noRng  *httputil.ReverseProxy // forwards without Range headers
@@ -94,6 +95,12 @@ type FaultProxy struct {
 	requests map[string]int
 	faults   map[FaultKind]int
 	total    int
+	ln       net.Listener // nil while refusing connections
+	conns    map[net.Conn]struct{}
+	badUntil time.Time // answer 502 until then
+	triggers []trigger
+	outages  sync.WaitGroup
+	stopped  bool
 }
 
 // StartFaultProxy starts a fault-injecting proxy to target (a registry's
@@ -131,9 +138,11 @@ func StartFaultProxy(t testing.TB, target string, opt FaultOptions) *FaultProxy 
 		faults:   map[FaultKind]int{},
 	}
 	p.SetRate(opt.Rate)
+	quiet := log.New(io.Discard, "", 0) // a registry down is what tests want
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: tr,
+		ErrorLog:  quiet,
 	}
 	p.noRng = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -142,15 +151,120 @@ func StartFaultProxy(t testing.TB, target string, opt FaultOptions) *FaultProxy 
 			pr.Out.Header.Del("If-Range")
 		},
 		Transport: tr,
+		ErrorLog:  quiet,
 	}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.conns = map[net.Conn]struct{}{}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ConnState: p.track, ErrorLog: quiet}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testutil: StartFaultProxy: %v", err)
+	}
+	p.ln = ln
+	go p.srv.Serve(ln)
 	t.Cleanup(func() {
+		p.mu.Lock()
+		p.stopped = true
+		p.mu.Unlock()
+		p.outages.Wait()
 		p.srv.Close()
 		tr.CloseIdleConnections()
 	})
-	p.URL = p.srv.URL
-	p.Host = strings.TrimPrefix(p.URL, "http://")
+	p.Host = ln.Addr().String()
+	p.URL = "http://" + p.Host
 	return p
+}
+
+// track keeps the set of open connections, for Refuse to drop.
+func (p *FaultProxy) track(c net.Conn, state http.ConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		p.conns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(p.conns, c)
+	}
+}
+
+// Refuse makes the proxy behave as a registry host that is down for d:
+// it stops listening, so that connections are refused, and resets every
+// open connection, requests in flight included; after d it listens on
+// the same port again. It returns at once. Refuse(0) is a restart.
+func (p *FaultProxy) Refuse(d time.Duration) {
+	p.mu.Lock()
+	ln := p.ln
+	p.ln = nil
+	conns := p.conns
+	p.conns = map[net.Conn]struct{}{}
+	p.outages.Add(1)
+	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // an RST, as from a host that went away
+		}
+		c.Close()
+	}
+	go func() {
+		defer p.outages.Done()
+		time.Sleep(d)
+		for {
+			p.mu.Lock()
+			if p.stopped {
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			ln, err := net.Listen("tcp", p.Host)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond) // the port is still held by the old socket
+				continue
+			}
+			p.mu.Lock()
+			p.ln = ln
+			p.mu.Unlock()
+			go p.srv.Serve(ln)
+			return
+		}
+	}()
+}
+
+// trigger is a function to call when a request class reaches a count.
+type trigger struct {
+	class string
+	n     int
+	f     func()
+}
+
+// At calls f (once, in its own goroutine) when the n-th request of class
+// (see Requests) since the last Reset arrives, before that request is
+// served: p.At("PUT upload", 3, func() { p.Refuse(15 * time.Second) })
+// starts an outage in the middle of a backup, whatever its speed.
+func (p *FaultProxy) At(class string, n int, f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.triggers = append(p.triggers, trigger{class, n, f})
+}
+
+// Restart drops every connection and listens again at once, as a proxy
+// or registry restarting quickly does.
+func (p *FaultProxy) Restart() { p.Refuse(0) }
+
+// Up reports whether the proxy is accepting connections.
+func (p *FaultProxy) Up() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ln != nil
+}
+
+// BadGateway makes the proxy answer every request with 502 for d, as a
+// reverse proxy whose registry is down does. It returns at once.
+func (p *FaultProxy) BadGateway(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.badUntil = time.Now().Add(d)
 }
 
 // Location returns the coffer location of repo through the proxy,
@@ -257,7 +371,15 @@ func (p *FaultProxy) pick(r *http.Request) (FaultKind, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.total++
-	p.requests[RequestClass(r)]++
+	class := RequestClass(r)
+	p.requests[class]++
+	p.triggers = slices.DeleteFunc(p.triggers, func(tr trigger) bool {
+		if tr.class != class || p.requests[class] < tr.n {
+			return false
+		}
+		go tr.f()
+		return true
+	})
 	if p.rate <= 0 || p.rng.Float64() >= p.rate {
 		return "", 0
 	}
@@ -290,6 +412,15 @@ func (p *FaultProxy) pick(r *http.Request) (FaultKind, time.Duration) {
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	kind, delay := p.pick(r)
+	p.mu.Lock()
+	bad := time.Now().Before(p.badUntil)
+	p.mu.Unlock()
+	if bad {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>\n")
+		return
+	}
 	switch kind {
 	case "":
 		p.proxy.ServeHTTP(w, r)

@@ -1,13 +1,16 @@
 package testutil
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,5 +240,71 @@ func TestFaultProxyTLSTarget(t *testing.T) {
 				t.Errorf("requests %v, tokens issued %d", p.Requests(), r.Token.Issued())
 			}
 		})
+	}
+}
+
+// TestFaultProxyOutages: Refuse refuses connections and resets those
+// open, then listens on the same port again; BadGateway answers 502 for
+// its duration, then forwards again.
+func TestFaultProxyOutages(t *testing.T) {
+	r := StartRegistry(t, RegistryOptions{Kind: Distribution})
+	p := StartFaultProxy(t, r.URL, FaultOptions{})
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	ping := func() (int, error) {
+		resp, err := client.Get(p.URL + "/v2/")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := ping(); err != nil || code != http.StatusOK {
+		t.Fatalf("before any outage: %d, %v", code, err)
+	}
+
+	// A request in flight when the outage starts is cut off.
+	conn, err := net.Dial("tcp", p.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v2/ HTTP/1.1\r\nHost: %s\r\n\r\n", p.Host)
+	if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+		t.Fatalf("first request on a kept connection: %v", err)
+	}
+	p.Refuse(500 * time.Millisecond)
+	if p.Up() {
+		t.Error("Up during an outage")
+	}
+	fmt.Fprintf(conn, "GET /v2/ HTTP/1.1\r\nHost: %s\r\n\r\n", p.Host)
+	if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+		t.Error("a kept connection still answers during an outage")
+	}
+	if _, err := ping(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a new connection during an outage: %v, want ECONNREFUSED", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !p.Up() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, err := ping(); err != nil || code != http.StatusOK {
+		t.Fatalf("after the outage: %d, %v", code, err)
+	}
+
+	p.Restart()
+	for !p.Up() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, err := ping(); err != nil || code != http.StatusOK {
+		t.Fatalf("after a restart: %d, %v", code, err)
+	}
+
+	p.BadGateway(300 * time.Millisecond)
+	if code, err := ping(); err != nil || code != http.StatusBadGateway {
+		t.Errorf("during BadGateway: %d, %v; want 502", code, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if code, err := ping(); err != nil || code != http.StatusOK {
+		t.Errorf("after BadGateway: %d, %v; want 200", code, err)
 	}
 }

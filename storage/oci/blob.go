@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -37,7 +36,7 @@ func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Ra
 		return nil, fmt.Errorf("blob %s range %s: %w", shortDigest(dgst), rng, storage.ErrInvalidRange)
 	}
 	if rng != nil && !s.rangeIgnored() {
-		body, err := retryRead(ctx, s, func() (io.ReadCloser, error) { return s.openRange(ctx, dgst, *rng) })
+		body, err := retryRead(ctx, s, func(ctx context.Context) (io.ReadCloser, error) { return s.openRange(ctx, dgst, *rng) })
 		if err == nil {
 			return &rangeReader{ctx: ctx, s: s, dgst: dgst, rest: *rng, body: body}, nil
 		}
@@ -47,7 +46,7 @@ func (s *Store) getBlob(ctx context.Context, dgst digest.Digest, rng *storage.Ra
 		s.recordRangeIgnored()
 	}
 	if rng == nil {
-		return retryRead(ctx, s, func() (io.ReadCloser, error) { return s.readWholeSpooled(ctx, dgst) })
+		return retryRead(ctx, s, func(ctx context.Context) (io.ReadCloser, error) { return s.readWholeSpooled(ctx, dgst) })
 	}
 	b, err := s.wholeBlob(ctx, dgst)
 	if err != nil {
@@ -70,7 +69,7 @@ func (s *Store) wholeBlob(ctx context.Context, dgst digest.Digest) ([]byte, erro
 		return b, nil
 	}
 	s.fullMu.Unlock()
-	b, err := retryRead(ctx, s, func() ([]byte, error) { return s.readWhole(ctx, dgst) })
+	b, err := retryRead(ctx, s, func(ctx context.Context) ([]byte, error) { return s.readWhole(ctx, dgst) })
 	if err != nil {
 		return nil, err
 	}
@@ -82,38 +81,15 @@ func (s *Store) wholeBlob(ctx context.Context, dgst digest.Digest) ([]byte, erro
 	return b, nil
 }
 
-// errRetryRead marks a read that failed in a way worth repeating.
-type errRetryRead struct{ err error }
-
-func (e errRetryRead) Error() string { return e.err.Error() }
-func (e errRetryRead) Unwrap() error { return e.err }
-
-// retryRead repeats a read cut off mid-body, or whose bytes did not check
-// out, with backoff. Status errors were retried by the transport already.
-func retryRead[T any](ctx context.Context, s *Store, read func() (T, error)) (T, error) {
-	var last error
-	var zero T
-	for attempt := 0; attempt < readAttempts; attempt++ {
-		b, err := read()
-		var retryable errRetryRead
-		if err == nil || !errors.As(err, &retryable) {
-			return b, err
-		}
-		last = retryable.err
-		if attempt == readAttempts-1 {
-			break
-		}
-		wait := backoff(attempt, nil)
-		if s.opt.Logf != nil && attempt > 0 {
-			s.opt.Logf("registry %s: %v; retrying in %s", s.loc.host, last, wait.Round(10*time.Millisecond))
-		}
-		select {
-		case <-ctx.Done():
-			return zero, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-	return zero, fmt.Errorf("registry %s: %w (after %d attempts)", s.loc.host, last, readAttempts)
+// retryRead is retrying for an operation that returns a value.
+func retryRead[T any](ctx context.Context, s *Store, read func(context.Context) (T, error)) (T, error) {
+	var v T
+	err := s.retrying(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = read(ctx)
+		return err
+	})
+	return v, err
 }
 
 // blobRequest sends a GET for a blob through the authenticating client.
@@ -306,13 +282,18 @@ type rangeReader struct {
 	stalls int           // requests in a row cut off before their first byte
 }
 
+// maxStalls is how many ranged requests in a row may be answered and then
+// cut off before their first byte. (A registry that cannot be reached at
+// all is waited for by openRange's retries, within the time budget.)
+const maxStalls = 5
+
 func (r *rangeReader) Read(p []byte) (int, error) {
 	for {
 		if r.rest.Length == 0 {
 			return 0, io.EOF
 		}
 		if r.body == nil {
-			body, err := retryRead(r.ctx, r.s, func() (io.ReadCloser, error) { return r.s.openRange(r.ctx, r.dgst, r.rest) })
+			body, err := retryRead(r.ctx, r.s, func(ctx context.Context) (io.ReadCloser, error) { return r.s.openRange(ctx, r.dgst, r.rest) })
 			if err != nil {
 				return 0, err
 			}
@@ -339,9 +320,9 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		if n > 0 {
 			return n, nil
 		}
-		if r.stalls++; r.stalls >= readAttempts {
+		if r.stalls++; r.stalls >= maxStalls {
 			return 0, fmt.Errorf("registry %s: reading blob %s range %s: %w (after %d attempts)",
-				r.s.loc.host, shortDigest(r.dgst), r.rest, err, readAttempts)
+				r.s.loc.host, shortDigest(r.dgst), r.rest, err, maxStalls)
 		}
 	}
 }

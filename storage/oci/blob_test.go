@@ -146,11 +146,9 @@ func getPack(t *testing.T, st *Store, d digest.Digest, rng *storage.Range) ([]by
 
 // fastBackoff makes retries wait a millisecond instead of seconds and
 // counts the waits.
-func fastBackoff(t *testing.T) *atomic.Int64 {
+func fastBackoff(st *Store) *atomic.Int64 {
 	var n atomic.Int64
-	saved := backoff
-	backoff = func(int, *http.Response) time.Duration { n.Add(1); return time.Millisecond }
-	t.Cleanup(func() { backoff = saved })
+	st.backoff = func(int) time.Duration { n.Add(1); return time.Millisecond }
 	return &n
 }
 
@@ -225,7 +223,7 @@ func TestRangeIgnored(t *testing.T) {
 	}
 
 	// The whole blob read in place of a range is checked against its digest.
-	fastBackoff(t)
+	fastBackoff(st)
 	corrupt.Store(true)
 	rng = storage.Range{Offset: 0, Length: 100}
 	if got, err := getPack(t, st, od, &rng); err == nil {
@@ -330,8 +328,8 @@ func cutShort(w http.ResponseWriter, status int, body []byte) {
 // a whole read: both are retried and return the right bytes; the ranged
 // read resumes where it was cut off rather than starting over.
 func TestReadCutShort(t *testing.T) {
-	waits := fastBackoff(t)
 	st, hook, _ := hookedStore(t)
+	waits := fastBackoff(st)
 	data := patternData(100_000)
 	d := putPack(t, st, data)
 
@@ -385,10 +383,10 @@ func TestReadCutShort(t *testing.T) {
 // file): the store retries, then fails, never returns them, and leaves no
 // temporary file behind.
 func TestWholeReadDigestMismatch(t *testing.T) {
-	fastBackoff(t)
 	for _, size := range []int{5000, spoolThreshold + 12345} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			st, hook, _ := hookedStore(t)
+			fastBackoff(st)
 			tmp := t.TempDir()
 			t.Setenv("TMPDIR", tmp)
 			data := patternData(size)
@@ -412,8 +410,8 @@ func TestWholeReadDigestMismatch(t *testing.T) {
 			if errors.Is(err, storage.ErrNotFound) {
 				t.Errorf("Get of a blob served damaged = %v, which claims it is missing", err)
 			}
-			if gets.Load() != readAttempts {
-				t.Errorf("Get made %d requests, want %d (every attempt)", gets.Load(), readAttempts)
+			if gets.Load() != corruptAttempts {
+				t.Errorf("Get made %d requests, want %d (every attempt)", gets.Load(), corruptAttempts)
 			}
 			if left, _ := os.ReadDir(tmp); len(left) != 0 {
 				t.Errorf("temporary files left behind: %v", left)
@@ -458,10 +456,10 @@ func TestRangeOverflow(t *testing.T) {
 
 // TestRangeReadStalls has the registry answer every ranged request with
 // the right headers and then drop the connection before any byte: the read
-// fails after readAttempts requests instead of asking again forever.
+// fails after maxStalls requests instead of asking again forever.
 func TestRangeReadStalls(t *testing.T) {
-	fastBackoff(t)
 	st, hook, _ := hookedStore(t)
+	fastBackoff(st)
 	data := patternData(10_000)
 	d := putPack(t, st, data)
 	var ranged atomic.Int64
@@ -481,18 +479,18 @@ func TestRangeReadStalls(t *testing.T) {
 	if !strings.Contains(err.Error(), st.loc.host) {
 		t.Errorf("Get %v = %q, want an error naming the registry %s", rng, err, st.loc.host)
 	}
-	if n := ranged.Load(); n != readAttempts {
-		t.Errorf("Get %v made %d ranged requests, want %d", rng, n, readAttempts)
+	if n := ranged.Load(); n != maxStalls {
+		t.Errorf("Get %v made %d ranged requests, want %d", rng, n, maxStalls)
 	}
 }
 
 // TestRangeReadCutRepeatedly has the registry cut off every ranged answer
 // after a few hundred bytes: each request makes progress, so the read goes
 // on to the end however many requests that takes (only requests in a row
-// without a byte count against readAttempts).
+// without a byte count against maxStalls).
 func TestRangeReadCutRepeatedly(t *testing.T) {
-	fastBackoff(t)
 	st, hook, _ := hookedStore(t)
+	fastBackoff(st)
 	data := patternData(10_000)
 	d := putPack(t, st, data)
 	var ranged atomic.Int64
@@ -515,8 +513,8 @@ func TestRangeReadCutRepeatedly(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data[100:4100]) {
 		t.Fatalf("Get %v cut after every 300 bytes = %d bytes, %v; want the %d asked for", rng, len(got), err, rng.Length)
 	}
-	if n := ranged.Load(); n <= readAttempts {
-		t.Errorf("Get %v made %d ranged requests: the test needs more than %d to mean anything", rng, n, readAttempts)
+	if n := ranged.Load(); n <= maxStalls {
+		t.Errorf("Get %v made %d ranged requests: the test needs more than %d to mean anything", rng, n, maxStalls)
 	}
 }
 
@@ -525,10 +523,10 @@ func TestRangeReadCutRepeatedly(t *testing.T) {
 // a read cut short is retried, and no temporary file is left behind
 // (TestWholeReadDigestMismatch covers damaged bytes for both sizes).
 func TestLargeWholeRead(t *testing.T) {
-	fastBackoff(t)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	st, hook, _ := hookedStore(t)
+	fastBackoff(st)
 	data := patternData(spoolThreshold + 12345)
 	d := putPack(t, st, data)
 

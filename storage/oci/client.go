@@ -13,12 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"time"
 
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
-	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
 // userAgent identifies coffer to registries.
@@ -50,48 +48,6 @@ func newTransport(opt Options) (http.RoundTripper, error) {
 	return t, nil
 }
 
-// retryPolicy retries what is worth retrying (429, 5xx, timeouts,
-// connection resets), with exponential backoff and jitter, and honours a
-// Retry-After of up to maxRetryAfter, telling the user while it waits.
-type retryPolicy struct {
-	host string
-	logf func(string, ...any)
-}
-
-const (
-	maxRetries    = 8
-	maxRetryAfter = 5 * time.Minute
-)
-
-var backoff = retry.ExponentialBackoff(250*time.Millisecond, 2, 0.2)
-
-// Retry implements retry.Policy.
-func (p retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
-	if attempt >= maxRetries {
-		return -1, nil
-	}
-	ok, err := retry.DefaultPredicate(resp, err)
-	if err != nil || !ok {
-		return -1, err
-	}
-	wait := min(backoff(attempt, nil), 30*time.Second)
-	what := "a connection error"
-	if resp != nil {
-		what = resp.Status
-		if s := resp.Header.Get("Retry-After"); s != "" {
-			if secs, err := strconv.Atoi(s); err == nil && secs >= 0 {
-				wait = min(time.Duration(secs)*time.Second, maxRetryAfter)
-			} else if t, err := http.ParseTime(s); err == nil {
-				wait = min(max(time.Until(t), 0), maxRetryAfter)
-			}
-		}
-	}
-	if p.logf != nil && (wait >= time.Second || (resp != nil && resp.StatusCode == http.StatusTooManyRequests)) {
-		p.logf("registry %s answered %s; retrying in %s (attempt %d of %d)", p.host, what, wait.Round(100*time.Millisecond), attempt+1, maxRetries)
-	}
-	return wait, nil
-}
-
 // uploadBody is a blob upload's body. http.NewRequest lets only in-memory
 // readers be sent again (it sets GetBody for them); an uploadBody, which
 // may be a section of a temporary file, can be too, through rewindBodies.
@@ -100,8 +56,9 @@ type uploadBody struct{ *io.SectionReader }
 // Close does nothing: the body's owner closes what it reads from.
 func (uploadBody) Close() error { return nil }
 
-// rewindBodies gives requests with an uploadBody a GetBody, so that the
-// retrying transport below it can resend them after a 429 or a 5xx.
+// rewindBodies gives requests with an uploadBody a GetBody, so that
+// net/http can send them again (on a redirect, or a new HTTP/2
+// connection).
 type rewindBodies struct{ next http.RoundTripper }
 
 func (t rewindBodies) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -160,12 +117,11 @@ func dockerStore(dir string) (credentials.Store, string, error) {
 }
 
 // newAuthClient builds the oras-go client: auth (token, basic,
-// anonymous, with a token cache) over the retrying transport.
-func newAuthClient(host string, base http.RoundTripper, creds credentialSource, logf func(string, ...any)) *auth.Client {
-	rt := retry.NewTransport(base)
-	rt.Policy = func() retry.Policy { return retryPolicy{host: host, logf: logf} }
+// anonymous, with a token cache) over the base transport. Nothing below
+// it retries: every operation is retried as a whole (retry.go).
+func newAuthClient(host string, base http.RoundTripper, creds credentialSource) *auth.Client {
 	c := &auth.Client{
-		Client:     &http.Client{Transport: rewindBodies{rt}},
+		Client:     &http.Client{Transport: rewindBodies{retryAfterRecorder{base}}},
 		Cache:      auth.NewCache(),
 		Credential: creds.fn,
 	}
@@ -184,14 +140,15 @@ func newAuthClient(host string, base http.RoundTripper, creds credentialSource, 
 // detectScheme decides between HTTPS and plain HTTP with one request to
 // /v2/. HTTPS is the default; plain HTTP is used when asked for, or for a
 // loopback host whose server does not speak TLS at all. A certificate
-// that fails verification is always an error.
+// that fails verification is always an error. Errors are the transport's,
+// for the retry policy to judge; connectError explains them.
 func detectScheme(ctx context.Context, host string, base http.RoundTripper, insecure bool) (plainHTTP bool, err error) {
 	if insecure {
 		return true, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	attempt, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	req, _ := http.NewRequestWithContext(attempt, http.MethodGet, "https://"+host+"/v2/", nil)
 	resp, err := base.RoundTrip(req)
 	if err == nil {
 		resp.Body.Close()
@@ -201,7 +158,11 @@ func detectScheme(ctx context.Context, host string, base http.RoundTripper, inse
 	if isLoopback(host) && errors.As(err, &recordErr) {
 		return true, nil // a plain-HTTP server on this machine
 	}
-	return false, connectError(host, err)
+	if attempt.Err() != nil && ctx.Err() == nil {
+		// A registry that does not answer is retried, not cancelled.
+		return false, fmt.Errorf("no answer within 30s: %w", os.ErrDeadlineExceeded)
+	}
+	return false, err
 }
 
 // connectError turns a transport failure into advice.
@@ -219,7 +180,7 @@ func connectError(host string, err error) error {
 	case errors.As(err, &recordErr):
 		return fmt.Errorf("registry %s does not speak TLS: use -insecure-http (or ?insecure-http=true) to allow plain HTTP", host)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return fmt.Errorf("cannot reach registry %s: %v", host, opErr.Err)
+		return fmt.Errorf("cannot reach registry %s: %v%s", host, opErr.Err, retryNote(err))
 	}
 	return fmt.Errorf("registry %s: %w", host, err)
 }

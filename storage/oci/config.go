@@ -42,6 +42,11 @@ type Options struct {
 	// reach it (DefaultReferenceWithin when zero): less than the grace
 	// time of a registry's online garbage collection.
 	ReferenceWithin time.Duration
+	// RetryFor is how long an operation that keeps failing in a way that
+	// passes with time (the registry down or restarting, 429, 5xx,
+	// resets, timeouts) is retried before it fails (DefaultRetryFor when
+	// zero).
+	RetryFor time.Duration
 	// Logf receives notices meant for the user, such as waiting after a
 	// 429; nil discards them.
 	Logf func(format string, args ...any)

@@ -22,7 +22,7 @@ func Login(ctx context.Context, host, username, password string, opt Options) (s
 	}
 	plain, err := detectScheme(ctx, host, base, opt.InsecureHTTP)
 	if err != nil {
-		return "", err
+		return "", connectError(host, err)
 	}
 	store, path, err := dockerStore(opt.DockerConfig)
 	if err != nil {
@@ -33,7 +33,7 @@ func Login(ctx context.Context, host, username, password string, opt Options) (s
 		return "", fmt.Errorf("registry %q: %w", host, err)
 	}
 	reg.PlainHTTP = plain
-	reg.Client = newAuthClient(host, base, credentialSource{}, opt.Logf)
+	reg.Client = newAuthClient(host, base, credentialSource{})
 	cred := auth.Credential{Username: username, Password: password}
 	if err := credentials.Login(ctx, store, reg, cred); err != nil {
 		return "", wrapError(location{host: host}, "the username and password given", "logging in", err)

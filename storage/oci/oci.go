@@ -63,6 +63,12 @@ type Store struct {
 
 	refusedOnce sync.Once // the notice that DELETE is refused
 
+	noticeMu   sync.Mutex // spaces the notices of retries
+	lastNotice time.Time
+	failing    time.Time // since when operations have failed in a row; zero while the registry answers
+	// backoff is the wait before a retry (tests shorten it).
+	backoff func(attempt int) time.Duration
+
 	emptyMu   sync.Mutex // the empty config blob every manifest names
 	emptyDone bool
 
@@ -80,8 +86,7 @@ var _ storage.Store = (*Store)(nil)
 // the timer must not wait for anything else (uploads in flight, the next
 // Put).
 const (
-	flushBatch   = 64
-	readAttempts = 5
+	flushBatch = 64
 	// DefaultReferenceWithin is Options.ReferenceWithin's default.
 	DefaultReferenceWithin = 30 * time.Second
 )
@@ -107,6 +112,9 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	if opt.ReferenceWithin <= 0 {
 		opt.ReferenceWithin = DefaultReferenceWithin
 	}
+	if opt.RetryFor <= 0 {
+		opt.RetryFor = DefaultRetryFor
+	}
 	if !validWriter(opt.Writer) {
 		return nil, fmt.Errorf("writer identity %q: use 1-64 characters from a-z, 0-9 and -", opt.Writer)
 	}
@@ -114,27 +122,34 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := detectScheme(ctx, l.host, base, l.insecure || opt.InsecureHTTP)
-	if err != nil {
-		return nil, err
-	}
 	creds, err := newCredentials(l.host, opt)
 	if err != nil {
 		return nil, err
 	}
-	client := newAuthClient(l.host, base, creds, opt.Logf)
-	repo := &remote.Repository{
+	client := newAuthClient(l.host, base, creds)
+	s := &Store{loc: l, opt: opt, client: client, creds: creds,
+		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String()),
+		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor), backoff: backoff}
+	// A registry restarting as a cron job starts is waited for, as it is
+	// later on.
+	err = s.retrying(ctx, func(ctx context.Context) error {
+		var err error
+		s.plain, err = detectScheme(ctx, l.host, base, l.insecure || opt.InsecureHTTP)
+		return err
+	})
+	if err != nil {
+		return nil, connectError(l.host, err)
+	}
+	s.repo = &remote.Repository{
 		Client:          client,
 		Reference:       registry.Reference{Registry: l.host, Repository: l.repo},
-		PlainHTTP:       plain,
+		PlainHTTP:       s.plain,
 		SkipReferrersGC: true,
 		// Pages of 1000 are what ECR allows; others cap lower and say so
 		// with their Link header, which oras-go follows.
 		TagListPageSize: 1000,
 	}
-	return &Store{loc: l, opt: opt, repo: repo, client: client, creds: creds, plain: plain,
-		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String()),
-		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor)}, nil
+	return s, nil
 }
 
 // Concurrency is how many packs to upload at once: enough to keep a
@@ -238,7 +253,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 		}
 	}
 	if err := s.pushBlob(ctx, desc, body); err != nil {
-		return fmt.Errorf("%s %s: %w", kind, name, err)
+		return err // it names the blob; the caller names the object
 	}
 	if !referencedKind(kind) {
 		s.cache.dropTombstone(tagOf(kind, name)) // a name used again

@@ -198,7 +198,7 @@ func (s *Store) addToView(refs []*ref) {
 // to a tombstone, is nil.
 func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
 	var desc ocispec.Descriptor
-	err := s.retrying(ctx, func() error {
+	err := s.retrying(ctx, func(ctx context.Context) error {
 		var err error
 		desc, err = s.repo.Resolve(ctx, tag)
 		return err
@@ -493,7 +493,7 @@ func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descript
 		// says; a registry that removes only the digest would leave the
 		// tag pointing at it, so that case gets a tombstone too.
 		var cur ocispec.Descriptor
-		rerr := s.retrying(ctx, func() error {
+		rerr := s.retrying(ctx, func(ctx context.Context) error {
 			var err error
 			cur, err = s.repo.Resolve(ctx, tag)
 			return err

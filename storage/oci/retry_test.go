@@ -1,17 +1,25 @@
 package oci
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // logRecorder collects what a store or policy tells the user.
@@ -32,82 +40,207 @@ func (l *logRecorder) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-func fakeResponse(status int, header ...string) *http.Response {
-	h := http.Header{}
-	for i := 0; i+1 < len(header); i += 2 {
-		h.Set(header[i], header[i+1])
-	}
-	return &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), Header: h}
+// errorResponse is what oras-go returns for an answer with status.
+func errorResponse(status int) error {
+	u, _ := url.Parse("http://registry.example.com/v2/r/blobs/uploads/")
+	return &errcode.ErrorResponse{Method: http.MethodPut, URL: u, StatusCode: status}
 }
 
-func TestRetryPolicy(t *testing.T) {
-	const host = "registry.example.com:5000"
+func TestClassify(t *testing.T) {
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-	inOneMinute := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
-	anHourAgo := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	tests := []struct {
-		name     string
-		attempt  int
-		resp     *http.Response
-		err      error
-		min, max time.Duration // the wait; max < 0 means no retry
-		wantErr  bool
-		logged   bool // the user must be told, naming the host
+		name string
+		err  error
+		want failureKind
 	}{
-		{name: "429 Retry-After seconds", resp: fakeResponse(429, "Retry-After", "7"), min: 7 * time.Second, max: 7 * time.Second, logged: true},
-		{name: "429 Retry-After zero", resp: fakeResponse(429, "Retry-After", "0"), min: 0, max: 0, logged: true},
-		{name: "429 Retry-After HTTP-date", resp: fakeResponse(429, "Retry-After", inOneMinute), min: 55 * time.Second, max: time.Minute, logged: true},
-		{name: "429 Retry-After date passed", resp: fakeResponse(429, "Retry-After", anHourAgo), min: 0, max: 0, logged: true},
-		{name: "429 Retry-After capped", resp: fakeResponse(429, "Retry-After", "86400"), min: maxRetryAfter, max: maxRetryAfter, logged: true},
-		{name: "429 Retry-After garbage", resp: fakeResponse(429, "Retry-After", "soon"), min: 200 * time.Millisecond, max: 300 * time.Millisecond, logged: true},
-		{name: "429 without Retry-After", resp: fakeResponse(429), min: 200 * time.Millisecond, max: 300 * time.Millisecond, logged: true},
-		{name: "503", resp: fakeResponse(503), min: 200 * time.Millisecond, max: 300 * time.Millisecond},
-		{name: "503 later attempt", attempt: 3, resp: fakeResponse(503), min: 1600 * time.Millisecond, max: 2400 * time.Millisecond, logged: true},
-		{name: "503 Retry-After", resp: fakeResponse(503, "Retry-After", "3"), min: 3 * time.Second, max: 3 * time.Second, logged: true},
-		{name: "503 backoff capped", attempt: 7, resp: fakeResponse(503), min: 25 * time.Second, max: 30 * time.Second, logged: true},
-		{name: "500", resp: fakeResponse(500), min: 200 * time.Millisecond, max: 300 * time.Millisecond},
-		{name: "connection reset", err: reset, min: 200 * time.Millisecond, max: 300 * time.Millisecond},
-		{name: "unexpected EOF", err: io.ErrUnexpectedEOF, min: 200 * time.Millisecond, max: 300 * time.Millisecond},
-		{name: "404", resp: fakeResponse(404), max: -1},
-		{name: "401", resp: fakeResponse(401), max: -1},
-		{name: "200", resp: fakeResponse(200), max: -1},
-		{name: "other error", err: errors.New("tls: bad certificate"), max: -1, wantErr: true},
-		{name: "attempt limit", attempt: maxRetries, resp: fakeResponse(503), max: -1},
-		{name: "attempt limit 429", attempt: maxRetries, resp: fakeResponse(429, "Retry-After", "1"), max: -1},
+		{"connection refused", refused, transient},
+		{"connection refused, wrapped", fmt.Errorf("pushing: %w", refused), transient},
+		{"connection reset", reset, transient},
+		{"unexpected EOF", io.ErrUnexpectedEOF, transient},
+		{"bare EOF", fmt.Errorf("Put: %w", io.EOF), transient},
+		{"DNS timeout", &net.DNSError{Err: "i/o timeout", Name: "r.example", IsTimeout: true}, transient},
+		{"DNS server failure", &net.DNSError{Err: "server misbehaving", Name: "r.example", IsTemporary: true}, transient},
+		{"DNS no such host", &net.DNSError{Err: "no such host", Name: "r.exmaple", IsNotFound: true}, permanent},
+		{"408", errorResponse(408), transient},
+		{"429", errorResponse(429), transient},
+		{"500", errorResponse(500), transient},
+		{"502", errorResponse(502), transient},
+		{"503", errorResponse(503), transient},
+		{"504", errorResponse(504), transient},
+		{"501", errorResponse(501), permanent},
+		{"400", errorResponse(400), permanent},
+		{"401", errorResponse(401), permanent},
+		{"403", errorResponse(403), permanent},
+		{"404", errorResponse(404), permanent},
+		{"413", errorResponse(413), permanent},
+		{"upload session gone", errRetryRead{errorResponse(404)}, transient},
+		{"bytes failing their digest", fmt.Errorf("blob: %w", storage.ErrCorrupt), mismatch},
+		{"manifest failing its digest", fmt.Errorf("%w sha256:ab", errDigestMismatch), mismatch},
+		{"canceled", fmt.Errorf("op: %w", context.Canceled), permanent},
+		{"deadline", context.DeadlineExceeded, permanent},
+		{"certificate", errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), permanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var log logRecorder
-			p := retryPolicy{host: host, logf: log.logf}
-			wait, err := p.Retry(tt.attempt, tt.resp, tt.err)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Retry error = %v, want error %v", err, tt.wantErr)
-			}
-			if tt.max < 0 {
-				if wait >= 0 {
-					t.Fatalf("Retry = %s, want no retry (negative)", wait)
-				}
-				if len(log.lines) > 0 {
-					t.Errorf("Retry logged %q without retrying", log.String())
-				}
-				return
-			}
-			if wait < tt.min || wait > tt.max {
-				t.Errorf("Retry waits %s, want %s to %s", wait, tt.min, tt.max)
-			}
-			if tt.logged {
-				if len(log.lines) != 1 || !strings.Contains(log.lines[0], host) {
-					t.Errorf("Retry logged %q, want one message naming %s", log.String(), host)
-				}
-				if tt.resp != nil && !strings.Contains(log.String(), fmt.Sprint(tt.resp.StatusCode)) {
-					t.Errorf("Retry logged %q, want it to give the status %d", log.String(), tt.resp.StatusCode)
-				}
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %d, want %d", tt.err, got, tt.want)
 			}
 		})
 	}
+}
 
-	// A nil Logf is allowed.
-	if wait, err := (retryPolicy{host: host}).Retry(0, fakeResponse(429, "Retry-After", "2"), nil); err != nil || wait != 2*time.Second {
-		t.Errorf("Retry without Logf = %s, %v; want 2s", wait, err)
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		h    string
+		want time.Duration
+		ok   bool
+	}{
+		{"7", 7 * time.Second, true},
+		{"0", 0, true},
+		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"86400", maxRetryAfter, true},
+		{"soon", 0, false},
+		{"-3", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseRetryAfter(tt.h, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s, %v", tt.h, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n, want := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second} {
+		if got := backoff(n); got < want*8/10 || got > want*12/10 {
+			t.Errorf("backoff(%d) = %s, want %s ±20%%", n, got, want)
+		}
+	}
+	for _, n := range []int{6, 7, 30, 1000} {
+		if got := backoff(n); got < maxBackoff*8/10 || got > maxBackoff*12/10 {
+			t.Errorf("backoff(%d) = %s, want the cap %s ±20%%", n, got, maxBackoff)
+		}
+	}
+}
+
+// retryStore is a Store with only what retrying uses.
+func retryStore(retryFor time.Duration, log *logRecorder) *Store {
+	return &Store{loc: location{host: "registry.example.com:5000"}, opt: Options{RetryFor: retryFor, Logf: log.logf},
+		backoff: func(int) time.Duration { return 20 * time.Millisecond }}
+}
+
+// TestRetryingBudget: transient failures are retried until they have
+// lasted RetryFor, then the error says so; a permanent one fails at once;
+// bytes that fail their digest are read corruptAttempts times, however
+// long the budget.
+func TestRetryingBudget(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	t.Run("outage longer than the budget", func(t *testing.T) {
+		var log logRecorder
+		s := retryStore(300*time.Millisecond, &log)
+		calls := 0
+		start := time.Now()
+		err := s.retrying(t.Context(), func(context.Context) error { calls++; return refused })
+		took := time.Since(start)
+		var exhausted *retryExhaustedError
+		if !errors.As(err, &exhausted) || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("retrying = %v, want a retryExhaustedError wrapping ECONNREFUSED", err)
+		}
+		if took < 300*time.Millisecond || took > 2*time.Second {
+			t.Errorf("retrying gave up after %s, want about the 300ms budget", took)
+		}
+		if calls < 5 {
+			t.Errorf("op called %d times in 300ms with 20ms waits, want more", calls)
+		}
+		if !strings.Contains(err.Error(), "-retry-for") {
+			t.Errorf("error %q does not name -retry-for", err)
+		}
+		if len(log.lines) != 1 || !strings.Contains(log.lines[0], "registry.example.com:5000") || !strings.Contains(log.lines[0], "connection refused") {
+			t.Errorf("notices = %q, want one (spaced %s apart) naming the registry and the cause", log.String(), noticeEvery)
+		}
+	})
+	t.Run("outage shorter than the budget", func(t *testing.T) {
+		var log logRecorder
+		s := retryStore(time.Minute, &log)
+		calls := 0
+		err := s.retrying(t.Context(), func(context.Context) error {
+			if calls++; calls < 4 {
+				return errorResponse(http.StatusBadGateway)
+			}
+			return nil
+		})
+		if err != nil || calls != 4 {
+			t.Errorf("retrying = %v after %d calls, want success on the 4th", err, calls)
+		}
+	})
+	t.Run("permanent", func(t *testing.T) {
+		s := retryStore(time.Minute, &logRecorder{})
+		calls := 0
+		err := s.retrying(t.Context(), func(context.Context) error { calls++; return errorResponse(http.StatusForbidden) })
+		if err == nil || calls != 1 {
+			t.Errorf("retrying a 403 = %v after %d calls, want it at once", err, calls)
+		}
+	})
+	t.Run("digest mismatch", func(t *testing.T) {
+		s := retryStore(time.Hour, &logRecorder{})
+		calls := 0
+		err := s.retrying(t.Context(), func(context.Context) error { calls++; return fmt.Errorf("blob: %w", storage.ErrCorrupt) })
+		if !errors.Is(err, storage.ErrCorrupt) || calls != corruptAttempts {
+			t.Errorf("retrying = %v after %d calls, want ErrCorrupt after %d", err, calls, corruptAttempts)
+		}
+	})
+	t.Run("canceled while waiting", func(t *testing.T) {
+		s := retryStore(time.Hour, &logRecorder{})
+		s.backoff = func(int) time.Duration { return time.Hour }
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		err := s.retrying(ctx, func(context.Context) error { return refused })
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("retrying = %v, want the context's error", err)
+		}
+	})
+}
+
+// TestRetryAfterHonoured: a 429's Retry-After, seen by the transport,
+// sets the wait of the operation's retry.
+func TestRetryAfterHonoured(t *testing.T) {
+	var tries atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tries.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	var log logRecorder
+	s := retryStore(time.Minute, &log)
+	client := &http.Client{Transport: retryAfterRecorder{http.DefaultTransport}}
+	start := time.Now()
+	err := s.retrying(t.Context(), func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return &errcode.ErrorResponse{Method: req.Method, URL: req.URL, StatusCode: resp.StatusCode}
+		}
+		return nil
+	})
+	if err != nil || tries.Load() != 2 {
+		t.Fatalf("retrying = %v after %d requests, want success on the 2nd", err, tries.Load())
+	}
+	if took := time.Since(start); took < time.Second || took > 3*time.Second {
+		t.Errorf("retrying took %s, want the 1s Retry-After (not the 20ms backoff)", took)
+	}
+	if !strings.Contains(log.String(), "429") || !strings.Contains(log.String(), "retrying in 1s") {
+		t.Errorf("notice %q, want the status and the 1s wait", log.String())
 	}
 }
