@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -787,6 +788,21 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 		return
 	}
 	n.Size = fi.Size()
+	if n.Size == 0 {
+		// Files of procfs, sysfs and FUSE often have a stat size of 0 but
+		// content when read: read to EOF and store what was read (an
+		// empty file costs one read).
+		read, err := a.readToEOF(ctx, job, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.warn(job.path, n, err)
+			}
+			return
+		}
+		a.bytesRead.Add(read)
+		a.prog.Processed(0, read)
+		return
+	}
 	regions, err := dataRegions(f, n.Size)
 	if err != nil {
 		a.warn(job.path, n, err)
@@ -834,10 +850,43 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 	}
 }
 
+// readToEOF reads a file of unknown length from its current offset to EOF
+// and hands its chunks on, as they would be cut had its size been known,
+// and returns how many bytes it read.
+func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f *os.File) (int64, error) {
+	// Up to MinSize bytes are one chunk, which needs no chunker.
+	b := a.getBuf(a.chunk.MinSize + 1)
+	n, err := io.ReadFull(f, *b)
+	switch {
+	case err == io.EOF:
+		a.bufs.Put(b)
+		return 0, nil
+	case err == io.ErrUnexpectedEOF:
+		return int64(n), a.sendChunk(ctx, job, b, n)
+	case err != nil:
+		a.bufs.Put(b)
+		return int64(n), err
+	}
+	defer a.bufs.Put(b)
+	ch, err := a.takeChunker(ctx)
+	if err != nil {
+		a.fail(err)
+		return 0, err
+	}
+	defer func() { a.chunkers <- ch }()
+	return a.chunkStream(ctx, ch, job, io.MultiReader(bytes.NewReader((*b)[:n]), f))
+}
+
 // chunkRegion cuts a data region into chunks and hands them on, and
 // returns how many bytes it read.
 func (a *archiver) chunkRegion(ctx context.Context, ch *chunkers.Chunker, job *fileJob, f *os.File, reg region) (int64, error) {
-	counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
+	return a.chunkStream(ctx, ch, job, io.NewSectionReader(f, reg.Off, reg.Len))
+}
+
+// chunkStream cuts r into chunks and hands them on, and returns how many
+// bytes it read.
+func (a *archiver) chunkStream(ctx context.Context, ch *chunkers.Chunker, job *fileJob, r io.Reader) (int64, error) {
+	counted := &countingReader{r: r}
 	ch.Reset(counted)
 	for {
 		chunk, err := ch.Next()
