@@ -73,13 +73,14 @@ var keyCommand = &command{
 	},
 }
 
-// newPassphrase reads the passphrase for a new key.
+// newPassphrase reads the passphrase for a new key: like passphrase, an
+// explicit -new-passphrase-file wins over COFFER_NEW_PASSPHRASE.
 func (a *app) newPassphrase(o *keyOptions) ([]byte, error) {
-	if pw := a.env.Getenv("COFFER_NEW_PASSPHRASE"); pw != "" {
-		return []byte(pw), nil
-	}
 	if o.newPassphraseFile != "" {
 		return readPassphraseFile(o.newPassphraseFile)
+	}
+	if pw := a.env.Getenv("COFFER_NEW_PASSPHRASE"); pw != "" {
+		return []byte(pw), nil
 	}
 	return a.prompt("new passphrase", true)
 }

@@ -13,7 +13,7 @@ import (
 const (
 	ExitOK            = 0   // success
 	ExitFailure       = 1   // any error not listed below
-	ExitUsage         = 2   // bad command line
+	ExitUsage         = 2   // bad command line, including a malformed store location
 	ExitPartial       = 3   // backup completed, but some files could not be read
 	ExitNoRepository  = 10  // no repository at the location, or one already exists on create
 	ExitWrongPassword = 11  // no key opens with the passphrase
@@ -44,7 +44,7 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, storage.ErrBadLocation):
 		return ExitUsage
 	case errors.Is(err, errPartial):
 		return ExitPartial

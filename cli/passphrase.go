@@ -9,14 +9,18 @@ import (
 	"golang.org/x/term"
 )
 
-// passphrase returns the repository passphrase from COFFER_PASSPHRASE,
-// -passphrase-file or, on a terminal, a prompt (asked twice when confirm).
+// passphrase returns the repository passphrase from -passphrase-file,
+// COFFER_PASSPHRASE or, on a terminal, a prompt (asked twice when
+// confirm). The flag comes first: it is given for this one command, while
+// the variable may be left over in the environment, and ignoring an
+// explicit flag would open (or create) with a passphrase the user did not
+// mean.
 func (a *app) passphrase(confirm bool) ([]byte, error) {
-	if pw := a.env.Getenv("COFFER_PASSPHRASE"); pw != "" {
-		return []byte(pw), nil
-	}
 	if a.g.passphraseFile != "" {
 		return readPassphraseFile(a.g.passphraseFile)
+	}
+	if pw := a.env.Getenv("COFFER_PASSPHRASE"); pw != "" {
+		return []byte(pw), nil
 	}
 	return a.prompt("passphrase", confirm)
 }

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -217,7 +218,11 @@ func (d dryRunSaver) Save(_ context.Context, t repo.BlobType, b []byte) (repo.ID
 }
 
 // cleanPaths makes paths absolute, sorts them, and drops paths inside
-// another one (they are backed up with it).
+// another one, which are backed up with it. A path below a symlink is kept
+// (link/f with link, or with a directory holding link): the walk of the
+// other one stores the symlink, not what it points to, so dropping the
+// path would lose it; the walk then goes through the link to it (see
+// walkChain).
 func cleanPaths(paths []string) ([]string, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("nothing to back up: give at least one path")
@@ -237,12 +242,29 @@ func cleanPaths(paths []string) ([]string, error) {
 	out = slices.Compact(out)
 	kept := out[:0]
 	for _, p := range out {
-		if len(kept) > 0 && within(p, kept[len(kept)-1]) {
+		if len(kept) > 0 && covered(p, kept[len(kept)-1]) {
 			continue
 		}
 		kept = append(kept, p)
 	}
 	return kept, nil
+}
+
+// covered reports whether backing up dir backs up p: p lies below dir,
+// and neither dir nor any directory between them is a symlink.
+func covered(p, dir string) bool {
+	if !within(p, dir) {
+		return false
+	}
+	for d := filepath.Dir(p); within(d, dir); d = filepath.Dir(d) {
+		if fi, err := os.Lstat(d); err != nil || fi.Mode()&os.ModeSymlink != 0 {
+			return false
+		}
+		if d == dir || d == "/" {
+			break
+		}
+	}
+	return true
 }
 
 // within reports whether p is dir or lies below it.
@@ -333,6 +355,8 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 }
 
 // pathTrie holds the directories from "/" down to each backed-up path.
+// Below a backed-up directory, it holds the paths given below it that lie
+// through a symlink, which the walk must follow.
 type pathTrie struct {
 	children map[string]*pathTrie
 	target   string // set on a backed-up path
@@ -365,7 +389,7 @@ func (a *archiver) walkRoots(ctx context.Context, paths []string, parent *Snapsh
 			return repo.ID{}, err
 		}
 		a.devs[rootNode.Device] = true
-		return a.walkTop(ctx, "/", rootNode, prevRoot)
+		return a.walkTop(ctx, "/", rootNode, prevRoot, trie)
 	}
 	return a.walkChain(ctx, "/", trie, prevRoot)
 }
@@ -387,6 +411,19 @@ func (a *archiver) walkChain(ctx context.Context, dir string, t *pathTrie, prevT
 		if err != nil {
 			return repo.ID{}, err
 		}
+		if n.Type == TypeSymlink && (child.target == "" || len(child.children) > 0) {
+			// A path given through a symlink is backed up under the
+			// path given: the link is stored as the directory it points
+			// to. A symlink given itself stays a symlink, unless a path
+			// below it is given too: then it has to be that directory.
+			target := n.LinkTarget
+			if n, err = a.followLink(p, name); err != nil {
+				return repo.ID{}, err
+			}
+			if child.target != "" {
+				a.prog.Warn(p, fmt.Errorf("is a symlink (to %s), and a path below it is backed up too: backed up as the directory it points to", target))
+			}
+		}
 		if child.target != "" {
 			a.devs[n.Device] = true
 		}
@@ -397,7 +434,7 @@ func (a *archiver) walkChain(ctx context.Context, dir string, t *pathTrie, prevT
 		}
 		switch {
 		case child.target != "" && n.Type == TypeDir:
-			n.Subtree, err = a.walkTop(ctx, p, n, prevSub)
+			n.Subtree, err = a.walkTop(ctx, p, n, prevSub, child)
 		case child.target != "":
 			err = a.addTopFile(ctx, p, n, prevNode)
 		case n.Type == TypeDir:
@@ -421,12 +458,30 @@ func (a *archiver) readMetaOf(path, name string) (*Node, error) {
 	return n, nil
 }
 
+// followLink returns the node of the directory the symlink path points
+// to, named name, for a backed-up path that lies through the link.
+func (a *archiver) followLink(path, name string) (*Node, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot back up below %s: %w", path, err)
+	}
+	n, err := readMeta(real, name, a.names)
+	if err != nil {
+		return nil, fmt.Errorf("cannot back up below %s: %w", path, err)
+	}
+	if n.Type != TypeDir {
+		return nil, fmt.Errorf("cannot back up below %s: it is a symlink to %s, which is a %s, not a directory", path, real, n.Type)
+	}
+	return n, nil
+}
+
 // walkTop backs up a whole directory tree and waits for it to complete.
-func (a *archiver) walkTop(ctx context.Context, path string, n *Node, prevTree repo.ID) (repo.ID, error) {
+// below holds the paths given below it that the walk must follow.
+func (a *archiver) walkTop(ctx context.Context, path string, n *Node, prevTree repo.ID, below *pathTrie) (repo.ID, error) {
 	var done sync.WaitGroup
 	done.Add(1)
 	a.dirs.Add(1)
-	a.walkDir(ctx, path, nil, n, prevTree, &done)
+	a.walkDir(ctx, path, nil, n, prevTree, &done, below)
 	done.Wait()
 	if a.firstErr != nil {
 		return repo.ID{}, a.firstErr
@@ -488,8 +543,10 @@ func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) (*prevDir, error
 
 // walkDir reads directory path, whose node is n, and arranges for
 // n.Subtree to be set and done.Done() called once all entries are stored.
-// rel holds the path elements below the backed-up root, for excludes.
-func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *Node, prevTree repo.ID, done *sync.WaitGroup) {
+// rel holds the path elements below the backed-up root, for excludes;
+// below, if not nil, the paths given below this directory, of which those
+// through a symlink are followed.
+func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *Node, prevTree repo.ID, done *sync.WaitGroup, below *pathTrie) {
 	var children []*Node
 	var pending sync.WaitGroup
 	defer func() {
@@ -542,15 +599,38 @@ func (a *archiver) walkDir(ctx context.Context, path string, rel []string, n *No
 		if err := clampTimes(child); err != nil {
 			a.prog.Warn(p, err) // the content is complete: not an error
 		}
+		var sub *pathTrie
+		if below != nil {
+			sub = below.children[name]
+		}
+		var prevSub repo.ID
+		if pn := prev.node(name); pn != nil && pn.Type == TypeDir {
+			prevSub = pn.Subtree
+		}
+		if sub != nil && child.Type == TypeSymlink {
+			// A path given below this directory lies through the link
+			// (cleanPaths kept it for that reason): the link is stored
+			// as the directory holding the way to that path, as at the
+			// top. The link itself is no given path: it would be
+			// covered by this directory.
+			dir, err := a.followLink(p, name)
+			if err != nil {
+				a.warn(p, child, err)
+				children = append(children, child)
+				continue
+			}
+			if dir.Subtree, err = a.walkChain(ctx, p, sub, prevSub); err != nil {
+				a.fail(err)
+				return
+			}
+			children = append(children, dir)
+			continue
+		}
 		children = append(children, child)
 		if child.Type == TypeDir {
 			a.dirs.Add(1)
 			pending.Add(1)
-			var prevSub repo.ID
-			if pn := prev.node(name); pn != nil && pn.Type == TypeDir {
-				prevSub = pn.Subtree
-			}
-			a.walkDir(ctx, p, childRel, child, prevSub, &pending)
+			a.walkDir(ctx, p, childRel, child, prevSub, &pending, sub)
 			continue
 		}
 		a.addEntry(ctx, p, childRel, child, prev.node(name), &pending)
@@ -708,6 +788,21 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 		return
 	}
 	n.Size = fi.Size()
+	if n.Size == 0 {
+		// Files of procfs, sysfs and FUSE often have a stat size of 0 but
+		// content when read: read to EOF and store what was read (an
+		// empty file costs one read).
+		read, err := a.readToEOF(ctx, job, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.warn(job.path, n, err)
+			}
+			return
+		}
+		a.bytesRead.Add(read)
+		a.prog.Processed(0, read)
+		return
+	}
 	regions, err := dataRegions(f, n.Size)
 	if err != nil {
 		a.warn(job.path, n, err)
@@ -755,10 +850,43 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) {
 	}
 }
 
+// readToEOF reads a file of unknown length from its current offset to EOF
+// and hands its chunks on, as they would be cut had its size been known,
+// and returns how many bytes it read.
+func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f *os.File) (int64, error) {
+	// Up to MinSize bytes are one chunk, which needs no chunker.
+	b := a.getBuf(a.chunk.MinSize + 1)
+	n, err := io.ReadFull(f, *b)
+	switch {
+	case err == io.EOF:
+		a.bufs.Put(b)
+		return 0, nil
+	case err == io.ErrUnexpectedEOF:
+		return int64(n), a.sendChunk(ctx, job, b, n)
+	case err != nil:
+		a.bufs.Put(b)
+		return int64(n), err
+	}
+	defer a.bufs.Put(b)
+	ch, err := a.takeChunker(ctx)
+	if err != nil {
+		a.fail(err)
+		return 0, err
+	}
+	defer func() { a.chunkers <- ch }()
+	return a.chunkStream(ctx, ch, job, io.MultiReader(bytes.NewReader((*b)[:n]), f))
+}
+
 // chunkRegion cuts a data region into chunks and hands them on, and
 // returns how many bytes it read.
 func (a *archiver) chunkRegion(ctx context.Context, ch *chunkers.Chunker, job *fileJob, f *os.File, reg region) (int64, error) {
-	counted := &countingReader{r: io.NewSectionReader(f, reg.Off, reg.Len)}
+	return a.chunkStream(ctx, ch, job, io.NewSectionReader(f, reg.Off, reg.Len))
+}
+
+// chunkStream cuts r into chunks and hands them on, and returns how many
+// bytes it read.
+func (a *archiver) chunkStream(ctx context.Context, ch *chunkers.Chunker, job *fileJob, r io.Reader) (int64, error) {
+	counted := &countingReader{r: r}
 	ch.Reset(counted)
 	for {
 		chunk, err := ch.Next()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
@@ -60,6 +61,75 @@ type Snapshot struct {
 	Program  string    `json:"program"`
 
 	ID repo.ID `json:"-"` // the object's name, set when loaded or saved
+}
+
+// Paths, like node names, are byte strings on Linux that need not be
+// valid UTF-8, and a JSON string would replace such bytes with U+FFFD: the
+// snapshot would then name a base directory its tree does not hold, and
+// ls and restore of it would fail. So when a path is not UTF-8, every
+// path of that field is also stored as bytes in a *_raw field, which
+// decoding prefers; the plain field keeps a readable (lossy) copy for
+// programs that only read it.
+
+type snapshotJSON Snapshot // Snapshot without its methods
+
+type snapshotWire struct {
+	*snapshotJSON
+	PathsRaw    [][]byte `json:"paths_raw,omitempty"`
+	BaseRaw     []byte   `json:"base_raw,omitempty"`
+	ExcludesRaw [][]byte `json:"excludes_raw,omitempty"`
+}
+
+// MarshalJSON encodes sn, adding raw fields for paths that are not UTF-8.
+func (sn *Snapshot) MarshalJSON() ([]byte, error) {
+	c := *sn
+	w := snapshotWire{snapshotJSON: (*snapshotJSON)(&c)}
+	w.PathsRaw, c.Paths = rawStrings(sn.Paths)
+	w.ExcludesRaw, c.Excludes = rawStrings(sn.Excludes)
+	if !utf8.ValidString(sn.Base) {
+		w.BaseRaw, c.Base = []byte(sn.Base), strings.ToValidUTF8(sn.Base, "\uFFFD")
+	}
+	return json.Marshal(w)
+}
+
+// rawStrings returns nil and ss when every string is UTF-8, and otherwise
+// ss as bytes and a lossy copy of ss.
+func rawStrings(ss []string) ([][]byte, []string) {
+	if !slices.ContainsFunc(ss, func(s string) bool { return !utf8.ValidString(s) }) {
+		return nil, ss
+	}
+	raw := make([][]byte, len(ss))
+	lossy := make([]string, len(ss))
+	for i, s := range ss {
+		raw[i], lossy[i] = []byte(s), strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return raw, lossy
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (sn *Snapshot) UnmarshalJSON(b []byte) error {
+	w := snapshotWire{snapshotJSON: (*snapshotJSON)(sn)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.PathsRaw != nil {
+		sn.Paths = fromRaw(w.PathsRaw)
+	}
+	if w.ExcludesRaw != nil {
+		sn.Excludes = fromRaw(w.ExcludesRaw)
+	}
+	if w.BaseRaw != nil {
+		sn.Base = string(w.BaseRaw)
+	}
+	return nil
+}
+
+func fromRaw(raw [][]byte) []string {
+	ss := make([]string, len(raw))
+	for i, b := range raw {
+		ss[i] = string(b)
+	}
+	return ss
 }
 
 // Save stores sn as a new snapshot object and sets sn.ID.

@@ -10,8 +10,25 @@ import (
 )
 
 // ErrUnknownScheme means a location names a scheme that no Opener in the
-// Registry handles.
+// Registry handles. Such errors also match ErrBadLocation.
 var ErrUnknownScheme = errors.New("unknown scheme")
+
+// ErrBadLocation means a store location is malformed: the user has to
+// write it differently, and no store was touched. Errors matching it are
+// made with BadLocation, so their message is only what went wrong and
+// what to write instead.
+var ErrBadLocation = errors.New("bad store location")
+
+// BadLocation returns err marked as a malformed location: its message is
+// err's, and errors.Is matches both err's chain and ErrBadLocation.
+// Openers use it for locations they cannot parse, so that the program can
+// report them as a command-line mistake rather than a store failure.
+func BadLocation(err error) error { return badLocationError{err} }
+
+type badLocationError struct{ err error }
+
+func (e badLocationError) Error() string   { return e.err.Error() }
+func (e badLocationError) Unwrap() []error { return []error{ErrBadLocation, e.err} }
 
 // LocalScheme is the scheme of locations written as plain paths.
 const LocalScheme = "fs"
@@ -60,7 +77,16 @@ func (r *Registry) Register(scheme string, open Opener) {
 
 // Open opens the store at location with the Opener registered for the
 // location's scheme (see Scheme). The Opener receives location unchanged.
+//
+// A location that looks like a mistyped scheme ("oci:host/repo",
+// "oci:/host/repo", "oci//host/repo", "s3:bucket") fails with
+// ErrBadLocation rather than naming a local directory: creating a
+// directory called "oci:host" would hide the typo until the backups are
+// looked for on the registry.
 func (r *Registry) Open(ctx context.Context, location string) (Store, error) {
+	if err := r.checkMistyped(location); err != nil {
+		return nil, err
+	}
 	scheme, err := Scheme(location)
 	if err != nil {
 		return nil, err
@@ -71,14 +97,65 @@ func (r *Registry) Open(ctx context.Context, location string) (Store, error) {
 	if open == nil {
 		// Only the scheme is quoted: the rest of a location may carry
 		// credentials, and error messages end up in logs.
-		known := r.Schemes()
-		list := "none registered"
-		if len(known) > 0 {
-			list = strings.Join(known, ", ")
-		}
-		return nil, fmt.Errorf("%w %q in store location (known schemes: %s)", ErrUnknownScheme, scheme, list)
+		return nil, BadLocation(fmt.Errorf("%w %q in store location (known schemes: %s): write oci://host/repo for a registry, or a directory path",
+			ErrUnknownScheme, scheme, r.schemeList()))
 	}
 	return open(ctx, location)
+}
+
+// schemeList names the registered schemes for an error message.
+func (r *Registry) schemeList() string {
+	if known := r.Schemes(); len(known) > 0 {
+		return strings.Join(known, ", ")
+	}
+	return "none registered"
+}
+
+// checkMistyped refuses a location that looks like a mistyped scheme,
+// suggesting the registered scheme's spelling where it names one.
+func (r *Registry) checkMistyped(location string) error {
+	scheme, rest, ok := mistypedScheme(location)
+	if !ok {
+		// "oci//host/repo" is a relative path in form only: nobody names
+		// a directory after a registered scheme and doubles the slash.
+		head, tail, found := strings.Cut(location, "//")
+		if !found || !validScheme(head) || !r.has(strings.ToLower(head)) || strings.EqualFold(head, LocalScheme) {
+			return nil
+		}
+		scheme, rest = strings.ToLower(head), tail
+	}
+	if r.has(scheme) && scheme != LocalScheme {
+		return BadLocation(fmt.Errorf("store location %q looks like a mistyped %s:// location: write %s://%s (or ./%s for a local directory of that name)",
+			location, scheme, scheme, rest, location))
+	}
+	return BadLocation(fmt.Errorf("store location %q starts with %q but is no scheme://... location (known schemes: %s): write oci://host/repo for a registry, or ./%s for a local directory of that name",
+		location, location[:len(scheme)+1], r.schemeList(), location))
+}
+
+// has reports whether scheme is registered.
+func (r *Registry) has(scheme string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.openers[scheme] != nil
+}
+
+// mistypedScheme reports whether location starts like a URL, with a
+// scheme and a colon, without the "//" that every coffer location with a
+// scheme has; scheme is lowercased and rest is what follows the colon and
+// any slashes. A Windows drive ("C:\backup", "C:/backup") is a path.
+func mistypedScheme(location string) (scheme, rest string, ok bool) {
+	i := strings.IndexByte(location, ':')
+	if i <= 0 || !validScheme(location[:i]) {
+		return "", "", false
+	}
+	after := location[i+1:]
+	if strings.HasPrefix(after, "//") {
+		return "", "", false
+	}
+	if i == 1 && (strings.HasPrefix(after, `\`) || strings.HasPrefix(after, "/")) {
+		return "", "", false
+	}
+	return strings.ToLower(location[:i]), strings.TrimLeft(after, "/"), true
 }
 
 // Schemes returns the registered schemes in sorted order.
@@ -95,18 +172,24 @@ func (r *Registry) Schemes() []string {
 
 // Scheme returns the lowercased scheme of location: the part before "://"
 // when that part is a valid URL scheme, and LocalScheme otherwise, so that
-// plain paths (including odd ones such as "dir/a://b") are local
-// directories. It fails if location is empty or has an empty scheme.
+// plain paths (including odd ones such as "dir/a://b" and "./a:b") are
+// local directories. It fails, with an error matching ErrBadLocation, if
+// location is empty, has an empty scheme, or starts like a URL without
+// "//" ("oci:host/repo"; write "./oci:host" for such a directory).
 func Scheme(location string) (string, error) {
 	if strings.TrimSpace(location) == "" {
-		return "", errors.New("store location is empty: give a directory path or a scheme://... location")
+		return "", BadLocation(errors.New("store location is empty: give a directory path or a scheme://... location"))
+	}
+	if scheme, _, ok := mistypedScheme(location); ok {
+		return "", BadLocation(fmt.Errorf(`store location %q starts with %q but lacks the "//" after it: write %s://..., or ./%s for a local directory of that name`,
+			location, location[:len(scheme)+1], scheme, location))
 	}
 	i := strings.Index(location, "://")
 	if i < 0 {
 		return LocalScheme, nil
 	}
 	if i == 0 {
-		return "", errors.New(`store location has an empty scheme before "://"`)
+		return "", BadLocation(errors.New(`store location has an empty scheme before "://": write oci://host/repo for a registry, or a directory path`))
 	}
 	scheme := location[:i]
 	if !validScheme(scheme) {

@@ -40,14 +40,32 @@ func TestRegistryOpen(t *testing.T) {
 		{location: "oci://registry.example/coffer/repo", wantScheme: "oci"},
 		{location: "dir/a://b", wantScheme: "fs"}, // not a valid scheme, so a path
 		{location: "1ab://x", wantScheme: "fs"},
-		{location: "", wantErr: []string{"empty"}},
-		{location: "   ", wantErr: []string{"empty"}},
-		{location: "://x", wantErr: []string{"empty scheme"}},
+		{location: "", wantErr: []string{"empty"}, wantIs: storage.ErrBadLocation},
+		{location: "   ", wantErr: []string{"empty"}, wantIs: storage.ErrBadLocation},
+		{location: "://x", wantErr: []string{"empty scheme"}, wantIs: storage.ErrBadLocation},
 		{
 			location: "s3://key:secret@bucket/x",
-			wantErr:  []string{`"s3"`, "known schemes: fs, oci"},
+			wantErr:  []string{`"s3"`, "known schemes: fs, oci", "oci://host/repo"},
 			wantIs:   storage.ErrUnknownScheme,
 		},
+		// Paths that merely contain a colon are directories.
+		{location: "./a:b", wantScheme: "fs"},
+		{location: "/tmp/a:b", wantScheme: "fs"},
+		{location: "dir/oci:host", wantScheme: "fs"},
+		{location: "C:\\backup", wantScheme: "fs"},
+		{location: "C:/backup", wantScheme: "fs"},
+		{location: "fs//x", wantScheme: "fs"},
+		{location: "ocifoo//x", wantScheme: "fs"},
+		// Mistyped schemes are refused before any opener runs.
+		{location: "oci:host/repo", wantErr: []string{"mistyped oci://", "write oci://host/repo", "./oci:host/repo"}, wantIs: storage.ErrBadLocation},
+		{location: "oci:/host/repo", wantErr: []string{"mistyped oci://", "write oci://host/repo"}, wantIs: storage.ErrBadLocation},
+		{location: "OCI:host/repo", wantErr: []string{"mistyped oci://", "write oci://host/repo"}, wantIs: storage.ErrBadLocation},
+		{location: "oci//host/repo", wantErr: []string{"mistyped oci://", "write oci://host/repo"}, wantIs: storage.ErrBadLocation},
+		{location: "oci:", wantErr: []string{"mistyped oci://"}, wantIs: storage.ErrBadLocation},
+		{location: "oci:/", wantErr: []string{"mistyped oci://"}, wantIs: storage.ErrBadLocation},
+		{location: "s3:bucket/x", wantErr: []string{`"s3:"`, "known schemes: fs, oci", "oci://host/repo", "./s3:bucket/x"}, wantIs: storage.ErrBadLocation},
+		{location: "a:b", wantErr: []string{`"a:"`, "./a:b"}, wantIs: storage.ErrBadLocation},
+		{location: "fs:/srv/backup", wantErr: []string{`"fs:"`, "./fs:/srv/backup"}, wantIs: storage.ErrBadLocation},
 	}
 	for _, tt := range tests {
 		t.Run(tt.location, func(t *testing.T) {
@@ -73,6 +91,9 @@ func TestRegistryOpen(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "secret") {
 				t.Errorf("Open(%q) error %q leaks credentials", tt.location, err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("Open(%q) error %q is more than one line", tt.location, err)
 			}
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("Open(%q) error %q does not wrap %q", tt.location, err, tt.wantIs)
@@ -146,11 +167,32 @@ func TestScheme(t *testing.T) {
 		{"fs:///abs", "fs"},
 		{"Oci://x", "oci"},
 		{"s3+https://x", "s3+https"},
+		{"./oci:host", "fs"},
+		{"/tmp/a:b", "fs"},
 	}
 	for _, tt := range tests {
 		got, err := storage.Scheme(tt.location)
 		if err != nil || got != tt.want {
 			t.Errorf("Scheme(%q) = %q, %v; want %q", tt.location, got, err, tt.want)
 		}
+	}
+}
+
+// TestSchemeMistyped checks that Scheme itself, which fs.Open also uses,
+// refuses a location that starts like a URL without "//".
+func TestSchemeMistyped(t *testing.T) {
+	for _, loc := range []string{"oci:host/repo", "oci:/host/repo", "oci:", "s3:bucket", "a:b"} {
+		_, err := storage.Scheme(loc)
+		if !errors.Is(err, storage.ErrBadLocation) || !strings.Contains(err.Error(), "./"+loc) {
+			t.Errorf("Scheme(%q) = %v, want a bad location error suggesting ./%s", loc, err, loc)
+		}
+	}
+}
+
+func TestBadLocationUnwraps(t *testing.T) {
+	inner := errors.New("inner")
+	err := storage.BadLocation(inner)
+	if err.Error() != "inner" || !errors.Is(err, inner) || !errors.Is(err, storage.ErrBadLocation) {
+		t.Fatalf("BadLocation(inner) = %q; want message inner, matching inner and ErrBadLocation", err)
 	}
 }

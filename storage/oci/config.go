@@ -9,10 +9,13 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"regexp"
 	"strings"
 	"time"
 
 	"oras.land/oras-go/v2/registry"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Options configure how a registry is reached. Zero values are the
@@ -64,15 +67,41 @@ type location struct {
 
 func (l location) String() string { return "oci://" + l.host + "/" + l.repo }
 
+// repoNameRegexp is the repository name grammar of the OCI distribution
+// spec (v1.1, "Pulling manifests"): path components of lowercase letters
+// and digits, joined within a component by one ".", one or two "_", or
+// any number of "-", and separated by "/".
+var repoNameRegexp = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+// maxNameLength bounds host + "/" + repository: the distribution spec
+// notes that clients limit the name to 255 characters, and registries
+// answer a longer one with errors that look transient (a 500 from
+// Distribution), which would be retried for a minute in vain.
+const maxNameLength = 255
+
 // parseLocation parses oci://host[:port]/path/to/repo[?insecure-http=true].
+// Every error is a storage.BadLocation, found before any request is made.
 func parseLocation(s string) (location, error) {
+	l, err := parseLocationText(s)
+	if err != nil {
+		return location{}, storage.BadLocation(err)
+	}
+	return l, nil
+}
+
+func parseLocationText(s string) (location, error) {
 	rest, ok := strings.CutPrefix(s, "oci://")
 	if !ok {
 		return location{}, fmt.Errorf("registry location %q must start with oci://", s)
 	}
+	// A fragment means nothing to a registry; dropping it would store the
+	// backups somewhere other than the user thinks.
+	if strings.Contains(rest, "#") {
+		return location{}, fmt.Errorf("registry location %q has a \"#\" fragment, which names nothing in a registry: remove it and write oci://host[:port]/path/to/repo", s)
+	}
 	u, err := url.Parse("oci://" + rest)
 	if err != nil {
-		return location{}, fmt.Errorf("registry location %q: %w", s, err)
+		return location{}, fmt.Errorf("registry location %q: %w (write oci://host[:port]/path/to/repo)", s, err)
 	}
 	if u.User != nil {
 		return location{}, fmt.Errorf("registry location must not carry credentials: use `coffer login %s` or COFFER_REGISTRY_USERNAME/PASSWORD", u.Host)
@@ -94,10 +123,28 @@ func parseLocation(s string) (location, error) {
 	if err := ref.ValidateRegistry(); err != nil {
 		return location{}, fmt.Errorf("registry location %q: invalid host: %w", s, err)
 	}
-	if err := ref.ValidateRepository(); err != nil {
-		return location{}, fmt.Errorf("registry location %q: invalid repository name %q (lowercase letters, digits and . _ - / only)", s, l.repo)
+	if err := checkRepoName(l.host, l.repo); err != nil {
+		return location{}, fmt.Errorf("registry location oci://%s/...: %w", l.host, err)
 	}
 	return l, nil
+}
+
+// checkRepoName checks a repository name against the distribution spec,
+// saying what to change.
+func checkRepoName(host, name string) error {
+	if n := len(host) + 1 + len(name); n > maxNameLength {
+		return fmt.Errorf("host and repository name are %d characters together, more than the %d registries accept: use a shorter repository name", n, maxNameLength)
+	}
+	if repoNameRegexp.MatchString(name) {
+		return nil
+	}
+	if i := strings.IndexAny(name, ":@"); i >= 0 {
+		return fmt.Errorf("invalid repository name %q: a location names a repository, not a tag or digest: remove %q", name, name[i:])
+	}
+	if lower := strings.ToLower(name); lower != name && repoNameRegexp.MatchString(lower) {
+		return fmt.Errorf("invalid repository name %q: repository names are lowercase: write %q", name, lower)
+	}
+	return fmt.Errorf("invalid repository name %q: use lowercase letters and digits, joined by one \".\", one or two \"_\" or dashes, with \"/\" between path components", name)
 }
 
 // isLoopback reports whether host[:port] names this machine.

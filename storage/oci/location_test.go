@@ -1,8 +1,11 @@
 package oci
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 func TestParseLocation(t *testing.T) {
@@ -40,13 +43,48 @@ func TestParseLocation(t *testing.T) {
 		{in: "oci://r.example/repo?insecure-http=yes", errHas: "unknown option"},
 		{in: "oci://r.example/repo?insecure-http=true&insecure-http=true", errHas: "unknown option"},
 		{in: "oci://r.example/repo?insecure-http=true&x=1", errHas: "unknown option"},
+
+		// The distribution spec's name grammar.
+		{in: "oci://r.example/a__b", host: "r.example", repo: "a__b"},
+		{in: "oci://r.example/a---b.c_d/e", host: "r.example", repo: "a---b.c_d/e"},
+		{in: "oci://r.example/a___b", errHas: "invalid repository name"},
+		{in: "oci://r.example/a._b", errHas: "invalid repository name"},
+		{in: "oci://r.example/a.-b", errHas: "invalid repository name"},
+		{in: "oci://r.example/a-", errHas: "invalid repository name"},
+		{in: "oci://r.example/a_", errHas: "invalid repository name"},
+		{in: "oci://r.example/_a", errHas: "invalid repository name"},
+		{in: "oci://r.example/a/.b", errHas: "invalid repository name"},
+		{in: "oci://r.example/caf\u00e9", errHas: "invalid repository name"},
+		{in: "oci://r.example/Repo", errHas: `write "repo"`},
+		{in: "oci://r.example/repo:latest", errHas: `not a tag or digest: remove ":latest"`},
+		{in: "oci://r.example/repo@sha256:abc", errHas: "not a tag or digest"},
+		// Fragments and over-long names are refused before any request.
+		{in: "oci://h/r#frag", errHas: `"#" fragment`},
+		{in: "oci://h/r#", errHas: `"#" fragment`},
+		{in: "oci://h/r?insecure-http=true#x", errHas: `"#" fragment`},
+		{in: "oci://h/" + strings.Repeat("a", 253), host: "h", repo: strings.Repeat("a", 253)},
+		{in: "oci://h/" + strings.Repeat("a", 254), errHas: "256 characters together, more than the 255"},
+		{in: "oci://h/" + strings.Repeat("a", 300), errHas: "use a shorter repository name"},
+		{in: "oci://h/" + strings.Repeat("ab/", 100) + "c", errHas: "more than the 255"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
+		name := tt.in
+		if len(name) > 60 {
+			name = name[:60] + "..."
+		}
+		t.Run(name, func(t *testing.T) {
 			l, err := parseLocation(tt.in)
 			if tt.host == "" {
 				if err == nil {
 					t.Fatalf("parseLocation(%q) = %+v, want an error", tt.in, l)
+				}
+				// The command line is at fault, not the registry: the
+				// CLI reports it with the usage exit code.
+				if !errors.Is(err, storage.ErrBadLocation) {
+					t.Errorf("parseLocation(%q) error %q is not a storage.ErrBadLocation", tt.in, err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("parseLocation(%q) error %q is more than one line", tt.in, err)
 				}
 				if !strings.Contains(err.Error(), tt.errHas) {
 					t.Errorf("parseLocation(%q) error %q does not say %q", tt.in, err, tt.errHas)
