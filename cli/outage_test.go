@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,4 +138,47 @@ func TestOCIOutageLongerThanRetryFor(t *testing.T) {
 	h.mustAt("restore", "latest", "-to", restored)
 	testutil.CompareTrees(t, src, restored)
 	h.checkReadData("after a failed backup and the next one")
+}
+
+// TestOCIOnlineGC: a registry that deletes blobs no tag has reached 20 s
+// after their upload (zot's and Harbor's online GC), behind a slow link:
+// a 300 MiB backup with -reference-within 10s references every pack in
+// time, loses none, and check -read-data passes.
+func TestOCIOnlineGC(t *testing.T) {
+	t.Parallel()
+	const grace = 20 * time.Second
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	front := testutil.StartGCFront(t, reg, "online-gc", testutil.GCFrontOptions{Grace: grace, UploadRate: 1536 << 10})
+	h := ociHarness(t, reg, "online-gc")
+	h.repo = front.Location()
+	h.mustAt("create")
+	src := t.TempDir()
+	for i := range 30 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("part-%02d", i)), testutil.RandomBytes(int64(100+i), 10<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if r := h.run("-reference-within", "10s", "at", h.repo, "backup", src); r.code != 0 {
+		t.Fatalf("backup under online GC: exit %d: %s", r.code, r.stderr)
+	}
+	took := time.Since(start)
+	t.Logf("backup of 300 MiB took %s; %d uploads; the longest wait for a reference %s; reaped %d",
+		took, front.Uploads(), front.MaxLag(), len(front.Reaped()))
+	if took < 2*grace {
+		t.Fatalf("the backup took %s: too fast for the test to show anything (packs wait for the end of a backup otherwise)", took)
+	}
+	if front.Uploads() < 10 {
+		t.Errorf("%d uploads: the test needs many packs", front.Uploads())
+	}
+	if lag := front.MaxLag(); lag > grace {
+		t.Errorf("an upload waited %s for a reference, more than the %s grace time", lag, grace)
+	}
+	if reaped := front.Reaped(); len(reaped) > 0 {
+		t.Errorf("the GC front deleted %d blobs coffer uploaded: %v", len(reaped), reaped)
+	}
+	h.checkReadData("under online GC")
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
 }
