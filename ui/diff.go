@@ -127,7 +127,7 @@ func (s *Server) handleDiffFile(w http.ResponseWriter, r *http.Request) {
 	}
 	var texts [2][]byte
 	for i, sn := range []*snapshot.Snapshot{d.A, d.B} {
-		n, _, err := snapshot.Resolve(r.Context(), s.cache, sn, p)
+		n, err := s.lookup(r.Context(), sn, p)
 		if err != nil {
 			s.fail(w, r, err)
 			return
