@@ -48,6 +48,9 @@ type Server struct {
 	cache   *cache
 	descOne sync.Once
 	desc    map[string]string
+
+	namesMu sync.Mutex
+	names   map[string]bool // host:port names Listen was given, lower case
 }
 
 // New returns a Server for r, whose index must be loaded.
@@ -102,8 +105,8 @@ func (s *Server) routes() {
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"object-src 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
 
-// ServeHTTP applies the security headers, the token check and the path
-// rules, then routes the request.
+// ServeHTTP applies the security headers, the Host check, the token check
+// and the path rules, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
@@ -111,6 +114,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
 	h.Set("Cache-Control", "no-store")
+	if !s.hostOK(r) {
+		http.Error(w, "403 forbidden: the Host of the request is not this server's address; use the URL coffer ui printed", http.StatusForbidden)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		http.Error(w, "read-only: only GET and HEAD are served", http.StatusMethodNotAllowed)
