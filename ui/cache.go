@@ -25,6 +25,7 @@ type cache struct {
 	// decoders bounds the trees being decoded at once, each of which may
 	// be a directory's worth of memory before the cache sees its size.
 	decoders chan struct{}
+	maxBytes int // of trees kept: maxCachedTreeBytes but in tests
 
 	mu    sync.Mutex
 	snaps map[repo.ID]*snapshot.Snapshot
@@ -73,7 +74,7 @@ type treeLoad struct {
 }
 
 func newCache(r *repo.Repository) *cache {
-	return &cache{repo: r, decoders: make(chan struct{}, maxDecoders), snaps: map[repo.ID]*snapshot.Snapshot{},
+	return &cache{repo: r, decoders: make(chan struct{}, maxDecoders), maxBytes: maxCachedTreeBytes, snaps: map[repo.ID]*snapshot.Snapshot{},
 		trees: map[treeKey]*treeLoad{}, lru: list.New(), blobs: map[repo.ID][]byte{}}
 }
 
@@ -252,7 +253,7 @@ func (c *cache) fill(ctx context.Context, tl *treeLoad, load func(context.Contex
 // tries again. A view's nodes are its tree's, so a view is kept only with
 // its tree, whose size covers them.
 func (c *cache) keep(tl *treeLoad) bool {
-	if tl.err != nil || tl.size > maxCachedTreeBytes {
+	if tl.err != nil || tl.size > c.maxBytes {
 		return false
 	}
 	var base *treeLoad
@@ -263,7 +264,7 @@ func (c *cache) keep(tl *treeLoad) bool {
 		}
 		c.lru.MoveToFront(base.elem)
 	}
-	for c.size+tl.size > maxCachedTreeBytes {
+	for c.size+tl.size > c.maxBytes {
 		old := c.lru.Back().Value.(*treeLoad)
 		if old == base {
 			return false

@@ -40,12 +40,16 @@ type Options struct {
 
 // Server serves the UI of one open repository. It is an http.Handler.
 type Server struct {
-	repo    *repo.Repository
-	opts    Options
-	mux     *http.ServeMux
-	pages   map[string]*template.Template
-	static  http.Handler
-	cache   *cache
+	repo   *repo.Repository
+	opts   Options
+	mux    *http.ServeMux
+	pages  map[string]*template.Template
+	static http.Handler
+	cache  *cache
+	// walks bounds the archives and diffs running at once: they decode
+	// every directory they pass outside the cache (one archive would
+	// otherwise evict all it holds), each as large as it is.
+	walks   chan struct{}
 	descOne sync.Once
 	desc    map[string]string
 
@@ -65,7 +69,7 @@ func New(r *repo.Repository, opts Options) (*Server, error) {
 		}
 		opts.Token = tok
 	}
-	s := &Server{repo: r, opts: opts, cache: newCache(r)}
+	s := &Server{repo: r, opts: opts, cache: newCache(r), walks: make(chan struct{}, maxWalks)}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -99,6 +103,20 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /search", s.handleSearch)
 	m.Handle("GET /static/", s.static)
 	s.mux = m
+}
+
+// maxWalks is how many archives and diffs run at once.
+const maxWalks = 2
+
+// startWalk waits for a turn to walk trees (see Server.walks); the
+// returned function ends it.
+func (s *Server) startWalk(ctx context.Context) (func(), error) {
+	select {
+	case s.walks <- struct{}{}:
+		return func() { <-s.walks }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // csp forbids inline scripts and every origin but this server's own.
