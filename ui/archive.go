@@ -30,6 +30,14 @@ func (s *Server) handleArchive(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("format must be tar.gz or zip"))
 		return
 	}
+	if r.Method != http.MethodHead {
+		done, err := s.startWalk(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		defer done()
+	}
 	name := n.Name
 	if abs == "/" {
 		name = "snapshot-" + sn.ID.Short()
@@ -56,7 +64,10 @@ func (s *Server) handleArchive(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// walkNode calls fn for n (at name) and everything below it.
+// walkNode calls fn for n (at name) and everything below it. The
+// directory archived is most likely one just browsed: its nodes come from
+// the cache instead of a second decoding, and only the trees below it are
+// walked by snapshot.Walk (which loads them ahead).
 func (s *Server) walkNode(ctx context.Context, name string, n *snapshot.Node, fn func(p string, n *snapshot.Node) error) error {
 	if err := fn(name, n); err != nil {
 		return err
@@ -64,7 +75,22 @@ func (s *Server) walkNode(ctx context.Context, name string, n *snapshot.Node, fn
 	if n.Type != snapshot.TypeDir {
 		return nil
 	}
-	return snapshot.Walk(ctx, s.cache, name, n.Subtree, fn)
+	nodes, err := s.cache.tree(ctx, n.Subtree)
+	if err != nil {
+		return err
+	}
+	for _, c := range nodes {
+		p := path.Join(name, c.Name)
+		if err := fn(p, c); err != nil {
+			return err
+		}
+		if c.Type == snapshot.TypeDir {
+			if err := snapshot.Walk(ctx, s.cache, p, c.Subtree, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) writeTarGz(ctx context.Context, w io.Writer, name string, root *snapshot.Node) error {

@@ -4,7 +4,10 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
 // cookieName holds the access token after the first request.
@@ -51,4 +54,36 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 	}
 	http.Error(w, "401 unauthorized: open the URL coffer ui printed (it carries the access token)", http.StatusUnauthorized)
 	return false
+}
+
+// hostOK reports whether a request names the address it came to in its
+// Host header: the connection's local IP, "localhost", "127.0.0.1" or
+// "[::1]" when that is a loopback address, or a name Listen was given, at
+// the port it came to. A page of another site whose name an attacker has
+// pointed at this address (DNS rebinding) sends that name and is refused,
+// which matters most with NoAuth, where nothing else stops it. A request
+// that came through no TCP connection (a test calling ServeHTTP) names no
+// address and is not checked.
+func (s *Server) hostOK(r *http.Request) bool {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return true
+	}
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil { // no port: the default one
+		host, port = strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"), "80"
+	}
+	if port != strconv.Itoa(local.Port) {
+		return false
+	}
+	host = strings.ToLower(host)
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.Equal(local.IP) || (local.IP.IsLoopback() && ip.IsLoopback())
+	}
+	if host == "localhost" {
+		return local.IP.IsLoopback()
+	}
+	s.namesMu.Lock()
+	defer s.namesMu.Unlock()
+	return s.names[net.JoinHostPort(host, port)]
 }

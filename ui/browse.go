@@ -77,17 +77,26 @@ func (s *Server) handleBrowse(w http.ResponseWriter, r *http.Request) {
 	}
 	sorted := nodes // sorted by name already
 	if d.Sort != "name" || d.Order == "desc" {
-		sorted = slices.Clone(nodes)
-		slices.SortStableFunc(sorted, func(a, b *snapshot.Node) int {
-			c := less(a, b)
-			if d.Order == "desc" {
-				c = -c
-			}
-			if c == 0 { // ties: by name, ascending either way
-				c = strings.Compare(a.Name, b.Name)
-			}
-			return c
+		// A view shared by the requests for this order, so that paging
+		// through a large directory sorts it once, not once a page.
+		sorted, err = s.cache.view(r.Context(), n.Subtree, d.Sort+" "+d.Order, func(nodes []*snapshot.Node) []*snapshot.Node {
+			sorted := slices.Clone(nodes)
+			slices.SortStableFunc(sorted, func(a, b *snapshot.Node) int {
+				c := less(a, b)
+				if d.Order == "desc" {
+					c = -c
+				}
+				if c == 0 { // ties: by name, ascending either way
+					c = strings.Compare(a.Name, b.Name)
+				}
+				return c
+			})
+			return sorted
 		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	d.Pages = max(1, (len(sorted)+pageSize-1)/pageSize)
 	d.Page, _ = strconv.Atoi(q.Get("page"))

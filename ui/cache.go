@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"container/list"
 	"context"
+	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
@@ -12,22 +15,67 @@ import (
 // cache keeps decoded snapshots and recently used trees. Snapshot objects
 // never change once written, so a loaded one is kept for good; the list of
 // ids is read again on each request so that new backups show up.
+//
+// A decoded directory costs about 330 bytes an entry, so one of 200,000
+// entries is 66 MB: requests for it share one decoded copy, which is
+// decoded once however many ask for it at the same time, and the trees
+// kept are bounded by their estimated size, not by their number.
 type cache struct {
 	repo *repo.Repository
+	// decoders bounds the trees being decoded at once, each of which may
+	// be a directory's worth of memory before the cache sees its size.
+	decoders chan struct{}
+	maxBytes int // of trees kept: maxCachedTreeBytes but in tests
 
 	mu    sync.Mutex
 	snaps map[repo.ID]*snapshot.Snapshot
-	trees map[repo.ID][]*snapshot.Node
-	blobs map[repo.ID][]byte // tree blobs, for snapshot.Resolve
+	trees map[treeKey]*treeLoad
+	lru   *list.List         // of *treeLoad, the most recently used first; loaded ones only
+	size  int                // the estimated bytes of the trees in lru
+	blobs map[repo.ID][]byte // tree blobs, for snapshot.Diff and snapshot.Walk
 	bytes int
 }
 
-const maxCachedBlobBytes = 64 << 20
+const (
+	// maxCachedTreeBytes bounds the estimated size of the decoded trees
+	// kept; it holds a 200,000-entry directory with two sorted views.
+	maxCachedTreeBytes = 96 << 20
+	// maxCachedBlobBytes bounds the encoded tree blobs kept for diffs and
+	// archives, which the repository's own tree cache backs.
+	maxCachedBlobBytes = 16 << 20
+	// maxDecoders is how many trees are decoded at once.
+	maxDecoders = 2
+)
 
-const maxCachedTrees = 512
+// Estimated memory of a decoded node and of a pointer to it; a node also
+// holds its decoding's raw name fields.
+const (
+	nodeBytes = int(unsafe.Sizeof(snapshot.Node{})) + 48
+	ptrBytes  = int(unsafe.Sizeof(&snapshot.Node{}))
+)
+
+// treeKey names a cached list of nodes: a directory's own order, or a
+// view of it sorted otherwise (see handleBrowse).
+type treeKey struct {
+	id   repo.ID
+	view string // "" for the tree itself
+}
+
+// treeLoad is a cached list of nodes, or one being loaded: done is
+// closed once nodes and err are set.
+type treeLoad struct {
+	key   treeKey
+	done  chan struct{}
+	nodes []*snapshot.Node
+	err   error
+	size  int
+	elem  *list.Element // in cache.lru, nil while loading or when not kept
+	views []*treeLoad   // of a tree: its views that are kept
+}
 
 func newCache(r *repo.Repository) *cache {
-	return &cache{repo: r, snaps: map[repo.ID]*snapshot.Snapshot{}, trees: map[repo.ID][]*snapshot.Node{}, blobs: map[repo.ID][]byte{}}
+	return &cache{repo: r, decoders: make(chan struct{}, maxDecoders), maxBytes: maxCachedTreeBytes, snaps: map[repo.ID]*snapshot.Snapshot{},
+		trees: map[treeKey]*treeLoad{}, lru: list.New(), blobs: map[repo.ID][]byte{}}
 }
 
 // list returns every snapshot, oldest first (see snapshot.List).
@@ -107,8 +155,10 @@ func (c *cache) LoadBlob(ctx context.Context, t repo.BlobType, id repo.ID) ([]by
 		clear(c.blobs)
 		c.bytes = 0
 	}
-	c.blobs[id] = b
-	c.bytes += len(b)
+	if len(b) <= maxCachedBlobBytes {
+		c.blobs[id] = b
+		c.bytes += len(b)
+	}
 	c.mu.Unlock()
 	return b, nil
 }
@@ -116,21 +166,132 @@ func (c *cache) LoadBlob(ctx context.Context, t repo.BlobType, id repo.ID) ([]by
 // tree returns a directory's nodes, sorted by name. The slice is shared:
 // callers must not modify it.
 func (c *cache) tree(ctx context.Context, id repo.ID) ([]*snapshot.Node, error) {
+	return c.get(ctx, treeKey{id: id}, func(ctx context.Context) ([]*snapshot.Node, int, error) {
+		select {
+		case c.decoders <- struct{}{}:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		defer func() { <-c.decoders }()
+		nodes, err := snapshot.LoadTree(ctx, c.repo, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		size := ptrBytes * len(nodes)
+		for _, n := range nodes {
+			size += nodeSize(n)
+		}
+		return nodes, size, nil
+	})
+}
+
+// nodeSize estimates the memory a decoded node holds.
+func nodeSize(n *snapshot.Node) int {
+	size := nodeBytes + len(n.Name) + len(n.User) + len(n.Group) + len(n.LinkTarget) + len(n.Error) +
+		len(n.Content)*int(unsafe.Sizeof(snapshot.Extent{}))
+	for _, x := range n.Xattrs {
+		size += int(unsafe.Sizeof(x)) + len(x.Name) + len(x.Value)
+	}
+	return size
+}
+
+// view returns the nodes of directory id in another order, made by
+// order from its nodes (which it must not modify) and kept like the tree,
+// so that paging through a large directory sorts it once. The slice is
+// shared: callers must not modify it.
+func (c *cache) view(ctx context.Context, id repo.ID, name string, order func([]*snapshot.Node) []*snapshot.Node) ([]*snapshot.Node, error) {
+	return c.get(ctx, treeKey{id: id, view: name}, func(ctx context.Context) ([]*snapshot.Node, int, error) {
+		nodes, err := c.tree(ctx, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		return order(nodes), ptrBytes * len(nodes), nil
+	})
+}
+
+// get returns the nodes under key, calling load unless they are cached or
+// being loaded already. load runs on its own goroutine, not cancelled
+// with the request that started it: the requests waiting for the same
+// nodes still want them, and a result is kept for the next ones. It
+// returns the nodes with their estimated size in bytes.
+func (c *cache) get(ctx context.Context, key treeKey, load func(context.Context) ([]*snapshot.Node, int, error)) ([]*snapshot.Node, error) {
 	c.mu.Lock()
-	nodes, ok := c.trees[id]
+	tl := c.trees[key]
+	if tl == nil {
+		tl = &treeLoad{key: key, done: make(chan struct{})}
+		c.trees[key] = tl
+		go c.fill(context.WithoutCancel(ctx), tl, load)
+	} else if tl.elem != nil {
+		c.lru.MoveToFront(tl.elem)
+		if base := c.trees[treeKey{id: key.id}]; key.view != "" && base != nil && base.elem != nil {
+			c.lru.MoveToFront(base.elem)
+		}
+	}
 	c.mu.Unlock()
-	if ok {
-		return nodes, nil
+	select {
+	case <-tl.done:
+		return tl.nodes, tl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	nodes, err := snapshot.LoadTree(ctx, c.repo, id)
-	if err != nil {
-		return nil, err
-	}
+}
+
+// fill loads tl and keeps it if it fits.
+func (c *cache) fill(ctx context.Context, tl *treeLoad, load func(context.Context) ([]*snapshot.Node, int, error)) {
+	nodes, size, err := load(ctx)
 	c.mu.Lock()
-	if len(c.trees) >= maxCachedTrees {
-		clear(c.trees)
+	tl.nodes, tl.size, tl.err = nodes, size, err
+	if !c.keep(tl) {
+		delete(c.trees, tl.key)
 	}
-	c.trees[id] = nodes
 	c.mu.Unlock()
-	return nodes, nil
+	close(tl.done)
+}
+
+// keep adds tl to the trees kept, evicting those used least recently, and
+// reports whether it did. A failed load is not kept, so the next request
+// tries again. A view's nodes are its tree's, so a view is kept only with
+// its tree, whose size covers them.
+func (c *cache) keep(tl *treeLoad) bool {
+	if tl.err != nil || tl.size > c.maxBytes {
+		return false
+	}
+	var base *treeLoad
+	if tl.key.view != "" {
+		base = c.trees[treeKey{id: tl.key.id}]
+		if base == nil || base.elem == nil {
+			return false
+		}
+		c.lru.MoveToFront(base.elem)
+	}
+	for c.size+tl.size > c.maxBytes {
+		old := c.lru.Back().Value.(*treeLoad)
+		if old == base {
+			return false
+		}
+		c.evict(old)
+	}
+	tl.elem = c.lru.PushFront(tl)
+	c.size += tl.size
+	if base != nil {
+		base.views = append(slices.DeleteFunc(base.views, func(v *treeLoad) bool { return v.elem == nil }), tl)
+	}
+	return true
+}
+
+// evict drops a kept tree and its views.
+func (c *cache) evict(tl *treeLoad) {
+	if tl.elem == nil {
+		return
+	}
+	c.lru.Remove(tl.elem)
+	tl.elem = nil
+	c.size -= tl.size
+	if c.trees[tl.key] == tl {
+		delete(c.trees, tl.key)
+	}
+	for _, v := range tl.views {
+		c.evict(v)
+	}
+	tl.views = nil
 }

@@ -57,6 +57,11 @@ func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.AID, d.BID = d.A.ID.String(), d.B.ID.String()
+		done, err := s.startWalk(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		err = snapshot.Diff(r.Context(), s.cache, d.A, d.B, func(c snapshot.Change) error {
 			d.Counts[string(c.Kind)]++
 			if len(d.Changes) >= maxDiffChanges {
@@ -84,6 +89,7 @@ func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
 			d.Changes = append(d.Changes, ch)
 			return nil
 		})
+		done()
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -127,7 +133,7 @@ func (s *Server) handleDiffFile(w http.ResponseWriter, r *http.Request) {
 	}
 	var texts [2][]byte
 	for i, sn := range []*snapshot.Snapshot{d.A, d.B} {
-		n, _, err := snapshot.Resolve(r.Context(), s.cache, sn, p)
+		n, err := s.lookup(r.Context(), sn, p)
 		if err != nil {
 			s.fail(w, r, err)
 			return

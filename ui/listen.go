@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,16 @@ func (s *Server) Listen(addr string) (net.Listener, string, []string, error) {
 		return nil, "", nil, fmt.Errorf("ui: listening on %s: %w", addr, err)
 	}
 	tcp := ln.Addr().(*net.TCPAddr)
+	// A host name (not an address) is what a browser sends as the Host of
+	// a URL with that name, so it names this server too (see hostOK).
+	if name, _, err := net.SplitHostPort(addr); err == nil && name != "" && net.ParseIP(name) == nil {
+		s.namesMu.Lock()
+		if s.names == nil {
+			s.names = map[string]bool{}
+		}
+		s.names[net.JoinHostPort(strings.ToLower(name), strconv.Itoa(tcp.Port))] = true
+		s.namesMu.Unlock()
+	}
 	host := tcp.IP.String()
 	if tcp.IP.IsUnspecified() {
 		host = "127.0.0.1"

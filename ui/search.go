@@ -37,6 +37,69 @@ type match struct {
 	node *snapshot.Node
 }
 
+const (
+	// maxTreeMatches is the most matches below one tree that a search
+	// remembers, so that a tree shared by several snapshots is searched
+	// once; a tree with more is searched again for each snapshot, which
+	// costs time where remembering every match of "*" in a directory of
+	// 200,000 entries would cost each search request tens of megabytes.
+	maxTreeMatches = 1000
+	// maxMemoMatches bounds the matches a search remembers in all.
+	maxMemoMatches = 20000
+)
+
+// searcher finds the nodes whose name matches a pattern.
+type searcher struct {
+	s       *Server
+	pattern string
+	memo    map[repo.ID][]match // every match below a tree, for trees with few
+	held    int                 // matches in memo
+}
+
+// find calls emit for every match below tree, in tree order, with paths
+// relative to it.
+func (sr *searcher) find(ctx context.Context, tree repo.ID, emit func(match)) error {
+	if ms, ok := sr.memo[tree]; ok {
+		for _, m := range ms {
+			emit(m)
+		}
+		return nil
+	}
+	nodes, err := sr.s.cache.tree(ctx, tree)
+	if err != nil {
+		return err
+	}
+	var kept []match
+	remember := true
+	add := func(m match) {
+		emit(m)
+		if !remember {
+			return
+		}
+		if len(kept) == maxTreeMatches {
+			remember, kept = false, nil
+			return
+		}
+		kept = append(kept, m)
+	}
+	for _, n := range nodes {
+		if ok, _ := path.Match(sr.pattern, n.Name); ok {
+			add(match{rel: n.Name, node: n})
+		}
+		if n.Type == snapshot.TypeDir {
+			err := sr.find(ctx, n.Subtree, func(m match) { add(match{rel: n.Name + "/" + m.rel, node: m.node}) })
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if remember && sr.held+len(kept) <= maxMemoMatches {
+		sr.memo[tree] = kept
+		sr.held += len(kept)
+	}
+	return ctx.Err()
+}
+
 // handleSearch finds nodes whose base name matches the glob ?name= (as
 // path.Match) in every snapshot, newest first, optionally only at ?path=.
 // Trees shared by several snapshots are searched once.
@@ -59,59 +122,31 @@ func (s *Server) search(ctx context.Context, d *searchData) error {
 	if err != nil {
 		return err
 	}
-	memo := map[repo.ID][]match{}
-	var find func(tree repo.ID) ([]match, error)
-	find = func(tree repo.ID) ([]match, error) {
-		if m, ok := memo[tree]; ok {
-			return m, nil
-		}
-		nodes, err := s.cache.tree(ctx, tree)
-		if err != nil {
-			return nil, err
-		}
-		var out []match
-		for _, n := range nodes {
-			if ok, _ := path.Match(d.Name, n.Name); ok {
-				out = append(out, match{rel: n.Name, node: n})
-			}
-			if n.Type == snapshot.TypeDir {
-				sub, err := find(n.Subtree)
-				if err != nil {
-					return nil, err
-				}
-				for _, m := range sub {
-					out = append(out, match{rel: n.Name + "/" + m.rel, node: m.node})
-				}
-			}
-		}
-		memo[tree] = out
-		return out, ctx.Err()
-	}
+	sr := &searcher{s: s, pattern: d.Name, memo: map[repo.ID][]match{}}
 	byPath := map[string]*searchResult{}
 	var order []string
 	for i := len(sns) - 1; i >= 0; i-- {
 		sn := sns[i]
 		d.Searched++
-		ms, err := find(sn.Tree)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
+		err := sr.find(ctx, sn.Tree, func(m match) {
 			p := "/" + m.rel
 			if d.Path != "" && p != d.Path {
-				continue
+				return
 			}
 			res := byPath[p]
 			if res == nil {
 				if len(byPath) >= maxSearchPaths {
 					d.More = true
-					continue
+					return
 				}
 				res = &searchResult{Path: p}
 				byPath[p] = res
 				order = append(order, p)
 			}
 			res.Versions = append(res.Versions, version{Snap: sn, Node: m.node, URL: nodeURL(sn.ID, p, m.node)})
+		})
+		if err != nil {
+			return err
 		}
 	}
 	slices.Sort(order)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -114,6 +115,82 @@ func TestNonLoopbackWarnsAndStillNeedsToken(t *testing.T) {
 	_, _, warns, err := s.Listen("127.0.0.1:0")
 	if err != nil || len(warns) != 0 {
 		t.Errorf("loopback: warnings %q, err %v", warns, err)
+	}
+}
+
+// A request whose Host is not the address the server listens on gets 403
+// (DNS rebinding), with the token and with -no-auth; the address itself
+// and the other names of a loopback address are served.
+func TestHostHeader(t *testing.T) {
+	f := getFixture(t)
+	for _, tc := range []struct {
+		name string
+		opts Options
+		addr string
+	}{
+		{"token", Options{Token: "test-token"}, "127.0.0.1:0"},
+		{"no-auth", Options{NoAuth: true}, "127.0.0.1:0"},
+		{"no-auth on all addresses", Options{NoAuth: true}, "0.0.0.0:0"},
+		{"no-auth on localhost", Options{NoAuth: true}, "localhost:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(f.repo, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			urls := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- s.ListenAndServe(ctx, ListenOptions{Addr: tc.addr, Ready: func(u string) { urls <- u }})
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("ListenAndServe: %v", err)
+				}
+			}()
+			u, err := url.Parse(<-urls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := u.Port()
+			status := func(host string, token bool) int {
+				t.Helper()
+				req, err := http.NewRequest(http.MethodGet, "http://"+u.Host+"/snapshots", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = host
+				if token {
+					req.AddCookie(&http.Cookie{Name: cookieName, Value: "test-token"})
+				}
+				resp, err := http.DefaultTransport.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for _, host := range []string{u.Host, "localhost:" + port, "LocalHost:" + port, "[::1]:" + port} {
+				if got := status(host, true); got != http.StatusOK {
+					t.Errorf("Host %s: %d, want 200", host, got)
+				}
+			}
+			for _, host := range []string{"evil.example", "evil.example:" + port, "localhost", "127.0.0.1:1", "localhost.:" + port, "192.0.2.1:" + port} {
+				if got := status(host, true); got != http.StatusForbidden {
+					t.Errorf("Host %s: %d, want 403", host, got)
+				}
+			}
+			if !tc.opts.NoAuth {
+				if got := status(u.Host, false); got != http.StatusUnauthorized {
+					t.Errorf("no token: %d, want 401", got)
+				}
+				if got := status("evil.example:"+port, false); got != http.StatusForbidden {
+					t.Errorf("Host evil.example without a token: %d, want 403", got)
+				}
+			}
+		})
 	}
 }
 
