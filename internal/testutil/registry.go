@@ -327,6 +327,28 @@ func (r *Registry) Start() {
 	}
 }
 
+// SetReadOnly restarts the registry with its maintenance read-only mode
+// on or off (maintenance.readonly.enabled: reads work, every write is
+// refused with 405), keeping its data and port.
+func (r *Registry) SetReadOnly(on bool) {
+	r.t.Helper()
+	b, err := os.ReadFile(r.ConfigFile)
+	if err != nil {
+		r.t.Fatalf("testutil: %v", err)
+	}
+	const purging = "    uploadpurging:\n      enabled: false\n"
+	const readOnly = "    readonly:\n      enabled: true\n"
+	cfg := strings.Replace(string(b), purging+readOnly, purging, 1)
+	if on {
+		cfg = strings.Replace(cfg, purging, purging+readOnly, 1)
+	}
+	if err := os.WriteFile(r.ConfigFile, []byte(cfg), 0o644); err != nil {
+		r.t.Fatalf("testutil: %v", err)
+	}
+	r.Stop()
+	r.Start()
+}
+
 // GarbageCollect runs the registry's offline garbage collector over its
 // storage ("garbage-collect [--delete-untagged] CONFIG"). A running
 // registry is stopped for it and started again afterwards.

@@ -87,6 +87,9 @@ func wrapError(loc location, credDesc, op string, err error) error {
 	case http.StatusMethodNotAllowed:
 		re.err = errors.Join(err, storage.ErrNotSupported)
 		re.advice = "the registry does not allow this operation"
+		if strings.HasPrefix(op, "uploading") || strings.HasPrefix(op, "pushing") {
+			re.advice = "the registry refuses writes (read-only, as in maintenance mode, or a pull-through mirror); back up to one that accepts pushes"
+		}
 	case http.StatusTooManyRequests:
 		re.advice = "rate limited even after waiting; try again later or authenticate for a higher limit"
 	}
