@@ -151,18 +151,27 @@ func TestRepairSnapshots(t *testing.T) {
 }
 
 // Tampering with a registry's storage is reported as on a local
-// directory: exit code 15, the object named, and for a pack the files it
-// holds.
+// store: a pack, an index object and a snapshot whose bytes were changed
+// in the registry's own storage make check and restore exit 15 (after
+// the registry was asked again, in case a transfer was damaged), naming
+// the object, and nothing is restored as good.
 func TestOCITamperedExitCodes(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
 	h := ociHarness(t, reg, "tamper")
 	src := sourceTree(t)
 	h.create()
 	h.backup(src)
-	r := h.run("-json", "at", h.repo, "ls")
-	id := regexp.MustCompile(`"id":"([0-9a-f]{64})"`).FindStringSubmatch(r.stdout)
-	if id == nil {
-		t.Fatalf("ls -json: %s", r.stdout)
+
+	names := map[storage.Kind]string{}
+	for _, kind := range []storage.Kind{storage.KindPack, storage.KindIndex, storage.KindSnapshot} {
+		damage(t, h, kind, func(all []string, sizes map[string]int64) []string {
+			for _, n := range all { // the largest: for packs, one of file contents
+				if names[kind] == "" || sizes[n] > sizes[names[kind]] {
+					names[kind] = n
+				}
+			}
+			return nil
+		})
 	}
 	flip := func(hex string) {
 		t.Helper()
@@ -175,33 +184,39 @@ func TestOCITamperedExitCodes(t *testing.T) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		h.env["COFFER_CACHE_DIR"] = t.TempDir()
+		h.env["COFFER_CACHE_DIR"] = t.TempDir() // no cached copy hides it
 	}
-	flip(id[1])
-	// The registry is asked again a few times (a transfer may have been
-	// damaged), with a notice each; the error is the last line.
-	ls := h.at("ls")
-	lines := strings.Split(strings.TrimSpace(ls.stderr), "\n")
-	last := lines[len(lines)-1]
-	if ls.code != ExitCorrupt || !strings.Contains(last, "snapshot "+id[1]+" is corrupted or was tampered with: content does not match its name") {
-		t.Errorf("ls with a tampered snapshot: exit %d, last line %q", ls.code, last)
-	}
-	flip(id[1]) // back
-
-	// The largest blob is a pack of file contents.
-	var biggest string
-	var size int64
-	filepath.WalkDir(filepath.Join(reg.DataDir, "docker/registry/v2/blobs"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Name() == "data" {
-			if fi, err := d.Info(); err == nil && fi.Size() > size {
-				biggest, size = filepath.Base(filepath.Dir(p)), fi.Size()
+	for _, kind := range []storage.Kind{storage.KindPack, storage.KindIndex, storage.KindSnapshot} {
+		name := names[kind]
+		t.Run(string(kind), func(t *testing.T) {
+			flip(name)
+			defer flip(name) // back
+			want := string(kind) + " " + name + " is corrupted or was tampered with"
+			checkArgs := []string{"check"}
+			if kind == storage.KindPack {
+				checkArgs = append(checkArgs, "-read-data")
 			}
-		}
-		return nil
-	})
-	flip(biggest)
-	chk := h.at("check", "-read-data")
-	if chk.code != ExitCorrupt || !strings.Contains(chk.stderr, "pack "+biggest) || !strings.Contains(chk.stdout, "affected: snapshot") {
-		t.Errorf("check -read-data with a tampered pack: exit %d\nstdout: %s\nstderr: %s", chk.code, chk.stdout, chk.stderr)
+			to := t.TempDir()
+			for _, args := range [][]string{checkArgs, {"restore", "latest", "-to", to}} {
+				r := h.at(args...)
+				if r.code != ExitCorrupt || !strings.Contains(r.stderr, want) {
+					t.Errorf("%s with a tampered %s: exit %d, want %d and %q\nstdout: %s\nstderr: %s",
+						strings.Join(args, " "), kind, r.code, ExitCorrupt, want, r.stdout, r.stderr)
+				}
+			}
+			// What a restore wrote before it met the damage is never the
+			// damaged file: every file it left is identical to its source.
+			filepath.WalkDir(to, func(p string, d os.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return nil
+				}
+				rel, _ := filepath.Rel(to, p)
+				got, _ := os.ReadFile(p)
+				if want, err := os.ReadFile(filepath.Join(src, rel)); err != nil || string(got) != string(want) {
+					t.Errorf("restore left %s, which differs from its source", rel)
+				}
+				return nil
+			})
+		})
 	}
 }
