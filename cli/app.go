@@ -237,6 +237,7 @@ func (a *app) ociOptions() oci.Options {
 		DockerConfig:    a.env.Getenv("DOCKER_CONFIG"),
 		CacheDir:        a.g.cacheDir,
 		Writer:          a.env.Getenv("COFFER_WRITER"),
+		TempDir:         a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
 		RetryFor:        a.g.retryFor,
 		ReferenceWithin: a.g.referenceWith,
 		Logf:            a.out.notice,

@@ -182,3 +182,41 @@ func TestOCIOnlineGC(t *testing.T) {
 	h.mustAt("restore", "latest", "-to", restored)
 	testutil.CompareTrees(t, src, restored)
 }
+
+// TestOCIGCReapsBeforeReference: a registry whose online GC gives
+// unreferenced uploads less time than the backup waits to reference them
+// (a 10 s grace, -reference-within 5m) deletes packs the backup uploaded.
+// The refs manifest that would reference them is refused for missing
+// layers; coffer uploads them again from the files it held, says so, and
+// the backup completes; check -read-data passes and the restore is
+// identical.
+func TestOCIGCReapsBeforeReference(t *testing.T) {
+	t.Parallel()
+	const grace = 10 * time.Second
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	front := testutil.StartGCFront(t, reg, "gc-reaps", testutil.GCFrontOptions{Grace: grace, UploadRate: 256 << 10})
+	h := ociHarness(t, reg, "gc-reaps")
+	h.repo = front.Location()
+	h.mustAt("create", "-pack-size", "1")
+	src := t.TempDir()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("part-%d", i)), testutil.RandomBytes(int64(200+i), 4<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := h.run("-reference-within", "5m", "at", h.repo, "backup", src)
+	t.Logf("%d uploads; reaped %d", front.Uploads(), len(front.Reaped()))
+	if r.code != 0 {
+		t.Fatalf("backup under a GC shorter than its reference window: exit %d: %s", r.code, r.stderr)
+	}
+	if len(front.Reaped()) == 0 {
+		t.Fatalf("the GC front reaped nothing: the test shows nothing (stderr: %s)", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "uploaded them again") {
+		t.Errorf("no notice that lost uploads were uploaded again:\n%s", r.stderr)
+	}
+	h.checkReadData("after uploads lost to online GC")
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+}

@@ -67,7 +67,10 @@ func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBui
 	if fp != nil {
 		f, err := fp.CreateTemp()
 		if err != nil {
-			return nil, tempFileError("creating a pack file", "the repository", err, false)
+			// The store says where (its repository, or the temporary
+			// directory where a registry store keeps packs until they are
+			// referenced).
+			return nil, tempFileError("creating a pack file", "the store's directory", err, false)
 		}
 		return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), fp: fp, blobs: blobs}, nil
 	}
@@ -101,7 +104,7 @@ func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 	if inTMPDIR {
 		return fmt.Errorf("%s in %s: %w; set TMPDIR to a directory with more room", op, dir, ErrNoTempSpace)
 	}
-	return fmt.Errorf("%s in %s: %w; free space on the repository's file system", op, dir, ErrNoTempSpace)
+	return fmt.Errorf("%s in %s: %w; free space on that file system", op, dir, ErrNoTempSpace)
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {

@@ -186,10 +186,12 @@ type Concurrency interface {
 	Concurrency() int
 }
 
-// FilePutter is implemented by stores that keep objects as files on a
-// local file system. A caller that assembles an object in a file gets the
-// file from CreateTemp and hands it over with PutFile, which moves it into
-// place instead of copying its bytes.
+// FilePutter is implemented by stores that can take over a file an
+// object was assembled in. A caller gets the file from CreateTemp and
+// hands it over with PutFile: a store on a local file system moves it
+// into place instead of copying its bytes; the OCI store uploads it and
+// keeps it until a tag references the object, to upload it again if the
+// registry loses it before then.
 type FilePutter interface {
 	// CreateTemp returns a new, empty file on the store's file system.
 	CreateTemp() (*os.File, error)

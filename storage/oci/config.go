@@ -50,6 +50,9 @@ type Options struct {
 	// resets, timeouts) is retried before it fails (DefaultRetryFor when
 	// zero).
 	RetryFor time.Duration
+	// TempDir holds the files of packs while they are uploaded and until
+	// a refs tag references them (os.TempDir() when empty).
+	TempDir string
 	// Logf receives notices meant for the user, such as waiting after a
 	// 429; nil discards them.
 	Logf func(format string, args ...any)

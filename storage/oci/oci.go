@@ -54,6 +54,9 @@ type Store struct {
 	removing     map[layerKey]ocispec.Descriptor
 	refTimer     *time.Timer // references pending objects in time
 	closed       bool
+	held         map[digest.Digest]heldBlob // the bytes of pending objects (held.go)
+	heldBytes    int64
+	temps        sync.Map // *os.File: the files CreateTemp made that PutFile has not taken yet
 
 	flushMu sync.Mutex // one flush at a time
 
@@ -234,6 +237,13 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", kind, name, err)
 	}
+	return s.put(ctx, kind, name, body, size, func() (heldBlob, bool) { return heldCopy(body, size) })
+}
+
+// put uploads body as kind/name and, for objects that refs tags
+// reference, adds it to what the next refs tag references, holding the
+// bytes hold returns until then (held.go).
+func (s *Store) put(ctx context.Context, kind storage.Kind, name string, body uploadBody, size int64, hold func() (heldBlob, bool)) error {
 	desc := ocispec.Descriptor{MediaType: layerMediaType[kind], Size: size}
 	if kind == storage.KindLock {
 		h := sha256.New()
@@ -271,11 +281,14 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	// Putting an object deleted since the last flush keeps it.
 	delete(s.removing, keyOf(desc))
 	s.pending = append(s.pending, desc)
+	if h, ok := hold(); ok {
+		s.hold(desc.Digest, h)
+	}
 	s.armReferenceTimer()
 	// Packs and index objects wait for a batch: a backup's last batch
 	// goes with its snapshot, so one backup usually writes one refs tag.
 	batched := kind == storage.KindPack || kind == storage.KindIndex
-	due := !batched || len(s.pending) >= flushBatch
+	due := !batched || len(s.pending) >= flushBatch || s.heldBytes > maxHeldBytes
 	s.pendingMu.Unlock()
 	if due {
 		return s.flush(ctx, false)
@@ -677,7 +690,9 @@ func (s *Store) Close() error {
 		s.refTimer = nil
 	}
 	s.pendingMu.Unlock()
-	return s.flush(context.Background(), false)
+	err := s.flush(context.Background(), false)
+	s.releaseAllHeld()
+	return err
 }
 
 // Describe reports the registry, the repository and the capabilities the

@@ -327,6 +327,7 @@ func (s *Store) flush(ctx context.Context, removals bool) error {
 		s.addToView(refs)
 		s.pendingMu.Lock()
 		s.pending = s.pending[len(adds):] // only Put appends, and Delete holds flushMu
+		s.releaseHeld(adds)
 		if len(s.pending) > 0 {
 			s.pendingSince = time.Now()
 			s.armReferenceTimer()
@@ -355,23 +356,32 @@ func (s *Store) pushRefs(ctx context.Context, layers []ocispec.Descriptor) ([]*r
 	var refs []*ref
 	for start := 0; start < len(layers); start += maxSegmentLayers {
 		chunk := layers[start:min(start+maxSegmentLayers, len(layers))]
-		tag := s.nextRefTag()
-		// The tag in the annotations makes every refs manifest unique, so
-		// deleting one by digest never untags another.
-		desc, b, err := newManifest(artifactRefs, chunk, map[string]string{
-			annotationObject: "refs", annotationWriter: s.writer, annotationRef: tag,
-		})
+		pushed, err := s.pushRefRecovering(ctx, chunk)
+		refs = append(refs, pushed...)
 		if err != nil {
 			return refs, err
 		}
-		desc.ArtifactType = artifactRefs
-		if err := s.pushManifest(ctx, desc, b, tag); err != nil {
-			return refs, s.wrap("pushing "+tag, err)
-		}
-		s.cache.putManifest(desc.Digest, b)
-		refs = append(refs, &ref{tag: tag, desc: desc, layers: chunk})
 	}
 	return refs, nil
+}
+
+// pushRef references layers from one new refs tag.
+func (s *Store) pushRef(ctx context.Context, layers []ocispec.Descriptor) (*ref, error) {
+	tag := s.nextRefTag()
+	// The tag in the annotations makes every refs manifest unique, so
+	// deleting one by digest never untags another.
+	desc, b, err := newManifest(artifactRefs, layers, map[string]string{
+		annotationObject: "refs", annotationWriter: s.writer, annotationRef: tag,
+	})
+	if err != nil {
+		return nil, err
+	}
+	desc.ArtifactType = artifactRefs
+	if err := s.pushManifest(ctx, desc, b, tag); err != nil {
+		return nil, s.wrap("pushing "+tag, err)
+	}
+	s.cache.putManifest(desc.Digest, b)
+	return &ref{tag: tag, desc: desc, layers: layers}, nil
 }
 
 // rewrite drops the removed objects from every ref that lists them. It
@@ -551,6 +561,9 @@ func (s *Store) unreference(ctx context.Context, kind storage.Kind, name string)
 	n := len(s.pending)
 	s.pending = slices.DeleteFunc(s.pending, func(l ocispec.Descriptor) bool { return keyOf(l) == key })
 	wasPending := len(s.pending) < n
+	if wasPending {
+		s.releaseHeld([]ocispec.Descriptor{{Digest: key.digest}})
+	}
 	s.pendingMu.Unlock()
 	if removed {
 		return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound)
