@@ -256,6 +256,7 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loa
 	r, err := repo.Open(ctx, st, func() ([]byte, error) { return a.passphrase(false) }, repo.OpenOptions{
 		CacheDir: a.g.cacheDir,
 		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
+		Warnf:    a.out.warningf,
 	})
 	if err != nil {
 		st.Close()

@@ -57,6 +57,20 @@ func (p *printer) warn(path string, err error) {
 	fmt.Fprintf(p.stderr, "warning: %s: %s\n", path, oneLine(err.Error()))
 }
 
+// warningf prints a warning that concerns no one path, such as
+// snapshots gone from the store, on stderr (an NDJSON event with -json).
+// Unlike a notice, -silent does not hide it.
+func (p *printer) warningf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.json {
+		p.result(map[string]any{"type": "warning", "message": msg})
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.stderr, "warning: %s\n", oneLine(msg))
+}
+
 // notice prints a message for the user on stderr, such as waiting for a
 // rate-limited registry; -silent hides it, -json makes it an event.
 func (p *printer) notice(format string, args ...any) {

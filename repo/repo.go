@@ -69,6 +69,9 @@ type OpenOptions struct {
 	// do not make pack files themselves (storage.FilePutter);
 	// os.TempDir() when empty.
 	TempDir string
+	// Warnf, when not nil, prints a warning for the user, such as
+	// snapshots this client has seen that the store no longer shows.
+	Warnf func(format string, args ...any)
 }
 
 // Repository is an open coffer repository. Its methods are safe for
@@ -90,6 +93,9 @@ type Repository struct {
 	now         func() time.Time
 	lockPoll    time.Duration // how often an exclusive locker looks for merges to end
 	lockRefresh time.Duration
+
+	warnf func(format string, args ...any)
+	seen  *seenGuard // shared by views (withIndex)
 }
 
 // Create initialises a repository in an empty store, protected by
@@ -220,6 +226,7 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 		r.trees = newTreeCache(r.cacheDir)
 	}
 	r.tempDir = opt.TempDir
+	r.warnf = opt.Warnf
 	return r, nil
 }
 
@@ -229,7 +236,7 @@ func newRepository(st storage.Store, cfg Config, mk *masterKeys, keyName string)
 		return nil, err
 	}
 	return &Repository{store: st, cfg: cfg, keys: mk, keyName: keyName, codec: c, index: NewIndex(),
-		now: time.Now, lockPoll: time.Second, lockRefresh: LockRefresh}, nil
+		now: time.Now, lockPoll: time.Second, lockRefresh: LockRefresh, seen: &seenGuard{warned: map[string]bool{}}}, nil
 }
 
 // Config returns the repository configuration.

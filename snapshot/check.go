@@ -148,6 +148,7 @@ func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error))
 	}
 	seenTrees := map[repo.ID]bool{}
 	seenBlobs := map[repo.ID]bool{}
+	var loaded []*Snapshot
 	for _, id := range ids {
 		sn, err := Load(ctx, r, id)
 		if err != nil {
@@ -155,9 +156,22 @@ func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error))
 			continue
 		}
 		snapshots++
+		loaded = append(loaded, sn)
 		if err := checkTree(ctx, r, sn.Tree, "snapshot "+sn.ID.Short()+" /", seenTrees, seenBlobs, report); err != nil {
 			return snapshots, len(seenTrees), len(seenBlobs), err
 		}
+	}
+	// Snapshots this client saw that are gone with no forget behind
+	// their removal are an integrity problem like a damaged object.
+	vanished, err := Vanished(ctx, r, ids, loaded)
+	for _, v := range vanished {
+		report(v)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return snapshots, len(seenTrees), len(seenBlobs), ctx.Err()
+		}
+		report(err)
 	}
 	return snapshots, len(seenTrees), len(seenBlobs), nil
 }

@@ -132,7 +132,9 @@ func fromRaw(raw [][]byte) []string {
 	return ss
 }
 
-// Save stores sn as a new snapshot object and sets sn.ID.
+// Save stores sn as a new snapshot object, makes it visible to every
+// client, and sets sn.ID. This client then remembers it, so that a store
+// that later hides it is reported (see List).
 func Save(ctx context.Context, r *repo.Repository, sn *Snapshot) error {
 	sn.Version = snapshotVersion
 	b, err := json.Marshal(sn)
@@ -144,7 +146,17 @@ func Save(ctx context.Context, r *repo.Repository, sn *Snapshot) error {
 		return err
 	}
 	sn.ID = id
+	// Remembered only once others can see it: a snapshot whose flush
+	// failed never reached the store, and must not be missed later.
+	if err := storage.Flush(ctx, r.Store()); err != nil {
+		return fmt.Errorf("storing snapshot %s: %w", id.Short(), err)
+	}
+	r.RememberSnapshot(sn.sighting())
 	return nil
+}
+
+func (sn *Snapshot) sighting() repo.Sighting {
+	return repo.Sighting{ID: sn.ID, Host: sn.Host, User: sn.User, Time: sn.Time}
 }
 
 // Load reads and decodes one snapshot object.
@@ -184,11 +196,44 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 // List loads every snapshot, oldest first. Snapshots that fail to load
 // are left out and their errors joined into the error returned with the
 // others, so one damaged snapshot hides no other.
+//
+// Snapshots this client has seen before that are missing, with no forget
+// behind their removal, are reported as a warning per writer
+// (repo.Repository.Warn), and the listing goes on: see Vanished.
 func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
 	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 	if err != nil {
 		return nil, err
 	}
+	sns, err := load(ctx, r, ids)
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	vanished, verr := Vanished(ctx, r, ids, sns)
+	for _, v := range vanished {
+		r.Warn(v)
+	}
+	if verr != nil && ctx.Err() == nil {
+		r.Warn(fmt.Errorf("cannot tell whether snapshots were removed by forget or by a rollback of the store: %w", verr))
+	}
+	return sns, err
+}
+
+// Vanished compares a complete listing of snapshot ids, and the snapshots
+// among them that loaded, with the snapshots this client has seen before
+// (repo.Repository.CompareSnapshots), and remembers them. It returns an
+// error per writer whose snapshots are gone with no forget behind their
+// removal (wrapping repo.ErrRolledBack).
+func Vanished(ctx context.Context, r *repo.Repository, ids []repo.ID, sns []*Snapshot) ([]*repo.VanishedError, error) {
+	seen := make([]repo.Sighting, len(sns))
+	for i, sn := range sns {
+		seen[i] = sn.sighting()
+	}
+	return r.CompareSnapshots(ctx, ids, seen)
+}
+
+// load loads the snapshots ids names, oldest first, as List does.
+func load(ctx context.Context, r *repo.Repository, ids []repo.ID) ([]*Snapshot, error) {
 	sns := make([]*Snapshot, 0, len(ids))
 	var errs []error
 	for _, id := range ids {
@@ -213,7 +258,17 @@ func List(ctx context.Context, r *repo.Repository) ([]*Snapshot, error) {
 
 // Remove deletes snapshot objects and returns those it removed, in order,
 // until the first failure. The data they alone used stays until prune.
+// It first stores a record of the removal, which tells every client that
+// has seen these snapshots that a forget, not a rollback of the store,
+// took them away.
 func Remove(ctx context.Context, r *repo.Repository, sns []*Snapshot) ([]*Snapshot, error) {
+	ids := make([]repo.ID, len(sns))
+	for i, sn := range sns {
+		ids[i] = sn.ID
+	}
+	if err := r.RecordRemoval(ctx, ids); err != nil {
+		return nil, err
+	}
 	for i, sn := range sns {
 		if err := r.RemoveObject(ctx, storage.KindSnapshot, sn.ID); err != nil {
 			return sns[:i], err

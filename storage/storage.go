@@ -36,10 +36,14 @@ const (
 	// KindPlan holds prune plans (the packs a prune will delete), named by
 	// the hex SHA-256 of their bytes.
 	KindPlan Kind = "plan"
+	// KindForgotten holds removal records (the snapshots a forget
+	// removed, so that readers can tell a removal from a rollback), named
+	// by the hex SHA-256 of their bytes.
+	KindForgotten Kind = "forgotten"
 )
 
 // Kinds lists every kind, in the order a conformance test walks them.
-var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock, KindPlan}
+var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock, KindPlan, KindForgotten}
 
 // Sentinel errors a Store wraps so that callers can match them with errors.Is.
 var (

@@ -110,6 +110,15 @@ func (c *cache) list(ctx context.Context) ([]*snapshot.Snapshot, error) {
 		sns = append(sns, c.snaps[id])
 	}
 	c.mu.Unlock()
+	// Snapshots may have gone without new ones coming: snapshot.List
+	// would report a rollback, so this does too.
+	vanished, verr := snapshot.Vanished(ctx, c.repo, ids, sns)
+	for _, v := range vanished {
+		c.repo.Warn(v)
+	}
+	if verr != nil && ctx.Err() == nil {
+		c.repo.Warn(verr)
+	}
 	sortSnapshots(sns)
 	return sns, nil
 }

@@ -30,12 +30,13 @@ const (
 
 // kindDirs names the directory that holds each kind.
 var kindDirs = map[storage.Kind]string{
-	storage.KindPack:     "packs",
-	storage.KindIndex:    "index",
-	storage.KindSnapshot: "snapshots",
-	storage.KindKey:      "keys",
-	storage.KindLock:     "locks",
-	storage.KindPlan:     "plans",
+	storage.KindPack:      "packs",
+	storage.KindIndex:     "index",
+	storage.KindSnapshot:  "snapshots",
+	storage.KindKey:       "keys",
+	storage.KindLock:      "locks",
+	storage.KindPlan:      "plans",
+	storage.KindForgotten: "forgotten",
 }
 
 // Store is a repository in a local directory. It is safe for concurrent

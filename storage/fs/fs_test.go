@@ -169,12 +169,13 @@ func TestLayout(t *testing.T) {
 	ctx := context.Background()
 	name := "abcdef0123"
 	want := map[storage.Kind]string{
-		storage.KindPack:     "packs/ab/abcdef0123",
-		storage.KindIndex:    "index/abcdef0123",
-		storage.KindSnapshot: "snapshots/abcdef0123",
-		storage.KindKey:      "keys/abcdef0123",
-		storage.KindLock:     "locks/abcdef0123",
-		storage.KindPlan:     "plans/abcdef0123",
+		storage.KindPack:      "packs/ab/abcdef0123",
+		storage.KindIndex:     "index/abcdef0123",
+		storage.KindSnapshot:  "snapshots/abcdef0123",
+		storage.KindKey:       "keys/abcdef0123",
+		storage.KindLock:      "locks/abcdef0123",
+		storage.KindPlan:      "plans/abcdef0123",
+		storage.KindForgotten: "forgotten/abcdef0123",
 	}
 	for _, kind := range storage.Kinds {
 		if err := st.Put(ctx, kind, name, strings.NewReader("data"), 4); err != nil {

@@ -51,17 +51,19 @@ const maxSegmentLayers = 500
 
 // layerMediaType is the media type of an object of a kind in a segment.
 var layerMediaType = map[storage.Kind]string{
-	storage.KindPack:     "application/vnd.cofferhq.pack.v1",
-	storage.KindIndex:    "application/vnd.cofferhq.index.v1",
-	storage.KindSnapshot: "application/vnd.cofferhq.snapshot.v1",
-	storage.KindKey:      "application/vnd.cofferhq.key.v1",
-	storage.KindLock:     "application/vnd.cofferhq.lock.v1",
-	storage.KindPlan:     "application/vnd.cofferhq.plan.v1",
+	storage.KindPack:      "application/vnd.cofferhq.pack.v1",
+	storage.KindIndex:     "application/vnd.cofferhq.index.v1",
+	storage.KindSnapshot:  "application/vnd.cofferhq.snapshot.v1",
+	storage.KindKey:       "application/vnd.cofferhq.key.v1",
+	storage.KindLock:      "application/vnd.cofferhq.lock.v1",
+	storage.KindPlan:      "application/vnd.cofferhq.plan.v1",
+	storage.KindForgotten: "application/vnd.cofferhq.forgotten.v1",
 }
 
 // referencedKind reports the kinds reached through refs tags.
 func referencedKind(k storage.Kind) bool {
-	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot || k == storage.KindPlan
+	return k == storage.KindPack || k == storage.KindIndex || k == storage.KindSnapshot || k == storage.KindPlan ||
+		k == storage.KindForgotten
 }
 
 // tagOf returns the tag of a key or lock. A tag holds at most 128
