@@ -316,7 +316,7 @@ func TestBackupOutOfSpace(t *testing.T) {
 		h.create()
 		tmp := tmpfs(t)
 		h.env["TMPDIR"] = tmp
-		wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", tmp, "TMPDIR")
+		wantOneLineError(t, h.at("backup", src), ExitDiskFull, "no space left", tmp, "set TMPDIR")
 		entries, err := os.ReadDir(tmp)
 		if err != nil || len(entries) != 0 {
 			t.Errorf("TMPDIR holds %d entries after the failed backup (%v), want none: pack files are unlinked", len(entries), err)

@@ -55,24 +55,36 @@ type packBuilder struct {
 	// fp, when not nil, made f, which is then handed over to it whole
 	// (a local store renames it into place); otherwise f is unlinked and
 	// its bytes are copied to the store.
-	fp      storage.FilePutter
-	blobs   BlobType // of every blob in the pack
-	size    int64
-	entries []PackEntry
+	fp storage.FilePutter
+	// inTMPDIR says that f is in the temporary directory, where the user
+	// makes room by pointing TMPDIR elsewhere; otherwise it is on the
+	// store's own file system (a local repository's tmp/).
+	inTMPDIR bool
+	blobs    BlobType // of every blob in the pack
+	size     int64
+	entries  []PackEntry
 }
 
 // newPackBuilder starts a pack of blobs of one type in a file from fp, or
 // when fp is nil in a temporary file in dir (os.TempDir() when empty).
 func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBuilder, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
 	if fp != nil {
 		f, err := fp.CreateTemp()
 		if err != nil {
-			// The store says where (its repository, or the temporary
-			// directory where a registry store keeps packs until they are
-			// referenced).
-			return nil, tempFileError("creating a pack file", "the store's directory", err, false)
+			// The store's error says where: its repository, or the
+			// temporary directory where a registry store keeps packs
+			// until they are referenced.
+			var pe *os.PathError
+			inTMPDIR := errors.As(err, &pe) && filepath.Dir(pe.Path) == filepath.Clean(dir)
+			return nil, tempFileError("creating a pack file", "the store's directory", err, inTMPDIR)
 		}
-		return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), fp: fp, blobs: blobs}, nil
+		// A registry store's files are in TMPDIR (unlinked, so their
+		// name is only a hint); a local store's in its repository.
+		inTMPDIR := filepath.Dir(f.Name()) == filepath.Clean(dir)
+		return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), fp: fp, inTMPDIR: inTMPDIR, blobs: blobs}, nil
 	}
 	f, err := os.CreateTemp(dir, "coffer-pack-*")
 	if err != nil {
@@ -84,7 +96,7 @@ func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBui
 		f.Close()
 		return nil, tempFileError("creating a temporary pack file", dir, err, true)
 	}
-	return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), blobs: blobs}, nil
+	return &packBuilder{f: f, w: bufio.NewWriterSize(f, packWriteBuffer), inTMPDIR: true, blobs: blobs}, nil
 }
 
 // packWriteBuffer is how much of a pack is gathered before it is written
@@ -104,12 +116,12 @@ func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 	if inTMPDIR {
 		return fmt.Errorf("%s in %s: %w; set TMPDIR to a directory with more room", op, dir, ErrNoTempSpace)
 	}
-	return fmt.Errorf("%s in %s: %w; free space on that file system", op, dir, ErrNoTempSpace)
+	return fmt.Errorf("%s in %s: %w; free space on the repository's file system", op, dir, ErrNoTempSpace)
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
 	if _, err := p.w.Write(sealed); err != nil {
-		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
+		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.inTMPDIR)
 	}
 	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(p.size),
 		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
@@ -134,7 +146,7 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 		err = p.w.Flush()
 	}
 	if err != nil {
-		return ID{}, tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.fp == nil)
+		return ID{}, tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.inTMPDIR)
 	}
 	p.size += int64(len(end))
 	// Hashed here, by the uploader, rather than while blobs are added under
