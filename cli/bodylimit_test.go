@@ -45,13 +45,24 @@ func writeTestFile(t *testing.T, p string, data []byte) {
 // -upload-chunk 512KiB it completes, restores identical and passes
 // check -read-data.
 func TestOCIBodyLimit(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	regs := map[testutil.AuthKind]*testutil.Registry{}
+	for _, auth := range []testutil.AuthKind{testutil.AuthNone, testutil.AuthToken} {
+		regs[auth] = testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: auth})
+	}
 	src := bigFilesTree(t)
-	for _, buffering := range []bool{true, false} {
-		t.Run(fmt.Sprintf("request-buffering=%v", buffering), func(t *testing.T) {
+	for _, v := range []struct {
+		buffering bool
+		auth      testutil.AuthKind
+	}{{true, testutil.AuthNone}, {false, testutil.AuthNone}, {true, testutil.AuthToken}} {
+		buffering := v.buffering
+		t.Run(fmt.Sprintf("request-buffering=%v-%s", buffering, v.auth), func(t *testing.T) {
+			reg := regs[v.auth]
 			proxy := testutil.StartNginx(t, reg, testutil.NginxOptions{MaxBodySize: "1m", NoRequestBuffering: !buffering})
 			h := ociHarness(t, reg, "")
-			h.repo = proxy.Location(fmt.Sprintf("limit/buffering-%v", buffering))
+			h.repo = proxy.Location(fmt.Sprintf("limit/buffering-%v-%s", buffering, v.auth))
+			// The docker config names the registry's own host, not the
+			// proxy's.
+			h.env["COFFER_REGISTRY_USERNAME"], h.env["COFFER_REGISTRY_PASSWORD"] = reg.Username, reg.Password
 			h.create()
 
 			// A short -retry-for: were the 413 retried, the test would

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
@@ -43,15 +45,22 @@ func (u *uploadRecorder) take() ([]string, int64) {
 }
 
 // TestChunkedUpload uploads blobs around the chunk size in chunks to
-// CNCF Distribution, without auth and with bearer tokens, and reads them
-// back: every request carries at most one chunk, and the chunks are
-// PATCHed in order with inclusive Content-Ranges.
+// CNCF Distribution, without auth and with bearer tokens, and to
+// registry 2.8 over TLS with bearer tokens, and reads them back: every
+// request carries at most one chunk, and the chunks are PATCHed in order
+// with inclusive Content-Ranges.
 func TestChunkedUpload(t *testing.T) {
 	const chunk = MinUploadChunk
-	for _, auth := range []testutil.AuthKind{testutil.AuthNone, testutil.AuthToken} {
-		t.Run(auth.String(), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: auth})
-			rec := &uploadRecorder{next: http.DefaultTransport.(*http.Transport).Clone()}
+	for _, v := range []testutil.RegistryOptions{
+		{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthNone},
+		{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthToken},
+		{Kind: testutil.Registry28, Delete: true, TLS: true, Auth: testutil.AuthToken},
+	} {
+		t.Run(fmt.Sprintf("%s-tls=%v-%s", v.Kind, v.TLS, v.Auth), func(t *testing.T) {
+			reg := testutil.StartRegistry(t, v)
+			base := http.DefaultTransport.(*http.Transport).Clone()
+			base.TLSClientConfig = reg.TLSConfig()
+			rec := &uploadRecorder{next: base}
 			ctx := t.Context()
 			st, err := Open(ctx, reg.Location("chunks/r"), Options{DockerConfig: reg.DockerConfig, CacheDir: t.TempDir(),
 				Writer: "t", UploadChunk: chunk, Transport: rec})
@@ -182,5 +191,70 @@ func TestUploadChunkOption(t *testing.T) {
 	_, err := Open(context.Background(), "oci://127.0.0.1:1/r", Options{UploadChunk: 1000})
 	if err == nil || !strings.Contains(err.Error(), "at least") {
 		t.Errorf("Open with a 1000-byte chunk: %v", err)
+	}
+}
+
+// failOnce answers the first request that matches with status, once.
+func failOnce(status int, match func(*http.Request) bool, failed *atomic.Bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if match(r) && failed.CompareAndSwap(false, true) {
+				io.Copy(io.Discard, r.Body)
+				writeRegistryError(w, status, "UNKNOWN", "injected")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestChunkedUploadRetried: a chunked upload whose middle PATCH fails
+// with a 502 (a proxy without its backend for a moment), or whose
+// session the registry lost (416, 404), is retried from a new session
+// and stores the right bytes.
+func TestChunkedUploadRetried(t *testing.T) {
+	middle := func(r *http.Request) bool {
+		return r.Method == http.MethodPatch && !strings.HasPrefix(r.Header.Get("Content-Range"), "0-")
+	}
+	for _, status := range []int{http.StatusBadGateway, http.StatusRequestedRangeNotSatisfiable, http.StatusNotFound} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			var failed atomic.Bool
+			var posts atomic.Int64
+			countPosts := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
+						posts.Add(1)
+					}
+					next.ServeHTTP(w, r)
+				})
+			}
+			reg := newTestRegistry(t, failOnce(status, middle, &failed), countPosts)
+			st := openStore(t, reg.newRepo(), func(o *Options) { o.UploadChunk = MinUploadChunk })
+			st.backoff = func(int) time.Duration { return time.Millisecond }
+			// A 404 means a lost session only in a repository that exists.
+			if err := st.Create(t.Context(), []byte("config")); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 5*MinUploadChunk+3)
+			rand.Read(data)
+			before := posts.Load()
+			if err := st.Put(t.Context(), storage.KindPack, sumHex(data), bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if !failed.Load() {
+				t.Fatal("no PATCH failed")
+			}
+			if n := posts.Load() - before; n != 2 {
+				t.Errorf("%d upload sessions, want 2 (the failed one and a new one)", n)
+			}
+			rc, err := st.Get(t.Context(), storage.KindPack, sumHex(data), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("read back %d bytes, equal %v, %v", len(got), bytes.Equal(got, data), err)
+			}
+		})
 	}
 }
