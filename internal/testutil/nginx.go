@@ -114,9 +114,16 @@ http {
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	// Its output goes to a file, not a pipe: Wait would wait for every
+	// worker holding a pipe to end.
+	outFile := filepath.Join(dir, "output.log")
+	out, err := os.Create(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
 	cmd := exec.Command(bin, "-c", confFile, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	// As for the registry: the kernel ends nginx when the thread that
 	// started it exits, so a crashed test leaves no proxy behind.
 	cmd.SysProcAttr = registrySysProcAttr()
@@ -135,8 +142,10 @@ http {
 	}
 	n.proc = cmd
 	t.Cleanup(func() {
-		// SIGQUIT: nginx's graceful stop, which ends its workers too.
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		// SIGTERM: nginx's fast stop, which ends its workers at once;
+		// a graceful one (SIGQUIT) waits for a client's idle connection
+		// for up to a minute.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-n.done:
 		case <-time.After(10 * time.Second):
@@ -153,11 +162,12 @@ http {
 		}
 		select {
 		case err := <-n.done:
-			t.Fatalf("testutil: nginx exited before listening: %v\n%s%s", err, out.String(), n.ErrorLog())
+			output, _ := os.ReadFile(outFile)
+			t.Fatalf("testutil: nginx exited before listening: %v\n%s%s", err, output, n.ErrorLog())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testutil: nginx did not listen on %s within 20s\n%s%s", n.Host, out.String(), n.ErrorLog())
+			t.Fatalf("testutil: nginx did not listen on %s within 20s\n%s", n.Host, n.ErrorLog())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
