@@ -75,6 +75,11 @@ func TestOCIBodyLimit(t *testing.T) {
 			if d := time.Since(start); d > 15*time.Second {
 				t.Errorf("the refused backup took %s: the 413 was retried", d)
 			}
+			// nginx logs a refused request once it has closed the
+			// connection.
+			for deadline := time.Now().Add(5 * time.Second); proxy.Refused() == 0 && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
 			if n := proxy.Refused(); n < 1 || n > 4 {
 				t.Errorf("nginx refused %d requests, want 1 to 4 (one per upload, none retried)", n)
 			}

@@ -182,7 +182,8 @@ func (n *Nginx) ErrorLog() string {
 	return string(b)
 }
 
-// Refused counts the requests nginx answered with 413 (its access log).
+// Refused counts the requests nginx answered with 413 (its access log,
+// which has a request once nginx has closed its connection).
 func (n *Nginx) Refused() int {
 	b, _ := os.ReadFile(filepath.Join(n.Dir, "access.log"))
 	return strings.Count(string(b), `" 413 `)
