@@ -42,6 +42,7 @@ type globals struct {
 	caFile         string
 	retryFor       time.Duration
 	referenceWith  time.Duration
+	uploadChunk    sizeFlag // bytes without a unit
 	store          string
 }
 
@@ -111,6 +112,8 @@ func (a *app) run(ctx context.Context) (err error) {
 	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
 	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
 	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
+	a.g.uploadChunk.bare = 1
+	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
 	if err := fs.Parse(a.env.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.usage(fs)
@@ -124,6 +127,9 @@ func (a *app) run(ctx context.Context) (err error) {
 	}
 	if a.g.referenceWith < time.Second {
 		return fmt.Errorf("%w: -reference-within %s: give a duration of at least 1s, such as 10s", errUsage, a.g.referenceWith)
+	}
+	if n := a.g.uploadChunk.n; n != 0 && n < oci.MinUploadChunk {
+		return fmt.Errorf("%w: -upload-chunk %s: give at least 64KiB, such as 512KiB", errUsage, &a.g.uploadChunk)
 	}
 	args := fs.Args()
 	if len(args) >= 1 && args[0] == "at" {
@@ -240,6 +246,7 @@ func (a *app) ociOptions() oci.Options {
 		TempDir:         a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
 		RetryFor:        a.g.retryFor,
 		ReferenceWithin: a.g.referenceWith,
+		UploadChunk:     a.g.uploadChunk.n,
 		Logf:            a.out.notice,
 	}
 }

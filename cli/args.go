@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/cofferhq/coffer/repo"
@@ -48,4 +49,58 @@ func (c *compressionFlag) Set(v string) error {
 	comp, err := repo.ParseCompression(v)
 	*c = compressionFlag(comp)
 	return err
+}
+
+// sizeFlag is a size in bytes, written with a binary unit (512KiB, 5MiB,
+// 1GiB; or k, m, g as nginx's client_max_body_size writes them) or, with
+// none, in the flag's bare unit. Decimal units (KB, MB) are refused:
+// which one is meant is a guess, and a guess near a proxy's limit fails.
+type sizeFlag struct {
+	n    int64 // 0 when not given
+	bare int64 // the unit of a number without one
+}
+
+func (s *sizeFlag) String() string {
+	if s == nil || s.n == 0 {
+		return ""
+	}
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if s.n%u.n == 0 {
+			return strconv.FormatInt(s.n/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(s.n, 10) + "B"
+}
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v, s.bare)
+	if err != nil {
+		return err
+	}
+	s.n = n
+	return nil
+}
+
+// parseSize parses a size for sizeFlag.
+func parseSize(v string, bare int64) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	mult := map[string]int64{"": bare, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}[strings.ToLower(unit)]
+	f, err := strconv.ParseFloat(num, 64)
+	switch {
+	case err != nil || num == "":
+		return 0, fmt.Errorf("%q is not a size: write it like 512KiB or 5MiB", v)
+	case mult == 0:
+		return 0, fmt.Errorf("%q: unknown unit %q: write KiB, MiB or GiB (1024-based), like 512KiB", v, unit)
+	case f <= 0 || f*float64(mult) > 1<<50:
+		return 0, fmt.Errorf("%q is not a positive size: write it like 512KiB or 5MiB", v)
+	}
+	return int64(f * float64(mult)), nil
 }

@@ -17,6 +17,7 @@ type backupOptions struct {
 	oneFileSystem, dryRun        bool
 	host                         string
 	compression                  compressionFlag
+	packSize                     sizeFlag // MiB without a unit
 }
 
 var backupCommand = &command{
@@ -38,6 +39,8 @@ var backupCommand = &command{
 		fs.BoolVar(&o.oneFileSystem, "one-file-system", false, "do not cross filesystem boundaries")
 		fs.BoolVar(&o.dryRun, "dry-run", false, "read everything and report, but store nothing")
 		fs.StringVar(&o.host, "host", "", "host name to record (default: this host)")
+		o.packSize.bare = 1 << 20
+		fs.Var(&o.packSize, "pack-size", "store new data in packs of at most this `size` (like 8MiB or 512KiB; a number is MiB; default: the repository's, set by create)")
 		fs.Var(&o.compression, "compression", "`mode` of compressing new data: auto (default: zstd, data that does not compress is stored as is), off, fastest, better or max")
 		return o
 	},
@@ -48,6 +51,9 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
 	if len(args) == 0 {
 		args = []string{"."}
+	}
+	if n := o.packSize.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
+		return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &o.packSize)
 	}
 	excludes := append([]string(nil), o.excludes...)
 	for _, f := range o.excludeFiles {
@@ -77,7 +83,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
 		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog, Scan: prog.shown(),
-		Compression: repo.Compression(o.compression),
+		Compression: repo.Compression(o.compression), PackSize: int(o.packSize.n),
 	})
 	prog.done()
 	if err != nil {

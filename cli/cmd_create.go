@@ -7,20 +7,26 @@ import (
 	"github.com/cofferhq/coffer/repo"
 )
 
-type createOptions struct{ packSizeMiB int }
+type createOptions struct {
+	packSize sizeFlag // MiB without a unit
+}
 
 var createCommand = &command{
 	name:    "create",
 	summary: "create a new repository (the store must be new or empty)",
 	flags: func(fs *flag.FlagSet) any {
 		o := &createOptions{}
-		fs.IntVar(&o.packSizeMiB, "pack-size", repo.DefaultPackSize>>20, "target pack size in MiB")
+		o.packSize = sizeFlag{n: repo.DefaultPackSize, bare: 1 << 20}
+		fs.Var(&o.packSize, "pack-size", "the `size` of packs backups make unless they say otherwise (backup -pack-size), from 1MiB to 1GiB; a number is MiB")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		o := opts.(*createOptions)
 		if len(args) > 0 {
 			return usageError("create takes no arguments")
+		}
+		if n := o.packSize.n; n < repo.MinConfigPackSize || n > repo.MaxPackSize {
+			return usageError("create -pack-size %s: give a size from 1MiB to 1GiB", &o.packSize)
 		}
 		st, err := a.openStore(ctx)
 		if err != nil {
@@ -35,7 +41,7 @@ var createCommand = &command{
 		if err != nil {
 			return err
 		}
-		r, err := repo.Create(ctx, st, pw, repo.CreateOptions{PackSize: o.packSizeMiB << 20})
+		r, err := repo.Create(ctx, st, pw, repo.CreateOptions{PackSize: int(o.packSize.n)})
 		if err != nil {
 			return err
 		}

@@ -63,6 +63,9 @@ type packBuilder struct {
 	blobs    BlobType // of every blob in the pack
 	size     int64
 	entries  []PackEntry
+	// entryBytes is the encoded size of entries in the trailer, which
+	// with size tells what the finished pack will take.
+	entryBytes int
 }
 
 // newPackBuilder starts a pack of blobs of one type in a file from fp, or
@@ -123,10 +126,46 @@ func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
 	if _, err := p.w.Write(sealed); err != nil {
 		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.inTMPDIR)
 	}
-	p.entries = append(p.entries, PackEntry{ID: id, Type: t, Offset: uint32(p.size),
-		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
+	e := PackEntry{ID: id, Type: t, Offset: uint32(p.size), Length: uint32(len(sealed)), RawLength: uint32(rawLen)}
+	p.entries = append(p.entries, e)
+	p.entryBytes += packEntrySize(e)
 	p.size += int64(len(sealed))
 	return nil
+}
+
+// sizeWith returns the stored size the pack would have, once finished,
+// with one more sealed blob of sealedLen bytes (rawLen of plaintext).
+func (p *packBuilder) sizeWith(sealedLen, rawLen int) int64 {
+	e := PackEntry{Offset: uint32(p.size), Length: uint32(sealedLen), RawLength: uint32(rawLen)}
+	return finishedPackSize(p.size+int64(sealedLen), len(p.entries)+1, p.entryBytes+packEntrySize(e))
+}
+
+// packEntrySize returns the length of appendPackEntry's encoding of e.
+func packEntrySize(e PackEntry) int {
+	return 1 + len(e.ID) + uvarintLen(uint64(e.Offset)) + uvarintLen(uint64(e.Length)) + uvarintLen(uint64(e.RawLength))
+}
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
+}
+
+// finishedPackSize returns the stored size of a pack whose blobs take
+// data bytes, with n trailer entries taking entryBytes: what finish
+// writes, padding included.
+func finishedPackSize(data int64, n, entryBytes int) int64 {
+	size := data + int64(1+uvarintLen(uint64(n))+entryBytes+sealOverhead+packTailSize)
+	return size + int64(paddingFor(int(size)))
+}
+
+// MaxBlobInPack returns the largest plaintext a blob may have for a pack
+// holding it alone to stay within packSize bytes: the pack size less the
+// blob's sealing, a one-entry trailer, the tail and the most padding
+// such a pack gets. Backups split larger chunks into pieces of this size.
+func MaxBlobInPack(packSize int) int {
+	trailer := 1 + 1 + trailerEntryMax + sealOverhead + packTailSize
+	maxPadding := max(4096, packSize>>9) // paddingFor's step, at most
+	return packSize - (1 + sealOverhead) - trailer - maxPadding
 }
 
 // finish appends padding, the sealed trailer and the tail, and returns the

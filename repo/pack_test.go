@@ -1,7 +1,9 @@
 package repo
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"math/bits"
 	"testing"
 
@@ -96,6 +98,82 @@ func TestStoredPackSizes(t *testing.T) {
 		}
 		if packSize >= 4<<20 && big == 0 {
 			t.Errorf("pack size %d: no pack of 4 MiB or more to check", packSize)
+		}
+	}
+}
+
+// TestPacksWithinPackSize checks that no stored pack exceeds the pack a
+// saver was given, trailer, tail and padding counted, for blobs up to
+// MaxBlobInPack of it; and that a blob as large as the pack size gets a
+// pack of its own, the one that is larger.
+func TestPacksWithinPackSize(t *testing.T) {
+	ctx := context.Background()
+	for _, packSize := range []int{MinPackSize, 1 << 20, 3<<20 + 12345} {
+		t.Run(fmt.Sprint(packSize), func(t *testing.T) {
+			r, st := newTestRepo(t)
+			maxBlob := MaxBlobInPack(packSize)
+			blobs := mixedBlobs(uint64(packSize), 120, 200<<10)
+			// Blobs of exactly the largest size, incompressible, and some
+			// just under it.
+			for i := range 4 {
+				blobs = append(blobs, testBlob{BlobData, randomBytes(uint64(i)<<40|uint64(packSize), maxBlob-i*100)})
+				blobs = append(blobs, testBlob{BlobTree, randomBytes(uint64(i)<<44|uint64(packSize), maxBlob-i*7)})
+			}
+			oversize := randomBytes(99, packSize)
+			blobs = append(blobs, testBlob{BlobData, oversize})
+			stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+				if err := s.SetPackSize(packSize); err != nil {
+					return err
+				}
+				if s.MaxBlob() != maxBlob {
+					t.Errorf("MaxBlob() = %d, want %d", s.MaxBlob(), maxBlob)
+				}
+				for _, b := range blobs {
+					if _, _, err := s.Save(ctx, b.typ, b.data); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			larger := 0
+			for _, name := range objectNames(t, st, storage.KindPack) {
+				b := getObject(t, st, storage.KindPack, name)
+				if len(b) <= packSize {
+					continue
+				}
+				larger++
+				id, _ := ParseID(name)
+				entries, err := r.ReadPackTrailer(ctx, id, int64(len(b)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) != 1 || int(entries[0].RawLength) != len(oversize) {
+					t.Errorf("pack %s of %d bytes is over the pack size %d: %d blobs, the first %d bytes of plaintext",
+						name[:8], len(b), packSize, len(entries), entries[0].RawLength)
+				}
+			}
+			if larger != 1 {
+				t.Errorf("%d packs over the pack size %d, want 1 (the blob of the pack size)", larger, packSize)
+			}
+			if stats.Packs < 10 {
+				t.Errorf("%d packs, want many", stats.Packs)
+			}
+			r2 := reopen(t, st, OpenOptions{})
+			for _, b := range blobs {
+				id := r2.codec.blobID(b.typ, b.data)
+				got, err := r2.LoadBlob(ctx, b.typ, id)
+				if err != nil || !bytes.Equal(got, b.data) {
+					t.Fatalf("blob %s: %d bytes back, %v", id.Short(), len(got), err)
+				}
+			}
+		})
+	}
+	for _, n := range []int{MinPackSize - 1, MaxPackSize + 1} {
+		if CheckPackSize(n) == nil {
+			t.Errorf("CheckPackSize(%d) = nil", n)
 		}
 	}
 }

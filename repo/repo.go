@@ -30,6 +30,24 @@ const (
 	DefaultPackSize = 32 << 20
 )
 
+// Pack sizes. A repository's config holds the default its backups use
+// (MinConfigPackSize to MaxPackSize, chosen at create); a backup may
+// choose another, down to MinPackSize, for a store that limits object
+// sizes. Readers take packs of any size, so the choice is per backup.
+const (
+	MinPackSize       = 512 << 10
+	MinConfigPackSize = 1 << 20
+	MaxPackSize       = 1 << 30
+)
+
+// CheckPackSize returns an error unless n is a pack size a backup may use.
+func CheckPackSize(n int) error {
+	if n < MinPackSize || n > MaxPackSize {
+		return fmt.Errorf("pack size %d must be between 512 KiB and 1 GiB", n)
+	}
+	return nil
+}
+
 // ChunkerAlgorithm is the go-cdc-chunkers algorithm every repository's
 // config names: its cut points decide which chunks a file splits into, so
 // they are part of the format (snapshot's faster chunker reproduces them).
@@ -163,7 +181,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("unknown chunker %q", ch.Algorithm)
 	case ch.Min < 64 || ch.Min >= ch.Avg || ch.Avg >= ch.Max || ch.Max > MaxBlobSize || ch.Avg&(ch.Avg-1) != 0:
 		return fmt.Errorf("chunk sizes %d/%d/%d must satisfy 64 <= min < avg < max <= %d with avg a power of two", ch.Min, ch.Avg, ch.Max, MaxBlobSize)
-	case c.PackSize < 1<<20 || c.PackSize > 1<<30:
+	case c.PackSize < MinConfigPackSize || c.PackSize > MaxPackSize:
 		return fmt.Errorf("pack size %d must be between 1 MiB and 1 GiB", c.PackSize)
 	}
 	return nil

@@ -45,6 +45,7 @@ type BlobSaver struct {
 	fp          storage.FilePutter // the store, when it makes pack files itself
 	uploads     chan *packBuilder
 	compression Compression
+	packSize    int // the most bytes a pack takes, unless one blob alone is larger
 
 	mu sync.Mutex
 	// cur holds the packs being filled, one per blob type, nil until a
@@ -75,6 +76,7 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 		r:         r,
 		uploads:   make(chan *packBuilder),
 		unindexed: make(map[ID]struct{}),
+		packSize:  r.cfg.PackSize,
 	}
 	s.fp, _ = r.store.(storage.FilePutter)
 	if err := s.adoptUnindexedPacks(ctx); err != nil {
@@ -168,6 +170,22 @@ func (s *BlobSaver) SetCompression(c Compression) error {
 	return nil
 }
 
+// SetPackSize chooses the largest pack size for the packs started after
+// it (the config's PackSize until then); see CheckPackSize. Call it
+// before saving from other goroutines.
+func (s *BlobSaver) SetPackSize(n int) error {
+	if err := CheckPackSize(n); err != nil {
+		return err
+	}
+	s.packSize = n
+	return nil
+}
+
+// MaxBlob returns the largest plaintext whose pack, holding it alone,
+// stays within the pack size (MaxBlobInPack). A larger blob is still
+// stored, in a pack of its own that is larger than the pack size.
+func (s *BlobSaver) MaxBlob() int { return MaxBlobInPack(s.packSize) }
+
 // Save stores a blob unless the repository already has it, and returns
 // its id and whether it was new.
 func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID, bool, error) {
@@ -220,9 +238,10 @@ func (s *BlobSaver) addToPack(t BlobType, id ID, sealed []byte, rawLen int) (ful
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := &s.cur[t]
-	// A pack is closed before a blob would take it past the target size,
-	// so packs never grow beyond it (unless one blob alone does).
-	if *cur != nil && (*cur).size+int64(len(sealed)) > int64(s.r.cfg.PackSize) {
+	// A pack is closed before a blob would take it past the pack size,
+	// counting the trailer, tail and padding it will get, so packs never
+	// grow beyond it (unless one blob alone does).
+	if *cur != nil && (*cur).sizeWith(len(sealed), rawLen) > int64(s.packSize) {
 		full, *cur = *cur, nil
 	}
 	if *cur == nil {

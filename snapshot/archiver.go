@@ -42,6 +42,10 @@ type BackupOptions struct {
 	SkipPaths []string
 	// Progress receives events; nil discards them.
 	Progress BackupProgress
+	// PackSize is the most bytes a pack of this backup takes (see
+	// repo.CheckPackSize); zero means the repository's. Chunks too large
+	// for such a pack alone are stored as pieces that fit.
+	PackSize int
 	// Scan counts what is to be backed up alongside the backup, and sends
 	// the totals to Progress.Scanned, for displays that show a total and
 	// an estimated time left. It reads every directory a second time.
@@ -91,8 +95,11 @@ type archiver struct {
 	ignore gitignore.Matcher
 	skip   map[string]bool
 	chunk  chunkers.ChunkerOpts
-	fileCh chan *fileJob
-	blobCh chan blobJob
+	// maxBlob is the largest data blob a pack of the backup's pack size
+	// holds; sendChunk splits larger chunks.
+	maxBlob int
+	fileCh  chan *fileJob
+	blobCh  chan blobJob
 	// chunkers holds the free chunkers; nil entries are not made yet.
 	chunkers chan *chunkers.Chunker
 	prefetch *prefetcher[*prevDir]
@@ -137,6 +144,13 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	if err := opt.Compression.Validate(); err != nil {
 		return nil, err
 	}
+	packSize := opt.PackSize
+	if packSize == 0 {
+		packSize = r.Config().PackSize
+	}
+	if err := repo.CheckPackSize(packSize); err != nil {
+		return nil, err
+	}
 	if opt.Host == "" {
 		opt.Host, _ = os.Hostname()
 	}
@@ -169,6 +183,11 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	}
 	cfg := r.Config()
 	a.chunk = chunkers.ChunkerOpts{MinSize: cfg.Chunker.Min, NormalSize: cfg.Chunker.Avg, MaxSize: cfg.Chunker.Max, Key: r.ChunkerKey()}
+	// Chunks are cut as the repository's chunker says, whatever the pack
+	// size, and only those over what a pack holds are split after: a
+	// lower chunker maximum would move the cuts after every chunk that
+	// hit it, and lose dedup against earlier backups for whole files.
+	a.maxBlob = repo.MaxBlobInPack(packSize)
 
 	var stats repo.SaveStats
 	run := func(ctx context.Context, s blobSaver) error {
@@ -178,10 +197,13 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 		return err
 	}
 	if opt.DryRun {
-		err = run(ctx, dryRunSaver{r})
+		err = run(ctx, dryRunSaver{r, a.maxBlob})
 	} else {
 		stats, err = r.WithBlobSaver(ctx, func(ctx context.Context, s *repo.BlobSaver) error {
 			if err := s.SetCompression(opt.Compression); err != nil {
+				return err
+			}
+			if err := s.SetPackSize(packSize); err != nil {
 				return err
 			}
 			return run(ctx, s)
@@ -210,7 +232,13 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 }
 
 // dryRunSaver computes ids and reports what would be new without storing.
-type dryRunSaver struct{ r *repo.Repository }
+type dryRunSaver struct {
+	r       *repo.Repository
+	maxBlob int
+}
+
+// MaxBlob is what the backup's BlobSaver would say.
+func (d dryRunSaver) MaxBlob() int { return d.maxBlob }
 
 func (d dryRunSaver) Save(_ context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
 	id := d.r.BlobID(t, b)
@@ -923,8 +951,34 @@ func (a *archiver) readWhole(ctx context.Context, job *fileJob, f *os.File, reg 
 }
 
 // sendChunk records the next extent of job and hands its bytes, (*b)[:n],
-// to the blob workers.
+// to the blob workers. A chunk larger than a pack of the backup's pack
+// size holds is sent as consecutive pieces that fit, each an extent.
 func (a *archiver) sendChunk(ctx context.Context, job *fileJob, b *[]byte, n int) error {
+	if n <= a.maxBlob {
+		return a.sendExtent(ctx, job, b, n)
+	}
+	// The later pieces are copied out first: the workers return b to the
+	// pool once its piece is saved.
+	var pieces []*[]byte
+	for off := a.maxBlob; off < n; off += a.maxBlob {
+		p := a.getBuf(min(a.maxBlob, n-off))
+		copy(*p, (*b)[off:])
+		pieces = append(pieces, p)
+	}
+	if err := a.sendExtent(ctx, job, b, a.maxBlob); err != nil {
+		return err
+	}
+	for _, p := range pieces {
+		if err := a.sendExtent(ctx, job, p, len(*p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendExtent records the next extent of job and hands its bytes, (*b)[:n],
+// to the blob workers.
+func (a *archiver) sendExtent(ctx context.Context, job *fileJob, b *[]byte, n int) error {
 	idx := job.addExtent(Extent{Size: int64(n)})
 	job.remaining.Add(1)
 	select {

@@ -40,11 +40,18 @@ type blobLoader interface {
 // id of its tree blob.
 func saveTree(ctx context.Context, s blobSaver, nodes []*Node) (repo.ID, error) {
 	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	// Parts also fit a pack of the backup's pack size, when it is small;
+	// a node larger than that alone still makes a part, in a pack of its
+	// own that is larger than the pack size.
+	limit := maxTreePartBytes
+	if m, ok := s.(interface{ MaxBlob() int }); ok {
+		limit = min(limit, m.MaxBlob())
+	}
 	var chunks [][]*Node
 	start, bytes := 0, 0
 	for i, n := range nodes {
 		size := encodedSizeBound(n)
-		if i > start && (i-start == maxTreeNodes || bytes+size > maxTreePartBytes) {
+		if i > start && (i-start == maxTreeNodes || bytes+size > limit) {
 			chunks = append(chunks, nodes[start:i])
 			start, bytes = i, 0
 		}

@@ -53,6 +53,10 @@ type Options struct {
 	// TempDir holds the files of packs while they are uploaded and until
 	// a refs tag references them (os.TempDir() when empty).
 	TempDir string
+	// UploadChunk, when positive, uploads blobs larger than it in chunks
+	// of at most this many bytes (at least MinUploadChunk), for a proxy
+	// that limits request bodies; zero uploads every blob in one request.
+	UploadChunk int64
 	// Logf receives notices meant for the user, such as waiting after a
 	// 429; nil discards them.
 	Logf func(format string, args ...any)

@@ -90,11 +90,39 @@ func wrapError(loc location, credDesc, op string, err error) error {
 		if strings.HasPrefix(op, "uploading") || strings.HasPrefix(op, "pushing") {
 			re.advice = "the registry refuses writes (read-only, as in maintenance mode, or a pull-through mirror); back up to one that accepts pushes"
 		}
+	case http.StatusRequestEntityTooLarge:
+		re.advice = "the registry, or usually a proxy in front of it, limits the size of a request; " + uploadChunkAdvice
 	case http.StatusTooManyRequests:
 		re.advice = "rate limited even after waiting; try again later or authenticate for a higher limit"
 	}
 	return re
 }
+
+// uploadChunkAdvice tells how to get uploads past a limit on request
+// sizes.
+const uploadChunkAdvice = "give -upload-chunk below that limit (as -upload-chunk 512KiB)"
+
+// tooLargeError is an upload a registry refused with 413: a request body
+// over a limit, which is nearly always a reverse proxy's (nginx's
+// client_max_body_size is 1 MiB by default) rather than the registry's.
+// Retrying cannot help, smaller requests can.
+type tooLargeError struct {
+	host    string
+	sent    int64 // bytes in the refused request
+	chunked bool  // the upload was already in chunks of -upload-chunk
+	err     error
+}
+
+func (e *tooLargeError) Error() string {
+	advice := uploadChunkAdvice
+	if e.chunked {
+		advice = "give a smaller -upload-chunk, below that limit (as -upload-chunk 512KiB)"
+	}
+	return fmt.Sprintf("registry %s refused an upload of %d bytes as too large (%d %s), a limit of a proxy in front of it, usually; %s",
+		e.host, e.sent, http.StatusRequestEntityTooLarge, http.StatusText(http.StatusRequestEntityTooLarge), advice)
+}
+
+func (e *tooLargeError) Unwrap() error { return e.err }
 
 func credentialAdvice(loc location, credDesc string) string {
 	if strings.Contains(credDesc, "docker config") {

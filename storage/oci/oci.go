@@ -118,6 +118,9 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	if opt.RetryFor <= 0 {
 		opt.RetryFor = DefaultRetryFor
 	}
+	if opt.UploadChunk < 0 || (opt.UploadChunk > 0 && opt.UploadChunk < MinUploadChunk) {
+		return nil, fmt.Errorf("upload chunk of %d bytes: give at least %d (64 KiB)", opt.UploadChunk, MinUploadChunk)
+	}
 	if !validWriter(opt.Writer) {
 		return nil, fmt.Errorf("writer identity %q: use 1-64 characters from a-z, 0-9 and -", opt.Writer)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -53,13 +52,14 @@ func (s *Store) fetchManifest(ctx context.Context, ref string) (ocispec.Descript
 }
 
 // pushBlob uploads body (desc.Size bytes) unless the registry already
-// has desc. oras-go uploads monolithically (POST, then PUT ?digest=), the
-// most portable flow; the registry recomputes the digest and refuses a
-// mismatch, so a damaged upload is never stored under coffer's name. Each
-// attempt starts a new upload session: one that failed may be gone (a
-// registry restarted, a proxy answered for it), and resuming it ends in
-// 404 or 416.
-func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body io.ReadSeeker) error {
+// has desc. Uploads are monolithic (POST, then PUT ?digest=, the most
+// portable flow) unless Options.UploadChunk asks for chunks (upload.go);
+// either way the registry recomputes the digest and refuses a mismatch,
+// so a damaged upload is never stored under coffer's name. Each attempt
+// starts a new upload session: one that failed may be gone (a registry
+// restarted, a proxy answered for it), and resuming it ends in 404 or
+// 416.
+func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body blobBody) error {
 	exists := func(ctx context.Context) bool {
 		ok, err := s.repo.Blobs().Exists(ctx, desc)
 		return err == nil && ok
@@ -68,10 +68,7 @@ func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body io.R
 		if exists(ctx) {
 			return nil
 		}
-		if _, err := body.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		err := s.repo.Blobs().Push(ctx, desc, body)
+		err := s.upload(ctx, desc, body)
 		switch {
 		case err == nil, errors.Is(err, errdef.ErrAlreadyExists):
 			return nil
@@ -85,6 +82,9 @@ func (s *Store) pushBlob(ctx context.Context, desc ocispec.Descriptor, body io.R
 		}
 		return err
 	})
+	if isStatus(err, http.StatusRequestEntityTooLarge) {
+		return &tooLargeError{host: s.loc.host, sent: s.largestRequest(desc.Size), chunked: s.opt.UploadChunk > 0, err: err}
+	}
 	if err != nil {
 		return s.wrap("uploading blob "+shortDigest(desc.Digest), err)
 	}
