@@ -26,13 +26,14 @@ var allowed = []struct {
 	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci"}, []string{"internal/testutil"}},
 	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "storage/oci", "internal/testutil"}},
 	{"bench", []string{"internal/testutil"}, nil},
-	{"snapshot", []string{"repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
+	{"snapshot", []string{"repo", "storage", "internal/gitignore"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"repo", []string{"storage", "internal/cachefile"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"storage/all", []string{"storage", "storage/fs", "storage/oci"}, nil},
 	{"storage/storagetest", []string{"storage"}, nil},
 	{"storage", []string{"storage", "storage/internal/", "internal/cachefile"}, []string{"storage/storagetest", "internal/testutil"}},
 	{"internal/testutil", nil, nil},
 	{"internal/cachefile", nil, nil},
+	{"internal/gitignore", nil, nil},
 	{"internal/layers", nil, nil},
 }
 
