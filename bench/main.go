@@ -3,10 +3,12 @@
 // check and ls for each tool as child processes, takes medians over runs
 // with the tools interleaved, and writes a markdown report and charts.
 //
-// Run it from the module root:
+// It is a module of its own (its charts need gonum/plot, which coffer
+// does not); run it from its directory:
 //
-//	go run ./bench -quick                                  # a small smoke run, under 3 minutes
-//	go run ./bench -datasets mixed -runs 3 -out docs/benchmarks.md
+//	cd bench
+//	go run . -quick                                        # a small smoke run, under 3 minutes
+//	go run . -datasets mixed -runs 3 -out ../docs/benchmarks.md
 //
 // See bench/README.md.
 package main
@@ -362,7 +364,8 @@ func verifyRestore(sc string, ds *Dataset, restoreDir string) error {
 	return nil
 }
 
-// commandLine is how this process was invoked, as `go run ./bench ...`.
+// commandLine is how this process was invoked, as `go run . ...` in
+// bench/.
 func commandLine() string {
-	return strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " "))
+	return strings.TrimSpace("cd bench && go run . " + strings.Join(os.Args[1:], " "))
 }

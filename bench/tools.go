@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -299,13 +300,18 @@ func (r *registry) stop() {
 	_ = r.cmd.Wait()
 }
 
-// findBinaries builds coffer from this module, and finds or builds
-// restic v0.19.1 and Distribution; kopia is taken from PATH when there.
+// findBinaries builds coffer from the tree the harness runs in, and finds
+// or builds restic v0.19.1 and Distribution; kopia is taken from PATH when
+// there.
 func findBinaries(work string, need map[string]bool, logf func(string, ...any)) (*binaries, error) {
 	b := &binaries{coffer: filepath.Join(work, "bin", "coffer")}
-	logf("building coffer")
-	if err := goCmd("", "build", "-o", b.coffer, "./cmd/coffer"); err != nil {
-		return nil, fmt.Errorf("building coffer (run from the module root): %w", err)
+	root, err := cofferRoot()
+	if err != nil {
+		return nil, err
+	}
+	logf("building coffer from %s", root)
+	if err := goCmd(root, "", "build", "-o", b.coffer, "./cmd/coffer"); err != nil {
+		return nil, fmt.Errorf("building coffer: %w", err)
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
@@ -317,7 +323,7 @@ func findBinaries(work string, need map[string]bool, logf func(string, ...any)) 
 		if b.restic == "" {
 			dir := filepath.Join(cache, "restic-"+resticVersion)
 			logf("building restic %s into %s", resticVersion, dir)
-			if err := goCmd("GOBIN="+dir, "install", "github.com/restic/restic/cmd/restic@"+resticVersion); err != nil {
+			if err := goCmd("", "GOBIN="+dir, "install", "github.com/restic/restic/cmd/restic@"+resticVersion); err != nil {
 				return nil, fmt.Errorf("installing restic %s: %w", resticVersion, err)
 			}
 			b.restic = filepath.Join(dir, "restic")
@@ -330,7 +336,7 @@ func findBinaries(work string, need map[string]bool, logf func(string, ...any)) 
 			b.registry = filepath.Join(dir, "registry")
 			if !executable(b.registry) {
 				logf("building CNCF Distribution into %s", dir)
-				if err := goCmd("", "build", "-modfile=tools/go.mod", "-o", dir+"/", "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
+				if err := goCmd(root, "", "build", "-modfile=tools/go.mod", "-o", dir+"/", "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
 					return nil, fmt.Errorf("building the registry: %w", err)
 				}
 			}
@@ -368,10 +374,12 @@ func executable(p string) bool {
 	return err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0
 }
 
-// goCmd runs the go command with extra environment, its output going to
-// the harness's standard error.
-func goCmd(env string, args ...string) error {
+// goCmd runs the go command in dir (the current directory when empty)
+// with extra environment, its output going to the harness's standard
+// error.
+func goCmd(dir, env string, args ...string) error {
 	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
 	cmd.Env = os.Environ()
 	if env != "" {
 		cmd.Env = append(cmd.Env, env)
@@ -395,4 +403,35 @@ func version(argv ...string) string {
 		line = filepath.Base(argv[0]) + rest
 	}
 	return line
+}
+
+// cofferRoot returns the root of the coffer module the harness is run
+// from (bench is a module of its own inside it, so that its plotting
+// libraries are no requirement of coffer's): the nearest directory up
+// from the current one whose go.mod declares github.com/cofferhq/coffer.
+func cofferRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding the coffer tree: %w", err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modfileDeclares(b, "github.com/cofferhq/coffer") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no coffer tree (a go.mod of module github.com/cofferhq/coffer) above the current directory: run the harness from bench/ in coffer's tree")
+		}
+		dir = parent
+	}
+}
+
+// modfileDeclares reports whether the go.mod text b declares module path.
+func modfileDeclares(b []byte, path string) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && strings.Trim(f[1], `"`) == path {
+			return true
+		}
+	}
+	return false
 }

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
-	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 
+	"github.com/cofferhq/coffer/internal/gitignore"
 	"github.com/cofferhq/coffer/repo"
 )
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package snapshot
 
 // Shared fixtures of the snapshot package's end-to-end tests: repositories

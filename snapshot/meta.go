@@ -21,6 +21,11 @@ var errNeedRoot = errors.New("creating a device node needs root (CAP_MKNOD)")
 // the restorer reports it as a warning.
 var errXattrUnsupported = errors.New("extended attribute not supported here")
 
+// errSpecialUnsupported is wrapped by createSpecial on systems where
+// coffer does not create special files (meta_other.go); the restorer
+// warns and skips them.
+var errSpecialUnsupported = errors.New("special files (fifos, sockets, devices) are restored on Linux only")
+
 // region is a byte range [Off, Off+Len) of a file that holds data; the bytes
 // between regions are holes and read as zeros.
 type region struct{ Off, Len int64 }

@@ -274,7 +274,7 @@ func (rs *restorer) createEntry(it *restoreItem) error {
 		err = os.Symlink(n.LinkTarget, it.path)
 	default:
 		err = createSpecial(it.path, n)
-		if errors.Is(err, errNeedRoot) {
+		if errors.Is(err, errNeedRoot) || errors.Is(err, errSpecialUnsupported) {
 			// Skipped: no metadata to apply, and no first name for other
 			// hard links to the same device to link to (they try to
 			// create it again, and warn again).
@@ -475,7 +475,7 @@ func (rs *restorer) finish(df *deferredFile) error {
 // different offsets of one file may run at once. A symlink put in the
 // file's place since it was checked or created is not followed.
 func writeAt(p string, b []byte, off int64, create bool) error {
-	flag := os.O_WRONLY | syscall.O_NOFOLLOW
+	flag := os.O_WRONLY | oNoFollow
 	if create {
 		flag |= os.O_CREATE
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ui
 
 // Shared fixture of the ui tests: one repository (in memory) with two

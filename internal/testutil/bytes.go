@@ -3,7 +3,9 @@
 // preserve, and a comparer that proves a restored tree equals the original.
 //
 // It imports nothing from coffer itself, so any package's tests can use it
-// without an import cycle.
+// without an import cycle. The tree generator and comparer (tree.go,
+// compare.go) use Linux's stat, xattrs and mknod and build on Linux only,
+// as do the tests that use them; the rest builds wherever coffer does.
 package testutil
 
 import (

@@ -4,37 +4,22 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
-
-// requireBasicAuth refuses every request without the given credentials,
-// as a registry with basic auth does.
-func requireBasicAuth(user, pass string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="coffer test"`)
-				writeRegistryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
 
 // TestWrongCredentials checks that refused or missing credentials give
 // errors that name the registry and say what to do, and never show the
 // password.
 func TestWrongCredentials(t *testing.T) {
-	const user, pass = "coffer", "right-Pa55word"
 	const wrong = "wrong-Pa55word-7x3q"
-	reg := newTestRegistry(t, requireBasicAuth(user, pass))
+	reg := newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthBasic})
+	user, pass := reg.proc.Username, reg.proc.Password
 	loc := reg.newRepo()
 	ctx := t.Context()
 

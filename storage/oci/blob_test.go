@@ -421,14 +421,29 @@ func TestWholeReadDigestMismatch(t *testing.T) {
 }
 
 // TestRangeOverflow asks for {Offset: 1, Length: MaxInt64}, whose end
-// overflows int64, from registries that echo the requested range (as ggcr
-// does) and that ignore Range: ErrInvalidRange, not a panic.
+// overflows int64, from a registry that clamps the range (Distribution),
+// one that echoes the requested range in its Content-Range (as
+// go-containerregistry's in-memory registry did) and one that ignores
+// Range: ErrInvalidRange, not a panic.
 func TestRangeOverflow(t *testing.T) {
-	for _, ignoreRange := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ignoreRange=%v", ignoreRange), func(t *testing.T) {
+	for _, answer := range []string{"clamp", "echo", "ignore"} {
+		t.Run(answer, func(t *testing.T) {
 			st, hook, _ := hookedStore(t)
-			d := putPack(t, st, patternData(1000))
-			if ignoreRange {
+			data := patternData(1000)
+			d := putPack(t, st, data)
+			switch answer {
+			case "echo":
+				hook.takeRanges(d, func(w http.ResponseWriter, r *http.Request) {
+					var first, last int64
+					if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil || first >= int64(len(data)) {
+						w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+						return
+					}
+					w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(data)))
+					w.WriteHeader(http.StatusPartialContent)
+					w.Write(data[first:])
+				})
+			case "ignore":
 				hook.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 					r.Header.Del("Range")
 					next.ServeHTTP(w, r)

@@ -17,7 +17,7 @@ import (
 // answers every DELETE with 405: the tag moves to a tombstone, the object
 // is gone for Get, Stat and List, and the user is told how to reclaim it.
 func TestDeleteRefusedTombstone(t *testing.T) {
-	reg := newTestRegistry(t, refuseDeletes)
+	reg := newRefusingRegistry(t)
 	log := &logRecorder{}
 	st := openStore(t, reg.newRepo(), func(o *Options) { o.Logf = log.logf })
 	ctx := t.Context()

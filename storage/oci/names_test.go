@@ -17,7 +17,7 @@ import (
 // blob whose object was deleted and awaits garbage collection) is not an
 // object.
 func TestObjectsAreNotBareBlobs(t *testing.T) {
-	reg := newTestRegistry(t, untagOnDelete, rfcRanges)
+	reg := newTestRegistry(t)
 	st := openStore(t, reg.newRepo(), nil)
 	ctx := t.Context()
 	config := []byte("config of TestObjectsAreNotBareBlobs")
@@ -82,7 +82,7 @@ func refsDigest(t *testing.T, st *Store) string {
 // storage.ValidName allows. A tag is at most 128 characters, so a tag of
 // "coffer-lock-" and the name does not fit past 116.
 func TestLongNames(t *testing.T) {
-	reg := newTestRegistry(t, untagOnDelete)
+	reg := newTestRegistry(t)
 	st := openStore(t, reg.newRepo(), nil)
 	ctx := t.Context()
 	if err := st.Create(ctx, []byte("config")); err != nil {

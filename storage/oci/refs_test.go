@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -283,12 +282,12 @@ func TestSameWriterNeverOverwrites(t *testing.T) {
 func TestLegacyRootsMigrate(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("delete refused %v", refuse), func(t *testing.T) {
-			// Distribution untags what it deletes by digest, as the spec says.
-			wrap := []func(http.Handler) http.Handler{untagOnDelete}
+			// Distribution untags what it deletes by digest, as the spec
+			// says; with deletes disabled it answers 405, as GHCR does.
+			reg := newTestRegistry(t)
 			if refuse {
-				wrap = []func(http.Handler) http.Handler{refuseDeletes}
+				reg = newRefusingRegistry(t)
 			}
-			reg := newTestRegistry(t, wrap...)
 			loc := reg.newRepo()
 			st := openStore(t, loc, nil)
 			ctx := t.Context()

@@ -7,43 +7,84 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/cofferhq/coffer/internal/testutil"
 )
 
-// This file holds the test registries: go-containerregistry's in-memory
-// registry on an httptest server, with wrappers that make it behave like
-// registries coffer meets in the field.
+// This file holds the test registries: a real CNCF Distribution registry
+// (testutil.StartRegistry), behind an in-process reverse proxy when a test
+// needs to see or change requests at the HTTP level, which the registry
+// itself cannot do (refuse one upload, hold one, cut a body short).
 
-// testRegistry is one in-memory registry; each store a test opens on it
-// gets a repository of its own.
+// testRegistry is one registry; each store a test opens on it gets a
+// repository of its own.
 type testRegistry struct {
-	srv   *httptest.Server
-	host  string // 127.0.0.1:port
+	host  string // 127.0.0.1:port, the proxy's when there is one
+	proc  *testutil.Registry
 	repos atomic.Int64
 }
 
-// newTestRegistry serves ggcr's in-memory registry, wrapped by wrap
-// (outermost last), until t ends.
+// newTestRegistry starts a Distribution registry with deletes enabled,
+// behind wrap (outermost last) when there is any, until t ends.
 func newTestRegistry(t *testing.T, wrap ...func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	return newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true}, wrap...)
+}
+
+// newRefusingRegistry starts a Distribution registry with deletes
+// disabled: it answers every DELETE with 405, as GHCR and Docker Hub do.
+func newRefusingRegistry(t *testing.T, wrap ...func(http.Handler) http.Handler) *testRegistry {
+	t.Helper()
+	return newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: false}, wrap...)
+}
+
+// newTestRegistryWith starts a registry as opt says, behind wrap
+// (outermost last) when there is any, until t ends.
+func newTestRegistryWith(t *testing.T, opt testutil.RegistryOptions, wrap ...func(http.Handler) http.Handler) *testRegistry {
+	t.Helper()
+	proc := testutil.StartRegistry(t, opt)
+	reg := &testRegistry{host: proc.Host, proc: proc}
+	if len(wrap) == 0 {
+		return reg
+	}
+	if opt.TLS {
+		t.Fatal("newTestRegistryWith: the proxy speaks plain HTTP only")
+	}
+	target, err := url.Parse(proc.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableCompression = true // pass bodies and their lengths as they are
+	var h http.Handler = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			// The registry builds upload locations from the Host header:
+			// keeping it sends the rest of an upload back through the
+			// proxy, and so through the test's wrappers.
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: tr,
+		ErrorLog:  log.New(io.Discard, "", 0), // a cut connection is what some tests want
+	}
 	for _, w := range wrap {
 		h = w(h)
 	}
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	})
 	u, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testRegistry{srv: srv, host: u.Host}
+	reg.host = u.Host
+	return reg
 }
 
 // newRepo returns the location of a repository nothing has used yet.
@@ -78,96 +119,4 @@ func writeRegistryError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
-}
-
-// refuseDeletes answers every DELETE with 405, as GHCR and Docker Hub do.
-func refuseDeletes(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete {
-			writeRegistryError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "deletes are disabled")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// untagOnDelete makes DELETE /v2/<repo>/manifests/<digest> also remove
-// every tag that points at the manifest, as CNCF Distribution and the
-// OCI distribution spec do: ggcr removes only the digest, so a deleted
-// manifest stays reachable through its tags.
-func untagOnDelete(next http.Handler) http.Handler {
-	var mu sync.RWMutex // a delete and its untagging are one step
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		repo, ref, ok := splitManifestPath(r.URL.Path)
-		if r.Method != http.MethodDelete || !ok || !strings.HasPrefix(ref, "sha256:") {
-			mu.RLock()
-			defer mu.RUnlock()
-			next.ServeHTTP(w, r)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v2/"+repo+"/tags/list", nil))
-		var list struct{ Tags []string }
-		if rec.Code == http.StatusOK && json.Unmarshal(rec.Body.Bytes(), &list) == nil {
-			for _, tag := range list.Tags {
-				head := httptest.NewRecorder()
-				next.ServeHTTP(head, httptest.NewRequest(http.MethodHead, "/v2/"+repo+"/manifests/"+tag, nil))
-				if head.Code == http.StatusOK && head.Header().Get("Docker-Content-Digest") == ref {
-					next.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/v2/"+repo+"/manifests/"+tag, nil))
-				}
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// manifestPath splits /v2/<repo>/manifests/<ref>.
-func splitManifestPath(p string) (repo, ref string, ok bool) {
-	rest, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndex(rest, "/manifests/")
-	if i <= 0 {
-		return "", "", false
-	}
-	return rest[:i], rest[i+len("/manifests/"):], true
-}
-
-// rfcRanges makes closed Range requests for blobs behave as RFC 9110
-// §14.1.2 says and CNCF Distribution does: a last byte past the end is
-// clamped to the end, and a first byte at or past the end is answered
-// 416. ggcr instead answers 416 for any range running past the end and,
-// because its end+1 > size check overflows, answers "bytes=1-<MaxInt64>"
-// with 206 and a Content-Range echoing that impossible end.
-func rfcRanges(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rh := r.Header.Get("Range")
-		var first, last int64
-		if r.Method != http.MethodGet || rh == "" || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if _, err := fmt.Sscanf(rh, "bytes=%d-%d", &first, &last); err != nil || first < 0 || last < first {
-			next.ServeHTTP(w, r)
-			return
-		}
-		head := httptest.NewRecorder()
-		next.ServeHTTP(head, httptest.NewRequest(http.MethodHead, r.URL.Path, nil))
-		size, err := strconv.ParseInt(head.Header().Get("Content-Length"), 10, 64)
-		if head.Code != http.StatusOK || err != nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if first >= size {
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-			writeRegistryError(w, http.StatusRequestedRangeNotSatisfiable, "BLOB_UNKNOWN", "range not satisfiable")
-			return
-		}
-		r = r.Clone(r.Context())
-		r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, min(last, size-1)))
-		next.ServeHTTP(w, r)
-	})
 }

@@ -1,9 +1,13 @@
-package ui
+package browsertest
 
 import (
 	"bytes"
 	"context"
+	"image"
+	"image/color"
+	"image/png"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +19,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage/mem"
+	"github.com/cofferhq/coffer/ui"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -27,13 +35,16 @@ func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testutil.SkipLoudly(t, "chromium not installed (apt-get install chromium)")
 	}
-	s, f := newTestServer(t)
+	f := buildFixture(t)
+	s, err := ui.New(f.repo, ui.Options{Token: "test-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ts := httptest.NewServer(s)
 	defer ts.Close()
 
 	shots := os.Getenv("COFFER_UI_SCREENSHOTS")
 	if shots == "" {
-		var err error
 		if shots, err = os.MkdirTemp("", "coffer-ui-screenshots-"); err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +179,7 @@ func TestBrowser(t *testing.T) {
 		return shot(ctx, "file-text")
 	})
 	step("image preview", func(ctx context.Context) error {
-		if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+snapURL(f.s2.ID, "file", f.srcPath("media/pixel.png")))); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+fileURL(f.s2.ID, f.srcPath("media/pixel.png")))); err != nil {
 			return err
 		}
 		width, err := chromedp.Run(ctx, chromedp.Poll[int](`(() => { const i = document.querySelector(".preview img"); return i && i.complete && i.naturalWidth; })()`))
@@ -240,4 +251,108 @@ func TestBrowser(t *testing.T) {
 		}
 		return shot(ctx, "search")
 	})
+}
+
+// fixture is a repository (in memory) with two snapshots of a small tree:
+// the second changes code/hello.go, adds code/added.txt and removes
+// docs/old-notes.txt, for the diff.
+type fixture struct {
+	src    string // the backed-up directory
+	repo   *repo.Repository
+	s1, s2 *snapshot.Snapshot
+	png    []byte
+}
+
+func buildFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	f := &fixture{src: filepath.Join(t.TempDir(), "src"), png: makePNG()}
+	files := map[string]string{
+		"code/hello.go":        helloV1,
+		"code/sub/deep/lib.go": "package deep\n\nconst Answer = 42\n",
+		"media/pixel.png":      string(f.png),
+		"docs/readme.md":       "# readme\n\nsome *markdown*\n",
+		"docs/old-notes.txt":   "to be removed\n",
+	}
+	for rel, data := range files {
+		writeFile(t, f.src, rel, data)
+	}
+	r, err := repo.Create(ctx, mem.New(), []byte("coffer ui test"), repo.CreateOptions{KDF: repo.TestKDF, PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.repo = r
+	if f.s1, err = snapshot.Backup(ctx, r, snapshot.BackupOptions{Paths: []string{f.src}, Host: "alpha", Tags: []string{"daily"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The second backup must see a newer mtime on the edited file.
+	time.Sleep(10 * time.Millisecond)
+	writeFile(t, f.src, "code/hello.go", helloV2)
+	writeFile(t, f.src, "code/added.txt", "new in the second snapshot\n")
+	if err := os.Remove(filepath.Join(f.src, "docs", "old-notes.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if f.s2, err = snapshot.Backup(ctx, r, snapshot.BackupOptions{Paths: []string{f.src}, Host: "beta", Tags: []string{"weekly", "manual"}}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+const helloV1 = `package main
+
+import "fmt"
+
+// main greets.
+func main() {
+	fmt.Println("hello, <world> & friends")
+}
+`
+
+const helloV2 = `package main
+
+import "fmt"
+
+// main greets twice.
+func main() {
+	fmt.Println("hello, <world> & friends")
+	fmt.Println("and goodbye")
+}
+`
+
+func makePNG() []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 96, 64))
+	for y := range 64 {
+		for x := range 96 {
+			img.Set(x, y, color.RGBA{uint8(x * 2), uint8(y * 4), 160, 255})
+		}
+	}
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return b.Bytes()
+}
+
+func writeFile(t *testing.T, root, rel, data string) {
+	t.Helper()
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// srcPath is the absolute snapshot path of a fixture file.
+func (f *fixture) srcPath(rel string) string {
+	return filepath.ToSlash(filepath.Join(f.src, filepath.FromSlash(rel)))
+}
+
+// fileURL is the UI's address of the file page of p in snapshot id, as
+// the UI's links make it (each path element escaped).
+func fileURL(id repo.ID, p string) string {
+	els := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, el := range els {
+		els[i] = url.PathEscape(el)
+	}
+	return "/s/" + id.String() + "/file/" + strings.Join(els, "/")
 }
