@@ -264,6 +264,9 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	cpus := runtime.GOMAXPROCS(0)
 	a.fileCh = make(chan *fileJob)
 	a.blobCh = make(chan blobJob, 2*cpus)
+	// Directories queue for the tree savers as chunks do for the blob
+	// workers: a walk racing through unchanged directories waits for them
+	// rather than piling up trees to store.
 	a.treeCh = make(chan *dirJob, 2*cpus)
 	a.chunkers = make(chan *chunkers.Chunker, min(fileReaders, cpus))
 	for range cap(a.chunkers) {

@@ -118,7 +118,7 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 }
 
 // takeChunker waits for a free chunker, making it on first use. Chunkers
-// are fewer than readers: each holds a 2 x 8 MiB buffer, and chunking is
+// are fewer than readers: each holds twice the largest chunk, and chunking is
 // CPU work that more chunkers than CPUs would not speed up, while readers
 // of small files, which need no chunker, mostly wait for the disk.
 func (a *archiver) takeChunker(ctx context.Context) (*chunkers.Chunker, error) {
