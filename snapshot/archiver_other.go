@@ -1,0 +1,29 @@
+//go:build !linux
+
+package snapshot
+
+import (
+	"errors"
+	"os"
+)
+
+// openNoAtime opens a file for reading. Only Linux has O_NOATIME, so
+// elsewhere reading may update the access time, as any reader would; and
+// as not every system has O_NOFOLLOW, a symlink that replaced the file
+// since the walk examined it is caught after opening instead.
+func openNoAtime(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	opened, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if named, err := os.Lstat(path); err != nil || !os.SameFile(named, opened) {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: path, Err: errors.New("replaced while being backed up")}
+	}
+	return f, nil
+}

@@ -1,0 +1,160 @@
+//go:build linux
+
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage/mem"
+)
+
+// TestBackupDamagedParentTree damages the parent snapshot's tree of one
+// directory: the next backup warns about it, reads the files below it
+// again, and makes a snapshot that restores the tree as it is.
+func TestBackupDamagedParentTree(t *testing.T) {
+	t.Parallel()
+	f := newTamperFixture(t)
+	tree := f.nodes["a/b"].Subtree
+	loc, ok := f.r.Index().Lookup(tree)
+	if !ok || loc.Type != repo.BlobTree {
+		t.Fatalf("tree of a/b not indexed as a tree: %+v", loc)
+	}
+	flipByte(t, packPath(f.repoDir, loc.Pack), int64(loc.Offset)+int64(loc.Length)/2)
+	// A new file gives a/b a new tree: the damaged one, which the
+	// repository already holds, would be reused for an unchanged a/b.
+	writeFile(t, filepath.Join(f.src, "a/b/new.txt"), []byte("new since the parent"), 0o644)
+	below := countTree(t, filepath.Join(f.src, "a/b")).files
+
+	rec := &progressRecorder{}
+	r := reopen(t, f.st)
+	sn := backup(t, r, f.src, BackupOptions{Progress: rec})
+
+	w := rec.warnings()
+	dir := filepath.Join(f.src, "a/b")
+	if len(w) != 1 || w[0].path != dir || !errors.Is(w[0].err, repo.ErrCorrupt) ||
+		!strings.Contains(w[0].err.Error(), "parent snapshot's tree of this directory is damaged") ||
+		!strings.Contains(w[0].err.Error(), "read again") {
+		t.Fatalf("warnings %v; want one that the parent's tree of %s is damaged", w, dir)
+	}
+	s := sn.Summary
+	if sn.Parent != f.sn.ID || s.Errors != 0 || s.FilesRead != below || s.UnchangedFiles != s.Files-below {
+		t.Errorf("summary: parent %s, %d errors, %d files read, %d of %d unchanged; want %s, 0, %d, %d",
+			sn.Parent.Short(), s.Errors, s.FilesRead, s.UnchangedFiles, s.Files, f.sn.ID.Short(), below, s.Files-below)
+	}
+	dst := t.TempDir()
+	restore(t, reopen(t, f.st), sn, "", dst)
+	testutil.CompareTrees(t, f.src, dst)
+}
+
+// failingSaver fails the save of the blob of type typ after the first
+// left ones, and saves the others with next.
+type failingSaver struct {
+	next blobSaver
+	typ  repo.BlobType
+	left atomic.Int64
+	err  error
+}
+
+func (s *failingSaver) Save(ctx context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
+	if t == s.typ && s.left.Add(-1) < 0 {
+		return repo.ID{}, false, s.err
+	}
+	return s.next.Save(ctx, t, b)
+}
+
+// TestBackupFirstErrorStopsAll fails one stage of a backup of many
+// directories early on: the backup returns that error, not the
+// cancellation it caused in the other stages, the walk stops soon after,
+// and no goroutine of the backup is left.
+func TestBackupFirstErrorStopsAll(t *testing.T) {
+	const dirs, filesPerDir = 40, 40
+	src := t.TempDir()
+	for d := range dirs {
+		for f := range filesPerDir {
+			writeFile(t, filepath.Join(src, fmt.Sprintf("d%02d/f%02d", d, f)), []byte(fmt.Sprintf("file %d of directory %d", f, d)), 0o644)
+		}
+		// One file per directory large enough to need a chunker.
+		writeFile(t, filepath.Join(src, fmt.Sprintf("d%02d/large", d)), testutil.RandomBytes(int64(d), 80<<10), 0o644)
+	}
+	total := int64(dirs * (filesPerDir + 1))
+	injected := errors.New("injected failure")
+
+	for _, tc := range []struct {
+		name  string
+		setup func(a *archiver)
+	}{
+		{"blob worker", func(a *archiver) {
+			s := &failingSaver{next: a.saver, typ: repo.BlobData, err: injected}
+			s.left.Store(20)
+			a.saver = s
+		}},
+		{"tree saver", func(a *archiver) {
+			a.saver = &failingSaver{next: a.saver, typ: repo.BlobTree, err: injected}
+		}},
+		{"reader", func(a *archiver) {
+			a.chunk.Key = []byte("not a chunker key") // fails the first chunker's setup
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSmallChunkRepo(t, mem.New())
+			paths := []string{src}
+			a := newArchiver(r, BackupOptions{Paths: paths, Scan: true}, r.Config().PackSize)
+			a.saver = dryRunSaver{r, a.maxBlob}
+			tc.setup(a)
+
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			_, err := a.run(ctx, paths, nil)
+			if tc.name == "reader" {
+				if !errors.Is(err, errChunkerSetup) {
+					t.Fatalf("backup returned %v, want the chunker's setup error", err)
+				}
+			} else if !errors.Is(err, injected) {
+				t.Fatalf("backup returned %v, want the injected error", err)
+			}
+			if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+				t.Errorf("backup returned %v (deadline: %v), want the first error alone", err, ctx.Err())
+			}
+			t.Logf("walk saw %d files, err %v", a.files.Load(), err)
+			if seen := a.files.Load(); seen > total/2 {
+				t.Errorf("the walk went on to %d of %d files after the error", seen, total)
+			}
+			if left := archiverGoroutines(); left != "" {
+				t.Errorf("goroutines of the backup left after it returned:\n%s", left)
+			}
+		})
+	}
+}
+
+// archiverGoroutines returns the stacks of goroutines running the
+// archiver's code, waiting a little for those that are returning.
+func archiverGoroutines() string {
+	var found string
+	for range 50 {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		found = ""
+		for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+			if bytes.Contains(g, []byte("snapshot.(*archiver)")) || bytes.Contains(g, []byte("snapshot.(*prefetcher")) ||
+				bytes.Contains(g, []byte("snapshot.goWorkers")) {
+				found += string(g) + "\n\n"
+			}
+		}
+		if found == "" {
+			return ""
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return found
+}
