@@ -23,8 +23,8 @@ var allowed = []struct {
 	tests   []string
 }{
 	{"cmd/coffer", []string{"cli"}, nil},
-	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci"}, []string{"internal/testutil"}},
-	{"ui", []string{"snapshot", "repo", "storage"}, []string{"storage/mem", "storage/fs", "storage/oci", "internal/testutil"}},
+	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci", "internal/bytesize"}, []string{"internal/testutil"}},
+	{"ui", []string{"snapshot", "repo", "storage", "internal/bytesize"}, []string{"storage/mem", "storage/fs", "storage/oci", "internal/testutil"}},
 	{"bench", []string{"internal/testutil"}, nil},
 	{"snapshot", []string{"repo", "storage"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
 	{"repo", []string{"storage", "internal/cachefile"}, []string{"storage/mem", "storage/fs", "internal/testutil"}},
@@ -33,6 +33,7 @@ var allowed = []struct {
 	{"storage", []string{"storage", "storage/internal/", "internal/cachefile"}, []string{"storage/storagetest", "internal/testutil"}},
 	{"internal/testutil", nil, nil},
 	{"internal/cachefile", nil, nil},
+	{"internal/bytesize", nil, nil},
 	{"internal/layers", nil, nil},
 }
 
