@@ -11,6 +11,7 @@ import (
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type backupOptions struct {
@@ -74,7 +75,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	}
 	// Never back up the repository or the cache into itself.
 	var skip []string
-	if lp, ok := a.repo.Store().(interface{ LocalPath() string }); ok {
+	if lp, ok := a.repo.Store().(storage.LocalPather); ok {
 		skip = append(skip, lp.LocalPath())
 	}
 	if a.g.cacheDir != "" {

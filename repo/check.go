@@ -54,7 +54,7 @@ func (r *Repository) CheckPacks(ctx context.Context, problem func(error)) (PackL
 	return l, nil
 }
 
-// ReadPack downloads a whole pack and verifies it: its SHA-256 matches its
+// VerifyPack downloads a whole pack and verifies it: its SHA-256 matches its
 // name, its trailer authenticates, every blob decrypts to plaintext with
 // the blob's id, and the index agrees with the trailer. Each problem is
 // reported; the returned error is only for failures to read at all.
@@ -62,7 +62,7 @@ func (r *Repository) CheckPacks(ctx context.Context, problem func(error)) (PackL
 // The trailer is read first (one or two ranged reads) to learn where the
 // blobs are; the pack is then streamed and hashed, holding one blob at a
 // time, so memory does not grow with the pack size.
-func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem func(error)) error {
+func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64, problem func(error)) error {
 	entries, trailerErr := r.ReadPackTrailer(ctx, id, size)
 	var integrity *IntegrityError
 	if trailerErr != nil && !errors.As(trailerErr, &integrity) && !errors.Is(trailerErr, ErrNewerFormat) {

@@ -187,10 +187,12 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// ReadFormatVersion returns the format version of the repository in st
-// without needing a passphrase, failing with ErrNewerFormat when this
-// coffer cannot read it.
-func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
+// ReadSealedConfig returns the sealed (still encrypted) config of the
+// repository in st. It needs no passphrase: the config's first byte, the
+// format version, is outside the encryption, and it fails with
+// ErrNewerFormat when this coffer cannot read that version, so that Open
+// can say so before prompting.
+func ReadSealedConfig(ctx context.Context, st storage.Store) ([]byte, error) {
 	sealed, err := st.Open(ctx)
 	if err != nil {
 		return nil, err
@@ -209,7 +211,7 @@ func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
 // store is known to hold a repository this coffer can read, so a user is
 // not asked for a passphrase in vain.
 func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, error), opt OpenOptions) (*Repository, error) {
-	sealedCfg, err := ReadFormatVersion(ctx, st)
+	sealedCfg, err := ReadSealedConfig(ctx, st)
 	if err != nil {
 		return nil, err
 	}
