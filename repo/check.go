@@ -69,8 +69,8 @@ func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64, problem 
 		return trailerErr // not a finding about the pack: it could not be read
 	}
 	rc, err := r.store.Get(ctx, storage.KindPack, id.String(), nil)
-	if errors.Is(err, storage.ErrCorrupt) {
-		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (truncated or altered)"))
+	if cerr := storeCorrupt(storage.KindPack, id.String(), err); cerr != nil {
+		problem(cerr)
 		return nil
 	}
 	if err != nil {
@@ -96,6 +96,10 @@ func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64, problem 
 		}
 	}
 	if _, err := io.Copy(io.Discard, body); err != nil {
+		if cerr := storeCorrupt(storage.KindPack, id.String(), err); cerr != nil {
+			problem(cerr) // a finding about the pack, as from Get
+			return nil
+		}
 		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
 	}
 	switch {

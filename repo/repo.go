@@ -194,6 +194,9 @@ func (c *Config) validate() error {
 // can say so before prompting.
 func ReadSealedConfig(ctx context.Context, st storage.Store) ([]byte, error) {
 	sealed, err := st.Open(ctx)
+	if cerr := storeCorrupt("config", "config", err); cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -426,6 +429,9 @@ func (r *Repository) readPack(ctx context.Context, pack ID, offset, length int64
 	defer rc.Close()
 	buf := make([]byte, length)
 	if _, err := io.ReadFull(rc, buf); err != nil {
+		if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), offset, length, err)
 	}
 	return buf, nil
@@ -440,6 +446,9 @@ func (r *Repository) openPack(ctx context.Context, pack ID, offset, length int64
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, corrupt(storage.KindPack, pack.String(), "missing from the store, but the index lists it")
+		}
+		if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+			return nil, cerr
 		}
 		return nil, fmt.Errorf("reading pack %s: %w", pack.Short(), err)
 	}
@@ -509,6 +518,9 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 				sealed = slices.Grow(sealed[:0], int(it.loc.Length))[:it.loc.Length]
 				if err := skipAndRead(run, off-pos, sealed); err != nil {
 					rc.Close()
+					if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+						return cerr
+					}
 					return fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), off, it.loc.Length, err)
 				}
 				pos = off + int64(it.loc.Length)

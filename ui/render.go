@@ -21,9 +21,9 @@ type page struct {
 	Nav   string // the highlighted navigation entry
 	Crumb []crumb
 	// Highlight loads highlight.js, which colours a text preview in the
-	// browser: the server never loads syntax definitions (those of a Go
-	// highlighter are parsed when any coffer command starts, 14 ms and
-	// 6 MiB of every command's memory).
+	// browser: the server never loads syntax definitions, since a Go
+	// highlighter's are parsed when any coffer command starts and would
+	// cost every command time and memory (docs/ui.md, "Security").
 	Highlight bool
 }
 
