@@ -8,8 +8,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type backupOptions struct {
@@ -73,7 +75,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	}
 	// Never back up the repository or the cache into itself.
 	var skip []string
-	if lp, ok := a.repo.Store().(interface{ LocalPath() string }); ok {
+	if lp, ok := a.repo.Store().(storage.LocalPather); ok {
 		skip = append(skip, lp.LocalPath())
 	}
 	if a.g.cacheDir != "" {
@@ -96,7 +98,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		verb, id = "would be saved (dry run)", "--------"
 	}
 	a.out.textf("snapshot %s %s: %d files, %d dirs, %s in %s; new data %s, stored %s\n",
-		id, verb, s.Files, s.Dirs, size(s.Size), duration(s.Duration), size(s.NewBytes), size(s.StoredBytes))
+		id, verb, s.Files, s.Dirs, bytesize.Format(s.Size), duration(s.Duration), bytesize.Format(s.NewBytes), bytesize.Format(s.StoredBytes))
 	a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "dry_run": o.dryRun, "summary": s})
 	if s.Errors > 0 {
 		return fmt.Errorf("%w (%d entries; see the warnings above)", errPartial, s.Errors)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -58,7 +59,7 @@ var checkCommand = &command{
 		}
 		a.out.textf("checked %d snapshots, %d trees, %d data blobs, %d packs", res.Snapshots, res.Trees, res.DataBlobs, res.Packs)
 		if copt.ReadData {
-			a.out.textf(" (read %d packs, %s)", res.PacksRead, size(res.BytesRead))
+			a.out.textf(" (read %d packs, %s)", res.PacksRead, bytesize.Format(res.BytesRead))
 		}
 		a.out.textf("\n")
 		if res.UnindexedPacks > 0 {

@@ -34,7 +34,7 @@ var createCommand = &command{
 		}
 		defer st.Close()
 		// Refuse early, before asking for a passphrase twice in vain.
-		if _, err := repo.ReadFormatVersion(ctx, st); err == nil {
+		if _, err := repo.ReadSealedConfig(ctx, st); err == nil {
 			return repoExists(st.Location())
 		}
 		pw, err := a.passphrase(true)

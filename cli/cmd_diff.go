@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -32,11 +33,11 @@ var diffCommand = &command{
 			a.out.result(map[string]any{"type": "change", "change": c})
 			switch c.Kind {
 			case snapshot.Added:
-				a.out.textf("+ %s (%s)\n", c.Path, size(c.NewSize))
+				a.out.textf("+ %s (%s)\n", c.Path, bytesize.Format(c.NewSize))
 			case snapshot.Removed:
-				a.out.textf("- %s (%s)\n", c.Path, size(c.OldSize))
+				a.out.textf("- %s (%s)\n", c.Path, bytesize.Format(c.OldSize))
 			case snapshot.Modified:
-				a.out.textf("M %s (%s -> %s)\n", c.Path, size(c.OldSize), size(c.NewSize))
+				a.out.textf("M %s (%s -> %s)\n", c.Path, bytesize.Format(c.OldSize), bytesize.Format(c.NewSize))
 			default:
 				a.out.textf("U %s\n", c.Path)
 			}

@@ -2,10 +2,9 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
-	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -22,23 +21,7 @@ var infoCommand = &command{
 		if err != nil {
 			return err
 		}
-		var logical int64
-		for _, sn := range sns {
-			logical += sn.Summary.Size
-		}
-		var packs int
-		var stored int64
-		a.repo.Index().Packs(func(_ repo.ID, size int64) { packs++; stored += size })
-		var dataBlobs, treeBlobs int
-		var unique int64
-		a.repo.Index().Each(func(_ repo.ID, loc repo.Location) {
-			if loc.Type == repo.BlobData {
-				dataBlobs++
-				unique += int64(loc.RawLength)
-			} else {
-				treeBlobs++
-			}
-		})
+		stats := snapshot.RepositoryStats(a.repo, sns)
 		keys, err := a.repo.ListKeys(ctx)
 		if err != nil {
 			return err
@@ -51,13 +34,12 @@ var infoCommand = &command{
 				storeInfo[k] = v
 			}
 		}
-		dedup := ratio(logical, unique)
 		info := map[string]any{
 			"type": "info", "id": cfg.ID, "format_version": cfg.Version, "created": cfg.Created,
-			"store": storeInfo, "snapshots": len(sns), "keys": len(keys), "packs": packs,
-			"data_blobs": dataBlobs, "tree_blobs": treeBlobs, "logical_bytes": logical,
-			"unique_bytes": unique, "stored_bytes": stored, "dedup_ratio": dedup,
-			"compression_ratio": ratio(unique, stored), "pack_size": cfg.PackSize, "chunker": cfg.Chunker,
+			"store": storeInfo, "snapshots": stats.Snapshots, "keys": len(keys), "packs": stats.Packs,
+			"data_blobs": stats.DataBlobs, "tree_blobs": stats.TreeBlobs, "logical_bytes": stats.LogicalBytes,
+			"unique_bytes": stats.UniqueBytes, "stored_bytes": stats.StoredBytes, "dedup_ratio": stats.DedupRatio(),
+			"compression_ratio": stats.CompressionRatio(), "pack_size": cfg.PackSize, "chunker": cfg.Chunker,
 		}
 		a.out.result(info)
 		a.out.textf("repository      %s\n", cfg.ID)
@@ -71,22 +53,15 @@ var infoCommand = &command{
 		for _, k := range keysSorted {
 			a.out.textf("%-15s %s\n", "store "+k, storeInfo[k])
 		}
-		a.out.textf("snapshots       %d\n", len(sns))
+		a.out.textf("snapshots       %d\n", stats.Snapshots)
 		a.out.textf("keys            %d\n", len(keys))
-		a.out.textf("packs           %d\n", packs)
-		a.out.textf("blobs           %d data, %d tree\n", dataBlobs, treeBlobs)
-		a.out.textf("logical size    %s (all snapshots)\n", size(logical))
-		a.out.textf("unique data     %s\n", size(unique))
-		a.out.textf("stored size     %s\n", size(stored))
-		a.out.textf("dedup ratio     %sx (logical / unique)\n", fmt.Sprintf("%.2f", dedup))
-		a.out.textf("compression     %sx (unique / stored)\n", fmt.Sprintf("%.2f", ratio(unique, stored)))
+		a.out.textf("packs           %d\n", stats.Packs)
+		a.out.textf("blobs           %d data, %d tree\n", stats.DataBlobs, stats.TreeBlobs)
+		a.out.textf("logical size    %s (all snapshots)\n", bytesize.Format(stats.LogicalBytes))
+		a.out.textf("unique data     %s\n", bytesize.Format(stats.UniqueBytes))
+		a.out.textf("stored size     %s\n", bytesize.Format(stats.StoredBytes))
+		a.out.textf("dedup ratio     %.2fx (logical / unique)\n", stats.DedupRatio())
+		a.out.textf("compression     %.2fx (unique / stored)\n", stats.CompressionRatio())
 		return nil
 	},
-}
-
-func ratio(a, b int64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
 }

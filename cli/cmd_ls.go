@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -41,7 +42,7 @@ var lsCommand = &command{
 // "2026-01-16T22:22:25Z   d61ae1c6   216 MiB        1s /path".
 func snapshotLine(sn *snapshot.Snapshot) string {
 	line := fmt.Sprintf("%s   %s%10s%10s %s", sn.Time.UTC().Format(time.RFC3339), sn.ID.Short(),
-		size(sn.Summary.Size), duration(sn.Summary.Duration), strings.Join(sn.Paths, " "))
+		bytesize.Format(sn.Summary.Size), duration(sn.Summary.Duration), strings.Join(sn.Paths, " "))
 	if len(sn.Tags) > 0 {
 		line += " [" + strings.Join(sn.Tags, ",") + "]"
 	}
@@ -110,35 +111,6 @@ func (a *app) printEntry(o *lsOptions, p string, n *snapshot.Node) {
 	if group == "" {
 		group = fmt.Sprint(n.GID)
 	}
-	a.out.textf("%s %-8s %-8s %10d %s %s\n", modeString(n), owner, group, n.Size,
+	a.out.textf("%s %-8s %-8s %10d %s %s\n", n.FileMode(), owner, group, n.Size,
 		n.ModTime.UTC().Format("2006-01-02 15:04:05"), name)
-}
-
-// modeString renders a node's type and permissions like ls -l.
-func modeString(n *snapshot.Node) string {
-	m := fs.FileMode(n.Mode & 0o777)
-	if n.Mode&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if n.Mode&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if n.Mode&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	switch n.Type {
-	case snapshot.TypeDir:
-		m |= fs.ModeDir
-	case snapshot.TypeSymlink:
-		m |= fs.ModeSymlink
-	case snapshot.TypeFifo:
-		m |= fs.ModeNamedPipe
-	case snapshot.TypeSocket:
-		m |= fs.ModeSocket
-	case snapshot.TypeCharDev:
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	case snapshot.TypeBlkDev:
-		m |= fs.ModeDevice
-	}
-	return m.String()
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 )
@@ -66,16 +67,16 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 	if err != nil {
 		return err
 	}
-	a.out.textf("%d packs, %s: %s used, %s unused; %d not indexed\n", st.Packs, size(st.PackBytes),
-		size(st.UsedBytes), size(st.UnusedBytes), st.Unindexed)
+	a.out.textf("%d packs, %s: %s used, %s unused; %d not indexed\n", st.Packs, bytesize.Format(st.PackBytes),
+		bytesize.Format(st.UsedBytes), bytesize.Format(st.UnusedBytes), st.Unindexed)
 	if dryRun {
 		a.out.textf("would delete %d packs (%s) and repack %d packs (%s), freeing about %s (dry run)\n",
-			st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes), size(st.FreedBytes))
+			st.DeletePacks, bytesize.Format(st.DeleteBytes), st.RepackPacks, bytesize.Format(st.RepackBytes), bytesize.Format(st.FreedBytes))
 		return nil
 	}
 	a.out.textf("to delete: %d packs (%s), to repack: %d packs (%s, %s written); deleted %d packs, %s freed\n",
-		st.DeletePacks, size(st.DeleteBytes), st.RepackPacks, size(st.RepackBytes), size(st.CopiedBytes),
-		st.Deleted, size(st.FreedBytes))
+		st.DeletePacks, bytesize.Format(st.DeleteBytes), st.RepackPacks, bytesize.Format(st.RepackBytes), bytesize.Format(st.CopiedBytes),
+		st.Deleted, bytesize.Format(st.FreedBytes))
 	if st.Spared > 0 {
 		a.out.textf("kept %d packs that snapshots saved during the prune use\n", st.Spared)
 	}
@@ -85,7 +86,7 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 			who = append(who, b.String())
 		}
 		a.out.notice("%d packs (%s) are planned for deletion, but backups that started before this prune may use them (%s): the next prune after they end deletes them",
-			st.DeferredPacks, size(st.DeferredBytes), strings.Join(who, "; "))
+			st.DeferredPacks, bytesize.Format(st.DeferredBytes), strings.Join(who, "; "))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -42,7 +43,7 @@ var restoreCommand = &command{
 		if err != nil {
 			return err
 		}
-		a.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.to, sum.Files, sum.Dirs, size(sum.Bytes))
+		a.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.to, sum.Files, sum.Dirs, bytesize.Format(sum.Bytes))
 		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "target": o.to, "summary": sum})
 		return nil
 	},

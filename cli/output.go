@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/dustin/go-humanize"
 )
 
 // printer writes results as text or JSON and honours -silent. Errors and
@@ -101,14 +99,6 @@ func (p *printer) fatal(err error, code int) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// size formats a byte count as the seed's `ls` does: "216 MiB".
-func size(n int64) string {
-	if n < 0 {
-		n = 0
-	}
-	return humanize.IBytes(uint64(n))
-}
 
 // duration formats a run time rounded to the second, "1s" or "2m5s".
 func duration(d time.Duration) string {

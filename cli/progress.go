@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/cofferhq/coffer/internal/bytesize"
 )
 
 // progress shows how a long command advances: a progress bar on a
@@ -85,7 +87,7 @@ func (p *progress) line() string {
 	totalFiles, totalBytes := p.totalFiles.Load(), p.totalBytes.Load()
 	rate := float64(bytes) / elapsed.Seconds()
 	s := fmt.Sprintf("[%s] %s: %d/%d files, %s/%s, %s/s", duration(elapsed), p.verb, files, totalFiles,
-		size(bytes), size(totalBytes), size(int64(rate)))
+		bytesize.Format(bytes), bytesize.Format(totalBytes), bytesize.Format(int64(rate)))
 	if totalBytes > 0 && bytes > 0 && bytes < totalBytes {
 		eta := time.Duration(float64(totalBytes-bytes) / rate * float64(time.Second))
 		s += fmt.Sprintf(", %d%%, ETA %s", bytes*100/totalBytes, duration(eta))

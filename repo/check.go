@@ -54,7 +54,7 @@ func (r *Repository) CheckPacks(ctx context.Context, problem func(error)) (PackL
 	return l, nil
 }
 
-// ReadPack downloads a whole pack and verifies it: its SHA-256 matches its
+// VerifyPack downloads a whole pack and verifies it: its SHA-256 matches its
 // name, its trailer authenticates, every blob decrypts to plaintext with
 // the blob's id, and the index agrees with the trailer. Each problem is
 // reported; the returned error is only for failures to read at all.
@@ -62,15 +62,15 @@ func (r *Repository) CheckPacks(ctx context.Context, problem func(error)) (PackL
 // The trailer is read first (one or two ranged reads) to learn where the
 // blobs are; the pack is then streamed and hashed, holding one blob at a
 // time, so memory does not grow with the pack size.
-func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem func(error)) error {
+func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64, problem func(error)) error {
 	entries, trailerErr := r.ReadPackTrailer(ctx, id, size)
 	var integrity *IntegrityError
 	if trailerErr != nil && !errors.As(trailerErr, &integrity) && !errors.Is(trailerErr, ErrNewerFormat) {
 		return trailerErr // not a finding about the pack: it could not be read
 	}
 	rc, err := r.store.Get(ctx, storage.KindPack, id.String(), nil)
-	if errors.Is(err, storage.ErrCorrupt) {
-		problem(corrupt(storage.KindPack, id.String(), "content does not match its name (truncated or altered)"))
+	if cerr := storeCorrupt(storage.KindPack, id.String(), err); cerr != nil {
+		problem(cerr)
 		return nil
 	}
 	if err != nil {
@@ -96,6 +96,10 @@ func (r *Repository) ReadPack(ctx context.Context, id ID, size int64, problem fu
 		}
 	}
 	if _, err := io.Copy(io.Discard, body); err != nil {
+		if cerr := storeCorrupt(storage.KindPack, id.String(), err); cerr != nil {
+			problem(cerr) // a finding about the pack, as from Get
+			return nil
+		}
 		return fmt.Errorf("reading pack %s: %w", id.Short(), err)
 	}
 	switch {

@@ -111,10 +111,9 @@ func newCodec(k *masterKeys) (*codec, error) {
 	// how many run at once, so it must match the pipeline's workers. Each
 	// encoder keeps a history buffer, by default twice its 8 MiB window.
 	// One chunk per EncodeAll (1 MiB on average) gains next to nothing from
-	// matches further back than 4 MiB, so a 4 MiB window kept once saves
-	// 24 MiB over the two encoders of a 2-CPU machine: first backup of the
-	// mixed benchmark, peak RSS 157-165 -> 134 MiB, stored bytes equal to
-	// 0.01%, SealBlob/text unchanged (alternated runs). There is one
+	// matches further back than 4 MiB, so a 4 MiB window kept once lowers
+	// peak memory without changing what is stored or the speed (docs/
+	// benchmarks.md, "Settings chosen by measurement"). There is one
 	// encoder per level; each allocates its tables when first used, so only
 	// the level a run chooses costs memory, plus the default level for
 	// sealed objects (index, snapshot).

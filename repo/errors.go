@@ -15,7 +15,10 @@ var (
 	// ErrNewerFormat means the repository was written by a newer coffer.
 	ErrNewerFormat = errors.New("written by a newer coffer: upgrade coffer to read it")
 	// ErrCorrupt means a stored object failed authentication or decoding.
-	// It is always wrapped in an *IntegrityError naming the object.
+	// It is always wrapped in an *IntegrityError naming the object,
+	// including damage the store found itself (storage.ErrCorrupt, as a
+	// registry blob that fails its digest): callers see one error for a
+	// damaged object whichever layer noticed.
 	ErrCorrupt = errors.New("data is corrupted or was tampered with")
 	// ErrBlobNotFound means the index has no entry for a blob.
 	ErrBlobNotFound = errors.New("blob not in index")
@@ -46,6 +49,17 @@ func (e *IntegrityError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 
 func corrupt(kind storage.Kind, name string, format string, args ...any) error {
 	return &IntegrityError{Kind: kind, Name: name, Err: fmt.Errorf(format, args...)}
+}
+
+// storeCorrupt returns the *IntegrityError for kind/name when err, from
+// reading it, says that the store found its bytes damaged, so that such
+// damage is reported as this package reports damage it finds itself; it
+// returns nil for any other err.
+func storeCorrupt(kind storage.Kind, name string, err error) error {
+	if !errors.Is(err, storage.ErrCorrupt) {
+		return nil
+	}
+	return corrupt(kind, name, "content does not match its name (truncated or altered)")
 }
 
 // Errors about keys and prefixes.

@@ -222,16 +222,19 @@ func findKey(ctx context.Context, st storage.Store, passphrase []byte) (*masterK
 // readAll reads a whole object, refusing ones larger than limit.
 func readAll(ctx context.Context, st storage.Store, kind storage.Kind, name string, limit int64) ([]byte, error) {
 	rc, err := st.Get(ctx, kind, name, nil)
-	if errors.Is(err, storage.ErrCorrupt) {
+	if cerr := storeCorrupt(kind, name, err); cerr != nil {
 		// A store that checks content itself (a registry, by digest)
 		// finds what this package finds on other stores: the same error.
-		return nil, corrupt(kind, name, "content does not match its name (truncated or altered)")
+		return nil, cerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", kind, short(name), err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if cerr := storeCorrupt(kind, name, err); cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", kind, short(name), err)
 	}

@@ -200,22 +200,22 @@ func otherConfig(t *testing.T) []byte {
 	return b
 }
 
-func TestReadFormatVersion(t *testing.T) {
+func TestReadSealedConfig(t *testing.T) {
 	ctx := context.Background()
 	_, st := newTestRepo(t)
-	sealed, err := ReadFormatVersion(ctx, st)
+	sealed, err := ReadSealedConfig(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(sealed) == 0 || sealed[0] != FormatVersion {
-		t.Errorf("ReadFormatVersion returned %d bytes starting %v", len(sealed), sealed[:min(1, len(sealed))])
+		t.Errorf("ReadSealedConfig returned %d bytes starting %v", len(sealed), sealed[:min(1, len(sealed))])
 	}
 	for _, v := range []byte{FormatVersion + 1, 0x80, 0xff} {
 		s := mem.New()
 		if err := s.Create(ctx, []byte{v, 1, 2, 3}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadFormatVersion(ctx, s); !errors.Is(err, ErrNewerFormat) {
+		if _, err := ReadSealedConfig(ctx, s); !errors.Is(err, ErrNewerFormat) {
 			t.Errorf("version %d: %v, want ErrNewerFormat", v, err)
 		}
 	}

@@ -101,7 +101,7 @@ func (f *pruneFixture) verify(st storage.Store) {
 		f.t.Fatal(err)
 	}
 	for id, size := range listing.Stored {
-		if err := r.ReadPack(f.t.Context(), id, size, func(err error) { problems = append(problems, err) }); err != nil {
+		if err := r.VerifyPack(f.t.Context(), id, size, func(err error) { problems = append(problems, err) }); err != nil {
 			problems = append(problems, err)
 		}
 	}

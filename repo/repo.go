@@ -187,11 +187,16 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// ReadFormatVersion returns the format version of the repository in st
-// without needing a passphrase, failing with ErrNewerFormat when this
-// coffer cannot read it.
-func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
+// ReadSealedConfig returns the sealed (still encrypted) config of the
+// repository in st. It needs no passphrase: the config's first byte, the
+// format version, is outside the encryption, and it fails with
+// ErrNewerFormat when this coffer cannot read that version, so that Open
+// can say so before prompting.
+func ReadSealedConfig(ctx context.Context, st storage.Store) ([]byte, error) {
 	sealed, err := st.Open(ctx)
+	if cerr := storeCorrupt("config", "config", err); cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +214,7 @@ func ReadFormatVersion(ctx context.Context, st storage.Store) ([]byte, error) {
 // store is known to hold a repository this coffer can read, so a user is
 // not asked for a passphrase in vain.
 func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, error), opt OpenOptions) (*Repository, error) {
-	sealedCfg, err := ReadFormatVersion(ctx, st)
+	sealedCfg, err := ReadSealedConfig(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -424,6 +429,9 @@ func (r *Repository) readPack(ctx context.Context, pack ID, offset, length int64
 	defer rc.Close()
 	buf := make([]byte, length)
 	if _, err := io.ReadFull(rc, buf); err != nil {
+		if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), offset, length, err)
 	}
 	return buf, nil
@@ -438,6 +446,9 @@ func (r *Repository) openPack(ctx context.Context, pack ID, offset, length int64
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, corrupt(storage.KindPack, pack.String(), "missing from the store, but the index lists it")
+		}
+		if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+			return nil, cerr
 		}
 		return nil, fmt.Errorf("reading pack %s: %w", pack.Short(), err)
 	}
@@ -507,6 +518,9 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 				sealed = slices.Grow(sealed[:0], int(it.loc.Length))[:it.loc.Length]
 				if err := skipAndRead(run, off-pos, sealed); err != nil {
 					rc.Close()
+					if cerr := storeCorrupt(storage.KindPack, pack.String(), err); cerr != nil {
+						return cerr
+					}
 					return fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), off, it.loc.Length, err)
 				}
 				pos = off + int64(it.loc.Length)

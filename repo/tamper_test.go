@@ -70,8 +70,8 @@ func TestIntactPacksVerify(t *testing.T) {
 	f := newTamperFixture(t)
 	for pack, size := range f.sizes {
 		problem, problems := collect()
-		if err := f.r.ReadPack(ctx, pack, size, problem); err != nil || len(*problems) != 0 {
-			t.Errorf("ReadPack of intact pack %s: %v, problems %v", pack.Short(), err, *problems)
+		if err := f.r.VerifyPack(ctx, pack, size, problem); err != nil || len(*problems) != 0 {
+			t.Errorf("VerifyPack of intact pack %s: %v, problems %v", pack.Short(), err, *problems)
 		}
 		entries, err := f.r.ReadPackTrailer(ctx, pack, size)
 		if err != nil {
@@ -138,16 +138,16 @@ func TestFlippedBlobByte(t *testing.T) {
 				}
 			}
 
-			// ReadPack sees the pack no longer matches its name.
+			// VerifyPack sees the pack no longer matches its name.
 			problem, problems := collect()
-			if err := f.r.ReadPack(ctx, pack, f.sizes[pack], problem); err != nil {
+			if err := f.r.VerifyPack(ctx, pack, f.sizes[pack], problem); err != nil {
 				t.Fatal(err)
 			}
 			if len(*problems) != 1 {
-				t.Fatalf("ReadPack reported %v, want one problem", *problems)
+				t.Fatalf("VerifyPack reported %v, want one problem", *problems)
 			}
 			if ie := asIntegrity(t, (*problems)[0]); ie.Kind != storage.KindPack || ie.Name != pack.String() || !strings.Contains(ie.Err.Error(), "name") {
-				t.Errorf("ReadPack problem %v: want pack %s not matching its name", (*problems)[0], pack)
+				t.Errorf("VerifyPack problem %v: want pack %s not matching its name", (*problems)[0], pack)
 			}
 
 			// Stored under its new name, the pack's trailer is intact but
@@ -155,14 +155,14 @@ func TestFlippedBlobByte(t *testing.T) {
 			renamed := ID(sha256.Sum256(bad))
 			putObject(t, f.st, storage.KindPack, renamed.String(), bad)
 			problem, problems = collect()
-			if err := f.r.ReadPack(ctx, renamed, int64(len(bad)), problem); err != nil {
+			if err := f.r.VerifyPack(ctx, renamed, int64(len(bad)), problem); err != nil {
 				t.Fatal(err)
 			}
 			if len(*problems) != 1 {
-				t.Fatalf("ReadPack of the renamed pack reported %v, want one problem", *problems)
+				t.Fatalf("VerifyPack of the renamed pack reported %v, want one problem", *problems)
 			}
 			if ie := asIntegrity(t, (*problems)[0]); ie.Kind != "blob" || ie.Name != victim.String() || ie.Pack != renamed.String() {
-				t.Errorf("ReadPack problem %v: want blob %s in pack %s", (*problems)[0], victim, renamed)
+				t.Errorf("VerifyPack problem %v: want blob %s in pack %s", (*problems)[0], victim, renamed)
 			}
 		})
 	}
@@ -203,14 +203,14 @@ func TestFlippedTrailerByte(t *testing.T) {
 				t.Errorf("ReadPackTrailer error names %s %s, want pack %s", ie.Kind, ie.Name, name)
 			}
 			problem, problems := collect()
-			if err := f.r.ReadPack(ctx, name, int64(len(bad)), problem); err != nil {
+			if err := f.r.VerifyPack(ctx, name, int64(len(bad)), problem); err != nil {
 				t.Fatal(err)
 			}
 			if len(*problems) != 1 {
-				t.Fatalf("ReadPack reported %v, want one problem", *problems)
+				t.Fatalf("VerifyPack reported %v, want one problem", *problems)
 			}
 			if p := (*problems)[0]; tt.newer != errors.Is(p, ErrNewerFormat) || !tt.newer && asIntegrity(t, p).Name != name.String() {
-				t.Errorf("ReadPack problem %v: want pack %s (newer format: %v)", p, name, tt.newer)
+				t.Errorf("VerifyPack problem %v: want pack %s (newer format: %v)", p, name, tt.newer)
 			}
 		})
 	}
@@ -259,11 +259,11 @@ func TestTruncatedPack(t *testing.T) {
 			}
 
 			problem, problems := collect()
-			if err := f.r.ReadPack(ctx, pack, size, problem); err != nil {
+			if err := f.r.VerifyPack(ctx, pack, size, problem); err != nil {
 				t.Fatal(err)
 			}
 			if len(*problems) != 1 {
-				t.Fatalf("ReadPack reported %v, want one problem", *problems)
+				t.Fatalf("VerifyPack reported %v, want one problem", *problems)
 			}
 			asIntegrity(t, (*problems)[0])
 

@@ -21,7 +21,17 @@ type CheckOptions struct {
 	// picks a random share of them, 1 meaning all.
 	ReadData     bool
 	ReadFraction float64
-	Progress     RestoreProgress // Total/Processed count packs and bytes read
+	Progress     CheckProgress // nil: none
+}
+
+// CheckProgress hears how far a check's reading of packs (ReadData) has
+// come. Processed is called from several goroutines at once.
+type CheckProgress interface {
+	// Total is called once, before any pack is read, with the number of
+	// packs to read and their stored size.
+	Total(packs, bytes int64)
+	// Processed is called as packs are read, with how many and their size.
+	Processed(packs, bytes int64)
 }
 
 // CheckResult counts what a check saw.
@@ -202,7 +212,7 @@ func readPacks(ctx context.Context, r *repo.Repository, listing repo.PackListing
 	for _, id := range packs {
 		g.Go(func() error {
 			size := listing.Stored[id]
-			if err := r.ReadPack(gctx, id, size, report); err != nil {
+			if err := r.VerifyPack(gctx, id, size, report); err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}

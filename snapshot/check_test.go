@@ -225,7 +225,7 @@ func TestCheckUnindexedPack(t *testing.T) {
 	}
 }
 
-// tamperFixture is a backup in an fs store, for tests that damage the
+// tamperFixture is a backup in a local store, for tests that damage the
 // files of the repository.
 type tamperFixture struct {
 	src, repoDir string

@@ -25,10 +25,10 @@ func init() {
 // the table held in a local, the normal size tested outside the loop, and
 // two bytes rolled per step, so that the fingerprint's dependency chain is
 // one shift and one add per two bytes (the fingerprint in between is still
-// tested). Through the library's Chunker it cuts about 1.8x faster
-// (BenchmarkChunker: medians of 5 runs 1.78 vs 0.94 GB/s; 1.1-2.3x across
-// runs on a shared VM). Chunking one file runs on one core, so this loop bounds how fast a large
-// changed file is backed up. TestGearChunkerMatchesLibrary checks the cut
+// tested). It is faster than the library's own loop (BenchmarkChunker;
+// the figures are in docs/benchmarks.md, "Microbenchmarks"). Chunking one
+// file runs on one core, so this loop bounds how fast a large changed file
+// is backed up. TestGearChunkerMatchesLibrary checks the cut
 // points against the library's.
 type gearChunker struct {
 	gear         *[256]uint64

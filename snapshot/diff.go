@@ -31,11 +31,11 @@ type Change struct {
 // Diff compares two snapshots' trees from "/" and calls fn for each
 // difference, in path order. Identical subtrees (same tree id) are skipped
 // without being read, so comparing similar snapshots is cheap.
-func Diff(ctx context.Context, r blobLoader, a, b *Snapshot, fn func(Change) error) error {
+func Diff(ctx context.Context, r BlobLoader, a, b *Snapshot, fn func(Change) error) error {
 	return diffTrees(ctx, r, "/", a.Tree, b.Tree, fn)
 }
 
-func diffTrees(ctx context.Context, r blobLoader, dir string, ta, tb repo.ID, fn func(Change) error) error {
+func diffTrees(ctx context.Context, r BlobLoader, dir string, ta, tb repo.ID, fn func(Change) error) error {
 	if ta == tb {
 		return nil
 	}
@@ -77,7 +77,7 @@ func diffTrees(ctx context.Context, r blobLoader, dir string, ta, tb repo.ID, fn
 	return nil
 }
 
-func diffNodes(ctx context.Context, r blobLoader, dir string, a, b *Node, fn func(Change) error) error {
+func diffNodes(ctx context.Context, r BlobLoader, dir string, a, b *Node, fn func(Change) error) error {
 	p := path.Join(dir, a.Name)
 	if a.Type != b.Type {
 		if err := reportAll(ctx, r, dir, a, Removed, fn); err != nil {
@@ -111,7 +111,7 @@ func sameMeta(a, b *Node) bool {
 }
 
 // reportAll reports n and, for a directory, everything below it.
-func reportAll(ctx context.Context, r blobLoader, dir string, n *Node, kind ChangeKind, fn func(Change) error) error {
+func reportAll(ctx context.Context, r BlobLoader, dir string, n *Node, kind ChangeKind, fn func(Change) error) error {
 	p := path.Join(dir, n.Name)
 	c := Change{Kind: kind, Path: p, Type: n.Type}
 	if kind == Added {

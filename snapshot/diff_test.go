@@ -17,7 +17,7 @@ import (
 )
 
 // collectDiff returns every change Diff reports, in order.
-func collectDiff(t *testing.T, r blobLoader, a, b *Snapshot) []Change {
+func collectDiff(t *testing.T, r BlobLoader, a, b *Snapshot) []Change {
 	t.Helper()
 	var changes []Change
 	err := Diff(t.Context(), r, a, b, func(c Change) error {

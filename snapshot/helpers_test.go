@@ -24,7 +24,7 @@ import (
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
-	storefs "github.com/cofferhq/coffer/storage/fs"
+	"github.com/cofferhq/coffer/storage/local"
 	"github.com/cofferhq/coffer/storage/mem"
 )
 
@@ -45,13 +45,13 @@ var storeKinds = []struct {
 }
 
 // newFSStore returns a local-directory store at dir (not yet created).
-func newFSStore(t *testing.T, dir string) *storefs.Store {
+func newFSStore(t *testing.T, dir string) *local.Store {
 	t.Helper()
-	st, err := storefs.Open(t.Context(), dir)
+	st, err := local.Open(t.Context(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.(*storefs.Store)
+	return st.(*local.Store)
 }
 
 // newRepo creates a repository in st.
@@ -326,7 +326,7 @@ func flipByte(t *testing.T, path string, off int64) {
 	}
 }
 
-// packPath returns the file of a pack in the fs store at repoDir.
+// packPath returns the file of a pack in the local store at repoDir.
 func packPath(repoDir string, id repo.ID) string {
 	name := id.String()
 	return filepath.Join(repoDir, "packs", name[:2], name)

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/json"
+	"io/fs"
 	"time"
 	"unicode/utf8"
 
@@ -69,6 +70,37 @@ type Node struct {
 	// permission denied). Such a file has no or partial Content and restore
 	// skips its data.
 	Error string `json:"error,omitempty"`
+}
+
+// FileMode returns the node's type and permissions as an fs.FileMode, the
+// one translation of the stored POSIX bits that every listing (`ls -l`,
+// the UI) and archive shows, so that they cannot disagree.
+func (n *Node) FileMode() fs.FileMode {
+	m := fs.FileMode(n.Mode & 0o777)
+	if n.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch n.Type {
+	case TypeDir:
+		m |= fs.ModeDir
+	case TypeSymlink:
+		m |= fs.ModeSymlink
+	case TypeFifo:
+		m |= fs.ModeNamedPipe
+	case TypeSocket:
+		m |= fs.ModeSocket
+	case TypeCharDev:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case TypeBlkDev:
+		m |= fs.ModeDevice
+	}
+	return m
 }
 
 // Names, link targets and xattr names on Linux are byte strings that need

@@ -14,7 +14,7 @@ import (
 )
 
 // catPath returns the content of the file at path p of sn.
-func catPath(t *testing.T, sn *Snapshot, p string, r blobLoader) ([]byte, *Node) {
+func catPath(t *testing.T, sn *Snapshot, p string, r BlobLoader) ([]byte, *Node) {
 	t.Helper()
 	n, _, err := Resolve(t.Context(), r, sn, p)
 	if err != nil {

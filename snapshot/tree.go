@@ -32,7 +32,10 @@ type blobSaver interface {
 	Save(ctx context.Context, t repo.BlobType, plaintext []byte) (repo.ID, bool, error)
 }
 
-type blobLoader interface {
+// BlobLoader is what reading trees and files needs from a repository:
+// *repo.Repository has it, and the UI passes a cache in front of one.
+type BlobLoader interface {
+	// LoadBlob returns the plaintext of blob id of type t, authenticated.
 	LoadBlob(ctx context.Context, t repo.BlobType, id repo.ID) ([]byte, error)
 }
 
@@ -96,7 +99,7 @@ func saveTreeBlob(ctx context.Context, s blobSaver, tb treeBlob) (repo.ID, error
 }
 
 // LoadTree returns the nodes of a directory, sorted by name.
-func LoadTree(ctx context.Context, r blobLoader, id repo.ID) ([]*Node, error) {
+func LoadTree(ctx context.Context, r BlobLoader, id repo.ID) ([]*Node, error) {
 	tb, err := loadTreeBlob(ctx, r, id)
 	if err != nil {
 		return nil, err
@@ -123,7 +126,7 @@ func LoadTree(ctx context.Context, r blobLoader, id repo.ID) ([]*Node, error) {
 	return nodes, nil
 }
 
-func loadTreeBlob(ctx context.Context, r blobLoader, id repo.ID) (*treeBlob, error) {
+func loadTreeBlob(ctx context.Context, r BlobLoader, id repo.ID) (*treeBlob, error) {
 	b, err := r.LoadBlob(ctx, repo.BlobTree, id)
 	if err != nil {
 		return nil, err

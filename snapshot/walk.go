@@ -27,7 +27,7 @@ func AbsPath(sn *Snapshot, p string) string {
 
 // Resolve returns the node at path p of sn (see AbsPath) and its absolute
 // path. "/" yields RootNode.
-func Resolve(ctx context.Context, r blobLoader, sn *Snapshot, p string) (*Node, string, error) {
+func Resolve(ctx context.Context, r BlobLoader, sn *Snapshot, p string) (*Node, string, error) {
 	abs := AbsPath(sn, p)
 	node := RootNode(sn)
 	if abs == "/" {
@@ -71,7 +71,7 @@ func findNode(nodes []*Node, name string) *Node {
 // Walk calls fn for every node below the directory tree id, depth first
 // in name order, with each node's path joined to dir. If fn returns
 // fs.SkipDir for a directory, its contents are not visited.
-func Walk(ctx context.Context, r blobLoader, dir string, tree repo.ID, fn func(p string, n *Node) error) error {
+func Walk(ctx context.Context, r BlobLoader, dir string, tree repo.ID, fn func(p string, n *Node) error) error {
 	// Subdirectories' trees are loaded and decoded on other goroutines
 	// while fn handles the entries before them.
 	trees := newPrefetcher(ctx, func(ctx context.Context, id repo.ID) ([]*Node, error) {
@@ -117,7 +117,7 @@ func walk(ctx context.Context, trees *prefetcher[[]*Node], dir string, tree repo
 
 // Cat writes a file node's content to w, holes as zeros. Every blob is
 // authenticated before any of its bytes are written.
-func Cat(ctx context.Context, r blobLoader, n *Node, w io.Writer) error {
+func Cat(ctx context.Context, r BlobLoader, n *Node, w io.Writer) error {
 	if n.Type != TypeFile {
 		return fmt.Errorf("%s is a %s, not a file", n.Name, n.Type)
 	}

@@ -190,6 +190,15 @@ type Concurrency interface {
 	Concurrency() int
 }
 
+// LocalPather is implemented by stores that keep their objects in a
+// directory of the local file system (the local store), so that a backup
+// of a tree holding that directory can leave the repository out instead
+// of backing it up into itself.
+type LocalPather interface {
+	// LocalPath returns the store's directory as an absolute path.
+	LocalPath() string
+}
+
 // FilePutter is implemented by stores that can take over a file an
 // object was assembled in. A caller gets the file from CreateTemp and
 // hands it over with PutFile: a store on a local file system moves it

@@ -142,11 +142,11 @@ func (s *Server) writeZip(ctx context.Context, w io.Writer, name string, root *s
 		case snapshot.TypeDir:
 			fh.Name += "/"
 			fh.Method = zip.Store
-			fh.SetMode(dirMode(n.Mode))
+			fh.SetMode(n.FileMode())
 		case snapshot.TypeFile:
-			fh.SetMode(fileMode(n.Mode))
+			fh.SetMode(n.FileMode())
 		case snapshot.TypeSymlink:
-			fh.SetMode(symlinkMode(n.Mode))
+			fh.SetMode(n.FileMode())
 		default:
 			return nil // zip holds no devices, fifos or sockets
 		}

@@ -22,7 +22,7 @@ import (
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
-	"github.com/cofferhq/coffer/storage/fs"
+	"github.com/cofferhq/coffer/storage/local"
 )
 
 const (
@@ -51,7 +51,7 @@ func wideRepo(t *testing.T) (string, string) {
 	}
 	writeFile(t, src, "hello.txt", []byte("hello\n"))
 	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := fs.Open(ctx, dir)
+	st, err := local.Open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type overviewData struct {
@@ -33,23 +34,18 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	}
 	d := &overviewData{Location: s.repo.Store().Location(), ID: s.repo.Config().ID,
 		Created: s.repo.Config().Created.UTC().Format("2006-01-02 15:04:05Z"), Snapshots: len(sns)}
-	for _, sn := range sns {
-		d.Logical += sn.Summary.Size
-	}
-	s.repo.Index().Packs(func(_ repo.ID, size int64) { d.Packs++; d.Stored += size })
-	s.repo.Index().Each(func(_ repo.ID, loc repo.Location) {
-		if loc.Type == repo.BlobData {
-			d.Unique += int64(loc.RawLength)
-		}
-	})
+	stats := snapshot.RepositoryStats(s.repo, sns)
+	d.Logical, d.Unique, d.Stored, d.Packs = stats.LogicalBytes, stats.UniqueBytes, stats.StoredBytes, stats.Packs
 	d.Dedup = "–"
-	if d.Unique > 0 {
-		d.Dedup = fmt.Sprintf("%.2f×", float64(d.Logical)/float64(d.Unique))
+	if stats.UniqueBytes > 0 {
+		d.Dedup = fmt.Sprintf("%.2f×", stats.DedupRatio())
 	}
 	desc := s.describe(r.Context())
 	d.StoreType = desc["type"]
 	if d.StoreType == "" {
-		d.StoreType = storeType(d.Location)
+		// The location came from the store, so it parses; a store that
+		// does not describe itself is named by its scheme.
+		d.StoreType, _ = storage.Scheme(d.Location)
 	}
 	for _, k := range sortedKeys(desc) {
 		if k != "type" {
@@ -61,16 +57,6 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Chart = newChart(sns)
 	s.render(w, r, "overview.html", &page{Title: "Overview", Nav: "overview"}, d)
-}
-
-func storeType(loc string) string {
-	switch {
-	case strings.HasPrefix(loc, "oci://"):
-		return "oci"
-	case strings.Contains(loc, "://"):
-		return loc[:strings.Index(loc, "://")]
-	}
-	return "fs"
 }
 
 // chart is an SVG chart of snapshots over time, laid out on the server:
@@ -135,7 +121,7 @@ func newChart(sns []*snapshot.Snapshot) *chart {
 		x := xOf(i)
 		y := yOf(sn.Summary.Size)
 		pts = append(pts, fmt.Sprintf("%d,%d", x, y))
-		title := fmt.Sprintf("%s %s: %s, %s new", sn.ID.Short(), sn.Time.UTC().Format("2006-01-02 15:04"), humanSize(sn.Summary.Size), humanSize(sn.Summary.NewBytes))
+		title := fmt.Sprintf("%s %s: %s, %s new", sn.ID.Short(), sn.Time.UTC().Format("2006-01-02 15:04"), bytesize.Format(sn.Summary.Size), bytesize.Format(sn.Summary.NewBytes))
 		c.Dots = append(c.Dots, dot{X: x, Y: y, Title: title, URL: snapURL(sn.ID, "browse", sn.Base)})
 		by := yOf(sn.Summary.NewBytes)
 		c.Bars = append(c.Bars, bar{X: x - bw/2, Y: by, W: bw, H: c.PlotBottom - by, Title: title})
@@ -143,7 +129,7 @@ func newChart(sns []*snapshot.Snapshot) *chart {
 	c.Line = strings.Join(pts, " ")
 	for i := 0; i <= 4; i++ {
 		v := maxY * int64(i) / 4
-		c.YTicks = append(c.YTicks, tick{Pos: yOf(v), Label: humanSize(v)})
+		c.YTicks = append(c.YTicks, tick{Pos: yOf(v), Label: bytesize.Format(v)})
 	}
 	step := max(1, len(sns)/6)
 	for i := 0; i < len(sns); i += step {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 )
@@ -20,9 +21,9 @@ type page struct {
 	Nav   string // the highlighted navigation entry
 	Crumb []crumb
 	// Highlight loads highlight.js, which colours a text preview in the
-	// browser: the server never loads syntax definitions (those of a Go
-	// highlighter are parsed when any coffer command starts, 14 ms and
-	// 6 MiB of every command's memory).
+	// browser: the server never loads syntax definitions, since a Go
+	// highlighter's are parsed when any coffer command starts and would
+	// cost every command time and memory (docs/ui.md, "Security").
 	Highlight bool
 }
 
@@ -37,7 +38,7 @@ type view struct {
 }
 
 var funcs = template.FuncMap{
-	"size":      humanSize,
+	"size":      bytesize.Format,
 	"time":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"short":     func(id repo.ID) string { return id.Short() },
 	"mode":      modeString,
@@ -119,42 +120,42 @@ func queryString(kv ...string) string {
 	return "?" + v.Encode()
 }
 
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// modeString formats a node's type and permissions as ls -l does.
+// modeString formats a node's type and permissions as ls -l does
+// ("drwsr-xr-t"), rather than as fs.FileMode.String ("dugrwxr-xr-x"),
+// which people reading a listing do not expect.
 func modeString(n *snapshot.Node) string {
-	t := map[snapshot.NodeType]byte{snapshot.TypeDir: 'd', snapshot.TypeSymlink: 'l', snapshot.TypeFifo: 'p',
-		snapshot.TypeSocket: 's', snapshot.TypeCharDev: 'c', snapshot.TypeBlkDev: 'b'}[n.Type]
-	if t == 0 {
-		t = '-'
+	m := n.FileMode()
+	t := byte('-')
+	switch {
+	case m.IsDir():
+		t = 'd'
+	case m&fs.ModeSymlink != 0:
+		t = 'l'
+	case m&fs.ModeNamedPipe != 0:
+		t = 'p'
+	case m&fs.ModeSocket != 0:
+		t = 's'
+	case m&fs.ModeCharDevice != 0:
+		t = 'c'
+	case m&fs.ModeDevice != 0:
+		t = 'b'
 	}
 	b := []byte{t}
 	const rwx = "rwxrwxrwx"
 	for i := range 9 {
-		if n.Mode&(1<<(8-i)) != 0 {
+		if m&(1<<(8-i)) != 0 {
 			b = append(b, rwx[i])
 		} else {
 			b = append(b, '-')
 		}
 	}
-	if n.Mode&0o4000 != 0 {
+	if m&fs.ModeSetuid != 0 {
 		b[3] = map[bool]byte{true: 's', false: 'S'}[b[3] == 'x']
 	}
-	if n.Mode&0o2000 != 0 {
+	if m&fs.ModeSetgid != 0 {
 		b[6] = map[bool]byte{true: 's', false: 'S'}[b[6] == 'x']
 	}
-	if n.Mode&0o1000 != 0 {
+	if m&fs.ModeSticky != 0 {
 		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
 	}
 	return string(b)

@@ -4,7 +4,7 @@ package all
 
 import (
 	"github.com/cofferhq/coffer/storage"
-	"github.com/cofferhq/coffer/storage/fs"
+	"github.com/cofferhq/coffer/storage/local"
 	"github.com/cofferhq/coffer/storage/oci"
 )
 
@@ -18,7 +18,7 @@ type Options struct {
 // own without affecting others.
 func Registry(opt Options) *storage.Registry {
 	r := storage.NewRegistry()
-	r.Register(storage.LocalScheme, fs.Open)
+	r.Register(storage.LocalScheme, local.Open)
 	r.Register("oci", oci.Opener(opt.OCI))
 	return r
 }

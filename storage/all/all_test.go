@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cofferhq/coffer/storage/fs"
+	"github.com/cofferhq/coffer/storage/local"
 )
 
 func TestRegistry(t *testing.T) {
@@ -26,7 +26,7 @@ func TestRegistry(t *testing.T) {
 		st.Close()
 	}
 	// Each call must return an independent registry.
-	Registry(Options{}).Register("extra", fs.Open)
+	Registry(Options{}).Register("extra", local.Open)
 	if slices.Contains(Registry(Options{}).Schemes(), "extra") {
 		t.Fatal("a scheme registered on one Registry(Options{}) result shows up in another")
 	}

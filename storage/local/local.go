@@ -1,4 +1,4 @@
-package fs
+package local
 
 import (
 	"bytes"
@@ -49,9 +49,10 @@ type Store struct {
 }
 
 var (
-	_ storage.Store     = (*Store)(nil)
-	_ storage.Describer = (*Store)(nil)
-	_ storage.Flusher   = (*Store)(nil)
+	_ storage.Store       = (*Store)(nil)
+	_ storage.Describer   = (*Store)(nil)
+	_ storage.LocalPather = (*Store)(nil)
+	_ storage.Flusher     = (*Store)(nil)
 )
 
 // Open returns the store for location, a directory path or an

@@ -1,4 +1,4 @@
-// Package fs implements storage.Store on a local directory.
+// Package local implements storage.Store on a local directory.
 //
 // A repository directory looks like this:
 //
@@ -22,4 +22,4 @@
 // Files are created with mode 0600 and directories with 0700: a repository
 // is encrypted, but its size and object count are still nobody else's
 // business.
-package fs
+package local
