@@ -20,6 +20,7 @@ var (
 // kill -9, other users).
 func CofferBinary(t testing.TB) string {
 	t.Helper()
+	SkipInShort(t, "runs the coffer binary")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "coffer-bin-*")
 		if err != nil {

@@ -55,6 +55,7 @@ func nginxBinary() (string, error) {
 // where COFFER_TEST_DISALLOW_SKIP=1.
 func StartNginx(t testing.TB, reg *Registry, opt NginxOptions) *Nginx {
 	t.Helper()
+	SkipInShort(t, "starts nginx")
 	bin, err := nginxBinary()
 	if err != nil {
 		SkipLoudly(t, err.Error())

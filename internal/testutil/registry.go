@@ -144,6 +144,7 @@ type registryProc struct {
 // SkipLoudly) if the registry's program is not available here.
 func StartRegistry(t testing.TB, opt RegistryOptions) *Registry {
 	t.Helper()
+	SkipInShort(t, "starts a registry")
 	r := &Registry{Options: opt, t: t, logs: &syncBuffer{}}
 	switch opt.Kind {
 	case Distribution:

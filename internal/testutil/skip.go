@@ -22,7 +22,19 @@ func SkipLoudly(t testing.TB, why string) {
 // RequireRoot skips (or, in CI, fails) a test that needs root.
 func RequireRoot(t testing.TB, why string) {
 	t.Helper()
+	SkipInShort(t, "needs root: "+why)
 	if os.Geteuid() != 0 {
 		SkipLoudly(t, "needs root: "+why)
+	}
+}
+
+// SkipInShort skips a slow test under `go test -short`, the fast inner
+// loop (README, Development): tests that start a registry, nginx or a
+// browser, run the coffer binary, or need root. CI runs without -short,
+// where they all run. Each kind of fixture calls it in one place.
+func SkipInShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: %s", what)
 	}
 }

@@ -32,6 +32,7 @@ const chromiumPath = "/usr/bin/chromium"
 // compared with its source, and a diff. Screenshots of each page go to a
 // directory that is logged (COFFER_UI_SCREENSHOTS chooses it).
 func TestBrowser(t *testing.T) {
+	testutil.SkipInShort(t, "drives Chromium")
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testutil.SkipLoudly(t, "chromium not installed (apt-get install chromium)")
 	}
