@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
@@ -47,19 +48,19 @@ func writeTestFile(t *testing.T, p string, data []byte) {
 // -upload-chunk 512KiB it completes, restores identical and passes
 // check -read-data.
 func TestOCIBodyLimit(t *testing.T) {
-	regs := map[testutil.AuthKind]*testutil.Registry{}
-	for _, auth := range []testutil.AuthKind{testutil.AuthNone, testutil.AuthToken} {
-		regs[auth] = testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: auth})
+	regs := map[testregistry.AuthKind]*testregistry.Registry{}
+	for _, auth := range []testregistry.AuthKind{testregistry.AuthNone, testregistry.AuthToken} {
+		regs[auth] = testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true, Auth: auth})
 	}
 	src := bigFilesTree(t)
 	for _, v := range []struct {
 		buffering bool
-		auth      testutil.AuthKind
-	}{{true, testutil.AuthNone}, {false, testutil.AuthNone}, {true, testutil.AuthToken}} {
+		auth      testregistry.AuthKind
+	}{{true, testregistry.AuthNone}, {false, testregistry.AuthNone}, {true, testregistry.AuthToken}} {
 		buffering := v.buffering
 		t.Run(fmt.Sprintf("request-buffering=%v-%s", buffering, v.auth), func(t *testing.T) {
 			reg := regs[v.auth]
-			proxy := testutil.StartNginx(t, reg, testutil.NginxOptions{MaxBodySize: "1m", NoRequestBuffering: !buffering})
+			proxy := testregistry.StartNginx(t, reg, testregistry.NginxOptions{MaxBodySize: "1m", NoRequestBuffering: !buffering})
 			h := ociHarness(t, reg, "")
 			h.repo = proxy.Location(fmt.Sprintf("limit/buffering-%v-%s", buffering, v.auth))
 			// The docker config names the registry's own host, not the
@@ -104,8 +105,8 @@ func TestOCIBodyLimit(t *testing.T) {
 // the restore is identical and check -read-data passes. A second backup
 // at 512KiB packs does too.
 func TestOCIBackupPackSize(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-	proxy := testutil.StartNginx(t, reg, testutil.NginxOptions{MaxBodySize: "1m"})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	proxy := testregistry.StartNginx(t, reg, testregistry.NginxOptions{MaxBodySize: "1m"})
 	h := ociHarness(t, reg, "")
 	h.repo = proxy.Location("limit/pack-size")
 	h.create()

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -313,7 +314,7 @@ func TestBackupOutOfSpace(t *testing.T) {
 		}
 	})
 	t.Run("TMPDIR, registry", func(t *testing.T) {
-		reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+		reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 		h := ociHarness(t, reg, "coffer/full")
 		h.create()
 		tmp := tmpfs(t)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage/all"
@@ -194,14 +195,14 @@ func sameSet(a, b []string) bool {
 // what was forgotten is gone, and where DELETE is refused coffer says
 // how the space comes back.
 func TestOCIForget(t *testing.T) {
-	tests := []testutil.RegistryOptions{
-		{Kind: testutil.Distribution, Delete: true},
-		{Kind: testutil.Distribution, Delete: false},
-		{Kind: testutil.Registry28, Delete: true},
+	tests := []testregistry.RegistryOptions{
+		{Kind: testregistry.Distribution, Delete: true},
+		{Kind: testregistry.Distribution, Delete: false},
+		{Kind: testregistry.Registry28, Delete: true},
 	}
 	for _, opt := range tests {
 		t.Run(opt.Kind.String()+map[bool]string{true: "-delete", false: "-nodelete"}[opt.Delete], func(t *testing.T) {
-			reg := testutil.StartRegistry(t, opt)
+			reg := testregistry.StartRegistry(t, opt)
 			h := ociHarness(t, reg, "forget")
 			src := sourceTree(t)
 			h.create()

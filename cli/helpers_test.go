@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -171,7 +172,7 @@ func bothStores(repo string) map[string]func(t *testing.T) *harness {
 	return map[string]func(t *testing.T) *harness{
 		"local": newHarness,
 		"distribution": func(t *testing.T) *harness {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 			return ociHarness(t, reg, repo)
 		},
 	}

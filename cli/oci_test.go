@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -23,7 +24,7 @@ import (
 // plain, with TLS and basic auth, and with token auth.
 
 // ociHarness points a harness at a repository on a registry.
-func ociHarness(t *testing.T, reg *testutil.Registry, repo string) *harness {
+func ociHarness(t *testing.T, reg *testregistry.Registry, repo string) *harness {
 	t.Helper()
 	h := newHarness(t)
 	h.repo = reg.Location(repo)
@@ -33,7 +34,7 @@ func ociHarness(t *testing.T, reg *testutil.Registry, repo string) *harness {
 }
 
 // withCA returns the global flags that make coffer trust the registry.
-func withCA(reg *testutil.Registry, args ...string) []string {
+func withCA(reg *testregistry.Registry, args ...string) []string {
 	if reg.CAFile == "" {
 		return args
 	}
@@ -45,9 +46,9 @@ func withCA(reg *testutil.Registry, args ...string) []string {
 // format, cat by prefix, restore, check -read-data; the restored tree is
 // identical; oras reads what coffer wrote.
 func TestOCIWalkthrough(t *testing.T) {
-	for _, kind := range testutil.RegistryKinds {
+	for _, kind := range testregistry.RegistryKinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: true})
+			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: kind, Delete: true})
 			h := ociHarness(t, reg, "helloworld")
 			h.repo = "oci://localhost:" + strings.Split(reg.Host, ":")[1] + "/helloworld"
 			src := sourceTree(t)
@@ -77,10 +78,10 @@ func TestOCIWalkthrough(t *testing.T) {
 // assertOrasSees shows from outside that the repository holds valid OCI
 // artifacts: oras lists the tags, fetches the root index, and fetches a
 // blob whose digest checks out.
-func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
+func assertOrasSees(t *testing.T, reg *testregistry.Registry, repo string) {
 	t.Helper()
 	ref := reg.Host + "/" + repo
-	tags, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", ref}, reg.OrasFlags()...)...)
+	tags, err := testregistry.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", ref}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatalf("oras repo tags: %v", err)
 	}
@@ -93,7 +94,7 @@ func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
 	if !strings.Contains(tags, "coffer-config") || refs == "" {
 		t.Fatalf("oras repo tags: %q", tags)
 	}
-	out, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + ":" + refs}, reg.OrasFlags()...)...)
+	out, err := testregistry.Oras(t, reg.DockerEnv(), append([]string{"manifest", "fetch", ref + ":" + refs}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatalf("oras manifest fetch: %v", err)
 	}
@@ -112,7 +113,7 @@ func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
 		m.Config.MediaType != "application/vnd.oci.empty.v1+json" || len(m.Layers) == 0 {
 		t.Fatalf("refs manifest %s: %v", out, err)
 	}
-	out, err = testutil.Oras(t, reg.DockerEnv(), append([]string{"blob", "fetch", "--output", "-", ref + "@" + m.Layers[0].Digest}, reg.OrasFlags()...)...)
+	out, err = testregistry.Oras(t, reg.DockerEnv(), append([]string{"blob", "fetch", "--output", "-", ref + "@" + m.Layers[0].Digest}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatalf("oras blob fetch: %v", err)
 	}
@@ -124,16 +125,16 @@ func assertOrasSees(t *testing.T, reg *testutil.Registry, repo string) {
 
 // Authentication and TLS variants, with credentials from DOCKER_CONFIG.
 func TestOCIAuthAndTLS(t *testing.T) {
-	tests := []testutil.RegistryOptions{
-		{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthBasic},
-		{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthToken},
-		{Kind: testutil.Distribution, Auth: testutil.AuthToken},
-		{Kind: testutil.Registry28, TLS: true, Auth: testutil.AuthBasic},
-		{Kind: testutil.Registry28, Auth: testutil.AuthToken},
+	tests := []testregistry.RegistryOptions{
+		{Kind: testregistry.Distribution, TLS: true, Auth: testregistry.AuthBasic},
+		{Kind: testregistry.Distribution, TLS: true, Auth: testregistry.AuthToken},
+		{Kind: testregistry.Distribution, Auth: testregistry.AuthToken},
+		{Kind: testregistry.Registry28, TLS: true, Auth: testregistry.AuthBasic},
+		{Kind: testregistry.Registry28, Auth: testregistry.AuthToken},
 	}
 	for _, opt := range tests {
 		t.Run(fmt.Sprintf("%s-tls=%v-%s", opt.Kind, opt.TLS, opt.Auth), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, opt)
+			reg := testregistry.StartRegistry(t, opt)
 			h := ociHarness(t, reg, "team/backups")
 			src := sourceTree(t)
 			run := func(args ...string) string {
@@ -164,7 +165,7 @@ func TestOCIAuthAndTLS(t *testing.T) {
 
 // Each registry failure is one line naming the registry and what to do.
 func TestOCIBadInputs(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, TLS: true, Auth: testutil.AuthBasic})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, TLS: true, Auth: testregistry.AuthBasic})
 
 	t.Run("wrong credentials", func(t *testing.T) {
 		h := ociHarness(t, reg, "r")
@@ -211,9 +212,9 @@ func TestOCIBadInputs(t *testing.T) {
 // A registry that refuses DELETE (405) still lets keys be removed: the
 // key's tag moves to a tombstone, and the message says so.
 func TestOCIDeleteRefused(t *testing.T) {
-	for _, kind := range testutil.RegistryKinds {
+	for _, kind := range testregistry.RegistryKinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: false})
+			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: kind, Delete: false})
 			h := ociHarness(t, reg, "nodelete")
 			h.create()
 			if info := h.mustAt("info"); !strings.Contains(info, "store delete    refused") {
@@ -240,8 +241,8 @@ func TestOCIDeleteRefused(t *testing.T) {
 // cold ls (new cache directory) costs O(tags + manifests) requests: no
 // pack is read.
 func TestOCITagsAndColdListing(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	proxy := testregistry.StartFaultProxy(t, reg.URL, testregistry.FaultOptions{})
 	h := ociHarness(t, reg, "churn")
 	h.repo = proxy.Location("churn")
 	src := t.TempDir()
@@ -251,7 +252,7 @@ func TestOCITagsAndColdListing(t *testing.T) {
 		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i%7)), testutil.RandomBytes(int64(i), 64<<10+i), 0o644)
 		h.backup(src)
 	}
-	tags, err := testutil.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
+	tags, err := testregistry.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestOCITagsAndColdListing(t *testing.T) {
 		t.Errorf("%d refs tags after 30 backups, want one per backup: %s", n, tags)
 	}
 	h.mustAt("prune")
-	tags, err = testutil.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
+	tags, err = testregistry.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestOCITagsAndColdListing(t *testing.T) {
 // Two backups started at the same moment by two processes with different
 // client identities both complete and both are intact.
 func TestOCIConcurrentWriters(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	h := ociHarness(t, reg, "shared")
 	h.create()
 	srcs := []string{bigTree(t, 48), sourceTree(t)}
@@ -335,9 +336,9 @@ func TestOCIConcurrentWriters(t *testing.T) {
 // Garbage collection of untagged manifests and unreferenced blobs, with
 // the registry stopped, keeps everything coffer needs.
 func TestOCIGarbageCollectionSafety(t *testing.T) {
-	for _, kind := range testutil.RegistryKinds {
+	for _, kind := range testregistry.RegistryKinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: true})
+			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: kind, Delete: true})
 			h := ociHarness(t, reg, "gc")
 			src := sourceTree(t)
 			h.create()
@@ -360,8 +361,8 @@ func TestOCIGarbageCollectionSafety(t *testing.T) {
 // mid-body, slow answers, 200 to a Range request) a backup and a restore
 // complete with byte-identical results.
 func TestOCIFaults(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{Rate: 0.1, Seed: 42})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	proxy := testregistry.StartFaultProxy(t, reg.URL, testregistry.FaultOptions{Rate: 0.1, Seed: 42})
 	h := ociHarness(t, reg, "faults")
 	h.repo = proxy.Location("faults")
 	src := sourceTree(t)
@@ -372,7 +373,7 @@ func TestOCIFaults(t *testing.T) {
 	// answered with 200, coffer stops sending them (for that cache). So
 	// restore with fresh caches until that fault has happened at least
 	// once: each restore has about 26 chances in 10.
-	for attempt := 0; attempt == 0 || proxy.Faults()[testutil.FaultRangeLie] == 0 && attempt < 6; attempt++ {
+	for attempt := 0; attempt == 0 || proxy.Faults()[testregistry.FaultRangeLie] == 0 && attempt < 6; attempt++ {
 		h.env["COFFER_CACHE_DIR"] = t.TempDir()
 		restored := t.TempDir()
 		h.mustAt("restore", "latest", "-to", restored)
@@ -383,7 +384,7 @@ func TestOCIFaults(t *testing.T) {
 	}
 	faults := proxy.Faults()
 	t.Logf("faults injected: %v over %d requests", faults, proxy.Total())
-	for _, k := range testutil.FaultKinds {
+	for _, k := range testregistry.FaultKinds {
 		if faults[k] == 0 {
 			t.Errorf("no %s fault was injected: the test proves less than it claims", k)
 		}

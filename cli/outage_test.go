@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ func outageSource(t *testing.T, seed int64) string {
 }
 
 // waitUp waits for the proxy to listen again after an outage.
-func waitUp(t *testing.T, p *testutil.FaultProxy, within time.Duration) {
+func waitUp(t *testing.T, p *testregistry.FaultProxy, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !p.Up() {
@@ -44,8 +45,8 @@ func waitUp(t *testing.T, p *testutil.FaultProxy, within time.Duration) {
 // tells the user, and completes with byte-identical results.
 func TestOCIOutage(t *testing.T) {
 	t.Parallel()
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution})
-	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution})
+	proxy := testregistry.StartFaultProxy(t, reg.URL, testregistry.FaultOptions{})
 	h := ociHarness(t, reg, "outage")
 	h.repo = proxy.Location("outage")
 	h.mustAt("create", "-pack-size", "1")
@@ -106,8 +107,8 @@ func TestOCIOutage(t *testing.T) {
 // next backup, once the registry is back, completes.
 func TestOCIOutageLongerThanRetryFor(t *testing.T) {
 	t.Parallel()
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution})
-	proxy := testutil.StartFaultProxy(t, reg.URL, testutil.FaultOptions{})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution})
+	proxy := testregistry.StartFaultProxy(t, reg.URL, testregistry.FaultOptions{})
 	h := ociHarness(t, reg, "long-outage")
 	h.repo = proxy.Location("long-outage")
 	h.mustAt("create", "-pack-size", "1")
@@ -149,8 +150,8 @@ func TestOCIOutageLongerThanRetryFor(t *testing.T) {
 func TestOCIOnlineGC(t *testing.T) {
 	t.Parallel()
 	const grace = 20 * time.Second
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-	front := testutil.StartGCFront(t, reg, "online-gc", testutil.GCFrontOptions{Grace: grace, UploadRate: 1536 << 10})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	front := testregistry.StartGCFront(t, reg, "online-gc", testregistry.GCFrontOptions{Grace: grace, UploadRate: 1536 << 10})
 	h := ociHarness(t, reg, "online-gc")
 	h.repo = front.Location()
 	h.mustAt("create")
@@ -195,8 +196,8 @@ func TestOCIOnlineGC(t *testing.T) {
 func TestOCIGCReapsBeforeReference(t *testing.T) {
 	t.Parallel()
 	const grace = 10 * time.Second
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
-	front := testutil.StartGCFront(t, reg, "gc-reaps", testutil.GCFrontOptions{Grace: grace, UploadRate: 256 << 10})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	front := testregistry.StartGCFront(t, reg, "gc-reaps", testregistry.GCFrontOptions{Grace: grace, UploadRate: 256 << 10})
 	h := ociHarness(t, reg, "gc-reaps")
 	h.repo = front.Location()
 	h.mustAt("create", "-pack-size", "1")

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -19,7 +20,7 @@ import (
 // kill lands in the same prune, spread over its duration. check
 // -read-data passes every time, and the next prune completes.
 func TestPruneKilledOCI(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	h := ociHarness(t, reg, "killed")
 	src := filepath.Join(t.TempDir(), "src")
 	h.mustAt("create", "-pack-size", "1")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -92,7 +93,7 @@ func TestPruneReclaimsSpace(t *testing.T) {
 		testutil.CompareTrees(t, src, restored)
 	})
 	t.Run("distribution", func(t *testing.T) {
-		reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+		reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 		h := ociHarness(t, reg, "prune")
 		src := filepath.Join(t.TempDir(), "src")
 		h.create()
@@ -101,7 +102,7 @@ func TestPruneReclaimsSpace(t *testing.T) {
 		h.mustAt("forget", "-keep-last", "2", "-prune")
 		reg.GarbageCollect(t, true)
 		after := dirSize(t, reg.DataDir)
-		freshReg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+		freshReg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 		fresh := ociHarness(t, freshReg, "prune")
 		freshCopy(t, h, fresh, ids[18:])
 		freshReg.GarbageCollect(t, true)
@@ -122,7 +123,7 @@ func TestPruneReclaimsSpace(t *testing.T) {
 // brings the space back, and after the registry's garbage collection the
 // bytes are gone from its storage.
 func TestPruneDeleteRefused(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: false})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: false})
 	h := ociHarness(t, reg, "nodelete")
 	src := filepath.Join(t.TempDir(), "src")
 	h.create()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
@@ -16,7 +17,7 @@ import (
 // that does not exist is not even looked at), and ls, cat, restore and
 // check -read-data work.
 func TestOCIReadOnly(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	h := ociHarness(t, reg, "read-only")
 	h.create()
 	src := sourceTree(t)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/all"
@@ -158,7 +159,7 @@ func TestRepairSnapshots(t *testing.T) {
 // the registry was asked again, in case a transfer was damaged), naming
 // the object, and nothing is restored as good.
 func TestOCITamperedExitCodes(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	h := ociHarness(t, reg, "tamper")
 	src := sourceTree(t)
 	h.create()

@@ -9,14 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 )
 
 // orasAt runs oras against reg with its credentials and transport flags
 // and fails the test on error.
-func orasAt(t *testing.T, reg *testutil.Registry, args ...string) string {
+func orasAt(t *testing.T, reg *testregistry.Registry, args ...string) string {
 	t.Helper()
-	out, err := testutil.Oras(t, reg.DockerEnv(), append(args, reg.OrasFlags()...)...)
+	out, err := testregistry.Oras(t, reg.DockerEnv(), append(args, reg.OrasFlags()...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func orasAt(t *testing.T, reg *testutil.Registry, args ...string) string {
 
 // refsHolding returns the refs tag whose manifest lists the snapshot, and
 // the manifest, of each refs tag.
-func refsHolding(t *testing.T, reg *testutil.Registry, repo, snapshotID string) (string, map[string][]byte) {
+func refsHolding(t *testing.T, reg *testregistry.Registry, repo, snapshotID string) (string, map[string][]byte) {
 	t.Helper()
 	ref := reg.Host + "/" + repo
 	manifests := map[string][]byte{}
@@ -56,7 +56,7 @@ func refsHolding(t *testing.T, reg *testutil.Registry, repo, snapshotID string) 
 
 // pushManifest puts a manifest under a tag, as a registry replaying an
 // older state would.
-func pushManifest(t *testing.T, reg *testutil.Registry, repo, tag string, manifest []byte) {
+func pushManifest(t *testing.T, reg *testregistry.Registry, repo, tag string, manifest []byte) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "manifest.json")
 	if err := os.WriteFile(f, manifest, 0o644); err != nil {
@@ -124,7 +124,7 @@ func wantNothingReported(t *testing.T, h *harness, what string, left int) {
 // this one, with -prune, is never reported, by either client; a new
 // cache detects nothing.
 func TestOCIRollbackDetected(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	const repo = "rollback"
 	h := ociHarness(t, reg, repo)
 	h.create()

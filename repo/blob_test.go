@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -19,10 +20,10 @@ func TestBlobsRoundTrip(t *testing.T) {
 	r, st := newTestRepo(t)
 	blobs := mixedBlobs(1, 120, 128<<10)
 	blobs = append(blobs,
-		testBlob{BlobData, make([]byte, 600<<10)},         // zeros: compresses to almost nothing
-		testBlob{BlobData, randomBytes(99, testPackSize)}, // a blob as large as a pack
-		testBlob{BlobTree, []byte("t")},                   // tiny
-		testBlob{BlobData, nil},                           // empty
+		testBlob{BlobData, make([]byte, 600<<10)},                  // zeros: compresses to almost nothing
+		testBlob{BlobData, testutil.RandomBytes(99, testPackSize)}, // a blob as large as a pack
+		testBlob{BlobTree, []byte("t")},                            // tiny
+		testBlob{BlobData, nil},                                    // empty
 	)
 	var raw int64
 	for _, b := range blobs {
@@ -196,7 +197,7 @@ func refsOf(ids []ID, blobs map[ID]testBlob) []BlobRef {
 func TestSaveDeduplicates(t *testing.T) {
 	ctx := context.Background()
 	r, st := newTestRepo(t)
-	a, b := randomBytes(1, 5000), compressibleBytes(2, 5000)
+	a, b := testutil.RandomBytes(1, 5000), testutil.CompressibleBytes(2, 5000)
 	var first, again []bool
 	stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
 		for _, data := range [][]byte{a, b, a, a, b} {
@@ -255,9 +256,9 @@ func TestDedupStoreGrowth(t *testing.T) {
 	var blobs []testBlob
 	for i := range total / chunk {
 		if i%2 == 0 {
-			blobs = append(blobs, testBlob{BlobData, randomBytes(uint64(1000+i), chunk)})
+			blobs = append(blobs, testBlob{BlobData, testutil.RandomBytes(int64(1000+i), chunk)})
 		} else {
-			blobs = append(blobs, testBlob{BlobData, compressibleBytes(uint64(1000+i), chunk)})
+			blobs = append(blobs, testBlob{BlobData, testutil.CompressibleBytes(int64(1000+i), chunk)})
 		}
 	}
 	saveBlobs(t, r, blobs)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -287,7 +288,7 @@ func FuzzOpenObject(f *testing.F) {
 		encodeIndex(nil),
 		[]byte(`{"version":1}`),
 		bytes.Repeat([]byte("compressible "), 1000),
-		randomBytes(5, 2000),
+		testutil.RandomBytes(5, 2000),
 		{},
 	} {
 		sealed, err := r.sealObject(kinds[i%len(kinds)], plain)

@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/mem"
 )
@@ -67,30 +66,6 @@ type testBlob struct {
 	data []byte
 }
 
-// randomBytes returns n incompressible bytes determined by seed.
-func randomBytes(seed uint64, n int) []byte {
-	b := make([]byte, n)
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	copy(key[8:], "coffer repo tests")
-	_, _ = rand.NewChaCha8(key).Read(b)
-	return b
-}
-
-// compressibleBytes returns n bytes of text-like data that zstd shrinks a
-// lot, distinct for each seed when n is at least 24.
-func compressibleBytes(seed uint64, n int) []byte {
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	words := []string{"alpha ", "beta ", "gamma ", "delta ", "coffer ", "backup ", "pack ", "index "}
-	var buf bytes.Buffer
-	buf.Grow(n + 16)
-	fmt.Fprintf(&buf, "seed %016x ", seed)
-	for buf.Len() < n {
-		buf.WriteString(words[rng.IntN(len(words))])
-	}
-	return buf.Bytes()[:n]
-}
-
 // mixedBlobs returns count distinct blobs of random and compressible data,
 // of sizes between 64 bytes and maxSize, a quarter of them trees.
 func mixedBlobs(seed uint64, count, maxSize int) []testBlob {
@@ -102,11 +77,11 @@ func mixedBlobs(seed uint64, count, maxSize int) []testBlob {
 		var b testBlob
 		switch i % 4 {
 		case 0, 1:
-			b = testBlob{BlobData, randomBytes(s, n)}
+			b = testBlob{BlobData, testutil.RandomBytes(int64(s), n)}
 		case 2:
-			b = testBlob{BlobData, compressibleBytes(s, n)}
+			b = testBlob{BlobData, testutil.CompressibleBytes(int64(s), n)}
 		case 3:
-			b = testBlob{BlobTree, compressibleBytes(s, n)}
+			b = testBlob{BlobTree, testutil.CompressibleBytes(int64(s), n)}
 		}
 		blobs = append(blobs, b)
 	}

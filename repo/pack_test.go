@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/mem"
 )
@@ -116,10 +117,10 @@ func TestPacksWithinPackSize(t *testing.T) {
 			// Blobs of exactly the largest size, incompressible, and some
 			// just under it.
 			for i := range 4 {
-				blobs = append(blobs, testBlob{BlobData, randomBytes(uint64(i)<<40|uint64(packSize), maxBlob-i*100)})
-				blobs = append(blobs, testBlob{BlobTree, randomBytes(uint64(i)<<44|uint64(packSize), maxBlob-i*7)})
+				blobs = append(blobs, testBlob{BlobData, testutil.RandomBytes(int64(uint64(i)<<40|uint64(packSize)), maxBlob-i*100)})
+				blobs = append(blobs, testBlob{BlobTree, testutil.RandomBytes(int64(uint64(i)<<44|uint64(packSize)), maxBlob-i*7)})
 			}
-			oversize := randomBytes(99, packSize)
+			oversize := testutil.RandomBytes(99, packSize)
 			blobs = append(blobs, testBlob{BlobData, oversize})
 			stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
 				if err := s.SetPackSize(packSize); err != nil {

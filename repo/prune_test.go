@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -442,7 +443,7 @@ func TestLapsedBackupLosesItsPacks(t *testing.T) {
 	indexBefore := len(objectNames(t, f.st, storage.KindIndex))
 	_, err = r.WithBlobSaver(t.Context(), func(ctx context.Context, s *BlobSaver) error {
 		for i := range 6 {
-			if _, _, err := s.Save(ctx, BlobData, randomBytes(uint64(900+i), 400<<10)); err != nil {
+			if _, _, err := s.Save(ctx, BlobData, testutil.RandomBytes(int64(900+i), 400<<10)); err != nil {
 				return err
 			}
 		}

@@ -11,26 +11,20 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
 )
 
 const benchInput = 64 << 20
 
-func benchRandom(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8([32]byte{2}).Read(b)
-	return b
-}
-
 // BenchmarkLimitSHA256 is the machine's SHA-256 rate, for comparison.
 func BenchmarkLimitSHA256(b *testing.B) {
-	data := benchRandom(repo.DefaultChunkAvg)
+	data := testutil.RandomBytes(2, repo.DefaultChunkAvg)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		sha256.Sum256(data)
@@ -46,7 +40,7 @@ func BenchmarkChunker(b *testing.B) {
 }
 
 func benchChunker(b *testing.B, algorithm string) {
-	data := benchRandom(benchInput)
+	data := testutil.RandomBytes(2, benchInput)
 	key := make([]byte, 32)
 	for i := range key {
 		key[i] = byte(i)

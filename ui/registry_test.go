@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 	"github.com/cofferhq/coffer/storage/oci"
@@ -24,7 +24,7 @@ import (
 func registryRepo(tb testing.TB) (*snapshot.Snapshot, string, func() *repo.Repository) {
 	tb.Helper()
 	ctx := context.Background()
-	reg := testutil.StartRegistry(tb, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true})
+	reg := testregistry.StartRegistry(tb, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	open := func(cache string) *repo.Repository {
 		st, err := oci.Open(ctx, reg.Location("ui/pages"), oci.Options{DockerConfig: reg.DockerConfig, CacheDir: cache, Writer: "ui"})
 		if err != nil {

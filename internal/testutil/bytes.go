@@ -1,6 +1,11 @@
 // Package testutil holds fixtures shared by coffer's tests: a generator of
 // deterministic directory trees that exercise everything a backup must
-// preserve, and a comparer that proves a restored tree equals the original.
+// preserve, a comparer that proves a restored tree equals the original,
+// test bytes (incompressible and compressible, from a seed), the coffer
+// binary built once per test process, and the skips: loud ones for a
+// prerequisite a machine lacks, which fail in CI, and SkipInShort for the
+// slow fixtures under go test -short. Real servers (registries, nginx,
+// fault proxies) are in internal/testregistry.
 //
 // It imports nothing from coffer itself, so any package's tests can use it
 // without an import cycle. The tree generator and comparer (tree.go,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -18,7 +18,7 @@ import (
 // password.
 func TestWrongCredentials(t *testing.T) {
 	const wrong = "wrong-Pa55word-7x3q"
-	reg := newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthBasic})
+	reg := newTestRegistryWith(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true, Auth: testregistry.AuthBasic})
 	user, pass := reg.proc.Username, reg.proc.Password
 	loc := reg.newRepo()
 	ctx := t.Context()

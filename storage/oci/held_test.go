@@ -13,7 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -25,9 +25,9 @@ import (
 // large one put from memory) gives an error that says what happened and
 // what to do.
 func TestReuploadLayersTheRegistryLost(t *testing.T) {
-	for _, kind := range testutil.RegistryKinds {
+	for _, kind := range testregistry.RegistryKinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: kind, Delete: true})
+			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: kind, Delete: true})
 			var mu sync.Mutex
 			var notices []string
 			st := openStore(t, reg.Location("held/r"), func(o *Options) {

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/storagetest"
 )
@@ -15,17 +15,17 @@ import (
 // the real registries: CNCF Distribution v3 and Debian's registry 2.8,
 // with delete on and off, with TLS and basic auth, and with token auth.
 func TestConformanceRealRegistries(t *testing.T) {
-	variants := []testutil.RegistryOptions{
-		{Kind: testutil.Distribution, Delete: true},
-		{Kind: testutil.Distribution, Delete: false},
-		{Kind: testutil.Distribution, Delete: true, TLS: true, Auth: testutil.AuthBasic},
-		{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthToken},
-		{Kind: testutil.Registry28, Delete: true},
-		{Kind: testutil.Registry28, Delete: false, TLS: true, Auth: testutil.AuthToken},
+	variants := []testregistry.RegistryOptions{
+		{Kind: testregistry.Distribution, Delete: true},
+		{Kind: testregistry.Distribution, Delete: false},
+		{Kind: testregistry.Distribution, Delete: true, TLS: true, Auth: testregistry.AuthBasic},
+		{Kind: testregistry.Distribution, Delete: true, Auth: testregistry.AuthToken},
+		{Kind: testregistry.Registry28, Delete: true},
+		{Kind: testregistry.Registry28, Delete: false, TLS: true, Auth: testregistry.AuthToken},
 	}
 	for _, v := range variants {
 		t.Run(fmt.Sprintf("%s-delete=%v-tls=%v-%s", v.Kind, v.Delete, v.TLS, v.Auth), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, v)
+			reg := testregistry.StartRegistry(t, v)
 			var n atomic.Int64
 			storagetest.Run(t, func(t *testing.T) storage.Store {
 				st, err := Open(context.Background(), reg.Location(fmt.Sprintf("suite/r%d", n.Add(1))), Options{
@@ -45,7 +45,7 @@ func TestConformanceRealRegistries(t *testing.T) {
 // (Expiry cannot be shown quickly: Distribution accepts tokens up to a
 // minute past their expiry to allow for clock skew.)
 func TestTokenCaching(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthToken})
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true, Auth: testregistry.AuthToken})
 	ctx := context.Background()
 	st, err := Open(ctx, reg.Location("tokens/r"), Options{DockerConfig: reg.DockerConfig, CacheDir: t.TempDir(), Writer: "t"})
 	if err != nil {

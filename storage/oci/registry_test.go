@@ -12,11 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 )
 
 // This file holds the test registries: a real CNCF Distribution registry
-// (testutil.StartRegistry), behind an in-process reverse proxy when a test
+// (testregistry.StartRegistry), behind an in-process reverse proxy when a test
 // needs to see or change requests at the HTTP level, which the registry
 // itself cannot do (refuse one upload, hold one, cut a body short).
 
@@ -24,7 +24,7 @@ import (
 // repository of its own.
 type testRegistry struct {
 	host  string // 127.0.0.1:port, the proxy's when there is one
-	proc  *testutil.Registry
+	proc  *testregistry.Registry
 	repos atomic.Int64
 }
 
@@ -32,21 +32,21 @@ type testRegistry struct {
 // behind wrap (outermost last) when there is any, until t ends.
 func newTestRegistry(t *testing.T, wrap ...func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
-	return newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: true}, wrap...)
+	return newTestRegistryWith(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true}, wrap...)
 }
 
 // newRefusingRegistry starts a Distribution registry with deletes
 // disabled: it answers every DELETE with 405, as GHCR and Docker Hub do.
 func newRefusingRegistry(t *testing.T, wrap ...func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
-	return newTestRegistryWith(t, testutil.RegistryOptions{Kind: testutil.Distribution, Delete: false}, wrap...)
+	return newTestRegistryWith(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: false}, wrap...)
 }
 
 // newTestRegistryWith starts a registry as opt says, behind wrap
 // (outermost last) when there is any, until t ends.
-func newTestRegistryWith(t *testing.T, opt testutil.RegistryOptions, wrap ...func(http.Handler) http.Handler) *testRegistry {
+func newTestRegistryWith(t *testing.T, opt testregistry.RegistryOptions, wrap ...func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
-	proc := testutil.StartRegistry(t, opt)
+	proc := testregistry.StartRegistry(t, opt)
 	reg := &testRegistry{host: proc.Host, proc: proc}
 	if len(wrap) == 0 {
 		return reg

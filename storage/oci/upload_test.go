@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -51,13 +51,13 @@ func (u *uploadRecorder) take() ([]string, int64) {
 // with inclusive Content-Ranges.
 func TestChunkedUpload(t *testing.T) {
 	const chunk = MinUploadChunk
-	for _, v := range []testutil.RegistryOptions{
-		{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthNone},
-		{Kind: testutil.Distribution, Delete: true, Auth: testutil.AuthToken},
-		{Kind: testutil.Registry28, Delete: true, TLS: true, Auth: testutil.AuthToken},
+	for _, v := range []testregistry.RegistryOptions{
+		{Kind: testregistry.Distribution, Delete: true, Auth: testregistry.AuthNone},
+		{Kind: testregistry.Distribution, Delete: true, Auth: testregistry.AuthToken},
+		{Kind: testregistry.Registry28, Delete: true, TLS: true, Auth: testregistry.AuthToken},
 	} {
 		t.Run(fmt.Sprintf("%s-tls=%v-%s", v.Kind, v.TLS, v.Auth), func(t *testing.T) {
-			reg := testutil.StartRegistry(t, v)
+			reg := testregistry.StartRegistry(t, v)
 			base := http.DefaultTransport.(*http.Transport).Clone()
 			base.TLSClientConfig = reg.TLSConfig()
 			rec := &uploadRecorder{next: base}

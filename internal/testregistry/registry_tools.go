@@ -1,4 +1,4 @@
-package testutil
+package testregistry
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testutil"
 )
 
 // ToolBinEnv names a directory that already holds the pinned "registry"
@@ -61,7 +63,7 @@ func toolBin(t testing.TB, name string) string {
 	}
 	toolsOnce.Do(func() { toolsDir, toolsErr = buildTools() })
 	if toolsErr != nil {
-		SkipLoudly(t, fmt.Sprintf("cannot build the pinned tools (set $%s to skip the build): %v", ToolBinEnv, toolsErr))
+		testutil.SkipLoudly(t, fmt.Sprintf("cannot build the pinned tools (set $%s to skip the build): %v", ToolBinEnv, toolsErr))
 	}
 	return filepath.Join(toolsDir, name)
 }

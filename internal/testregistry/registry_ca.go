@@ -1,4 +1,4 @@
-package testutil
+package testregistry
 
 import (
 	"crypto/ecdsa"

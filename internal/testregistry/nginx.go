@@ -1,4 +1,4 @@
-package testutil
+package testregistry
 
 import (
 	"fmt"
@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/testutil"
 )
 
 // NginxOptions configures StartNginx.
@@ -55,10 +57,10 @@ func nginxBinary() (string, error) {
 // where COFFER_TEST_DISALLOW_SKIP=1.
 func StartNginx(t testing.TB, reg *Registry, opt NginxOptions) *Nginx {
 	t.Helper()
-	SkipInShort(t, "starts nginx")
+	testutil.SkipInShort(t, "starts nginx")
 	bin, err := nginxBinary()
 	if err != nil {
-		SkipLoudly(t, err.Error())
+		testutil.SkipLoudly(t, err.Error())
 	}
 	if reg.Options.TLS {
 		t.Fatalf("testutil: StartNginx proxies registries that serve plain HTTP")

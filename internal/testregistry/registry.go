@@ -1,4 +1,4 @@
-package testutil
+package testregistry
 
 import (
 	"bytes"
@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cofferhq/coffer/internal/testutil"
 )
 
 // RegistryKind selects which registry implementation StartRegistry runs.
@@ -141,17 +143,17 @@ type registryProc struct {
 // 127.0.0.1 with filesystem storage in a temporary directory, waits
 // until GET /v2/ answers, and stops it at the end of the test (failing
 // the test if it had died meanwhile). It skips the test loudly (see
-// SkipLoudly) if the registry's program is not available here.
+// testutil.SkipLoudly) if the registry's program is not available here.
 func StartRegistry(t testing.TB, opt RegistryOptions) *Registry {
 	t.Helper()
-	SkipInShort(t, "starts a registry")
+	testutil.SkipInShort(t, "starts a registry")
 	r := &Registry{Options: opt, t: t, logs: &syncBuffer{}}
 	switch opt.Kind {
 	case Distribution:
 		r.bin = toolBin(t, "registry")
 	case Registry28:
 		if _, err := os.Stat(Registry28Binary); err != nil {
-			SkipLoudly(t, "Debian's registry 2.8 is not installed (apt-get install docker-registry): "+err.Error())
+			testutil.SkipLoudly(t, "Debian's registry 2.8 is not installed (apt-get install docker-registry): "+err.Error())
 		}
 		r.bin = Registry28Binary
 	default:
