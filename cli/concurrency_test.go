@@ -43,6 +43,8 @@ func concurrentSource(t *testing.T, dir string, w, r int) {
 // that exits 0 must be listed afterwards, check -read-data must pass,
 // and each snapshot must restore identical to its source.
 func TestConcurrentWriters(t *testing.T) {
+	// Its processes start in goroutines, where a skip would not stop the test.
+	testutil.SkipInShort(t, "runs the coffer binary")
 	for name, newH := range bothStores("concurrent") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)

@@ -301,6 +301,8 @@ func TestOCITagsAndColdListing(t *testing.T) {
 // Two backups started at the same moment by two processes with different
 // client identities both complete and both are intact.
 func TestOCIConcurrentWriters(t *testing.T) {
+	// Its processes start in goroutines, where a skip would not stop the test.
+	testutil.SkipInShort(t, "runs the coffer binary")
 	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 	h := ociHarness(t, reg, "shared")
 	h.create()

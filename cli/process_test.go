@@ -194,6 +194,8 @@ func TestUnreadableFileIsPartial(t *testing.T) {
 // terminal twice and refuses two different answers. script(1) gives the
 // binary a pseudo-terminal.
 func TestInteractivePassphrase(t *testing.T) {
+	// Its processes start in goroutines, where a skip would not stop the test.
+	testutil.SkipInShort(t, "runs the coffer binary")
 	scriptBin, err := exec.LookPath("script")
 	if err != nil {
 		testutil.SkipLoudly(t, "script(1) from util-linux is needed for a pseudo-terminal")

@@ -165,6 +165,8 @@ func stateOf(dir string) repoState {
 // it has done so far: check -read-data passes every time, and the next
 // prune completes.
 func TestPruneKilled(t *testing.T) {
+	// Its processes start in goroutines, where a skip would not stop the test.
+	testutil.SkipInShort(t, "runs the coffer binary")
 	h := newHarness(t)
 	src := filepath.Join(t.TempDir(), "src")
 	h.mustAt("create", "-pack-size", "1") // many packs: a prune with many steps
@@ -265,6 +267,8 @@ func copyRepo(t *testing.T, h *harness) *harness {
 // the same time: every kept snapshot passes check -read-data and
 // restores identical to its source.
 func TestPruneWhileBackingUp(t *testing.T) {
+	// Its processes start in goroutines, where a skip would not stop the test.
+	testutil.SkipInShort(t, "runs the coffer binary")
 	for name, newH := range bothStores("busy") {
 		t.Run(name, func(t *testing.T) {
 			h := newH(t)
