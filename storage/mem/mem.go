@@ -19,7 +19,7 @@ import (
 )
 
 // maxPrealloc caps the buffer reserved up front for a Put, so that a bogus
-// size fails when the reader runs dry instead of exhausting memory first.
+// size fails when the body runs dry instead of exhausting memory first.
 const maxPrealloc = 256 << 20
 
 // Store is an in-memory store. The zero value is not usable; call New.
