@@ -161,7 +161,7 @@ func putObject(t testing.TB, st storage.Store, kind storage.Kind, name string, b
 	if err := st.Delete(ctx, kind, name); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Delete %s %s: %v", kind, name, err)
 	}
-	if err := st.Put(ctx, kind, name, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := st.Put(ctx, kind, name, storage.BytesBody(b)); err != nil {
 		t.Fatalf("Put %s %s: %v", kind, name, err)
 	}
 }

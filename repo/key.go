@@ -148,7 +148,7 @@ func putKey(ctx context.Context, st storage.Store, mk *masterKeys, passphrase []
 	}
 	sum := sha256.Sum256(b)
 	name := hex.EncodeToString(sum[:])
-	if err := st.Put(ctx, storage.KindKey, name, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := st.Put(ctx, storage.KindKey, name, storage.BytesBody(b)); err != nil {
 		return "", fmt.Errorf("storing key %s: %w", name[:8], err)
 	}
 	return name, nil

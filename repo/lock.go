@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -233,7 +232,7 @@ func (l *Lock) write(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.r.store.Put(ctx, storage.KindLock, l.name, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+	if err := l.r.store.Put(ctx, storage.KindLock, l.name, storage.BytesBody(sealed)); err != nil {
 		return err
 	}
 	l.mu.Lock()

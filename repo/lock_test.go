@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -178,9 +177,9 @@ type lockPutsFail struct {
 	fail atomic.Bool
 }
 
-func (s *lockPutsFail) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+func (s *lockPutsFail) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
 	if kind == storage.KindLock && s.fail.Load() {
 		return os.ErrPermission
 	}
-	return s.Store.Put(ctx, kind, name, r, size)
+	return s.Store.Put(ctx, kind, name, body)
 }

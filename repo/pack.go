@@ -208,7 +208,7 @@ func (p *packBuilder) store(ctx context.Context, st storage.Store, name string) 
 		p.f = nil // taken, whatever PutFile returns
 		return p.fp.PutFile(ctx, storage.KindPack, name, f, p.size)
 	}
-	return st.Put(ctx, storage.KindPack, name, p.contents(), p.size)
+	return st.Put(ctx, storage.KindPack, name, storage.NewBody(p.f, p.size))
 }
 
 // discard frees the file unless it was handed over.

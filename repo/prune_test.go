@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -303,11 +302,11 @@ func (s *killStore) step() error {
 	return nil
 }
 
-func (s *killStore) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+func (s *killStore) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
 	if err := s.step(); err != nil {
 		return err
 	}
-	return s.Store.Put(ctx, kind, name, r, size)
+	return s.Store.Put(ctx, kind, name, body)
 }
 
 func (s *killStore) Delete(ctx context.Context, kind storage.Kind, name string) error {

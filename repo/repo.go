@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -345,7 +344,7 @@ func (r *Repository) SaveObject(ctx context.Context, kind storage.Kind, plaintex
 		return ID{}, err
 	}
 	id := ID(sha256.Sum256(sealed))
-	if err := r.store.Put(ctx, kind, id.String(), bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+	if err := r.store.Put(ctx, kind, id.String(), storage.BytesBody(sealed)); err != nil {
 		return ID{}, fmt.Errorf("storing %s %s: %w", kind, id.Short(), err)
 	}
 	return id, nil

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -334,7 +333,7 @@ func (r *Repository) saveIndex(ctx context.Context, packs []PackInfo) error {
 		return err
 	}
 	id := ID(sha256.Sum256(sealed))
-	if err := r.store.Put(ctx, storage.KindIndex, id.String(), bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+	if err := r.store.Put(ctx, storage.KindIndex, id.String(), storage.BytesBody(sealed)); err != nil {
 		return fmt.Errorf("storing index %s: %w", id.Short(), err)
 	}
 	if r.cacheDir != "" {

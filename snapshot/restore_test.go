@@ -20,6 +20,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/mem"
 )
 
@@ -478,7 +479,7 @@ func TestFindSnapshotLongAmbiguousPrefix(t *testing.T) {
 	sn := backup(t, r, src, BackupOptions{})
 	name := sn.ID.String()
 	twin := name[:63] + string("0123456789abcdef"[(strings.IndexByte("0123456789abcdef", name[63])+1)%16])
-	if err := st.Put(t.Context(), "snapshot", twin, strings.NewReader("foreign"), int64(len("foreign"))); err != nil {
+	if err := st.Put(t.Context(), "snapshot", twin, storage.BytesBody([]byte("foreign"))); err != nil {
 		t.Fatal(err)
 	}
 	func() {

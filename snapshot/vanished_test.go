@@ -3,7 +3,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -239,7 +238,7 @@ func getObject(t *testing.T, st storage.Store, kind storage.Kind, name string) [
 
 func putObject(t *testing.T, st storage.Store, kind storage.Kind, name string, b []byte) {
 	t.Helper()
-	if err := st.Put(t.Context(), kind, name, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := st.Put(t.Context(), kind, name, storage.BytesBody(b)); err != nil {
 		t.Fatal(err)
 	}
 	if err := storage.Flush(t.Context(), st); err != nil {

@@ -94,6 +94,10 @@ func (r Range) String() string { return fmt.Sprintf("[%d,+%d)", r.Offset, r.Leng
 //     shows Puts once Flush or Close returns, and Deletes once Flush
 //     returns (Close drops Deletes not flushed). Puts become visible to
 //     others before the Deletes made after them.
+//   - Put stores exactly the body's Size bytes. A body whose reads fail,
+//     or that ends before Size, fails the Put (wrapping the read error),
+//     which then stores nothing; a store may succeed without reading the
+//     body of an object it holds already.
 //   - Get with a Range returns exactly Length bytes or an error; a short or
 //     mis-positioned answer from the medium is an error, never data.
 //   - List returns every object of a kind exactly once, in no given order.
@@ -112,8 +116,12 @@ type Store interface {
 	// an error wrapping ErrNotFound if the location holds no repository.
 	Open(ctx context.Context) ([]byte, error)
 
-	// Put stores size bytes read from r under kind/name.
-	Put(ctx context.Context, kind Kind, name string, r io.Reader, size int64) error
+	// Put stores body under kind/name. It may read the body more than
+	// once, in part or whole and from several goroutines (a retried
+	// upload reads it again), but not after it returns: the body's bytes
+	// must stay unchanged until then, and a store that keeps them longer
+	// copies them.
+	Put(ctx context.Context, kind Kind, name string, body Body) error
 
 	// Get returns the object's bytes, or only the bytes selected by rng
 	// when rng is not nil. The caller must close the reader. A missing

@@ -222,23 +222,21 @@ func shard(name string) string {
 	return name[:min(2, len(name))]
 }
 
-// Put streams r into a file in tmp/ and renames it into place only once
-// exactly size bytes have been written and synced, so no reader ever sees
-// a partial object.
+// Put writes body into a file in tmp/ and renames it into place only once
+// all of it has been written and synced, so no reader ever sees a partial
+// object.
 //
 // Objects other than locks are content-addressed, so when one of the same
-// name and size already exists Put succeeds without reading r; the same
+// name and size already exists Put succeeds without reading body; the same
 // name with another size fails with ErrExists. Locks are replaced.
-func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s %s: %w", kind, name, err)
 	}
-	if size < 0 {
-		return fmt.Errorf("put %s %s: negative size %d", kind, name, size)
-	}
+	size := body.Size()
 	path := s.objectPath(kind, name)
 	if kind != storage.KindLock {
 		if fi, err := os.Stat(path); err == nil {
@@ -248,7 +246,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 			return nil
 		}
 	}
-	if err := s.writeAtomic(ctx, path, r, size); err != nil {
+	if err := s.writeAtomic(ctx, path, body.Reader(), size); err != nil {
 		return fmt.Errorf("put %s %s: %w", kind, name, err)
 	}
 	return nil

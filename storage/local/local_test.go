@@ -178,7 +178,7 @@ func TestLayout(t *testing.T) {
 		storage.KindForgotten: "forgotten/abcdef0123",
 	}
 	for _, kind := range storage.Kinds {
-		if err := st.Put(ctx, kind, name, strings.NewReader("data"), 4); err != nil {
+		if err := st.Put(ctx, kind, name, storage.BytesBody([]byte("data"))); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(filepath.Join(st.dir, want[kind]))
@@ -198,7 +198,7 @@ func TestFileModes(t *testing.T) {
 	st := created(t)
 	ctx := context.Background()
 	for _, kind := range storage.Kinds {
-		if err := st.Put(ctx, kind, "0123", strings.NewReader("data"), 4); err != nil {
+		if err := st.Put(ctx, kind, "0123", storage.BytesBody([]byte("data"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,7 +230,7 @@ func TestFileModes(t *testing.T) {
 func TestStrayFiles(t *testing.T) {
 	st := created(t)
 	ctx := context.Background()
-	if err := st.Put(ctx, storage.KindPack, "abcd", strings.NewReader("pack"), 4); err != nil {
+	if err := st.Put(ctx, storage.KindPack, "abcd", storage.BytesBody([]byte("pack"))); err != nil {
 		t.Fatal(err)
 	}
 	write := func(rel string) string {
@@ -288,9 +288,9 @@ func TestStrayFiles(t *testing.T) {
 
 func TestFailedPutLeavesNoTmp(t *testing.T) {
 	st := created(t)
-	err := st.Put(context.Background(), storage.KindPack, "abcd", strings.NewReader("short"), 100)
+	err := st.Put(context.Background(), storage.KindPack, "abcd", storage.NewBody(strings.NewReader("short"), 100))
 	if err == nil {
-		t.Fatal("Put from a short reader succeeded")
+		t.Fatal("Put from a short body succeeded")
 	}
 	if entries, _ := os.ReadDir(filepath.Join(st.dir, "tmp")); len(entries) != 0 {
 		t.Errorf("tmp/ holds %d files after a failed Put, want none", len(entries))
@@ -300,10 +300,10 @@ func TestFailedPutLeavesNoTmp(t *testing.T) {
 func TestPutSameNameOtherSize(t *testing.T) {
 	st := created(t)
 	ctx := context.Background()
-	if err := st.Put(ctx, storage.KindIndex, "abcd", strings.NewReader("x"), 1); err != nil {
+	if err := st.Put(ctx, storage.KindIndex, "abcd", storage.BytesBody([]byte("x"))); err != nil {
 		t.Fatal(err)
 	}
-	err := st.Put(ctx, storage.KindIndex, "abcd", strings.NewReader("xy"), 2)
+	err := st.Put(ctx, storage.KindIndex, "abcd", storage.BytesBody([]byte("xy")))
 	if !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("Put of an existing index with another size = %v, want ErrExists", err)
 	}
@@ -335,7 +335,7 @@ func TestRecreateKindDir(t *testing.T) {
 		}
 	}
 	for _, kind := range []storage.Kind{storage.KindLock, storage.KindPack} {
-		if err := st.Put(ctx, kind, "abcd", strings.NewReader("x"), 1); err != nil {
+		if err := st.Put(ctx, kind, "abcd", storage.BytesBody([]byte("x"))); err != nil {
 			t.Errorf("Put %s after its directory was removed: %v", kind, err)
 		}
 	}
@@ -346,7 +346,7 @@ func TestRecreateKindDir(t *testing.T) {
 func TestPutBeforeCreate(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir)
-	if err := st.Put(context.Background(), storage.KindIndex, "abcd", strings.NewReader("x"), 1); err == nil {
+	if err := st.Put(context.Background(), storage.KindIndex, "abcd", storage.BytesBody([]byte("x"))); err == nil {
 		t.Fatal("Put before Create succeeded")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

@@ -19,7 +19,7 @@ import (
 )
 
 // maxPrealloc caps the buffer reserved up front for a Put, so that a bogus
-// size fails when the reader runs dry instead of exhausting memory first.
+// size fails when the body runs dry instead of exhausting memory first.
 const maxPrealloc = 256 << 20
 
 // Store is an in-memory store. The zero value is not usable; call New.
@@ -96,18 +96,16 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 	return bytes.Clone(s.config), nil
 }
 
-// Put reads exactly size bytes from r and stores them under kind/name. The
-// object becomes visible only once all of it was read.
-func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+// Put copies body and stores it under kind/name. The object becomes
+// visible only once all of it was read.
+func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s %s: %w", kind, name, err)
 	}
-	if size < 0 {
-		return fmt.Errorf("put %s %s: negative size %d", kind, name, size)
-	}
+	size := body.Size()
 	if kind != storage.KindLock {
 		// Objects are content-addressed, so an object of the same name and
 		// size is this one: skip reading it again.
@@ -119,7 +117,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Re
 	buf.Grow(int(min(size, maxPrealloc)))
 	// The wrapper hides bytes.Buffer's ReadFrom, which would grow the
 	// buffer past size just to see EOF.
-	if err := streamio.CopyExact(ctx, struct{ io.Writer }{&buf}, r, size); err != nil {
+	if err := streamio.CopyExact(ctx, struct{ io.Writer }{&buf}, body.Reader(), size); err != nil {
 		return fmt.Errorf("put %s %s: %w", kind, name, err)
 	}
 

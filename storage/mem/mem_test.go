@@ -50,7 +50,7 @@ func TestCopies(t *testing.T) {
 func TestCreateAfterPut(t *testing.T) {
 	ctx := context.Background()
 	s := New()
-	if err := s.Put(ctx, storage.KindPack, "ab", strings.NewReader("x"), 1); err != nil {
+	if err := s.Put(ctx, storage.KindPack, "ab", storage.BytesBody([]byte("x"))); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Create(ctx, nil); !errors.Is(err, storage.ErrExists) {
@@ -61,10 +61,10 @@ func TestCreateAfterPut(t *testing.T) {
 func TestPutSameNameOtherSize(t *testing.T) {
 	ctx := context.Background()
 	s := New()
-	if err := s.Put(ctx, storage.KindPack, "ab", strings.NewReader("x"), 1); err != nil {
+	if err := s.Put(ctx, storage.KindPack, "ab", storage.BytesBody([]byte("x"))); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Put(ctx, storage.KindPack, "ab", strings.NewReader("xy"), 2)
+	err := s.Put(ctx, storage.KindPack, "ab", storage.BytesBody([]byte("xy")))
 	if !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("Put of an existing pack with another size = %v, want ErrExists", err)
 	}

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -47,8 +46,8 @@ func TestWrongCredentials(t *testing.T) {
 			errs := map[string]error{}
 			_, errs["Open"] = st.Open(ctx)
 			errs["Create"] = st.Create(ctx, []byte("config"))
-			errs["Put"] = st.Put(ctx, storage.KindPack, sumHex(data), bytes.NewReader(data), int64(len(data)))
-			errs["Put key"] = st.Put(ctx, storage.KindKey, sumHex(data), bytes.NewReader(data), int64(len(data)))
+			errs["Put"] = st.Put(ctx, storage.KindPack, sumHex(data), storage.BytesBody(data))
+			errs["Put key"] = st.Put(ctx, storage.KindKey, sumHex(data), storage.BytesBody(data))
 			errs["List"] = st.List(ctx, storage.KindPack, func(string, int64) error { return nil })
 			_, errs["Stat"] = st.Stat(ctx, storage.KindKey, sumHex(data))
 			for op, err := range errs {

@@ -123,7 +123,7 @@ func hookedStore(t *testing.T, wrap ...func(http.Handler) http.Handler) (*Store,
 func putPack(t *testing.T, st *Store, data []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(data)
-	if err := st.Put(t.Context(), storage.KindPack, d.Encoded(), bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(t.Context(), storage.KindPack, d.Encoded(), storage.BytesBody(data)); err != nil {
 		t.Fatalf("Put pack: %v", err)
 	}
 	return d

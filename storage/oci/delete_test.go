@@ -40,7 +40,7 @@ func TestDeleteRefusedTombstone(t *testing.T) {
 				keepName = sumHex(keep)
 			}
 			for n, b := range map[string][]byte{name: data, keepName: keep} {
-				if err := st.Put(ctx, kind, n, bytes.NewReader(b), int64(len(b))); err != nil {
+				if err := st.Put(ctx, kind, n, storage.BytesBody(b)); err != nil {
 					t.Fatalf("Put %s %s: %v", kind, n, err)
 				}
 			}
@@ -87,7 +87,7 @@ func TestDeleteRefusedTombstone(t *testing.T) {
 			}
 
 			// The name can be used again.
-			if err := st.Put(ctx, kind, name, bytes.NewReader(data), int64(len(data))); err != nil {
+			if err := st.Put(ctx, kind, name, storage.BytesBody(data)); err != nil {
 				t.Fatalf("Put after Delete: %v", err)
 			}
 			rc, err := st.Get(ctx, kind, name, nil)

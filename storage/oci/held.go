@@ -34,7 +34,7 @@ import (
 // a batch or -reference-within.
 
 const (
-	// maxHeldCopy is the largest object put from memory whose bytes are
+	// maxHeldCopy is the largest object given to Put whose bytes are
 	// copied to be held; larger ones (packs put without PutFile) are not.
 	maxHeldCopy = 4 << 20
 	// maxHeldBytes bounds the bytes held for pending objects.
@@ -97,13 +97,15 @@ func (s *Store) releaseAllHeld() {
 }
 
 // heldCopy returns a copy of body's bytes to hold, or false when the
-// object is too large to copy.
-func heldCopy(body io.ReaderAt, size int64) (heldBlob, bool) {
+// object is too large to copy. A copy, because Put's caller may change
+// the bytes once Put returns.
+func heldCopy(body storage.Body) (heldBlob, bool) {
+	size := body.Size()
 	if size > maxHeldCopy {
 		return heldBlob{}, false
 	}
 	b := make([]byte, size)
-	if _, err := body.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
+	if _, err := body.Reader().ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
 		return heldBlob{}, false
 	}
 	return heldBlob{data: bytes.NewReader(b), size: size}, true
@@ -151,8 +153,7 @@ func (s *Store) PutFile(ctx context.Context, kind storage.Kind, name string, f *
 	if fi.Size() != size {
 		return fmt.Errorf("%s %s: the file holds %d bytes, not %d", kind, name, fi.Size(), size)
 	}
-	body := uploadBody{io.NewSectionReader(f, 0, size)}
-	err = s.put(ctx, kind, name, body, size, func() (heldBlob, bool) {
+	err = s.put(ctx, kind, name, storage.NewBody(f, size), func() (heldBlob, bool) {
 		held = true
 		return heldBlob{data: f, size: size, file: f}, true
 	})

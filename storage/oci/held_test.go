@@ -74,7 +74,7 @@ func TestReuploadLayersTheRegistryLost(t *testing.T) {
 			}
 			index := []byte("an index object")
 			indexName := sumHex(index)
-			if err := st.Put(ctx, storage.KindIndex, indexName, bytes.NewReader(index), int64(len(index))); err != nil {
+			if err := st.Put(ctx, storage.KindIndex, indexName, storage.BytesBody(index)); err != nil {
 				t.Fatal(err)
 			}
 			deleteBlob(packName)
@@ -113,7 +113,7 @@ func TestReuploadLayersTheRegistryLost(t *testing.T) {
 			// object is gone and what to change.
 			big := make([]byte, maxHeldCopy+1)
 			rand.Read(big)
-			if err := st.Put(ctx, storage.KindPack, sumHex(big), bytes.NewReader(big), int64(len(big))); err != nil {
+			if err := st.Put(ctx, storage.KindPack, sumHex(big), storage.BytesBody(big)); err != nil {
 				t.Fatal(err)
 			}
 			deleteBlob(sumHex(big))
@@ -139,7 +139,7 @@ func TestHeldBytesBounded(t *testing.T) {
 	obj := make([]byte, maxHeldCopy)
 	for i := range 2 * maxHeldBytes / maxHeldCopy {
 		obj[0], obj[1] = byte(i), byte(i>>8)
-		if err := st.Put(ctx, storage.KindPack, sumHex(obj), bytes.NewReader(obj), int64(len(obj))); err != nil {
+		if err := st.Put(ctx, storage.KindPack, sumHex(obj), storage.BytesBody(obj)); err != nil {
 			t.Fatal(err)
 		}
 		st.pendingMu.Lock()

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -25,18 +24,18 @@ func TestObjectsAreNotBareBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	index := []byte("an index object")
-	if err := st.Put(ctx, storage.KindIndex, sumHex(index), bytes.NewReader(index), int64(len(index))); err != nil {
+	if err := st.Put(ctx, storage.KindIndex, sumHex(index), storage.BytesBody(index)); err != nil {
 		t.Fatal(err)
 	}
 	deleted := []byte("a pack that was deleted")
-	if err := st.Put(ctx, storage.KindPack, sumHex(deleted), bytes.NewReader(deleted), int64(len(deleted))); err != nil {
+	if err := st.Put(ctx, storage.KindPack, sumHex(deleted), storage.BytesBody(deleted)); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Delete(ctx, storage.KindPack, sumHex(deleted)); err != nil {
 		t.Fatal(err)
 	}
 	key := []byte("a key")
-	if err := st.Put(ctx, storage.KindKey, sumHex(key), bytes.NewReader(key), int64(len(key))); err != nil {
+	if err := st.Put(ctx, storage.KindKey, sumHex(key), storage.BytesBody(key)); err != nil {
 		t.Fatal(err)
 	}
 	absent := map[string]string{
@@ -91,7 +90,7 @@ func TestLongNames(t *testing.T) {
 	for _, n := range []int{116, 117, 128} {
 		name := strings.Repeat("e", n)
 		data := []byte("lock content")
-		if err := st.Put(ctx, storage.KindLock, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		if err := st.Put(ctx, storage.KindLock, name, storage.BytesBody(data)); err != nil {
 			t.Errorf("Put of a lock named by %d characters: %v", n, err)
 			continue
 		}

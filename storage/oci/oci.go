@@ -232,31 +232,28 @@ func (s *Store) repositoryExists(ctx context.Context) bool {
 // Put stores an object. Packs, index objects, snapshots and keys must be
 // named by the SHA-256 of their bytes (as coffer names them): they are
 // stored as blobs under that digest, which the registry verifies.
-func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, r io.Reader, size int64) error {
+// The body is read again for every attempt of its upload; small bodies
+// are copied to be held until referenced (held.go), since the caller may
+// reuse their bytes once Put returns.
+func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return err
 	}
-	body, err := rewindable(ctx, r, size)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", kind, name, err)
-	}
-	return s.put(ctx, kind, name, body, size, func() (heldBlob, bool) { return heldCopy(body, size) })
+	return s.put(ctx, kind, name, body, func() (heldBlob, bool) { return heldCopy(body) })
 }
 
 // put uploads body as kind/name and, for objects that refs tags
 // reference, adds it to what the next refs tag references, holding the
 // bytes hold returns until then (held.go).
-func (s *Store) put(ctx context.Context, kind storage.Kind, name string, body uploadBody, size int64, hold func() (heldBlob, bool)) error {
-	desc := ocispec.Descriptor{MediaType: layerMediaType[kind], Size: size}
+func (s *Store) put(ctx context.Context, kind storage.Kind, name string, body storage.Body, hold func() (heldBlob, bool)) error {
+	up := uploadBody{io.NewSectionReader(callerBody{body.Reader()}, 0, body.Size())}
+	desc := ocispec.Descriptor{MediaType: layerMediaType[kind], Size: body.Size()}
 	if kind == storage.KindLock {
 		h := sha256.New()
-		if _, err := io.Copy(h, body); err != nil {
-			return err
+		if _, err := io.Copy(h, up); err != nil {
+			return fmt.Errorf("%s %s: %w", kind, name, err)
 		}
 		desc.Digest = digest.NewDigest(digest.SHA256, h)
-		if _, err := body.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
 	} else {
 		// Named by their SHA-256: the registry recomputes it and refuses
 		// the upload (DIGEST_INVALID, so ErrInvalidName) if they are not.
@@ -265,7 +262,7 @@ func (s *Store) put(ctx context.Context, kind storage.Kind, name string, body up
 			return fmt.Errorf("%s %q: the OCI store keeps objects under the SHA-256 of their bytes: %w", kind, name, storage.ErrInvalidName)
 		}
 	}
-	if err := s.pushBlob(ctx, desc, body); err != nil {
+	if err := s.pushBlob(ctx, desc, up); err != nil {
 		return err // it names the blob; the caller names the object
 	}
 	if !referencedKind(kind) {
@@ -330,56 +327,31 @@ func (s *Store) referenceByTimer() {
 	}
 }
 
-// rewindable returns the size bytes of r as a body that a retried upload
-// can read again. A reader that can seek and read at an offset (what coffer
-// passes: a bytes.Reader, or a section of a temporary pack file) is used in
-// place when exactly size bytes remain in it; anything else is read into
-// memory first, which also catches readers shorter or longer than size.
-func rewindable(ctx context.Context, r io.Reader, size int64) (uploadBody, error) {
-	if rs, ok := r.(interface {
-		io.ReaderAt
-		io.Seeker
-	}); ok {
-		start, err := rs.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return uploadBody{}, err
-		}
-		end, err := rs.Seek(0, io.SeekEnd)
-		if err != nil {
-			return uploadBody{}, err
-		}
-		if end-start == size {
-			return uploadBody{io.NewSectionReader(rs, start, size)}, nil
-		}
-		if _, err := rs.Seek(start, io.SeekStart); err != nil {
-			return uploadBody{}, err
-		}
+// callerBody reads the body a caller passed to Put. A failed read is the
+// caller's, not the network's: its error is a bodyError, which the retry
+// policy does not retry, and a body that ends before its size fails with
+// one too, where net/http would only say that the lengths differ.
+type callerBody struct{ r *io.SectionReader }
+
+func (b callerBody) ReadAt(p []byte, off int64) (int, error) {
+	n, err := b.r.ReadAt(p, off)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF && off+int64(n) < b.r.Size():
+		return n, bodyError{fmt.Errorf("the body to store ended after %d of its %d bytes: %w", off+int64(n), b.r.Size(), io.ErrUnexpectedEOF)}
+	case err == io.EOF:
+		return n, err
+	default:
+		return n, bodyError{fmt.Errorf("reading the body to store: %w", err)}
 	}
-	data, err := readExact(ctx, r, size)
-	if err != nil {
-		return uploadBody{}, err
-	}
-	return uploadBody{io.NewSectionReader(bytes.NewReader(data), 0, size)}, nil
 }
 
-// readExact reads exactly size bytes from r.
-func readExact(ctx context.Context, r io.Reader, size int64) ([]byte, error) {
-	if size < 0 {
-		return nil, fmt.Errorf("negative size %d", size)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("reading the %d bytes to store: %w", size, err)
-	}
-	var extra [1]byte
-	if n, _ := r.Read(extra[:]); n > 0 {
-		return nil, fmt.Errorf("the reader holds more than the %d bytes announced", size)
-	}
-	return data, nil
-}
+// bodyError is a failure to read the body of a Put.
+type bodyError struct{ err error }
+
+func (e bodyError) Error() string { return e.err.Error() }
+func (e bodyError) Unwrap() error { return e.err }
 
 // ensureEmptyConfig uploads the empty JSON blob that every artifact
 // manifest names as its config; registries refuse a manifest whose blobs

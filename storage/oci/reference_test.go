@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,13 +41,13 @@ func TestReferenceWithin(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := []byte("a pack uploaded first")
-	if err := st.Put(ctx, storage.KindPack, sumHex(first), bytes.NewReader(first), int64(len(first))); err != nil {
+	if err := st.Put(ctx, storage.KindPack, sumHex(first), storage.BytesBody(first)); err != nil {
 		t.Fatal(err)
 	}
 	stored := time.Now()
 	slowDone := make(chan error, 1)
 	go func() {
-		slowDone <- st.Put(ctx, storage.KindPack, slow.Encoded(), bytes.NewReader(slowData), int64(len(slowData)))
+		slowDone <- st.Put(ctx, storage.KindPack, slow.Encoded(), storage.BytesBody(slowData))
 	}()
 	other := openStore(t, loc, nil)
 	want := []ocispec.Descriptor{{Digest: digest.FromBytes(first), Size: int64(len(first))}}

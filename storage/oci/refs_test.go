@@ -217,7 +217,7 @@ func TestSameWriterNeverOverwrites(t *testing.T) {
 	put := func(st *Store, kind storage.Kind, data []byte) ocispec.Descriptor {
 		t.Helper()
 		d := digest.FromBytes(data)
-		if err := st.Put(ctx, kind, d.Encoded(), bytes.NewReader(data), int64(len(data))); err != nil {
+		if err := st.Put(ctx, kind, d.Encoded(), storage.BytesBody(data)); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
 		return ocispec.Descriptor{Digest: d, Size: int64(len(data))}

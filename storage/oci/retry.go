@@ -81,6 +81,11 @@ func classify(err error) failureKind {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return permanent
 	}
+	// What Put was given failed to read: the same bytes would again.
+	var body bodyError
+	if errors.As(err, &body) {
+		return permanent
+	}
 	if errors.Is(err, storage.ErrCorrupt) || errors.Is(err, errDigestMismatch) {
 		return mismatch
 	}

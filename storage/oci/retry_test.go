@@ -79,6 +79,8 @@ func TestClassify(t *testing.T) {
 		{"manifest failing its digest", fmt.Errorf("%w sha256:ab", errDigestMismatch), mismatch},
 		{"canceled", fmt.Errorf("op: %w", context.Canceled), permanent},
 		{"deadline", context.DeadlineExceeded, permanent},
+		{"body ended early", &url.Error{Op: "Put", URL: "http://r.example/v2", Err: bodyError{io.ErrUnexpectedEOF}}, permanent},
+		{"body failed", fmt.Errorf("pushing: %w", bodyError{syscall.EIO}), permanent},
 		{"certificate", errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), permanent},
 	}
 	for _, tt := range tests {

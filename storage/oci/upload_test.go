@@ -75,7 +75,7 @@ func TestChunkedUpload(t *testing.T) {
 			for _, size := range []int{1, chunk - 1, chunk, chunk + 1, 3*chunk + 17} {
 				data := make([]byte, size)
 				rand.Read(data)
-				if err := st.Put(ctx, storage.KindPack, sumHex(data), bytes.NewReader(data), int64(size)); err != nil {
+				if err := st.Put(ctx, storage.KindPack, sumHex(data), storage.BytesBody(data)); err != nil {
 					t.Fatalf("Put of %d bytes: %v", size, err)
 				}
 				reqs, largest := rec.take()
@@ -139,7 +139,7 @@ func TestUploadTooLarge(t *testing.T) {
 	data := make([]byte, 3<<20)
 	rand.Read(data)
 	put := func(st *Store) error {
-		return st.Put(ctx, storage.KindPack, sumHex(data), bytes.NewReader(data), int64(len(data)))
+		return st.Put(ctx, storage.KindPack, sumHex(data), storage.BytesBody(data))
 	}
 
 	st := openStore(t, reg.newRepo(), nil)
@@ -238,7 +238,7 @@ func TestChunkedUploadRetried(t *testing.T) {
 			data := make([]byte, 5*MinUploadChunk+3)
 			rand.Read(data)
 			before := posts.Load()
-			if err := st.Put(t.Context(), storage.KindPack, sumHex(data), bytes.NewReader(data), int64(len(data))); err != nil {
+			if err := st.Put(t.Context(), storage.KindPack, sumHex(data), storage.BytesBody(data)); err != nil {
 				t.Fatalf("Put: %v", err)
 			}
 			if !failed.Load() {

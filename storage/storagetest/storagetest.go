@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -58,10 +59,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"LockOverwrite", s.testLockOverwrite},
 		{"InvalidNames", s.testInvalidNames},
 		{"MismatchedName", s.testMismatchedName},
-		{"FailingReader", s.testFailingReader},
-		{"ShortReader", s.testShortReader},
-		{"LongReader", s.testLongReader},
-		{"ReaderMidFile", s.testReaderMidFile},
+		{"FailingBody", s.testFailingBody},
+		{"ShortBody", s.testShortBody},
+		{"BodyIsItsSize", s.testBodyIsItsSize},
+		{"BodyMidFile", s.testBodyMidFile},
 		{"FailedPutKeepsLock", s.testFailedPutKeepsLock},
 		{"Concurrent", s.testConcurrent},
 		{"CancelledContext", s.testCancelledContext},
@@ -166,17 +167,16 @@ func (s suite) testRoundTrip(t *testing.T) {
 }
 
 // testStreamLarge puts an object generated on the fly, so that the suite
-// never holds it in memory and a backend that needs a seekable or
-// in-memory body fails.
+// never holds it in memory: a backend must read a body where it is, not
+// copy it whole.
 func (s suite) testStreamLarge(t *testing.T) {
 	const size = 40 << 20
 	st := s.created(t)
-	seed := [32]byte{1, 2, 3}
-	want := hashOf(generate(seed, size))
+	gen := generator{seed: [32]byte{1, 2, 3}}
+	want := hashOf(io.NewSectionReader(gen, 0, size))
 	name := hex.EncodeToString(want)
 
-	body := struct{ io.Reader }{generate(seed, size)}
-	if err := st.Put(t.Context(), storage.KindPack, name, body, size); err != nil {
+	if err := st.Put(t.Context(), storage.KindPack, name, storage.NewBody(gen, size)); err != nil {
 		t.Fatalf("Put of a %d-byte streamed object: %v", size, err)
 	}
 
@@ -201,14 +201,10 @@ func (s suite) testStreamLarge(t *testing.T) {
 	}
 
 	// A range deep inside the object, checked against the regenerated
-	// stream, catches backends that ignore the offset for large objects.
+	// bytes, catches backends that ignore the offset for large objects.
 	rng := storage.Range{Offset: 23<<20 + 7, Length: 70000}
 	wantPart := make([]byte, rng.Length)
-	gen := generate(seed, size)
-	if _, err := io.CopyN(io.Discard, gen, rng.Offset); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(gen, wantPart); err != nil {
+	if _, err := gen.ReadAt(wantPart, rng.Offset); err != nil {
 		t.Fatal(err)
 	}
 	if got := get(t, st, storage.KindPack, name, &rng); !bytes.Equal(got, wantPart) {
@@ -470,7 +466,7 @@ func (s suite) testInvalidNames(t *testing.T) {
 	badNames := []string{"", "../x", "..", "A", "a/b", `a\b`, "a.b", "a b", "-a", "ab\x00", strings.Repeat("a", 129)}
 	for _, kind := range storage.Kinds {
 		for _, name := range badNames {
-			checkInvalid(t, kind, name, st.Put(ctx, kind, name, strings.NewReader("x"), 1), "Put")
+			checkInvalid(t, kind, name, st.Put(ctx, kind, name, storage.BytesBody([]byte("x"))), "Put")
 			rc, err := st.Get(ctx, kind, name, nil)
 			closeIfNotNil(rc)
 			checkInvalid(t, kind, name, err, "Get")
@@ -487,7 +483,7 @@ func (s suite) testInvalidNames(t *testing.T) {
 	for _, kind := range []storage.Kind{"", "bogus", "Pack", "packs", "../pack"} {
 		data := []byte("x")
 		name := hashName(data)
-		checkInvalid(t, kind, name, st.Put(ctx, kind, name, bytes.NewReader(data), 1), "Put")
+		checkInvalid(t, kind, name, st.Put(ctx, kind, name, storage.BytesBody(data)), "Put")
 		rc, err := st.Get(ctx, kind, name, nil)
 		closeIfNotNil(rc)
 		checkInvalid(t, kind, name, err, "Get")
@@ -528,7 +524,7 @@ func (s suite) testMismatchedName(t *testing.T) {
 		}
 		names := []string{flipped, hashName(randomData(1000)), "ab", strings.Repeat("f", 128)}
 		for _, name := range names {
-			err := st.Put(ctx, kind, name, bytes.NewReader(data), int64(len(data)))
+			err := st.Put(ctx, kind, name, storage.BytesBody(data))
 			switch {
 			case err == nil:
 				if got := get(t, st, kind, name, nil); !bytes.Equal(got, data) {
@@ -557,63 +553,66 @@ func (s suite) testMismatchedName(t *testing.T) {
 	}
 }
 
-func (s suite) testFailingReader(t *testing.T) {
+// testFailingBody puts bodies whose reads fail partway: the Put fails
+// with the read's error and stores nothing.
+func (s suite) testFailingBody(t *testing.T) {
 	st := s.created(t)
 	errBoom := errors.New("boom: disk on fire")
 	for _, kind := range storage.Kinds {
 		data := randomData(200_000)
 		name := nameOf(kind, data)
-		r := io.MultiReader(bytes.NewReader(data[:100_000]), errReader{errBoom})
-		err := st.Put(t.Context(), kind, name, r, int64(len(data)))
+		body := storage.NewBody(failingAt{data: data, at: 100_000, err: errBoom}, int64(len(data)))
+		err := st.Put(t.Context(), kind, name, body)
 		if err == nil {
-			t.Fatalf("Put %s with a reader that fails midway succeeded", kind)
+			t.Fatalf("Put %s with a body that fails midway succeeded", kind)
 		}
 		if !errors.Is(err, errBoom) {
-			t.Errorf("Put %s with a failing reader = %v, want it to wrap the reader's error", kind, err)
+			t.Errorf("Put %s with a failing body = %v, want it to wrap the body's error", kind, err)
 		}
 		checkAbsent(t, st, kind, name)
 	}
 }
 
-// testShortReader puts from readers that end early, naming each object
-// by the bytes it should have had.
-func (s suite) testShortReader(t *testing.T) {
+// testShortBody puts bodies whose bytes end before their size, naming
+// each object by the bytes it should have had.
+func (s suite) testShortBody(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
 		for _, have := range []int{0, 1, 99_999} {
 			data := randomData(100_000)
 			name := nameOf(kind, data)
-			err := st.Put(t.Context(), kind, name, bytes.NewReader(data[:have]), int64(len(data)))
+			err := st.Put(t.Context(), kind, name, storage.NewBody(bytes.NewReader(data[:have]), int64(len(data))))
 			if err == nil {
-				t.Fatalf("Put %s of 100000 bytes from a %d-byte reader succeeded", kind, have)
+				t.Fatalf("Put %s of 100000 bytes from a body of %d succeeded", kind, have)
 			}
 			checkAbsent(t, st, kind, name)
 		}
 	}
 }
 
-// testLongReader puts from readers that hold more than announced, naming
-// each object by the bytes announced.
-func (s suite) testLongReader(t *testing.T) {
+// testBodyIsItsSize puts bodies over more bytes than their size: the
+// object is the first size bytes, nothing after them.
+func (s suite) testBodyIsItsSize(t *testing.T) {
 	st := s.created(t)
 	for _, kind := range storage.Kinds {
 		for _, size := range []int64{0, 1, 99_999} {
 			data := randomData(100_000)
-			name := nameOf(kind, data[:size])
-			err := st.Put(t.Context(), kind, name, bytes.NewReader(data), size)
-			if err == nil {
-				t.Fatalf("Put %s of %d bytes from a 100000-byte reader succeeded", kind, size)
+			want := data[:size]
+			name := nameOf(kind, want)
+			if err := st.Put(t.Context(), kind, name, storage.NewBody(bytes.NewReader(data), size)); err != nil {
+				t.Fatalf("Put %s of the first %d of 100000 bytes: %v", kind, size, err)
 			}
-			checkAbsent(t, st, kind, name)
+			if got := get(t, st, kind, name, nil); !bytes.Equal(got, want) {
+				t.Errorf("Get %s after a Put of the first %d of 100000 bytes returned %d bytes, not those", kind, size, len(got))
+			}
 		}
 	}
 }
 
-// testReaderMidFile puts from readers that do not start at offset 0 of
-// what they read, as coffer's packs do (a section of a temporary file),
-// and from a file already read partway: only the bytes from the reader's
-// position on are the object.
-func (s suite) testReaderMidFile(t *testing.T) {
+// testBodyMidFile puts a body over a section of a file that does not
+// start at its offset 0, as coffer's packs may be: only the section's
+// bytes are the object.
+func (s suite) testBodyMidFile(t *testing.T) {
 	st := s.created(t)
 	data := randomData(300_000)
 	f, err := os.CreateTemp(t.TempDir(), "src-*")
@@ -627,23 +626,11 @@ func (s suite) testReaderMidFile(t *testing.T) {
 	want := data[1000:250_000]
 	name := nameOf(storage.KindPack, want)
 	section := io.NewSectionReader(f, 1000, int64(len(want)))
-	if err := st.Put(t.Context(), storage.KindPack, name, section, int64(len(want))); err != nil {
+	if err := st.Put(t.Context(), storage.KindPack, name, storage.NewBody(section, section.Size())); err != nil {
 		t.Fatalf("Put from a file section: %v", err)
 	}
 	if got := get(t, st, storage.KindPack, name, nil); !bytes.Equal(got, want) {
 		t.Fatalf("Get after Put from a file section returned %d bytes, not the section's %d", len(got), len(want))
-	}
-
-	want = data[200_000:]
-	name = nameOf(storage.KindIndex, want)
-	if _, err := f.Seek(200_000, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Put(t.Context(), storage.KindIndex, name, f, int64(len(want))); err != nil {
-		t.Fatalf("Put from a file read partway: %v", err)
-	}
-	if got := get(t, st, storage.KindIndex, name, nil); !bytes.Equal(got, want) {
-		t.Fatalf("Get after Put from a file read partway returned %d bytes, not the %d after the offset", len(got), len(want))
 	}
 }
 
@@ -721,9 +708,9 @@ func (s suite) testFailedPutKeepsLock(t *testing.T) {
 	name := randomName()
 	old := []byte("the old lock")
 	put(t, st, storage.KindLock, name, old)
-	err := st.Put(t.Context(), storage.KindLock, name, strings.NewReader("short"), 100)
+	err := st.Put(t.Context(), storage.KindLock, name, storage.NewBody(strings.NewReader("short"), 100))
 	if err == nil {
-		t.Fatal("Put of a lock from a short reader succeeded")
+		t.Fatal("Put of a lock from a short body succeeded")
 	}
 	if got := get(t, st, storage.KindLock, name, nil); !bytes.Equal(got, old) {
 		t.Fatalf("Get lock after a failed overwrite = %q, want %q", got, old)
@@ -744,7 +731,7 @@ func (s suite) testConcurrent(t *testing.T) {
 			for range perWorker {
 				data := randomData(1 + rand.IntN(256<<10))
 				name := hashName(data)
-				if err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data))); err != nil {
+				if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
 					t.Errorf("concurrent Put: %v", err)
 					return
 				}
@@ -779,7 +766,7 @@ func (s suite) testCancelledContext(t *testing.T) {
 	cancel()
 	data := randomData(1000)
 	name := hashName(data)
-	err := st.Put(ctx, storage.KindPack, name, bytes.NewReader(data), int64(len(data)))
+	err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put with a cancelled context = %v, want an error wrapping context.Canceled", err)
 	}
@@ -793,10 +780,10 @@ func (s suite) testCancelMidway(t *testing.T) {
 	st := s.created(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	seed := [32]byte{9}
-	name := hex.EncodeToString(hashOf(generate(seed, size)))
-	r := &cancellingReader{r: generate(seed, size), after: 1 << 20, cancel: cancel}
-	if err := st.Put(ctx, storage.KindPack, name, r, size); err == nil {
+	gen := generator{seed: [32]byte{9}}
+	name := hex.EncodeToString(hashOf(io.NewSectionReader(gen, 0, size)))
+	r := cancellingAt{r: gen, after: 1 << 20, cancel: cancel}
+	if err := st.Put(ctx, storage.KindPack, name, storage.NewBody(r, size)); err == nil {
 		t.Fatal("Put succeeded although its context was cancelled during the upload")
 	}
 	checkAbsent(t, st, storage.KindPack, name)
@@ -805,7 +792,7 @@ func (s suite) testCancelMidway(t *testing.T) {
 // put stores data and fails the test on error.
 func put(t *testing.T, st storage.Store, kind storage.Kind, name string, data []byte) {
 	t.Helper()
-	if err := st.Put(t.Context(), kind, name, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(t.Context(), kind, name, storage.BytesBody(data)); err != nil {
 		t.Fatalf("Put %s %s (%d bytes): %v", kind, name, len(data), err)
 	}
 }
@@ -941,7 +928,7 @@ func hashName(data []byte) string {
 func hashOf(r io.Reader) []byte {
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
-		panic(err) // generate's readers do not fail
+		panic(err) // a generator does not fail
 	}
 	return h.Sum(nil)
 }
@@ -968,30 +955,57 @@ func randomData(n int) []byte {
 	return b
 }
 
-// generate returns a reader of size deterministic bytes, so a large object
-// can be produced twice without keeping it in memory.
-func generate(seed [32]byte, size int64) io.Reader {
-	return io.LimitReader(rand.NewChaCha8(seed), size)
+// generator is an endless run of deterministic bytes readable at any
+// offset, so that a large body can be produced, and read again, without
+// keeping it in memory. Each block of genBlock bytes is ChaCha8 keyed by
+// the seed and the block's number, which lets a read start anywhere.
+type generator struct{ seed [32]byte }
+
+const genBlock = 64 << 10
+
+func (g generator) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("generator: negative offset")
+	}
+	var block [genBlock]byte
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		key := g.seed
+		for i, b := range binary.LittleEndian.AppendUint64(nil, uint64(at/genBlock)) {
+			key[24+i] ^= b
+		}
+		_, _ = rand.NewChaCha8(key).Read(block[:])
+		n += copy(p[n:], block[at%genBlock:])
+	}
+	return n, nil
 }
 
-type errReader struct{ err error }
+// failingAt reads data, but fails every read that reaches byte at.
+type failingAt struct {
+	data []byte
+	at   int64
+	err  error
+}
 
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+func (f failingAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.at {
+		return 0, f.err
+	}
+	return bytes.NewReader(f.data).ReadAt(p, off)
+}
 
-// cancellingReader cancels a context once it has returned after bytes, and
+// cancellingAt cancels a context once a read reaches past after, and
 // keeps returning data so that only the context can stop the Put.
-type cancellingReader struct {
-	r      io.Reader
-	n      int64
+type cancellingAt struct {
+	r      io.ReaderAt
 	after  int64
 	cancel context.CancelFunc
 }
 
-func (c *cancellingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n >= c.after {
+func (c cancellingAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > c.after {
 		c.cancel()
 	}
-	return n, err
+	return c.r.ReadAt(p, off)
 }
