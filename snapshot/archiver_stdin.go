@@ -107,7 +107,7 @@ func (a *archiver) backupStdin(ctx context.Context) (repo.ID, error) {
 	}
 	if read == 0 {
 		a.errs.Add(1)
-		a.prog.Warn("standard input", ErrEmptyStdin)
+		a.prog.Warn(path, ErrEmptyStdin)
 	}
 	if err := job.release(ctx, a); err != nil {
 		return repo.ID{}, err
