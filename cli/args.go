@@ -40,6 +40,20 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+// setString is a string flag that knows whether it was given, so that an
+// empty value given is told from none.
+type setString struct {
+	s   string
+	set bool
+}
+
+func (f *setString) String() string { return f.s }
+
+func (f *setString) Set(v string) error {
+	f.s, f.set = v, true
+	return nil
+}
+
 // compressionFlag is a repo.Compression named on the command line.
 type compressionFlag repo.Compression
 

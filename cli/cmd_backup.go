@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ type backupOptions struct {
 	host                         string
 	compression                  compressionFlag
 	packSize                     sizeFlag // MiB without a unit
+	stdinName                    setString
 }
 
 var backupCommand = &command{
@@ -43,6 +45,7 @@ var backupCommand = &command{
 		fs.StringVar(&o.host, "host", "", "host name to record (default: this host)")
 		o.packSize.bare = 1 << 20
 		fs.Var(&o.packSize, "pack-size", "store new data in packs of at most this `size` (like 8MiB or 512KiB; a number is MiB; default: the repository's, set by create)")
+		fs.Var(&o.stdinName, "stdin-name", "back up standard input, instead of paths, as one file of this `name` at the top of the snapshot (also: the path stdin:NAME)")
 		fs.Var(&o.compression, "compression", "`mode` of compressing new data: auto (default: zstd, data that does not compress is stored as is), off, fastest, better or max")
 		return o
 	},
@@ -51,7 +54,11 @@ var backupCommand = &command{
 
 func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
-	if len(args) == 0 {
+	stdinName, args, err := stdinArgs(o.stdinName, args)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 && stdinName == "" {
 		args = []string{"."}
 	}
 	if n := o.packSize.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
@@ -86,8 +93,12 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
 		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog, Scan: prog.shown(),
 		Compression: repo.Compression(o.compression), PackSize: int(o.packSize.n),
+		StdinName: stdinName, Stdin: a.env.Stdin,
 	})
 	prog.done()
+	if errors.Is(err, snapshot.ErrStreamPath) {
+		return usageError("%v; to store standard input as a file, use -stdin-name NAME (as `pg_dump db | coffer at R backup -stdin-name db.sql`)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -104,6 +115,35 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		return fmt.Errorf("%w (%d entries; see the warnings above)", errPartial, s.Errors)
 	}
 	return nil
+}
+
+// stdinArgs returns the name standard input is backed up as, from
+// -stdin-name or plakar's form, a single path stdin:NAME, and the paths
+// left to back up.
+func stdinArgs(flagName setString, args []string) (string, []string, error) {
+	for _, arg := range args {
+		name, ok := strings.CutPrefix(arg, "stdin:")
+		if !ok {
+			continue
+		}
+		if len(args) > 1 || flagName.set {
+			return "", nil, usageError("backup %s: standard input is backed up alone: give no other paths, nor -stdin-name, with it", arg)
+		}
+		if err := snapshot.CheckStdinName(name); err != nil {
+			return "", nil, usageError("backup %s: %v", arg, err)
+		}
+		return name, nil, nil
+	}
+	if !flagName.set {
+		return "", args, nil
+	}
+	if len(args) > 0 {
+		return "", nil, usageError("backup -stdin-name %s: standard input is backed up alone: give no paths with it", flagName.s)
+	}
+	if err := snapshot.CheckStdinName(flagName.s); err != nil {
+		return "", nil, usageError("backup -stdin-name: %v", err)
+	}
+	return flagName.s, nil, nil
 }
 
 func readPatternFile(path string) ([]string, error) {

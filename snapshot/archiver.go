@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -44,6 +45,15 @@ type BackupOptions struct {
 	// the totals to Progress.Scanned, for displays that show a total and
 	// an estimated time left. It reads every directory a second time.
 	Scan bool
+	// StdinName, if not empty, backs up Stdin instead of Paths (which must
+	// be empty): read to EOF and stored as one regular file of that name
+	// (see CheckStdinName) at the top of the snapshot, whose path is
+	// "/"+StdinName and whose base is "/". The file has mode StdinMode,
+	// the current user as owner and the backup's start as its mtime. An
+	// empty Stdin is a warning (ErrEmptyStdin) counted in
+	// Summary.Errors; the snapshot, holding an empty file, is saved.
+	StdinName string
+	Stdin     io.Reader
 }
 
 // BackupProgress receives progress events from a backup. Its methods are
@@ -169,8 +179,13 @@ func (a *archiver) warn(path string, n *Node, err error) {
 // unreadable. Nothing is visible in the repository unless Backup succeeds.
 func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapshot, error) {
 	start := time.Now()
-	paths, err := cleanPaths(opt.Paths)
-	if err != nil {
+	var paths []string
+	var err error
+	if opt.StdinName != "" {
+		if paths, err = stdinPaths(opt); err != nil {
+			return nil, err
+		}
+	} else if paths, err = cleanPaths(opt.Paths); err != nil {
 		return nil, err
 	}
 	if err := opt.Compression.Validate(); err != nil {
@@ -188,6 +203,9 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	}
 	sn := &Snapshot{Time: start.UTC(), Host: opt.Host, Paths: paths, Base: basePath(paths),
 		Tags: opt.Tags, Excludes: opt.Excludes, Program: "coffer " + Version}
+	if opt.StdinName != "" {
+		sn.Base = "/" // not basePath: a directory /name on this host is not what is stored
+	}
 	if u, err := user.Current(); err == nil {
 		sn.User = u.Username
 	}
@@ -279,7 +297,11 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 		a.prefetch = newPrefetcher(gctx, a.loadPrevDir)
 		defer a.prefetch.close()
 		var err error
-		root, err = a.walkRoots(gctx, paths, parent)
+		if a.opt.StdinName != "" {
+			root, err = a.backupStdin(gctx)
+		} else {
+			root, err = a.walkRoots(gctx, paths, parent)
+		}
 		return err
 	})
 	reading := goWorkers(g, fileReaders, func() error { return a.readFiles(gctx) })
@@ -301,7 +323,7 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	// backup, so nothing reports progress after Backup returns.
 	var scanning sync.WaitGroup
 	scanCtx, stopScan := context.WithCancel(gctx)
-	if a.opt.Scan {
+	if a.opt.Scan && a.opt.StdinName == "" { // the length of standard input is known at its end only
 		scanning.Go(func() { a.scan(scanCtx, paths) })
 	}
 	err := g.Wait()

@@ -140,10 +140,11 @@ func (a *archiver) takeChunker(ctx context.Context) (*chunkers.Chunker, error) {
 	return ch, nil
 }
 
-// readToEOF reads a file of unknown length from its current offset to EOF
-// and hands its chunks on, as they would be cut had its size been known,
-// and returns how many bytes it read.
-func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f *os.File) (int64, error) {
+// readToEOF reads a file of unknown length (or standard input) from its
+// current offset to EOF and hands its chunks on, as they would be cut had
+// its size been known, and returns how many bytes it read. It holds at
+// most a chunker's window of f at a time.
+func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f io.Reader) (int64, error) {
 	// Up to MinSize bytes are one chunk, which needs no chunker.
 	b := a.getBuf(a.chunk.MinSize + 1)
 	n, err := io.ReadFull(f, *b)

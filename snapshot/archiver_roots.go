@@ -34,6 +34,9 @@ func cleanPaths(paths []string) ([]string, error) {
 		if _, err := os.Lstat(abs); err != nil {
 			return nil, fmt.Errorf("cannot back up %s: %w", p, err)
 		}
+		if err := checkStreamPath(p, abs); err != nil {
+			return nil, err
+		}
 		out = append(out, filepath.Clean(abs))
 	}
 	slices.Sort(out)
