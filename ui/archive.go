@@ -35,7 +35,11 @@ func (s *Server) handleArchive(w http.ResponseWriter, r *http.Request) {
 	}
 	name := n.Name
 	if abs == "/" {
+		// The synthetic root has no name or times of its own.
 		name = "snapshot-" + sn.ID.Short()
+		root := *n
+		root.ModTime = sn.Time
+		n = &root
 	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", rawCSP)
