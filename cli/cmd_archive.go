@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/cofferhq/coffer/internal/bytesize"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type archiveOptions struct {
+	format string
+	out    string
+}
+
+var archiveCommand = &command{
+	name:     "archive",
+	usage:    "<snapshot>[:path] [-format tar|tar.gz|zip] [-o FILE]",
+	summary:  "write a snapshot, or a path in it, as a tar, tar.gz or zip archive",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &archiveOptions{}
+		fs.StringVar(&o.format, "format", "tar", "archive format: tar, tar.gz or zip")
+		fs.StringVar(&o.out, "o", "", "write the archive to this new `file` instead of standard output")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*archiveOptions)
+		if len(args) != 1 {
+			return usageError("archive takes one <snapshot>[:path], e.g. archive d61:src -format tar.gz -o src.tar.gz")
+		}
+		format, err := snapshot.ParseArchiveFormat(o.format)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		// Checked before the repository is read, so a mistake costs nothing.
+		if o.out == "" && a.env.IsTerminal(a.env.Stdout) {
+			return usageError("archive will not write a binary archive to a terminal: use -o FILE or redirect standard output")
+		}
+		if o.out != "" {
+			if _, err := os.Lstat(o.out); err == nil {
+				return usageError("%s already exists: archive does not overwrite files; remove it or choose another -o", o.out)
+			}
+		}
+		id, p := splitRef(args[0])
+		sn, err := a.findSnapshot(ctx, id)
+		if err != nil {
+			return err
+		}
+		node, abs, err := snapshot.Resolve(ctx, a.repo, sn, p)
+		if err != nil {
+			return err
+		}
+		name := node.Name
+		if abs == "/" {
+			// The synthetic root has no name or times of its own.
+			name = "snapshot-" + sn.ID.Short()
+			root := *node
+			root.ModTime = sn.Time
+			node = &root
+		}
+		opt := snapshot.ArchiveOptions{Format: format, Name: name}
+		if o.out == "" {
+			w := bufio.NewWriterSize(a.env.Stdout, 1<<20)
+			if err := snapshot.WriteArchive(ctx, a.repo, node, w, opt); err != nil {
+				return err
+			}
+			return w.Flush()
+		}
+		size, err := writeFileAtomically(o.out, func(w io.Writer) error {
+			return snapshot.WriteArchive(ctx, a.repo, node, w, opt)
+		})
+		if err != nil {
+			return err
+		}
+		a.out.textf("archive of snapshot %s:%s written to %s (%s)\n", sn.ID.Short(), abs, o.out, bytesize.Format(size))
+		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "path": abs, "file": o.out, "format": format, "bytes": size})
+		return nil
+	},
+}
+
+// writeFileAtomically writes name through write into a temporary file
+// beside it, then links it into place: a failed or interrupted archive
+// leaves no partial file that looks complete, and a file created
+// meanwhile is not overwritten. It returns the number of bytes written.
+func writeFileAtomically(name string, write func(io.Writer) error) (size int64, err error) {
+	var f *os.File
+	for range 100 {
+		// Made by hand rather than by os.CreateTemp, whose files are 0600:
+		// an archive gets the mode of any file the user creates.
+		tmp := filepath.Join(filepath.Dir(name), fmt.Sprintf(".%s.%08x.tmp", filepath.Base(name), rand.Uint32()))
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, os.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("creating %s: %w", name, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	if err := write(bw); err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", name, err)
+	}
+	// A link, unlike a rename, fails if name exists.
+	if err := os.Link(f.Name(), name); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return 0, usageError("%s was created while the archive was written: archive does not overwrite files; remove it or choose another -o", name)
+		}
+		return 0, fmt.Errorf("writing %s: %w", name, err)
+	}
+	return cw.n, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
