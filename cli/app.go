@@ -65,7 +65,7 @@ type command struct {
 }
 
 var commands = []*command{
-	createCommand, backupCommand, lsCommand, catCommand, restoreCommand, archiveCommand,
+	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
 	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +20,9 @@ type forgetOptions struct {
 	within                                       withinFlag
 	keepTags                                     stringList
 	groupBy                                      string
-	hosts, tags, paths                           stringList
-	dryRun, allowEmpty, prune                    bool
-	maxUnused                                    maxUnusedFlag
+	snapshotFilter
+	dryRun, allowEmpty, prune bool
+	maxUnused                 maxUnusedFlag
 }
 
 var forgetCommand = &command{
@@ -44,9 +43,7 @@ var forgetCommand = &command{
 		fs.Var(&o.within, "keep-within", "keep snapshots newer than `duration` before the latest one (like 1y5m7d2h)")
 		fs.Var(&o.keepTags, "keep-tag", "keep snapshots that have all of these comma-separated `tags` (repeatable)")
 		fs.StringVar(&o.groupBy, "group-by", "host,paths", "apply the policy to each group of snapshots with the same `fields` (host, paths, tags; \"\" for one group)")
-		fs.Var(&o.hosts, "host", "only consider snapshots of this `host` (repeatable)")
-		fs.Var(&o.tags, "tag", "only consider snapshots that have all of these comma-separated `tags` (repeatable: any list)")
-		fs.Var(&o.paths, "path", "only consider snapshots that include this `path` (repeatable: all)")
+		o.snapshotFilter.register(fs)
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what would be kept and removed, and why, without removing anything")
 		fs.BoolVar(&o.allowEmpty, "allow-empty", false, "let a policy remove every snapshot of a group")
 		fs.BoolVar(&o.prune, "prune", false, "run prune afterwards, to delete the data only removed snapshots used")
@@ -122,7 +119,7 @@ func splitTags(s string) []string {
 
 func runForget(ctx context.Context, a *app, opts any, args []string) error {
 	o := opts.(*forgetOptions)
-	filtered := len(o.hosts) > 0 || len(o.tags) > 0 || len(o.paths) > 0
+	filtered := o.snapshotFilter.set()
 	switch {
 	case len(args) > 0 && (o.policySet() || filtered):
 		return usageError("forget takes snapshot ids or a policy (-keep-*, -host, -tag, -path), not both")
@@ -176,32 +173,6 @@ func (a *app) forget(ctx context.Context, o *forgetOptions, args []string) error
 			strings.Join(emptied, "; "))
 	}
 	return a.removeSnapshots(ctx, remove, o.dryRun)
-}
-
-// matches applies the -host, -tag and -path filters.
-func (o *forgetOptions) matches(sn *snapshot.Snapshot) bool {
-	if len(o.hosts) > 0 && !slices.Contains(o.hosts, sn.Host) {
-		return false
-	}
-	if len(o.tags) > 0 && !slices.ContainsFunc(o.tags, func(list string) bool {
-		for _, t := range splitTags(list) {
-			if !slices.Contains(sn.Tags, t) {
-				return false
-			}
-		}
-		return true
-	}) {
-		return false
-	}
-	for _, p := range o.paths {
-		if abs, err := filepath.Abs(p); err == nil {
-			p = abs
-		}
-		if !slices.Contains(sn.Paths, filepath.Clean(p)) {
-			return false
-		}
-	}
-	return true
 }
 
 func forgetByID(ctx context.Context, a *app, o *forgetOptions, prefixes []string) error {

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type findOptions struct {
+	snapshotFilter
+	regex        bool
+	newer, older timeFlag
+}
+
+var findFilesCommand = &command{
+	name:     "find",
+	usage:    "[flags] pattern...",
+	summary:  "list the files and directories matching any pattern in every snapshot (trees only, no file contents)",
+	needRepo: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &findOptions{}
+		o.snapshotFilter.register(fs)
+		fs.BoolVar(&o.regex, "regex", false, "the patterns are Go regular expressions searched for in the whole path")
+		fs.Var(&o.newer, "newer", "only entries modified at or after `time` (RFC 3339, or 2006-01-02 local time)")
+		fs.Var(&o.older, "older", "only entries modified before `time` (RFC 3339, or 2006-01-02 local time)")
+		return o
+	},
+	run: runFind,
+}
+
+// timeFlag is a point in time given as RFC 3339 or as a date.
+type timeFlag struct{ t time.Time }
+
+func (f *timeFlag) String() string {
+	if f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+
+func (f *timeFlag) Set(v string) error {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		f.t = t
+		return nil
+	}
+	// A bare date means its midnight where the user is.
+	t, err := time.ParseInLocation(time.DateOnly, v, time.Local)
+	if err != nil {
+		return fmt.Errorf("%q is not a time: give a date like 2026-01-02 or an RFC 3339 time like 2026-01-02T15:04:05Z", v)
+	}
+	f.t = t
+	return nil
+}
+
+func runFind(ctx context.Context, a *app, opts any, args []string) error {
+	o := opts.(*findOptions)
+	if len(args) == 0 {
+		return usageError("find needs a pattern, such as '*.go' (quoted, so the shell does not expand it)")
+	}
+	m, err := snapshot.NewMatcher(snapshot.FindQuery{Patterns: args, Regex: o.regex, Newer: o.newer.t, Older: o.older.t})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	// Like ls, a damaged snapshot does not hide the others: they are
+	// searched, and the error naming it follows.
+	sns, listErr := snapshot.List(ctx, a.repo)
+	f := snapshot.NewFinder(a.repo, m)
+	matches := 0
+	for _, sn := range sns {
+		if !o.matches(sn) {
+			continue
+		}
+		err := f.Find(ctx, sn, func(p string, n *snapshot.Node) error {
+			matches++
+			a.printMatch(sn, p, n)
+			return nil
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("searching snapshot %s: %w", sn.ID.Short(), err), listErr)
+		}
+	}
+	if matches == 0 && listErr == nil {
+		// Finding nothing is an answer, not a failure: exit 0, as restic.
+		a.out.notice("no matches")
+	}
+	return listErr
+}
+
+// printMatch prints one match a line: snapshot, time, size, path.
+func (a *app) printMatch(sn *snapshot.Snapshot, p string, n *snapshot.Node) {
+	a.out.result(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "path": p,
+		"type": n.Type, "size": n.Size, "mtime": n.ModTime.Format(time.RFC3339Nano)})
+	if n.Type == snapshot.TypeDir {
+		p += "/"
+	}
+	a.out.textf("%s  %s %12d  %s\n", sn.ID.Short(), n.ModTime.UTC().Format("2006-01-02 15:04:05"), n.Size, p)
+}
