@@ -32,6 +32,11 @@ var restoreCommand = &command{
 		if o.to == "" {
 			return usageError("restore needs -to DIR, the directory to restore into")
 		}
+		if o.to == "-" {
+			// A tree has no single stream to go to stdout as; archive has
+			// the formats that carry one, and cat writes one file as is.
+			return usageError("restore writes into a directory, not stdout: use coffer archive snap[:path] to write a tar or zip to stdout, or coffer cat snap:path for one file")
+		}
 		id, p := splitRef(args[0])
 		sn, err := a.findSnapshot(ctx, id)
 		if err != nil {
