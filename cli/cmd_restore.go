@@ -9,8 +9,9 @@ import (
 )
 
 type restoreOptions struct {
-	to        string
-	overwrite bool
+	to                 string
+	overwrite          bool
+	excludes, includes stringList
 }
 
 var restoreCommand = &command{
@@ -22,6 +23,8 @@ var restoreCommand = &command{
 		o := &restoreOptions{}
 		fs.StringVar(&o.to, "to", "", "directory to restore into (created if missing)")
 		fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing files")
+		fs.Var(&o.excludes, "exclude", "leave out paths matching a gitignore-style pattern, relative to the restored root (repeatable)")
+		fs.Var(&o.includes, "include", "restore only paths matching a gitignore-style pattern, relative to the restored root, and the directories leading to them (repeatable)")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
@@ -43,7 +46,8 @@ var restoreCommand = &command{
 			return err
 		}
 		prog := a.newProgress("restore")
-		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{Target: o.to, Overwrite: o.overwrite, Progress: prog})
+		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{
+			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes})
 		prog.done()
 		if err != nil {
 			return err

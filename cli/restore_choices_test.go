@@ -3,8 +3,10 @@
 package cli
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -43,5 +45,46 @@ func TestCatSymlink(t *testing.T) {
 	wantOneLineError(t, h.at("cat", "-l", id+":f"), ExitUsage, "not a symlink")
 	if got := h.mustAt("cat", id+":f"); got != "data" {
 		t.Errorf("cat of a file printed %q", got)
+	}
+}
+
+// restore -exclude and -include, repeated, choose what is restored.
+func TestRestoreIncludeExclude(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	src := t.TempDir()
+	for _, f := range []string{"keep.txt", "a/skip.log", "a/keep.txt", "b/c/keep.txt", "b/c/other.bin", "d/x.txt"} {
+		p := filepath.Join(src, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := h.backup(src)
+	list := func(dir string) []string {
+		var got []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(dir, p)
+				got = append(got, rel)
+			}
+			return err
+		})
+		return got
+	}
+	dst := t.TempDir()
+	h.mustAt("restore", id, "-to", dst, "-exclude", "*.log", "-exclude", "d/")
+	if got, want := list(dst), []string{"a/keep.txt", "b/c/keep.txt", "b/c/other.bin", "keep.txt"}; !slices.Equal(got, want) {
+		t.Errorf("restore -exclude restored %q, want %q", got, want)
+	}
+	dst = t.TempDir()
+	h.mustAt("restore", id, "-to", dst, "-include", "keep.txt", "-include", "*.bin", "-exclude", "a")
+	if got, want := list(dst), []string{"b/c/keep.txt", "b/c/other.bin", "keep.txt"}; !slices.Equal(got, want) {
+		t.Errorf("restore -include restored %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "d")); err == nil {
+		t.Error("restore -include made a directory with nothing included in it")
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cofferhq/coffer/internal/gitignore"
 	"github.com/cofferhq/coffer/repo"
 )
 
@@ -33,6 +35,12 @@ type RestoreOptions struct {
 	Progress  RestoreProgress
 	// Workers is how many packs are read at once; 0 means 4.
 	Workers int
+	// Excludes and Includes are gitignore patterns matched against paths
+	// relative to the restored root (the target). An excluded directory
+	// is skipped whole. With Includes, only matching entries are restored,
+	// with the directories on the way to them; Excludes win over them.
+	Excludes []string
+	Includes []string
 }
 
 // RestoreProgress receives progress events; methods may be called
@@ -78,6 +86,8 @@ type restorer struct {
 	dirs     []restoreItem // parents before children
 	others   []restoreItem // files, symlinks, specials
 	links    map[[2]uint64]string
+	excludes gitignore.Matcher
+	includes gitignore.Matcher // nil: everything not excluded
 	warnings atomic.Int64
 	sum      RestoreSummary
 }
@@ -95,6 +105,10 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}}
 	if rs.prog == nil {
 		rs.prog = nopRestoreProgress{}
+	}
+	rs.excludes = newExcludes(opt.Excludes)
+	if len(opt.Includes) > 0 {
+		rs.includes = newExcludes(opt.Includes) // "excluded" there means matched
 	}
 	target, err := filepath.Abs(opt.Target)
 	if err != nil {
@@ -117,10 +131,14 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	return rs.sum, nil
 }
 
-// plan lists everything to create.
+// plan lists everything to create, leaving out what the filters do.
 func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 	if node.Type != TypeDir {
 		rs.dirs = append(rs.dirs, restoreItem{path: target})
+		if rs.excludes.Match([]string{node.Name}, false) ||
+			rs.includes != nil && !rs.includes.Match([]string{node.Name}, false) {
+			return nil
+		}
 		rs.add(filepath.Join(target, node.Name), node)
 		return nil
 	}
@@ -129,7 +147,47 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 		root = nil
 	}
 	rs.dirs = append(rs.dirs, restoreItem{path: target, node: root})
+	// Directories not matched by an include wait here, outermost first,
+	// until something below them is kept: only the directories on the way
+	// to included entries are restored, not every empty one around them.
+	type pending struct {
+		p, rel string // rel joined with "/", whatever the OS
+		n      *Node
+	}
+	var waiting []pending
 	return Walk(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
+		rel, err := filepath.Rel(target, p)
+		if err != nil {
+			return err
+		}
+		elems := strings.Split(filepath.ToSlash(rel), "/")
+		isDir := n.Type == TypeDir
+		if rs.excludes.Match(elems, isDir) {
+			if isDir {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if rs.includes == nil {
+			rs.add(p, n)
+			return nil
+		}
+		// Walk is depth first: what is waiting and not above p was
+		// passed by without anything kept below it.
+		slashed := strings.Join(elems, "/")
+		for len(waiting) > 0 && !strings.HasPrefix(slashed, waiting[len(waiting)-1].rel+"/") {
+			waiting = waiting[:len(waiting)-1]
+		}
+		if !rs.includes.Match(elems, isDir) {
+			if isDir {
+				waiting = append(waiting, pending{p, slashed, n})
+			}
+			return nil
+		}
+		for _, w := range waiting {
+			rs.add(w.p, w.n)
+		}
+		waiting = waiting[:0]
 		rs.add(p, n)
 		return nil
 	})
