@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
@@ -12,6 +13,7 @@ type restoreOptions struct {
 	to                 string
 	overwrite          bool
 	excludes, includes stringList
+	ignoreErrors       bool
 }
 
 var restoreCommand = &command{
@@ -25,6 +27,7 @@ var restoreCommand = &command{
 		fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing files")
 		fs.Var(&o.excludes, "exclude", "leave out paths matching a gitignore-style pattern, relative to the restored root (repeatable)")
 		fs.Var(&o.includes, "include", "restore only paths matching a gitignore-style pattern, relative to the restored root, and the directories leading to them (repeatable)")
+		fs.BoolVar(&o.ignoreErrors, "ignore-errors", false, "go on past damaged data, restoring what is readable and listing what is not (exit 3)")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
@@ -47,13 +50,17 @@ var restoreCommand = &command{
 		}
 		prog := a.newProgress("restore")
 		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{
-			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes})
+			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes,
+			IgnoreErrors: o.ignoreErrors})
 		prog.done()
 		if err != nil {
 			return err
 		}
 		a.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.to, sum.Files, sum.Dirs, bytesize.Format(sum.Bytes))
 		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "target": o.to, "summary": sum})
+		if sum.Failed > 0 {
+			return fmt.Errorf("%w: %d not restored (listed above); coffer check -read-data tells what is damaged", errRestorePartial, sum.Failed)
+		}
 		return nil
 	},
 }
