@@ -3,16 +3,27 @@ package cli
 import (
 	"bufio"
 	"context"
+	"flag"
 
 	"github.com/cofferhq/coffer/snapshot"
 )
 
+type catOptions struct {
+	link bool
+}
+
 var catCommand = &command{
 	name:     "cat",
-	usage:    "<snapshot>:<path>",
+	usage:    "[-l] <snapshot>:<path>",
 	summary:  "write a file from a snapshot to standard output",
 	needRepo: true,
-	run: func(ctx context.Context, a *app, _ any, args []string) error {
+	flags: func(fs *flag.FlagSet) any {
+		o := &catOptions{}
+		fs.BoolVar(&o.link, "l", false, "print a symlink's target instead of a file's content")
+		return o
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*catOptions)
 		if len(args) != 1 {
 			return usageError("cat takes one <snapshot>:<path>, e.g. cat d61:LICENSE")
 		}
@@ -27,6 +38,19 @@ var catCommand = &command{
 		node, abs, err := snapshot.Resolve(ctx, a.repo, sn, p)
 		if err != nil {
 			return err
+		}
+		if o.link {
+			if node.Type != snapshot.TypeSymlink {
+				return usageError("%s in snapshot %s is a %s, not a symlink: cat -l prints a symlink's target; drop -l for a file's content", abs, sn.ID.Short(), node.Type)
+			}
+			// A newline after the target, as readlink prints it.
+			_, err := a.env.Stdout.Write([]byte(node.LinkTarget + "\n"))
+			return err
+		}
+		if node.Type == snapshot.TypeSymlink {
+			// Following the link would mean resolving it inside the
+			// snapshot (or out of it), which cat does not guess at.
+			return usageError("%s in snapshot %s is a symlink, not a file: use cat -l to print its target", abs, sn.ID.Short())
 		}
 		if node.Type != snapshot.TypeFile {
 			return usageError("%s in snapshot %s is a %s, not a file", abs, sn.ID.Short(), node.Type)

@@ -3,14 +3,17 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
 type restoreOptions struct {
-	to        string
-	overwrite bool
+	to                 string
+	overwrite          bool
+	excludes, includes stringList
+	ignoreErrors       bool
 }
 
 var restoreCommand = &command{
@@ -22,6 +25,9 @@ var restoreCommand = &command{
 		o := &restoreOptions{}
 		fs.StringVar(&o.to, "to", "", "directory to restore into (created if missing)")
 		fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing files")
+		fs.Var(&o.excludes, "exclude", "leave out paths matching a gitignore-style pattern, relative to the restored root (repeatable)")
+		fs.Var(&o.includes, "include", "restore only paths matching a gitignore-style pattern, relative to the restored root, and the directories leading to them (repeatable)")
+		fs.BoolVar(&o.ignoreErrors, "ignore-errors", false, "go on past damaged data, restoring what is readable and listing what is not (exit 3)")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
@@ -32,19 +38,29 @@ var restoreCommand = &command{
 		if o.to == "" {
 			return usageError("restore needs -to DIR, the directory to restore into")
 		}
+		if o.to == "-" {
+			// A tree has no single stream to go to stdout as; archive has
+			// the formats that carry one, and cat writes one file as is.
+			return usageError("restore writes into a directory, not stdout: use coffer archive snap[:path] to write a tar or zip to stdout, or coffer cat snap:path for one file")
+		}
 		id, p := splitRef(args[0])
 		sn, err := a.findSnapshot(ctx, id)
 		if err != nil {
 			return err
 		}
 		prog := a.newProgress("restore")
-		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{Target: o.to, Overwrite: o.overwrite, Progress: prog})
+		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{
+			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes,
+			IgnoreErrors: o.ignoreErrors})
 		prog.done()
 		if err != nil {
 			return err
 		}
 		a.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.to, sum.Files, sum.Dirs, bytesize.Format(sum.Bytes))
 		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "target": o.to, "summary": sum})
+		if sum.Failed > 0 {
+			return fmt.Errorf("%w: %d not restored (listed above); coffer check -read-data tells what is damaged", errRestorePartial, sum.Failed)
+		}
 		return nil
 	},
 }

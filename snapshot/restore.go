@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cofferhq/coffer/internal/gitignore"
 	"github.com/cofferhq/coffer/repo"
 )
 
@@ -33,6 +36,18 @@ type RestoreOptions struct {
 	Progress  RestoreProgress
 	// Workers is how many packs are read at once; 0 means 4.
 	Workers int
+	// Excludes and Includes are gitignore patterns matched against paths
+	// relative to the restored root (the target). An excluded directory
+	// is skipped whole. With Includes, only matching entries are restored,
+	// with the directories on the way to them; Excludes win over them.
+	Excludes []string
+	Includes []string
+	// IgnoreErrors goes on past damaged data (a missing or corrupt pack
+	// or tree): each file that cannot be restored in full is reported to
+	// Progress.Warn, left out rather than restored with wrong content, and
+	// counted in RestoreSummary.Failed; a directory whose tree cannot be
+	// read is created empty and reported.
+	IgnoreErrors bool
 }
 
 // RestoreProgress receives progress events; methods may be called
@@ -56,6 +71,10 @@ type RestoreSummary struct {
 	Others   int64 `json:"others"`
 	Bytes    int64 `json:"bytes"`
 	Warnings int64 `json:"warnings"`
+	// Failed counts the files and directories not restored in full for
+	// damaged data (only with IgnoreErrors); Files and Bytes leave out
+	// the files among them.
+	Failed int64 `json:"failed"`
 }
 
 type restoreItem struct {
@@ -78,6 +97,10 @@ type restorer struct {
 	dirs     []restoreItem // parents before children
 	others   []restoreItem // files, symlinks, specials
 	links    map[[2]uint64]string
+	failMu   sync.Mutex
+	failed   map[string]bool
+	excludes gitignore.Matcher
+	includes gitignore.Matcher // nil: everything not excluded
 	warnings atomic.Int64
 	sum      RestoreSummary
 }
@@ -92,9 +115,13 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	if err != nil {
 		return RestoreSummary{}, err
 	}
-	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}}
+	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}, failed: map[string]bool{}}
 	if rs.prog == nil {
 		rs.prog = nopRestoreProgress{}
+	}
+	rs.excludes = newExcludes(opt.Excludes)
+	if len(opt.Includes) > 0 {
+		rs.includes = newExcludes(opt.Includes) // "excluded" there means matched
 	}
 	target, err := filepath.Abs(opt.Target)
 	if err != nil {
@@ -112,15 +139,20 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	if err := rs.writeData(ctx); err != nil {
 		return rs.sum, err
 	}
+	rs.dropFailed()
 	rs.applyMetadata()
 	rs.sum.Warnings = rs.warnings.Load()
 	return rs.sum, nil
 }
 
-// plan lists everything to create.
+// plan lists everything to create, leaving out what the filters do.
 func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 	if node.Type != TypeDir {
 		rs.dirs = append(rs.dirs, restoreItem{path: target})
+		if rs.excludes.Match([]string{node.Name}, false) ||
+			rs.includes != nil && !rs.includes.Match([]string{node.Name}, false) {
+			return nil
+		}
 		rs.add(filepath.Join(target, node.Name), node)
 		return nil
 	}
@@ -129,9 +161,89 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 		root = nil
 	}
 	rs.dirs = append(rs.dirs, restoreItem{path: target, node: root})
-	return Walk(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
+	// Directories not matched by an include wait here, outermost first,
+	// until something below them is kept: only the directories on the way
+	// to included entries are restored, not every empty one around them.
+	type pending struct {
+		p, rel string // rel joined with "/", whatever the OS
+		n      *Node
+	}
+	var waiting []pending
+	var onErr func(string, error) error
+	if rs.opt.IgnoreErrors {
+		onErr = func(dir string, err error) error {
+			rs.fail(dir, fmt.Errorf("its contents cannot be read: %w", err))
+			return nil
+		}
+	}
+	return walkPastDamage(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
+		rel, err := filepath.Rel(target, p)
+		if err != nil {
+			return err
+		}
+		elems := strings.Split(filepath.ToSlash(rel), "/")
+		isDir := n.Type == TypeDir
+		if rs.excludes.Match(elems, isDir) {
+			if isDir {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if rs.includes == nil {
+			rs.add(p, n)
+			return nil
+		}
+		// Walk is depth first: what is waiting and not above p was
+		// passed by without anything kept below it.
+		slashed := strings.Join(elems, "/")
+		for len(waiting) > 0 && !strings.HasPrefix(slashed, waiting[len(waiting)-1].rel+"/") {
+			waiting = waiting[:len(waiting)-1]
+		}
+		if !rs.includes.Match(elems, isDir) {
+			if isDir {
+				waiting = append(waiting, pending{p, slashed, n})
+			}
+			return nil
+		}
+		for _, w := range waiting {
+			rs.add(w.p, w.n)
+		}
+		waiting = waiting[:0]
 		rs.add(p, n)
 		return nil
+	}, onErr)
+}
+
+// fail records a file or directory that damaged data keeps from being
+// restored in full, and reports it once.
+func (rs *restorer) fail(p string, err error) {
+	rs.failMu.Lock()
+	defer rs.failMu.Unlock()
+	if rs.failed[p] {
+		return
+	}
+	rs.failed[p] = true
+	rs.prog.Warn(p, fmt.Errorf("not restored: %w", err))
+}
+
+// dropFailed removes the files that could not be restored in full, so
+// that nothing is left with holes where data was lost. It runs after the
+// data phase, when no worker can create them again.
+func (rs *restorer) dropFailed() {
+	rs.sum.Failed = int64(len(rs.failed))
+	if len(rs.failed) == 0 {
+		return
+	}
+	rs.others = slices.DeleteFunc(rs.others, func(it restoreItem) bool {
+		if !rs.failed[it.path] {
+			return false
+		}
+		rs.sum.Files--
+		rs.sum.Bytes -= it.node.Size
+		if err := os.Remove(it.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			rs.warn(it.path, fmt.Errorf("removing the partly restored file: %w", err))
+		}
+		return true
 	})
 }
 
@@ -395,7 +507,16 @@ func (rs *restorer) writeData(ctx context.Context) error {
 			if !e.Hole {
 				loc, ok := rs.r.Index().Lookup(e.ID)
 				if !ok {
-					return fmt.Errorf("content of %s: blob %s: %w", it.path, e.ID.Short(), repo.ErrBlobNotFound)
+					err := fmt.Errorf("content of %s: blob %s: %w", it.path, e.ID.Short(), repo.ErrBlobNotFound)
+					if !rs.opt.IgnoreErrors {
+						return err
+					}
+					rs.fail(it.path, err)
+					if df != nil {
+						df.remaining.Add(1) // never written: the file is never finished
+					}
+					off += e.Size
+					continue
 				}
 				w := packs[loc.Pack]
 				if w == nil {
@@ -430,28 +551,64 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	g.SetLimit(workers)
 	for pack, w := range packs {
 		g.Go(func() error {
-			return rs.r.LoadBlobs(ctx, pack, w.refs, func(ref repo.BlobRef, plain []byte) error {
-				bw := w.blobs[ref.ID]
-				if int64(len(plain)) != bw.size {
-					return &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: pack.String(),
-						Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), bw.size)}
-				}
-				for _, t := range bw.targets {
-					if err := writeAt(t.path, plain, t.offset, t.file != nil); err != nil {
-						return fsError("writing", t.path, err)
-					}
-					rs.prog.Processed(0, int64(len(plain)))
-					if t.file != nil && t.file.remaining.Add(-1) == 0 {
-						if err := rs.finish(t.file); err != nil {
-							return err
+			delivered := map[repo.ID]bool{}
+			var writeErr error // the target's fault, never ignored
+			load := func(refs []repo.BlobRef) error {
+				return rs.r.LoadBlobs(ctx, pack, refs, func(ref repo.BlobRef, plain []byte) error {
+					if err := rs.writeBlob(w.blobs[ref.ID].size, w.blobs[ref.ID].targets, pack, ref, plain); err != nil {
+						if !errors.As(err, new(*repo.IntegrityError)) {
+							writeErr = err
 						}
+						return err
+					}
+					delivered[ref.ID] = true
+					return nil
+				})
+			}
+			err := load(w.refs)
+			if err == nil || !rs.opt.IgnoreErrors || writeErr != nil || ctx.Err() != nil {
+				return err
+			}
+			// Past the damage blob by blob, so that one bad blob costs
+			// only the files that need it.
+			for _, ref := range w.refs {
+				if delivered[ref.ID] {
+					continue
+				}
+				if err := load([]repo.BlobRef{ref}); err != nil {
+					if writeErr != nil || ctx.Err() != nil {
+						return err
+					}
+					for _, t := range w.blobs[ref.ID].targets {
+						rs.fail(t.path, err)
 					}
 				}
-				return nil
-			})
+			}
+			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// writeBlob writes a pack's blob, of the size the trees say, to every
+// place that needs it.
+func (rs *restorer) writeBlob(size int64, targets []blobTarget, pack repo.ID, ref repo.BlobRef, plain []byte) error {
+	if int64(len(plain)) != size {
+		return &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: pack.String(),
+			Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), size)}
+	}
+	for _, t := range targets {
+		if err := writeAt(t.path, plain, t.offset, t.file != nil); err != nil {
+			return fsError("writing", t.path, err)
+		}
+		rs.prog.Processed(0, int64(len(plain)))
+		if t.file != nil && t.file.remaining.Add(-1) == 0 {
+			if err := rs.finish(t.file); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // finish gives a deferred file, all of whose data is written, its size

@@ -78,13 +78,27 @@ func Walk(ctx context.Context, r BlobLoader, dir string, tree repo.ID, fn func(p
 		return LoadTree(ctx, r, id)
 	})
 	defer trees.close()
-	return walk(ctx, trees, dir, tree, fn)
+	return walk(ctx, trees, dir, tree, fn, nil)
 }
 
-func walk(ctx context.Context, trees *prefetcher[[]*Node], dir string, tree repo.ID, fn func(p string, n *Node) error) error {
+// walkPastDamage is Walk, except that a directory whose tree cannot be
+// loaded is passed to onErr (with its path) and skipped, unless onErr
+// returns an error.
+func walkPastDamage(ctx context.Context, r BlobLoader, dir string, tree repo.ID, fn func(p string, n *Node) error, onErr func(dir string, err error) error) error {
+	trees := newPrefetcher(ctx, func(ctx context.Context, id repo.ID) ([]*Node, error) {
+		return LoadTree(ctx, r, id)
+	})
+	defer trees.close()
+	return walk(ctx, trees, dir, tree, fn, onErr)
+}
+
+func walk(ctx context.Context, trees *prefetcher[[]*Node], dir string, tree repo.ID, fn func(p string, n *Node) error, onErr func(string, error) error) error {
 	nodes, err := trees.take(ctx, tree)
 	if err != nil {
-		return err
+		if onErr == nil || ctx.Err() != nil {
+			return err
+		}
+		return onErr(dir, err)
 	}
 	var subtrees []repo.ID
 	for _, n := range nodes {
@@ -107,7 +121,7 @@ func walk(ctx context.Context, trees *prefetcher[[]*Node], dir string, tree repo
 			return err
 		}
 		if n.Type == TypeDir {
-			if err := walk(ctx, trees, p, n.Subtree, fn); err != nil {
+			if err := walk(ctx, trees, p, n.Subtree, fn, onErr); err != nil {
 				return err
 			}
 		}

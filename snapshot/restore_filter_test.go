@@ -1,0 +1,115 @@
+//go:build linux
+
+package snapshot
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cofferhq/coffer/storage/mem"
+)
+
+// TestRestoreFilters restores a tree with -exclude and -include patterns
+// and compares what lands in the target, entry by entry and byte by byte,
+// with what the patterns say.
+func TestRestoreFilters(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	files := []string{
+		"README.md", "main.go", "main_test.go",
+		"docs/guide.md", "docs/img/logo.png", "docs/img/notes.md",
+		"src/a/x.go", "src/a/x.log", "src/b/y.go", "src/b/deep/z.log",
+		"build/out.bin", "build/sub/more.bin",
+		"empty/",
+	}
+	for _, f := range files {
+		p := filepath.Join(src, f)
+		if f[len(f)-1] == '/' {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("content of "+f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := mem.New()
+	sn := backup(t, newRepo(t, st), src, BackupOptions{})
+	r := reopen(t, st)
+
+	cases := []struct {
+		name               string
+		path               string
+		excludes, includes []string
+		want               []string // directories end in "/"
+	}{
+		{"exclude dir and glob", "", []string{"build/", "*.log"}, nil, []string{
+			"README.md", "docs/", "docs/guide.md", "docs/img/", "docs/img/logo.png", "docs/img/notes.md",
+			"empty/", "main.go", "main_test.go",
+			"src/", "src/a/", "src/a/x.go", "src/b/", "src/b/deep/", "src/b/y.go",
+		}},
+		{"exclude anchored", "", []string{"/docs/img", "src/b"}, nil, []string{
+			"README.md", "build/", "build/out.bin", "build/sub/", "build/sub/more.bin",
+			"docs/", "docs/guide.md", "empty/", "main.go", "main_test.go",
+			"src/", "src/a/", "src/a/x.go", "src/a/x.log",
+		}},
+		{"include glob", "", nil, []string{"*.md"}, []string{
+			"README.md", "docs/", "docs/guide.md", "docs/img/", "docs/img/notes.md",
+		}},
+		{"include dir", "", nil, []string{"src/b"}, []string{
+			"src/", "src/b/", "src/b/deep/", "src/b/deep/z.log", "src/b/y.go",
+		}},
+		{"include and exclude", "", []string{"*_test.go", "deep/"}, []string{"*.go"}, []string{
+			"main.go", "src/", "src/a/", "src/a/x.go", "src/b/", "src/b/y.go",
+		}},
+		{"include empty dir", "", nil, []string{"empty/"}, []string{"empty/"}},
+		{"sub path", "src", []string{"a"}, []string{"*.log"}, []string{"b/", "b/deep/", "b/deep/z.log"}},
+		{"include nothing", "", nil, []string{"nope"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dst := t.TempDir()
+			_, err := Restore(t.Context(), r, sn, c.path, RestoreOptions{Target: dst, Excludes: c.excludes, Includes: c.includes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			err = filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || p == dst {
+					return err
+				}
+				rel, _ := filepath.Rel(dst, p)
+				if d.IsDir() {
+					got = append(got, filepath.ToSlash(rel)+"/")
+					return nil
+				}
+				got = append(got, filepath.ToSlash(rel))
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				orig := filepath.ToSlash(filepath.Join(c.path, rel))
+				if string(b) != "content of "+orig {
+					t.Errorf("%s holds %q", rel, b)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			want := slices.Clone(c.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("restored\n  %q\nwant\n  %q", got, want)
+			}
+		})
+	}
+}
