@@ -38,6 +38,7 @@ type globals struct {
 	cacheDir       string
 	noCache        bool
 	passphraseFile string
+	otherPassFile  string
 	insecureHTTP   bool
 	caFile         string
 	retryFor       time.Duration
@@ -65,7 +66,7 @@ type command struct {
 }
 
 var commands = []*command{
-	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand,
+	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
 	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }
@@ -77,6 +78,7 @@ type app struct {
 	out  *printer
 	repo *repo.Repository
 	lock *repo.Lock // held while the command runs, if it takes one
+	pw   []byte     // the passphrase that opened (or created) repo, for the other repository of sync
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -108,6 +110,7 @@ func (a *app) run(ctx context.Context) (err error) {
 	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
 	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
 	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
+	fs.StringVar(&a.g.otherPassFile, "other-passphrase-file", "", "read the passphrase of the other repository (sync's, create -from's) from this file (env COFFER_OTHER_PASSPHRASE; default: this repository's passphrase, then a prompt)")
 	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
 	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
 	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
@@ -260,7 +263,11 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loa
 	if err != nil {
 		return err
 	}
-	r, err := repo.Open(ctx, st, func() ([]byte, error) { return a.passphrase(false) }, repo.OpenOptions{
+	r, err := repo.Open(ctx, st, func() ([]byte, error) {
+		pw, err := a.passphrase(false)
+		a.pw = pw
+		return pw, err
+	}, repo.OpenOptions{
 		CacheDir: a.g.cacheDir,
 		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
 		Warnf:    a.out.warningf,

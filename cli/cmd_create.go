@@ -9,6 +9,7 @@ import (
 
 type createOptions struct {
 	packSize sizeFlag // MiB without a unit
+	from     string
 }
 
 var createCommand = &command{
@@ -16,14 +17,19 @@ var createCommand = &command{
 	summary: "create a new repository (the store must be new or empty)",
 	flags: func(fs *flag.FlagSet) any {
 		o := &createOptions{}
-		o.packSize = sizeFlag{n: repo.DefaultPackSize, bare: 1 << 20}
-		fs.Var(&o.packSize, "pack-size", "the `size` of packs backups make unless they say otherwise (backup -pack-size), from 1MiB to 1GiB; a number is MiB")
+		o.packSize = sizeFlag{bare: 1 << 20} // n stays 0 unless given
+		fs.Var(&o.packSize, "pack-size", "the `size` of packs backups make unless they say otherwise (backup -pack-size), from 1MiB to 1GiB; a number is MiB (default 32MiB; with -from, that repository's)")
+		fs.StringVar(&o.from, "from", "", "share the master key and chunker of the repository at this `store`, so that sync copies packs between the two as they are (its passphrase: -other-passphrase-file)")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		o := opts.(*createOptions)
 		if len(args) > 0 {
 			return usageError("create takes no arguments")
+		}
+		packSizeGiven := o.packSize.n != 0
+		if !packSizeGiven {
+			o.packSize.n = repo.DefaultPackSize
 		}
 		if n := o.packSize.n; n < repo.MinConfigPackSize || n > repo.MaxPackSize {
 			return usageError("create -pack-size %s: give a size from 1MiB to 1GiB", &o.packSize)
@@ -41,7 +47,20 @@ var createCommand = &command{
 		if err != nil {
 			return err
 		}
-		r, err := repo.Create(ctx, st, pw, repo.CreateOptions{PackSize: int(o.packSize.n)})
+		copts := repo.CreateOptions{PackSize: int(o.packSize.n)}
+		if o.from != "" {
+			a.pw = pw // tried first on the other repository
+			from, err := a.openOther(ctx, o.from)
+			if err != nil {
+				return err
+			}
+			defer from.close()
+			copts.ShareKeysWith = from.Repository
+			if !packSizeGiven {
+				copts.PackSize = from.Config().PackSize
+			}
+		}
+		r, err := repo.Create(ctx, st, pw, copts)
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 type progress struct {
 	out        *printer
 	verb       string
+	unit       string // what files counts: files, or blobs for sync
 	bar        *progressbar.ProgressBar
 	files      atomic.Int64
 	bytes      atomic.Int64
@@ -35,7 +36,7 @@ const plainInterval = 10 * time.Second
 // newProgress starts reporting on w. It returns a progress that only
 // forwards warnings when output is silent or JSON.
 func (a *app) newProgress(verb string) *progress {
-	p := &progress{out: a.out, verb: verb, start: time.Now(), stop: make(chan struct{})}
+	p := &progress{out: a.out, verb: verb, unit: "files", start: time.Now(), stop: make(chan struct{})}
 	if a.g.silent || a.g.json {
 		return p
 	}
@@ -86,7 +87,7 @@ func (p *progress) line() string {
 	files, bytes := p.files.Load(), p.bytes.Load()
 	totalFiles, totalBytes := p.totalFiles.Load(), p.totalBytes.Load()
 	rate := float64(bytes) / elapsed.Seconds()
-	s := fmt.Sprintf("[%s] %s: %d/%d files, %s/%s, %s/s", duration(elapsed), p.verb, files, totalFiles,
+	s := fmt.Sprintf("[%s] %s: %d/%d %s, %s/%s, %s/s", duration(elapsed), p.verb, files, totalFiles, p.unit,
 		bytesize.Format(bytes), bytesize.Format(totalBytes), bytesize.Format(int64(rate)))
 	if totalBytes > 0 && bytes > 0 && bytes < totalBytes {
 		eta := time.Duration(float64(totalBytes-bytes) / rate * float64(time.Second))
@@ -97,7 +98,7 @@ func (p *progress) line() string {
 
 func (p *progress) describe() {
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("%s %d/%d files", p.verb, p.files.Load(), p.totalFiles.Load()))
+		p.bar.Describe(fmt.Sprintf("%s %d/%d %s", p.verb, p.files.Load(), p.totalFiles.Load(), p.unit))
 	}
 }
 

@@ -74,6 +74,12 @@ type CreateOptions struct {
 	ChunkMin int       // the three chunk sizes default together
 	ChunkAvg int
 	ChunkMax int
+	// ShareKeysWith, when not nil, gives the new repository that
+	// repository's master keys and chunker parameters (`create -from`):
+	// blob ids are then the same in both, so that sync copies packs as
+	// they are and both dedup against each other's data. The chunk
+	// sizes above are then ignored.
+	ShareKeysWith *Repository
 }
 
 // OpenOptions tune how a repository is opened.
@@ -130,6 +136,9 @@ func Create(ctx context.Context, st storage.Store, passphrase []byte, opt Create
 	}
 	cfg.Chunker.Algorithm = ChunkerAlgorithm
 	cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = opt.ChunkMin, opt.ChunkAvg, opt.ChunkMax
+	if from := opt.ShareKeysWith; from != nil {
+		cfg.Chunker = from.cfg.Chunker
+	}
 	if cfg.Chunker.Avg == 0 {
 		cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = DefaultChunkMin, DefaultChunkAvg, DefaultChunkMax
 	}
@@ -145,6 +154,10 @@ func Create(ctx context.Context, st storage.Store, passphrase []byte, opt Create
 	mk, err := newMasterKeys()
 	if err != nil {
 		return nil, err
+	}
+	if from := opt.ShareKeysWith; from != nil {
+		k := *from.keys
+		mk = &k
 	}
 	r, err := newRepository(st, cfg, mk, "")
 	if err != nil {

@@ -56,9 +56,14 @@ type Snapshot struct {
 	Tags     []string  `json:"tags,omitempty"`
 	Excludes []string  `json:"excludes,omitempty"`
 	Parent   repo.ID   `json:"parent,omitzero"`
-	Tree     repo.ID   `json:"tree"`
-	Summary  Summary   `json:"summary"`
-	Program  string    `json:"program"`
+	// Original is the id of the snapshot this one is a copy of, made by
+	// sync into a repository with other keys (where the copy's id and
+	// tree differ); zero for a backup, and for a copy into a repository
+	// that shares keys, which keeps the original's id.
+	Original repo.ID `json:"original,omitzero"`
+	Tree     repo.ID `json:"tree"`
+	Summary  Summary `json:"summary"`
+	Program  string  `json:"program"`
 
 	ID repo.ID `json:"-"` // the object's name, set when loaded or saved
 }

@@ -223,6 +223,18 @@ type FilePutter interface {
 	PutFile(ctx context.Context, kind Kind, name string, f *os.File, size int64) error
 }
 
+// Mounter is implemented by stores that can take an object from another
+// store without its bytes passing through coffer: a registry mounts a
+// blob from another repository on the same registry (cross-repository
+// blob mount), which uploads nothing.
+type Mounter interface {
+	// Mount stores kind/name, size bytes long, by taking it from src,
+	// with Put's guarantees. It returns false and no error when it cannot
+	// (src is another kind of store or on another registry, or the
+	// registry declines the mount); the caller then copies the bytes.
+	Mount(ctx context.Context, kind Kind, name string, size int64, src Store) (bool, error)
+}
+
 // ValidName reports whether name can be used as an object name: 1 to 128
 // characters from [0-9a-z-], not starting with '-'. Names chosen by coffer
 // are lowercase hex, which every backend can store verbatim.

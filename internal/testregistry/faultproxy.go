@@ -93,6 +93,7 @@ type FaultProxy struct {
 	rng      *rand.Rand
 	rate     float64
 	requests map[string]int
+	sent     map[string]int64 // request body bytes, by class
 	faults   map[FaultKind]int
 	total    int
 	ln       net.Listener // nil while refusing connections
@@ -135,6 +136,7 @@ func StartFaultProxy(t testing.TB, target string, opt FaultOptions) *FaultProxy 
 		kinds:    kinds,
 		rng:      rand.New(rand.NewPCG(uint64(opt.Seed), 0x636f66666572)),
 		requests: map[string]int{},
+		sent:     map[string]int64{},
 		faults:   map[FaultKind]int{},
 	}
 	p.SetRate(opt.Rate)
@@ -293,6 +295,32 @@ func (p *FaultProxy) Requests() map[string]int {
 	return maps.Clone(p.requests)
 }
 
+// Sent returns how many bytes of request bodies the proxy has received,
+// by RequestClass, since it started or was Reset: what clients uploaded
+// through it.
+func (p *FaultProxy) Sent() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.sent)
+}
+
+// countingBody counts the bytes read of a request's body.
+type countingBody struct {
+	io.ReadCloser
+	p     *FaultProxy
+	class string
+}
+
+func (b *countingBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	if n > 0 {
+		b.p.mu.Lock()
+		b.p.sent[b.class] += int64(n)
+		b.p.mu.Unlock()
+	}
+	return n, err
+}
+
 // Faults returns how many faults of each kind the proxy has injected
 // since it started or was Reset.
 func (p *FaultProxy) Faults() map[FaultKind]int {
@@ -314,6 +342,7 @@ func (p *FaultProxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests = map[string]int{}
+	p.sent = map[string]int64{}
 	p.faults = map[FaultKind]int{}
 	p.total = 0
 }
@@ -411,6 +440,9 @@ func (p *FaultProxy) pick(r *http.Request) (FaultKind, time.Duration) {
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, p: p, class: RequestClass(r)}
+	}
 	kind, delay := p.pick(r)
 	p.mu.Lock()
 	bad := time.Now().Before(p.badUntil)

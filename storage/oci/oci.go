@@ -265,6 +265,13 @@ func (s *Store) put(ctx context.Context, kind storage.Kind, name string, body st
 	if err := s.pushBlob(ctx, desc, up); err != nil {
 		return err // it names the blob; the caller names the object
 	}
+	return s.reference(ctx, kind, name, desc, hold)
+}
+
+// reference makes a blob now in the repository the object kind/name: a
+// tag of its own for keys and locks, the next refs tag for the others,
+// holding the bytes hold returns until then (held.go).
+func (s *Store) reference(ctx context.Context, kind storage.Kind, name string, desc ocispec.Descriptor, hold func() (heldBlob, bool)) error {
 	if !referencedKind(kind) {
 		s.cache.dropTombstone(tagOf(kind, name)) // a name used again
 		ann := map[string]string{annotationObject: string(kind), annotationName: name}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/bytesize"
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+type syncOptions struct {
+	snapshotFilter
+}
+
+var syncCommand = &command{
+	name:    "sync",
+	usage:   "[flags] [snapshot...] to|from <store>",
+	summary: "copy snapshots, and the data they use, to or from another repository (skips those it has)",
+	// The command locks whichever repository it writes to itself, before
+	// it loads that one's index, since the direction is an argument.
+	needRepo: true,
+	ownIndex: true,
+	flags: func(fs *flag.FlagSet) any {
+		o := &syncOptions{}
+		o.snapshotFilter.register(fs)
+		return o
+	},
+	run: runSync,
+}
+
+func runSync(ctx context.Context, a *app, opts any, args []string) (err error) {
+	o := opts.(*syncOptions)
+	if len(args) < 2 || args[len(args)-2] != "to" && args[len(args)-2] != "from" {
+		return usageError("sync needs `to <store>` or `from <store>` last, as in `coffer at /backups sync to oci://registry/backups`")
+	}
+	direction, location, names := args[len(args)-2], args[len(args)-1], args[:len(args)-2]
+	other, err := a.openOther(ctx, location)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := other.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	src, dst := a.repo, other.Repository
+	if direction == "from" {
+		src, dst = other.Repository, a.repo
+	}
+	if src.Config().ID == dst.Config().ID {
+		return usageError("sync %s %s: that is this repository", direction, location)
+	}
+	// The destination's lock comes before its index is read, as a
+	// backup's does (docs/design.md, "Writers and deleters").
+	lock, err := dst.Lock(ctx, repo.LockShared, "sync")
+	if err != nil {
+		return err
+	}
+	if direction == "from" {
+		a.lock = lock
+	} else {
+		other.lock = lock
+	}
+	if err := src.LoadIndex(ctx); err != nil {
+		return err
+	}
+	if err := dst.LoadIndex(ctx); err != nil {
+		return err
+	}
+
+	sns, err := chooseSnapshots(ctx, src, names, &o.snapshotFilter)
+	if err != nil {
+		return err
+	}
+	p := a.newProgress("sync")
+	p.unit = "blobs"
+	stats, err := snapshot.Sync(ctx, src, dst, sns, p)
+	p.done()
+	for _, sn := range stats.Copied {
+		a.out.textf("copied %s as %s: %s %s %s\n", sn.Origin().Short(), sn.ID.Short(), sn.Time.Local().Format("2006-01-02 15:04:05"), sn.Host, strings.Join(sn.Paths, " "))
+		a.out.result(map[string]any{"type": "snapshot", "source": sn.Origin().String(), "id": sn.ID.String(),
+			"time": sn.Time, "host": sn.Host, "paths": sn.Paths})
+	}
+	if err != nil {
+		return err
+	}
+	how := "re-encrypted for the destination's keys"
+	if stats.SameKeys {
+		how = "copied as they are (shared keys)"
+	}
+	a.out.textf("%d snapshots copied, %d already there; %d packs copied whole (%d mounted), %d blobs %s, %d blobs already there; %s uploaded, %s read\n",
+		len(stats.Copied), len(stats.Skipped), stats.PacksCopied, stats.PacksMounted, stats.BlobsCopied, how, stats.BlobsPresent,
+		bytesize.Format(stats.BytesUploaded), bytesize.Format(stats.BytesRead))
+	a.out.result(map[string]any{"type": "summary", "copied": len(stats.Copied), "skipped": len(stats.Skipped),
+		"same_keys": stats.SameKeys, "packs_copied": stats.PacksCopied, "packs_mounted": stats.PacksMounted,
+		"blobs_copied": stats.BlobsCopied, "blobs_present": stats.BlobsPresent,
+		"bytes_uploaded": stats.BytesUploaded, "bytes_read": stats.BytesRead,
+		"packs_written": stats.Saved.Packs, "index_objects": stats.Saved.IndexObjects})
+	return nil
+}
+
+// chooseSnapshots returns the snapshots of r that names (id prefixes or
+// "latest") and the filter select: all that pass the filter when names
+// is empty.
+func chooseSnapshots(ctx context.Context, r *repo.Repository, names []string, f *snapshotFilter) ([]*snapshot.Snapshot, error) {
+	var sns []*snapshot.Snapshot
+	if len(names) == 0 {
+		all, err := snapshot.List(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		sns = all
+	}
+	for _, name := range names {
+		sn, err := snapshot.Find(ctx, r, name)
+		if err != nil {
+			return nil, err
+		}
+		sns = append(sns, sn)
+	}
+	var chosen []*snapshot.Snapshot
+	for _, sn := range sns {
+		if f.matches(sn) {
+			chosen = append(chosen, sn)
+		}
+	}
+	return chosen, nil
+}
