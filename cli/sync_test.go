@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,4 +218,45 @@ func TestSyncBadInputs(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(file, []byte("wrong\n"), 0o600)
 	wantOneLineError(t, h.run("-other-passphrase-file", file, "at", h.repo, "sync", "from", other.repo), ExitWrongPassword)
+}
+
+// Mounts where the registry asks for credentials: registry 2.8 with
+// token auth (the token must grant pull on the source repository and
+// push on the destination) and Distribution with TLS and basic auth.
+// Every pack is mounted, and the copy restores and checks clean.
+func TestSyncMountWithAuth(t *testing.T) {
+	for _, opt := range []testregistry.RegistryOptions{
+		{Kind: testregistry.Registry28, Auth: testregistry.AuthToken},
+		{Kind: testregistry.Distribution, TLS: true, Auth: testregistry.AuthBasic},
+	} {
+		t.Run(opt.Kind.String()+"/"+opt.Auth.String(), func(t *testing.T) {
+			reg := testregistry.StartRegistry(t, opt)
+			one := ociHarness(t, reg, "team/one")
+			two := *one
+			two.repo = reg.Location("team/two")
+			run := func(h *harness, args ...string) string {
+				t.Helper()
+				r := h.run(withCA(reg, append([]string{"at", h.repo}, args...)...)...)
+				if r.code != 0 {
+					t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+				}
+				return r.stdout
+			}
+			src := sourceTree(t)
+			run(one, "create")
+			run(one, "backup", src)
+			run(&two, "create", "-from", one.repo)
+			out := run(one, "sync", "to", two.repo)
+			m := regexp.MustCompile(`(\d+) packs copied whole \((\d+) mounted\)`).FindStringSubmatch(out)
+			if m == nil || m[1] == "0" || m[1] != m[2] || !strings.Contains(out, "1 snapshots copied") {
+				t.Fatalf("sync on one registry did not mount every pack: %q", out)
+			}
+			if out := run(&two, "check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check of the mounted copy: %s", out)
+			}
+			got := filepath.Join(t.TempDir(), "got")
+			run(&two, "restore", "latest", "-to", got)
+			testutil.CompareTrees(t, src, got)
+		})
+	}
 }
