@@ -44,6 +44,7 @@ type globals struct {
 	retryFor       time.Duration
 	referenceWith  time.Duration
 	uploadChunk    sizeFlag // bytes without a unit
+	version        bool
 	store          string
 }
 
@@ -54,6 +55,7 @@ type command struct {
 	usage    string   // arguments, after the command name
 	summary  string
 	needRepo bool // false for create and commands that open no repository
+	noStore  bool // the command names no store: no `at <store>` in its usage
 	// lock says which lock the command holds while it runs, given its
 	// options: shared for commands that add, exclusive for those that
 	// delete; nil (or "") for readers.
@@ -103,26 +105,68 @@ func Main(ctx context.Context, env Env) int {
 }
 
 func (a *app) run(ctx context.Context) (err error) {
-	fs := flag.NewFlagSet("coffer", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.BoolVar(&a.g.silent, "silent", false, "print nothing but errors")
-	fs.BoolVar(&a.g.json, "json", false, "print JSON documents (NDJSON events for long commands)")
-	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
-	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
-	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
-	fs.StringVar(&a.g.otherPassFile, "other-passphrase-file", "", "read the passphrase of the other repository (sync's, create -from's) from this file (env COFFER_OTHER_PASSPHRASE; default: this repository's passphrase, then a prompt)")
-	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
-	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
-	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
-	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
-	a.g.uploadChunk.bare = 1
-	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
+	fs := a.globalFlags()
 	if err := fs.Parse(a.env.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.usage(fs)
 			return nil
 		}
 		return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
+	}
+	args := fs.Args()
+	if len(args) >= 1 && args[0] == "at" {
+		if len(args) < 2 {
+			return fmt.Errorf("%w: `at` needs a store location, e.g. coffer at /backups/repo ls", errUsage)
+		}
+		a.g.store = args[1]
+		// Global flags may follow the store too: `coffer at R -json ls`.
+		if err := fs.Parse(args[2:]); err != nil {
+			return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
+		}
+		args = fs.Args()
+	} else {
+		a.g.store = a.env.Getenv("COFFER_REPOSITORY")
+	}
+	if a.g.version {
+		args = []string{"version"}
+	}
+	if len(args) == 0 {
+		a.usage(fs)
+		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	if args[0] == "help" {
+		if len(args) == 1 {
+			a.usage(fs)
+			return nil
+		}
+		cmd := findCommand(args[1])
+		if cmd == nil {
+			return unknownCommand(args[1])
+		}
+		a.commandUsage(cmd)
+		return nil
+	}
+	cmd := findCommand(args[0])
+	if cmd == nil {
+		return unknownCommand(args[0])
+	}
+	cfs := flag.NewFlagSet("coffer "+cmd.name, flag.ContinueOnError)
+	cfs.SetOutput(io.Discard)
+	var opts any
+	if cmd.flags != nil {
+		opts = cmd.flags(cfs)
+	}
+	// And after the command, among its own: `coffer at R ls -json`. The
+	// global flags' values are shared, so a flag given twice keeps the
+	// last value, wherever it was.
+	fs.VisitAll(func(f *flag.Flag) { cfs.Var(f.Value, f.Name, f.Usage) })
+	positional, err := parseInterspersed(cfs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.commandUsage(cmd)
+			return nil
+		}
+		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, err)
 	}
 	a.out.silent, a.out.json = a.g.silent, a.g.json
 	if a.g.retryFor <= 0 {
@@ -133,40 +177,6 @@ func (a *app) run(ctx context.Context) (err error) {
 	}
 	if n := a.g.uploadChunk.n; n != 0 && n < oci.MinUploadChunk {
 		return fmt.Errorf("%w: -upload-chunk %s: give at least 64KiB, such as 512KiB", errUsage, &a.g.uploadChunk)
-	}
-	args := fs.Args()
-	if len(args) >= 1 && args[0] == "at" {
-		if len(args) < 2 {
-			return fmt.Errorf("%w: `at` needs a store location, e.g. coffer at /backups/repo ls", errUsage)
-		}
-		a.g.store, args = args[1], args[2:]
-	} else {
-		a.g.store = a.env.Getenv("COFFER_REPOSITORY")
-	}
-	if len(args) == 0 || args[0] == "help" {
-		a.usage(fs)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: no command given", errUsage)
-		}
-		return nil
-	}
-	cmd := findCommand(args[0])
-	if cmd == nil {
-		return fmt.Errorf("%w: unknown command %q (see coffer -h)", errUsage, args[0])
-	}
-	cfs := flag.NewFlagSet("coffer "+cmd.name, flag.ContinueOnError)
-	cfs.SetOutput(io.Discard)
-	var opts any
-	if cmd.flags != nil {
-		opts = cmd.flags(cfs)
-	}
-	positional, err := parseInterspersed(cfs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			a.commandUsage(cmd, cfs)
-			return nil
-		}
-		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, err)
 	}
 	if a.g.cacheDir == "" {
 		a.g.cacheDir = a.env.Getenv("COFFER_CACHE_DIR")
@@ -194,6 +204,66 @@ func (a *app) run(ctx context.Context) (err error) {
 		}()
 	}
 	return cmd.run(ctx, a, opts, positional)
+}
+
+// globalFlags returns a flag set of the flags every command takes, bound
+// to a.g. They may come before `at`, after the store, or among the
+// command's own flags.
+func (a *app) globalFlags() *flag.FlagSet {
+	fs := flag.NewFlagSet("coffer", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&a.g.silent, "silent", false, "print nothing but errors")
+	fs.BoolVar(&a.g.json, "json", false, "print JSON documents (NDJSON events for long commands)")
+	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
+	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
+	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
+	fs.StringVar(&a.g.otherPassFile, "other-passphrase-file", "", "read the passphrase of the other repository (sync's, create -from's) from this file (env COFFER_OTHER_PASSPHRASE; default: this repository's passphrase, then a prompt)")
+	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
+	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
+	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
+	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
+	a.g.uploadChunk.bare = 1
+	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
+	fs.BoolVar(&a.g.version, "version", false, "print the version and exit (the version command)")
+	return fs
+}
+
+// unknownCommand is the error for a command name coffer does not know,
+// suggesting the nearest one when it is close enough to be a typo.
+func unknownCommand(name string) error {
+	best, bestDist := "", 3 // at most two edits away
+	for _, c := range commands {
+		for _, n := range append([]string{c.name}, c.aliases...) {
+			if d := editDistance(name, n); d < bestDist || d == bestDist && best == "" && strings.HasPrefix(n, name) {
+				best, bestDist = n, d
+			}
+		}
+	}
+	if best != "" {
+		return fmt.Errorf("%w: unknown command %q: did you mean %q? (see coffer -h)", errUsage, name, best)
+	}
+	return fmt.Errorf("%w: unknown command %q (see coffer -h)", errUsage, name)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // parseInterspersed lets flags follow positional arguments, as in
@@ -343,10 +413,23 @@ func (a *app) usage(fs *flag.FlagSet) {
 	fmt.Fprintln(w, "\nRun `coffer <command> -h` for a command's flags. Exit codes are listed in README.md.")
 }
 
-func (a *app) commandUsage(c *command, fs *flag.FlagSet) {
+func (a *app) commandUsage(c *command) {
 	w := a.env.Stdout
-	fmt.Fprintf(w, "usage: coffer at <store> %s %s\n\n%s\n", c.name, c.usage, c.summary)
+	at := "at <store> "
+	if c.noStore {
+		at = ""
+	}
+	fmt.Fprintf(w, "usage: coffer %s%s %s\n\n%s\n", at, c.name, c.usage, c.summary)
+	if len(c.aliases) > 0 {
+		fmt.Fprintf(w, "also: %s\n", strings.Join(c.aliases, ", "))
+	}
+	// A flag set of the command's own flags, for their defaults: the one
+	// parsed holds the global flags too, which `coffer -h` lists.
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	if c.flags != nil {
+		c.flags(fs)
+	}
 	fs.SetOutput(w)
 	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fmt.Fprintln(w, "\nGlobal flags (see coffer -h) may come before `at`, after the store, or among these.")
 }

@@ -16,6 +16,7 @@ type loginOptions struct {
 
 var loginCommand = &command{
 	name:    "login",
+	noStore: true,
 	usage:   "-username USER -password-stdin <registry>",
 	summary: "check and store registry credentials in the docker config, as docker login does",
 	flags: func(fs *flag.FlagSet) any {
@@ -49,6 +50,7 @@ var loginCommand = &command{
 
 var logoutCommand = &command{
 	name:    "logout",
+	noStore: true,
 	usage:   "<registry>",
 	summary: "remove stored registry credentials",
 	run: func(ctx context.Context, a *app, _ any, args []string) error {

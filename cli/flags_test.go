@@ -1,0 +1,98 @@
+//go:build linux
+
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Global flags work before `at`, after the store and after the command,
+// as README says; help and version work the ways users try them; a typo
+// gets a suggestion.
+func TestFlagsAnywhere(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	h.backup(sourceTree(t))
+
+	for _, args := range [][]string{
+		{"-json", "at", h.repo, "ls"},
+		{"at", h.repo, "-json", "ls"},
+		{"at", h.repo, "ls", "-json"},
+		{"at", h.repo, "ls", "--json"},
+	} {
+		r := h.run(args...)
+		var ev map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(strings.SplitN(r.stdout, "\n", 2)[0]), &ev) != nil {
+			t.Errorf("coffer %s: exit %d, stdout %q, stderr %q: want JSON", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	for _, args := range [][]string{
+		{"-silent", "at", h.repo, "check"},
+		{"at", h.repo, "-silent", "check"},
+		{"at", h.repo, "check", "-silent"},
+	} {
+		if r := h.run(args...); r.code != 0 || r.stdout != "" {
+			t.Errorf("coffer %s: exit %d, stdout %q: want nothing", strings.Join(args, " "), r.code, r.stdout)
+		}
+	}
+	// A global flag's value among the command's flags counts.
+	wantOneLineError(t, h.at("ls", "-passphrase-file", "/nonexistent/pw"), ExitFailure, "/nonexistent/pw")
+
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"help", "backup"}, []string{"usage: coffer at <store> backup", "-exclude", "-stdin-name", "Global flags"}},
+		{[]string{"backup", "-h"}, []string{"usage: coffer at <store> backup", "-exclude"}},
+		{[]string{"at", h.repo, "restore", "--help"}, []string{"usage: coffer at <store> restore", "-to"}},
+		{[]string{"help", "login"}, []string{"usage: coffer login "}},
+		{[]string{"help", "version"}, []string{"usage: coffer version"}},
+		{[]string{"help", "rm"}, []string{"usage: coffer at <store> forget", "also: rm"}},
+		{[]string{"--version"}, []string{"coffer ", "repository format 1"}},
+		{[]string{"-version"}, []string{"coffer ", "repository format 1"}},
+		{[]string{"version"}, []string{"coffer ", "repository format 1"}},
+		{[]string{"help"}, []string{"usage: coffer [global flags] at <store> <command>", "sync"}},
+	} {
+		r := h.run(tc.args...)
+		if r.code != 0 {
+			t.Errorf("coffer %s: exit %d: %s", strings.Join(tc.args, " "), r.code, r.stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stdout, w) {
+				t.Errorf("coffer %s printed %q, without %q", strings.Join(tc.args, " "), r.stdout, w)
+			}
+		}
+		if strings.Contains(r.stdout, "usage: coffer at <store> log") || strings.Contains(r.stdout, "usage: coffer at <store> version") {
+			t.Errorf("coffer %s: a command without a store shows `at <store>`: %q", strings.Join(tc.args, " "), r.stdout)
+		}
+	}
+	// A command's help lists its own flags, not the global ones.
+	if r := h.run("help", "ls"); strings.Contains(r.stdout, "-retry-for") {
+		t.Errorf("help ls lists the global flags: %q", r.stdout)
+	}
+
+	wantOneLineError(t, h.at("bakup"), ExitUsage, `did you mean "backup"`)
+	wantOneLineError(t, h.at("restor"), ExitUsage, `did you mean "restore"`)
+	wantOneLineError(t, h.run("help", "chek"), ExitUsage, `did you mean "check"`)
+	r := h.at("frobnicate")
+	wantOneLineError(t, r, ExitUsage, "unknown command")
+	if strings.Contains(r.stderr, "did you mean") {
+		t.Errorf("a word far from every command got a suggestion: %q", r.stderr)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"backup", "backup", 0}, {"bakup", "backup", 1}, {"backpu", "backup", 2},
+		{"", "ls", 2}, {"ls", "", 2}, {"kitten", "sitting", 3},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
