@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,11 +120,19 @@ func diffLive(ctx context.Context, a *app, o *diffOptions, ref, live string) err
 		return err
 	}
 	p := newDiffPrinter(a)
-	opt := snapshot.LiveDiffOptions{Content: o.content, Excludes: excludes, SkipPaths: a.ownLocalPaths()}
+	unreadable := 0
+	opt := snapshot.LiveDiffOptions{Content: o.content, Excludes: excludes, SkipPaths: a.ownLocalPaths(),
+		Warn: func(path string, err error) {
+			unreadable++
+			a.out.warn(path, err)
+		}}
 	if err := snapshot.DiffLive(ctx, a.repo, abs, node, live, opt, p.change); err != nil {
 		return err
 	}
 	p.summary()
+	if unreadable > 0 {
+		return fmt.Errorf("%w (%d)", errDiffPartial, unreadable)
+	}
 	return nil
 }
 

@@ -3,12 +3,17 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/testutil"
 )
 
 // TestDiffLive compares a backed-up source with itself on disk after
@@ -202,4 +207,52 @@ func TestDiffSubpaths(t *testing.T) {
 			t.Errorf("json: %s, want %s\n%s", got, want, r.stdout)
 		}
 	})
+}
+
+// A directory the diff cannot list is a warning, left out, and exit 3;
+// the rest is compared. As root the diff runs as nobody, as
+// TestUnreadableFileIsPartial's backup does.
+func TestDiffLiveUnreadableIsPartial(t *testing.T) {
+	h := newHarness(t)
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(base), 0o755) // the test's own temp root is 0700
+	src := filepath.Join(base, "src")
+	os.MkdirAll(filepath.Join(src, "locked"), 0o755)
+	write(t, filepath.Join(src, "ok"), "fine")
+	write(t, filepath.Join(src, "locked", "inside"), "hidden")
+	h.repo = filepath.Join(base, "repo")
+	h.env["COFFER_CACHE_DIR"] = filepath.Join(base, "cache")
+	h.create()
+	h.backup(src)
+	write(t, filepath.Join(src, "ok"), "changed")
+
+	cmd := binaryCmd(t, h, "at", h.repo, "diff", "latest", src)
+	if os.Geteuid() == 0 {
+		// Hand the repository and cache to nobody; locked stays root's.
+		for _, dir := range []string{h.repo, h.env["COFFER_CACHE_DIR"]} {
+			filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
+		}
+		os.Chmod(filepath.Join(src, "locked"), 0o700)
+		os.Chmod(filepath.Dir(testutil.CofferBinary(t)), 0o755)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	} else {
+		os.Chmod(filepath.Join(src, "locked"), 0)
+		t.Cleanup(func() { os.Chmod(filepath.Join(src, "locked"), 0o755) })
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitPartial {
+		t.Fatalf("diff with an unreadable directory: %v, want exit %d; stderr %s", err, ExitPartial, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "warning: "+filepath.Join(src, "locked")) || !strings.Contains(stderr.String(), "permission denied") ||
+		!strings.Contains(stderr.String(), "diff is partial") {
+		t.Errorf("stderr does not warn about the directory: %s", stderr.String())
+	}
+	// locked's mode changed (U), ok's content; nothing inside locked is "removed".
+	want := "U " + src + "/locked\nM " + src + "/ok (4 B -> 7 B)\n0 added, 0 removed, 1 modified, 1 metadata only\n"
+	if stdout.String() != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), want)
+	}
 }

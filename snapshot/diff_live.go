@@ -40,6 +40,12 @@ type LiveDiffOptions struct {
 	// SkipPaths are left out on disk (the repository and the cache, as
 	// backup leaves them out).
 	SkipPaths []string
+	// Warn, when set, is told of an entry on disk that cannot be read
+	// (permission denied, say), which is then left out of the comparison
+	// (neither removed nor modified: what it holds is unknown) and the
+	// diff goes on, as a backup goes on past it. Without Warn such an
+	// entry fails the diff.
+	Warn func(path string, err error)
 }
 
 // maxExtent bounds the extent DiffLive reads into memory at once: no
@@ -57,7 +63,8 @@ const maxExtent = 1 << 30
 // followed unless n is a symlink, as backup follows a symlink it is given.
 //
 // n may be the synthetic root of RootNode, whose own metadata is not
-// compared. An entry on disk that cannot be read fails the diff.
+// compared. An entry on disk below root that cannot be read is passed to
+// opt.Warn, or fails the diff without it; root itself must be readable.
 func DiffLive(ctx context.Context, r LiveDiffRepository, p string, n *Node, root string, opt LiveDiffOptions, fn func(Change) error) error {
 	d := &liveDiff{r: r, opt: opt, fn: fn, excludes: newExcludes(opt.Excludes), skip: map[string]bool{}}
 	for _, s := range opt.SkipPaths {
@@ -98,10 +105,23 @@ type liveDiff struct {
 	buf      []byte // reused for reading files
 }
 
-// liveEntry is an entry of a directory on disk.
+// liveEntry is an entry of a directory on disk: node is nil when it
+// could not be read, for err.
 type liveEntry struct {
+	name string
 	node *Node
 	path string
+	err  error
+}
+
+// unreadable hands err, about the entry on disk at lp, to opt.Warn, or
+// returns it when there is none (or the diff was cancelled).
+func (d *liveDiff) unreadable(ctx context.Context, lp string, err error) error {
+	if d.opt.Warn == nil || ctx.Err() != nil {
+		return err
+	}
+	d.opt.Warn(lp, err)
+	return nil
 }
 
 // nodes compares the snapshot's entry a with b, read from disk at lp; both
@@ -127,7 +147,12 @@ func (d *liveDiff) nodes(ctx context.Context, dir string, a, b *Node, lp string,
 	if !modified && a.Type == TypeFile && (d.opt.Content || !a.ModTime.Equal(b.ModTime)) {
 		same, err := d.sameContent(ctx, a, lp)
 		if err != nil {
-			return err
+			// Unknown content is not reported as modified; its
+			// metadata, read already, is still compared.
+			if err := d.unreadable(ctx, lp, err); err != nil {
+				return err
+			}
+			same = true
 		}
 		modified = !same
 	}
@@ -154,26 +179,38 @@ func (d *liveDiff) dir(ctx context.Context, p string, tree repo.ID, lp string, r
 	}
 	nb, err := d.readDir(lp, rel)
 	if err != nil {
-		return err
+		// What the directory holds is unknown: nothing below it is
+		// reported removed.
+		return d.unreadable(ctx, lp, err)
 	}
 	i, j := 0, 0
 	for i < len(na) || j < len(nb) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if j < len(nb) && nb[j].err != nil && (i >= len(na) || na[i].Name >= nb[j].name) {
+			if err := d.unreadable(ctx, nb[j].path, nb[j].err); err != nil {
+				return err
+			}
+			if i < len(na) && na[i].Name == nb[j].name {
+				i++ // unknown, so not removed either
+			}
+			j++
+			continue
+		}
 		switch {
-		case j >= len(nb) || (i < len(na) && na[i].Name < nb[j].node.Name):
+		case j >= len(nb) || (i < len(na) && na[i].Name < nb[j].name):
 			if err := reportAll(ctx, d.r, p, na[i], Removed, d.fn); err != nil {
 				return err
 			}
 			i++
-		case i >= len(na) || nb[j].node.Name < na[i].Name:
-			if err := d.added(ctx, p, nb[j].node, nb[j].path, childRel(rel, nb[j].node.Name)); err != nil {
+		case i >= len(na) || nb[j].name < na[i].Name:
+			if err := d.added(ctx, p, nb[j].node, nb[j].path, childRel(rel, nb[j].name)); err != nil {
 				return err
 			}
 			j++
 		default:
-			if err := d.nodes(ctx, p, na[i], nb[j].node, nb[j].path, childRel(rel, nb[j].node.Name)); err != nil {
+			if err := d.nodes(ctx, p, na[i], nb[j].node, nb[j].path, childRel(rel, nb[j].name)); err != nil {
 				return err
 			}
 			i, j = i+1, j+1
@@ -193,13 +230,19 @@ func (d *liveDiff) added(ctx context.Context, dir string, n *Node, lp string, re
 	}
 	entries, err := d.readDir(lp, rel)
 	if err != nil {
-		return err
+		return d.unreadable(ctx, lp, err)
 	}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := d.added(ctx, p, e.node, e.path, childRel(rel, e.node.Name)); err != nil {
+		if e.err != nil {
+			if err := d.unreadable(ctx, e.path, e.err); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := d.added(ctx, p, e.node, e.path, childRel(rel, e.name)); err != nil {
 			return err
 		}
 	}
@@ -208,7 +251,8 @@ func (d *liveDiff) added(ctx context.Context, dir string, n *Node, lp string, re
 
 // readDir reads the entries of the directory lp, in name order (the order
 // of a tree), as the archiver's walk reads them: without what is skipped
-// or excluded, and without entries deleted while it reads.
+// or excluded, and without entries deleted while it reads. An entry that
+// cannot be read is returned with its error.
 func (d *liveDiff) readDir(lp string, rel []string) ([]liveEntry, error) {
 	entries, err := os.ReadDir(lp)
 	if err != nil {
@@ -225,10 +269,11 @@ func (d *liveDiff) readDir(lp string, rel []string) ([]liveEntry, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			out = append(out, liveEntry{name: e.Name(), path: p, err: err})
+			continue
 		}
 		_ = clampTimes(n)
-		out = append(out, liveEntry{node: n, path: p})
+		out = append(out, liveEntry{name: e.Name(), node: n, path: p})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@
 package snapshot
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -333,5 +334,88 @@ func flip(t *testing.T, path string, off int64) {
 	b[0] ^= 0xff
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// unreadableEnv, set, makes TestDiffLiveUnreadable the helper run as
+// nobody, comparing <dir>/src with the latest snapshot in <dir>/repo.
+const unreadableEnv = "COFFER_SNAPSHOT_TEST_DIFF_UNREADABLE_DIR"
+
+// TestDiffLiveUnreadable compares a tree holding a directory and a file
+// the diff cannot read: with Warn they are reported to it and left out
+// (nothing below the directory is "removed", the file is not "modified"),
+// and the rest is compared; without Warn the diff fails. As root, which
+// reads everything, the diff runs as nobody in a re-run of this test
+// binary, the entries being root's and private.
+func TestDiffLiveUnreadable(t *testing.T) {
+	if dir := os.Getenv(unreadableEnv); dir != "" {
+		if os.Geteuid() == 0 {
+			t.Fatal("the helper runs as root: dropping privileges failed")
+		}
+		unreadableDiff(t, filepath.Join(dir, "repo"), filepath.Join(dir, "src"))
+		return
+	}
+	t.Parallel()
+	base := sharedTempDir(t, "coffer-snapshot-diff-unreadable-")
+	src := filepath.Join(base, "src")
+	p := func(rel string) string { return filepath.Join(src, rel) }
+	writeFile(t, p("open.txt"), []byte("anyone may read this"), 0o644)
+	writeFile(t, p("locked/inside.txt"), []byte("only root may see this"), 0o644)
+	chmod(t, p("locked"), 0o700)
+	writeFile(t, p("secret.txt"), []byte("nobody may read this"), 0o600)
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(base, "repo")
+	st := newFSStore(t, repoDir)
+	backup(t, newRepo(t, st), src, BackupOptions{})
+	// After the backup: a new directory nobody may list, and secret.txt
+	// touched, so that its content would have to be read.
+	writeFile(t, p("newlocked/f"), []byte("new"), 0o644)
+	chmod(t, p("newlocked"), 0o700)
+	touch(t, p("secret.txt"), time.Now().Add(-time.Hour))
+	if os.Geteuid() == 0 {
+		chownTree(t, repoDir, nobodyUID, nobodyUID)
+		runTestAsNobody(t, "TestDiffLiveUnreadable", unreadableEnv+"="+base)
+		return
+	}
+	chmod(t, p("secret.txt"), 0)
+	t.Cleanup(func() { os.Chmod(p("secret.txt"), 0o600) })
+	unreadableDiff(t, repoDir, src)
+}
+
+func unreadableDiff(t *testing.T, repoDir, src string) {
+	r := reopen(t, newFSStore(t, repoDir))
+	sn, err := Find(t.Context(), r, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := func(rel string) string { return filepath.Join(src, rel) }
+	var warned []string
+	opt := LiveDiffOptions{Warn: func(path string, err error) {
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("warning about %s: %v, want a permission error", path, err)
+		}
+		warned = append(warned, path)
+	}}
+	got := collectLive(t, r, sn, "", src, opt)
+	want := []Change{
+		{Kind: Metadata, Path: src, Type: TypeDir},
+		{Kind: Added, Path: p("newlocked"), Type: TypeDir},
+		{Kind: Metadata, Path: p("secret.txt"), Type: TypeFile, OldSize: 20, NewSize: 20},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("diff:\n%s\nwant:\n%s", fmtChanges(got), fmtChanges(want))
+	}
+	if w := []string{p("locked"), p("newlocked"), p("secret.txt")}; !slices.Equal(warned, w) {
+		t.Errorf("warnings about %v, want %v", warned, w)
+	}
+	n, abs, err := Resolve(t.Context(), r, sn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = DiffLive(t.Context(), r, abs, n, src, LiveDiffOptions{}, func(Change) error { return nil })
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("without Warn: %v, want a permission error", err)
 	}
 }
