@@ -64,7 +64,7 @@ const maxExtent = 1 << 30
 //
 // n may be the synthetic root of RootNode, whose own metadata is not
 // compared. An entry on disk below root that cannot be read is passed to
-// opt.Warn, or fails the diff without it; root itself must be readable.
+// opt.Warn, or fails the diff without it; root itself must exist.
 func DiffLive(ctx context.Context, r LiveDiffRepository, p string, n *Node, root string, opt LiveDiffOptions, fn func(Change) error) error {
 	d := &liveDiff{r: r, opt: opt, fn: fn, excludes: newExcludes(opt.Excludes), skip: map[string]bool{}}
 	for _, s := range opt.SkipPaths {
