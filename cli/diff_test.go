@@ -256,3 +256,20 @@ func TestDiffLiveUnreadableIsPartial(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), want)
 	}
 }
+
+// A repository and cache inside the source are left out on disk, as
+// backup leaves them out, so they are not "added".
+func TestDiffLiveSkipsRepositoryAndCache(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "data"), "x")
+	h.repo = filepath.Join(src, "repo")
+	h.env["COFFER_CACHE_DIR"] = filepath.Join(src, "cache")
+	h.create()
+	h.backup(src)
+	h.backup(src) // the cache exists now
+	if out := h.mustAt("diff", "latest", src); out != "0 added, 0 removed, 0 modified, 0 metadata only\n" {
+		t.Errorf("diff against the source holding the repository:\n%s", out)
+	}
+}
