@@ -118,3 +118,17 @@ func parseSize(v string, bare int64) (int64, error) {
 	}
 	return int64(f * float64(mult)), nil
 }
+
+// ownLocalPaths returns the local directories of the repository (when its
+// store is one) and of the cache, which backup never stores and diff
+// against the file system leaves out likewise.
+func (a *app) ownLocalPaths() []string {
+	var paths []string
+	if lp, ok := a.repo.Store().(storage.LocalPather); ok {
+		paths = append(paths, lp.LocalPath())
+	}
+	if a.g.cacheDir != "" {
+		paths = append(paths, a.g.cacheDir)
+	}
+	return paths
+}

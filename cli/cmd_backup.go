@@ -12,7 +12,6 @@ import (
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
-	"github.com/cofferhq/coffer/storage"
 )
 
 type backupOptions struct {
@@ -81,13 +80,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		}
 	}
 	// Never back up the repository or the cache into itself.
-	var skip []string
-	if lp, ok := a.repo.Store().(storage.LocalPather); ok {
-		skip = append(skip, lp.LocalPath())
-	}
-	if a.g.cacheDir != "" {
-		skip = append(skip, a.g.cacheDir)
-	}
+	skip := a.ownLocalPaths()
 	prog := a.newProgress("backup")
 	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,

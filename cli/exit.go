@@ -14,7 +14,7 @@ const (
 	ExitOK            = 0   // success
 	ExitFailure       = 1   // any error not listed below
 	ExitUsage         = 2   // bad command line, including a malformed store location
-	ExitPartial       = 3   // backup or restore -ignore-errors completed, but some files could not be read
+	ExitPartial       = 3   // backup, restore -ignore-errors or diff against the disk completed, but some files could not be read
 	ExitNoRepository  = 10  // no repository at the location, or one already exists on create
 	ExitWrongPassword = 11  // no key opens with the passphrase
 	ExitNewerFormat   = 12  // repository written by a newer coffer
@@ -37,6 +37,10 @@ var errCheckFailed = errors.New("check found errors")
 // errPartial reports a backup that skipped unreadable entries.
 var errPartial = errors.New("backup is partial: some entries could not be read")
 
+// errDiffPartial reports a diff against the disk that left out entries
+// it could not read (warned about).
+var errDiffPartial = errors.New("diff is partial: some entries on disk could not be read")
+
 // errRestorePartial reports a restore -ignore-errors that left out files
 // it could not read.
 var errRestorePartial = errors.New("restore is partial: damaged data kept some files from being restored")
@@ -50,7 +54,7 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.Is(err, errUsage), errors.Is(err, storage.ErrBadLocation):
 		return ExitUsage
-	case errors.Is(err, errPartial), errors.Is(err, errRestorePartial):
+	case errors.Is(err, errPartial), errors.Is(err, errRestorePartial), errors.Is(err, errDiffPartial):
 		return ExitPartial
 	case errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt),
 		errors.Is(err, storage.ErrExists):

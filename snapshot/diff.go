@@ -35,6 +35,22 @@ func Diff(ctx context.Context, r BlobLoader, a, b *Snapshot, fn func(Change) err
 	return diffTrees(ctx, r, "/", a.Tree, b.Tree, fn)
 }
 
+// DiffNodes compares two entries of snapshots, a at snapshot path p and b
+// (as Resolve returns them), and calls fn for each difference, in path
+// order, with paths below p: two directories' contents, or two other
+// entries as Diff compares them. An entry whose type differs is removed
+// and added, with everything below it. The synthetic root of RootNode has
+// no metadata of its own to compare.
+func DiffNodes(ctx context.Context, r BlobLoader, p string, a, b *Node, fn func(Change) error) error {
+	if a.Type == TypeDir && b.Type == TypeDir && (a.Name == "/" || b.Name == "/") {
+		return diffTrees(ctx, r, p, a.Subtree, b.Subtree, fn)
+	}
+	// The two may have different names; both are reported under p.
+	ca, cb := *a, *b
+	ca.Name, cb.Name = path.Base(p), path.Base(p)
+	return diffNodes(ctx, r, path.Dir(p), &ca, &cb, fn)
+}
+
 func diffTrees(ctx context.Context, r BlobLoader, dir string, ta, tb repo.ID, fn func(Change) error) error {
 	if ta == tb {
 		return nil
