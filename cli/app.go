@@ -56,6 +56,9 @@ type command struct {
 	summary  string
 	needRepo bool // false for create and commands that open no repository
 	noStore  bool // the command names no store: no `at <store>` in its usage
+	// selects commands take -host, -tag and -path, which choose the
+	// snapshots they consider and which one `latest` is (app.filter).
+	selects bool
 	// lock says which lock the command holds while it runs, given its
 	// options: shared for commands that add, exclusive for those that
 	// delete; nil (or "") for readers.
@@ -68,7 +71,7 @@ type command struct {
 }
 
 var commands = []*command{
-	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand,
+	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
 	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }
@@ -81,6 +84,9 @@ type app struct {
 	repo *repo.Repository
 	lock *repo.Lock // held while the command runs, if it takes one
 	pw   []byte     // the passphrase that opened (or created) repo, for the other repository of sync
+	// filter is the command's -host, -tag and -path (commands that
+	// select snapshots).
+	filter snapshotFilter
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -155,6 +161,9 @@ func (a *app) run(ctx context.Context) (err error) {
 	var opts any
 	if cmd.flags != nil {
 		opts = cmd.flags(cfs)
+	}
+	if cmd.selects {
+		a.filter.register(cfs)
 	}
 	// And after the command, among its own: `coffer at R ls -json`. The
 	// global flags' values are shared, so a flag given twice keeps the
@@ -428,6 +437,9 @@ func (a *app) commandUsage(c *command) {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	if c.flags != nil {
 		c.flags(fs)
+	}
+	if c.selects {
+		(&snapshotFilter{}).register(fs)
 	}
 	fs.SetOutput(w)
 	fs.PrintDefaults()

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,9 +27,38 @@ func splitRef(ref string) (id, path string) {
 	return id, path
 }
 
-// findSnapshot resolves a snapshot id prefix.
-func (a *app) findSnapshot(ctx context.Context, prefix string) (*snapshot.Snapshot, error) {
-	return snapshot.Find(ctx, a.repo, prefix)
+// findSnapshot resolves a snapshot name in the command's repository: an
+// id prefix, or `latest` (see findSnapshotIn).
+func (a *app) findSnapshot(ctx context.Context, name string) (*snapshot.Snapshot, error) {
+	return a.findSnapshotIn(ctx, a.repo, name)
+}
+
+// findSnapshotIn resolves a snapshot name in r: an id prefix, or `latest`,
+// the newest snapshot that -host, -tag and -path select; without -host,
+// the newest of this machine's host name when r holds any, so that in a
+// repository several machines share, `latest` is this machine's, as
+// backup's parent is.
+func (a *app) findSnapshotIn(ctx context.Context, r *repo.Repository, name string) (*snapshot.Snapshot, error) {
+	if name != "latest" {
+		return snapshot.Find(ctx, r, name)
+	}
+	sns, err := snapshot.List(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if len(sns) == 0 {
+		return nil, fmt.Errorf("latest: the repository has no snapshots: %w", snapshot.ErrSnapshotNotFound)
+	}
+	sns = slices.DeleteFunc(sns, func(sn *snapshot.Snapshot) bool { return !a.filter.matches(sn) })
+	host := ""
+	if len(a.filter.hosts) == 0 {
+		host, _ = os.Hostname()
+	}
+	sn := snapshot.Latest(sns, host)
+	if sn == nil {
+		return nil, fmt.Errorf("latest: no snapshot matches -host, -tag and -path (%s): %w", a.filter.String(), snapshot.ErrSnapshotNotFound)
+	}
+	return sn, nil
 }
 
 // stringList is a repeatable flag.

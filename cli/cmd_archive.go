@@ -25,6 +25,7 @@ var archiveCommand = &command{
 	usage:    "<snapshot>[:path] [-format tar|tar.gz|zip] [-o FILE]",
 	summary:  "write a snapshot, or a path in it, as a tar, tar.gz or zip archive",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &archiveOptions{}
 		fs.StringVar(&o.format, "format", "tar", "archive format: tar, tar.gz or zip")

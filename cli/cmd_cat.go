@@ -17,6 +17,7 @@ var catCommand = &command{
 	usage:    "[-l] <snapshot>:<path>",
 	summary:  "write a file from a snapshot to standard output",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &catOptions{}
 		fs.BoolVar(&o.link, "l", false, "print a symlink's target instead of a file's content")

@@ -27,6 +27,7 @@ var diffCommand = &command{
 		"with -content (its pieces' blob ids are compared; no data is downloaded).",
 	summary:  "show paths added, removed and modified between two snapshots, subtrees, or a snapshot and the disk",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &diffOptions{}
 		fs.BoolVar(&o.content, "content", false, "against a live path: read every file of the snapshot's size, not only those whose mtime differs")

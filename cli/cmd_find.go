@@ -11,7 +11,6 @@ import (
 )
 
 type findOptions struct {
-	snapshotFilter
 	regex        bool
 	newer, older timeFlag
 }
@@ -21,9 +20,9 @@ var findFilesCommand = &command{
 	usage:    "[flags] pattern...",
 	summary:  "list the files and directories matching any pattern in every snapshot (trees only, no file contents)",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &findOptions{}
-		o.snapshotFilter.register(fs)
 		fs.BoolVar(&o.regex, "regex", false, "the patterns are Go regular expressions searched for in the whole path")
 		fs.Var(&o.newer, "newer", "only entries modified at or after `time` (RFC 3339, or 2006-01-02 local time)")
 		fs.Var(&o.older, "older", "only entries modified before `time` (RFC 3339, or 2006-01-02 local time)")
@@ -71,7 +70,7 @@ func runFind(ctx context.Context, a *app, opts any, args []string) error {
 	f := snapshot.NewFinder(a.repo, m)
 	matches := 0
 	for _, sn := range sns {
-		if !o.matches(sn) {
+		if !a.filter.matches(sn) {
 			continue
 		}
 		err := f.Find(ctx, sn, func(p string, n *snapshot.Node) error {

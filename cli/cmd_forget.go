@@ -20,9 +20,8 @@ type forgetOptions struct {
 	within                                       withinFlag
 	keepTags                                     stringList
 	groupBy                                      string
-	snapshotFilter
-	dryRun, allowEmpty, prune bool
-	maxUnused                 maxUnusedFlag
+	dryRun, allowEmpty, prune                    bool
+	maxUnused                                    maxUnusedFlag
 }
 
 var forgetCommand = &command{
@@ -31,6 +30,7 @@ var forgetCommand = &command{
 	usage:    "[flags] [snapshot...]",
 	summary:  "remove snapshots, named or chosen by a retention policy (their data goes with prune)",
 	needRepo: true,
+	selects:  true,
 	lock:     func(any) repo.LockKind { return repo.LockExclusive },
 	flags: func(fs *flag.FlagSet) any {
 		o := &forgetOptions{}
@@ -43,7 +43,6 @@ var forgetCommand = &command{
 		fs.Var(&o.within, "keep-within", "keep snapshots newer than `duration` before the latest one (like 1y5m7d2h)")
 		fs.Var(&o.keepTags, "keep-tag", "keep snapshots that have all of these comma-separated `tags` (repeatable)")
 		fs.StringVar(&o.groupBy, "group-by", "host,paths", "apply the policy to each group of snapshots with the same `fields` (host, paths, tags; \"\" for one group)")
-		o.snapshotFilter.register(fs)
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what would be kept and removed, and why, without removing anything")
 		fs.BoolVar(&o.allowEmpty, "allow-empty", false, "let a policy remove every snapshot of a group")
 		fs.BoolVar(&o.prune, "prune", false, "run prune afterwards, to delete the data only removed snapshots used")
@@ -119,7 +118,7 @@ func splitTags(s string) []string {
 
 func runForget(ctx context.Context, a *app, opts any, args []string) error {
 	o := opts.(*forgetOptions)
-	filtered := o.snapshotFilter.set()
+	filtered := a.filter.set()
 	switch {
 	case len(args) > 0 && (o.policySet() || filtered):
 		return usageError("forget takes snapshot ids or a policy (-keep-*, -host, -tag, -path), not both")
@@ -146,7 +145,7 @@ func (a *app) forget(ctx context.Context, o *forgetOptions, args []string) error
 		// damaged snapshots would have kept alive in the policy.
 		return fmt.Errorf("%w; nothing was removed (fix or forget the damaged snapshots by id first)", err)
 	}
-	sns := slices.DeleteFunc(all, func(sn *snapshot.Snapshot) bool { return !o.matches(sn) })
+	sns := slices.DeleteFunc(all, func(sn *snapshot.Snapshot) bool { return !a.filter.matches(sn) })
 	policy := o.policy()
 	type decision struct {
 		group        snapshot.SnapshotGroup

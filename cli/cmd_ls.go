@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ var lsCommand = &command{
 	usage:    "[flags] [snapshot[:path]]",
 	summary:  "list snapshots, or the entries of a directory in a snapshot",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &lsOptions{}
 		fs.BoolVar(&o.long, "l", false, "long listing: mode, owner, size, time")
@@ -39,12 +41,16 @@ var lsCommand = &command{
 }
 
 // snapshotLine formats a snapshot exactly as the seed shows it:
-// "2026-01-16T22:22:25Z   d61ae1c6   216 MiB        1s /path".
-func snapshotLine(sn *snapshot.Snapshot) string {
+// "2026-01-16T22:22:25Z   d61ae1c6   216 MiB        1s /path", then its
+// tags, and its host when withHost (a listing of several hosts').
+func snapshotLine(sn *snapshot.Snapshot, withHost bool) string {
 	line := fmt.Sprintf("%s   %s%10s%10s %s", sn.Time.UTC().Format(time.RFC3339), sn.ID.Short(),
 		bytesize.Format(sn.Summary.Size), duration(sn.Summary.Duration), strings.Join(sn.Paths, " "))
 	if len(sn.Tags) > 0 {
 		line += " [" + strings.Join(sn.Tags, ",") + "]"
+	}
+	if withHost {
+		line += " on " + sn.Host
 	}
 	return line
 }
@@ -53,8 +59,13 @@ func listSnapshots(ctx context.Context, a *app) error {
 	// A damaged snapshot does not hide the others: they are listed, and
 	// the error naming it follows.
 	sns, err := snapshot.List(ctx, a.repo)
+	sns = slices.DeleteFunc(sns, func(sn *snapshot.Snapshot) bool { return !a.filter.matches(sn) })
+	hosts := map[string]bool{}
 	for _, sn := range sns {
-		a.out.textf("%s\n", snapshotLine(sn))
+		hosts[sn.Host] = true
+	}
+	for _, sn := range sns {
+		a.out.textf("%s\n", snapshotLine(sn, len(hosts) > 1))
 		a.out.result(snapshotJSON(sn))
 	}
 	return err

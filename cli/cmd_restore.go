@@ -21,6 +21,7 @@ var restoreCommand = &command{
 	usage:    "<snapshot>[:path] -to DIR",
 	summary:  "restore a snapshot, or a path in it, into a directory",
 	needRepo: true,
+	selects:  true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &restoreOptions{}
 		fs.StringVar(&o.to, "to", "", "directory to restore into (created if missing)")

@@ -2,17 +2,13 @@ package cli
 
 import (
 	"context"
-	"flag"
+	"slices"
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 )
-
-type syncOptions struct {
-	snapshotFilter
-}
 
 var syncCommand = &command{
 	name:    "sync",
@@ -21,17 +17,12 @@ var syncCommand = &command{
 	// The command locks whichever repository it writes to itself, before
 	// it loads that one's index, since the direction is an argument.
 	needRepo: true,
+	selects:  true,
 	ownIndex: true,
-	flags: func(fs *flag.FlagSet) any {
-		o := &syncOptions{}
-		o.snapshotFilter.register(fs)
-		return o
-	},
-	run: runSync,
+	run:      runSync,
 }
 
-func runSync(ctx context.Context, a *app, opts any, args []string) (err error) {
-	o := opts.(*syncOptions)
+func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
 	if len(args) < 2 || args[len(args)-2] != "to" && args[len(args)-2] != "from" {
 		return usageError("sync needs `to <store>` or `from <store>` last, as in `coffer at /backups sync to oci://registry/backups`")
 	}
@@ -70,7 +61,7 @@ func runSync(ctx context.Context, a *app, opts any, args []string) (err error) {
 		return err
 	}
 
-	sns, err := chooseSnapshots(ctx, src, names, &o.snapshotFilter)
+	sns, err := a.chooseSnapshots(ctx, src, names)
 	if err != nil {
 		return err
 	}
@@ -102,29 +93,23 @@ func runSync(ctx context.Context, a *app, opts any, args []string) (err error) {
 }
 
 // chooseSnapshots returns the snapshots of r that names (id prefixes or
-// "latest") and the filter select: all that pass the filter when names
-// is empty.
-func chooseSnapshots(ctx context.Context, r *repo.Repository, names []string, f *snapshotFilter) ([]*snapshot.Snapshot, error) {
-	var sns []*snapshot.Snapshot
+// "latest") and the -host, -tag and -path flags select: all that the
+// flags select when names is empty.
+func (a *app) chooseSnapshots(ctx context.Context, r *repo.Repository, names []string) ([]*snapshot.Snapshot, error) {
 	if len(names) == 0 {
 		all, err := snapshot.List(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		sns = all
+		return slices.DeleteFunc(all, func(sn *snapshot.Snapshot) bool { return !a.filter.matches(sn) }), nil
 	}
+	var sns []*snapshot.Snapshot
 	for _, name := range names {
-		sn, err := snapshot.Find(ctx, r, name)
+		sn, err := a.findSnapshotIn(ctx, r, name)
 		if err != nil {
 			return nil, err
 		}
 		sns = append(sns, sn)
 	}
-	var chosen []*snapshot.Snapshot
-	for _, sn := range sns {
-		if f.matches(sn) {
-			chosen = append(chosen, sn)
-		}
-	}
-	return chosen, nil
+	return sns, nil
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cofferhq/coffer/snapshot"
 )
@@ -18,6 +19,21 @@ func (f *snapshotFilter) register(fs *flag.FlagSet) {
 	fs.Var(&f.hosts, "host", "only consider snapshots of this `host` (repeatable)")
 	fs.Var(&f.tags, "tag", "only consider snapshots that have all of these comma-separated `tags` (repeatable: any list)")
 	fs.Var(&f.paths, "path", "only consider snapshots that include this `path` (repeatable: all)")
+}
+
+// String describes the filter as given on the command line.
+func (f *snapshotFilter) String() string {
+	var parts []string
+	for _, h := range f.hosts {
+		parts = append(parts, "-host "+h)
+	}
+	for _, t := range f.tags {
+		parts = append(parts, "-tag "+t)
+	}
+	for _, p := range f.paths {
+		parts = append(parts, "-path "+p)
+	}
+	return strings.Join(parts, " ")
 }
 
 // set reports whether any of the flags was given.

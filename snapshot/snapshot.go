@@ -282,6 +282,40 @@ func Remove(ctx context.Context, r *repo.Repository, sns []*Snapshot) ([]*Snapsh
 	return sns, nil
 }
 
+// Retag stores sn again with other tags, under a new id, and removes
+// the original (with a removal record, as forget does). The new one
+// comes first, so that a failure between the two leaves both, never
+// neither. It records the original's id (Original), so that sync treats
+// it as the snapshot the destination may have already.
+func Retag(ctx context.Context, r *repo.Repository, sn *Snapshot, tags []string) (*Snapshot, error) {
+	c := *sn
+	c.Tags, c.Original, c.ID = tags, sn.Origin(), repo.ID{}
+	if err := Save(ctx, r, &c); err != nil {
+		return nil, err
+	}
+	if _, err := Remove(ctx, r, []*Snapshot{sn}); err != nil {
+		return &c, fmt.Errorf("snapshot %s was stored as %s with its new tags, but the original could not be removed (forget it): %w", sn.ID.Short(), c.ID.Short(), err)
+	}
+	return &c, nil
+}
+
+// Latest returns the newest of sns, which are sorted oldest first (as List
+// returns them), preferring host's snapshots when host is not empty and
+// sns holds any; nil when sns is empty.
+func Latest(sns []*Snapshot, host string) *Snapshot {
+	if host != "" {
+		for i := len(sns) - 1; i >= 0; i-- {
+			if sns[i].Host == host {
+				return sns[i]
+			}
+		}
+	}
+	if len(sns) == 0 {
+		return nil
+	}
+	return sns[len(sns)-1]
+}
+
 // Find returns the snapshot whose id starts with prefix. "latest" selects
 // the most recent snapshot.
 func Find(ctx context.Context, r *repo.Repository, prefix string) (*Snapshot, error) {
