@@ -71,7 +71,7 @@ type command struct {
 }
 
 var commands = []*command{
-	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand,
+	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand, statsCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
 	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }

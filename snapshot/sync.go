@@ -125,56 +125,22 @@ type syncer struct {
 // upload concurrency decides the pace.
 const syncWorkers = 4
 
-// wantedBlobs walks every tree of sns in src once and returns the blobs
+// wantedBlobs reads every tree of sns in src once and returns the blobs
 // they use, tree blobs (with the parts of large directories) included,
-// that keep(id) selects.
+// that keep selects.
 func (s *syncer) wantedBlobs(ctx context.Context, sns []*Snapshot, keep func(repo.BlobType, repo.ID) bool) (map[repo.ID]repo.BlobType, error) {
-	wanted := make(map[repo.ID]repo.BlobType)
-	visited := make(map[repo.ID]bool)
-	var visit func(id repo.ID) error
-	visit = func(id repo.ID) error {
-		if visited[id] {
-			return nil
-		}
-		visited[id] = true
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if keep(repo.BlobTree, id) {
-			wanted[id] = repo.BlobTree
-		}
-		tb, err := loadTreeBlob(ctx, s.src, id)
-		if err != nil {
-			return err
-		}
-		for _, part := range tb.Parts {
-			if err := visit(part); err != nil {
-				return err
-			}
-		}
-		for _, n := range tb.Nodes {
-			for _, e := range n.Content {
-				if !e.Hole && !visited[e.ID] {
-					visited[e.ID] = true
-					if keep(repo.BlobData, e.ID) {
-						wanted[e.ID] = repo.BlobData
-					}
-				}
-			}
-			if n.Type == TypeDir && !n.Subtree.IsZero() {
-				if err := visit(n.Subtree); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
+	used := make(map[repo.ID]repo.BlobType)
 	for _, sn := range sns {
-		if err := visit(sn.Tree); err != nil {
+		if err := treeBlobs(ctx, s.src, sn.Tree, used); err != nil {
 			return nil, fmt.Errorf("reading the trees of snapshot %s: %w", sn.ID.Short(), err)
 		}
 	}
-	return wanted, nil
+	for id, t := range used {
+		if !keep(t, id) {
+			delete(used, id)
+		}
+	}
+	return used, nil
 }
 
 // byPack groups blobs by the source pack that holds them.
