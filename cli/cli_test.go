@@ -415,6 +415,7 @@ func TestDiffAndLs(t *testing.T) {
 	os.MkdirAll(filepath.Join(src, "d"), 0o755)
 	os.WriteFile(filepath.Join(src, "d", "a"), []byte("one"), 0o644)
 	os.WriteFile(filepath.Join(src, "gone"), []byte("x"), 0o644)
+	os.Symlink("a", filepath.Join(src, "d", "ln"))
 	h.create()
 	a := h.backup(src)
 	os.WriteFile(filepath.Join(src, "d", "a"), []byte("two!"), 0o644)
@@ -430,11 +431,15 @@ func TestDiffAndLs(t *testing.T) {
 	if out := h.mustAt("ls", b); out != "d/\nnew\n" {
 		t.Errorf("ls %s = %q", b, out)
 	}
-	if out := h.mustAt("ls", "-r", b+":d"); out != src+"/d/a\n" {
+	if out := h.mustAt("ls", "-r", b+":d"); out != src+"/d/a\n"+src+"/d/ln\n" {
 		t.Errorf("ls -r = %q", out)
 	}
-	if out := h.mustAt("ls", "-l", b+":d"); !regexp.MustCompile(`^-rw-r--r-- \S+ +\S+ +4 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d a\n$`).MatchString(out) {
+	if out := h.mustAt("ls", "-l", b+":d"); !regexp.MustCompile(`^-rw-r--r-- \S+ +\S+ +4 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ a\nlrwxrwxrwx \S+ +\S+ +1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ln -> a\n$`).MatchString(out) {
 		t.Errorf("ls -l = %q", out)
+	}
+	// Identical snapshots: nothing to say, and success.
+	if r := h.at("diff", b, b); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("diff of a snapshot with itself: exit %d, %q, %q", r.code, r.stdout, r.stderr)
 	}
 }
 

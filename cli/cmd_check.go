@@ -57,19 +57,19 @@ var checkCommand = &command{
 		if err != nil {
 			return err
 		}
-		a.out.textf("checked %d snapshots, %d trees, %d data blobs, %d packs", res.Snapshots, res.Trees, res.DataBlobs, res.Packs)
+		a.out.textf("checked %s, %s, %s, %s", counted(res.Snapshots, "snapshot"), counted(res.Trees, "tree"), counted(res.DataBlobs, "data blob"), counted(res.Packs, "pack"))
 		if copt.ReadData {
-			a.out.textf(" (read %d packs, %s)", res.PacksRead, bytesize.Format(res.BytesRead))
+			a.out.textf(" (read %s, %s)", counted(res.PacksRead, "pack"), bytesize.Format(res.BytesRead))
 		}
 		a.out.textf("\n")
 		if res.UnindexedPacks > 0 {
-			a.out.textf("%d packs are not indexed yet (left by an interrupted backup); the next backup reuses them\n", res.UnindexedPacks)
+			a.out.textf("%s not indexed yet (left by an interrupted backup); the next backup reuses them\n", counted(res.UnindexedPacks, "pack is", "packs are"))
 		}
 		for _, f := range res.Affected {
 			a.out.textf("affected: snapshot %s %s (content in pack %s)\n", f.Snapshot.Short(), f.Path, f.Pack.Short())
 		}
 		if len(res.Affected) > 0 {
-			a.out.textf("%d files of snapshots use damaged or missing packs: `coffer repair snapshots` rewrites those snapshots without them\n", len(res.Affected))
+			a.out.textf("%s of snapshots use damaged or missing packs: `coffer repair snapshots` rewrites those snapshots without them\n", counted(len(res.Affected), "file"))
 		}
 		a.out.result(map[string]any{"type": "summary", "result": res})
 		if res.Problems > 0 {

@@ -165,8 +165,12 @@ func (p *diffPrinter) change(c snapshot.Change) error {
 
 func (p *diffPrinter) summary() {
 	c := p.counts
-	p.a.out.textf("%d added, %d removed, %d modified, %d metadata only\n",
-		c[snapshot.Added], c[snapshot.Removed], c[snapshot.Modified], c[snapshot.Metadata])
+	// No changes, no output, as diff(1): a script tests the output, or
+	// the -json summary.
+	if c[snapshot.Added]+c[snapshot.Removed]+c[snapshot.Modified]+c[snapshot.Metadata] > 0 {
+		p.a.out.textf("%d added, %d removed, %d modified, %d metadata only\n",
+			c[snapshot.Added], c[snapshot.Removed], c[snapshot.Modified], c[snapshot.Metadata])
+	}
 	p.a.out.result(map[string]any{"type": "summary", "added": c[snapshot.Added], "removed": c[snapshot.Removed],
 		"modified": c[snapshot.Modified], "metadata": c[snapshot.Metadata]})
 }

@@ -197,7 +197,7 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 		for _, sn := range remove {
 			a.out.textf("would remove snapshot %s\n", sn.ID.Short())
 		}
-		a.out.textf("would remove %d snapshots (dry run)\n", len(remove))
+		a.out.textf("would remove %s (dry run)\n", counted(len(remove), "snapshot"))
 		a.out.result(map[string]any{"type": "removed", "dry_run": true, "removed": ids(remove)})
 		return nil
 	}
@@ -205,7 +205,7 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 	for _, sn := range done {
 		a.out.textf("removed snapshot %s\n", sn.ID.Short())
 	}
-	a.out.textf("removed %d snapshots\n", len(done))
+	a.out.textf("removed %s\n", counted(len(done), "snapshot"))
 	a.out.result(map[string]any{"type": "removed", "dry_run": false, "removed": ids(done)})
 	return err
 }

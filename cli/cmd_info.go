@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"sort"
+	"text/tabwriter"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
@@ -42,26 +46,39 @@ var infoCommand = &command{
 			"compression_ratio": stats.CompressionRatio(), "pack_size": cfg.PackSize, "chunker": cfg.Chunker,
 		}
 		a.out.result(info)
-		a.out.textf("repository      %s\n", cfg.ID)
-		a.out.textf("format version  %d\n", cfg.Version)
-		a.out.textf("created         %s\n", cfg.Created.Format("2006-01-02 15:04:05Z07:00"))
+		var text bytes.Buffer
+		tw := tabwriter.NewWriter(&text, 0, 0, 2, ' ', 0)
+		line := func(name, format string, args ...any) {
+			fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
+		}
+		line("repository", "%s", cfg.ID)
+		line("format version", "%d", cfg.Version)
+		line("created", "%s", cfg.Created.UTC().Format(time.RFC3339))
 		keysSorted := make([]string, 0, len(storeInfo))
 		for k := range storeInfo {
 			keysSorted = append(keysSorted, k)
 		}
 		sort.Strings(keysSorted)
 		for _, k := range keysSorted {
-			a.out.textf("%-15s %s\n", "store "+k, storeInfo[k])
+			line("store "+k, "%s", storeInfo[k])
 		}
-		a.out.textf("snapshots       %d\n", stats.Snapshots)
-		a.out.textf("keys            %d\n", len(keys))
-		a.out.textf("packs           %d\n", stats.Packs)
-		a.out.textf("blobs           %d data, %d tree\n", stats.DataBlobs, stats.TreeBlobs)
-		a.out.textf("logical size    %s (all snapshots)\n", bytesize.Format(stats.LogicalBytes))
-		a.out.textf("unique data     %s\n", bytesize.Format(stats.UniqueBytes))
-		a.out.textf("stored size     %s\n", bytesize.Format(stats.StoredBytes))
-		a.out.textf("dedup ratio     %.2fx (logical / unique)\n", stats.DedupRatio())
-		a.out.textf("compression     %.2fx (unique / stored)\n", stats.CompressionRatio())
+		line("snapshots", "%d", stats.Snapshots)
+		line("keys", "%d", len(keys))
+		line("packs", "%d", stats.Packs)
+		line("blobs", "%d data, %d tree", stats.DataBlobs, stats.TreeBlobs)
+		line("logical size", "%s (all snapshots)", bytesize.Format(stats.LogicalBytes))
+		line("unique data", "%s", bytesize.Format(stats.UniqueBytes))
+		line("stored size", "%s", bytesize.Format(stats.StoredBytes))
+		// Ratios of nothing would read as 0.00x, as if data had grown.
+		if stats.UniqueBytes > 0 {
+			line("dedup ratio", "%.2fx (logical / unique)", stats.DedupRatio())
+			line("compression", "%.2fx (unique / stored)", stats.CompressionRatio())
+		} else {
+			line("dedup ratio", "none yet (no data)")
+			line("compression", "none yet (no data)")
+		}
+		tw.Flush()
+		a.out.textf("%s", text.String())
 		return nil
 	},
 }

@@ -122,6 +122,6 @@ func (a *app) printEntry(o *lsOptions, p string, n *snapshot.Node) {
 	if group == "" {
 		group = fmt.Sprint(n.GID)
 	}
-	a.out.textf("%s %-8s %-8s %10d %s %s\n", n.FileMode(), owner, group, n.Size,
-		n.ModTime.UTC().Format("2006-01-02 15:04:05"), name)
+	a.out.textf("%s %-8s %-8s %10d %s %s\n", n.ModeString(), owner, group, n.Size,
+		n.ModTime.UTC().Format(time.RFC3339), name)
 }

@@ -67,18 +67,18 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 	if err != nil {
 		return err
 	}
-	a.out.textf("%d packs, %s: %s used, %s unused; %d not indexed\n", st.Packs, bytesize.Format(st.PackBytes),
+	a.out.textf("%s, %s: %s used, %s unused; %d not indexed\n", counted(st.Packs, "pack"), bytesize.Format(st.PackBytes),
 		bytesize.Format(st.UsedBytes), bytesize.Format(st.UnusedBytes), st.Unindexed)
 	if dryRun {
-		a.out.textf("would delete %d packs (%s) and repack %d packs (%s), freeing about %s (dry run)\n",
-			st.DeletePacks, bytesize.Format(st.DeleteBytes), st.RepackPacks, bytesize.Format(st.RepackBytes), bytesize.Format(st.FreedBytes))
+		a.out.textf("would delete %s (%s) and repack %s (%s), freeing about %s (dry run)\n",
+			counted(st.DeletePacks, "pack"), bytesize.Format(st.DeleteBytes), counted(st.RepackPacks, "pack"), bytesize.Format(st.RepackBytes), bytesize.Format(st.FreedBytes))
 		return nil
 	}
-	a.out.textf("to delete: %d packs (%s), to repack: %d packs (%s, %s written); deleted %d packs, %s freed\n",
-		st.DeletePacks, bytesize.Format(st.DeleteBytes), st.RepackPacks, bytesize.Format(st.RepackBytes), bytesize.Format(st.CopiedBytes),
-		st.Deleted, bytesize.Format(st.FreedBytes))
+	a.out.textf("to delete: %s (%s), to repack: %s (%s, %s written); deleted %s, %s freed\n",
+		counted(st.DeletePacks, "pack"), bytesize.Format(st.DeleteBytes), counted(st.RepackPacks, "pack"), bytesize.Format(st.RepackBytes), bytesize.Format(st.CopiedBytes),
+		counted(st.Deleted, "pack"), bytesize.Format(st.FreedBytes))
 	if st.Spared > 0 {
-		a.out.textf("kept %d packs that snapshots saved during the prune use\n", st.Spared)
+		a.out.textf("kept %s that snapshots saved during the prune use\n", counted(st.Spared, "pack"))
 	}
 	if st.DeferredPacks > 0 {
 		var who []string

@@ -40,8 +40,8 @@ func (a *app) repairIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.out.textf("indexed %d packs (%d blobs) in %d index objects, replacing %d; %d damaged packs left out\n",
-		st.Packs, st.Blobs, st.IndexObjects, st.OldObjects, st.Damaged)
+	a.out.textf("indexed %s (%s) in %s, replacing %d; %s left out\n",
+		counted(st.Packs, "pack"), counted(st.Blobs, "blob"), counted(st.IndexObjects, "index object"), st.OldObjects, counted(st.Damaged, "damaged pack"))
 	return nil
 }
 
@@ -63,9 +63,9 @@ func (a *app) repairSnapshots(ctx context.Context, dryRun bool) error {
 		return err
 	}
 	if dryRun {
-		a.out.textf("%d of %d snapshots would be rewritten, %d entries left out (dry run)\n", st.Damaged, st.Snapshots, st.Lost)
+		a.out.textf("%d of %s would be rewritten, %s left out (dry run)\n", st.Damaged, counted(st.Snapshots, "snapshot"), counted(st.Lost, "entry", "entries"))
 		return nil
 	}
-	a.out.textf("%d of %d snapshots rewritten (tagged %q), %d entries left out\n", st.Damaged, st.Snapshots, snapshot.RepairedTag, st.Lost)
+	a.out.textf("%d of %s rewritten (tagged %q), %s left out\n", st.Damaged, counted(st.Snapshots, "snapshot"), snapshot.RepairedTag, counted(st.Lost, "entry", "entries"))
 	return nil
 }

@@ -53,7 +53,7 @@ func runStats(ctx context.Context, a *app, _ any, args []string) error {
 		return nil
 	}
 	rs := snapshot.RepositoryStats(a.repo, all)
-	a.out.textf("repository: %d snapshots, %s logical, %s unique data, %s stored", rs.Snapshots,
+	a.out.textf("repository: %s, %s logical, %s unique data, %s stored", counted(rs.Snapshots, "snapshot"),
 		bytesize.Format(rs.LogicalBytes), bytesize.Format(rs.UniqueBytes), bytesize.Format(rs.StoredBytes))
 	if rs.UniqueBytes > 0 {
 		a.out.textf(", dedup %.2fx, compression %.2fx", rs.DedupRatio(), rs.CompressionRatio())

@@ -81,8 +81,9 @@ func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
 	if stats.SameKeys {
 		how = "copied as they are (shared keys)"
 	}
-	a.out.textf("%d snapshots copied, %d already there; %d packs copied whole (%d mounted), %d blobs %s, %d blobs already there; %s uploaded, %s read\n",
-		len(stats.Copied), len(stats.Skipped), stats.PacksCopied, stats.PacksMounted, stats.BlobsCopied, how, stats.BlobsPresent,
+	a.out.textf("%s copied, %d already there; %s copied whole (%d mounted), %s %s, %s already there; %s uploaded, %s read\n",
+		counted(len(stats.Copied), "snapshot"), len(stats.Skipped), counted(stats.PacksCopied, "pack"), stats.PacksMounted,
+		counted(stats.BlobsCopied, "blob"), how, counted(stats.BlobsPresent, "blob"),
 		bytesize.Format(stats.BytesUploaded), bytesize.Format(stats.BytesRead))
 	a.out.result(map[string]any{"type": "summary", "copied": len(stats.Copied), "skipped": len(stats.Skipped),
 		"same_keys": stats.SameKeys, "packs_copied": stats.PacksCopied, "packs_mounted": stats.PacksMounted,

@@ -62,7 +62,7 @@ func runTag(ctx context.Context, a *app, opts any, args []string) error {
 		a.out.textf("snapshot %s is now %s [%s]\n", sn.ID.Short(), tagged.ID.Short(), strings.Join(tags, ","))
 		a.out.result(map[string]any{"type": "retagged", "old_id": sn.ID.String(), "id": tagged.ID.String(), "tags": nonNil(tags)})
 	}
-	a.out.textf("%d of %d snapshots changed\n", len(changed), len(sns))
+	a.out.textf("%d of %s changed\n", len(changed), counted(len(sns), "snapshot"))
 	a.out.result(map[string]any{"type": "summary", "changed": len(changed), "snapshots": len(sns)})
 	return nil
 }

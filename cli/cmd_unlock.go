@@ -22,7 +22,7 @@ var unlockCommand = &command{
 			return usageError("unlock takes no arguments")
 		}
 		n, err := a.repo.RemoveLocks(ctx, opts.(*unlockOptions).all)
-		a.out.textf("removed %d locks\n", n)
+		a.out.textf("removed %s\n", counted(n, "lock"))
 		a.out.result(map[string]any{"type": "summary", "removed": n})
 		if err == nil && n == 0 && !opts.(*unlockOptions).all {
 			locks, _, lerr := a.repo.Locks(ctx)

@@ -32,14 +32,14 @@ func TestDiffLive(t *testing.T) {
 		flags []string
 		want  []string // lines of the output, with %s for the source
 	}{
-		{name: "unchanged", want: []string{"0 added, 0 removed, 0 modified, 0 metadata only"}},
+		{name: "unchanged", want: nil},
 		{name: "unchanged, relative path", live: func(t *testing.T, src string) string {
 			rel, err := filepath.Rel(cwd, src) // ../../tmp/...: the harness runs here
 			if err != nil || !strings.HasPrefix(rel, "../") {
 				t.Skipf("no ../ path from %s to %s", cwd, src)
 			}
 			return rel
-		}, want: []string{"0 added, 0 removed, 0 modified, 0 metadata only"}},
+		}, want: nil},
 		{name: "every kind", change: func(t *testing.T, src string) {
 			write(t, filepath.Join(src, "LICENSE"), "a new licence")
 			write(t, filepath.Join(src, "added.txt"), "new")
@@ -54,7 +54,7 @@ func TestDiffLive(t *testing.T) {
 			"1 added, 1 removed, 1 modified, 2 metadata only",
 		}},
 		{name: "changed behind its mtime, not read", change: rewriteKeepingMtime,
-			want: []string{"0 added, 0 removed, 0 modified, 0 metadata only"}},
+			want: nil},
 		{name: "changed behind its mtime, -content", change: rewriteKeepingMtime, flags: []string{"-content"},
 			want: []string{"M %s/LICENSE (207 B -> 207 B)", "0 added, 0 removed, 1 modified, 0 metadata only"}},
 		{name: "excluded", change: func(t *testing.T, src string) {
@@ -152,7 +152,7 @@ func TestDiffSubpaths(t *testing.T) {
 		{name: "subtree against the disk", args: []string{a + ":d", filepath.Join(src, "d")},
 			want: []string{"U %s/d", "M %s/d/f (3 B -> 4 B)", "0 added, 0 removed, 1 modified, 1 metadata only"}},
 		{name: "file against the disk", args: []string{b + ":top", filepath.Join(src, "top")},
-			want: []string{"0 added, 0 removed, 0 modified, 0 metadata only"}},
+			want: nil},
 		{name: "missing path", args: []string{a + ":no/such", b + ":d"}, code: ExitNoPath, errorParts: []string{"no/such", "not in snapshot"}},
 		{name: "missing path, second", args: []string{a + ":d", b + ":d/no"}, code: ExitNoPath, errorParts: []string{"d/no", "not in snapshot"}},
 		{name: "missing path against the disk", args: []string{a + ":no/such", src}, code: ExitNoPath, errorParts: []string{"no/such"}},
@@ -172,7 +172,10 @@ func TestDiffSubpaths(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("diff %v: exit %d: %s", tc.args, r.code, r.stderr)
 			}
-			want := strings.ReplaceAll(strings.Join(tc.want, "\n"), "%s", src) + "\n"
+			want := ""
+			if len(tc.want) > 0 {
+				want = strings.ReplaceAll(strings.Join(tc.want, "\n"), "%s", src) + "\n"
+			}
 			if r.stdout != want {
 				t.Errorf("diff %v:\n%s\nwant:\n%s", tc.args, r.stdout, want)
 			}
@@ -269,7 +272,7 @@ func TestDiffLiveSkipsRepositoryAndCache(t *testing.T) {
 	h.create()
 	h.backup(src)
 	h.backup(src) // the cache exists now
-	if out := h.mustAt("diff", "latest", src); out != "0 added, 0 removed, 0 modified, 0 metadata only\n" {
+	if out := h.mustAt("diff", "latest", src); out != "" {
 		t.Errorf("diff against the source holding the repository:\n%s", out)
 	}
 }

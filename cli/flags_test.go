@@ -4,6 +4,8 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -94,5 +96,36 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// The small things a new user reads first: counts in the singular,
+// backup and restore counting alike (symlinks included), info of an
+// empty repository without ratios of nothing.
+func TestSummariesReadRight(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	if info := h.mustAt("info"); strings.Contains(info, "0.00x") || !strings.Contains(info, "none yet") {
+		t.Errorf("info of an empty repository:\n%s", info)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "only"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("only", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	const counts = "1 file, 1 dir, 1 symlink or special file"
+	if out := h.mustAt("backup", src); !strings.Contains(out, "saved: "+counts+", ") {
+		t.Errorf("backup: %q, want %q", out, counts)
+	}
+	if out := h.mustAt("restore", "latest", "-to", filepath.Join(t.TempDir(), "r")); !strings.Contains(out, ": "+counts+", ") {
+		t.Errorf("restore: %q, want %q", out, counts)
+	}
+	if out := h.mustAt("check"); !strings.Contains(out, "checked 1 snapshot, ") || strings.Contains(out, " 1 packs") {
+		t.Errorf("check: %q", out)
+	}
+	if out := h.mustAt("forget", "latest", "-dry-run"); !strings.Contains(out, "would remove 1 snapshot (dry run)") {
+		t.Errorf("forget -dry-run: %q", out)
 	}
 }

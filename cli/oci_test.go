@@ -70,6 +70,11 @@ func TestOCIWalkthrough(t *testing.T) {
 			h.mustAt("restore", m[1][:3], "-to", restored)
 			testutil.CompareTrees(t, src, restored)
 			h.checkReadData("in the walkthrough")
+			// No credentials: info says so rather than naming a docker
+			// config as their source.
+			if info := h.mustAt("info"); !regexp.MustCompile(`(?m)^store credentials +none `).MatchString(info) {
+				t.Errorf("info of a registry without credentials: %s", info)
+			}
 			assertOrasSees(t, reg, "helloworld")
 		})
 	}
@@ -156,8 +161,22 @@ func TestOCIAuthAndTLS(t *testing.T) {
 			if out := run("check", "-read-data"); !strings.Contains(out, "no errors") {
 				t.Errorf("check: %s", out)
 			}
-			if info := run("info"); !strings.Contains(info, "store protocol  "+map[bool]string{true: "https", false: "http"}[opt.TLS]) {
+			info := run("info")
+			if !regexp.MustCompile(`(?m)^store protocol +` + map[bool]string{true: "https", false: "http"}[opt.TLS] + `$`).MatchString(info) {
 				t.Errorf("info: %s", info)
+			}
+			if !regexp.MustCompile(`(?m)^store credentials +docker config ` + regexp.QuoteMeta(filepath.Join(reg.DockerConfig, "config.json")) + `$`).MatchString(info) {
+				t.Errorf("info does not name the docker config the credentials come from: %s", info)
+			}
+			// Aligned: every value starts in one column.
+			col := -1
+			for _, line := range strings.Split(strings.TrimSpace(info), "\n") {
+				i := regexp.MustCompile(`^\S+( \S+)*  +`).FindStringIndex(line)
+				if i == nil || col != -1 && i[1] != col {
+					t.Errorf("info is not aligned at %q:\n%s", line, info)
+					break
+				}
+				col = i[1]
 			}
 		})
 	}
@@ -194,7 +213,10 @@ func TestOCIBadInputs(t *testing.T) {
 		h := ociHarness(t, reg, "r")
 		h.env["DOCKER_CONFIG"] = t.TempDir()
 		r := runWithStdin(h, "wrong\n", withCA(reg, "login", "-username", reg.Username, "-password-stdin", reg.Host)...)
-		wantOneLineError(t, r, ExitAccessDenied, reg.Host)
+		wantOneLineError(t, r, ExitAccessDenied, reg.Host, "check the user name")
+		if strings.Contains(r.stderr, "coffer login") {
+			t.Errorf("a failed login advises running login: %s", r.stderr)
+		}
 		r = runWithStdin(h, reg.Password+"\n", withCA(reg, "login", "-username", reg.Username, "-password-stdin", reg.Host)...)
 		if r.code != 0 {
 			t.Fatalf("login: %d %s", r.code, r.stderr)
@@ -217,7 +239,7 @@ func TestOCIDeleteRefused(t *testing.T) {
 			reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: kind, Delete: false})
 			h := ociHarness(t, reg, "nodelete")
 			h.create()
-			if info := h.mustAt("info"); !strings.Contains(info, "store delete    refused") {
+			if info := h.mustAt("info"); !regexp.MustCompile(`(?m)^store delete +refused`).MatchString(info) {
 				t.Errorf("probe did not find DELETE refused:\n%s", info)
 			}
 			h.env["COFFER_NEW_PASSPHRASE"] = "second"

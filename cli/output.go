@@ -104,3 +104,27 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func duration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
+
+// counted returns n and the noun, singular for one: "1 file", "2 files".
+// plural is the noun for other counts; without it, the noun gets an s.
+func counted[N ~int | ~int64](n N, noun string, plural ...string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	if len(plural) > 0 {
+		noun = plural[0]
+	} else {
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
+}
+
+// othersText counts the entries that are neither files nor directories
+// (symlinks, fifos, sockets, devices) for backup's and restore's
+// summaries, which leave them out when there are none.
+func othersText(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return ", " + counted(n, "symlink or special file", "symlinks and special files")
+}

@@ -85,10 +85,10 @@ func TestSelectSnapshots(t *testing.T) {
 	if out := h.mustAt("tag", "-tag", "monthly", "-remove", "monthly"); !strings.Contains(out, "[keep]") {
 		t.Errorf("tag -remove by filter: %q", out)
 	}
-	if out := h.mustAt("tag", "-host", "bravo", "-set", ""); !strings.Contains(out, "1 of 1 snapshots changed") {
+	if out := h.mustAt("tag", "-host", "bravo", "-set", ""); !strings.Contains(out, "1 of 1 snapshot changed") {
 		t.Errorf("tag -set '': %q", out)
 	}
-	if out := h.mustAt("tag", "-host", "bravo", "-set", ""); !strings.Contains(out, "0 of 1 snapshots changed") {
+	if out := h.mustAt("tag", "-host", "bravo", "-set", ""); !strings.Contains(out, "0 of 1 snapshot changed") {
 		t.Errorf("tag -set '' again: %q", out)
 	}
 	r := h.at("ls", "-tag", "keep")

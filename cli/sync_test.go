@@ -212,7 +212,7 @@ func TestSyncBadInputs(t *testing.T) {
 	if out := other.mustAt("ls"); out != "" {
 		t.Errorf("failed syncs stored snapshots: %q", out)
 	}
-	if out := h.mustAt("sync", "to", other.repo); !strings.Contains(out, "1 snapshots copied") {
+	if out := h.mustAt("sync", "to", other.repo); !strings.Contains(out, "1 snapshot copied") {
 		t.Errorf("sync with COFFER_OTHER_PASSPHRASE: %q", out)
 	}
 	file := filepath.Join(t.TempDir(), "pw")
@@ -247,8 +247,8 @@ func TestSyncMountWithAuth(t *testing.T) {
 			run(one, "backup", src)
 			run(&two, "create", "-from", one.repo)
 			out := run(one, "sync", "to", two.repo)
-			m := regexp.MustCompile(`(\d+) packs copied whole \((\d+) mounted\)`).FindStringSubmatch(out)
-			if m == nil || m[1] == "0" || m[1] != m[2] || !strings.Contains(out, "1 snapshots copied") {
+			m := regexp.MustCompile(`(\d+) packs? copied whole \((\d+) mounted\)`).FindStringSubmatch(out)
+			if m == nil || m[1] == "0" || m[1] != m[2] || !strings.Contains(out, "1 snapshot copied") {
 				t.Fatalf("sync on one registry did not mount every pack: %q", out)
 			}
 			if out := run(&two, "check", "-read-data"); !strings.Contains(out, "no errors were found") {

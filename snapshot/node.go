@@ -196,3 +196,45 @@ func (x *Xattr) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// ModeString formats the node's type and permissions as ls -l does
+// ("drwsr-xr-t"), rather than as fs.FileMode.String ("dugrwxr-xr-x"),
+// which people reading a listing do not expect. `coffer ls -l` and the
+// web UI show it.
+func (n *Node) ModeString() string {
+	m := n.FileMode()
+	t := byte('-')
+	switch {
+	case m.IsDir():
+		t = 'd'
+	case m&fs.ModeSymlink != 0:
+		t = 'l'
+	case m&fs.ModeNamedPipe != 0:
+		t = 'p'
+	case m&fs.ModeSocket != 0:
+		t = 's'
+	case m&fs.ModeCharDevice != 0:
+		t = 'c'
+	case m&fs.ModeDevice != 0:
+		t = 'b'
+	}
+	b := []byte{t}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if m&(1<<(8-i)) != 0 {
+			b = append(b, rwx[i])
+		} else {
+			b = append(b, '-')
+		}
+	}
+	if m&fs.ModeSetuid != 0 {
+		b[3] = map[bool]byte{true: 's', false: 'S'}[b[3] == 'x']
+	}
+	if m&fs.ModeSetgid != 0 {
+		b[6] = map[bool]byte{true: 's', false: 'S'}[b[6] == 'x']
+	}
+	if m&fs.ModeSticky != 0 {
+		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
+	}
+	return string(b)
+}

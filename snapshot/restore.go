@@ -161,6 +161,11 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 		root = nil
 	}
 	rs.dirs = append(rs.dirs, restoreItem{path: target, node: root})
+	if root != nil {
+		// The target gets the directory's metadata: it is restored, and
+		// counted as backup counted it.
+		rs.sum.Dirs++
+	}
 	// Directories not matched by an include wait here, outermost first,
 	// until something below them is kept: only the directories on the way
 	// to included entries are restored, not every empty one around them.

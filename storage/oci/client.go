@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -75,6 +76,23 @@ func (t rewindBodies) RoundTrip(req *http.Request) (*http.Response, error) {
 type credentialSource struct {
 	fn   auth.CredentialFunc
 	desc string
+	path string // the docker config file, when credentials come from it
+}
+
+// describe says where the credentials for host come from, or that there
+// are none, for `coffer info`: a docker config that does not exist, or
+// holds nothing for host, is not named as if it did.
+func (c credentialSource) describe(ctx context.Context, host string) string {
+	if c.path == "" {
+		return c.desc
+	}
+	if _, err := os.Stat(c.path); errors.Is(err, fs.ErrNotExist) {
+		return "none (no docker config at " + c.path + ")"
+	}
+	if cred, err := c.fn(ctx, host); err == nil && cred == auth.EmptyCredential {
+		return "none for " + host + " in docker config " + c.path
+	}
+	return c.desc
 }
 
 // newCredentials resolves credentials as docker, oras and crane do: from
@@ -91,7 +109,7 @@ func newCredentials(host string, opt Options) (credentialSource, error) {
 	if err != nil {
 		return credentialSource{}, err
 	}
-	return credentialSource{fn: credentials.Credential(store), desc: "docker config " + path}, nil
+	return credentialSource{fn: credentials.Credential(store), desc: "docker config " + path, path: path}, nil
 }
 
 // dockerStore opens the docker credential store (config.json plus its

@@ -124,7 +124,14 @@ func (e *tooLargeError) Error() string {
 
 func (e *tooLargeError) Unwrap() error { return e.err }
 
+// loginCredentials describes the credentials `coffer login` was given,
+// whose refusal needs advice other than running login.
+const loginCredentials = "the username and password given"
+
 func credentialAdvice(loc location, credDesc string) string {
+	if credDesc == loginCredentials {
+		return fmt.Sprintf("%s were refused: check the user name and the password or token (some registries want a token with push and pull scopes, not the account password)", loginCredentials)
+	}
 	if strings.Contains(credDesc, "docker config") {
 		return fmt.Sprintf("no valid credentials (tried %s): run `coffer login %s` or set COFFER_REGISTRY_USERNAME and COFFER_REGISTRY_PASSWORD", credDesc, loc.host)
 	}

@@ -36,7 +36,7 @@ func Login(ctx context.Context, host, username, password string, opt Options) (s
 	reg.Client = newAuthClient(host, base, credentialSource{})
 	cred := auth.Credential{Username: username, Password: password}
 	if err := credentials.Login(ctx, store, reg, cred); err != nil {
-		return "", wrapError(location{host: host}, "the username and password given", "logging in", err)
+		return "", wrapError(location{host: host}, loginCredentials, "logging in", err)
 	}
 	return path, nil
 }

@@ -686,7 +686,7 @@ func (s *Store) Describe(ctx context.Context) map[string]string {
 		"repository":  s.loc.repo,
 		"protocol":    s.scheme(),
 		"writer":      s.writer,
-		"credentials": s.creds.desc,
+		"credentials": s.creds.describe(ctx, s.loc.host),
 	}
 	if c := s.capabilities(); c != nil {
 		maps.Copy(d, c.describe())
