@@ -38,6 +38,7 @@ type globals struct {
 	cacheDir       string
 	noCache        bool
 	passphraseFile string
+	passphraseCmd  string
 	otherPassFile  string
 	insecureHTTP   bool
 	caFile         string
@@ -71,7 +72,7 @@ type command struct {
 }
 
 var commands = []*command{
-	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand, statsCommand,
+	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand, statsCommand, storeCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
 	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }
@@ -87,6 +88,8 @@ type app struct {
 	// filter is the command's -host, -tag and -path (commands that
 	// select snapshots).
 	filter snapshotFilter
+	// storeCfg is the named store `at @NAME` chose, if any.
+	storeCfg *storeConfig
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -178,6 +181,17 @@ func (a *app) run(ctx context.Context) (err error) {
 		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, err)
 	}
 	a.out.silent, a.out.json = a.g.silent, a.g.json
+	if !cmd.noStore {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		cfs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if a.g.store, a.storeCfg, err = a.resolveStore(a.g.store); err != nil {
+			return err
+		}
+		if err := a.applyStoreConfig(a.storeCfg, given); err != nil {
+			return err
+		}
+	}
 	if a.g.retryFor <= 0 {
 		return fmt.Errorf("%w: -retry-for %s: give a positive duration, such as 30s or 10m", errUsage, a.g.retryFor)
 	}
@@ -226,6 +240,7 @@ func (a *app) globalFlags() *flag.FlagSet {
 	fs.StringVar(&a.g.cacheDir, "cache-dir", "", "local cache directory (env COFFER_CACHE_DIR)")
 	fs.BoolVar(&a.g.noCache, "no-cache", false, "do not use a local cache")
 	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
+	fs.StringVar(&a.g.passphraseCmd, "passphrase-command", "", "run this `command` (with sh -c) and use its output as the passphrase (env COFFER_PASSPHRASE_COMMAND)")
 	fs.StringVar(&a.g.otherPassFile, "other-passphrase-file", "", "read the passphrase of the other repository (sync's, create -from's) from this file (env COFFER_OTHER_PASSPHRASE; default: this repository's passphrase, then a prompt)")
 	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
 	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
@@ -310,7 +325,11 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 	if a.g.store == "" {
 		return nil, fmt.Errorf("%w: no repository: use `coffer at <store> <command>` or set COFFER_REPOSITORY", errUsage)
 	}
-	return all.Registry(all.Options{OCI: a.ociOptions()}).Open(ctx, a.g.store)
+	o := a.ociOptions()
+	if err := a.registryCredentials(ctx, &o, a.storeCfg); err != nil {
+		return nil, err
+	}
+	return all.Registry(all.Options{OCI: o}).Open(ctx, a.g.store)
 }
 
 // ociOptions gathers what the registry store needs from flags and the
@@ -343,7 +362,7 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loa
 		return err
 	}
 	r, err := repo.Open(ctx, st, func() ([]byte, error) {
-		pw, err := a.passphrase(false)
+		pw, err := a.passphrase(ctx, false)
 		a.pw = pw
 		return pw, err
 	}, repo.OpenOptions{

@@ -60,6 +60,13 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	if len(args) == 0 && stdinName == "" {
 		args = []string{"."}
 	}
+	if o.packSize.n == 0 {
+		n, err := a.storePackSize()
+		if err != nil {
+			return err
+		}
+		o.packSize.n = n
+	}
 	if n := o.packSize.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
 		return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &o.packSize)
 	}

@@ -29,6 +29,13 @@ var createCommand = &command{
 		}
 		packSizeGiven := o.packSize.n != 0
 		if !packSizeGiven {
+			n, err := a.storePackSize()
+			if err != nil {
+				return err
+			}
+			o.packSize.n, packSizeGiven = n, n != 0
+		}
+		if !packSizeGiven {
 			o.packSize.n = repo.DefaultPackSize
 		}
 		if n := o.packSize.n; n < repo.MinConfigPackSize || n > repo.MaxPackSize {
@@ -43,7 +50,7 @@ var createCommand = &command{
 		if _, err := repo.ReadSealedConfig(ctx, st); err == nil {
 			return repoExists(st.Location())
 		}
-		pw, err := a.passphrase(true)
+		pw, err := a.passphrase(ctx, true)
 		if err != nil {
 			return err
 		}

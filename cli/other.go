@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,21 @@ type otherRepo struct {
 // own repository is tried (two copies of one repository usually share
 // it), then a prompt asks on a terminal.
 func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error) {
-	st, err := all.Registry(all.Options{OCI: a.ociOptions()}).Open(ctx, location)
+	location, sc, err := a.resolveStore(location)
+	if err != nil {
+		return nil, err
+	}
+	o := a.ociOptions()
+	if sc != nil {
+		// The other store's own options, where this command's flags
+		// were meant for the command's store.
+		o.CAFile = cmp.Or(sc.CAFile, o.CAFile)
+		o.InsecureHTTP = o.InsecureHTTP || sc.InsecureHTTP
+		if err := a.registryCredentials(ctx, &o, sc); err != nil {
+			return nil, err
+		}
+	}
+	st, err := all.Registry(all.Options{OCI: o}).Open(ctx, location)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +50,7 @@ func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error
 		if pw := a.env.Getenv("COFFER_OTHER_PASSPHRASE"); pw != "" {
 			return []byte(pw), nil
 		}
-		return nil, nil
+		return a.storePassphrase(ctx, sc)
 	}
 	pw, err := given()
 	if err != nil {

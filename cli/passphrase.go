@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,20 +10,46 @@ import (
 	"golang.org/x/term"
 )
 
-// passphrase returns the repository passphrase from -passphrase-file,
-// COFFER_PASSPHRASE or, on a terminal, a prompt (asked twice when
-// confirm). The flag comes first: it is given for this one command, while
-// the variable may be left over in the environment, and ignoring an
+// passphrase returns the repository passphrase from, in order,
+// -passphrase-file, -passphrase-command, the named store's
+// passphrase-file or passphrase-command, COFFER_PASSPHRASE,
+// COFFER_PASSPHRASE_COMMAND or, on a terminal, a prompt (asked twice
+// when confirm). Flags come first: they are given for this one command,
+// while a variable may be left over in the environment, and ignoring an
 // explicit flag would open (or create) with a passphrase the user did not
-// mean.
-func (a *app) passphrase(confirm bool) ([]byte, error) {
-	if a.g.passphraseFile != "" {
+// mean; a named store's own source comes before the environment's for
+// the same reason.
+func (a *app) passphrase(ctx context.Context, confirm bool) ([]byte, error) {
+	switch {
+	case a.g.passphraseFile != "":
 		return readPassphraseFile(a.g.passphraseFile)
+	case a.g.passphraseCmd != "":
+		return a.runSecretCommand(ctx, "passphrase command", a.g.passphraseCmd)
+	}
+	if pw, err := a.storePassphrase(ctx, a.storeCfg); pw != nil || err != nil {
+		return pw, err
 	}
 	if pw := a.env.Getenv("COFFER_PASSPHRASE"); pw != "" {
 		return []byte(pw), nil
 	}
+	if cmd := a.env.Getenv("COFFER_PASSPHRASE_COMMAND"); cmd != "" {
+		return a.runSecretCommand(ctx, "COFFER_PASSPHRASE_COMMAND", cmd)
+	}
 	return a.prompt("passphrase", confirm)
+}
+
+// storePassphrase returns the passphrase a named store's configuration
+// gives, or nil when it gives none.
+func (a *app) storePassphrase(ctx context.Context, sc *storeConfig) ([]byte, error) {
+	switch {
+	case sc == nil:
+		return nil, nil
+	case sc.PassphraseFile != "":
+		return readPassphraseFile(sc.PassphraseFile)
+	case sc.PassphraseCommand != "":
+		return a.runSecretCommand(ctx, "passphrase-command", sc.PassphraseCommand)
+	}
+	return nil, nil
 }
 
 func readPassphraseFile(path string) ([]byte, error) {
@@ -44,7 +71,7 @@ func (a *app) prompt(what string, confirm bool) ([]byte, error) {
 		if tty != nil {
 			tty.Close()
 		}
-		return nil, errors.New("no passphrase: set COFFER_PASSPHRASE, use -passphrase-file, or run on a terminal")
+		return nil, errors.New("no passphrase: set COFFER_PASSPHRASE, use -passphrase-file or -passphrase-command, or run on a terminal")
 	}
 	defer tty.Close()
 	fmt.Fprintf(tty, "enter %s: ", what)

@@ -103,6 +103,24 @@ func (r *Registry) Open(ctx context.Context, location string) (Store, error) {
 	return open(ctx, location)
 }
 
+// Check reports whether Open would accept location's form (a registered
+// scheme, no mistyped one) without opening anything, for a location kept
+// for later, as a named store's.
+func (r *Registry) Check(location string) error {
+	if err := r.checkMistyped(location); err != nil {
+		return err
+	}
+	scheme, err := Scheme(location)
+	if err != nil {
+		return err
+	}
+	if !r.has(scheme) {
+		return BadLocation(fmt.Errorf("%w %q in store location (known schemes: %s): write oci://host/repo for a registry, or a directory path",
+			ErrUnknownScheme, scheme, r.schemeList()))
+	}
+	return nil
+}
+
 // schemeList names the registered schemes for an error message.
 func (r *Registry) schemeList() string {
 	if known := r.Schemes(); len(known) > 0 {
