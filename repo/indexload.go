@@ -17,6 +17,16 @@ import (
 
 func cachePath(base, repoID string) string { return filepath.Join(base, repoID) }
 
+// Caches lists the repository caches in the cache directory base (one
+// directory per repository, named by its id), with their sizes and when
+// a command last opened their repository.
+func Caches(base string) ([]cachefile.Dir, error) {
+	return cachefile.Dirs(base, func(name string) bool {
+		_, err := ParseID(name)
+		return err == nil
+	})
+}
+
 // LoadIndex reads every prune plan, then every index object into the
 // in-memory index; packs a plan will delete are condemned there (their
 // blobs can be read but not reused). Index objects found in the local

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/cachefile"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -258,6 +259,8 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 	}
 	if opt.CacheDir != "" {
 		r.cacheDir = cachePath(opt.CacheDir, r.cfg.ID)
+		cachefile.Tag(opt.CacheDir)
+		cachefile.Use(r.cacheDir) // `coffer cache` tells caches in use from old ones
 		r.trees = newTreeCache(r.cacheDir)
 	}
 	r.tempDir = opt.TempDir

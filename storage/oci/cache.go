@@ -22,7 +22,18 @@ func newDiskCache(base, location string) *diskCache {
 		return &diskCache{}
 	}
 	sum := sha256.Sum256([]byte(location))
-	return &diskCache{dir: filepath.Join(base, "oci", hex.EncodeToString(sum[:12]))}
+	c := &diskCache{dir: filepath.Join(base, "oci", hex.EncodeToString(sum[:12]))}
+	cachefile.Use(c.dir) // `coffer cache` tells caches in use from old ones
+	return c
+}
+
+// Caches lists the registry caches (manifests and capabilities, one
+// directory per location) in the cache directory base.
+func Caches(base string) ([]cachefile.Dir, error) {
+	return cachefile.Dirs(filepath.Join(base, "oci"), func(name string) bool {
+		_, err := hex.DecodeString(name)
+		return err == nil && len(name) == 24
+	})
 }
 
 func (c *diskCache) manifest(d digest.Digest) []byte {
