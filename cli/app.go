@@ -71,10 +71,41 @@ type command struct {
 	run      func(ctx context.Context, a *app, opts any, args []string) error
 }
 
-var commands = []*command{
-	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand, tagCommand, statsCommand, storeCommand, cacheCommand,
-	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
-	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
+// commands are coffer's commands. They are set in init, not in the
+// declaration, because completion and man describe every command,
+// themselves included, which a declaration cannot refer to.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand,
+		tagCommand, statsCommand, storeCommand, cacheCommand, checkCommand, infoCommand, diffCommand, keyCommand,
+		loginCommand, logoutCommand, uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
+		completionCommand, manCommand,
+	}
+}
+
+// commandFlags returns a command's own flags (with -host, -tag and -path
+// for commands that select snapshots), sorted by name, for its help,
+// completion and manual page.
+func commandFlags(c *command) []*flag.Flag {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	if c.selects {
+		(&snapshotFilter{}).register(fs)
+	}
+	var out []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, f) })
+	return out
+}
+
+// globalFlagList returns the global flags, sorted by name.
+func globalFlagList() []*flag.Flag {
+	var out []*flag.Flag
+	(&app{}).globalFlags().VisitAll(func(f *flag.Flag) { out = append(out, f) })
+	return out
 }
 
 // app carries the state shared by one invocation.

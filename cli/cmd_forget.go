@@ -241,7 +241,7 @@ func (a *app) printForgetGroup(g snapshot.SnapshotGroup, keep, remove []*snapsho
 		}
 		var buf bytes.Buffer
 		tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(&buf, "%s %d snapshots:\n", title, len(sns))
+		fmt.Fprintf(&buf, "%s %s:\n", title, counted(len(sns), "snapshot"))
 		header := "ID\tTime\tHost\tTags\tPaths"
 		if withReasons {
 			header = "ID\tTime\tHost\tTags\tReasons\tPaths"

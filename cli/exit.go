@@ -81,3 +81,26 @@ func exitCode(err error) int {
 	}
 	return ExitFailure
 }
+
+// exitCodeTable says what each exit code means, for the manual page;
+// README's table says the same (TestExitCodesDocumented).
+var exitCodeTable = []struct {
+	code    int
+	meaning string
+}{
+	{ExitOK, "success"},
+	{ExitFailure, "any other error"},
+	{ExitUsage, "bad command line, including a malformed store location, and standard input, a pipe or a character device given to backup as a path"},
+	{ExitPartial, "backup completed, but some entries could not be read, or standard input was empty; restore -ignore-errors or diff against the disk completed, but some entries could not be read"},
+	{ExitNoRepository, "no repository at the location, or create found the store not empty"},
+	{ExitWrongPassword, "wrong passphrase: no key opens with it"},
+	{ExitNewerFormat, "the repository was written by a newer coffer"},
+	{ExitNoSnapshot, "snapshot id prefix unknown or ambiguous"},
+	{ExitNoPath, "path not in the snapshot"},
+	{ExitCorrupt, "data failed verification (tampered, truncated or missing object), or check found problems"},
+	{ExitTarget, "restore target: a file exists (use -overwrite) or the target is not writable"},
+	{ExitDiskFull, "no space left on the restore target, or for a backup's pack files"},
+	{ExitAccessDenied, "the store refused the credentials"},
+	{ExitLocked, "the repository is locked by another forget or prune"},
+	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM); nothing partial is visible"},
+}

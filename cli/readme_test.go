@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,32 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 				t.Errorf("README's row for %s does not mention -%s", c.name, f.Name)
 			}
 		})
+	}
+}
+
+// README's table of exit codes lists the codes the manual page does, in
+// the same order.
+func TestExitCodesDocumented(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Exit codes")
+	end := strings.Index(readme[start+1:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatal("README has no Exit codes section")
+	}
+	var inReadme, inTable []string
+	for _, line := range strings.Split(readme[start:start+1+end], "\n") {
+		if f := strings.Split(line, "|"); len(f) > 2 && strings.TrimSpace(f[1]) != "code" && !strings.HasPrefix(strings.TrimSpace(f[1]), "---") {
+			inReadme = append(inReadme, strings.TrimSpace(f[1]))
+		}
+	}
+	for _, e := range exitCodeTable {
+		inTable = append(inTable, strconv.Itoa(e.code))
+	}
+	if strings.Join(inReadme, " ") != strings.Join(inTable, " ") {
+		t.Errorf("README's exit codes %v, the manual page's %v", inReadme, inTable)
 	}
 }
