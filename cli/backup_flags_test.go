@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,6 +76,36 @@ func TestBackupDryRunStoresNothing(t *testing.T) {
 	}
 	if out := h.mustAt("ls"); out != "" {
 		t.Errorf("a dry run left a snapshot: %q", out)
+	}
+
+	// After a backup, a dry run estimates what the next one adds: the
+	// new file's data (and the trees that change), as much as the
+	// backup then stores.
+	h.backup(src)
+	if err := os.WriteFile(filepath.Join(src, "new.bin"), testutil.RandomBytes(21, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newBytes := func(args ...string) int64 {
+		var ev struct {
+			Type    string
+			Summary struct {
+				NewBytes int64 `json:"new_bytes"`
+			}
+		}
+		for _, line := range strings.Split(strings.TrimSpace(h.mustRun(append([]string{"-json", "at", h.repo, "backup"}, args...)...)), "\n") {
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Type == "summary" {
+				return ev.Summary.NewBytes
+			}
+		}
+		t.Fatalf("backup %v printed no summary", args)
+		return 0
+	}
+	estimate := newBytes("-dry-run", src)
+	if estimate < 3<<20 || estimate > 3<<20+64<<10 {
+		t.Errorf("dry run estimates %d new bytes, want the new 3 MiB file and a few trees", estimate)
+	}
+	if actual := newBytes(src); actual != estimate {
+		t.Errorf("the dry run estimated %d new bytes, the backup stored %d", estimate, actual)
 	}
 }
 

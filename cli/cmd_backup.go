@@ -108,8 +108,15 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	if o.dryRun {
 		verb, id = "would be saved (dry run)", "--------"
 	}
-	a.out.textf("snapshot %s %s: %s, %s%s, %s in %s; new data %s, stored %s\n",
-		id, verb, counted(s.Files, "file"), counted(s.Dirs, "dir"), othersText(s.Others), bytesize.Format(s.Size), duration(s.Duration), bytesize.Format(s.NewBytes), bytesize.Format(s.StoredBytes))
+	stored := "stored " + bytesize.Format(s.StoredBytes)
+	if o.dryRun {
+		// Nothing was compressed or sealed, so what the new data would
+		// take in packs is not known; its plaintext is.
+		stored = "nothing stored"
+	}
+	a.out.textf("snapshot %s %s: %s, %s%s, %s in %s; new data %s, %s\n",
+		id, verb, counted(s.Files, "file"), counted(s.Dirs, "dir"), othersText(s.Others), bytesize.Format(s.Size), duration(s.Duration),
+		bytesize.Format(s.NewBytes), stored)
 	a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "dry_run": o.dryRun, "summary": s})
 	if s.Errors > 0 {
 		return fmt.Errorf("%w (%d entries; see the warnings above)", errPartial, s.Errors)

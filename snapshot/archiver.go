@@ -226,7 +226,9 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 		return err
 	}
 	if opt.DryRun {
-		err = run(ctx, dryRunSaver{r, a.maxBlob})
+		d := newDryRunSaver(r, a.maxBlob)
+		err = run(ctx, d)
+		stats.NewBlobs, stats.NewRawBytes = d.newBlobs, d.newBytes
 	} else {
 		stats, err = r.WithBlobSaver(ctx, func(ctx context.Context, s *repo.BlobSaver) error {
 			if err := s.SetCompression(opt.Compression); err != nil {
@@ -260,18 +262,40 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	return sn, nil
 }
 
-// dryRunSaver computes ids and reports what would be new without storing.
+// dryRunSaver computes ids and reports what would be new without
+// storing, counting the new blobs once each: the estimate of what the
+// backup would add that -dry-run prints.
 type dryRunSaver struct {
 	r       *repo.Repository
 	maxBlob int
+
+	mu       sync.Mutex
+	seen     map[repo.ID]bool // new blobs met so far
+	newBlobs int64
+	newBytes int64
+}
+
+func newDryRunSaver(r *repo.Repository, maxBlob int) *dryRunSaver {
+	return &dryRunSaver{r: r, maxBlob: maxBlob, seen: map[repo.ID]bool{}}
 }
 
 // MaxBlob is what the backup's BlobSaver would say.
-func (d dryRunSaver) MaxBlob() int { return d.maxBlob }
+func (d *dryRunSaver) MaxBlob() int { return d.maxBlob }
 
-func (d dryRunSaver) Save(_ context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
+func (d *dryRunSaver) Save(_ context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
 	id := d.r.BlobID(t, b)
-	return id, !d.r.Index().Has(id), nil
+	if d.r.Index().Has(id) {
+		return id, false, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen[id] {
+		return id, false, nil
+	}
+	d.seen[id] = true
+	d.newBlobs++
+	d.newBytes += int64(len(b))
+	return id, true, nil
 }
 
 // run performs the backup and returns the root tree id. It starts the

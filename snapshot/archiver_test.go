@@ -110,7 +110,7 @@ func TestBackupFirstErrorStopsAll(t *testing.T) {
 			r := newSmallChunkRepo(t, mem.New())
 			paths := []string{src}
 			a := newArchiver(r, BackupOptions{Paths: paths, Scan: true}, r.Config().PackSize)
-			a.saver = dryRunSaver{r, a.maxBlob}
+			a.saver = newDryRunSaver(r, a.maxBlob)
 			tc.setup(a)
 
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -134,7 +134,7 @@ func RepairSnapshots(ctx context.Context, r *repo.Repository, opt RepairOptions)
 		return nil
 	}
 	if opt.DryRun {
-		if err := run(ctx, dryRunSaver{r, repo.MaxBlobInPack(r.Config().PackSize)}); err != nil {
+		if err := run(ctx, newDryRunSaver(r, repo.MaxBlobInPack(r.Config().PackSize))); err != nil {
 			return st, err
 		}
 		return st, listErr
