@@ -45,6 +45,8 @@ type globals struct {
 	retryFor       time.Duration
 	referenceWith  time.Duration
 	uploadChunk    sizeFlag // bytes without a unit
+	limitUpload    int64    // KiB/s
+	limitDownload  int64    // KiB/s
 	version        bool
 	store          string
 }
@@ -229,6 +231,9 @@ func (a *app) run(ctx context.Context) (err error) {
 	if a.g.referenceWith < time.Second {
 		return fmt.Errorf("%w: -reference-within %s: give a duration of at least 1s, such as 10s", errUsage, a.g.referenceWith)
 	}
+	if a.g.limitUpload < 0 || a.g.limitDownload < 0 {
+		return fmt.Errorf("%w: -limit-upload and -limit-download take a positive number of KiB/s, such as 1024", errUsage)
+	}
 	if n := a.g.uploadChunk.n; n != 0 && n < oci.MinUploadChunk {
 		return fmt.Errorf("%w: -upload-chunk %s: give at least 64KiB, such as 512KiB", errUsage, &a.g.uploadChunk)
 	}
@@ -279,6 +284,8 @@ func (a *app) globalFlags() *flag.FlagSet {
 	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
 	a.g.uploadChunk.bare = 1
 	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
+	fs.Int64Var(&a.g.limitUpload, "limit-upload", 0, "send at most this many `KiB/s` to a registry (default: no limit)")
+	fs.Int64Var(&a.g.limitDownload, "limit-download", 0, "read at most this many `KiB/s` from a registry (default: no limit)")
 	fs.BoolVar(&a.g.version, "version", false, "print the version and exit (the version command)")
 	return fs
 }
@@ -379,6 +386,8 @@ func (a *app) ociOptions() oci.Options {
 		RetryFor:        a.g.retryFor,
 		ReferenceWithin: a.g.referenceWith,
 		UploadChunk:     a.g.uploadChunk.n,
+		LimitUpload:     a.g.limitUpload << 10,
+		LimitDownload:   a.g.limitDownload << 10,
 		Logf:            a.out.notice,
 	}
 }

@@ -94,6 +94,7 @@ type FaultProxy struct {
 	rate     float64
 	requests map[string]int
 	sent     map[string]int64 // request body bytes, by class
+	served   map[string]int64 // response body bytes, by class
 	faults   map[FaultKind]int
 	total    int
 	ln       net.Listener // nil while refusing connections
@@ -137,6 +138,7 @@ func StartFaultProxy(t testing.TB, target string, opt FaultOptions) *FaultProxy 
 		rng:      rand.New(rand.NewPCG(uint64(opt.Seed), 0x636f66666572)),
 		requests: map[string]int{},
 		sent:     map[string]int64{},
+		served:   map[string]int64{},
 		faults:   map[FaultKind]int{},
 	}
 	p.SetRate(opt.Rate)
@@ -304,6 +306,46 @@ func (p *FaultProxy) Sent() map[string]int64 {
 	return maps.Clone(p.sent)
 }
 
+// Served returns how many bytes of response bodies the proxy has sent,
+// by RequestClass, since it started or was Reset: what clients
+// downloaded through it.
+func (p *FaultProxy) Served() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.served)
+}
+
+// countingWriter counts the bytes of a response's body.
+type countingWriter struct {
+	http.ResponseWriter
+	p     *FaultProxy
+	class string
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.p.mu.Lock()
+	w.p.served[w.class] += int64(n)
+	w.p.mu.Unlock()
+	return n, err
+}
+
+// Flush passes flushes on, so that streamed answers stay streamed.
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack hands the connection over, for the faults that cut it; what is
+// written to it then is not counted.
+func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap is for http.ResponseController.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // countingBody counts the bytes read of a request's body.
 type countingBody struct {
 	io.ReadCloser
@@ -343,6 +385,7 @@ func (p *FaultProxy) Reset() {
 	defer p.mu.Unlock()
 	p.requests = map[string]int{}
 	p.sent = map[string]int64{}
+	p.served = map[string]int64{}
 	p.faults = map[FaultKind]int{}
 	p.total = 0
 }
@@ -443,6 +486,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, p: p, class: RequestClass(r)}
 	}
+	w = &countingWriter{ResponseWriter: w, p: p, class: RequestClass(r)}
 	kind, delay := p.pick(r)
 	p.mu.Lock()
 	bad := time.Now().Before(p.badUntil)

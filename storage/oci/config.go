@@ -57,6 +57,10 @@ type Options struct {
 	// of at most this many bytes (at least MinUploadChunk), for a proxy
 	// that limits request bodies; zero uploads every blob in one request.
 	UploadChunk int64
+	// LimitUpload and LimitDownload, when positive, hold what is sent to
+	// and read from the registry to that many bytes per second, over all
+	// requests of the Store.
+	LimitUpload, LimitDownload int64
 	// Logf receives notices meant for the user, such as waiting after a
 	// 429; nil discards them.
 	Logf func(format string, args ...any)

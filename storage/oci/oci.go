@@ -128,6 +128,9 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.LimitUpload > 0 || opt.LimitDownload > 0 {
+		base = limitTransport{base, newLimiter(opt.LimitUpload), newLimiter(opt.LimitDownload)}
+	}
 	creds, err := newCredentials(l.host, opt)
 	if err != nil {
 		return nil, err
