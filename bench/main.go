@@ -215,10 +215,12 @@ func bench(o options) (err error) {
 		}
 		if syncOn(name) {
 			t0 := time.Now()
+			load := loadAverage()
 			res, err := syncBench(rn, bins, ds, o.runs, o.keep, filepath.Join(work, "sync", name), restoreDir)
 			if err != nil {
 				return err
 			}
+			srep.Load = append(srep.Load, load, loadAverage())
 			syncTime += time.Since(t0)
 			srep.Results = append(srep.Results, res)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +82,19 @@ type SyncReport struct {
 	Quick    bool
 	Results  []*SyncResult
 	Elapsed  time.Duration
+	// Load is the machine's 1-minute load average at the start and end
+	// of each dataset's runs: other processes' share of the CPUs, which
+	// wall times depend on and CPU times hardly do.
+	Load []string
+}
+
+// loadAverage returns the 1-minute load average, or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // syncBench measures the sync scenarios runs times on ds. The local
@@ -410,6 +424,10 @@ func (r *SyncReport) markdown() string {
 	p("Command: `%s` (%s in total)\n\n", r.Command, r.Elapsed.Round(time.Second))
 	p("Date: %s. Machine: %s.\n\n", r.Date.Format("2006-01-02"), r.Machine)
 	p("Versions: %s.\n\n", r.Versions)
+	if len(r.Load) > 0 {
+		p("Load average (1 min) at the start and end of the runs: %s, on %d CPUs: other processes shared the machine, which wall times depend on and CPU times hardly do.\n\n",
+			strings.Join(r.Load, ", "), runtime.NumCPU())
+	}
 	p("What is measured, each run against a CNCF Distribution of its own on 127.0.0.1 (filesystem storage, started on an empty directory), each command into a fresh repository created beforehand (not measured) and with an empty cache directory of its own:\n\n")
 	p("- **%s**: `coffer at oci://... backup DATASET`, the baseline;\n", syBackup)
 	p("- **%s**: `coffer at LOCAL sync to oci://...A`, from a local repository holding one backup of the dataset (made once, not measured) into a repository created normally, so with other keys: every blob is decrypted and sealed again; target: at most %.2fx the first backup;\n", syReencrypt, syncReencryptTarget)
