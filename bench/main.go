@@ -34,6 +34,7 @@ type options struct {
 	restore  string
 	seed     uint64
 	keep     bool
+	sync     bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.restore, "restore-dir", defaultRestoreDir(), "directory restores write into, emptied before each one (default: on the /dev/shm tmpfs when there is one, else under -work)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated datasets")
 	flag.BoolVar(&o.keep, "keep", false, "keep the datasets and the last run's repositories in -work, to profile a tool on them")
+	flag.BoolVar(&o.sync, "sync", false, "measure coffer's sync (into a registry, re-encrypting, mounted, shared keys) against a first backup into the registry,\ninstead of the tool comparison; writes a \"sync between repositories\" section (-quick runs both, the sync on mixed only)")
 	flag.Parse()
 	o.datasets = splitList(datasets)
 	o.tools = splitList(tools)
@@ -111,6 +113,16 @@ func bench(o options) (err error) {
 		}
 	}
 	need := map[string]bool{}
+	if o.sync {
+		// The tool comparison does not run; sync needs coffer and the registry.
+		o.tools = nil
+	}
+	// syncOn says which datasets the sync benchmark runs on: all with
+	// -sync, and with -quick, as a smoke test, the scaled-down mixed.
+	syncOn := func(ds string) bool { return o.sync || o.quick && ds == "mixed" }
+	if slices.ContainsFunc(o.datasets, syncOn) {
+		need["registry"] = true
+	}
 	for _, t := range o.tools {
 		if !slices.Contains(toolNames, t) {
 			return fmt.Errorf("unknown tool %q (known: %s)", t, strings.Join(toolNames, ", "))
@@ -170,7 +182,7 @@ func bench(o options) (err error) {
 			tools = append(tools, kopiaTool(bins))
 		}
 	}
-	if len(tools) == 0 {
+	if len(tools) == 0 && !o.sync {
 		return fmt.Errorf("no tools to run")
 	}
 
@@ -180,6 +192,9 @@ func bench(o options) (err error) {
 		rep.Tools = append(rep.Tools, t.Name)
 		rep.Settings = append(rep.Settings, t.Settings)
 	}
+	srep := &SyncReport{Command: rep.Command, Date: rep.Date, Machine: rep.Machine, Runs: o.runs, Quick: o.quick,
+		Versions: toolVersions(&binaries{coffer: bins.coffer, registry: bins.registry}, true)}
+	var syncTime time.Duration
 	for _, name := range o.datasets {
 		logf("generating dataset %s", name)
 		ds, err := generate(name, filepath.Join(work, "data", name), o.quick, o.seed)
@@ -191,11 +206,24 @@ func bench(o options) (err error) {
 		if restoreDir == "" {
 			restoreDir = filepath.Join(work, "restore")
 		}
-		res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
-		if err != nil {
-			return err
+		if !o.sync {
+			res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
+			if err != nil {
+				return err
+			}
+			rep.Results = append(rep.Results, res)
 		}
-		rep.Results = append(rep.Results, res)
+		if syncOn(name) {
+			t0 := time.Now()
+			load := loadAverage()
+			res, err := syncBench(rn, bins, ds, o.runs, o.keep, filepath.Join(work, "sync", name), restoreDir)
+			if err != nil {
+				return err
+			}
+			srep.Load = append(srep.Load, load, loadAverage())
+			syncTime += time.Since(t0)
+			srep.Results = append(srep.Results, res)
+		}
 		if o.keep {
 			continue
 		}
@@ -204,11 +232,25 @@ func bench(o options) (err error) {
 		}
 	}
 	rep.Elapsed = time.Since(start)
-	md, err := rep.write(out)
-	if err != nil {
-		return err
+	if !o.sync {
+		md, err := rep.write(out)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
 	}
-	fmt.Print(md)
+	if len(srep.Results) > 0 {
+		// With -sync, the whole command's time; else the sync part's.
+		srep.Elapsed = syncTime
+		if o.sync {
+			srep.Elapsed = rep.Elapsed
+		}
+		md, err := srep.write(out)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
+	}
 	logf("report written to %s; total time %s", out, rep.Elapsed.Round(time.Second))
 	return nil
 }

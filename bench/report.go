@@ -55,24 +55,30 @@ func (r *Report) write(path string) (string, error) {
 	if err != nil && !os.IsNotExist(err) {
 		return "", fmt.Errorf("reading %s: %w", path, err)
 	}
-	doc := replaceSection(string(old), md)
+	doc := replaceSection(string(old), sectionTitle, md)
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		return "", fmt.Errorf("writing the report: %w", err)
 	}
 	return md, nil
 }
 
-// replaceSection replaces the "coffer vs restic" section of doc (up to the
-// next second-level heading) with section, or appends section.
-func replaceSection(doc, section string) string {
-	i := strings.Index(doc, sectionTitle+"\n")
+// replaceSection replaces the section of doc that starts with the heading
+// title (up to the next second-level heading) with section, or appends
+// section.
+func replaceSection(doc, title, section string) string {
+	i := -1
+	if strings.HasPrefix(doc, title+"\n") {
+		i = 0
+	} else if j := strings.Index(doc, "\n"+title+"\n"); j >= 0 {
+		i = j + 1
+	}
 	if i < 0 {
 		if doc != "" && !strings.HasSuffix(doc, "\n\n") {
 			doc = strings.TrimRight(doc, "\n") + "\n\n"
 		}
 		return doc + section
 	}
-	rest := doc[i+len(sectionTitle):]
+	rest := doc[i+len(title):]
 	if j := strings.Index(rest, "\n## "); j >= 0 {
 		return doc[:i] + section + "\n" + rest[j+1:]
 	}

@@ -329,7 +329,7 @@ func findBinaries(work string, need map[string]bool, logf func(string, ...any)) 
 			b.restic = filepath.Join(dir, "restic")
 		}
 	}
-	if need["coffer-oci"] {
+	if need["coffer-oci"] || need["registry"] {
 		b.registry = filepath.Join(os.Getenv("COFFER_TOOLBIN"), "registry")
 		if os.Getenv("COFFER_TOOLBIN") == "" || !executable(b.registry) {
 			dir := filepath.Join(cache, "toolbin")
