@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/cachefile"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -489,6 +491,12 @@ const maxCoalescedRead = 16 << 20
 // blobs with a single ranged read, and calls fn with each verified
 // plaintext in pack order. The plaintext is only valid during the call.
 func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
+	return r.loadBlobs(ctx, pack, blobs, nil, fn)
+}
+
+// loadBlobs is LoadBlobs, calling sealed (when not nil) with each sealed
+// blob before it is decrypted in place.
+func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, sealedFn func(BlobRef, []byte), fn func(BlobRef, []byte) error) error {
 	type item struct {
 		ref BlobRef
 		loc Location
@@ -539,6 +547,9 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 					return fmt.Errorf("reading pack %s at %d+%d: %w", pack.Short(), off, it.loc.Length, err)
 				}
 				pos = off + int64(it.loc.Length)
+				if sealedFn != nil {
+					sealedFn(it.ref, sealed)
+				}
 				plain, scratch, err = r.codec.openBlobInPlace(it.ref.Type, it.ref.ID, sealed, scratch)
 				if err != nil {
 					rc.Close()
@@ -554,6 +565,46 @@ func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn
 		start = end
 	}
 	return nil
+}
+
+// LoadTrees loads tree blobs: from the tree cache where it holds them,
+// and otherwise the misses of each pack together, with as few ranged
+// reads as LoadBlobs makes (4 packs at a time), caching what it read. A
+// walk that loads a directory level at a time so reads a cold snapshot
+// in a request per pack and level rather than one per directory. fn gets
+// each tree's plaintext, in no given order and from several goroutines,
+// valid during the call only.
+func (r *Repository) LoadTrees(ctx context.Context, ids []ID, fn func(ID, []byte) error) error {
+	byPack := map[ID][]BlobRef{}
+	for _, id := range ids {
+		loc, ok := r.index.Lookup(id)
+		if !ok {
+			return fmt.Errorf("tree blob %s: %w", id.Short(), ErrBlobNotFound)
+		}
+		if loc.Type != BlobTree {
+			return &IntegrityError{Kind: "blob", Name: id.String(), Pack: loc.Pack.String(), Err: fmt.Errorf("indexed as %s, wanted tree", loc.Type)}
+		}
+		plain := r.trees.load(id, loc, func(sealed []byte) ([]byte, error) {
+			return r.codec.openBlob(make([]byte, 0, loc.RawLength), BlobTree, id, sealed)
+		})
+		if plain != nil {
+			if err := fn(id, plain); err != nil {
+				return err
+			}
+			continue
+		}
+		byPack[loc.Pack] = append(byPack[loc.Pack], BlobRef{Type: BlobTree, ID: id})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for pack, refs := range byPack {
+		g.Go(func() error {
+			return r.loadBlobs(gctx, pack, refs, func(ref BlobRef, sealed []byte) {
+				r.trees.putBlob(ref.ID, sealed) // written before it is decrypted in place
+			}, func(ref BlobRef, plain []byte) error { return fn(ref.ID, plain) })
+		})
+	}
+	return g.Wait()
 }
 
 // skipAndRead discards skip bytes of r, then fills buf.

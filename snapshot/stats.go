@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cofferhq/coffer/repo"
 )
@@ -127,34 +129,71 @@ func SnapshotsStats(ctx context.Context, r *repo.Repository, sns, all []*Snapsho
 // treeBlobs adds to blobs, with their types, the tree blob id, the tree
 // blobs below it (parts of large directories included) and the data blobs
 // of its files. A tree already in blobs is not read again.
+//
+// It reads a level of directories at a time, with the repository's
+// LoadTrees when it has one (so a cold walk costs a request per pack and
+// level, not one per directory), else one tree at a time.
 func treeBlobs(ctx context.Context, r BlobLoader, id repo.ID, blobs map[repo.ID]repo.BlobType) error {
 	if _, seen := blobs[id]; seen {
 		return nil // the same directory again
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	blobs[id] = repo.BlobTree
-	tb, err := loadTreeBlob(ctx, r, id)
-	if err != nil {
-		return err
-	}
-	for _, part := range tb.Parts {
-		if err := treeBlobs(ctx, r, part, blobs); err != nil {
-			return err
-		}
-	}
-	for _, n := range tb.Nodes {
-		for _, e := range n.Content {
-			if !e.Hole {
-				blobs[e.ID] = repo.BlobData
+	level := []repo.ID{id}
+	var mu sync.Mutex // blobs and next, from LoadTrees's goroutines
+	for len(level) > 0 {
+		var next []repo.ID
+		visit := func(tree repo.ID, plain []byte) error {
+			tb, err := decodeTree(plain)
+			if err != nil {
+				if errors.Is(err, repo.ErrNewerFormat) {
+					return fmt.Errorf("tree %s: %w", tree.Short(), err)
+				}
+				return &repo.IntegrityError{Kind: "tree", Name: tree.String(), Err: err}
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			add := func(sub repo.ID) {
+				if _, seen := blobs[sub]; !seen {
+					blobs[sub] = repo.BlobTree
+					next = append(next, sub)
+				}
+			}
+			for _, part := range tb.Parts {
+				add(part)
+			}
+			for _, n := range tb.Nodes {
+				for _, e := range n.Content {
+					if !e.Hole {
+						blobs[e.ID] = repo.BlobData
+					}
+				}
+				if n.Type == TypeDir && !n.Subtree.IsZero() {
+					add(n.Subtree)
+				}
+			}
+			return nil
 		}
-		if n.Type == TypeDir && !n.Subtree.IsZero() {
-			if err := treeBlobs(ctx, r, n.Subtree, blobs); err != nil {
+		if tl, ok := r.(interface {
+			LoadTrees(context.Context, []repo.ID, func(repo.ID, []byte) error) error
+		}); ok {
+			if err := tl.LoadTrees(ctx, level, visit); err != nil {
 				return err
 			}
+		} else {
+			for _, tree := range level {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				plain, err := r.LoadBlob(ctx, repo.BlobTree, tree)
+				if err != nil {
+					return err
+				}
+				if err := visit(tree, plain); err != nil {
+					return err
+				}
+			}
 		}
+		level = next
 	}
 	return nil
 }
