@@ -166,7 +166,7 @@ func TestProgressDisplays(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr.String(), "backup") || !strings.Contains(stderr.String(), "files") {
 		t.Errorf("terminal progress: exit %d, stderr %q", code, stderr.String())
 	}
-	p := (&app{out: &printer{}, env: Env{Stderr: &strings.Builder{}, IsTerminal: func(any) bool { return false }}}).newProgress("restore")
+	p := (&app{out: &printer{}, env: Env{Stderr: &strings.Builder{}, IsTerminal: func(any) bool { return false }}}).newProgress("restore", "files")
 	p.Total(10, 1000)
 	p.Processed(4, 400)
 	if line := p.line(); !strings.Contains(line, "restore: 4/10 files") || !strings.Contains(line, "40%") || !strings.Contains(line, "ETA") {

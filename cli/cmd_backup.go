@@ -88,7 +88,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	}
 	// Never back up the repository or the cache into itself.
 	skip := a.ownLocalPaths()
-	prog := a.newProgress("backup")
+	prog := a.newProgress("backup", "files")
 	sn, err := snapshot.Backup(ctx, a.repo, snapshot.BackupOptions{
 		Paths: args, Tags: tags, Excludes: excludes, OneFileSystem: o.oneFileSystem,
 		DryRun: o.dryRun, Host: o.host, SkipPaths: skip, Progress: prog, Scan: prog.shown(),

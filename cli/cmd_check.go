@@ -40,7 +40,7 @@ var checkCommand = &command{
 			}
 			copt.ReadData, copt.ReadFraction = true, pct/100
 		}
-		prog := a.newProgress("check")
+		prog := a.newProgress("check", "packs")
 		if copt.ReadData {
 			copt.Progress = prog
 		}

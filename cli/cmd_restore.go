@@ -49,7 +49,7 @@ var restoreCommand = &command{
 		if err != nil {
 			return err
 		}
-		prog := a.newProgress("restore")
+		prog := a.newProgress("restore", "files")
 		sum, err := snapshot.Restore(ctx, a.repo, sn, p, snapshot.RestoreOptions{
 			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes,
 			IgnoreErrors: o.ignoreErrors})

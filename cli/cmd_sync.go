@@ -65,8 +65,7 @@ func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	p := a.newProgress("sync")
-	p.unit = "blobs"
+	p := a.newProgress("sync", "blobs")
 	stats, err := snapshot.Sync(ctx, src, dst, sns, p)
 	p.done()
 	for _, sn := range stats.Copied {

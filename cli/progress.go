@@ -13,13 +13,14 @@ import (
 )
 
 // progress shows how a long command advances: a progress bar on a
-// terminal, a plain line every plainInterval otherwise, nothing with
-// -silent or -json. It implements snapshot.BackupProgress and
-// snapshot.RestoreProgress.
+// terminal, a plain line every plainInterval otherwise, a status event
+// every statusInterval with -json, nothing with -silent. It implements
+// snapshot.BackupProgress, snapshot.RestoreProgress, snapshot.CheckProgress
+// and snapshot.SyncProgress.
 type progress struct {
 	out        *printer
 	verb       string
-	unit       string // what files counts: files, or blobs for sync
+	unit       string // what files counts: files, packs (check) or blobs (sync)
 	bar        *progressbar.ProgressBar
 	files      atomic.Int64
 	bytes      atomic.Int64
@@ -27,17 +28,29 @@ type progress struct {
 	totalBytes atomic.Int64
 	start      time.Time
 	plainShown bool // status lines are printed
+	jsonShown  bool // status events are printed
+	now        func() time.Time
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
 
 const plainInterval = 10 * time.Second
 
-// newProgress starts reporting on w. It returns a progress that only
-// forwards warnings when output is silent or JSON.
-func (a *app) newProgress(verb string) *progress {
-	p := &progress{out: a.out, verb: verb, unit: "files", start: time.Now(), stop: make(chan struct{})}
-	if a.g.silent || a.g.json {
+// statusInterval is how often -json prints a status event.
+const statusInterval = time.Second
+
+// newProgress starts reporting how a command (verb) advances, counting
+// unit (files, packs, blobs) and bytes. It returns a progress that only
+// forwards warnings when output is silent.
+func (a *app) newProgress(verb, unit string) *progress {
+	p := &progress{out: a.out, verb: verb, unit: unit, start: time.Now(), stop: make(chan struct{}), now: time.Now}
+	if a.g.silent {
+		return p
+	}
+	if a.g.json {
+		p.jsonShown = true
+		p.wg.Add(1)
+		go p.statusEvents()
 		return p
 	}
 	w := a.env.Stderr
@@ -63,7 +76,54 @@ func (a *app) newProgress(verb string) *progress {
 
 // shown reports whether p displays anything but warnings, and so has a
 // use for totals.
-func (p *progress) shown() bool { return p.bar != nil || p.plainShown }
+func (p *progress) shown() bool { return p.bar != nil || p.plainShown || p.jsonShown }
+
+// statusEvent is the -json form of progress, printed every
+// statusInterval while a backup, restore, check -read-data or sync runs,
+// and once at its end (docs/json.md).
+type statusEvent struct {
+	Type             string   `json:"type"`   // "status"
+	Action           string   `json:"action"` // backup, restore, check, sync
+	Unit             string   `json:"unit"`   // what items count: files, packs, blobs
+	ItemsDone        int64    `json:"items_done"`
+	ItemsTotal       int64    `json:"items_total"`
+	BytesDone        int64    `json:"bytes_done"`
+	BytesTotal       int64    `json:"bytes_total"`
+	PercentDone      float64  `json:"percent_done"` // of the bytes, 0 to 100
+	SecondsElapsed   float64  `json:"seconds_elapsed"`
+	SecondsRemaining *float64 `json:"seconds_remaining,omitempty"` // at the rate so far; absent until known
+}
+
+func (p *progress) status() statusEvent {
+	elapsed := p.now().Sub(p.start)
+	e := statusEvent{Type: "status", Action: p.verb, Unit: p.unit,
+		ItemsDone: p.files.Load(), ItemsTotal: p.totalFiles.Load(),
+		BytesDone: p.bytes.Load(), BytesTotal: p.totalBytes.Load(),
+		SecondsElapsed: elapsed.Seconds()}
+	if e.BytesTotal > 0 {
+		e.PercentDone = min(100, 100*float64(e.BytesDone)/float64(e.BytesTotal))
+	}
+	if e.BytesDone > 0 && e.BytesTotal >= e.BytesDone {
+		left := float64(e.BytesTotal-e.BytesDone) / (float64(e.BytesDone) / elapsed.Seconds())
+		e.SecondsRemaining = &left
+	}
+	return e
+}
+
+// statusEvents prints a status event every statusInterval.
+func (p *progress) statusEvents() {
+	defer p.wg.Done()
+	t := time.NewTicker(statusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.out.result(p.status())
+		}
+	}
+}
 
 // plain prints a status line periodically for logs and pipes.
 func (p *progress) plain(w io.Writer) {
@@ -143,6 +203,9 @@ func (p *progress) Warn(path string, err error) {
 func (p *progress) done() {
 	close(p.stop)
 	p.wg.Wait()
+	if p.jsonShown {
+		p.out.result(p.status()) // the last, for a monitor that waits for 100%
+	}
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}

@@ -73,7 +73,6 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 			return err
 		}
 		a.bytesRead.Add(read)
-		a.prog.Processed(0, read)
 		return nil
 	}
 	regions, err := dataRegions(f, n.Size)
@@ -108,7 +107,6 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 			return err
 		}
 		a.bytesRead.Add(read)
-		a.prog.Processed(0, read)
 		pos = reg.Off + read
 	}
 	if pos < n.Size {
@@ -216,6 +214,9 @@ func (a *archiver) readWhole(ctx context.Context, job *fileJob, f *os.File, reg 
 // to the blob workers. A chunk larger than a pack of the backup's pack
 // size holds is sent as consecutive pieces that fit, each an extent.
 func (a *archiver) sendChunk(ctx context.Context, job *fileJob, b *[]byte, n int) error {
+	// Progress moves a chunk at a time, so that a large file shows its
+	// bytes as they are read, not once it is whole.
+	a.prog.Processed(0, int64(n))
 	if n <= a.maxBlob {
 		return a.sendExtent(ctx, job, b, n)
 	}

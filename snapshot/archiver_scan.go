@@ -32,12 +32,12 @@ func (a *archiver) scan(ctx context.Context, paths []string) {
 					return nil
 				}
 			}
+			// Progress counts regular files, as the summary does, not
+			// symlinks and special files.
 			if d.Type().IsRegular() {
 				if fi, err := d.Info(); err == nil {
 					a.prog.Scanned(1, fi.Size())
 				}
-			} else if !d.IsDir() {
-				a.prog.Scanned(1, 0)
 			}
 			return nil
 		})

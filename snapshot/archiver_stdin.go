@@ -95,7 +95,7 @@ func (a *archiver) backupStdin(ctx context.Context) (repo.ID, error) {
 	a.filesRead.Add(1)
 	read, err := a.readToEOF(ctx, job, a.opt.Stdin)
 	a.bytesRead.Add(read)
-	a.prog.Processed(1, read)
+	a.prog.Processed(1, 0) // its bytes went by chunk
 	if err != nil {
 		if ctx.Err() != nil {
 			return repo.ID{}, ctx.Err()

@@ -164,7 +164,6 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 func (a *archiver) addEntry(ctx context.Context, d *dirJob, path string, n *Node, prev *Node) error {
 	if n.Type != TypeFile {
 		a.others.Add(1)
-		a.prog.Processed(1, 0)
 		return nil
 	}
 	a.files.Add(1)

@@ -380,6 +380,9 @@ func (rs *restorer) createEntry(it *restoreItem) error {
 				return fsError("linking", it.path, err)
 			}
 			it.node = nil // shares the first name's inode, data and metadata
+			if n.Type == TypeFile {
+				rs.prog.Processed(1, 0) // a file restored, as Total counted it
+			}
 			return nil
 		}
 	}
@@ -663,7 +666,9 @@ func (rs *restorer) applyMetadata() {
 		if err := applyMeta(it.path, it.node, rs.asRoot); err != nil {
 			rs.warn(it.path, err)
 		}
-		rs.prog.Processed(1, 0)
+		if it.node.Type == TypeFile { // progress counts files, as Total did
+			rs.prog.Processed(1, 0)
+		}
 	}
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
 		if rs.dirs[i].node == nil {
