@@ -82,7 +82,7 @@ var archiveCommand = &command{
 			return err
 		}
 		a.out.textf("archive of snapshot %s:%s written to %s (%s)\n", sn.ID.Short(), abs, o.out, bytesize.Format(size))
-		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "path": abs, "file": o.out, "format": format, "bytes": size})
+		a.out.result(archiveEvent{head("archive"), sn.ID.String(), abs, o.out, string(format), size})
 		return nil
 	},
 }

@@ -117,7 +117,11 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	a.out.textf("snapshot %s %s: %s, %s%s, %s in %s; new data %s, %s\n",
 		id, verb, counted(s.Files, "file"), counted(s.Dirs, "dir"), othersText(s.Others), bytesize.Format(s.Size), duration(s.Duration),
 		bytesize.Format(s.NewBytes), stored)
-	a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "dry_run": o.dryRun, "summary": s})
+	ev := backupEvent{summaryHead: head("backup"), DryRun: o.dryRun, Summary: newBackupSummary(s)}
+	if !o.dryRun {
+		ev.SnapshotID = sn.ID.String()
+	}
+	a.out.result(ev)
 	if s.Errors > 0 {
 		return fmt.Errorf("%w (%d entries; see the warnings above)", errPartial, s.Errors)
 	}

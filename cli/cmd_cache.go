@@ -86,8 +86,7 @@ func runCache(_ context.Context, a *app, opts any, args []string) error {
 			name = e.Name[:8]
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\tused %s\t%s\n", e.kind, name, bytesize.Format(e.Size), e.Used.UTC().Format(time.RFC3339), state)
-		a.out.result(map[string]any{"type": "cache", "kind": e.kind, "name": e.Name, "path": e.Path, "bytes": e.Size,
-			"used": e.Used.UTC(), "removed": state == "removed"})
+		a.out.result(cacheEvent{Type: "cache", Kind: e.kind, Name: e.Name, Path: e.Path, Bytes: e.Size, Used: e.Used.UTC(), Removed: state == "removed"})
 	}
 	tw.Flush()
 	a.out.textf("%s", table.String())
@@ -95,6 +94,6 @@ func runCache(_ context.Context, a *app, opts any, args []string) error {
 	if o.cleanup {
 		a.out.textf("removed %s unused since %s, %s freed\n", counted(removed, "cache"), cutoff.UTC().Format(time.RFC3339), bytesize.Format(freed))
 	}
-	a.out.result(map[string]any{"type": "summary", "dir": base, "caches": len(all), "bytes": total, "removed": removed, "freed_bytes": freed})
+	a.out.result(cacheSummaryEvent{head("cache"), base, len(all), total, removed, freed})
 	return nil
 }

@@ -46,7 +46,7 @@ var checkCommand = &command{
 		}
 		res, err := snapshot.Check(ctx, a.repo, copt, func(problem error) {
 			if a.out.json {
-				a.out.result(map[string]any{"type": "problem", "message": problem.Error()})
+				a.out.result(problemEvent{"problem", problem.Error()})
 				return
 			}
 			a.out.mu.Lock()
@@ -71,7 +71,8 @@ var checkCommand = &command{
 		if len(res.Affected) > 0 {
 			a.out.textf("%s of snapshots use damaged or missing packs: `coffer repair snapshots` rewrites those snapshots without them\n", counted(len(res.Affected), "file"))
 		}
-		a.out.result(map[string]any{"type": "summary", "result": res})
+		res.Affected = nonNil(res.Affected)
+		a.out.result(checkEvent{head("check"), res})
 		if res.Problems > 0 {
 			a.out.fatal(fmt.Errorf("check found %d problems", res.Problems), ExitCorrupt)
 			return errCheckFailed

@@ -72,7 +72,7 @@ var createCommand = &command{
 			return err
 		}
 		a.out.textf("created repository %s at %s\n", r.Config().ID[:8], st.Location())
-		a.out.result(map[string]any{"type": "created", "id": r.Config().ID, "location": st.Location()})
+		a.out.result(createdEvent{"created", r.Config().ID, st.Location()})
 		return nil
 	},
 }

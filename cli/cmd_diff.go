@@ -149,7 +149,7 @@ func newDiffPrinter(a *app) *diffPrinter {
 
 func (p *diffPrinter) change(c snapshot.Change) error {
 	p.counts[c.Kind]++
-	p.a.out.result(map[string]any{"type": "change", "change": c})
+	p.a.out.result(changeEvent{"change", c})
 	switch c.Kind {
 	case snapshot.Added:
 		p.a.out.textf("+ %s (%s)\n", c.Path, bytesize.Format(c.NewSize))
@@ -171,6 +171,5 @@ func (p *diffPrinter) summary() {
 		p.a.out.textf("%d added, %d removed, %d modified, %d metadata only\n",
 			c[snapshot.Added], c[snapshot.Removed], c[snapshot.Modified], c[snapshot.Metadata])
 	}
-	p.a.out.result(map[string]any{"type": "summary", "added": c[snapshot.Added], "removed": c[snapshot.Removed],
-		"modified": c[snapshot.Modified], "metadata": c[snapshot.Metadata]})
+	p.a.out.result(diffEvent{head("diff"), c[snapshot.Added], c[snapshot.Removed], c[snapshot.Modified], c[snapshot.Metadata]})
 }

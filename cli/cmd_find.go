@@ -91,8 +91,7 @@ func runFind(ctx context.Context, a *app, opts any, args []string) error {
 
 // printMatch prints one match a line: snapshot, time, size, path.
 func (a *app) printMatch(sn *snapshot.Snapshot, p string, n *snapshot.Node) {
-	a.out.result(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "path": p,
-		"type": n.Type, "size": n.Size, "mtime": n.ModTime.Format(time.RFC3339Nano)})
+	a.out.result(matchEvent{Type: "match", Snapshot: sn.ID.String(), ShortID: sn.ID.Short(), Path: p, NodeType: n.Type, Size: n.Size, MTime: n.ModTime})
 	if n.Type == snapshot.TypeDir {
 		p += "/"
 	}

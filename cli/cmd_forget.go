@@ -198,7 +198,7 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 			a.out.textf("would remove snapshot %s\n", sn.ID.Short())
 		}
 		a.out.textf("would remove %s (dry run)\n", counted(len(remove), "snapshot"))
-		a.out.result(map[string]any{"type": "removed", "dry_run": true, "removed": ids(remove)})
+		a.out.result(removedEvent{"removed", true, ids(remove)})
 		return nil
 	}
 	done, err := snapshot.Remove(ctx, a.repo, remove)
@@ -206,7 +206,7 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 		a.out.textf("removed snapshot %s\n", sn.ID.Short())
 	}
 	a.out.textf("removed %s\n", counted(len(done), "snapshot"))
-	a.out.result(map[string]any{"type": "removed", "dry_run": false, "removed": ids(done)})
+	a.out.result(removedEvent{"removed", false, ids(done)})
 	return err
 }
 
@@ -221,17 +221,15 @@ func ids(sns []*snapshot.Snapshot) []string {
 // printForgetGroup prints restic's table: what a group keeps and why,
 // and what it removes.
 func (a *app) printForgetGroup(g snapshot.SnapshotGroup, keep, remove []*snapshot.Snapshot, reasons []snapshot.KeepReason) {
-	type reasonJSON struct {
-		ID      string   `json:"id"`
-		Matches []string `json:"matches"`
-	}
-	rj := make([]reasonJSON, 0, len(reasons))
+	rj := make([]keepReasonEvent, 0, len(reasons))
 	why := map[repo.ID][]string{}
 	for _, r := range reasons {
-		rj = append(rj, reasonJSON{r.Snapshot.ID.String(), r.Matches})
+		rj = append(rj, keepReasonEvent{r.Snapshot.ID.String(), nonNil(r.Matches)})
 		why[r.Snapshot.ID] = r.Matches
 	}
-	a.out.result(map[string]any{"type": "group", "group": g.Key, "keep": ids(keep), "remove": ids(remove), "reasons": rj})
+	key := g.Key
+	key.Paths, key.Tags = nonNil(key.Paths), nonNil(key.Tags)
+	a.out.result(groupEvent{"group", key, ids(keep), ids(remove), rj})
 	if key := g.Key.String(); key != "" {
 		a.out.textf("snapshots for %s:\n", key)
 	}

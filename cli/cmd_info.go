@@ -38,12 +38,12 @@ var infoCommand = &command{
 				storeInfo[k] = v
 			}
 		}
-		info := map[string]any{
-			"type": "info", "id": cfg.ID, "format_version": cfg.Version, "created": cfg.Created,
-			"store": storeInfo, "snapshots": stats.Snapshots, "keys": len(keys), "packs": stats.Packs,
-			"data_blobs": stats.DataBlobs, "tree_blobs": stats.TreeBlobs, "logical_bytes": stats.LogicalBytes,
-			"unique_bytes": stats.UniqueBytes, "stored_bytes": stats.StoredBytes, "dedup_ratio": stats.DedupRatio(),
-			"compression_ratio": stats.CompressionRatio(), "pack_size": cfg.PackSize, "chunker": cfg.Chunker,
+		info := infoEvent{
+			Type: "info", ID: cfg.ID, FormatVersion: cfg.Version, Created: cfg.Created,
+			Store: storeInfo, Snapshots: stats.Snapshots, Keys: len(keys), Packs: stats.Packs,
+			DataBlobs: stats.DataBlobs, TreeBlobs: stats.TreeBlobs, LogicalBytes: stats.LogicalBytes,
+			UniqueBytes: stats.UniqueBytes, StoredBytes: stats.StoredBytes, DedupRatio: stats.DedupRatio(),
+			CompressionRatio: stats.CompressionRatio(), PackSize: cfg.PackSize, Chunker: cfg.Chunker,
 		}
 		a.out.result(info)
 		var text bytes.Buffer

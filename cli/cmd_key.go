@@ -37,7 +37,7 @@ var keyCommand = &command{
 					mark = "*"
 				}
 				a.out.textf("%s %s  %s  %s@%s\n", mark, k.Name[:8], k.Created.Format(time.RFC3339), k.User, k.Host)
-				a.out.result(map[string]any{"type": "key", "key": k})
+				a.out.result(newKeyEvent(k))
 			}
 			return nil
 		case (sub == "add" || sub == "passwd") && len(args) == 1:
@@ -55,7 +55,7 @@ var keyCommand = &command{
 				return err
 			}
 			a.out.textf("key %s %s\n", name[:8], map[string]string{"add": "added", "passwd": "replaces the key in use"}[sub])
-			a.out.result(map[string]any{"type": "key", "id": name})
+			a.out.result(keyEvent{Type: "key_added", ID: name, Current: sub == "passwd"})
 			return nil
 		case sub == "rm" && len(args) == 2:
 			name, err := a.repo.ResolveKey(ctx, args[1])
@@ -66,7 +66,7 @@ var keyCommand = &command{
 				return err
 			}
 			a.out.textf("key %s removed\n", name[:8])
-			a.out.result(map[string]any{"type": "key_removed", "id": name})
+			a.out.result(keyEvent{Type: "key_removed", ID: name})
 			return nil
 		}
 		return usageError("key: use `key list`, `key add`, `key passwd` or `key rm <id>`")

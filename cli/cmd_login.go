@@ -43,7 +43,7 @@ var loginCommand = &command{
 			return err
 		}
 		a.out.textf("login to %s succeeded; credentials stored through %s\n", args[0], path)
-		a.out.result(map[string]any{"type": "login", "registry": args[0], "username": o.username})
+		a.out.result(loginEvent{"login", args[0], o.username})
 		return nil
 	},
 }
@@ -61,7 +61,7 @@ var logoutCommand = &command{
 			return err
 		}
 		a.out.textf("removed credentials for %s\n", args[0])
-		a.out.result(map[string]any{"type": "logout", "registry": args[0]})
+		a.out.result(loginEvent{Type: "logout", Registry: args[0]})
 		return nil
 	},
 }

@@ -66,14 +66,9 @@ func listSnapshots(ctx context.Context, a *app) error {
 	}
 	for _, sn := range sns {
 		a.out.textf("%s\n", snapshotLine(sn, len(hosts) > 1))
-		a.out.result(snapshotJSON(sn))
+		a.out.result(newSnapshotEvent(sn))
 	}
 	return err
-}
-
-func snapshotJSON(sn *snapshot.Snapshot) map[string]any {
-	return map[string]any{"type": "snapshot", "id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time,
-		"host": sn.Host, "user": sn.User, "paths": sn.Paths, "tags": sn.Tags, "summary": sn.Summary}
 }
 
 func listEntries(ctx context.Context, a *app, o *lsOptions, ref string) error {
@@ -100,7 +95,7 @@ func listEntries(ctx context.Context, a *app, o *lsOptions, ref string) error {
 }
 
 func (a *app) printEntry(o *lsOptions, p string, n *snapshot.Node) {
-	a.out.result(map[string]any{"type": "entry", "path": p, "node": n})
+	a.out.result(entryEvent{"entry", p, n})
 	name := p
 	if !o.recursive {
 		name = path.Base(p)

@@ -33,7 +33,7 @@ var manCommand = &command{
 			}
 		}
 		a.out.textf("wrote %s to %s\n", counted(len(pages), "manual page"), dir)
-		a.out.result(map[string]any{"type": "man", "dir": dir, "pages": len(pages)})
+		a.out.result(manEvent{"man", dir, len(pages)})
 		return nil
 	},
 }

@@ -63,7 +63,7 @@ func (m *maxUnusedFlag) Set(v string) error {
 
 func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 	st, err := snapshot.Prune(ctx, a.repo, repo.PruneOptions{MaxUnused: maxUnused, DryRun: dryRun, Logf: a.out.notice})
-	a.out.result(map[string]any{"type": "summary", "dry_run": dryRun, "prune": st})
+	a.out.result(pruneEvent{head("prune"), dryRun, st})
 	if err != nil {
 		return err
 	}

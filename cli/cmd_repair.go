@@ -36,7 +36,7 @@ var repairCommand = &command{
 
 func (a *app) repairIndex(ctx context.Context) error {
 	st, err := a.repo.RepairIndex(ctx, func(err error) { a.out.warn("index", err) })
-	a.out.result(map[string]any{"type": "summary", "repair_index": st})
+	a.out.result(repairIndexEvent{head("repair index"), st})
 	if err != nil {
 		return err
 	}
@@ -56,9 +56,9 @@ func (a *app) repairSnapshots(ctx context.Context, dryRun bool) error {
 	st, err := snapshot.RepairSnapshots(ctx, a.repo, snapshot.RepairOptions{DryRun: dryRun,
 		Lost: func(sn *snapshot.Snapshot, path, reason string) {
 			a.out.textf("snapshot %s: %s %s: %s\n", sn.ID.Short(), verb, path, reason)
-			a.out.result(map[string]any{"type": "lost", "snapshot_id": sn.ID.String(), "path": path, "reason": reason})
+			a.out.result(lostEvent{"lost", sn.ID.String(), path, reason})
 		}})
-	a.out.result(map[string]any{"type": "summary", "dry_run": dryRun, "repair_snapshots": st})
+	a.out.result(repairSnapshotsEvent{head("repair snapshots"), dryRun, st})
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ var restoreCommand = &command{
 		}
 		a.out.textf("restored snapshot %s to %s: %s, %s%s, %s\n", sn.ID.Short(), o.to, counted(sum.Files, "file"), counted(sum.Dirs, "dir"),
 			othersText(sum.Others), bytesize.Format(sum.Bytes))
-		a.out.result(map[string]any{"type": "summary", "snapshot_id": sn.ID.String(), "target": o.to, "summary": sum})
+		a.out.result(restoreEvent{head("restore"), sn.ID.String(), o.to, sum})
 		if sum.Failed > 0 {
 			return fmt.Errorf("%w: %d not restored (listed above); coffer check -read-data tells what is damaged", errRestorePartial, sum.Failed)
 		}

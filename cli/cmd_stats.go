@@ -42,10 +42,10 @@ func runStats(ctx context.Context, a *app, _ any, args []string) error {
 		sn := s.Snapshot
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", sn.ID.Short(), sn.Time.UTC().Format(time.RFC3339), s.Files, s.Dirs,
 			bytesize.Format(s.RestoreSize), bytesize.Format(s.RawBytes), bytesize.Format(s.StoredBytes), bytesize.Format(s.UniqueStored))
-		a.out.result(map[string]any{"type": "snapshot_stats", "id": sn.ID.String(), "time": sn.Time, "host": sn.Host,
-			"files": s.Files, "dirs": s.Dirs, "others": s.Others, "restore_size": s.RestoreSize,
-			"blobs": s.Blobs, "raw_bytes": s.RawBytes, "stored_bytes": s.StoredBytes,
-			"unique_blobs": s.UniqueBlobs, "unique_raw_bytes": s.UniqueRaw, "unique_stored_bytes": s.UniqueStored})
+		a.out.result(snapshotStatsEvent{Type: "snapshot_stats", ID: sn.ID.String(), Time: sn.Time, Host: sn.Host,
+			Files: s.Files, Dirs: s.Dirs, Others: s.Others, RestoreSize: s.RestoreSize,
+			Blobs: s.Blobs, RawBytes: s.RawBytes, StoredBytes: s.StoredBytes,
+			UniqueBlobs: s.UniqueBlobs, UniqueRawBytes: s.UniqueRaw, UniqueStoredBytes: s.UniqueStored})
 	}
 	tw.Flush()
 	a.out.textf("%s", table.String())
@@ -59,8 +59,8 @@ func runStats(ctx context.Context, a *app, _ any, args []string) error {
 		a.out.textf(", dedup %.2fx, compression %.2fx", rs.DedupRatio(), rs.CompressionRatio())
 	}
 	a.out.textf("\n")
-	a.out.result(map[string]any{"type": "repository_stats", "snapshots": rs.Snapshots, "logical_bytes": rs.LogicalBytes,
-		"unique_bytes": rs.UniqueBytes, "stored_bytes": rs.StoredBytes, "packs": rs.Packs,
-		"data_blobs": rs.DataBlobs, "tree_blobs": rs.TreeBlobs, "dedup_ratio": rs.DedupRatio(), "compression_ratio": rs.CompressionRatio()})
+	a.out.result(repositoryStatsEvent{Type: "repository_stats", Snapshots: rs.Snapshots, LogicalBytes: rs.LogicalBytes,
+		UniqueBytes: rs.UniqueBytes, StoredBytes: rs.StoredBytes, Packs: rs.Packs,
+		DataBlobs: rs.DataBlobs, TreeBlobs: rs.TreeBlobs, DedupRatio: rs.DedupRatio(), CompressionRatio: rs.CompressionRatio()})
 	return nil
 }

@@ -73,7 +73,7 @@ func runStore(ctx context.Context, a *app, _ any, args []string) error {
 			return err
 		}
 		a.out.textf("store @%s is %s (in %s)\n", name, location, path)
-		a.out.result(map[string]any{"type": "store", "name": name, "location": location, "options": nonNil(sc.options()), "config": path})
+		a.out.result(storeEvent{"store", name, location, nonNil(sc.options()), path})
 		return nil
 	case "list", "ls":
 		if len(args) > 1 {
@@ -89,7 +89,7 @@ func runStore(ctx context.Context, a *app, _ any, args []string) error {
 		for _, n := range names {
 			sc := cfg.Stores[n]
 			fmt.Fprintf(tw, "@%s\t%s\t%s\n", n, sc.Location, strings.Join(sc.options(), " "))
-			a.out.result(map[string]any{"type": "store", "name": n, "location": sc.Location, "options": nonNil(sc.options())})
+			a.out.result(storeEvent{Type: "store", Name: n, Location: sc.Location, Options: nonNil(sc.options())})
 		}
 		tw.Flush()
 		a.out.textf("%s", table.String())
@@ -107,7 +107,7 @@ func runStore(ctx context.Context, a *app, _ any, args []string) error {
 			return err
 		}
 		a.out.textf("store @%s removed (its repository is untouched)\n", name)
-		a.out.result(map[string]any{"type": "store_removed", "name": name})
+		a.out.result(storeEvent{Type: "store_removed", Name: name, Options: []string{}})
 		return nil
 	}
 	return usageError("store %s: use add, list or rm", args[0])

@@ -70,8 +70,7 @@ func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
 	p.done()
 	for _, sn := range stats.Copied {
 		a.out.textf("copied %s as %s: %s %s %s\n", sn.Origin().Short(), sn.ID.Short(), sn.Time.Local().Format("2006-01-02 15:04:05"), sn.Host, strings.Join(sn.Paths, " "))
-		a.out.result(map[string]any{"type": "snapshot", "source": sn.Origin().String(), "id": sn.ID.String(),
-			"time": sn.Time, "host": sn.Host, "paths": sn.Paths})
+		a.out.result(syncedEvent{"synced", sn.Origin().String(), sn.ID.String(), sn.Time, sn.Host, nonNil(sn.Paths)})
 	}
 	if err != nil {
 		return err
@@ -84,11 +83,10 @@ func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
 		counted(len(stats.Copied), "snapshot"), len(stats.Skipped), counted(stats.PacksCopied, "pack"), stats.PacksMounted,
 		counted(stats.BlobsCopied, "blob"), how, counted(stats.BlobsPresent, "blob"),
 		bytesize.Format(stats.BytesUploaded), bytesize.Format(stats.BytesRead))
-	a.out.result(map[string]any{"type": "summary", "copied": len(stats.Copied), "skipped": len(stats.Skipped),
-		"same_keys": stats.SameKeys, "packs_copied": stats.PacksCopied, "packs_mounted": stats.PacksMounted,
-		"blobs_copied": stats.BlobsCopied, "blobs_present": stats.BlobsPresent,
-		"bytes_uploaded": stats.BytesUploaded, "bytes_read": stats.BytesRead,
-		"packs_written": stats.Saved.Packs, "index_objects": stats.Saved.IndexObjects})
+	a.out.result(syncEvent{summaryHead: head("sync"), Copied: len(stats.Copied), Skipped: len(stats.Skipped),
+		SameKeys: stats.SameKeys, PacksCopied: stats.PacksCopied, PacksMounted: stats.PacksMounted,
+		BlobsCopied: stats.BlobsCopied, BlobsPresent: stats.BlobsPresent, BytesUploaded: stats.BytesUploaded,
+		BytesRead: stats.BytesRead, PacksWritten: stats.Saved.Packs, IndexObjects: stats.Saved.IndexObjects})
 	return nil
 }
 

@@ -60,10 +60,10 @@ func runTag(ctx context.Context, a *app, opts any, args []string) error {
 		}
 		changed = append(changed, tagged.ID.String())
 		a.out.textf("snapshot %s is now %s [%s]\n", sn.ID.Short(), tagged.ID.Short(), strings.Join(tags, ","))
-		a.out.result(map[string]any{"type": "retagged", "old_id": sn.ID.String(), "id": tagged.ID.String(), "tags": nonNil(tags)})
+		a.out.result(retaggedEvent{"retagged", sn.ID.String(), tagged.ID.String(), nonNil(tags)})
 	}
 	a.out.textf("%d of %s changed\n", len(changed), counted(len(sns), "snapshot"))
-	a.out.result(map[string]any{"type": "summary", "changed": len(changed), "snapshots": len(sns)})
+	a.out.result(tagEvent{head("tag"), len(changed), len(sns)})
 	return nil
 }
 
@@ -93,12 +93,4 @@ func retag(old []string, o *tagOptions) []string {
 		}
 	}
 	return out
-}
-
-// nonNil makes an empty list a JSON array rather than null.
-func nonNil(ss []string) []string {
-	if ss == nil {
-		return []string{}
-	}
-	return ss
 }

@@ -38,7 +38,7 @@ var uiCommand = &command{
 			Addr: o.addr, Spawn: !o.noSpawn, Warn: a.env.Stderr,
 			Ready: func(url string) {
 				a.out.textf("coffer ui: serving %s at %s (Ctrl-C to stop)\n", a.g.store, url)
-				a.out.result(map[string]any{"type": "ui", "url": url})
+				a.out.result(uiEvent{"ui", url})
 			},
 		})
 	},

@@ -23,7 +23,7 @@ var unlockCommand = &command{
 		}
 		n, err := a.repo.RemoveLocks(ctx, opts.(*unlockOptions).all)
 		a.out.textf("removed %s\n", counted(n, "lock"))
-		a.out.result(map[string]any{"type": "summary", "removed": n})
+		a.out.result(unlockEvent{head("unlock"), n})
 		if err == nil && n == 0 && !opts.(*unlockOptions).all {
 			locks, _, lerr := a.repo.Locks(ctx)
 			for _, l := range locks {

@@ -16,8 +16,7 @@ var versionCommand = &command{
 	run: func(_ context.Context, a *app, _ any, _ []string) error {
 		v := buildVersion()
 		a.out.textf("coffer %s (repository format %d, %s)\n", v.version, repo.FormatVersion, runtime.Version())
-		a.out.result(map[string]any{"type": "version", "version": v.version, "revision": v.revision, "modified": v.modified,
-			"format": repo.FormatVersion, "go": runtime.Version()})
+		a.out.result(versionEvent{"version", v.version, v.revision, v.modified, repo.FormatVersion, runtime.Version()})
 		return nil
 	},
 }

@@ -185,3 +185,16 @@ func (h *harness) checkReadData(when string) {
 		h.t.Errorf("check -read-data %s: %s", when, out)
 	}
 }
+
+// summaryLine returns the summary event of a -json command's output,
+// which status events may precede.
+func summaryLine(t *testing.T, stdout string) []byte {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if strings.Contains(line, `"type":"summary"`) {
+			return []byte(line)
+		}
+	}
+	t.Fatalf("no summary event in %q", stdout)
+	return nil
+}

@@ -47,7 +47,7 @@ func (p *printer) result(v any) {
 // warn prints a warning on stderr (as an NDJSON event with -json).
 func (p *printer) warn(path string, err error) {
 	if p.json {
-		p.result(map[string]any{"type": "warning", "path": path, "message": err.Error()})
+		p.result(warningEvent{"warning", path, err.Error()})
 		return
 	}
 	p.mu.Lock()
@@ -61,7 +61,7 @@ func (p *printer) warn(path string, err error) {
 func (p *printer) warningf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if p.json {
-		p.result(map[string]any{"type": "warning", "message": msg})
+		p.result(warningEvent{Type: "warning", Message: msg})
 		return
 	}
 	p.mu.Lock()
@@ -74,7 +74,7 @@ func (p *printer) warningf(format string, args ...any) {
 func (p *printer) notice(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if p.json {
-		p.result(map[string]any{"type": "notice", "message": msg})
+		p.result(noticeEvent{"notice", msg})
 		return
 	}
 	if p.silent {
@@ -91,7 +91,7 @@ func (p *printer) fatal(err error, code int) {
 	defer p.mu.Unlock()
 	msg := oneLine(err.Error())
 	if p.json {
-		b, _ := json.Marshal(map[string]any{"type": "error", "message": msg, "exit_code": code})
+		b, _ := json.Marshal(errorEvent{"error", msg, code})
 		p.stderr.Write(append(b, '\n'))
 		return
 	}

@@ -95,7 +95,7 @@ func TestInterruptedBackup(t *testing.T) {
 					StoredBytes int64 `json:"stored_bytes"`
 				} `json:"summary"`
 			}
-			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+			if err := json.Unmarshal(summaryLine(t, r.stdout), &sum); err != nil {
 				t.Fatal(err)
 			}
 			// The packs already uploaded (at least 2 x 32 MiB) are reused,

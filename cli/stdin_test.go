@@ -47,7 +47,7 @@ func TestBackupStdinName(t *testing.T) {
 			Size  int64 `json:"size"`
 		} `json:"summary"`
 	}
-	if r.code != 0 || json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &sum) != nil ||
+	if r.code != 0 || json.Unmarshal(summaryLine(t, r.stdout), &sum) != nil ||
 		sum.Type != "summary" || sum.Summary.Files != 1 || sum.Summary.Size != int64(len(dump)) {
 		t.Fatalf("backup -json -stdin-name: exit %d, %+v\n%s%s", r.code, sum, r.stdout, r.stderr)
 	}

@@ -47,7 +47,7 @@ type CheckResult struct {
 	// Affected lists the files whose content is in a pack found damaged
 	// or missing, so the user knows what a damaged pack costs (and what
 	// `repair snapshots` would leave out).
-	Affected []AffectedFile `json:"affected,omitempty"`
+	Affected []AffectedFile `json:"affected"`
 }
 
 // AffectedFile is a file of a snapshot whose content a damaged or
