@@ -129,3 +129,36 @@ func TestSummariesReadRight(t *testing.T) {
 		t.Errorf("forget -dry-run: %q", out)
 	}
 }
+
+// Every command's help: a usage line with `at <store>` exactly when the
+// command works on a store, and every flag it takes, with the global
+// flags left to coffer -h, which lists them all.
+func TestEveryUsageLine(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range commands {
+		out := h.mustRun("help", c.name)
+		want := "usage: coffer at <store> " + c.name
+		if c.noStore {
+			want = "usage: coffer " + c.name
+		}
+		if !strings.HasPrefix(out, want+" ") && !strings.HasPrefix(out, want+"\n") {
+			t.Errorf("help %s: %q, want it to start with %q", c.name, strings.SplitN(out, "\n", 2)[0], want)
+		}
+		for _, f := range commandFlags(c) {
+			if !strings.Contains(out, "  -"+f.Name) {
+				t.Errorf("help %s does not list -%s", c.name, f.Name)
+			}
+		}
+	}
+	top := h.mustRun("-h")
+	for _, f := range globalFlagList() {
+		if !strings.Contains(top, "  -"+f.Name) {
+			t.Errorf("coffer -h does not list -%s", f.Name)
+		}
+	}
+	for _, c := range commands {
+		if !strings.Contains(top, "  "+c.name+" ") {
+			t.Errorf("coffer -h does not list %s", c.name)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/json-schema.golden from the commands' output")
@@ -107,6 +109,20 @@ func schemaLines(t *testing.T, out string) []string {
 	return lines
 }
 
+// keyToRemove returns the id of a key the harness's passphrase does not
+// open (key add made it).
+func keyToRemove(t *testing.T, h *harness) string {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(h.mustRun("-json", "at", h.repo, "key", "list")), "\n") {
+		var k keyEvent
+		if json.Unmarshal([]byte(line), &k) == nil && !k.Current {
+			return k.ID
+		}
+	}
+	t.Fatal("no key but the current one")
+	return ""
+}
+
 // Every command's -json output, as a schema, against
 // testdata/json-schema.golden (go test -run TestJSONGolden -update
 // rewrites it), and every field in docs/json.md: the machine interface
@@ -128,7 +144,7 @@ func TestJSONGolden(t *testing.T) {
 		if r.code != wantCode {
 			t.Fatalf("coffer -json %s: exit %d, want %d: %s", strings.Join(args, " "), r.code, wantCode, r.stderr)
 		}
-		shown := regexp.MustCompile(`/tmp/\S*|ffffffff`).ReplaceAllString(strings.Join(args, " "), "…")
+		shown := regexp.MustCompile(`/tmp/\S*|ffffffff|127\.0\.0\.1:\d+|\b[0-9a-f]{64}\b`).ReplaceAllString(strings.Join(args, " "), "…")
 		fmt.Fprintf(&golden, "## coffer -json %s\n", shown)
 		for _, l := range schemaLines(t, r.stdout) {
 			fmt.Fprintf(&golden, "%s\n", l)
@@ -168,6 +184,16 @@ func TestJSONGolden(t *testing.T) {
 	run(0, "store", "add", "prod", h.repo)
 	run(0, "store", "list")
 	run(0, "store", "rm", "prod")
+	run(0, "at", h.repo, "key", "rm", keyToRemove(t, h))
+	run(0, "at", h.repo, "forget", "latest")
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Auth: testregistry.AuthBasic})
+	h.env["DOCKER_CONFIG"] = t.TempDir()
+	r := runWithStdin(h, reg.Password+"\n", "-json", "login", "-username", reg.Username, "-password-stdin", reg.Host)
+	if r.code != 0 {
+		t.Fatalf("login: %s", r.stderr)
+	}
+	fmt.Fprintf(&golden, "## coffer -json login -username … -password-stdin …\n%s\n", strings.Join(schemaLines(t, r.stdout), "\n"))
+	run(0, "logout", reg.Host)
 	run(0, "version")
 	run(0, "man", man)
 	run(ExitNoSnapshot, "at", h.repo, "ls", "ffffffff:")
