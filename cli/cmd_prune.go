@@ -62,7 +62,9 @@ func (m *maxUnusedFlag) Set(v string) error {
 }
 
 func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
-	st, err := snapshot.Prune(ctx, a.repo, repo.PruneOptions{MaxUnused: maxUnused, DryRun: dryRun, Logf: a.out.notice})
+	prog := a.newProgress("prune", "packs")
+	st, err := snapshot.Prune(ctx, a.repo, repo.PruneOptions{MaxUnused: maxUnused, DryRun: dryRun, Logf: a.out.notice, Progress: prog})
+	prog.done()
 	a.out.result(pruneEvent{head("prune"), dryRun, st})
 	if err != nil {
 		return err

@@ -83,8 +83,8 @@ func (p *progress) shown() bool { return p.bar != nil || p.plainShown || p.jsonS
 // and once at its end (docs/json.md).
 type statusEvent struct {
 	Type             string   `json:"type"`   // "status"
-	Action           string   `json:"action"` // backup, restore, check, sync
-	Unit             string   `json:"unit"`   // what items count: files, packs, blobs
+	Action           string   `json:"action"` // backup, restore, check, sync, prune
+	Unit             string   `json:"unit"`   // what items count: files, packs (check, prune), blobs
 	ItemsDone        int64    `json:"items_done"`
 	ItemsTotal       int64    `json:"items_total"`
 	BytesDone        int64    `json:"bytes_done"`
@@ -100,8 +100,11 @@ func (p *progress) status() statusEvent {
 		ItemsDone: p.files.Load(), ItemsTotal: p.totalFiles.Load(),
 		BytesDone: p.bytes.Load(), BytesTotal: p.totalBytes.Load(),
 		SecondsElapsed: elapsed.Seconds()}
-	if e.BytesTotal > 0 {
+	switch {
+	case e.BytesTotal > 0:
 		e.PercentDone = min(100, 100*float64(e.BytesDone)/float64(e.BytesTotal))
+	case e.ItemsTotal > 0: // a prune that only deletes
+		e.PercentDone = min(100, 100*float64(e.ItemsDone)/float64(e.ItemsTotal))
 	}
 	if e.BytesDone > 0 && e.BytesTotal >= e.BytesDone {
 		left := float64(e.BytesTotal-e.BytesDone) / (float64(e.BytesDone) / elapsed.Seconds())

@@ -109,6 +109,10 @@ func TestProgressEvents(t *testing.T) {
 	if e := statusEvents(t, small, "sync", "to", other.repo); e[0].Unit != "blobs" || e[len(e)-1].ItemsTotal == 0 {
 		t.Errorf("sync status: %+v", e)
 	}
+	small.mustAt("forget", "latest")
+	if e := statusEvents(t, small, "prune"); e[0].Unit != "packs" || e[len(e)-1].ItemsTotal == 0 || e[len(e)-1].Action != "prune" {
+		t.Errorf("prune status: %+v", e)
+	}
 }
 
 // On a steady backup (a fake clock, 100 MiB/s, totals found by the

@@ -26,7 +26,23 @@ type PruneOptions struct {
 	MarkUsed func(ctx context.Context, used map[ID]struct{}) error
 	// Logf receives progress notes; nil discards them.
 	Logf func(format string, args ...any)
+	// Progress, when not nil, is told of the packs repacked (with their
+	// sizes) and deleted, as they are.
+	Progress PruneProgress
 }
+
+// PruneProgress hears how far a prune is: Total gives (and may raise)
+// the packs to repack and delete and the bytes to repack; Processed adds
+// what is done.
+type PruneProgress interface {
+	Total(packs, bytes int64)
+	Processed(packs, bytes int64)
+}
+
+type nopPruneProgress struct{}
+
+func (nopPruneProgress) Total(int64, int64)     {}
+func (nopPruneProgress) Processed(int64, int64) {}
 
 // DefaultMaxUnused is PruneOptions.MaxUnused's usual value.
 const DefaultMaxUnused = 0.10
@@ -259,6 +275,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	for _, pu := range append(slices.Clone(del), repack...) {
 		planned = append(planned, pu.info.ID)
 	}
+	prog := opt.Progress
+	if prog == nil {
+		prog = nopPruneProgress{}
+	}
+	prog.Total(int64(len(planned)), st.RepackBytes)
 	if len(repack) > 0 {
 		// Condemned first, so the copies land in new packs.
 		r.index.Condemn(planned)
@@ -275,6 +296,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 				}); err != nil {
 					return fmt.Errorf("repacking pack %s: %w", pu.info.ID.Short(), err)
 				}
+				prog.Processed(0, pu.info.Size)
 			}
 			return nil
 		})
@@ -329,7 +351,9 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	if err := r.ReadyToCommit(ctx, nil); err != nil {
 		return st, err
 	}
-	if err := r.deletePacks(ctx, now); err != nil {
+	// What cannot be deleted yet (deferred, spared) is done for now.
+	prog.Processed(int64(len(planned)-len(now)), 0)
+	if err := r.deletePacks(ctx, now, prog); err != nil {
 		return st, err
 	}
 	sizeOf := func(id ID) int64 {
@@ -410,7 +434,7 @@ func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*
 // without them, then the objects they replace), then from the store, each
 // step visible to all before the next, so that at no point does an index
 // object list a deleted pack.
-func (r *Repository) deletePacks(ctx context.Context, del []ID) error {
+func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgress) error {
 	if len(del) == 0 {
 		return nil
 	}
@@ -464,6 +488,7 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID) error {
 			return err
 		}
 		r.trees.dropPack(id)
+		prog.Processed(1, 0)
 	}
 	return storage.Flush(ctx, r.store)
 }
