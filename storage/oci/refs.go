@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -114,21 +115,35 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	if s.view != nil && time.Now().Round(0).Sub(s.viewAt.Round(0)) < refsTTL {
 		return s.view, nil
 	}
+	// Tags retire while writers merge theirs; the reads are tried again
+	// after a growing pause (a listing on a busy registry takes long
+	// enough for several merges to land in it), for up to a minute.
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		refs, vanished, err := s.readRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if !vanished || attempt == 9 {
-			if vanished {
-				return nil, fmt.Errorf("registry %s: refs tags keep changing while they are read; try again", s.loc.host)
-			}
+		if !vanished {
 			s.view = newRefView(refs)
 			s.viewAt = time.Now()
 			return s.view, nil
 		}
+		if time.Since(start) > refsSettle {
+			return nil, fmt.Errorf("registry %s: refs tags kept changing while they were read for %s; try again", s.loc.host, refsSettle)
+		}
+		wait := min(time.Duration(1<<min(attempt, 6))*25*time.Millisecond, 2*time.Second)
+		select {
+		case <-time.After(wait/2 + time.Duration(mrand.Int64N(int64(wait/2)+1))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
+
+// refsSettle is how long a listing waits for writers' merges to stop
+// retiring the tags it reads.
+const refsSettle = time.Minute
 
 // readRefs lists the tags and reads every refs tag and legacy root,
 // reporting whether one vanished (or became a tombstone) meanwhile.
