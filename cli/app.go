@@ -67,7 +67,7 @@ type command struct {
 var commands = []*command{
 	createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand,
 	checkCommand, infoCommand, diffCommand, keyCommand, loginCommand, logoutCommand,
-	uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
+	uiCommand, mountCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 }
 
 // app carries the state shared by one invocation.

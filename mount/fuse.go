@@ -1,0 +1,548 @@
+//go:build linux || darwin || freebsd
+
+package mount
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+// cacheFor is how long the kernel may keep names, attributes and failed
+// lookups: the snapshots listed at mount time never change.
+const cacheFor = time.Hour
+
+// maxRead is the largest read request the kernel sends (it caps it at
+// 1 MiB): fewer, larger requests per chunk.
+const maxRead = 1 << 20
+
+// Mount serves the snapshots of r on dir until ctx is done (then it
+// unmounts) or dir is unmounted (umount, fusermount -u), and returns nil
+// in both cases. The snapshots are those listed when it starts.
+func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) error {
+	if err := CheckMountpoint(dir); err != nil {
+		return err
+	}
+	if err := checkDevice(); err != nil {
+		return err
+	}
+	warn := opt.Warn
+	if warn == nil {
+		warn = func(error) {}
+	}
+	// A damaged snapshot hides no other: the rest are mounted.
+	sns, err := snapshot.List(ctx, r)
+	if err != nil {
+		if ctx.Err() != nil || len(sns) == 0 {
+			return err
+		}
+		warn(err)
+	}
+	cacheBytes := opt.CacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = DefaultCacheBytes
+	}
+	// Reads and tree loads are not tied to ctx: after Ctrl-C, files that
+	// are open keep reading until the unmount has gone through.
+	base, stop := context.WithCancel(context.WithoutCancel(ctx))
+	sys := &fsys{
+		ctx:   base,
+		r:     r,
+		rd:    newReader(base, r, cacheBytes),
+		trees: snapshot.NewTreePrefetcher(base, r),
+		warn:  warn,
+		uid:   uint32(os.Getuid()),
+		gid:   uint32(os.Getgid()),
+	}
+	defer func() {
+		stop()
+		sys.trees.Close()
+		sys.rd.wait()
+	}()
+	root := &staticDir{sys: sys, mtime: time.Time{}}
+	l := newLayout(sns)
+	root.mtime = l.newest()
+	root.build = func(ctx context.Context) { sys.populate(ctx, root, l) }
+	timeout := cacheFor
+	server, err := fs.Mount(dir, root, &fs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:       "coffer",
+			Name:         "coffer",
+			Options:      []string{"ro", "default_permissions"},
+			DirectMount:  true, // as root, no need for fusermount
+			MaxWrite:     maxRead,
+			MaxReadAhead: maxRead,
+			Debug:        opt.Debug,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		UID:             sys.uid,
+		GID:             sys.gid,
+	})
+	if err != nil {
+		return fmt.Errorf("mounting on %s: %w", dir, err)
+	}
+	if opt.Ready != nil {
+		opt.Ready(len(sns))
+	}
+	served := make(chan struct{})
+	var unmounter sync.WaitGroup
+	unmounter.Go(func() {
+		select {
+		case <-ctx.Done():
+			if err := server.Unmount(); err != nil {
+				// Busy: files are open in it. Detach it now, so that no
+				// new file is opened; it ends when the last is closed.
+				warn(fmt.Errorf("%s is busy (%v): detaching it; coffer exits once the files open in it are closed", dir, err))
+				if err := lazyUnmount(dir); err != nil {
+					warn(fmt.Errorf("unmounting %s: %w: unmount it with fusermount -u %s", dir, err, dir))
+				}
+			}
+		case <-served:
+		}
+	})
+	server.Wait()
+	close(served)
+	unmounter.Wait()
+	return nil
+}
+
+// fsys is what every node of one mount shares.
+type fsys struct {
+	ctx      context.Context
+	r        *repo.Repository
+	rd       *reader
+	trees    *snapshot.TreePrefetcher
+	warn     func(error)
+	uid, gid uint32
+}
+
+// fail reports err on the node at path p and returns EIO: a reader sees
+// only the code, the user reads why in coffer's output.
+func (s *fsys) fail(p string, err error) syscall.Errno {
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
+	}
+	s.warn(fmt.Errorf("%s: %w", p, err))
+	return syscall.EIO
+}
+
+// populate builds the fixed top of the file system: snapshots/, hosts/,
+// tags/ and latest.
+func (s *fsys) populate(ctx context.Context, root *staticDir, l *layout) {
+	s.addGroup(ctx, &root.Inode, "snapshots", &l.all, "snapshots/")
+	for _, views := range []struct {
+		name   string
+		groups map[string]*group
+	}{{"hosts", l.hosts}, {"tags", l.tags}} {
+		dir := s.addStatic(ctx, &root.Inode, views.name, root.mtime)
+		for key, g := range views.groups {
+			s.addGroup(ctx, &dir.Inode, key, g, "")
+		}
+	}
+	if latest := l.all.latest(); latest != "" {
+		s.addLink(ctx, &root.Inode, "latest", "snapshots/"+latest, l.newest())
+	}
+}
+
+// addGroup adds a directory of snapshot directories, with a latest
+// symlink unless it is the top's snapshots/ (latest is beside it).
+func (s *fsys) addGroup(ctx context.Context, parent *fs.Inode, name string, g *group, top string) {
+	var mtime time.Time
+	if n := len(g.entries); n > 0 {
+		mtime = g.entries[n-1].sn.Time
+	}
+	dir := s.addStatic(ctx, parent, name, mtime)
+	for _, e := range g.entries {
+		d := &dirNode{sys: s, snap: e.sn}
+		dir.AddChild(e.name, dir.NewPersistentInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+	}
+	if top == "" && g.latest() != "" {
+		s.addLink(ctx, &dir.Inode, "latest", g.latest(), mtime)
+	}
+}
+
+func (s *fsys) addStatic(ctx context.Context, parent *fs.Inode, name string, mtime time.Time) *staticDir {
+	d := &staticDir{sys: s, mtime: mtime}
+	parent.AddChild(name, parent.NewPersistentInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+	return d
+}
+
+func (s *fsys) addLink(ctx context.Context, parent *fs.Inode, name, target string, mtime time.Time) {
+	l := &fs.MemSymlink{Data: []byte(target)}
+	l.Attr.Mode = syscall.S_IFLNK | 0o777
+	l.Attr.Size = uint64(len(target))
+	l.Attr.Nlink = 1
+	l.Attr.Uid, l.Attr.Gid = s.uid, s.gid
+	l.Attr.SetTimes(&mtime, &mtime, &mtime)
+	parent.AddChild(name, parent.NewPersistentInode(ctx, l, fs.StableAttr{Mode: syscall.S_IFLNK}), false)
+}
+
+// staticDir is a directory of the fixed top: the root, snapshots/,
+// hosts/, tags/ and their groups. go-fuse serves its children.
+type staticDir struct {
+	fs.Inode
+	sys   *fsys
+	mtime time.Time
+	build func(context.Context) // the root's children, added once mounted
+}
+
+var _ = (fs.NodeOnAdder)((*staticDir)(nil))
+var _ = (fs.NodeGetattrer)((*staticDir)(nil))
+
+// OnAdd builds the top of the file system once the root is mounted.
+func (d *staticDir) OnAdd(ctx context.Context) {
+	if d.build != nil {
+		d.build(ctx)
+	}
+}
+
+// Getattr describes a read-only directory owned by the mounting user.
+func (d *staticDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.Nlink = 1
+	out.Uid, out.Gid = d.sys.uid, d.sys.gid
+	out.SetTimes(&d.mtime, &d.mtime, &d.mtime)
+	return 0
+}
+
+// meta is what every node below a snapshot directory has: its node,
+// for attributes and extended attributes.
+type meta struct {
+	sys *fsys
+	n   *snapshot.Node
+}
+
+// Getattr describes the node as the snapshot recorded it.
+func (m *meta) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(&out.Attr, m.n)
+	return 0
+}
+
+// Listxattr lists the recorded extended attributes.
+func (m *meta) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var b []byte
+	for _, x := range m.n.Xattrs {
+		b = append(append(b, x.Name...), 0)
+	}
+	if len(dest) == 0 {
+		return uint32(len(b)), 0
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+// Getxattr returns a recorded extended attribute.
+func (m *meta) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	for _, x := range m.n.Xattrs {
+		if x.Name != attr {
+			continue
+		}
+		if len(dest) == 0 {
+			return uint32(len(x.Value)), 0
+		}
+		if len(dest) < len(x.Value) {
+			return uint32(len(x.Value)), syscall.ERANGE
+		}
+		return uint32(copy(dest, x.Value)), 0
+	}
+	return 0, syscall.Errno(fuse.ENOATTR)
+}
+
+// fillAttr sets what a node records: type and permissions, owner, size,
+// times (atime is not recorded: it shows the mtime, as restore sets it),
+// links and the blocks actually stored, so a sparse file shows as one.
+func fillAttr(a *fuse.Attr, n *snapshot.Node) {
+	a.Mode = typeBits(n.Type) | n.Mode&0o7777
+	a.Uid, a.Gid = n.UID, n.GID
+	a.Nlink = uint32(max(n.Links, 1))
+	if n.Type == snapshot.TypeDir {
+		a.Nlink = 1 // unknown: find(1) then does not count subdirectories by it
+	}
+	switch n.Type {
+	case snapshot.TypeFile:
+		a.Size = uint64(n.Size)
+		var stored int64
+		for _, e := range n.Content {
+			if !e.Hole {
+				stored += e.Size
+			}
+		}
+		a.Blocks = uint64((stored + 511) / 512)
+	case snapshot.TypeSymlink:
+		a.Size = uint64(len(n.LinkTarget))
+	case snapshot.TypeCharDev, snapshot.TypeBlkDev:
+		a.Rdev = uint32(n.Rdev)
+	}
+	a.Blksize = 128 << 10
+	ctime := n.ChangeTime
+	if ctime.IsZero() {
+		ctime = n.ModTime
+	}
+	a.SetTimes(&n.ModTime, &n.ModTime, &ctime)
+}
+
+func typeBits(t snapshot.NodeType) uint32 {
+	switch t {
+	case snapshot.TypeDir:
+		return syscall.S_IFDIR
+	case snapshot.TypeSymlink:
+		return syscall.S_IFLNK
+	case snapshot.TypeFifo:
+		return syscall.S_IFIFO
+	case snapshot.TypeSocket:
+		return syscall.S_IFSOCK
+	case snapshot.TypeCharDev:
+		return syscall.S_IFCHR
+	case snapshot.TypeBlkDev:
+		return syscall.S_IFBLK
+	}
+	return syscall.S_IFREG
+}
+
+// inode returns the inode number of a node: hard links of one snapshot
+// share one (from the snapshot and the recorded device and inode, so
+// that tar and cp -a see them as links); 0, any free number, for the
+// rest. Numbers stay below the automatic ones go-fuse hands out (2^63 on).
+func inode(sn *snapshot.Snapshot, n *snapshot.Node) uint64 {
+	if n.Type != snapshot.TypeFile || n.Links < 2 || n.Inode == 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write(sn.ID[:])
+	h.Write(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, n.Device), n.Inode))
+	return max(h.Sum64()&^(1<<63), 2) // 1 is the root
+}
+
+// dirNode is a directory of a snapshot, or a snapshot's own directory
+// (node nil until its base is resolved).
+type dirNode struct {
+	fs.Inode
+	sys  *fsys
+	snap *snapshot.Snapshot
+	node *snapshot.Node // nil for a snapshot's directory
+
+	mu   sync.Mutex
+	kids []*snapshot.Node // sorted by name, once loaded
+	err  error            // why they could not be, kept so each call does not retry
+}
+
+var _ = (fs.NodeLookuper)((*dirNode)(nil))
+var _ = (fs.NodeReaddirer)((*dirNode)(nil))
+var _ = (fs.NodeGetattrer)((*dirNode)(nil))
+var _ = (fs.NodeGetxattrer)((*dirNode)(nil))
+var _ = (fs.NodeListxattrer)((*dirNode)(nil))
+var _ = (fs.NodeOnForgetter)((*dirNode)(nil))
+
+func (d *dirNode) path() string { return d.Path(nil) }
+
+// children loads the directory's entries (a snapshot's directory first
+// resolves its base), and queues its subdirectories' trees for loading,
+// as a walk of the tree would need them next.
+func (d *dirNode) children() ([]*snapshot.Node, syscall.Errno) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.kids == nil && d.err == nil {
+		d.kids, d.err = d.load()
+		if d.err == nil {
+			d.sys.trees.Queue(subtrees(d.kids))
+		}
+	}
+	if d.err != nil {
+		return nil, d.sys.fail(d.path(), d.err)
+	}
+	return d.kids, 0
+}
+
+func (d *dirNode) load() ([]*snapshot.Node, error) {
+	if d.node == nil {
+		n, _, err := snapshot.Resolve(d.sys.ctx, d.sys.r, d.snap, "")
+		if err != nil {
+			return nil, err
+		}
+		if n.Type != snapshot.TypeDir {
+			return []*snapshot.Node{n}, nil
+		}
+		d.node = n
+	}
+	kids, err := d.sys.trees.Take(d.sys.ctx, d.node.Subtree)
+	if kids == nil && err == nil {
+		kids = []*snapshot.Node{}
+	}
+	return kids, err
+}
+
+func subtrees(nodes []*snapshot.Node) []repo.ID {
+	var ids []repo.ID
+	for _, n := range nodes {
+		if n.Type == snapshot.TypeDir {
+			ids = append(ids, n.Subtree)
+		}
+	}
+	return ids
+}
+
+// OnForget drops the subdirectories' trees loaded ahead that the kernel
+// will no longer ask for through this directory.
+func (d *dirNode) OnForget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sys.trees.Forget(subtrees(d.kids))
+}
+
+// Getattr describes the directory; a snapshot's own directory is the
+// snapshot: its time, owned by the mounting user.
+func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.node != nil && d.node.Name != "/" {
+		fillAttr(&out.Attr, d.node)
+		return 0
+	}
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.Nlink = 1
+	out.Uid, out.Gid = d.sys.uid, d.sys.gid
+	out.SetTimes(&d.snap.Time, &d.snap.Time, &d.snap.Time)
+	return 0
+}
+
+func (d *dirNode) meta() *meta { return &meta{sys: d.sys, n: d.node} }
+
+// Listxattr lists the directory's recorded extended attributes.
+func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if d.node == nil {
+		return 0, 0
+	}
+	return d.meta().Listxattr(ctx, dest)
+}
+
+// Getxattr returns one of the directory's recorded extended attributes.
+func (d *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if d.node == nil {
+		return 0, syscall.Errno(fuse.ENOATTR)
+	}
+	return d.meta().Getxattr(ctx, attr, dest)
+}
+
+// Lookup finds an entry by name.
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	kids, errno := d.children()
+	if errno != 0 {
+		return nil, errno
+	}
+	i := sort.Search(len(kids), func(i int) bool { return kids[i].Name >= name })
+	if i == len(kids) || kids[i].Name != name {
+		return nil, syscall.ENOENT
+	}
+	n := kids[i]
+	fillAttr(&out.Attr, n)
+	return d.NewInode(ctx, d.sys.newNode(d.snap, n), fs.StableAttr{Mode: typeBits(n.Type), Ino: inode(d.snap, n)}), 0
+}
+
+// Readdir lists the entries in name order.
+func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	kids, errno := d.children()
+	if errno != 0 {
+		return nil, errno
+	}
+	entries := make([]fuse.DirEntry, len(kids))
+	for i, n := range kids {
+		entries[i] = fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: inode(d.snap, n)}
+	}
+	return fs.NewListDirStream(entries), 0
+}
+
+// newNode returns the FUSE node of a snapshot node.
+func (s *fsys) newNode(sn *snapshot.Snapshot, n *snapshot.Node) fs.InodeEmbedder {
+	switch n.Type {
+	case snapshot.TypeDir:
+		return &dirNode{sys: s, snap: sn, node: n}
+	case snapshot.TypeFile:
+		return &fileNode{meta: meta{sys: s, n: n}}
+	case snapshot.TypeSymlink:
+		return &linkNode{meta: meta{sys: s, n: n}}
+	}
+	return &otherNode{meta: meta{sys: s, n: n}}
+}
+
+// fileNode is a regular file of a snapshot.
+type fileNode struct {
+	fs.Inode
+	meta
+
+	once sync.Once
+	c    *content
+}
+
+var _ = (fs.NodeOpener)((*fileNode)(nil))
+var _ = (fs.NodeReader)((*fileNode)(nil))
+var _ = (fs.NodeGetattrer)((*fileNode)(nil))
+var _ = (fs.NodeGetxattrer)((*fileNode)(nil))
+var _ = (fs.NodeListxattrer)((*fileNode)(nil))
+
+// handle is an open file: where its last read ended, to tell a
+// sequential reader, which gets read-ahead.
+type handle struct {
+	next atomic.Int64
+}
+
+// Open opens the file for reading. Contents never change, so the kernel
+// keeps what it cached from earlier opens (FOPEN_KEEP_CACHE).
+func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	f.once.Do(func() { f.c = newContent(f.n) })
+	return &handle{}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read reads from the file's blobs, authenticated as restore reads them.
+func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f.once.Do(func() { f.c = newContent(f.n) })
+	h, _ := fh.(*handle)
+	sequential := h != nil && h.next.Load() == off
+	n, err := f.sys.rd.readAt(f.c, dest, off, sequential)
+	if err != nil {
+		return nil, f.sys.fail(f.Path(nil), err)
+	}
+	if h != nil {
+		h.next.Store(off + int64(n))
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// linkNode is a symbolic link of a snapshot.
+type linkNode struct {
+	fs.Inode
+	meta
+}
+
+var _ = (fs.NodeReadlinker)((*linkNode)(nil))
+
+// Readlink returns the recorded target.
+func (l *linkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte(l.n.LinkTarget), 0
+}
+
+// otherNode is a fifo, socket or device: only its attributes.
+type otherNode struct {
+	fs.Inode
+	meta
+}
+
+var _ = (fs.NodeGetattrer)((*otherNode)(nil))

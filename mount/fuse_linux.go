@@ -1,0 +1,33 @@
+//go:build linux
+
+package mount
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// checkDevice reports a missing /dev/fuse in one line, rather than as
+// go-fuse's error from deep inside the mount.
+func checkDevice() error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("%w: /dev/fuse: %v: load the fuse module (modprobe fuse), or give a container the device (--device /dev/fuse)", ErrNoFUSE, err)
+	}
+	return nil
+}
+
+// lazyUnmount detaches a busy mount: as root with umount2, otherwise
+// with fusermount.
+func lazyUnmount(dir string) error {
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err == nil {
+		return nil
+	}
+	for _, prog := range []string{"fusermount3", "fusermount"} {
+		if err := runQuiet(prog, "-u", "-z", dir); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("neither umount2 nor fusermount -u -z succeeded")
+}

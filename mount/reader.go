@@ -1,0 +1,239 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/snapshot"
+)
+
+// blobSource is what reading files needs of a repository;
+// *repo.Repository has it.
+type blobSource interface {
+	Index() *repo.Index
+	// LoadBlobs authenticates every blob and checks its id.
+	LoadBlobs(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
+}
+
+// Fetches: a read that misses fetches the file's following blobs that sit
+// in the same pack along with the one it needs, in one ranged read
+// (LoadBlobs reads through small gaps), up to runBytes; a sequential
+// reader also has up to aheadBytes beyond its read fetched in the
+// background, by at most aheadFetches fetches at once for the mount, so
+// that the store's latency overlaps the reader's work as restore's
+// parallel pack readers do.
+const (
+	runBytes     = 4 << 20
+	runBlobs     = 64
+	aheadBytes   = 8 << 20
+	aheadFetches = 4
+)
+
+// content is a regular file's extents and where each starts.
+type content struct {
+	ext  []snapshot.Extent
+	offs []int64 // offs[i] is where ext[i] starts; offs[len(ext)] is where the last ends
+	size int64   // the node's size: reads stop there
+}
+
+func newContent(n *snapshot.Node) *content {
+	c := &content{ext: n.Content, offs: make([]int64, len(n.Content)+1), size: n.Size}
+	for i, e := range n.Content {
+		c.offs[i+1] = c.offs[i] + e.Size
+	}
+	return c
+}
+
+// extentAt returns the index of the extent holding byte off, or
+// len(c.ext) past the last.
+func (c *content) extentAt(off int64) int {
+	return sort.Search(len(c.ext), func(i int) bool { return c.offs[i+1] > off })
+}
+
+// reader reads file contents through the blob cache.
+type reader struct {
+	// ctx is the mount's: a fetch serves everyone waiting on its blobs,
+	// so it is not tied to the request that started it.
+	ctx   context.Context
+	src   blobSource
+	cache *blobCache
+	ahead chan struct{}  // tokens for background fetches
+	bg    sync.WaitGroup // background fetches
+}
+
+// wait returns once the background fetches have ended.
+func (rd *reader) wait() { rd.bg.Wait() }
+
+func newReader(ctx context.Context, src blobSource, cacheBytes int64) *reader {
+	return &reader{ctx: ctx, src: src, cache: newBlobCache(cacheBytes), ahead: make(chan struct{}, aheadFetches)}
+}
+
+// readAt fills p from byte off of a file and returns the bytes read,
+// fewer only at the end of the file. Holes read as zeros. sequential
+// says the read follows the previous one on the same handle, which
+// starts read-ahead.
+func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool) (int, error) {
+	if off >= c.size {
+		return 0, nil
+	}
+	p = p[:min(int64(len(p)), c.size-off)]
+	n := 0
+	i := c.extentAt(off)
+	for n < len(p) {
+		pos := off + int64(n)
+		if i >= len(c.ext) { // a file recorded with an error: less content than size
+			clear(p[n:])
+			n = len(p)
+			break
+		}
+		e := c.ext[i]
+		in := pos - c.offs[i]
+		k := int(min(e.Size-in, int64(len(p)-n)))
+		if e.Hole {
+			clear(p[n : n+k])
+		} else {
+			data, err := rd.blob(c, i)
+			if err != nil {
+				return n, err
+			}
+			copy(p[n:n+k], data[in:])
+		}
+		n += k
+		i++
+	}
+	if sequential {
+		rd.readAhead(c, c.extentAt(off+int64(n)))
+	}
+	return n, nil
+}
+
+// blob returns the plaintext of extent i, fetching it (and the run after
+// it) if no one has.
+func (rd *reader) blob(c *content, i int) ([]byte, error) {
+	id := c.ext[i].ID
+	e := rd.cache.get(id)
+	for e == nil {
+		f, err := rd.claimRun(c, i)
+		if err != nil {
+			return nil, err
+		}
+		if f == nil { // claimed by another reader meanwhile
+			e = rd.cache.get(id)
+			continue
+		}
+		e = f.entries[id]
+		rd.load(f)
+	}
+	select {
+	case <-e.done:
+	case <-rd.ctx.Done():
+		return nil, rd.ctx.Err()
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e.data, nil
+}
+
+// readAhead starts background fetches of the blobs from extent i on, up
+// to aheadBytes, that no one has fetched or is fetching, while tokens
+// last.
+func (rd *reader) readAhead(c *content, i int) {
+	for end := min(c.size, c.offs[min(i, len(c.ext))]+aheadBytes); i < len(c.ext) && c.offs[i] < end; i++ {
+		if c.ext[i].Hole || rd.cache.has(c.ext[i].ID) {
+			continue
+		}
+		select {
+		case rd.ahead <- struct{}{}:
+		default:
+			return
+		}
+		f, err := rd.claimRun(c, i)
+		if f == nil || err != nil {
+			<-rd.ahead
+			continue // the read itself will report the error
+		}
+		rd.bg.Go(func() {
+			defer func() { <-rd.ahead }()
+			rd.load(f)
+		})
+	}
+}
+
+// fetch is a run of blobs of one pack claimed for loading.
+type fetch struct {
+	pack    repo.ID
+	refs    []repo.BlobRef
+	entries map[repo.ID]*cacheEntry
+	sizes   map[repo.ID]int64 // what the tree says each holds
+}
+
+// claimRun claims blob i of c and the file's next blobs stored in the
+// same pack that no one has, up to runBytes. It returns nil if blob i was
+// claimed by someone else meanwhile.
+func (rd *reader) claimRun(c *content, i int) (*fetch, error) {
+	first := c.ext[i]
+	loc, ok := rd.src.Index().Lookup(first.ID)
+	if !ok {
+		return nil, fmt.Errorf("data blob %s: %w", first.ID.Short(), repo.ErrBlobNotFound)
+	}
+	e, ok := rd.cache.claim(first.ID)
+	if !ok {
+		return nil, nil
+	}
+	f := &fetch{pack: loc.Pack, entries: map[repo.ID]*cacheEntry{first.ID: e}, sizes: map[repo.ID]int64{first.ID: first.Size}}
+	f.refs = append(f.refs, repo.BlobRef{ID: first.ID, Type: repo.BlobData})
+	bytes := int64(loc.RawLength)
+	for j := i + 1; j < len(c.ext) && len(f.refs) < runBlobs; j++ {
+		x := c.ext[j]
+		if x.Hole || f.entries[x.ID] != nil {
+			continue
+		}
+		l, ok := rd.src.Index().Lookup(x.ID)
+		if !ok || l.Pack != loc.Pack || bytes+int64(l.RawLength) > runBytes {
+			break
+		}
+		e, ok := rd.cache.claim(x.ID)
+		if !ok {
+			break // someone else reads from here on
+		}
+		f.entries[x.ID], f.sizes[x.ID] = e, x.Size
+		f.refs = append(f.refs, repo.BlobRef{ID: x.ID, Type: repo.BlobData})
+		bytes += int64(l.RawLength)
+	}
+	return f, nil
+}
+
+// load reads a claimed run with one LoadBlobs call and completes every
+// entry: with its plaintext, or with the error that kept it from being
+// read (blobs delivered before a damaged one are kept).
+func (rd *reader) load(f *fetch) {
+	if len(f.refs) == 0 {
+		return
+	}
+	err := rd.src.LoadBlobs(rd.ctx, f.pack, f.refs, func(ref repo.BlobRef, plain []byte) error {
+		e := f.entries[ref.ID]
+		if e == nil {
+			return nil // listed twice
+		}
+		delete(f.entries, ref.ID)
+		if int64(len(plain)) != f.sizes[ref.ID] {
+			err := &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: f.pack.String(),
+				Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), f.sizes[ref.ID])}
+			rd.cache.fail(e, err)
+			return nil
+		}
+		rd.cache.fill(e, append([]byte(nil), plain...))
+		return nil
+	})
+	if err == nil && len(f.entries) > 0 {
+		err = errors.New("the pack did not return every blob asked for")
+	}
+	for _, e := range f.entries {
+		rd.cache.fail(e, err)
+	}
+}
