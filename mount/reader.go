@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"sync"
 
@@ -20,15 +21,18 @@ type blobSource interface {
 }
 
 // Fetches: a read that misses fetches the file's following blobs that sit
-// in the same pack along with the one it needs, in one ranged read
-// (LoadBlobs reads through small gaps), up to runBytes; a sequential
+// in the same pack along with the one it needs, and then those of the
+// files after it in its directory (tar and cp -r read them next, and a
+// backup stored them in that order), in one ranged read (LoadBlobs reads
+// through small gaps), up to runBytes, so that a directory of small files
+// costs a read per pack rather than one per file; a sequential
 // reader also has up to aheadBytes beyond its read fetched in the
 // background, by at most aheadFetches fetches at once for the mount, so
 // that the store's latency overlaps the reader's work as restore's
 // parallel pack readers do.
 const (
 	runBytes     = 4 << 20
-	runBlobs     = 64
+	runBlobs     = 1024
 	aheadBytes   = 8 << 20
 	aheadFetches = 4
 )
@@ -76,7 +80,9 @@ func newReader(ctx context.Context, src blobSource, cacheBytes int64) *reader {
 // fewer only at the end of the file. Holes read as zeros. sequential
 // says the read follows the previous one on the same handle, which
 // starts read-ahead.
-func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool) (int, error) {
+// next yields the extents of the files that follow in the directory, for
+// fetches to go on with; it may be nil.
+func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
 	if off >= c.size {
 		return 0, nil
 	}
@@ -96,7 +102,7 @@ func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool) (int,
 		if e.Hole {
 			clear(p[n : n+k])
 		} else {
-			data, err := rd.blob(c, i)
+			data, err := rd.blob(c, i, next)
 			if err != nil {
 				return n, err
 			}
@@ -106,18 +112,18 @@ func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool) (int,
 		i++
 	}
 	if sequential {
-		rd.readAhead(c, c.extentAt(off+int64(n)))
+		rd.readAhead(c, c.extentAt(off+int64(n)), next)
 	}
 	return n, nil
 }
 
 // blob returns the plaintext of extent i, fetching it (and the run after
 // it) if no one has.
-func (rd *reader) blob(c *content, i int) ([]byte, error) {
+func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent]) ([]byte, error) {
 	id := c.ext[i].ID
 	e := rd.cache.get(id)
 	for e == nil {
-		f, err := rd.claimRun(c, i)
+		f, _, err := rd.claimRun(window(c, i, next, runBytes))
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +132,9 @@ func (rd *reader) blob(c *content, i int) ([]byte, error) {
 			continue
 		}
 		e = f.entries[id]
-		rd.load(f)
+		// The run loads on: this read needs only its first blob, which
+		// LoadBlobs delivers first.
+		rd.bg.Go(func() { rd.load(f) })
 	}
 	select {
 	case <-e.done:
@@ -139,12 +147,39 @@ func (rd *reader) blob(c *content, i int) ([]byte, error) {
 	return e.data, nil
 }
 
-// readAhead starts background fetches of the blobs from extent i on, up
-// to aheadBytes, that no one has fetched or is fetching, while tokens
-// last.
-func (rd *reader) readAhead(c *content, i int) {
-	for end := min(c.size, c.offs[min(i, len(c.ext))]+aheadBytes); i < len(c.ext) && c.offs[i] < end; i++ {
-		if c.ext[i].Hole || rd.cache.has(c.ext[i].ID) {
+// window returns the extents from extent i of c on, followed by those of
+// the files next yields, until they hold at least bytes.
+func window(c *content, i int, next iter.Seq[[]snapshot.Extent], bytes int64) []snapshot.Extent {
+	var xs []snapshot.Extent
+	for _, x := range c.ext[i:] {
+		if bytes <= 0 || len(xs) == runBlobs {
+			return xs
+		}
+		xs = append(xs, x)
+		bytes -= x.Size
+	}
+	if next == nil {
+		return xs
+	}
+	for ext := range next {
+		for _, x := range ext {
+			if bytes <= 0 || len(xs) == runBlobs {
+				return xs
+			}
+			xs = append(xs, x)
+			bytes -= x.Size
+		}
+	}
+	return xs
+}
+
+// readAhead starts background fetches of the blobs from extent i of c on,
+// and then of the files after it, up to aheadBytes, that no one has
+// fetched or is fetching, while tokens last.
+func (rd *reader) readAhead(c *content, i int, next iter.Seq[[]snapshot.Extent]) {
+	xs := window(c, i, next, aheadBytes)
+	for k := 0; k < len(xs); k++ {
+		if xs[k].Hole || rd.cache.has(xs[k].ID) {
 			continue
 		}
 		select {
@@ -152,11 +187,12 @@ func (rd *reader) readAhead(c *content, i int) {
 		default:
 			return
 		}
-		f, err := rd.claimRun(c, i)
+		f, used, err := rd.claimRun(xs[k:])
 		if f == nil || err != nil {
 			<-rd.ahead
 			continue // the read itself will report the error
 		}
+		k += used - 1
 		rd.bg.Go(func() {
 			defer func() { <-rd.ahead }()
 			rd.load(f)
@@ -172,40 +208,40 @@ type fetch struct {
 	sizes   map[repo.ID]int64 // what the tree says each holds
 }
 
-// claimRun claims blob i of c and the file's next blobs stored in the
-// same pack that no one has, up to runBytes. It returns nil if blob i was
-// claimed by someone else meanwhile.
-func (rd *reader) claimRun(c *content, i int) (*fetch, error) {
-	first := c.ext[i]
+// claimRun claims the blob of xs[0] and those of the extents after it
+// that are stored in the same pack and that no one has, up to runBytes,
+// and says how many extents it went through. It returns a nil fetch if
+// xs[0] was claimed by someone else meanwhile.
+func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
+	first := xs[0]
 	loc, ok := rd.src.Index().Lookup(first.ID)
 	if !ok {
-		return nil, fmt.Errorf("data blob %s: %w", first.ID.Short(), repo.ErrBlobNotFound)
+		return nil, 1, fmt.Errorf("data blob %s: %w", first.ID.Short(), repo.ErrBlobNotFound)
 	}
 	e, ok := rd.cache.claim(first.ID)
 	if !ok {
-		return nil, nil
+		return nil, 1, nil
 	}
 	f := &fetch{pack: loc.Pack, entries: map[repo.ID]*cacheEntry{first.ID: e}, sizes: map[repo.ID]int64{first.ID: first.Size}}
 	f.refs = append(f.refs, repo.BlobRef{ID: first.ID, Type: repo.BlobData})
 	bytes := int64(loc.RawLength)
-	for j := i + 1; j < len(c.ext) && len(f.refs) < runBlobs; j++ {
-		x := c.ext[j]
+	for k, x := range xs[1:] {
 		if x.Hole || f.entries[x.ID] != nil {
 			continue
 		}
 		l, ok := rd.src.Index().Lookup(x.ID)
 		if !ok || l.Pack != loc.Pack || bytes+int64(l.RawLength) > runBytes {
-			break
+			return f, 1 + k, nil
 		}
 		e, ok := rd.cache.claim(x.ID)
 		if !ok {
-			break // someone else reads from here on
+			return f, 1 + k, nil // someone else reads from here on
 		}
 		f.entries[x.ID], f.sizes[x.ID] = e, x.Size
 		f.refs = append(f.refs, repo.BlobRef{ID: x.ID, Type: repo.BlobData})
 		bytes += int64(l.RawLength)
 	}
-	return f, nil
+	return f, len(xs), nil
 }
 
 // load reads a claimed run with one LoadBlobs call and completes every
