@@ -132,6 +132,7 @@ type fsys struct {
 	trees    *snapshot.TreePrefetcher
 	warn     func(error)
 	uid, gid uint32
+	lastRead atomic.Int64 // when a file was last read, in Unix nanoseconds
 }
 
 // fail reports err on the node at path p and returns EIO: a reader sees
@@ -479,6 +480,17 @@ func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
+	// A program that reads files and lists a directory (tar, cp -r,
+	// rsync) reads its files next: fetch their first blobs now. One
+	// that only lists (ls -R, find) reads no file, and fetches nothing.
+	if time.Since(time.Unix(0, d.sys.lastRead.Load())) < time.Second {
+		for i, n := range kids {
+			if n.Type == snapshot.TypeFile {
+				d.sys.rd.readAhead(newContent(n), 0, d.after(i))
+				break
+			}
+		}
+	}
 	entries := make([]fuse.DirEntry, len(kids))
 	for i, n := range kids {
 		entries[i] = fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: inode(d.snap, n)}
@@ -538,6 +550,7 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	f.once.Do(func() { f.c = newContent(f.n) })
 	h := &f.h
 	sequential := h != nil && h.next.Load() == off
+	f.sys.lastRead.Store(time.Now().UnixNano())
 	n, err := f.sys.rd.readAt(f.c, dest, off, sequential, f.next)
 	if err != nil {
 		return nil, f.sys.fail(f.Path(nil), err)

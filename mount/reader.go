@@ -25,15 +25,19 @@ type blobSource interface {
 // files after it in its directory (tar and cp -r read them next, and a
 // backup stored them in that order), in one ranged read (LoadBlobs reads
 // through small gaps), up to runBytes, so that a directory of small files
-// costs a read per pack rather than one per file; a sequential
-// reader also has up to aheadBytes beyond its read fetched in the
-// background, by at most aheadFetches fetches at once for the mount, so
-// that the store's latency overlaps the reader's work as restore's
-// parallel pack readers do.
+// costs a read per run of files rather than one per file. The read waits
+// for its own blob only; the run goes on loading in the background. A
+// sequential reader also has up to aheadBytes beyond its read fetched in
+// the background, by at most aheadFetches fetches at once for the mount,
+// so that the store's latency and the decryption overlap the reader's
+// work, as restore's parallel pack readers do. Runs are kept short
+// enough that a directory of small files is decrypted by several
+// fetches in parallel rather than by one, ahead of a reader that reads
+// its files in order.
 const (
-	runBytes     = 4 << 20
+	runBytes     = 1 << 20
 	runBlobs     = 1024
-	aheadBytes   = 8 << 20
+	aheadBytes   = 16 << 20
 	aheadFetches = 4
 )
 
