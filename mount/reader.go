@@ -250,12 +250,13 @@ func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
 
 // load reads a claimed run with one LoadBlobs call and completes every
 // entry: with its plaintext, or with the error that kept it from being
-// read (blobs delivered before a damaged one are kept).
+// read. A damaged blob stops LoadBlobs; the blobs after it are then read
+// one by one, so that each fails only for damage of its own.
 func (rd *reader) load(f *fetch) {
 	if len(f.refs) == 0 {
 		return
 	}
-	err := rd.src.LoadBlobs(rd.ctx, f.pack, f.refs, func(ref repo.BlobRef, plain []byte) error {
+	deliver := func(ref repo.BlobRef, plain []byte) error {
 		e := f.entries[ref.ID]
 		if e == nil {
 			return nil // listed twice
@@ -269,7 +270,18 @@ func (rd *reader) load(f *fetch) {
 		}
 		rd.cache.fill(e, append([]byte(nil), plain...))
 		return nil
-	})
+	}
+	err := rd.src.LoadBlobs(rd.ctx, f.pack, f.refs, deliver)
+	if err != nil && len(f.entries) > 1 && rd.ctx.Err() == nil {
+		for _, ref := range f.refs {
+			if e := f.entries[ref.ID]; e != nil {
+				if err := rd.src.LoadBlobs(rd.ctx, f.pack, []repo.BlobRef{ref}, deliver); err != nil && f.entries[ref.ID] != nil {
+					delete(f.entries, ref.ID)
+					rd.cache.fail(e, err)
+				}
+			}
+		}
+	}
 	if err == nil && len(f.entries) > 0 {
 		err = errors.New("the pack did not return every blob asked for")
 	}
