@@ -49,7 +49,11 @@ var mountCommand = &command{
 			Debug:      o.debug,
 			Warn:       func(err error) { a.out.warningf("%v", err) },
 			Ready: func(n int) {
-				a.out.textf("coffer mount: %d snapshots of %s on %s (read-only; Ctrl-C or umount %s to stop)\n", n, a.g.store, dir, dir)
+				noun := "snapshots"
+				if n == 1 {
+					noun = "snapshot"
+				}
+				a.out.textf("coffer mount: %d %s of %s on %s (read-only; Ctrl-C or umount %s to stop)\n", n, noun, a.g.store, dir, dir)
 				a.out.result(map[string]any{"type": "mount", "dir": dir, "snapshots": n})
 			},
 		})
