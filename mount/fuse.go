@@ -520,7 +520,10 @@ type fileNode struct {
 
 	once sync.Once
 	c    *content
-	h    handle
+	// nextOff is where the last read ended: a read from there on is
+	// sequential, and gets read-ahead. (There are no per-open handles:
+	// see Open.)
+	nextOff atomic.Int64
 }
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
@@ -529,12 +532,6 @@ var _ = (fs.NodeFlusher)((*fileNode)(nil))
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 var _ = (fs.NodeGetxattrer)((*fileNode)(nil))
 var _ = (fs.NodeListxattrer)((*fileNode)(nil))
-
-// handle is an open file: where its last read ended, to tell a
-// sequential reader, which gets read-ahead.
-type handle struct {
-	next atomic.Int64
-}
 
 // Open is not implemented: the kernel then stops sending OPEN and
 // RELEASE (FUSE_NO_OPEN_SUPPORT), two round trips per file fewer.
@@ -548,17 +545,19 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 // Read reads from the file's blobs, authenticated as restore reads them.
 func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f.once.Do(func() { f.c = newContent(f.n) })
-	h := &f.h
-	sequential := h != nil && h.next.Load() == off
+	sequential := f.nextOff.Load() == off
 	f.sys.lastRead.Store(time.Now().UnixNano())
-	n, err := f.sys.rd.readAt(f.c, dest, off, sequential, f.next)
+	b, ok, err := f.sys.rd.within(f.c, off, len(dest), sequential, f.next)
+	if !ok {
+		var n int
+		n, err = f.sys.rd.readAt(f.c, dest, off, sequential, f.next)
+		b = dest[:n]
+	}
 	if err != nil {
 		return nil, f.sys.fail(f.Path(nil), err)
 	}
-	if h != nil {
-		h.next.Store(off + int64(n))
-	}
-	return fuse.ReadResultData(dest[:n]), 0
+	f.nextOff.Store(off + int64(len(b)))
+	return fuse.ReadResultData(b), 0
 }
 
 // Flush says that flushing is not implemented, so that the kernel stops

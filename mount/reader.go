@@ -121,6 +121,31 @@ func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next 
 	return n, nil
 }
 
+// within returns the bytes of a read of n bytes at off, clipped at the end
+// of the file, without copying, when they lie in one blob, which is the
+// common case (the kernel reads up to 1 MiB at a time, chunks are 1 MiB on
+// average, and small files are one blob); ok is false otherwise, and
+// readAt must assemble them. The bytes are the cache's, which never
+// change: they may be handed to the kernel as they are.
+func (rd *reader) within(c *content, off int64, n int, sequential bool, next iter.Seq[[]snapshot.Extent]) (b []byte, ok bool, err error) {
+	if off >= c.size {
+		return nil, true, nil
+	}
+	end := min(off+int64(n), c.size)
+	i := c.extentAt(off)
+	if i >= len(c.ext) || c.ext[i].Hole || end > c.offs[i+1] {
+		return nil, false, nil
+	}
+	data, err := rd.blob(c, i, next)
+	if err != nil {
+		return nil, true, err
+	}
+	if sequential {
+		rd.readAhead(c, c.extentAt(end), next)
+	}
+	return data[off-c.offs[i] : end-c.offs[i]], true, nil
+}
+
 // blob returns the plaintext of extent i, fetching it (and the run after
 // it) if no one has.
 func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent]) ([]byte, error) {

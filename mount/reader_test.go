@@ -80,7 +80,7 @@ func TestReaderRandomReads(t *testing.T) {
 				for range 200 {
 					off := rng.Int64N(int64(len(want)) + 10)
 					p := make([]byte, 1+rng.IntN(400<<10))
-					n, err := rd.readAt(c, p, off, rng.IntN(2) == 0, nil)
+					n, err := read(rd, c, p, off, rng.IntN(2) == 0)
 					if err != nil {
 						t.Errorf("read at %d+%d: %v", off, len(p), err)
 						return
@@ -99,6 +99,16 @@ func TestReaderRandomReads(t *testing.T) {
 			t.Errorf("cache holds %d bytes, bound %d", rd.cache.size, cache)
 		}
 	}
+}
+
+// read reads as the FUSE node does: without a copy when the bytes lie in
+// one blob, else assembled into p (then copied there for the test).
+func read(rd *reader, c *content, p []byte, off int64, sequential bool) (int, error) {
+	b, ok, err := rd.within(c, off, len(p), sequential, nil)
+	if !ok {
+		return rd.readAt(c, p, off, sequential, nil)
+	}
+	return copy(p, b), err
 }
 
 // failingSource delivers the blobs of a run up to a damaged one, then
@@ -133,11 +143,11 @@ func TestReaderDamagedBlob(t *testing.T) {
 	rd := newReader(context.Background(), src, DefaultCacheBytes)
 	for range 2 {
 		p := make([]byte, 10)
-		if _, err := rd.readAt(c, p, 150<<10, false, nil); !errors.Is(err, repo.ErrCorrupt) {
+		if _, err := read(rd, c, p, 150<<10, false); !errors.Is(err, repo.ErrCorrupt) {
 			t.Fatalf("read of the damaged blob: %v, want an integrity error", err)
 		}
 		for _, off := range []int64{0, 250 << 10} {
-			n, err := rd.readAt(c, p, off, false, nil)
+			n, err := read(rd, c, p, off, false)
 			if err != nil || !bytes.Equal(p[:n], want[off:off+10]) {
 				t.Fatalf("read at %d beside the damaged blob: %v", off, err)
 			}
