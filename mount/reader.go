@@ -7,6 +7,7 @@ import (
 	"iter"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
@@ -69,15 +70,23 @@ type reader struct {
 	ctx   context.Context
 	src   blobSource
 	cache *blobCache
-	ahead chan struct{}  // tokens for background fetches
-	bg    sync.WaitGroup // background fetches
+	ahead chan struct{}             // tokens for background fetches
+	bg    sync.WaitGroup            // background fetches
+	packs atomic.Pointer[packOrder] // once built, runs go on in pack order
 }
 
 // wait returns once the background fetches have ended.
 func (rd *reader) wait() { rd.bg.Wait() }
 
+// newReader returns a reader; the pack order it fetches runs in is built
+// in the background, reads go on without it meanwhile.
 func newReader(ctx context.Context, src blobSource, cacheBytes int64) *reader {
-	return &reader{ctx: ctx, src: src, cache: newBlobCache(cacheBytes), ahead: make(chan struct{}, aheadFetches)}
+	rd := &reader{ctx: ctx, src: src, cache: newBlobCache(cacheBytes), ahead: make(chan struct{}, aheadFetches)}
+	rd.bg.Go(func() {
+		p := newPackOrder(src.Index())
+		rd.packs.Store(&p)
+	})
+	return rd
 }
 
 // readAt fills p from byte off of a file and returns the bytes read,
@@ -173,6 +182,12 @@ func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent]) ([]b
 	if e.err != nil {
 		return nil, e.err
 	}
+	// Blobs are fetched by id, some for no file in particular (those
+	// after it in its pack): the size the tree records is checked here.
+	if int64(len(e.data)) != c.ext[i].Size {
+		return nil, &repo.IntegrityError{Kind: "blob", Name: id.String(),
+			Err: fmt.Errorf("holds %d bytes, the tree says %d", len(e.data), c.ext[i].Size)}
+	}
 	return e.data, nil
 }
 
@@ -234,13 +249,13 @@ type fetch struct {
 	pack    repo.ID
 	refs    []repo.BlobRef
 	entries map[repo.ID]*cacheEntry
-	sizes   map[repo.ID]int64 // what the tree says each holds
 }
 
 // claimRun claims the blob of xs[0] and those of the extents after it
-// that are stored in the same pack and that no one has, up to runBytes,
-// and says how many extents it went through. It returns a nil fetch if
-// xs[0] was claimed by someone else meanwhile.
+// that are stored in the same pack and that no one has, then the blobs
+// stored after it in the pack, up to runBytes, and says how many extents
+// it went through. It returns a nil fetch if xs[0] was claimed by someone
+// else meanwhile.
 func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
 	first := xs[0]
 	loc, ok := rd.src.Index().Lookup(first.ID)
@@ -251,26 +266,48 @@ func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
 	if !ok {
 		return nil, 1, nil
 	}
-	f := &fetch{pack: loc.Pack, entries: map[repo.ID]*cacheEntry{first.ID: e}, sizes: map[repo.ID]int64{first.ID: first.Size}}
+	f := &fetch{pack: loc.Pack, entries: map[repo.ID]*cacheEntry{first.ID: e}}
 	f.refs = append(f.refs, repo.BlobRef{ID: first.ID, Type: repo.BlobData})
 	bytes := int64(loc.RawLength)
+	used := len(xs)
 	for k, x := range xs[1:] {
 		if x.Hole || f.entries[x.ID] != nil {
 			continue
 		}
 		l, ok := rd.src.Index().Lookup(x.ID)
 		if !ok || l.Pack != loc.Pack || bytes+int64(l.RawLength) > runBytes {
-			return f, 1 + k, nil
+			used = 1 + k
+			break
 		}
 		e, ok := rd.cache.claim(x.ID)
 		if !ok {
-			return f, 1 + k, nil // someone else reads from here on
+			used = 1 + k // someone else reads from here on
+			break
 		}
-		f.entries[x.ID], f.sizes[x.ID] = e, x.Size
+		f.entries[x.ID] = e
 		f.refs = append(f.refs, repo.BlobRef{ID: x.ID, Type: repo.BlobData})
 		bytes += int64(l.RawLength)
 	}
-	return f, len(xs), nil
+	if p := rd.packs.Load(); p != nil {
+		// Then what follows in the pack, while it is not fetched
+		// already: within one ranged read of the first blob.
+		for _, b := range p.after(loc.Pack, loc.Offset) {
+			if bytes+int64(b.raw) > runBytes || int64(b.offset)-int64(loc.Offset) > 2*runBytes {
+				break
+			}
+			if f.entries[b.id] != nil {
+				continue
+			}
+			e, ok := rd.cache.claim(b.id)
+			if !ok {
+				break
+			}
+			f.entries[b.id] = e
+			f.refs = append(f.refs, repo.BlobRef{ID: b.id, Type: repo.BlobData})
+			bytes += int64(b.raw)
+		}
+	}
+	return f, used, nil
 }
 
 // load reads a claimed run with one LoadBlobs call and completes every
@@ -287,12 +324,6 @@ func (rd *reader) load(f *fetch) {
 			return nil // listed twice
 		}
 		delete(f.entries, ref.ID)
-		if int64(len(plain)) != f.sizes[ref.ID] {
-			err := &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: f.pack.String(),
-				Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), f.sizes[ref.ID])}
-			rd.cache.fail(e, err)
-			return nil
-		}
 		rd.cache.fill(e, append([]byte(nil), plain...))
 		return nil
 	}
