@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/cofferhq/coffer/repo"
@@ -30,7 +31,7 @@ func newPackOrder(x *repo.Index) packOrder {
 		}
 	})
 	for _, blobs := range p {
-		slices.SortFunc(blobs, func(a, b packBlob) int { return int(a.offset) - int(b.offset) })
+		slices.SortFunc(blobs, func(a, b packBlob) int { return cmp.Compare(a.offset, b.offset) })
 	}
 	return p
 }
@@ -38,7 +39,7 @@ func newPackOrder(x *repo.Index) packOrder {
 // after returns the blobs of pack stored after offset.
 func (p packOrder) after(pack repo.ID, offset uint32) []packBlob {
 	blobs := p[pack]
-	i, _ := slices.BinarySearchFunc(blobs, offset, func(b packBlob, off uint32) int { return int(b.offset) - int(off) })
+	i, _ := slices.BinarySearchFunc(blobs, offset, func(b packBlob, off uint32) int { return cmp.Compare(b.offset, off) })
 	for i < len(blobs) && blobs[i].offset <= offset {
 		i++
 	}

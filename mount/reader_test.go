@@ -200,3 +200,31 @@ func TestReaderRunsIntoNextFiles(t *testing.T) {
 		}
 	}
 }
+
+// Once the pack order is built, a fetch goes on through the blobs stored
+// after the one read, whatever file they belong to: reading the first of
+// many small files, without knowing the others, fetches them with it.
+func TestReaderRunsInPackOrder(t *testing.T) {
+	r := newTestRepo(t)
+	var sizes [][]int
+	for i := range 20 {
+		sizes = append(sizes, []int{3000 + i})
+	}
+	files, data := storeFiles(t, r, 200, sizes, nil)
+	rd := newReader(context.Background(), r, DefaultCacheBytes)
+	rd.wait() // the pack order is built
+	if rd.packs.Load() == nil {
+		t.Fatal("no pack order")
+	}
+	c := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(data[0])), Content: files[0]})
+	p := make([]byte, len(data[0]))
+	if n, err := read(rd, c, p, 0, false); err != nil || !bytes.Equal(p[:n], data[0]) {
+		t.Fatalf("first file: %v", err)
+	}
+	rd.wait()
+	for i, ext := range files {
+		if !rd.cache.has(ext[0].ID) {
+			t.Errorf("file %d, stored after the first, was not fetched with it", i)
+		}
+	}
+}
