@@ -4,7 +4,10 @@
 # a cold `ls -R` of a mounted snapshot against `coffer ls -r` (the cache
 # directory dropped before each, so trees come from the packs).
 #
-#   bench/mount.sh [runs, default 5]
+#   bench/mount.sh [runs, default 5] [store: fs (default) or oci]
+#
+# With oci the repository is on CNCF Distribution on loopback (built
+# from tools/go.mod into $COFFER_TOOLBIN, as bench/oci-push.sh does).
 #
 # The dataset is mixed, about 480 MiB: 12,000 source-like text files in
 # 600 directories, 4 x 64 MiB of random data, 10 x 10 MiB of logs. Each
@@ -15,11 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
+store=${2:-fs}
 work=$(mktemp -d)
 mnt=$work/mnt
 mount_pid=
+registry_pid=
 cleanup() {
   if [ -n "$mount_pid" ]; then kill -INT "$mount_pid" 2>/dev/null || true; wait "$mount_pid" 2>/dev/null || true; fi
+  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
   rm -rf "$work" /dev/shm/coffer-bench-restore
 }
 trap cleanup EXIT
@@ -48,6 +54,12 @@ echo "data: $(find "$data" -type f | wc -l) files, $(du -sm "$data" | cut -f1) M
 
 export COFFER_PASSPHRASE=bench COFFER_CACHE_DIR=$work/cache
 repo=$work/repo
+if [ "$store" = oci ]; then
+  toolbin=${COFFER_TOOLBIN:-$work}
+  [ -x "$toolbin/registry" ] || go build -modfile=tools/go.mod -o "$toolbin/" github.com/distribution/distribution/v3/cmd/registry
+  . scripts/registry.sh
+  repo=oci://localhost:$port/mount
+fi
 "$c" -silent at "$repo" create
 "$c" -silent at "$repo" backup "$data"
 
