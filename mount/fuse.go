@@ -99,6 +99,7 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	if err != nil {
 		return fmt.Errorf("mounting on %s: %w", dir, err)
 	}
+	sys.noOpen.Store(tryNoOpen && server.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0)
 	if opt.Ready != nil {
 		opt.Ready(len(sns))
 	}
@@ -133,6 +134,7 @@ type fsys struct {
 	warn     func(error)
 	uid, gid uint32
 	lastRead atomic.Int64 // when a file was last read, in Unix nanoseconds
+	noOpen   atomic.Bool  // files answer OPEN and FLUSH with ENOSYS
 }
 
 // fail reports err on the node at path p and returns EIO: a reader sees
@@ -344,7 +346,6 @@ type dirNode struct {
 
 	mu   sync.Mutex
 	kids []*snapshot.Node // sorted by name, once loaded
-	err  error            // why they could not be, kept so each call does not retry
 }
 
 var _ = (fs.NodeLookuper)((*dirNode)(nil))
@@ -362,14 +363,14 @@ func (d *dirNode) path() string { return d.Path(nil) }
 func (d *dirNode) children() ([]*snapshot.Node, syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.kids == nil && d.err == nil {
-		d.kids, d.err = d.load()
-		if d.err == nil {
-			d.sys.trees.Queue(subtrees(d.kids))
+	if d.kids == nil {
+		// An error is not kept: the store may answer the next time.
+		kids, err := d.load()
+		if err != nil {
+			return nil, d.sys.fail(d.path(), err)
 		}
-	}
-	if d.err != nil {
-		return nil, d.sys.fail(d.path(), d.err)
+		d.kids = kids
+		d.sys.trees.Queue(subtrees(d.kids))
 	}
 	return d.kids, 0
 }
@@ -533,13 +534,17 @@ var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 var _ = (fs.NodeGetxattrer)((*fileNode)(nil))
 var _ = (fs.NodeListxattrer)((*fileNode)(nil))
 
-// Open is not implemented: the kernel then stops sending OPEN and
-// RELEASE (FUSE_NO_OPEN_SUPPORT), two round trips per file fewer.
+// Open opens the file for reading. Where the kernel offers it, it answers
+// "not implemented" (see tryNoOpen); elsewhere it asks the kernel to keep what it cached from
+// earlier opens (FOPEN_KEEP_CACHE): contents never change.
 func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	return nil, 0, syscall.ENOSYS
+	if f.sys.noOpen.Load() {
+		return nil, 0, syscall.ENOSYS
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Read reads from the file's blobs, authenticated as restore reads them.
@@ -560,10 +565,13 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	return fuse.ReadResultData(b), 0
 }
 
-// Flush says that flushing is not implemented, so that the kernel stops
-// sending a FLUSH on every close: nothing is ever written.
+// Flush says, where Open does, that flushing is not implemented, so that the
+// kernel stops sending a FLUSH on every close: nothing is ever written.
 func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
-	return syscall.ENOSYS
+	if f.sys.noOpen.Load() {
+		return syscall.ENOSYS
+	}
+	return 0
 }
 
 // linkNode is a symbolic link of a snapshot.
