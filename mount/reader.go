@@ -36,10 +36,10 @@ type blobSource interface {
 // fetches in parallel rather than by one, ahead of a reader that reads
 // its files in order.
 const (
-	runBytes     = 1 << 20
+	runBytes     = 2 << 20
 	runBlobs     = 1024
-	aheadBytes   = 16 << 20
-	aheadFetches = 4
+	aheadBytes   = 32 << 20
+	aheadFetches = 8
 )
 
 // content is a regular file's extents and where each starts.
