@@ -203,12 +203,11 @@ func TestMountMatchesSource(t *testing.T) {
 
 	snap2 := snapshotDir(t, m.dir, second)
 	links := map[string]string{
-		"latest":              "snapshots/" + snap2,
-		"hosts/beta/latest":   snap2,
-		"hosts/alpha/latest":  snapshotDir(t, m.dir, first),
-		"tags/weekly/latest":  snap2,
-		"tags/daily/latest":   snapshotDir(t, m.dir, first),
-		"snapshots/../latest": "snapshots/" + snap2,
+		"latest":             "snapshots/" + snap2,
+		"hosts/beta/latest":  snap2,
+		"hosts/alpha/latest": snapshotDir(t, m.dir, first),
+		"tags/weekly/latest": snap2,
+		"tags/daily/latest":  snapshotDir(t, m.dir, first),
 	}
 	for link, want := range links {
 		if got, err := os.Readlink(filepath.Join(m.dir, link)); err != nil || got != want {
