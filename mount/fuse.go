@@ -97,7 +97,7 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 		GID:             sys.gid,
 	})
 	if err != nil {
-		return fmt.Errorf("mounting on %s: %w", dir, err)
+		return fmt.Errorf("mounting on %s: %w%s", dir, err, mountHint(err))
 	}
 	sys.noOpen.Store(tryNoOpen && server.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0)
 	if opt.Ready != nil {

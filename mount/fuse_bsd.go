@@ -14,3 +14,6 @@ func checkDevice() error { return nil }
 func lazyUnmount(dir string) error {
 	return runQuiet("umount", "-f", dir)
 }
+
+// mountHint adds nothing: the mount's own error says it.
+func mountHint(error) string { return "" }

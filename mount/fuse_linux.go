@@ -3,8 +3,10 @@
 package mount
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,4 +38,13 @@ func lazyUnmount(dir string) error {
 		}
 	}
 	return fmt.Errorf("neither umount2 nor fusermount -u -z succeeded")
+}
+
+// mountHint says what to do about a mount that failed for want of
+// fusermount, which users other than root mount with.
+func mountHint(err error) string {
+	if errors.Is(err, exec.ErrNotFound) {
+		return ": install fuse3 (fusermount3), or mount as root"
+	}
+	return ""
 }
