@@ -61,13 +61,14 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	// are open keep reading until the unmount has gone through.
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	sys := &fsys{
-		ctx:   base,
-		r:     r,
-		rd:    newReader(base, r, cacheBytes),
-		trees: snapshot.NewTreePrefetcher(base, r),
-		warn:  warn,
-		uid:   uint32(os.Getuid()),
-		gid:   uint32(os.Getgid()),
+		ctx:     base,
+		r:       r,
+		rd:      newReader(base, r, cacheBytes),
+		trees:   snapshot.NewTreePrefetcher(base, r),
+		warn:    warn,
+		pushers: make(chan struct{}, 2),
+		uid:     uint32(os.Getuid()),
+		gid:     uint32(os.Getgid()),
 	}
 	defer func() {
 		stop()
@@ -133,8 +134,9 @@ type fsys struct {
 	trees    *snapshot.TreePrefetcher
 	warn     func(error)
 	uid, gid uint32
-	lastRead atomic.Int64 // when a file was last read, in Unix nanoseconds
-	noOpen   atomic.Bool  // files answer OPEN and FLUSH with ENOSYS
+	lastRead atomic.Int64  // when a file was last read, in Unix nanoseconds
+	noOpen   atomic.Bool   // files answer OPEN and FLUSH with ENOSYS
+	pushers  chan struct{} // tokens for filling the kernel's cache (pushAfter)
 }
 
 // fail reports err on the node at path p and returns EIO: a reader sees
@@ -506,7 +508,7 @@ func (s *fsys) newNode(d *dirNode, i int) fs.InodeEmbedder {
 	case snapshot.TypeDir:
 		return &dirNode{sys: s, snap: d.snap, node: n}
 	case snapshot.TypeFile:
-		return &fileNode{meta: meta{sys: s, n: n}, next: d.after(i)}
+		return &fileNode{meta: meta{sys: s, n: n}, next: d.after(i), dir: d, idx: i}
 	case snapshot.TypeSymlink:
 		return &linkNode{meta: meta{sys: s, n: n}}
 	}
@@ -518,9 +520,12 @@ type fileNode struct {
 	fs.Inode
 	meta
 	next iter.Seq[[]snapshot.Extent] // the files after it in its directory
+	dir  *dirNode                    // its directory, and its index there
+	idx  int
 
-	once sync.Once
-	c    *content
+	once   sync.Once
+	c      *content
+	pushed atomic.Bool // its content was put into the kernel's cache
 	// nextOff is where the last read ended: a read from there on is
 	// sequential, and gets read-ahead. (There are no per-open handles:
 	// see Open.)
@@ -552,6 +557,10 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	f.once.Do(func() { f.c = newContent(f.n) })
 	sequential := f.nextOff.Load() == off
 	f.sys.lastRead.Store(time.Now().UnixNano())
+	if off == 0 && f.n.Size <= pushMax {
+		f.pushed.Store(true)
+		f.sys.pushAfter(f.dir, f.idx)
+	}
 	b, ok, err := f.sys.rd.within(f.c, off, len(dest), sequential, f.next)
 	if !ok {
 		var n int
@@ -572,6 +581,61 @@ func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 		return syscall.ENOSYS
 	}
 	return 0
+}
+
+// Small files read in order (tar, cp -r) would each cost a READ round
+// trip, serial in the reader, which restore does not have: once a small
+// file is read from its start, the small files after it in its
+// directory that the kernel knows (READDIRPLUS made their inodes) are
+// read here and put into the kernel's page cache (FUSE_NOTIFY_STORE), up
+// to pushFiles or pushBytes, so that their reads never reach coffer.
+const (
+	pushMax   = 256 << 10
+	pushFiles = 64
+	pushBytes = 4 << 20
+)
+
+// pushAfter puts the small files after entry i of d into the kernel's
+// cache, in the background, unless pushers are busy.
+func (s *fsys) pushAfter(d *dirNode, i int) {
+	if d == nil {
+		return
+	}
+	select {
+	case s.pushers <- struct{}{}:
+	default:
+		return
+	}
+	s.rd.bg.Go(func() {
+		defer func() { <-s.pushers }()
+		files, bytes := 0, int64(0)
+		for _, n := range d.kids[i+1:] {
+			if files == pushFiles || bytes >= pushBytes || s.ctx.Err() != nil {
+				return
+			}
+			if n.Type != snapshot.TypeFile || n.Size == 0 || n.Size > pushMax {
+				continue
+			}
+			ch := d.GetChild(n.Name)
+			if ch == nil {
+				continue // the kernel has no inode for it: nothing to fill
+			}
+			f, ok := ch.Operations().(*fileNode)
+			if !ok || f.pushed.Swap(true) {
+				continue
+			}
+			f.once.Do(func() { f.c = newContent(f.n) })
+			buf := make([]byte, f.n.Size)
+			k, err := s.rd.readAt(f.c, buf, 0, false, f.next)
+			if err != nil {
+				f.pushed.Store(false) // its own read reports the error
+				continue
+			}
+			ch.WriteCache(0, buf[:k])
+			files++
+			bytes += int64(k)
+		}
+	})
 }
 
 // linkNode is a symbolic link of a snapshot.
