@@ -75,9 +75,8 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 		sys.trees.Close()
 		sys.rd.wait()
 	}()
-	root := &staticDir{sys: sys, mtime: time.Time{}}
 	l := newLayout(sns)
-	root.mtime = l.newest()
+	root := &staticDir{sys: sys, mtime: l.newest()}
 	root.build = func(ctx context.Context) { sys.populate(ctx, root, l) }
 	timeout := cacheFor
 	server, err := fs.Mount(dir, root, &fs.Options{
@@ -152,14 +151,14 @@ func (s *fsys) fail(p string, err error) syscall.Errno {
 // populate builds the fixed top of the file system: snapshots/, hosts/,
 // tags/ and latest.
 func (s *fsys) populate(ctx context.Context, root *staticDir, l *layout) {
-	s.addGroup(ctx, &root.Inode, "snapshots", &l.all, "snapshots/")
+	s.addGroup(ctx, &root.Inode, "snapshots", &l.all, false)
 	for _, views := range []struct {
 		name   string
 		groups map[string]*group
 	}{{"hosts", l.hosts}, {"tags", l.tags}} {
 		dir := s.addStatic(ctx, &root.Inode, views.name, root.mtime)
 		for key, g := range views.groups {
-			s.addGroup(ctx, &dir.Inode, key, g, "")
+			s.addGroup(ctx, &dir.Inode, key, g, true)
 		}
 	}
 	if latest := l.all.latest(); latest != "" {
@@ -168,8 +167,9 @@ func (s *fsys) populate(ctx context.Context, root *staticDir, l *layout) {
 }
 
 // addGroup adds a directory of snapshot directories, with a latest
-// symlink unless it is the top's snapshots/ (latest is beside it).
-func (s *fsys) addGroup(ctx context.Context, parent *fs.Inode, name string, g *group, top string) {
+// symlink if withLatest (snapshots/ has none: the top's latest is beside
+// it).
+func (s *fsys) addGroup(ctx context.Context, parent *fs.Inode, name string, g *group, withLatest bool) {
 	var mtime time.Time
 	if n := len(g.entries); n > 0 {
 		mtime = g.entries[n-1].sn.Time
@@ -179,7 +179,7 @@ func (s *fsys) addGroup(ctx context.Context, parent *fs.Inode, name string, g *g
 		d := &dirNode{sys: s, snap: e.sn}
 		dir.AddChild(e.name, dir.NewPersistentInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
 	}
-	if top == "" && g.latest() != "" {
+	if withLatest && g.latest() != "" {
 		s.addLink(ctx, &dir.Inode, "latest", g.latest(), mtime)
 	}
 }
