@@ -176,7 +176,7 @@ func (s *fsys) addGroup(ctx context.Context, parent *fs.Inode, name string, g *g
 	}
 	dir := s.addStatic(ctx, parent, name, mtime)
 	for _, e := range g.entries {
-		d := &dirNode{sys: s, snap: e.sn}
+		d := &dirNode{sys: s, snap: e.sn, top: true}
 		dir.AddChild(e.name, dir.NewPersistentInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
 	}
 	if withLatest && g.latest() != "" {
@@ -339,12 +339,13 @@ func inode(sn *snapshot.Snapshot, n *snapshot.Node) uint64 {
 }
 
 // dirNode is a directory of a snapshot, or a snapshot's own directory
-// (node nil until its base is resolved).
+// (top: its node is the snapshot's base, resolved on first use).
 type dirNode struct {
 	fs.Inode
 	sys  *fsys
 	snap *snapshot.Snapshot
-	node *snapshot.Node // nil for a snapshot's directory
+	top  bool
+	node *snapshot.Node // set at creation, or (top) under mu once resolved
 
 	mu   sync.Mutex
 	kids []*snapshot.Node // sorted by name, once loaded
@@ -378,7 +379,7 @@ func (d *dirNode) children() ([]*snapshot.Node, syscall.Errno) {
 }
 
 func (d *dirNode) load() ([]*snapshot.Node, error) {
-	if d.node == nil {
+	if d.top && d.node == nil {
 		n, _, err := snapshot.Resolve(d.sys.ctx, d.sys.r, d.snap, "")
 		if err != nil {
 			return nil, err
@@ -416,7 +417,7 @@ func (d *dirNode) OnForget() {
 // Getattr describes the directory; a snapshot's own directory is the
 // snapshot: its time, owned by the mounting user.
 func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.node != nil && d.node.Name != "/" {
+	if !d.top {
 		fillAttr(&out.Attr, d.node)
 		return 0
 	}
@@ -429,9 +430,10 @@ func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOu
 
 func (d *dirNode) meta() *meta { return &meta{sys: d.sys, n: d.node} }
 
-// Listxattr lists the directory's recorded extended attributes.
+// Listxattr lists the directory's recorded extended attributes (a
+// snapshot's own directory has none).
 func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	if d.node == nil {
+	if d.top {
 		return 0, 0
 	}
 	return d.meta().Listxattr(ctx, dest)
@@ -439,7 +441,7 @@ func (d *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.E
 
 // Getxattr returns one of the directory's recorded extended attributes.
 func (d *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if d.node == nil {
+	if d.top {
 		return 0, syscall.Errno(fuse.ENOATTR)
 	}
 	return d.meta().Getxattr(ctx, attr, dest)
