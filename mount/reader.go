@@ -21,20 +21,20 @@ type blobSource interface {
 	LoadBlobs(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
 }
 
-// Fetches: a read that misses fetches the file's following blobs that sit
-// in the same pack along with the one it needs, and then those of the
-// files after it in its directory (tar and cp -r read them next, and a
-// backup stored them in that order), in one ranged read (LoadBlobs reads
-// through small gaps), up to runBytes, so that a directory of small files
-// costs a read per run of files rather than one per file. The read waits
-// for its own blob only; the run goes on loading in the background. A
-// sequential reader also has up to aheadBytes beyond its read fetched in
-// the background, by at most aheadFetches fetches at once for the mount,
-// so that the store's latency and the decryption overlap the reader's
-// work, as restore's parallel pack readers do. Runs are kept short
-// enough that a directory of small files is decrypted by several
-// fetches in parallel rather than by one, ahead of a reader that reads
-// its files in order.
+// Fetches: a read that misses fetches, along with the blob it needs, the
+// file's following blobs that sit in the same pack, then those of the
+// files after it in its directory, then the blobs stored after it in the
+// pack (packOrder: a backup stores blobs in the order tar and cp -r read
+// them), in one LoadBlobs call (one ranged read through small gaps), up
+// to runBytes, so that a directory of small files costs a read per run
+// rather than one per file. The read waits for its own blob only; the
+// run goes on loading in the background. A sequential reader also has up
+// to aheadBytes beyond its read (in its file, then its directory) fetched
+// in the background, by at most aheadFetches fetches at once for the
+// mount, so that the store's latency and the decryption overlap the
+// reader's work, as restore's parallel pack readers do. The sizes were
+// chosen by measurement on a local directory and a registry
+// (docs/benchmarks.md, "mount").
 const (
 	runBytes     = 2 << 20
 	runBlobs     = 1024
