@@ -444,3 +444,35 @@ func TestMountOCI(t *testing.T) {
 	}
 	wantUnmounted(t, m.dir)
 }
+
+// Ctrl-C while a file in the mount is open detaches the mount (nothing
+// new can be opened) and says so; the command ends, exit 0, once the file
+// is closed, with nothing left mounted or serving.
+func TestMountBusyCtrlC(t *testing.T) {
+	requireFUSE(t)
+	h := newHarness(t)
+	h.create()
+	h.backup(sourceTree(t))
+	m := h.mount(t)
+	f, err := os.Open(filepath.Join(m.dir, "latest", "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cancel()
+	select {
+	case r := <-m.done:
+		f.Close()
+		t.Fatalf("mount ended with a file open in it: exit %d, stderr %q", r.code, r.stderr)
+	case <-time.After(500 * time.Millisecond):
+	}
+	b := make([]byte, len(licenseText))
+	if n, err := f.Read(b); err != nil || string(b[:n]) != licenseText {
+		t.Errorf("the open file after Ctrl-C: %q, %v", b[:n], err)
+	}
+	f.Close()
+	r := m.wait(t)
+	if r.code != 0 || !strings.Contains(r.stderr, "busy") {
+		t.Errorf("mount: exit %d, stderr %q, want exit 0 and a warning that it was busy", r.code, r.stderr)
+	}
+	wantUnmounted(t, m.dir)
+}
