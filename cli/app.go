@@ -82,7 +82,7 @@ func init() {
 	commands = []*command{
 		createCommand, backupCommand, lsCommand, findFilesCommand, catCommand, restoreCommand, archiveCommand, syncCommand,
 		tagCommand, statsCommand, storeCommand, cacheCommand, checkCommand, infoCommand, diffCommand, keyCommand,
-		loginCommand, logoutCommand, uiCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
+		loginCommand, logoutCommand, uiCommand, mountCommand, versionCommand, forgetCommand, pruneCommand, unlockCommand, repairCommand,
 		completionCommand, manCommand,
 	}
 }
@@ -108,6 +108,7 @@ func globalFlagList() []*flag.Flag {
 	var out []*flag.Flag
 	(&app{}).globalFlags().VisitAll(func(f *flag.Flag) { out = append(out, f) })
 	return out
+
 }
 
 // app carries the state shared by one invocation.

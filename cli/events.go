@@ -388,6 +388,13 @@ type manEvent struct {
 	Pages int    `json:"pages"`
 }
 
+// mountEvent says that the snapshots are mounted.
+type mountEvent struct {
+	Type      string `json:"type"` // "mount"
+	Dir       string `json:"dir"`
+	Snapshots int    `json:"snapshots"`
+}
+
 // uiEvent says where the web UI listens.
 type uiEvent struct {
 	Type string `json:"type"` // "ui"

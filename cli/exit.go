@@ -90,7 +90,7 @@ var exitCodeTable = []struct {
 }{
 	{ExitOK, "success"},
 	{ExitFailure, "any other error"},
-	{ExitUsage, "bad command line, including a malformed store location, and standard input, a pipe or a character device given to backup as a path"},
+	{ExitUsage, "bad command line, including a malformed store location, standard input, a pipe or a character device given to backup as a path, and a mount directory that is missing, not a directory or not empty"},
 	{ExitPartial, "backup completed, but some entries could not be read, or standard input was empty; restore -ignore-errors or diff against the disk completed, but some entries could not be read"},
 	{ExitNoRepository, "no repository at the location, or create found the store not empty"},
 	{ExitWrongPassword, "wrong passphrase: no key opens with it"},

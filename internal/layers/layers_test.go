@@ -24,9 +24,10 @@ var allowed = []struct {
 }{
 	{"cmd/coffer", []string{"cli"}, nil},
 	{"ui/browsertest", nil, []string{"ui", "snapshot", "repo", "storage/mem", "internal/testutil"}},
-	{"cli", []string{"ui", "snapshot", "repo", "storage", "storage/all", "storage/oci", "internal/bytesize", "internal/cachefile"}, []string{"internal/testutil", "internal/testregistry"}},
+	{"cli", []string{"ui", "mount", "snapshot", "repo", "storage", "storage/all", "storage/oci", "internal/bytesize", "internal/cachefile"}, []string{"internal/testutil", "internal/testregistry"}},
 	{"ui", []string{"snapshot", "repo", "storage", "internal/bytesize"}, []string{"storage/mem", "storage/local", "storage/oci", "internal/testutil", "internal/testregistry"}},
 	{"bench", []string{"internal/testutil"}, nil},
+	{"mount", []string{"snapshot", "repo"}, []string{"storage/mem", "storage/local", "internal/testutil"}},
 	{"snapshot", []string{"repo", "storage", "internal/gitignore"}, []string{"storage/mem", "storage/local", "internal/testutil"}},
 	{"repo", []string{"storage", "internal/cachefile"}, []string{"storage/mem", "storage/local", "internal/testutil"}},
 	{"storage/all", []string{"storage", "storage/local", "storage/oci"}, nil},
