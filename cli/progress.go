@@ -113,36 +113,33 @@ func (p *progress) status() statusEvent {
 	return e
 }
 
-// statusEvents prints a status event every statusInterval.
-func (p *progress) statusEvents() {
+// every calls fn each interval until the progress is done.
+func (p *progress) every(interval time.Duration, fn func()) {
 	defer p.wg.Done()
-	t := time.NewTicker(statusInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			p.out.result(p.status())
+			fn()
 		}
 	}
 }
 
+// statusEvents prints a status event every statusInterval.
+func (p *progress) statusEvents() {
+	p.every(statusInterval, func() { p.out.result(p.status()) })
+}
+
 // plain prints a status line periodically for logs and pipes.
 func (p *progress) plain(w io.Writer) {
-	defer p.wg.Done()
-	t := time.NewTicker(plainInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			p.out.mu.Lock()
-			fmt.Fprintln(w, p.line())
-			p.out.mu.Unlock()
-		}
-	}
+	p.every(plainInterval, func() {
+		p.out.mu.Lock()
+		fmt.Fprintln(w, p.line())
+		p.out.mu.Unlock()
+	})
 }
 
 func (p *progress) line() string {
