@@ -17,8 +17,9 @@ import (
 // *repo.Repository has it.
 type blobSource interface {
 	Index() *repo.Index
-	// LoadBlobs authenticates every blob and checks its id.
-	LoadBlobs(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
+	// LoadBlobsOwned authenticates every blob and checks its id; fn
+	// may keep the plaintexts it is given.
+	LoadBlobsOwned(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
 }
 
 // Fetches: a read that misses fetches, along with the blob it needs, the
@@ -310,7 +311,7 @@ func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
 	return f, used, nil
 }
 
-// load reads a claimed run with one LoadBlobs call and completes every
+// load reads a claimed run with one LoadBlobsOwned call and completes every
 // entry: with its plaintext, or with the error that kept it from being
 // read. A damaged blob stops LoadBlobs; the blobs after it are then read
 // one by one, so that each fails only for damage of its own.
@@ -324,14 +325,14 @@ func (rd *reader) load(f *fetch) {
 			return nil // listed twice
 		}
 		delete(f.entries, ref.ID)
-		rd.cache.fill(e, append([]byte(nil), plain...))
+		rd.cache.fill(e, plain)
 		return nil
 	}
-	err := rd.src.LoadBlobs(rd.ctx, f.pack, f.refs, deliver)
+	err := rd.src.LoadBlobsOwned(rd.ctx, f.pack, f.refs, deliver)
 	if err != nil && len(f.entries) > 1 && rd.ctx.Err() == nil {
 		for _, ref := range f.refs {
 			if e := f.entries[ref.ID]; e != nil {
-				if err := rd.src.LoadBlobs(rd.ctx, f.pack, []repo.BlobRef{ref}, deliver); err != nil && f.entries[ref.ID] != nil {
+				if err := rd.src.LoadBlobsOwned(rd.ctx, f.pack, []repo.BlobRef{ref}, deliver); err != nil && f.entries[ref.ID] != nil {
 					delete(f.entries, ref.ID)
 					rd.cache.fail(e, err)
 				}

@@ -120,8 +120,8 @@ type failingSource struct {
 	mu    sync.Mutex
 }
 
-func (s *failingSource) LoadBlobs(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error {
-	return s.Repository.LoadBlobs(ctx, pack, blobs, func(ref repo.BlobRef, plain []byte) error {
+func (s *failingSource) LoadBlobsOwned(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error {
+	return s.Repository.LoadBlobsOwned(ctx, pack, blobs, func(ref repo.BlobRef, plain []byte) error {
 		if ref.ID == s.bad {
 			s.mu.Lock()
 			s.fails++

@@ -77,6 +77,44 @@ func TestBlobsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLoadBlobsOwned keeps every plaintext LoadBlobsOwned hands out, of
+// compressed and incompressible blobs alike, and checks them only once
+// the whole pack is read: none may share a buffer that a later blob
+// overwrote.
+func TestLoadBlobsOwned(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	blobs := mixedBlobs(3, 60, 96<<10)
+	ids, _ := saveBlobs(t, r, blobs)
+	want := map[ID]testBlob{}
+	for i, id := range ids {
+		want[id] = blobs[i]
+	}
+	r2 := reopen(t, st, OpenOptions{})
+	kept := map[ID][]byte{}
+	for pack, packIDs := range packsOf(r2.Index()) {
+		refs := make([]BlobRef, len(packIDs))
+		for i, id := range packIDs {
+			refs[i] = BlobRef{ID: id, Type: want[id].typ}
+		}
+		err := r2.LoadBlobsOwned(ctx, pack, refs, func(ref BlobRef, plain []byte) error {
+			kept[ref.ID] = plain
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("LoadBlobsOwned of pack %s: %v", pack.Short(), err)
+		}
+	}
+	if len(kept) != len(blobs) {
+		t.Fatalf("kept %d blobs, want %d", len(kept), len(blobs))
+	}
+	for id, plain := range kept {
+		if !bytes.Equal(plain, want[id].data) {
+			t.Errorf("kept blob %s (%d bytes) changed after later blobs were loaded", id.Short(), len(want[id].data))
+		}
+	}
+}
+
 // TestLoadBlobs reads every pack's blobs, asked for in shuffled order, and
 // checks they come back in offset order, each once, with the right bytes.
 func TestLoadBlobs(t *testing.T) {

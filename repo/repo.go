@@ -491,12 +491,20 @@ const maxCoalescedRead = 16 << 20
 // blobs with a single ranged read, and calls fn with each verified
 // plaintext in pack order. The plaintext is only valid during the call.
 func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
-	return r.loadBlobs(ctx, pack, blobs, nil, fn)
+	return r.loadBlobs(ctx, pack, blobs, nil, false, fn)
+}
+
+// LoadBlobsOwned is LoadBlobs for a caller that keeps the plaintexts (a
+// cache): each is a buffer of its own, which fn may keep and nothing
+// else writes to, so that keeping it costs no copy.
+func (r *Repository) LoadBlobsOwned(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
+	return r.loadBlobs(ctx, pack, blobs, nil, true, fn)
 }
 
 // loadBlobs is LoadBlobs, calling sealed (when not nil) with each sealed
-// blob before it is decrypted in place.
-func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, sealedFn func(BlobRef, []byte), fn func(BlobRef, []byte) error) error {
+// blob before it is decrypted in place, and, if owned, handing fn
+// plaintexts that are not reused.
+func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, sealedFn func(BlobRef, []byte), owned bool, fn func(BlobRef, []byte) error) error {
 	type item struct {
 		ref BlobRef
 		loc Location
@@ -550,10 +558,16 @@ func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, se
 				if sealedFn != nil {
 					sealedFn(it.ref, sealed)
 				}
+				if owned {
+					scratch = make([]byte, 0, it.loc.RawLength)
+				}
 				plain, scratch, err = r.codec.openBlobInPlace(it.ref.Type, it.ref.ID, sealed, scratch)
 				if err != nil {
 					rc.Close()
 					return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: err}
+				}
+				if owned && len(scratch) == 0 {
+					sealed = nil // not decompressed: plain lies in sealed, and fn keeps it
 				}
 			}
 			if err := fn(it.ref, plain); err != nil {
@@ -601,7 +615,7 @@ func (r *Repository) LoadTrees(ctx context.Context, ids []ID, fn func(ID, []byte
 		g.Go(func() error {
 			return r.loadBlobs(gctx, pack, refs, func(ref BlobRef, sealed []byte) {
 				r.trees.putBlob(ref.ID, sealed) // written before it is decrypted in place
-			}, func(ref BlobRef, plain []byte) error { return fn(ref.ID, plain) })
+			}, false, func(ref BlobRef, plain []byte) error { return fn(ref.ID, plain) })
 		})
 	}
 	return g.Wait()
