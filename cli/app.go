@@ -368,7 +368,7 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 	if err := a.registryCredentials(ctx, &o, a.storeCfg); err != nil {
 		return nil, err
 	}
-	return all.Registry(all.Options{OCI: o}).Open(ctx, a.g.store)
+	return all.Registry(all.Options{OCI: o, S3: a.s3Options()}).Open(ctx, a.g.store)
 }
 
 // ociOptions gathers what the registry store needs from flags and the

@@ -1,0 +1,203 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/storagetest"
+)
+
+func TestParseLocation(t *testing.T) {
+	tests := []struct {
+		in   string
+		want location // zero when parsing must fail
+		str  string
+		err  string // a fragment of the error
+	}{
+		{in: "s3://127.0.0.1:9000/bucket/helloworld", want: location{endpoint: "127.0.0.1:9000", bucket: "bucket", prefix: "helloworld", lookup: "auto"}, str: "s3://127.0.0.1:9000/bucket/helloworld"},
+		{in: "s3://minio.example/b-1/a/b/c/", want: location{endpoint: "minio.example", bucket: "b-1", prefix: "a/b/c", lookup: "auto"}, str: "s3://minio.example/b-1/a/b/c"},
+		{in: "s3://minio.example/bucket", want: location{endpoint: "minio.example", bucket: "bucket", lookup: "auto"}, str: "s3://minio.example/bucket"},
+		{in: "s3:my.bucket/backups/laptop", want: location{endpoint: awsEndpoint, aws: true, bucket: "my.bucket", prefix: "backups/laptop", lookup: "auto"}, str: "s3:my.bucket/backups/laptop"},
+		{in: "s3:bucket", want: location{endpoint: awsEndpoint, aws: true, bucket: "bucket", lookup: "auto"}, str: "s3:bucket"},
+		{in: "s3:bucket/p?region=eu-west-3&lookup=dns", want: location{endpoint: awsEndpoint, aws: true, bucket: "bucket", prefix: "p", region: "eu-west-3", lookup: "dns"}, str: "s3:bucket/p"},
+		{in: "s3://[::1]:9000/bucket/p?insecure-http=true&lookup=path", want: location{endpoint: "[::1]:9000", bucket: "bucket", prefix: "p", lookup: "path", insecure: true}, str: "s3://[::1]:9000/bucket/p"},
+		{in: "s3://key:secret@host/bucket/p", err: "must not carry credentials"},
+		{in: "s3://host", err: "no bucket"},
+		{in: "s3://host/", err: "no bucket"},
+		{in: "s3:", err: "names no bucket"},
+		{in: "s3:/bucket/p", err: "s3:bucket/prefix"},
+		{in: "s3://host/Bucket/p", err: "invalid bucket name"},
+		{in: "s3://host/ab/p", err: "invalid bucket name"},
+		{in: "s3://host/bucket/a//b", err: "empty"},
+		{in: "s3://host/bucket/a/../b", err: `".."`},
+		{in: "s3://host/bucket/p#x", err: "fragment"},
+		{in: "s3://host/bucket/p?lookup=sideways", err: "lookup=path"},
+		{in: "s3://host/bucket/p?colour=blue", err: `unknown option "colour"`},
+		{in: "s3://host/bucket/p?region=", err: "region= is empty"},
+		{in: "s3://host:x/bucket/p", err: "S3 location"},
+		{in: "oci://host/repo", err: "must start with s3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseLocation(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, storage.ErrBadLocation) {
+					t.Fatalf("parseLocation(%q) = %+v, %v; want a bad location error containing %q", tt.in, got, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Errorf("error quotes the credentials: %v", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseLocation(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			}
+			if got.String() != tt.str {
+				t.Errorf("String() = %q, want %q", got.String(), tt.str)
+			}
+		})
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		in                 string
+		first, last, total int64
+		ok                 bool
+	}{
+		{"bytes 0-99/1000", 0, 99, 1000, true},
+		{"bytes 10-10/*", 10, 10, -1, true},
+		{"bytes 10-9/100", 0, 0, 0, false},
+		{"bytes -1-9/100", 0, 0, 0, false},
+		{"items 0-9/100", 0, 0, 0, false},
+		{"bytes 0-9", 0, 0, 0, false},
+		{"bytes */100", 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		first, last, total, ok := parseContentRange(tt.in)
+		if ok != tt.ok || first != tt.first || last != tt.last || total != tt.total {
+			t.Errorf("parseContentRange(%q) = %d, %d, %d, %v; want %d, %d, %d, %v", tt.in, first, last, total, ok, tt.first, tt.last, tt.total, tt.ok)
+		}
+	}
+}
+
+// newStoreFactory returns a storagetest factory of stores under fresh
+// prefixes of one bucket of srv. Small part sizes make the suite's
+// 40 MiB object a multipart upload.
+func newStoreFactory(srv *testregistry.S3Server, bucket string, opt Options) func(t *testing.T) storage.Store {
+	var n atomic.Int64
+	env := srv.Env()
+	opt.Getenv = func(k string) string { return env[k] }
+	opt.CAFile = srv.CAFile
+	return func(t *testing.T) storage.Store {
+		loc := srv.Location(bucket, fmt.Sprintf("repo-%d", n.Add(1)))
+		st, err := Open(t.Context(), loc, opt)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", loc, err)
+		}
+		return st
+	}
+}
+
+func TestStoreVersityGW(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
+			srv.MakeBucket(t, "coffer")
+			storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
+		})
+	}
+}
+
+// A bucket that does not exist is ErrNotFound, with advice to create it;
+// wrong keys are ErrAccessDenied, naming where they came from and never
+// the secret.
+func TestStoreErrors(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	ctx := t.Context()
+	open := func(loc string, env map[string]string) *Store {
+		t.Helper()
+		st, err := Open(ctx, loc, Options{Getenv: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatalf("Open(%s): %v", loc, err)
+		}
+		return st
+	}
+
+	st := open(srv.Location("missing", "repo"), srv.Env())
+	_, err := st.Open(ctx)
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "bucket missing does not exist") {
+		t.Errorf("Open in a missing bucket = %v; want ErrNotFound saying to create the bucket", err)
+	}
+	err = st.Create(ctx, []byte("config"))
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "create it") {
+		t.Errorf("Create in a missing bucket = %v; want ErrNotFound saying to create the bucket", err)
+	}
+
+	st = open(srv.Location("coffer", "repo"), srv.Env())
+	_, err = st.Open(ctx)
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "no coffer repository") {
+		t.Errorf("Open of an empty prefix = %v; want ErrNotFound saying there is no repository", err)
+	}
+
+	const badSecret = "0123456789abcdef0123456789abcdef"
+	for name, env := range map[string]map[string]string{
+		"wrong secret": {"AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": badSecret},
+		"unknown key":  {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": badSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := open(srv.Location("coffer", "repo"), env)
+			for op, err := range map[string]error{
+				"Open":   func() error { _, err := st.Open(ctx); return err }(),
+				"Create": st.Create(ctx, []byte("config")),
+				"Put":    st.Put(ctx, storage.KindLock, "abc", storage.BytesBody([]byte("x"))),
+			} {
+				if !errors.Is(err, storage.ErrAccessDenied) {
+					t.Errorf("%s with %s = %v; want ErrAccessDenied", op, name, err)
+					continue
+				}
+				if strings.Contains(err.Error(), badSecret) || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+					t.Errorf("%s with %s = %q; want it to name the variables, never the secret", op, name, err)
+				}
+			}
+		})
+	}
+}
+
+// A range the object does not hold is ErrInvalidRange, decided by the
+// server's answer, and a read that ends early is an error.
+func TestRangeChecks(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	st := newStoreFactory(srv, "coffer", Options{})(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("0123456789", 100))
+	if err := st.Put(ctx, storage.KindLock, "r", storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	for _, rng := range []storage.Range{{Offset: 990, Length: 20}, {Offset: 1000, Length: 1}, {Offset: 5000, Length: 1}} {
+		rc, err := st.Get(ctx, storage.KindLock, "r", &rng)
+		if !errors.Is(err, storage.ErrInvalidRange) {
+			if rc != nil {
+				rc.Close()
+			}
+			t.Errorf("Get %v of 1000 bytes = %v; want ErrInvalidRange", rng, err)
+		}
+	}
+	rc, err := st.Get(ctx, storage.KindLock, "r", &storage.Range{Offset: 995, Length: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != "56789" {
+		t.Errorf("Get [995,+5) = %q, %v; want 56789", got, err)
+	}
+}
