@@ -1,0 +1,294 @@
+//go:build linux
+
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// s3Harness returns a harness on prefix of bucket on srv (which it
+// creates), with the server's keys in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, and a HOME of its own so that no ~/.aws of the
+// machine is read.
+func s3Harness(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.repo = srv.Location(bucket, prefix)
+	for k, v := range srv.Env() {
+		h.env[k] = v
+	}
+	h.env["HOME"] = t.TempDir()
+	return h
+}
+
+// The seed's walkthrough on s3://127.0.0.1:PORT/bucket/helloworld, over
+// plain HTTP (a loopback endpoint without TLS) and over TLS with the
+// test CA given with -ca-file: create, -silent backup of the current
+// directory, ls in the seed's format, cat by prefix, restore, check
+// -read-data; info names the endpoint, bucket, region and the source of
+// the credentials.
+func TestS3Walkthrough(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
+			srv.MakeBucket(t, "bucket")
+			h := s3Harness(t, srv, "bucket", "helloworld")
+			var global []string
+			if tls {
+				global = []string{"-ca-file", srv.CAFile}
+				// Without the CA, the certificate is refused, and the
+				// message says how to trust it.
+				r := h.at("create")
+				wantOneLineError(t, r, ExitFailure, "unknown authority", "-ca-file")
+			}
+			at := func(args ...string) string {
+				t.Helper()
+				r := h.run(append(append(global, "at", h.repo), args...)...)
+				if r.code != 0 {
+					t.Fatalf("coffer %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+				}
+				return r.stdout
+			}
+			src := sourceTree(t)
+			t.Chdir(src)
+			at("create")
+			if r := h.run(append(global, "-silent", "at", h.repo, "backup")...); r.code != 0 || r.stdout != "" {
+				t.Fatalf("silent backup: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+			ls := at("ls")
+			m := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ   ([0-9a-f]{8}) +\S+ \S+ +\d+s ` + regexp.QuoteMeta(src) + "\n$").FindStringSubmatch(ls)
+			if m == nil {
+				t.Fatalf("ls output %q does not match the seed's format", ls)
+			}
+			if got := at("cat", m[1][:3]+":LICENSE"); got != licenseText {
+				t.Errorf("cat: %q", got)
+			}
+			restored := filepath.Join(t.TempDir(), "restored")
+			at("restore", m[1][:3], "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+			if out := at("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check -read-data: %s", out)
+			}
+			info := at("info")
+			scheme := map[bool]string{false: "http", true: "https"}[tls]
+			for _, want := range []string{
+				`(?m)^store endpoint +` + scheme + `://` + regexp.QuoteMeta(srv.Host) + `$`,
+				`(?m)^store bucket +bucket$`,
+				`(?m)^store prefix +helloworld$`,
+				`(?m)^store region +us-east-1$`,
+				`(?m)^store credentials +AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY$`,
+			} {
+				if !regexp.MustCompile(want).MatchString(info) {
+					t.Errorf("info does not match %s:\n%s", want, info)
+				}
+			}
+			if strings.Contains(info, srv.SecretKey) {
+				t.Errorf("info prints the secret key:\n%s", info)
+			}
+			// The objects are where docs/s3.md says, as in a local
+			// repository directory.
+			if _, err := os.Stat(filepath.Join(srv.DataDir, "bucket", "helloworld", "config")); err != nil {
+				t.Errorf("no config object under the prefix: %v", err)
+			}
+		})
+	}
+}
+
+// Wrong keys exit 18 with one line that names where the keys came from
+// and never the secret; a missing bucket exits 10 saying to create it;
+// an empty prefix exits 10 saying there is no repository.
+func TestS3BadInputs(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "repo")
+	h.create()
+
+	const badSecret = "d2f1c0ffee5ecret0f7he7e575d2f1c0ffee5ecr"
+	for name, env := range map[string]map[string]string{
+		"wrong secret": {"AWS_SECRET_ACCESS_KEY": badSecret},
+		"unknown key":  {"AWS_ACCESS_KEY_ID": "AKIACOFFERUNKNOWN", "AWS_SECRET_ACCESS_KEY": badSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := *h
+			bad.env = map[string]string{}
+			for k, v := range h.env {
+				bad.env[k] = v
+			}
+			for k, v := range env {
+				bad.env[k] = v
+			}
+			for _, cmd := range [][]string{{"ls"}, {"backup", sourceTree(t)}, {"create"}} {
+				r := bad.at(cmd...)
+				wantOneLineError(t, r, ExitAccessDenied, "AWS_ACCESS_KEY_ID")
+				if strings.Contains(r.stdout+r.stderr, badSecret) || strings.Contains(r.stdout+r.stderr, srv.SecretKey) {
+					t.Errorf("%s printed a secret: %s%s", cmd[0], r.stdout, r.stderr)
+				}
+			}
+		})
+	}
+
+	missing := *h
+	missing.repo = srv.Location("no-such-bucket", "repo")
+	wantOneLineError(t, missing.at("create"), ExitNoRepository, "bucket no-such-bucket does not exist", "create it")
+	wantOneLineError(t, missing.at("ls"), ExitNoRepository, "bucket no-such-bucket does not exist")
+
+	empty := *h
+	empty.repo = srv.Location("bucket", "nothing-here")
+	wantOneLineError(t, empty.at("ls"), ExitNoRepository, "no coffer repository")
+
+	// create refuses a prefix that holds a repository, and one that
+	// holds anything else.
+	wantOneLineError(t, h.at("create"), ExitNoRepository, "already holds a coffer repository")
+	if _, err := srv.Client(t).PutObject(t.Context(), "bucket", "photos/cat.jpg", strings.NewReader("meow"), 4, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := *h
+	other.repo = srv.Location("bucket", "photos")
+	wantOneLineError(t, other.at("create"), ExitNoRepository, "not empty", "photos/cat.jpg")
+}
+
+// s3FaultKinds are the faults a proxy can inject into S3 requests. Not
+// FaultRangeLie: the Range header is part of the request's SigV4
+// signature, so a proxy that drops it makes the request invalid (the
+// server answers 403) rather than showing a server that ignores Range;
+// storage/s3's TestRangeIgnored answers so.
+var s3FaultKinds = []testregistry.FaultKind{
+	testregistry.FaultTooManyRequests, testregistry.FaultInternalError, testregistry.FaultUnavailable,
+	testregistry.FaultReset, testregistry.FaultSlow,
+}
+
+// Backup and restore through a proxy that faults 10% of the requests
+// (429, 500, 503, connections reset halfway through an answer, slow
+// answers): the restored tree is byte-identical and check -read-data
+// passes.
+func TestS3Faults(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	proxy := testregistry.StartFaultProxy(t, srv.URL, testregistry.FaultOptions{Rate: 0.1, Seed: 42, Kinds: s3FaultKinds})
+	h := s3Harness(t, srv, "bucket", "faults")
+	h.repo = "s3://" + proxy.Host + "/bucket/faults"
+	src := sourceTree(t)
+	if err := os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(5, 24<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mustAt("create", "-pack-size", "1") // many packs: many requests to fault
+	h.backup(src)
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+	h.checkReadData("through the fault proxy")
+	faults := proxy.Faults()
+	t.Logf("faults injected: %v over %d requests", faults, proxy.Total())
+	for _, k := range s3FaultKinds {
+		if faults[k] == 0 {
+			t.Errorf("no %s fault was injected: the test proves less than it claims", k)
+		}
+	}
+}
+
+// A backup killed with SIGKILL leaves no snapshot; the next backup
+// completes, and check -read-data passes.
+func TestS3InterruptedBackup(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "killed")
+	src := bigTree(t, 96)
+	h.create()
+	backup := binaryCmd(t, h, "-json", "at", h.repo, "backup", src)
+	var stderr bytes.Buffer
+	backup.Stderr = &stderr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(srv.DataDir, "bucket", "killed")
+	deadline := time.Now().Add(60 * time.Second)
+	for countPacks(repoDir) < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := backup.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	backup.Wait()
+	if n := countPacks(repoDir); n < 1 {
+		t.Fatalf("no pack was stored before the kill (stderr %s)", stderr.String())
+	}
+	if out := h.mustAt("ls"); out != "" {
+		t.Fatalf("an interrupted backup left a snapshot: %q", out)
+	}
+	h.backup(src)
+	h.checkReadData("after a backup killed halfway")
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+}
+
+// sync between an S3 repository, a local one and an OCI one, each way:
+// every copy lists both snapshots and restores the same tree.
+func TestS3Sync(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	s3h := s3Harness(t, srv, "bucket", "main")
+	src := sourceTree(t)
+	s3h.create()
+	s3h.backup(src, "-tag", "first")
+	if err := os.WriteFile(filepath.Join(src, "more.bin"), testutil.RandomBytes(9, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s3h.backup(src)
+
+	on := func(repo string) *harness {
+		h := *s3h
+		h.repo = repo
+		return &h
+	}
+	local := on(filepath.Join(t.TempDir(), "local"))
+	ociRepo := on(reg.Location("fromlocal"))
+	ociRepo.env = map[string]string{"DOCKER_CONFIG": reg.DockerConfig}
+	for k, v := range s3h.env {
+		ociRepo.env[k] = v
+	}
+	ociRepo.env["DOCKER_CONFIG"] = reg.DockerConfig
+	back := on(srv.Location("bucket", "back"))
+
+	local.mustAt("create", "-from", s3h.repo)
+	if s := syncSummary(t, s3h, "to", local.repo); s["copied"] != 2.0 || s["same_keys"] != true {
+		t.Errorf("s3 -> local: %v", s)
+	}
+	ociRepo.create()
+	if s := syncSummary(t, ociRepo, "from", local.repo); s["copied"] != 2.0 {
+		t.Errorf("local -> oci: %v", s)
+	}
+	back.create()
+	if s := syncSummary(t, ociRepo, "to", back.repo); s["copied"] != 2.0 {
+		t.Errorf("oci -> s3: %v", s)
+	}
+	if s := syncSummary(t, s3h, "from", back.repo); s["copied"] != 0.0 || s["skipped"] != 2.0 {
+		t.Errorf("s3 from the copy of its copies: %v", s)
+	}
+
+	want := filepath.Join(t.TempDir(), "want")
+	s3h.mustAt("restore", "latest", "-to", want)
+	testutil.CompareTrees(t, src, want)
+	for _, h := range []*harness{local, ociRepo, back} {
+		h.checkReadData("after sync to " + h.repo)
+		ls := h.mustAt("ls")
+		if n := strings.Count(ls, "\n"); n != 2 || !strings.Contains(ls, "[first]") {
+			t.Errorf("%s lists %d snapshots: %s", h.repo, n, ls)
+		}
+		got := filepath.Join(t.TempDir(), "got")
+		h.mustAt("restore", "latest", "-to", got)
+		testutil.CompareTrees(t, want, got)
+	}
+}
