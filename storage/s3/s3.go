@@ -101,7 +101,7 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 		s.region = "us-east-1"
 	}
 	insecure := l.insecure || opt.InsecureHTTP
-	if !insecure && isLoopback(l.endpoint) && opt.Transport == nil {
+	if !insecure && isLoopback(l.endpoint) {
 		// A server on this machine without TLS, as a test or a local
 		// MinIO usually is, is spoken to in plain HTTP.
 		err = s.retrying(ctx, func(ctx context.Context) error {

@@ -1,12 +1,18 @@
 package s3
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
@@ -199,5 +205,111 @@ func TestRangeChecks(t *testing.T) {
 	rc.Close()
 	if err != nil || string(got) != "56789" {
 		t.Errorf("Get [995,+5) = %q, %v; want 56789", got, err)
+	}
+}
+
+// rangeIgnorer answers every ranged GET with 200 and the whole object,
+// fetched with another client, as a server that ignores Range (which
+// HTTP allows) would. A proxy cannot drop the Range header instead: it
+// is signed, and the server would refuse the request.
+type rangeIgnorer struct {
+	next   http.RoundTripper
+	srv    *testregistry.S3Server
+	t      *testing.T
+	served atomic.Int64
+}
+
+func (r *rangeIgnorer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.Header.Get("Range") == "" {
+		return r.next.RoundTrip(req)
+	}
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
+	obj, err := r.srv.Client(r.t).GetObject(req.Context(), bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil {
+		return nil, err
+	}
+	r.served.Add(1)
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Length": {strconv.Itoa(len(data))}, "Etag": {`"x"`}, "Last-Modified": {time.Now().UTC().Format(http.TimeFormat)}},
+		ContentLength: int64(len(data)), Body: io.NopCloser(bytes.NewReader(data)), Request: req,
+	}, nil
+}
+
+// A server that answers a ranged GET with the whole object still gives
+// exactly the range, and a range past the end is still ErrInvalidRange.
+func TestRangeIgnored(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	ignorer := &rangeIgnorer{next: http.DefaultTransport, srv: srv, t: t}
+	st := newStoreFactory(srv, "coffer", Options{Transport: ignorer})(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("0123456789", 100))
+	if err := st.Put(ctx, storage.KindLock, "r", storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	for _, rng := range []storage.Range{{Offset: 0, Length: 1}, {Offset: 995, Length: 5}, {Offset: 123, Length: 456}} {
+		rc, err := st.Get(ctx, storage.KindLock, "r", &rng)
+		if err != nil {
+			t.Fatalf("Get %v: %v", rng, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if want := data[rng.Offset : rng.Offset+rng.Length]; err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Get %v = %q, %v; want %q", rng, got, err, want)
+		}
+	}
+	rc, err := st.Get(ctx, storage.KindLock, "r", &storage.Range{Offset: 990, Length: 20})
+	if !errors.Is(err, storage.ErrInvalidRange) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("Get past the end from a server that ignores Range = %v; want ErrInvalidRange", err)
+	}
+	if ignorer.served.Load() < 4 {
+		t.Fatalf("only %d ranged GETs were answered whole: the test proves less than it claims", ignorer.served.Load())
+	}
+}
+
+// An endpoint that goes away is waited for, within -retry-for, with a
+// notice; one that stays away fails the operation saying so.
+func TestOutage(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	var notices atomic.Int64
+	st := newStoreFactory(srv, "coffer", Options{RetryFor: time.Minute, Logf: func(string, ...any) { notices.Add(1) }})(t).(*Store)
+	st.retry.backoff = func(int) time.Duration { return 50 * time.Millisecond }
+	ctx := t.Context()
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	done := make(chan error, 1)
+	data := bytes.Repeat([]byte("x"), 1<<20)
+	go func() { done <- st.Put(ctx, storage.KindLock, "during-outage", storage.BytesBody(data)) }()
+	time.Sleep(time.Second)
+	srv.Start()
+	if err := <-done; err != nil {
+		t.Fatalf("Put across a restart: %v", err)
+	}
+	if n, err := st.Stat(ctx, storage.KindLock, "during-outage"); err != nil || n != int64(len(data)) {
+		t.Fatalf("Stat after the outage = %d, %v; want %d", n, err, len(data))
+	}
+	if notices.Load() == 0 {
+		t.Error("no notice of the retries")
+	}
+
+	st.opt.RetryFor = 300 * time.Millisecond
+	srv.Stop()
+	_, err := st.Open(ctx)
+	srv.Start()
+	if err == nil || !strings.Contains(err.Error(), "-retry-for") || !strings.Contains(err.Error(), "cannot reach S3 endpoint") {
+		t.Errorf("Open while the endpoint stays down = %v; want it to say it retried (-retry-for) and could not reach it", err)
 	}
 }
