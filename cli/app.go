@@ -124,6 +124,9 @@ type app struct {
 	filter snapshotFilter
 	// storeCfg is the named store `at @NAME` chose, if any.
 	storeCfg *storeConfig
+	// objectLockDays is create -object-lock's retention, for the S3
+	// store that create opens.
+	objectLockDays int
 }
 
 // Main runs coffer with env and returns the process exit code.

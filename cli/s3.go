@@ -8,10 +8,11 @@ import "github.com/cofferhq/coffer/storage/s3"
 // which the credential chain reads (docs/s3.md).
 func (a *app) s3Options() s3.Options {
 	return s3.Options{
-		InsecureHTTP: a.g.insecureHTTP,
-		CAFile:       a.g.caFile,
-		RetryFor:     a.g.retryFor,
-		Getenv:       a.env.Getenv,
-		Logf:         a.out.notice,
+		InsecureHTTP:   a.g.insecureHTTP,
+		CAFile:         a.g.caFile,
+		RetryFor:       a.g.retryFor,
+		Getenv:         a.env.Getenv,
+		Logf:           a.out.notice,
+		ObjectLockDays: a.objectLockDays,
 	}
 }

@@ -292,3 +292,36 @@ func TestS3Sync(t *testing.T) {
 		testutil.CompareTrees(t, want, got)
 	}
 }
+
+// create -object-lock DAYS: refused on a local store (usage) and on a
+// bucket without Object Lock; on a bucket with it, backups run as ever
+// (their locks come and go), info says so, and forget of a snapshot
+// still retained is refused with the date it can go (exit 18), leaving
+// the snapshot listed and the repository whole.
+func TestS3ObjectLock(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "plain")
+	srv.MakeLockedBucket(t, "locked")
+
+	local := newHarness(t)
+	wantOneLineError(t, local.at("create", "-object-lock", "7"), ExitUsage, "-object-lock works on s3 stores only")
+	plain := s3Harness(t, srv, "plain", "repo")
+	wantOneLineError(t, plain.at("create", "-object-lock", "7"), ExitFailure, "does not have Object Lock enabled", "--object-lock-enabled-for-bucket")
+	wantOneLineError(t, plain.at("create", "-object-lock", "-1"), ExitUsage, "number of days")
+
+	h := s3Harness(t, srv, "locked", "repo")
+	h.mustAt("create", "-object-lock", "7")
+	src := sourceTree(t)
+	first := h.backup(src)
+	h.backup(src)
+	if info := h.mustAt("info"); !regexp.MustCompile(`(?m)^store object lock +COMPLIANCE retention of 7 days`).MatchString(info) {
+		t.Errorf("info of a repository with -object-lock:\n%s", info)
+	}
+	r := h.at("forget", first)
+	t.Logf("forget of a retained snapshot: %s", r.stderr)
+	wantOneLineError(t, r, ExitAccessDenied, "retained by Object Lock until", "can be deleted after that")
+	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 2 || !strings.Contains(ls, first) {
+		t.Errorf("after a refused forget, ls lists:\n%s", ls)
+	}
+	h.checkReadData("after a forget refused by Object Lock")
+}

@@ -156,9 +156,20 @@ func (s *S3Server) Client(t testing.TB) *minio.Client {
 // MakeBucket creates a bucket.
 func (s *S3Server) MakeBucket(t testing.TB, name string) {
 	t.Helper()
+	s.makeBucket(t, name, false)
+}
+
+// MakeLockedBucket creates a bucket with Object Lock enabled.
+func (s *S3Server) MakeLockedBucket(t testing.TB, name string) {
+	t.Helper()
+	s.makeBucket(t, name, true)
+}
+
+func (s *S3Server) makeBucket(t testing.TB, name string, lock bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{Region: s.Region}); err != nil {
+	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{Region: s.Region, ObjectLocking: lock}); err != nil {
 		t.Fatalf("testutil: creating bucket %s: %v\nserver output:\n%s", name, err, s.logs.String())
 	}
 }

@@ -38,6 +38,12 @@ type Options struct {
 	// (DefaultPartSize when zero; at least MinPartSize, S3's minimum).
 	// Each upload holds one part in memory while it sends it.
 	PartSize int64
+	// ObjectLockDays, when positive, makes Create write the repository
+	// with a COMPLIANCE retention of this many days on every object but
+	// locks and plans (lock.go); the bucket must have Object Lock
+	// enabled. Only Create reads it: Open reads the setting from the
+	// store, so that every client applies it.
+	ObjectLockDays int
 	// Getenv reads the environment: AWS_ACCESS_KEY_ID,
 	// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
 	// AWS_SHARED_CREDENTIALS_FILE, AWS_REGION and AWS_DEFAULT_REGION.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -51,6 +52,9 @@ type Store struct {
 	retry  retryState
 
 	transport http.RoundTripper
+	// objectLock is the retention in days of what Put writes (lock.go),
+	// from Options at Create or from the store at Open; 0 for none.
+	objectLock atomic.Int64
 }
 
 var (
@@ -215,7 +219,11 @@ func (s *Store) Describe(ctx context.Context) map[string]string {
 		"region":      region,
 		"addressing":  s.loc.lookup + ": " + lookupStyles[s.loc.lookup],
 		"credentials": s.creds.source(),
+		"object lock": "off",
 		"uploads":     fmt.Sprintf("one PUT with Content-MD5 up to %s, else parts of %s", sizeText(s.opt.MultipartAbove), sizeText(s.opt.PartSize)),
+	}
+	if days := s.lockDays(); days > 0 {
+		d["object lock"] = fmt.Sprintf("COMPLIANCE retention of %d days on every object but locks and plans", days)
 	}
 	if d["prefix"] == "" {
 		d["prefix"] = "(the whole bucket)"
@@ -261,7 +269,16 @@ func (s *Store) Create(ctx context.Context, config []byte) error {
 	if found != "" {
 		return fmt.Errorf("%s is not empty (it holds %s): choose a new prefix: %w", s.loc, found, storage.ErrExists)
 	}
-	return s.put(ctx, "writing the config", s.loc.key(configName), storage.BytesBody(config))
+	if days := s.opt.ObjectLockDays; days > 0 {
+		if err := s.checkBucketLock(ctx); err != nil {
+			return err
+		}
+		s.objectLock.Store(int64(days))
+		if err := s.put(ctx, "writing the Object Lock setting", "", s.loc.key(objectLockName), storage.BytesBody([]byte(lockSetting(days)))); err != nil {
+			return err
+		}
+	}
+	return s.put(ctx, "writing the config", "", s.loc.key(configName), storage.BytesBody(config))
 }
 
 // Open returns the config written by Create.
@@ -286,6 +303,9 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 		}
 		return nil, s.wrap("reading the config", err)
 	}
+	if err := s.readLockSetting(ctx); err != nil {
+		return nil, err
+	}
 	return config, nil
 }
 
@@ -298,10 +318,12 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, body st
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	return s.put(ctx, "storing "+string(kind)+" "+name, s.key(kind, name), body)
+	return s.put(ctx, "storing "+string(kind)+" "+name, kind, s.key(kind, name), body)
 }
 
-func (s *Store) put(ctx context.Context, op, key string, body storage.Body) error {
+// put stores body under key; kind is the object's kind, empty for the
+// config and the Object Lock setting, which are retained like data.
+func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key string, body storage.Body) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", s.loc, op, err)
 	}
@@ -314,9 +336,17 @@ func (s *Store) put(ctx context.Context, op, key string, body storage.Body) erro
 			DisableMultipart: size <= s.opt.MultipartAbove,
 			PartSize:         uint64(s.opt.PartSize),
 		}
+		s.retention(kind, &opts)
 		info, err := s.client.PutObject(ctx, s.loc.bucket, key, io.NewSectionReader(rec, 0, size), size, opts)
 		if berr := rec.failure(); berr != nil {
 			return bodyError{berr}
+		}
+		if err != nil && opts.Mode != "" && isRefused(err) {
+			// A retained object cannot be overwritten, not even with
+			// the same bytes; its name says they are the same.
+			if st, serr := s.client.StatObject(ctx, s.loc.bucket, key, minio.StatObjectOptions{}); serr == nil && st.Size == size {
+				return nil
+			}
 		}
 		if err != nil {
 			return err
@@ -449,7 +479,7 @@ func (s *Store) getRange(ctx context.Context, key string, rng *storage.Range, et
 			body.Close()
 			return nil, fmt.Errorf("skipping to %d of an answer that ignored its Range: %w", rng.Offset, io.ErrUnexpectedEOF)
 		}
-		r.off, r.end = rng.Offset, end
+		r.off, r.end, r.wholeBody = rng.Offset, end, true
 		return r, nil
 	}
 	first, last, total, ok := parseContentRange(cr)
@@ -505,6 +535,9 @@ type rangeReader struct {
 	key      string
 	etag     string
 	off, end int64
+	// wholeBody is set when the server ignored Range: the body goes on
+	// past end.
+	wholeBody bool
 
 	// Set by Get; resumption needs them.
 	ctx   context.Context
@@ -529,8 +562,20 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		n, err := r.body.Read(p)
 		r.off += int64(n)
 		switch {
+		case r.off >= r.end && err == nil && r.wholeBody:
+			// A whole object answered to a ranged GET goes on.
+			return n, nil
+		case r.off >= r.end && err == nil:
+			// The body must end here: reading its end is what makes
+			// minio-go check a whole object's stored checksum.
+			if ferr := r.finish(); ferr != nil {
+				return n, ferr
+			}
+			return n, nil
 		case r.off >= r.end:
-			// Whatever follows the range is not ours to read.
+			if err != io.EOF {
+				return n, r.fail(err)
+			}
 			return n, nil
 		case err == nil:
 			return n, nil
@@ -554,6 +599,24 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 	}
 }
 
+// finish reads the body to its end, which must come now.
+func (r *rangeReader) finish() error {
+	var one [1]byte
+	for {
+		n, err := r.body.Read(one[:])
+		switch {
+		case n > 0:
+			return r.fail(fmt.Errorf("the answer holds more bytes than its Content-Length: %w", errMismatch))
+		case err == io.EOF:
+			return nil
+		case err != nil && classify(err) == permanent:
+			return r.fail(fmt.Errorf("the object's bytes do not match the checksum the endpoint stored with it (%v): %w", err, storage.ErrCorrupt))
+		case err != nil:
+			return r.fail(err)
+		}
+	}
+}
+
 // resume reopens the object from r.off.
 func (r *rangeReader) resume() error {
 	rng := &storage.Range{Offset: r.off, Length: r.end - r.off}
@@ -566,7 +629,7 @@ func (r *rangeReader) resume() error {
 	if err != nil {
 		return r.fail(err)
 	}
-	r.body = next.body
+	r.body, r.wholeBody = next.body, next.wholeBody
 	return nil
 }
 
@@ -656,6 +719,9 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) erro
 	err = s.retrying(ctx, func(ctx context.Context) error {
 		return s.client.RemoveObject(ctx, s.loc.bucket, key, minio.RemoveObjectOptions{})
 	})
+	if err != nil && s.lockDays() > 0 && isRefused(err) {
+		return s.retainedError(ctx, op, key, err)
+	}
 	return s.wrap(op, err)
 }
 

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -313,3 +314,80 @@ func TestOutage(t *testing.T) {
 		t.Errorf("Open while the endpoint stays down = %v; want it to say it retried (-retry-for) and could not reach it", err)
 	}
 }
+
+// create -object-lock: refused on a bucket without Object Lock; on one
+// with it, every object but locks and plans is written with a
+// COMPLIANCE retention, which every client that opens the repository
+// applies; a retained object can be put again (same bytes) but not
+// deleted, and the refusal says until when.
+func TestObjectLock(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "plain")
+	srv.MakeLockedBucket(t, "locked")
+	env := srv.Env()
+	ctx := t.Context()
+	open := func(loc string, days int) *Store {
+		t.Helper()
+		st, err := Open(ctx, loc, Options{ObjectLockDays: days, Getenv: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	err := open(srv.Location("plain", "repo"), 1).Create(ctx, []byte("config"))
+	if err == nil || !strings.Contains(err.Error(), "does not have Object Lock enabled") {
+		t.Fatalf("Create -object-lock on a bucket without Object Lock = %v; want a refusal that says so", err)
+	}
+	if _, err := open(srv.Location("plain", "repo"), 0).Open(ctx); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused Create left something behind: Open = %v", err)
+	}
+
+	st := open(srv.Location("locked", "repo"), 2)
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatalf("Create -object-lock on a bucket with Object Lock: %v", err)
+	}
+	// Another client, which is not told, applies the setting too.
+	other := open(srv.Location("locked", "repo"), 0)
+	if _, err := other.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := other.Describe(ctx)["object lock"]; !strings.Contains(d, "2 days") {
+		t.Errorf("Describe of a retained repository: object lock = %q", d)
+	}
+	pack := []byte("pack bytes")
+	name := fmt.Sprintf("%x", sha256Sum(pack))
+	for _, s := range []*Store{st, other} {
+		if err := s.Put(ctx, storage.KindPack, name, storage.BytesBody(pack)); err != nil {
+			t.Fatalf("Put of a retained pack (again): %v", err)
+		}
+	}
+	mode, until, err := other.retainedUntil(ctx, other.key(storage.KindPack, name))
+	if err != nil || mode != string(minio.Compliance) ||
+		until.Before(time.Now().Add(47*time.Hour)) || until.After(time.Now().Add(49*time.Hour)) {
+		t.Fatalf("retention of a pack = %v, %v, %v; want COMPLIANCE for 2 days", mode, until, err)
+	}
+	// Locks are rewritten and removed as coffer runs: never retained.
+	for i := range 2 {
+		if err := other.Put(ctx, storage.KindLock, "l1", storage.BytesBody([]byte{byte(i)})); err != nil {
+			t.Fatalf("overwriting a lock: %v", err)
+		}
+	}
+	if err := other.Delete(ctx, storage.KindLock, "l1"); err != nil {
+		t.Fatalf("deleting a lock: %v", err)
+	}
+	err = other.Delete(ctx, storage.KindPack, name)
+	var retained *RetainedError
+	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
+		retained.Until.Before(time.Now().Add(47*time.Hour)) {
+		t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+	}
+	if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
+		t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+	}
+	if mode, _, err := other.retainedUntil(ctx, other.loc.key(configName)); err != nil || mode != string(minio.Compliance) {
+		t.Errorf("the config is not retained: mode %q, %v", mode, err)
+	}
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
