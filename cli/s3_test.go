@@ -4,10 +4,13 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -324,4 +327,87 @@ func TestS3ObjectLock(t *testing.T) {
 		t.Errorf("after a refused forget, ls lists:\n%s", ls)
 	}
 	h.checkReadData("after a forget refused by Object Lock")
+}
+
+// prune killed with SIGKILL at points of its run on the S3 server, each
+// chosen by what it has done so far (the server's posix backend holds
+// the prefix as a directory laid out as a local repository's): check
+// -read-data passes every time, the next prune completes, and the kept
+// snapshots restore.
+func TestS3PruneKilled(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "base")
+	src := filepath.Join(t.TempDir(), "src")
+	h.mustAt("create", "-pack-size", "1") // many packs: a prune with many steps
+	ids := churnHistory(t, h, src, 12)
+	h.mustAt("forget", "-keep-last", "3")
+	dirOf := func(prefix string) string { return filepath.Join(srv.DataDir, "bucket", prefix) }
+	// copyAs copies the repository to another prefix, with a cache of
+	// its own; the server reads it from its directory as it is.
+	copyAs := func(prefix string) *harness {
+		t.Helper()
+		if out, err := exec.Command("cp", "-a", dirOf("base"), dirOf(prefix)).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		c := *h
+		c.env = map[string]string{}
+		for k, v := range h.env {
+			c.env[k] = v
+		}
+		c.env["COFFER_CACHE_DIR"] = t.TempDir()
+		c.repo = srv.Location("bucket", prefix)
+		return &c
+	}
+	s0 := stateOf(dirOf("base"))
+	done := copyAs("done")
+	done.mustAt("prune", "-max-unused", "0%")
+	final := stateOf(dirOf("done"))
+	t.Logf("before prune: %+v; after: %+v", s0, final)
+	points := []struct {
+		name string
+		at   func(s repoState) bool
+	}{
+		{"lock written", func(s repoState) bool { return s.locks > 0 }},
+		{"a plan written", func(s repoState) bool { return s.plans > 0 }},
+		{"index objects changed", func(s repoState) bool { return s.index != s0.index }},
+		{"the first pack deleted", func(s repoState) bool { return s.packs < s0.packs }},
+		{"most packs deleted", func(s repoState) bool { return s.packs <= final.packs+2 }},
+	}
+	midway := 0
+	for i, p := range points {
+		t.Run(fmt.Sprintf("kill %d %s", i, p.name), func(t *testing.T) {
+			prefix := fmt.Sprintf("kill%d", i)
+			c := copyAs(prefix)
+			cmd := binaryCmd(t, c, "at", c.repo, "prune", "-max-unused", "0%")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+		watch:
+			for !p.at(stateOf(dirOf(prefix))) {
+				select {
+				case <-exited:
+					break watch
+				default:
+					time.Sleep(200 * time.Microsecond)
+				}
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			s := stateOf(dirOf(prefix))
+			t.Logf("killed at %q: %+v", p.name, s)
+			if s != s0 && s != final {
+				midway++
+			}
+			c.recoversFromKilledPrune()
+			restored := filepath.Join(t.TempDir(), "r")
+			c.mustAt("restore", ids[len(ids)-1], "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+		})
+	}
+	if midway < 3 {
+		t.Errorf("only %d of %d kills left a prune half done", midway, len(points))
+	}
 }

@@ -97,12 +97,15 @@ func (c *sourcedChain) IsExpired() bool {
 	return c.curr.p.IsExpired()
 }
 
+// noCredentials is source's answer when the chain found nothing.
+const noCredentials = "none (anonymous: no AWS_ACCESS_KEY_ID, no profile in ~/.aws, no IAM role)"
+
 // source names where the credentials in use came from, for messages.
 func (c *sourcedChain) source() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.curr == nil {
-		return "none found (anonymous: no AWS_ACCESS_KEY_ID, no profile in ~/.aws, no IAM role)"
+		return noCredentials
 	}
 	return c.curr.name
 }

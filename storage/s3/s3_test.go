@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
@@ -391,3 +392,24 @@ func TestObjectLock(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Without any credentials, requests go anonymous, and a refusal says
+// that none were found and how to give them.
+func TestNoCredentials(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_PROFILE": "nobody"}
+	st, err := Open(t.Context(), srv.Location("coffer", "repo"), Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not the machine's instance role, if it has one.
+	st.creds.sources[2].p = &credentials.IAM{Endpoint: "http://127.0.0.1:1"}
+	_, err = st.Open(t.Context())
+	if !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "no credentials were found") || !strings.Contains(err.Error(), "AWS_PROFILE") {
+		t.Fatalf("Open without credentials = %v; want ErrAccessDenied saying none were found", err)
+	}
+	if got := st.Describe(t.Context())["credentials"]; !strings.HasPrefix(got, "none") {
+		t.Errorf("Describe without credentials: credentials = %q", got)
+	}
+}
