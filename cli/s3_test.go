@@ -411,3 +411,21 @@ func TestS3PruneKilled(t *testing.T) {
 		t.Errorf("only %d of %d kills left a prune half done", midway, len(points))
 	}
 }
+
+// mount serves a snapshot stored in an S3 bucket, byte for byte.
+func TestS3Mount(t *testing.T) {
+	requireFUSE(t)
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "mounted")
+	h.create()
+	src := filepath.Join(t.TempDir(), "src")
+	testutil.GenerateTree(t, src, testutil.TreeOptions{Seed: 17, Files: 40, LargeFileSize: 6 << 20})
+	id := h.backup(src)
+	m := h.mount(t)
+	snap := filepath.Join(m.dir, "snapshots", snapshotDir(t, m.dir, id))
+	testutil.CompareTreesWith(t, src, snap, testutil.CompareOptions{NotSparse: true})
+	if r := m.stop(t); r.code != 0 {
+		t.Fatalf("mount ended with exit %d: %s", r.code, r.stderr)
+	}
+}
