@@ -58,6 +58,11 @@ type bodyError struct{ err error }
 func (e bodyError) Error() string { return "reading the object's bytes: " + e.err.Error() }
 func (e bodyError) Unwrap() error { return e.err }
 
+// errRetryNow marks a failure the operation can repeat at once, changed
+// (a conditional write the server does not know, sent again without
+// its condition).
+var errRetryNow = errors.New("to be repeated")
+
 // errMismatch marks an answer that contradicts its request.
 var errMismatch = errors.New("the answer does not match the request")
 
@@ -81,6 +86,9 @@ func classify(err error) failureKind {
 	}
 	if errors.Is(err, errMismatch) {
 		return mismatch
+	}
+	if errors.Is(err, errRetryNow) {
+		return transient
 	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) && resp.StatusCode != 0 {

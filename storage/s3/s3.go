@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -52,6 +53,9 @@ type Store struct {
 	retry  retryState
 
 	transport http.RoundTripper
+	// unconditional is set once the endpoint answered a conditional
+	// write (If-None-Match) with 501: it has none.
+	unconditional atomic.Bool
 	// objectLock is the retention in days of what Put writes (lock.go),
 	// from Options at Create or from the store at Open; 0 for none.
 	objectLock atomic.Int64
@@ -337,18 +341,34 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 			PartSize:         uint64(s.opt.PartSize),
 		}
 		s.retention(kind, &opts)
+		// Objects named by their bytes, and the config, are written
+		// only where nothing is (If-None-Match: *), so that no write
+		// replaces a stored object, and a bucket policy can require it
+		// (docs/s3.md). Only single PUTs: AWS wants the condition on
+		// the completion of a multipart upload, which minio-go does
+		// not send it with.
+		conditional := kind != storage.KindLock && kind != storage.KindPlan && opts.DisableMultipart && !s.unconditional.Load()
+		if conditional {
+			opts.SetMatchETagExcept("*")
+		}
 		info, err := s.client.PutObject(ctx, s.loc.bucket, key, io.NewSectionReader(rec, 0, size), size, opts)
 		if berr := rec.failure(); berr != nil {
 			return bodyError{berr}
 		}
-		if err != nil && opts.Mode != "" && isRefused(err) {
-			// A retained object cannot be overwritten, not even with
-			// the same bytes; its name says they are the same.
-			if st, serr := s.client.StatObject(ctx, s.loc.bucket, key, minio.StatObjectOptions{}); serr == nil && st.Size == size {
-				return nil
-			}
-		}
-		if err != nil {
+		var resp minio.ErrorResponse
+		switch {
+		case err == nil:
+		case conditional && errors.As(err, &resp) && (resp.StatusCode == http.StatusNotImplemented || resp.Code == "NotImplemented"):
+			// A server without conditional writes: write as S3
+			// always did, from now on.
+			s.unconditional.Store(true)
+			return fmt.Errorf("conditional writes not implemented: %w", errRetryNow)
+		case conditional && errors.As(err, &resp) && resp.StatusCode == http.StatusPreconditionFailed,
+			opts.Mode != "" && isRefused(err):
+			// Something is stored under the name already (or, with
+			// Object Lock, is retained and cannot be replaced).
+			return s.alreadyStored(ctx, kind, key, body, err)
+		default:
 			return err
 		}
 		if info.Size != size {
@@ -357,6 +377,40 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 		return nil
 	})
 	return s.wrap(op, err)
+}
+
+// alreadyStored decides a Put that found its key taken: an object
+// named by its bytes with the same size is the same object (its name
+// says so); the config, named by nothing, must hold the same bytes (an
+// earlier attempt of this Put stored it) or it is another repository's.
+func (s *Store) alreadyStored(ctx context.Context, kind storage.Kind, key string, body storage.Body, putErr error) error {
+	if kind != "" {
+		info, err := s.client.StatObject(ctx, s.loc.bucket, key, minio.StatObjectOptions{})
+		if err != nil {
+			return putErr
+		}
+		if info.Size != body.Size() {
+			return fmt.Errorf("an object of %d bytes, not %d, is stored under that name: %w", info.Size, body.Size(), storage.ErrExists)
+		}
+		return nil
+	}
+	rc, err := s.getRange(ctx, key, nil, "")
+	if err != nil {
+		return putErr
+	}
+	defer rc.Close()
+	stored, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
+	if err != nil {
+		return err
+	}
+	want, err := io.ReadAll(body.Reader())
+	if err != nil {
+		return bodyError{err}
+	}
+	if !bytes.Equal(stored, want) {
+		return fmt.Errorf("another client wrote %s first: %w", key, storage.ErrExists)
+	}
+	return nil
 }
 
 // recordingReaderAt remembers the first failure to read a Put's body

@@ -413,3 +413,44 @@ func TestNoCredentials(t *testing.T) {
 		t.Errorf("Describe without credentials: credentials = %q", got)
 	}
 }
+
+// Objects named by their bytes are written with If-None-Match: *, so a
+// Put never replaces what is stored: the same name and size is taken
+// for the same object, another size is ErrExists. Locks are replaced.
+func TestConditionalPut(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	st := newStoreFactory(srv, "coffer", Options{})(t).(*Store)
+	ctx := t.Context()
+	data := []byte("the pack's bytes")
+	name := fmt.Sprintf("%x", sha256.Sum256(data))
+	key := st.key(storage.KindPack, name)
+	other := []byte("other bytes, same")
+	other = other[:len(data)]
+	if _, err := srv.Client(t).PutObject(ctx, "coffer", key, bytes.NewReader(other), int64(len(other)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
+		t.Fatalf("Put over an object of the same name and size: %v", err)
+	}
+	if st.unconditional.Load() {
+		t.Fatal("VersityGW was taken for a server without conditional writes")
+	}
+	rc, err := st.Get(ctx, storage.KindPack, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, other) {
+		t.Errorf("the Put replaced the stored object (%q), which If-None-Match forbids", got)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(append(data, '!'))); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("Put of another size under a stored name = %v; want ErrExists", err)
+	}
+	for _, b := range []string{"first", "second"} {
+		if err := st.Put(ctx, storage.KindLock, "l", storage.BytesBody([]byte(b))); err != nil {
+			t.Fatalf("Put of lock %s: %v", b, err)
+		}
+	}
+}
