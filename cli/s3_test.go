@@ -91,6 +91,8 @@ func TestS3Walkthrough(t *testing.T) {
 				`(?m)^store prefix +helloworld$`,
 				`(?m)^store region +us-east-1$`,
 				`(?m)^store credentials +AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY$`,
+				`(?m)^store versioning +off$`,
+				`(?m)^store conditional writes +If-None-Match`,
 			} {
 				if !regexp.MustCompile(want).MatchString(info) {
 					t.Errorf("info does not match %s:\n%s", want, info)

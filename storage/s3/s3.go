@@ -232,6 +232,25 @@ func (s *Store) Describe(ctx context.Context) map[string]string {
 	if d["prefix"] == "" {
 		d["prefix"] = "(the whole bucket)"
 	}
+	d["conditional writes"] = "If-None-Match: * on every object but locks and plans"
+	if s.unconditional.Load() {
+		d["conditional writes"] = "none: the endpoint answered 501, so a Put may replace an object"
+	}
+	// What the bucket says of itself, asked once here, briefly: info
+	// must not wait out a retry budget for it, and a credential may
+	// lack these permissions, which backups do not need.
+	probe, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if s.region == "" {
+		if r, err := s.client.GetBucketLocation(probe, s.loc.bucket); err == nil {
+			d["region"] = cmpOr(r, "us-east-1") + " (detected)"
+		}
+	}
+	if v, err := s.client.GetBucketVersioning(probe, s.loc.bucket); err != nil {
+		d["versioning"] = "unknown (" + shortError(err) + ")"
+	} else {
+		d["versioning"] = strings.ToLower(cmpOr(v.Status, "off"))
+	}
 	return d
 }
 
