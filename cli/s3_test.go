@@ -4,7 +4,11 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -429,5 +433,50 @@ func TestS3Mount(t *testing.T) {
 	testutil.CompareTreesWith(t, src, snap, testutil.CompareOptions{NotSparse: true})
 	if r := m.stop(t); r.code != 0 {
 		t.Fatalf("mount ended with exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// `coffer ui` serves a repository stored in an S3 bucket: the overview
+// lists its snapshot.
+func TestS3UI(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "ui")
+	h.create()
+	id := h.backup(sourceTree(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncWriter{}
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Args: []string{"at", h.repo, "ui", "-no-spawn"}, Stdout: out, Stderr: out,
+			Getenv: func(k string) string { return h.env[k] }})
+	}()
+	var url string
+	for i := 0; i < 200 && url == ""; i++ {
+		time.Sleep(50 * time.Millisecond)
+		url = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\S*token=\S+`).FindString(out.String())
+	}
+	if url == "" {
+		t.Fatalf("ui printed no URL with a token: %q", out.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar}).Get(url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the token: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Repository") || !strings.Contains(string(body), id) {
+		t.Errorf("overview page does not list snapshot %s: %.300s", id, body)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("ui stopped with exit code %d, want 0: %s", code, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ui did not stop after Ctrl-C")
 	}
 }
