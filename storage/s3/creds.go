@@ -114,10 +114,13 @@ func (c *sourcedChain) source() string {
 // process environment, so that in-process tests can set them.
 type envProvider struct{ getenv func(string) string }
 
+// RetrieveWithCredContext is Retrieve: the environment needs no context.
 func (p envProvider) RetrieveWithCredContext(*credentials.CredContext) (credentials.Value, error) {
 	return p.Retrieve()
 }
 
+// Retrieve returns the keys in the environment, or nothing when the
+// access key or the secret is missing.
 func (p envProvider) Retrieve() (credentials.Value, error) {
 	id := cmpOr(p.getenv("AWS_ACCESS_KEY_ID"), p.getenv("AWS_ACCESS_KEY"))
 	secret := cmpOr(p.getenv("AWS_SECRET_ACCESS_KEY"), p.getenv("AWS_SECRET_KEY"))
@@ -130,4 +133,5 @@ func (p envProvider) Retrieve() (credentials.Value, error) {
 	}, nil
 }
 
+// IsExpired is false: the environment does not change under a process.
 func (envProvider) IsExpired() bool { return false }

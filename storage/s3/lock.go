@@ -160,6 +160,8 @@ type RetainedError struct {
 	Until time.Time
 }
 
+// Error says what was refused, until when, and that it can be done
+// after that.
 func (e *RetainedError) Error() string {
 	return fmt.Sprintf("%s: retained by Object Lock until %s (create -object-lock): it can be deleted after that, by the same command",
 		e.Op, e.Until.Format(time.RFC3339))

@@ -618,6 +618,8 @@ type rangeReader struct {
 	op    string
 }
 
+// Read reads on within [off, end), resuming after a cut; the end of
+// the range is io.EOF only once the whole range was read.
 func (r *rangeReader) Read(p []byte) (int, error) {
 	if r.off >= r.end {
 		return 0, io.EOF
