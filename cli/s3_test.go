@@ -333,6 +333,15 @@ func TestS3ObjectLock(t *testing.T) {
 		t.Errorf("after a refused forget, ls lists:\n%s", ls)
 	}
 	h.checkReadData("after a forget refused by Object Lock")
+
+	// key passwd stores the new key, then cannot delete the old one:
+	// it says so, and both passphrases open the repository.
+	h.env["COFFER_NEW_PASSPHRASE"] = "a new passphrase, 22 characters or more"
+	r = h.at("key", "passwd")
+	wantOneLineError(t, r, ExitAccessDenied, "retained by Object Lock until")
+	h.mustAt("ls")
+	h.env["COFFER_PASSPHRASE"] = h.env["COFFER_NEW_PASSPHRASE"]
+	h.mustAt("ls")
 }
 
 // prune killed with SIGKILL at points of its run on the S3 server, each
