@@ -124,6 +124,9 @@ type app struct {
 	filter snapshotFilter
 	// storeCfg is the named store `at @NAME` chose, if any.
 	storeCfg *storeConfig
+	// objectLockDays is create -object-lock's retention, for the S3
+	// store that create opens.
+	objectLockDays int
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -279,9 +282,9 @@ func (a *app) globalFlags() *flag.FlagSet {
 	fs.StringVar(&a.g.passphraseFile, "passphrase-file", "", "read the passphrase from this file (env COFFER_PASSPHRASE)")
 	fs.StringVar(&a.g.passphraseCmd, "passphrase-command", "", "run this `command` (with sh -c) and use its output as the passphrase (env COFFER_PASSPHRASE_COMMAND)")
 	fs.StringVar(&a.g.otherPassFile, "other-passphrase-file", "", "read the passphrase of the other repository (sync's, create -from's) from this file (env COFFER_OTHER_PASSPHRASE; default: this repository's passphrase, then a prompt)")
-	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry that is not on this machine")
-	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries")
-	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry that is down, restarting or failing (5xx, 429, resets) for up to this long")
+	fs.BoolVar(&a.g.insecureHTTP, "insecure-http", false, "allow plain HTTP to a registry or S3 endpoint that is not on this machine")
+	fs.StringVar(&a.g.caFile, "ca-file", "", "trust the certificate authorities in this PEM file for registries and S3 endpoints")
+	fs.DurationVar(&a.g.retryFor, "retry-for", oci.DefaultRetryFor, "retry a registry or S3 endpoint that is down, restarting or failing (5xx, 429, resets) for up to this long")
 	fs.DurationVar(&a.g.referenceWith, "reference-within", oci.DefaultReferenceWithin, "tag every uploaded pack within this long (below a registry's online GC grace time)")
 	a.g.uploadChunk.bare = 1
 	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
@@ -368,7 +371,7 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 	if err := a.registryCredentials(ctx, &o, a.storeCfg); err != nil {
 		return nil, err
 	}
-	return all.Registry(all.Options{OCI: o}).Open(ctx, a.g.store)
+	return all.Registry(all.Options{OCI: o, S3: a.s3Options()}).Open(ctx, a.g.store)
 }
 
 // ociOptions gathers what the registry store needs from flags and the

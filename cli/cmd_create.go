@@ -5,12 +5,18 @@ import (
 	"flag"
 
 	"github.com/cofferhq/coffer/repo"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type createOptions struct {
-	packSize sizeFlag // MiB without a unit
-	from     string
+	packSize   sizeFlag // MiB without a unit
+	from       string
+	objectLock int // days
 }
+
+// maxObjectLockDays bounds -object-lock: S3's longest retention is 100
+// years.
+const maxObjectLockDays = 36500
 
 var createCommand = &command{
 	name:    "create",
@@ -20,6 +26,7 @@ var createCommand = &command{
 		o.packSize = sizeFlag{bare: 1 << 20} // n stays 0 unless given
 		fs.Var(&o.packSize, "pack-size", "the `size` of packs backups make unless they say otherwise (backup -pack-size), from 1MiB to 1GiB; a number is MiB (default 32MiB; with -from, that repository's)")
 		fs.StringVar(&o.from, "from", "", "share the master key and chunker of the repository at this `store`, so that sync copies packs between the two as they are (its passphrase: -other-passphrase-file)")
+		fs.IntVar(&o.objectLock, "object-lock", 0, "on an s3 store whose bucket has Object Lock enabled, write every object but locks and plans with a COMPLIANCE retention of this many `days`, so that no credential can delete backups younger than that (docs/s3.md)")
 		return o
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
@@ -41,11 +48,18 @@ var createCommand = &command{
 		if n := o.packSize.n; n < repo.MinConfigPackSize || n > repo.MaxPackSize {
 			return usageError("create -pack-size %s: give a size from 1MiB to 1GiB", &o.packSize)
 		}
+		if o.objectLock < 0 || o.objectLock > maxObjectLockDays {
+			return usageError("create -object-lock %d: give a number of days from 1 to %d", o.objectLock, maxObjectLockDays)
+		}
+		a.objectLockDays = o.objectLock
 		st, err := a.openStore(ctx)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
+		if scheme, _ := storage.Scheme(st.Location()); o.objectLock > 0 && scheme != "s3" {
+			return usageError("create -object-lock works on s3 stores only (a bucket with Object Lock enabled), not on %s", st.Location())
+		}
 		// Refuse early, before asking for a passphrase twice in vain.
 		if _, err := repo.ReadSealedConfig(ctx, st); err == nil {
 			return repoExists(st.Location())

@@ -24,8 +24,11 @@ func TestMistypedSchemeLocations(t *testing.T) {
 		{"oci:/host/repo", []string{"mistyped oci://", "oci://host/repo"}},
 		{"oci//host/repo", []string{"mistyped oci://", "oci://host/repo"}},
 		{"oci:", []string{"mistyped oci://"}},
-		{"s3:bucket", []string{`"s3:"`, "oci://host/repo", "./s3:bucket"}},
-		{"s3://bucket/x", []string{`"s3"`, "oci://host/repo"}},
+		{"sftp:host", []string{`"sftp:"`, "oci://host/repo", "./sftp:host"}},
+		// s3: may go without "//" (a bucket on AWS); an s3 location
+		// without a bucket names no store.
+		{"s3:", []string{"names no bucket", "s3:bucket/prefix"}},
+		{"s3://bucket", []string{"no bucket", "s3://host[:port]/bucket/prefix", "s3:bucket/prefix"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.location, func(t *testing.T) {

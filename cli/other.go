@@ -38,7 +38,9 @@ func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error
 			return nil, err
 		}
 	}
-	st, err := all.Registry(all.Options{OCI: o}).Open(ctx, location)
+	s3o := a.s3Options()
+	s3o.CAFile, s3o.InsecureHTTP = o.CAFile, o.InsecureHTTP
+	st, err := all.Registry(all.Options{OCI: o, S3: s3o}).Open(ctx, location)
 	if err != nil {
 		return nil, err
 	}

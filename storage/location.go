@@ -79,7 +79,7 @@ func (r *Registry) Register(scheme string, open Opener) {
 // location's scheme (see Scheme). The Opener receives location unchanged.
 //
 // A location that looks like a mistyped scheme ("oci:host/repo",
-// "oci:/host/repo", "oci//host/repo", "s3:bucket") fails with
+// "oci:/host/repo", "oci//host/repo", "sftp:host") fails with
 // ErrBadLocation rather than naming a local directory: creating a
 // directory called "oci:host" would hide the typo until the backups are
 // looked for on the registry.
@@ -157,11 +157,31 @@ func (r *Registry) has(scheme string) bool {
 	return r.openers[scheme] != nil
 }
 
+// opaqueSchemes are the schemes whose locations may also be written
+// without "//": "s3:bucket/prefix" is a bucket on AWS, where
+// "s3://host/bucket/prefix" names an endpoint.
+var opaqueSchemes = []string{"s3"}
+
+// opaqueScheme returns the scheme of a location written "scheme:rest"
+// with one of opaqueSchemes.
+func opaqueScheme(location string) (string, bool) {
+	scheme, after, found := strings.Cut(location, ":")
+	scheme = strings.ToLower(scheme)
+	if !found || !slices.Contains(opaqueSchemes, scheme) || strings.HasPrefix(after, "//") {
+		return "", false
+	}
+	return scheme, true
+}
+
 // mistypedScheme reports whether location starts like a URL, with a
 // scheme and a colon, without the "//" that every coffer location with a
-// scheme has; scheme is lowercased and rest is what follows the colon and
-// any slashes. A Windows drive ("C:\backup", "C:/backup") is a path.
+// scheme has (except opaqueSchemes); scheme is lowercased and rest is
+// what follows the colon and any slashes. A Windows drive ("C:\backup",
+// "C:/backup") is a path.
 func mistypedScheme(location string) (scheme, rest string, ok bool) {
+	if _, ok := opaqueScheme(location); ok {
+		return "", "", false
+	}
 	i := strings.IndexByte(location, ':')
 	if i <= 0 || !validScheme(location[:i]) {
 		return "", "", false
@@ -193,7 +213,8 @@ func (r *Registry) Schemes() []string {
 // plain paths (including odd ones such as "dir/a://b" and "./a:b") are
 // local directories. It fails, with an error matching ErrBadLocation, if
 // location is empty, has an empty scheme, or starts like a URL without
-// "//" ("oci:host/repo"; write "./oci:host" for such a directory).
+// "//" ("oci:host/repo"; write "./oci:host" for such a directory), which
+// only opaqueSchemes may ("s3:bucket/prefix" is scheme s3).
 func Scheme(location string) (string, error) {
 	if strings.TrimSpace(location) == "" {
 		return "", BadLocation(errors.New("store location is empty: give a directory path or a scheme://... location"))
@@ -201,6 +222,9 @@ func Scheme(location string) (string, error) {
 	if scheme, _, ok := mistypedScheme(location); ok {
 		return "", BadLocation(fmt.Errorf(`store location %q starts with %q but lacks the "//" after it: write %s://..., or ./%s for a local directory of that name`,
 			location, location[:len(scheme)+1], scheme, location))
+	}
+	if scheme, ok := opaqueScheme(location); ok {
+		return scheme, nil
 	}
 	i := strings.Index(location, "://")
 	if i < 0 {

@@ -63,7 +63,10 @@ func TestRegistryOpen(t *testing.T) {
 		{location: "oci//host/repo", wantErr: []string{"mistyped oci://", "write oci://host/repo"}, wantIs: storage.ErrBadLocation},
 		{location: "oci:", wantErr: []string{"mistyped oci://"}, wantIs: storage.ErrBadLocation},
 		{location: "oci:/", wantErr: []string{"mistyped oci://"}, wantIs: storage.ErrBadLocation},
-		{location: "s3:bucket/x", wantErr: []string{`"s3:"`, "known schemes: fs, oci", "oci://host/repo", "./s3:bucket/x"}, wantIs: storage.ErrBadLocation},
+		// s3: alone may be written without "//" (a bucket on AWS), so
+		// without an s3 backend it is an unknown scheme.
+		{location: "s3:bucket/x", wantErr: []string{`"s3"`, "known schemes: fs, oci"}, wantIs: storage.ErrUnknownScheme},
+		{location: "sftp:host/x", wantErr: []string{`"sftp:"`, "known schemes: fs, oci", "oci://host/repo", "./sftp:host/x"}, wantIs: storage.ErrBadLocation},
 		{location: "a:b", wantErr: []string{`"a:"`, "./a:b"}, wantIs: storage.ErrBadLocation},
 		{location: "fs:/srv/backup", wantErr: []string{`"fs:"`, "./fs:/srv/backup"}, wantIs: storage.ErrBadLocation},
 	}
@@ -167,6 +170,10 @@ func TestScheme(t *testing.T) {
 		{"fs:///abs", "fs"},
 		{"Oci://x", "oci"},
 		{"s3+https://x", "s3+https"},
+		{"s3:bucket/prefix", "s3"},
+		{"S3:bucket", "s3"},
+		{"s3://host/bucket", "s3"},
+		{"./s3:bucket", "fs"},
 		{"./oci:host", "fs"},
 		{"/tmp/a:b", "fs"},
 	}
@@ -181,7 +188,7 @@ func TestScheme(t *testing.T) {
 // TestSchemeMistyped checks that Scheme itself, which fs.Open also uses,
 // refuses a location that starts like a URL without "//".
 func TestSchemeMistyped(t *testing.T) {
-	for _, loc := range []string{"oci:host/repo", "oci:/host/repo", "oci:", "s3:bucket", "a:b"} {
+	for _, loc := range []string{"oci:host/repo", "oci:/host/repo", "oci:", "sftp:host", "a:b"} {
 		_, err := storage.Scheme(loc)
 		if !errors.Is(err, storage.ErrBadLocation) || !strings.Contains(err.Error(), "./"+loc) {
 			t.Errorf("Scheme(%q) = %v, want a bad location error suggesting ./%s", loc, err, loc)

@@ -19,9 +19,9 @@ import (
 )
 
 // ToolBinEnv names a directory that already holds the pinned "registry"
-// (CNCF Distribution v3) and "oras" binaries built from tools/go.mod, as
-// .ci/run prepares. When it is unset, the first test that needs a tool
-// builds both (see toolBin).
+// (CNCF Distribution v3), "oras" and "versitygw" (an S3 server) binaries
+// built from tools/go.mod, as .ci/run prepares. When it is unset, the
+// first test that needs a tool builds them all (see toolBin).
 const ToolBinEnv = "COFFER_TOOLBIN"
 
 // Registry28Binary is where Debian's docker-registry package (CNCF
@@ -30,8 +30,9 @@ const Registry28Binary = "/usr/bin/docker-registry"
 
 // The packages tools/go.mod pins, built by toolBin.
 var toolPackages = map[string]string{
-	"registry": "github.com/distribution/distribution/v3/cmd/registry",
-	"oras":     "oras.land/oras/cmd/oras",
+	"registry":  "github.com/distribution/distribution/v3/cmd/registry",
+	"oras":      "oras.land/oras/cmd/oras",
+	"versitygw": "github.com/versity/versitygw/cmd/versitygw",
 }
 
 var (
@@ -40,9 +41,9 @@ var (
 	toolsErr  error
 )
 
-// toolBin returns the path of a pinned tool ("registry" or "oras").
-// With $COFFER_TOOLBIN set it must be there (a missing binary fails the
-// test: the variable promised it). Otherwise both tools are built once
+// toolBin returns the path of a pinned tool ("registry", "oras" or
+// "versitygw"). With $COFFER_TOOLBIN set it must be there (a missing binary fails the
+// test: the variable promised it). Otherwise the tools are built once
 // per test process, with the go command, into a per-user cache directory
 // keyed by tools/go.mod, tools/go.sum and the Go version, so that later
 // test processes (one per package) reuse them instead of each building
@@ -115,7 +116,7 @@ func buildTools() (string, error) {
 		}
 	}
 	args := []string{"build", "-o", tmp + string(filepath.Separator)}
-	for _, name := range []string{"registry", "oras"} {
+	for _, name := range []string{"registry", "oras", "versitygw"} {
 		args = append(args, toolPackages[name])
 	}
 	cmd := exec.Command(goCmd, args...)

@@ -6,11 +6,13 @@ import (
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/local"
 	"github.com/cofferhq/coffer/storage/oci"
+	"github.com/cofferhq/coffer/storage/s3"
 )
 
 // Options configure the backends that need configuring.
 type Options struct {
 	OCI oci.Options
+	S3  s3.Options
 }
 
 // Registry returns a new registry with every built-in backend registered.
@@ -20,5 +22,6 @@ func Registry(opt Options) *storage.Registry {
 	r := storage.NewRegistry()
 	r.Register(storage.LocalScheme, local.Open)
 	r.Register("oci", oci.Opener(opt.OCI))
+	r.Register("s3", s3.Opener(opt.S3))
 	return r
 }

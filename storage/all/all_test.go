@@ -11,8 +11,8 @@ import (
 
 func TestRegistry(t *testing.T) {
 	r := Registry(Options{})
-	if got := r.Schemes(); !slices.Contains(got, "fs") || !slices.Contains(got, "oci") {
-		t.Fatalf("Schemes() = %q, want it to include fs and oci", got)
+	if got := r.Schemes(); !slices.Contains(got, "fs") || !slices.Contains(got, "oci") || !slices.Contains(got, "s3") {
+		t.Fatalf("Schemes() = %q, want it to include fs, oci and s3", got)
 	}
 	dir := filepath.Join(t.TempDir(), "repo")
 	for _, location := range []string{dir, "fs://" + dir} {

@@ -1,0 +1,491 @@
+//go:build linux
+
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
+	"github.com/cofferhq/coffer/internal/testutil"
+)
+
+// s3Harness returns a harness on prefix of bucket on srv (which it
+// creates), with the server's keys in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, and a HOME of its own so that no ~/.aws of the
+// machine is read.
+func s3Harness(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.repo = srv.Location(bucket, prefix)
+	for k, v := range srv.Env() {
+		h.env[k] = v
+	}
+	h.env["HOME"] = t.TempDir()
+	return h
+}
+
+// The seed's walkthrough on s3://127.0.0.1:PORT/bucket/helloworld, over
+// plain HTTP (a loopback endpoint without TLS) and over TLS with the
+// test CA given with -ca-file: create, -silent backup of the current
+// directory, ls in the seed's format, cat by prefix, restore, check
+// -read-data; info names the endpoint, bucket, region and the source of
+// the credentials.
+func TestS3Walkthrough(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
+			srv.MakeBucket(t, "bucket")
+			h := s3Harness(t, srv, "bucket", "helloworld")
+			var global []string
+			if tls {
+				global = []string{"-ca-file", srv.CAFile}
+				// Without the CA, the certificate is refused, and the
+				// message says how to trust it.
+				r := h.at("create")
+				wantOneLineError(t, r, ExitFailure, "unknown authority", "-ca-file")
+			}
+			at := func(args ...string) string {
+				t.Helper()
+				r := h.run(append(append(global, "at", h.repo), args...)...)
+				if r.code != 0 {
+					t.Fatalf("coffer %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+				}
+				return r.stdout
+			}
+			src := sourceTree(t)
+			t.Chdir(src)
+			at("create")
+			if r := h.run(append(global, "-silent", "at", h.repo, "backup")...); r.code != 0 || r.stdout != "" {
+				t.Fatalf("silent backup: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+			ls := at("ls")
+			m := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ   ([0-9a-f]{8}) +\S+ \S+ +\d+s ` + regexp.QuoteMeta(src) + "\n$").FindStringSubmatch(ls)
+			if m == nil {
+				t.Fatalf("ls output %q does not match the seed's format", ls)
+			}
+			if got := at("cat", m[1][:3]+":LICENSE"); got != licenseText {
+				t.Errorf("cat: %q", got)
+			}
+			restored := filepath.Join(t.TempDir(), "restored")
+			at("restore", m[1][:3], "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+			if out := at("check", "-read-data"); !strings.Contains(out, "no errors were found") {
+				t.Errorf("check -read-data: %s", out)
+			}
+			info := at("info")
+			scheme := map[bool]string{false: "http", true: "https"}[tls]
+			for _, want := range []string{
+				`(?m)^store endpoint +` + scheme + `://` + regexp.QuoteMeta(srv.Host) + `$`,
+				`(?m)^store bucket +bucket$`,
+				`(?m)^store prefix +helloworld$`,
+				`(?m)^store region +us-east-1$`,
+				`(?m)^store credentials +AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY$`,
+				`(?m)^store versioning +off$`,
+				`(?m)^store conditional writes +If-None-Match`,
+			} {
+				if !regexp.MustCompile(want).MatchString(info) {
+					t.Errorf("info does not match %s:\n%s", want, info)
+				}
+			}
+			if strings.Contains(info, srv.SecretKey) {
+				t.Errorf("info prints the secret key:\n%s", info)
+			}
+			// The objects are where docs/s3.md says, as in a local
+			// repository directory.
+			if _, err := os.Stat(filepath.Join(srv.DataDir, "bucket", "helloworld", "config")); err != nil {
+				t.Errorf("no config object under the prefix: %v", err)
+			}
+		})
+	}
+}
+
+// Wrong keys exit 18 with one line that names where the keys came from
+// and never the secret; a missing bucket exits 10 saying to create it;
+// an empty prefix exits 10 saying there is no repository.
+func TestS3BadInputs(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "repo")
+	h.create()
+
+	const badSecret = "d2f1c0ffee5ecret0f7he7e575d2f1c0ffee5ecr"
+	for name, env := range map[string]map[string]string{
+		"wrong secret": {"AWS_SECRET_ACCESS_KEY": badSecret},
+		"unknown key":  {"AWS_ACCESS_KEY_ID": "AKIACOFFERUNKNOWN", "AWS_SECRET_ACCESS_KEY": badSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := *h
+			bad.env = map[string]string{}
+			for k, v := range h.env {
+				bad.env[k] = v
+			}
+			for k, v := range env {
+				bad.env[k] = v
+			}
+			for _, cmd := range [][]string{{"ls"}, {"backup", sourceTree(t)}, {"create"}} {
+				r := bad.at(cmd...)
+				wantOneLineError(t, r, ExitAccessDenied, "AWS_ACCESS_KEY_ID")
+				if strings.Contains(r.stdout+r.stderr, badSecret) || strings.Contains(r.stdout+r.stderr, srv.SecretKey) {
+					t.Errorf("%s printed a secret: %s%s", cmd[0], r.stdout, r.stderr)
+				}
+			}
+		})
+	}
+
+	missing := *h
+	missing.repo = srv.Location("no-such-bucket", "repo")
+	wantOneLineError(t, missing.at("create"), ExitNoRepository, "bucket no-such-bucket does not exist", "create it")
+	wantOneLineError(t, missing.at("ls"), ExitNoRepository, "bucket no-such-bucket does not exist")
+
+	empty := *h
+	empty.repo = srv.Location("bucket", "nothing-here")
+	wantOneLineError(t, empty.at("ls"), ExitNoRepository, "no coffer repository")
+
+	// create refuses a prefix that holds a repository, and one that
+	// holds anything else.
+	wantOneLineError(t, h.at("create"), ExitNoRepository, "already holds a coffer repository")
+	if _, err := srv.Client(t).PutObject(t.Context(), "bucket", "photos/cat.jpg", strings.NewReader("meow"), 4, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := *h
+	other.repo = srv.Location("bucket", "photos")
+	wantOneLineError(t, other.at("create"), ExitNoRepository, "not empty", "photos/cat.jpg")
+}
+
+// s3FaultKinds are the faults a proxy can inject into S3 requests. Not
+// FaultRangeLie: the Range header is part of the request's SigV4
+// signature, so a proxy that drops it makes the request invalid (the
+// server answers 403) rather than showing a server that ignores Range;
+// storage/s3's TestRangeIgnored answers so.
+var s3FaultKinds = []testregistry.FaultKind{
+	testregistry.FaultTooManyRequests, testregistry.FaultInternalError, testregistry.FaultUnavailable,
+	testregistry.FaultReset, testregistry.FaultSlow,
+}
+
+// Backup and restore through a proxy that faults 10% of the requests
+// (429, 500, 503, connections reset halfway through an answer, slow
+// answers): the restored tree is byte-identical and check -read-data
+// passes.
+func TestS3Faults(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	proxy := testregistry.StartFaultProxy(t, srv.URL, testregistry.FaultOptions{Rate: 0.1, Seed: 42, Kinds: s3FaultKinds})
+	h := s3Harness(t, srv, "bucket", "faults")
+	h.repo = "s3://" + proxy.Host + "/bucket/faults"
+	src := sourceTree(t)
+	if err := os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(5, 24<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mustAt("create", "-pack-size", "1") // many packs: many requests to fault
+	h.backup(src)
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+	h.checkReadData("through the fault proxy")
+	faults := proxy.Faults()
+	t.Logf("faults injected: %v over %d requests", faults, proxy.Total())
+	for _, k := range s3FaultKinds {
+		if faults[k] == 0 {
+			t.Errorf("no %s fault was injected: the test proves less than it claims", k)
+		}
+	}
+}
+
+// A backup killed with SIGKILL leaves no snapshot; the next backup
+// completes, and check -read-data passes.
+func TestS3InterruptedBackup(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "killed")
+	src := bigTree(t, 96)
+	h.create()
+	backup := binaryCmd(t, h, "-json", "at", h.repo, "backup", src)
+	var stderr bytes.Buffer
+	backup.Stderr = &stderr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(srv.DataDir, "bucket", "killed")
+	deadline := time.Now().Add(60 * time.Second)
+	for countPacks(repoDir) < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := backup.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	backup.Wait()
+	if n := countPacks(repoDir); n < 1 {
+		t.Fatalf("no pack was stored before the kill (stderr %s)", stderr.String())
+	}
+	if out := h.mustAt("ls"); out != "" {
+		t.Fatalf("an interrupted backup left a snapshot: %q", out)
+	}
+	h.backup(src)
+	h.checkReadData("after a backup killed halfway")
+	restored := t.TempDir()
+	h.mustAt("restore", "latest", "-to", restored)
+	testutil.CompareTrees(t, src, restored)
+}
+
+// sync between an S3 repository, a local one and an OCI one, each way:
+// every copy lists both snapshots and restores the same tree.
+func TestS3Sync(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	s3h := s3Harness(t, srv, "bucket", "main")
+	src := sourceTree(t)
+	s3h.create()
+	s3h.backup(src, "-tag", "first")
+	if err := os.WriteFile(filepath.Join(src, "more.bin"), testutil.RandomBytes(9, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s3h.backup(src)
+
+	on := func(repo string) *harness {
+		h := *s3h
+		h.repo = repo
+		return &h
+	}
+	local := on(filepath.Join(t.TempDir(), "local"))
+	ociRepo := on(reg.Location("fromlocal"))
+	ociRepo.env = map[string]string{"DOCKER_CONFIG": reg.DockerConfig}
+	for k, v := range s3h.env {
+		ociRepo.env[k] = v
+	}
+	ociRepo.env["DOCKER_CONFIG"] = reg.DockerConfig
+	back := on(srv.Location("bucket", "back"))
+
+	local.mustAt("create", "-from", s3h.repo)
+	if s := syncSummary(t, s3h, "to", local.repo); s["copied"] != 2.0 || s["same_keys"] != true {
+		t.Errorf("s3 -> local: %v", s)
+	}
+	ociRepo.create()
+	if s := syncSummary(t, ociRepo, "from", local.repo); s["copied"] != 2.0 {
+		t.Errorf("local -> oci: %v", s)
+	}
+	back.create()
+	if s := syncSummary(t, ociRepo, "to", back.repo); s["copied"] != 2.0 {
+		t.Errorf("oci -> s3: %v", s)
+	}
+	if s := syncSummary(t, s3h, "from", back.repo); s["copied"] != 0.0 || s["skipped"] != 2.0 {
+		t.Errorf("s3 from the copy of its copies: %v", s)
+	}
+
+	want := filepath.Join(t.TempDir(), "want")
+	s3h.mustAt("restore", "latest", "-to", want)
+	testutil.CompareTrees(t, src, want)
+	for _, h := range []*harness{local, ociRepo, back} {
+		h.checkReadData("after sync to " + h.repo)
+		ls := h.mustAt("ls")
+		if n := strings.Count(ls, "\n"); n != 2 || !strings.Contains(ls, "[first]") {
+			t.Errorf("%s lists %d snapshots: %s", h.repo, n, ls)
+		}
+		got := filepath.Join(t.TempDir(), "got")
+		h.mustAt("restore", "latest", "-to", got)
+		testutil.CompareTrees(t, want, got)
+	}
+}
+
+// create -object-lock DAYS: refused on a local store (usage) and on a
+// bucket without Object Lock; on a bucket with it, backups run as ever
+// (their locks come and go), info says so, and forget of a snapshot
+// still retained is refused with the date it can go (exit 18), leaving
+// the snapshot listed and the repository whole.
+func TestS3ObjectLock(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "plain")
+	srv.MakeLockedBucket(t, "locked")
+
+	local := newHarness(t)
+	wantOneLineError(t, local.at("create", "-object-lock", "7"), ExitUsage, "-object-lock works on s3 stores only")
+	plain := s3Harness(t, srv, "plain", "repo")
+	wantOneLineError(t, plain.at("create", "-object-lock", "7"), ExitFailure, "does not have Object Lock enabled", "--object-lock-enabled-for-bucket")
+	wantOneLineError(t, plain.at("create", "-object-lock", "-1"), ExitUsage, "number of days")
+
+	h := s3Harness(t, srv, "locked", "repo")
+	h.mustAt("create", "-object-lock", "7")
+	src := sourceTree(t)
+	first := h.backup(src)
+	h.backup(src)
+	if info := h.mustAt("info"); !regexp.MustCompile(`(?m)^store object lock +COMPLIANCE retention of 7 days`).MatchString(info) {
+		t.Errorf("info of a repository with -object-lock:\n%s", info)
+	}
+	r := h.at("forget", first)
+	t.Logf("forget of a retained snapshot: %s", r.stderr)
+	wantOneLineError(t, r, ExitAccessDenied, "retained by Object Lock until", "can be deleted after that")
+	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 2 || !strings.Contains(ls, first) {
+		t.Errorf("after a refused forget, ls lists:\n%s", ls)
+	}
+	h.checkReadData("after a forget refused by Object Lock")
+
+	// key passwd stores the new key, then cannot delete the old one:
+	// it says so, and both passphrases open the repository.
+	h.env["COFFER_NEW_PASSPHRASE"] = "a new passphrase, 22 characters or more"
+	r = h.at("key", "passwd")
+	wantOneLineError(t, r, ExitAccessDenied, "retained by Object Lock until")
+	h.mustAt("ls")
+	h.env["COFFER_PASSPHRASE"] = h.env["COFFER_NEW_PASSPHRASE"]
+	h.mustAt("ls")
+}
+
+// prune killed with SIGKILL at points of its run on the S3 server, each
+// chosen by what it has done so far (the server's posix backend holds
+// the prefix as a directory laid out as a local repository's): check
+// -read-data passes every time, the next prune completes, and the kept
+// snapshots restore.
+func TestS3PruneKilled(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "base")
+	src := filepath.Join(t.TempDir(), "src")
+	h.mustAt("create", "-pack-size", "1") // many packs: a prune with many steps
+	ids := churnHistory(t, h, src, 12)
+	h.mustAt("forget", "-keep-last", "3")
+	dirOf := func(prefix string) string { return filepath.Join(srv.DataDir, "bucket", prefix) }
+	// copyAs copies the repository to another prefix, with a cache of
+	// its own; the server reads it from its directory as it is.
+	copyAs := func(prefix string) *harness {
+		t.Helper()
+		if out, err := exec.Command("cp", "-a", dirOf("base"), dirOf(prefix)).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		c := *h
+		c.env = map[string]string{}
+		for k, v := range h.env {
+			c.env[k] = v
+		}
+		c.env["COFFER_CACHE_DIR"] = t.TempDir()
+		c.repo = srv.Location("bucket", prefix)
+		return &c
+	}
+	s0 := stateOf(dirOf("base"))
+	done := copyAs("done")
+	done.mustAt("prune", "-max-unused", "0%")
+	final := stateOf(dirOf("done"))
+	t.Logf("before prune: %+v; after: %+v", s0, final)
+	points := []struct {
+		name string
+		at   func(s repoState) bool
+	}{
+		{"lock written", func(s repoState) bool { return s.locks > 0 }},
+		{"a plan written", func(s repoState) bool { return s.plans > 0 }},
+		{"index objects changed", func(s repoState) bool { return s.index != s0.index }},
+		{"the first pack deleted", func(s repoState) bool { return s.packs < s0.packs }},
+		{"most packs deleted", func(s repoState) bool { return s.packs <= final.packs+2 }},
+	}
+	midway := 0
+	for i, p := range points {
+		t.Run(fmt.Sprintf("kill %d %s", i, p.name), func(t *testing.T) {
+			prefix := fmt.Sprintf("kill%d", i)
+			c := copyAs(prefix)
+			cmd := binaryCmd(t, c, "at", c.repo, "prune", "-max-unused", "0%")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+		watch:
+			for !p.at(stateOf(dirOf(prefix))) {
+				select {
+				case <-exited:
+					break watch
+				default:
+					time.Sleep(200 * time.Microsecond)
+				}
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			s := stateOf(dirOf(prefix))
+			t.Logf("killed at %q: %+v", p.name, s)
+			if s != s0 && s != final {
+				midway++
+			}
+			c.recoversFromKilledPrune()
+			restored := filepath.Join(t.TempDir(), "r")
+			c.mustAt("restore", ids[len(ids)-1], "-to", restored)
+			testutil.CompareTrees(t, src, restored)
+		})
+	}
+	if midway < 3 {
+		t.Errorf("only %d of %d kills left a prune half done", midway, len(points))
+	}
+}
+
+// mount serves a snapshot stored in an S3 bucket, byte for byte.
+func TestS3Mount(t *testing.T) {
+	requireFUSE(t)
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "mounted")
+	h.create()
+	src := filepath.Join(t.TempDir(), "src")
+	testutil.GenerateTree(t, src, testutil.TreeOptions{Seed: 17, Files: 40, LargeFileSize: 6 << 20})
+	id := h.backup(src)
+	m := h.mount(t)
+	snap := filepath.Join(m.dir, "snapshots", snapshotDir(t, m.dir, id))
+	testutil.CompareTreesWith(t, src, snap, testutil.CompareOptions{NotSparse: true})
+	if r := m.stop(t); r.code != 0 {
+		t.Fatalf("mount ended with exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// `coffer ui` serves a repository stored in an S3 bucket: the overview
+// lists its snapshot.
+func TestS3UI(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "bucket")
+	h := s3Harness(t, srv, "bucket", "ui")
+	h.create()
+	id := h.backup(sourceTree(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncWriter{}
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Args: []string{"at", h.repo, "ui", "-no-spawn"}, Stdout: out, Stderr: out,
+			Getenv: func(k string) string { return h.env[k] }})
+	}()
+	var url string
+	for i := 0; i < 200 && url == ""; i++ {
+		time.Sleep(50 * time.Millisecond)
+		url = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\S*token=\S+`).FindString(out.String())
+	}
+	if url == "" {
+		t.Fatalf("ui printed no URL with a token: %q", out.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar}).Get(url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the token: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Repository") || !strings.Contains(string(body), id) {
+		t.Errorf("overview page does not list snapshot %s: %.300s", id, body)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("ui stopped with exit code %d, want 0: %s", code, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ui did not stop after Ctrl-C")
+	}
+}

@@ -1,0 +1,456 @@
+package s3
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/storagetest"
+)
+
+func TestParseLocation(t *testing.T) {
+	tests := []struct {
+		in   string
+		want location // zero when parsing must fail
+		str  string
+		err  string // a fragment of the error
+	}{
+		{in: "s3://127.0.0.1:9000/bucket/helloworld", want: location{endpoint: "127.0.0.1:9000", bucket: "bucket", prefix: "helloworld", lookup: "auto"}, str: "s3://127.0.0.1:9000/bucket/helloworld"},
+		{in: "s3://minio.example/b-1/a/b/c/", want: location{endpoint: "minio.example", bucket: "b-1", prefix: "a/b/c", lookup: "auto"}, str: "s3://minio.example/b-1/a/b/c"},
+		{in: "s3://minio.example/bucket", want: location{endpoint: "minio.example", bucket: "bucket", lookup: "auto"}, str: "s3://minio.example/bucket"},
+		{in: "s3:my.bucket/backups/laptop", want: location{endpoint: awsEndpoint, aws: true, bucket: "my.bucket", prefix: "backups/laptop", lookup: "auto"}, str: "s3:my.bucket/backups/laptop"},
+		{in: "s3:bucket", want: location{endpoint: awsEndpoint, aws: true, bucket: "bucket", lookup: "auto"}, str: "s3:bucket"},
+		{in: "s3:bucket/p?region=eu-west-3&lookup=dns", want: location{endpoint: awsEndpoint, aws: true, bucket: "bucket", prefix: "p", region: "eu-west-3", lookup: "dns"}, str: "s3:bucket/p"},
+		{in: "s3://[::1]:9000/bucket/p?insecure-http=true&lookup=path", want: location{endpoint: "[::1]:9000", bucket: "bucket", prefix: "p", lookup: "path", insecure: true}, str: "s3://[::1]:9000/bucket/p"},
+		{in: "s3://key:secret@host/bucket/p", err: "must not carry credentials"},
+		{in: "s3://host", err: "no bucket"},
+		{in: "s3://host/", err: "no bucket"},
+		{in: "s3:", err: "names no bucket"},
+		{in: "s3:/bucket/p", err: "s3:bucket/prefix"},
+		{in: "s3://host/Bucket/p", err: "invalid bucket name"},
+		{in: "s3://host/ab/p", err: "invalid bucket name"},
+		{in: "s3://host/bucket/a//b", err: "empty"},
+		{in: "s3://host/bucket/a/../b", err: `".."`},
+		{in: "s3://host/bucket/p#x", err: "fragment"},
+		{in: "s3://host/bucket/p?lookup=sideways", err: "lookup=path"},
+		{in: "s3://host/bucket/p?colour=blue", err: `unknown option "colour"`},
+		{in: "s3://host/bucket/p?region=", err: "region= is empty"},
+		{in: "s3://host:x/bucket/p", err: "S3 location"},
+		{in: "oci://host/repo", err: "must start with s3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseLocation(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, storage.ErrBadLocation) {
+					t.Fatalf("parseLocation(%q) = %+v, %v; want a bad location error containing %q", tt.in, got, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Errorf("error quotes the credentials: %v", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseLocation(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			}
+			if got.String() != tt.str {
+				t.Errorf("String() = %q, want %q", got.String(), tt.str)
+			}
+		})
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		in                 string
+		first, last, total int64
+		ok                 bool
+	}{
+		{"bytes 0-99/1000", 0, 99, 1000, true},
+		{"bytes 10-10/*", 10, 10, -1, true},
+		{"bytes 10-9/100", 0, 0, 0, false},
+		{"bytes -1-9/100", 0, 0, 0, false},
+		{"items 0-9/100", 0, 0, 0, false},
+		{"bytes 0-9", 0, 0, 0, false},
+		{"bytes */100", 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		first, last, total, ok := parseContentRange(tt.in)
+		if ok != tt.ok || first != tt.first || last != tt.last || total != tt.total {
+			t.Errorf("parseContentRange(%q) = %d, %d, %d, %v; want %d, %d, %d, %v", tt.in, first, last, total, ok, tt.first, tt.last, tt.total, tt.ok)
+		}
+	}
+}
+
+// newStoreFactory returns a storagetest factory of stores under fresh
+// prefixes of one bucket of srv. Small part sizes make the suite's
+// 40 MiB object a multipart upload.
+func newStoreFactory(srv *testregistry.S3Server, bucket string, opt Options) func(t *testing.T) storage.Store {
+	var n atomic.Int64
+	env := srv.Env()
+	opt.Getenv = func(k string) string { return env[k] }
+	opt.CAFile = srv.CAFile
+	return func(t *testing.T) storage.Store {
+		loc := srv.Location(bucket, fmt.Sprintf("repo-%d", n.Add(1)))
+		st, err := Open(t.Context(), loc, opt)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", loc, err)
+		}
+		return st
+	}
+}
+
+func TestStoreVersityGW(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
+			srv.MakeBucket(t, "coffer")
+			storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
+		})
+	}
+}
+
+// A bucket that does not exist is ErrNotFound, with advice to create it;
+// wrong keys are ErrAccessDenied, naming where they came from and never
+// the secret.
+func TestStoreErrors(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	ctx := t.Context()
+	open := func(loc string, env map[string]string) *Store {
+		t.Helper()
+		st, err := Open(ctx, loc, Options{Getenv: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatalf("Open(%s): %v", loc, err)
+		}
+		return st
+	}
+
+	st := open(srv.Location("missing", "repo"), srv.Env())
+	_, err := st.Open(ctx)
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "bucket missing does not exist") {
+		t.Errorf("Open in a missing bucket = %v; want ErrNotFound saying to create the bucket", err)
+	}
+	err = st.Create(ctx, []byte("config"))
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "create it") {
+		t.Errorf("Create in a missing bucket = %v; want ErrNotFound saying to create the bucket", err)
+	}
+
+	st = open(srv.Location("coffer", "repo"), srv.Env())
+	_, err = st.Open(ctx)
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "no coffer repository") {
+		t.Errorf("Open of an empty prefix = %v; want ErrNotFound saying there is no repository", err)
+	}
+
+	const badSecret = "0123456789abcdef0123456789abcdef"
+	for name, env := range map[string]map[string]string{
+		"wrong secret": {"AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": badSecret},
+		"unknown key":  {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": badSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := open(srv.Location("coffer", "repo"), env)
+			for op, err := range map[string]error{
+				"Open":   func() error { _, err := st.Open(ctx); return err }(),
+				"Create": st.Create(ctx, []byte("config")),
+				"Put":    st.Put(ctx, storage.KindLock, "abc", storage.BytesBody([]byte("x"))),
+			} {
+				if !errors.Is(err, storage.ErrAccessDenied) {
+					t.Errorf("%s with %s = %v; want ErrAccessDenied", op, name, err)
+					continue
+				}
+				if strings.Contains(err.Error(), badSecret) || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+					t.Errorf("%s with %s = %q; want it to name the variables, never the secret", op, name, err)
+				}
+			}
+		})
+	}
+}
+
+// A range the object does not hold is ErrInvalidRange, decided by the
+// server's answer, and a read that ends early is an error.
+func TestRangeChecks(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	st := newStoreFactory(srv, "coffer", Options{})(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("0123456789", 100))
+	if err := st.Put(ctx, storage.KindLock, "r", storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	for _, rng := range []storage.Range{{Offset: 990, Length: 20}, {Offset: 1000, Length: 1}, {Offset: 5000, Length: 1}} {
+		rc, err := st.Get(ctx, storage.KindLock, "r", &rng)
+		if !errors.Is(err, storage.ErrInvalidRange) {
+			if rc != nil {
+				rc.Close()
+			}
+			t.Errorf("Get %v of 1000 bytes = %v; want ErrInvalidRange", rng, err)
+		}
+	}
+	rc, err := st.Get(ctx, storage.KindLock, "r", &storage.Range{Offset: 995, Length: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != "56789" {
+		t.Errorf("Get [995,+5) = %q, %v; want 56789", got, err)
+	}
+}
+
+// rangeIgnorer answers every ranged GET with 200 and the whole object,
+// fetched with another client, as a server that ignores Range (which
+// HTTP allows) would. A proxy cannot drop the Range header instead: it
+// is signed, and the server would refuse the request.
+type rangeIgnorer struct {
+	next   http.RoundTripper
+	srv    *testregistry.S3Server
+	t      *testing.T
+	served atomic.Int64
+}
+
+func (r *rangeIgnorer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.Header.Get("Range") == "" {
+		return r.next.RoundTrip(req)
+	}
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
+	obj, err := r.srv.Client(r.t).GetObject(req.Context(), bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil {
+		return nil, err
+	}
+	r.served.Add(1)
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Length": {strconv.Itoa(len(data))}, "Etag": {`"x"`}, "Last-Modified": {time.Now().UTC().Format(http.TimeFormat)}},
+		ContentLength: int64(len(data)), Body: io.NopCloser(bytes.NewReader(data)), Request: req,
+	}, nil
+}
+
+// A server that answers a ranged GET with the whole object still gives
+// exactly the range, and a range past the end is still ErrInvalidRange.
+func TestRangeIgnored(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	ignorer := &rangeIgnorer{next: http.DefaultTransport, srv: srv, t: t}
+	st := newStoreFactory(srv, "coffer", Options{Transport: ignorer})(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("0123456789", 100))
+	if err := st.Put(ctx, storage.KindLock, "r", storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	for _, rng := range []storage.Range{{Offset: 0, Length: 1}, {Offset: 995, Length: 5}, {Offset: 123, Length: 456}} {
+		rc, err := st.Get(ctx, storage.KindLock, "r", &rng)
+		if err != nil {
+			t.Fatalf("Get %v: %v", rng, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if want := data[rng.Offset : rng.Offset+rng.Length]; err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Get %v = %q, %v; want %q", rng, got, err, want)
+		}
+	}
+	rc, err := st.Get(ctx, storage.KindLock, "r", &storage.Range{Offset: 990, Length: 20})
+	if !errors.Is(err, storage.ErrInvalidRange) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("Get past the end from a server that ignores Range = %v; want ErrInvalidRange", err)
+	}
+	if ignorer.served.Load() < 4 {
+		t.Fatalf("only %d ranged GETs were answered whole: the test proves less than it claims", ignorer.served.Load())
+	}
+}
+
+// An endpoint that goes away is waited for, within -retry-for, with a
+// notice; one that stays away fails the operation saying so.
+func TestOutage(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	var notices atomic.Int64
+	st := newStoreFactory(srv, "coffer", Options{RetryFor: time.Minute, Logf: func(string, ...any) { notices.Add(1) }})(t).(*Store)
+	st.retry.backoff = func(int) time.Duration { return 50 * time.Millisecond }
+	ctx := t.Context()
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	done := make(chan error, 1)
+	data := bytes.Repeat([]byte("x"), 1<<20)
+	go func() { done <- st.Put(ctx, storage.KindLock, "during-outage", storage.BytesBody(data)) }()
+	time.Sleep(time.Second)
+	srv.Start()
+	if err := <-done; err != nil {
+		t.Fatalf("Put across a restart: %v", err)
+	}
+	if n, err := st.Stat(ctx, storage.KindLock, "during-outage"); err != nil || n != int64(len(data)) {
+		t.Fatalf("Stat after the outage = %d, %v; want %d", n, err, len(data))
+	}
+	if notices.Load() == 0 {
+		t.Error("no notice of the retries")
+	}
+
+	st.opt.RetryFor = 300 * time.Millisecond
+	srv.Stop()
+	_, err := st.Open(ctx)
+	srv.Start()
+	if err == nil || !strings.Contains(err.Error(), "-retry-for") || !strings.Contains(err.Error(), "cannot reach S3 endpoint") {
+		t.Errorf("Open while the endpoint stays down = %v; want it to say it retried (-retry-for) and could not reach it", err)
+	}
+}
+
+// create -object-lock: refused on a bucket without Object Lock; on one
+// with it, every object but locks and plans is written with a
+// COMPLIANCE retention, which every client that opens the repository
+// applies; a retained object can be put again (same bytes) but not
+// deleted, and the refusal says until when.
+func TestObjectLock(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "plain")
+	srv.MakeLockedBucket(t, "locked")
+	env := srv.Env()
+	ctx := t.Context()
+	open := func(loc string, days int) *Store {
+		t.Helper()
+		st, err := Open(ctx, loc, Options{ObjectLockDays: days, Getenv: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	err := open(srv.Location("plain", "repo"), 1).Create(ctx, []byte("config"))
+	if err == nil || !strings.Contains(err.Error(), "does not have Object Lock enabled") {
+		t.Fatalf("Create -object-lock on a bucket without Object Lock = %v; want a refusal that says so", err)
+	}
+	if _, err := open(srv.Location("plain", "repo"), 0).Open(ctx); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused Create left something behind: Open = %v", err)
+	}
+
+	st := open(srv.Location("locked", "repo"), 2)
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatalf("Create -object-lock on a bucket with Object Lock: %v", err)
+	}
+	// Another client, which is not told, applies the setting too.
+	other := open(srv.Location("locked", "repo"), 0)
+	if _, err := other.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := other.Describe(ctx)["object lock"]; !strings.Contains(d, "2 days") {
+		t.Errorf("Describe of a retained repository: object lock = %q", d)
+	}
+	pack := []byte("pack bytes")
+	name := fmt.Sprintf("%x", sha256Sum(pack))
+	for _, s := range []*Store{st, other} {
+		if err := s.Put(ctx, storage.KindPack, name, storage.BytesBody(pack)); err != nil {
+			t.Fatalf("Put of a retained pack (again): %v", err)
+		}
+	}
+	mode, until, err := other.retainedUntil(ctx, other.key(storage.KindPack, name))
+	if err != nil || mode != string(minio.Compliance) ||
+		until.Before(time.Now().Add(47*time.Hour)) || until.After(time.Now().Add(49*time.Hour)) {
+		t.Fatalf("retention of a pack = %v, %v, %v; want COMPLIANCE for 2 days", mode, until, err)
+	}
+	// Locks are rewritten and removed as coffer runs: never retained.
+	for i := range 2 {
+		if err := other.Put(ctx, storage.KindLock, "l1", storage.BytesBody([]byte{byte(i)})); err != nil {
+			t.Fatalf("overwriting a lock: %v", err)
+		}
+	}
+	if err := other.Delete(ctx, storage.KindLock, "l1"); err != nil {
+		t.Fatalf("deleting a lock: %v", err)
+	}
+	err = other.Delete(ctx, storage.KindPack, name)
+	var retained *RetainedError
+	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
+		retained.Until.Before(time.Now().Add(47*time.Hour)) {
+		t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+	}
+	if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
+		t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+	}
+	if mode, _, err := other.retainedUntil(ctx, other.loc.key(configName)); err != nil || mode != string(minio.Compliance) {
+		t.Errorf("the config is not retained: mode %q, %v", mode, err)
+	}
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Without any credentials, requests go anonymous, and a refusal says
+// that none were found and how to give them.
+func TestNoCredentials(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_PROFILE": "nobody"}
+	st, err := Open(t.Context(), srv.Location("coffer", "repo"), Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not the machine's instance role, if it has one.
+	st.creds.sources[2].p = &credentials.IAM{Endpoint: "http://127.0.0.1:1"}
+	_, err = st.Open(t.Context())
+	if !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "no credentials were found") || !strings.Contains(err.Error(), "AWS_PROFILE") {
+		t.Fatalf("Open without credentials = %v; want ErrAccessDenied saying none were found", err)
+	}
+	if got := st.Describe(t.Context())["credentials"]; !strings.HasPrefix(got, "none") {
+		t.Errorf("Describe without credentials: credentials = %q", got)
+	}
+}
+
+// Objects named by their bytes are written with If-None-Match: *, so a
+// Put never replaces what is stored: the same name and size is taken
+// for the same object, another size is ErrExists. Locks are replaced.
+func TestConditionalPut(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	st := newStoreFactory(srv, "coffer", Options{})(t).(*Store)
+	ctx := t.Context()
+	data := []byte("the pack's bytes")
+	name := fmt.Sprintf("%x", sha256.Sum256(data))
+	key := st.key(storage.KindPack, name)
+	other := []byte("other bytes, same")
+	other = other[:len(data)]
+	if _, err := srv.Client(t).PutObject(ctx, "coffer", key, bytes.NewReader(other), int64(len(other)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
+		t.Fatalf("Put over an object of the same name and size: %v", err)
+	}
+	if st.unconditional.Load() {
+		t.Fatal("VersityGW was taken for a server without conditional writes")
+	}
+	rc, err := st.Get(ctx, storage.KindPack, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, other) {
+		t.Errorf("the Put replaced the stored object (%q), which If-None-Match forbids", got)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(append(data, '!'))); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("Put of another size under a stored name = %v; want ErrExists", err)
+	}
+	for _, b := range []string{"first", "second"} {
+		if err := st.Put(ctx, storage.KindLock, "l", storage.BytesBody([]byte(b))); err != nil {
+			t.Fatalf("Put of lock %s: %v", b, err)
+		}
+	}
+}
