@@ -35,9 +35,17 @@ type options struct {
 	seed     uint64
 	keep     bool
 	sync     bool
+	s3       bool
 }
 
 func main() {
+	if mode := os.Getenv(s3CopyEnv); mode != "" {
+		if err := s3Copy(mode, os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench s3 copy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Getenv(runnerEnv) == "1" {
 		if err := serveRunner(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench runner:", err)
@@ -57,6 +65,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated datasets")
 	flag.BoolVar(&o.keep, "keep", false, "keep the datasets and the last run's repositories in -work, to profile a tool on them")
 	flag.BoolVar(&o.sync, "sync", false, "measure coffer's sync (into a registry, re-encrypting, mounted, shared keys) against a first backup into the registry,\ninstead of the tool comparison; writes a \"sync between repositories\" section (-quick runs both, the sync on mixed only)")
+	flag.BoolVar(&o.s3, "s3", false, "measure coffer's first backup into and restore from an S3 server (VersityGW on loopback) against uploading and downloading\nthe same bytes with minio-go and the aws CLI, instead of the tool comparison; writes an \"S3 store\" section (-quick runs it on mixed only)")
 	flag.Parse()
 	o.datasets = splitList(datasets)
 	o.tools = splitList(tools)
@@ -113,15 +122,21 @@ func bench(o options) (err error) {
 		}
 	}
 	need := map[string]bool{}
-	if o.sync {
-		// The tool comparison does not run; sync needs coffer and the registry.
+	if o.sync || o.s3 {
+		// The tool comparison does not run; sync needs coffer and the
+		// registry, the S3 benchmark coffer and VersityGW.
 		o.tools = nil
 	}
 	// syncOn says which datasets the sync benchmark runs on: all with
-	// -sync, and with -quick, as a smoke test, the scaled-down mixed.
-	syncOn := func(ds string) bool { return o.sync || o.quick && ds == "mixed" }
+	// -sync, and with -quick (without -s3), as a smoke test, the
+	// scaled-down mixed; s3On the same for the S3 benchmark.
+	syncOn := func(ds string) bool { return o.sync || o.quick && !o.s3 && ds == "mixed" }
+	s3On := func(ds string) bool { return o.s3 || o.quick && !o.sync && ds == "mixed" }
 	if slices.ContainsFunc(o.datasets, syncOn) {
 		need["registry"] = true
+	}
+	if slices.ContainsFunc(o.datasets, s3On) {
+		need["versitygw"] = true
 	}
 	for _, t := range o.tools {
 		if !slices.Contains(toolNames, t) {
@@ -182,7 +197,7 @@ func bench(o options) (err error) {
 			tools = append(tools, kopiaTool(bins))
 		}
 	}
-	if len(tools) == 0 && !o.sync {
+	if len(tools) == 0 && !o.sync && !o.s3 {
 		return fmt.Errorf("no tools to run")
 	}
 
@@ -194,7 +209,18 @@ func bench(o options) (err error) {
 	}
 	srep := &SyncReport{Command: rep.Command, Date: rep.Date, Machine: rep.Machine, Runs: o.runs, Quick: o.quick,
 		Versions: toolVersions(&binaries{coffer: bins.coffer, registry: bins.registry}, true)}
-	var syncTime time.Duration
+	aws := findAWS()
+	s3rep := &S3Report{Command: rep.Command, Date: rep.Date, Machine: rep.Machine, Runs: o.runs, Quick: o.quick,
+		Versions: toolVersions(&binaries{coffer: bins.coffer}, false)}
+	if bins.versitygw != "" {
+		s3rep.Versions += ", `versitygw " + versityPin() + "`"
+		if aws != "" {
+			s3rep.AWS = version(aws, "--version")
+		} else {
+			logf("no aws CLI: the S3 benchmark compares with the minio-go copier only")
+		}
+	}
+	var syncTime, s3Time time.Duration
 	for _, name := range o.datasets {
 		logf("generating dataset %s", name)
 		ds, err := generate(name, filepath.Join(work, "data", name), o.quick, o.seed)
@@ -206,7 +232,18 @@ func bench(o options) (err error) {
 		if restoreDir == "" {
 			restoreDir = filepath.Join(work, "restore")
 		}
-		if !o.sync {
+		if s3On(name) {
+			t0 := time.Now()
+			load := loadAverage()
+			res, err := s3Bench(rn, bins, aws, ds, o.runs, o.keep, filepath.Join(work, "s3", name), restoreDir)
+			if err != nil {
+				return err
+			}
+			s3rep.Load = append(s3rep.Load, load, loadAverage())
+			s3Time += time.Since(t0)
+			s3rep.Results = append(s3rep.Results, res)
+		}
+		if !o.sync && !o.s3 {
 			res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
 			if err != nil {
 				return err
@@ -232,7 +269,7 @@ func bench(o options) (err error) {
 		}
 	}
 	rep.Elapsed = time.Since(start)
-	if !o.sync {
+	if !o.sync && !o.s3 {
 		md, err := rep.write(out)
 		if err != nil {
 			return err
@@ -242,10 +279,22 @@ func bench(o options) (err error) {
 	if len(srep.Results) > 0 {
 		// With -sync, the whole command's time; else the sync part's.
 		srep.Elapsed = syncTime
-		if o.sync {
+		if o.sync && !o.s3 {
 			srep.Elapsed = rep.Elapsed
 		}
 		md, err := srep.write(out)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
+	}
+	if len(s3rep.Results) > 0 {
+		// With -s3 alone, the whole command's time; else the S3 part's.
+		s3rep.Elapsed = s3Time
+		if o.s3 && !o.sync {
+			s3rep.Elapsed = rep.Elapsed
+		}
+		md, err := s3rep.write(out)
 		if err != nil {
 			return err
 		}

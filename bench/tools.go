@@ -74,7 +74,7 @@ var defaultTools = []string{"coffer", "coffer-oci", "restic", "restic-matched", 
 
 // binaries holds the paths of built or found executables.
 type binaries struct {
-	coffer, restic, registry, kopia string
+	coffer, restic, registry, kopia, versitygw string
 }
 
 // cofferTool runs coffer against a local directory store, or against the
@@ -338,6 +338,19 @@ func findBinaries(work string, need map[string]bool, logf func(string, ...any)) 
 				logf("building CNCF Distribution into %s", dir)
 				if err := goCmd(root, "", "build", "-modfile=tools/go.mod", "-o", dir+"/", "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
 					return nil, fmt.Errorf("building the registry: %w", err)
+				}
+			}
+		}
+	}
+	if need["versitygw"] {
+		b.versitygw = filepath.Join(os.Getenv("COFFER_TOOLBIN"), "versitygw")
+		if os.Getenv("COFFER_TOOLBIN") == "" || !executable(b.versitygw) {
+			dir := filepath.Join(cache, "toolbin")
+			b.versitygw = filepath.Join(dir, "versitygw")
+			if !executable(b.versitygw) {
+				logf("building VersityGW into %s", dir)
+				if err := goCmd(root, "", "build", "-modfile=tools/go.mod", "-o", dir+"/", "github.com/versity/versitygw/cmd/versitygw"); err != nil {
+					return nil, fmt.Errorf("building VersityGW: %w", err)
 				}
 			}
 		}
