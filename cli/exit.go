@@ -100,7 +100,7 @@ var exitCodeTable = []struct {
 	{ExitCorrupt, "data failed verification (tampered, truncated or missing object), or check found problems"},
 	{ExitTarget, "restore target: a file exists (use -overwrite) or the target is not writable"},
 	{ExitDiskFull, "no space left on the restore target, or for a backup's pack files"},
-	{ExitAccessDenied, "the store refused the credentials"},
+	{ExitAccessDenied, "the store refused the credentials, or Object Lock still retains an object tag or key would delete (forget and prune skip such objects and exit 0)"},
 	{ExitLocked, "the repository is locked by another forget or prune"},
 	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM); nothing partial is visible"},
 }
