@@ -63,7 +63,7 @@ var checkCommand = &command{
 		}
 		a.out.textf("\n")
 		if res.UnindexedPacks > 0 {
-			a.out.textf("%s not indexed yet (left by an interrupted backup); the next backup reuses them\n", counted(res.UnindexedPacks, "pack is", "packs are"))
+			a.out.textf("%s not indexed yet (left by an interrupted backup, or kept by Object Lock past a prune); prune deletes those no snapshot needs\n", counted(res.UnindexedPacks, "pack is", "packs are"))
 		}
 		for _, f := range res.Affected {
 			a.out.textf("affected: snapshot %s %s (content in pack %s)\n", f.Snapshot.Short(), f.Path, f.Pack.Short())

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -198,7 +199,7 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 			a.out.textf("would remove snapshot %s\n", sn.ID.Short())
 		}
 		a.out.textf("would remove %s (dry run)\n", counted(len(remove), "snapshot"))
-		a.out.result(removedEvent{"removed", true, ids(remove)})
+		a.out.result(removedEvent{Type: "removed", DryRun: true, Removed: ids(remove)})
 		return nil
 	}
 	done, err := snapshot.Remove(ctx, a.repo, remove)
@@ -206,7 +207,17 @@ func (a *app) removeSnapshots(ctx context.Context, remove []*snapshot.Snapshot, 
 		a.out.textf("removed snapshot %s\n", sn.ID.Short())
 	}
 	a.out.textf("removed %s\n", counted(len(done), "snapshot"))
-	a.out.result(removedEvent{"removed", false, ids(done)})
+	ev := removedEvent{Type: "removed", Removed: ids(done)}
+	var retained *snapshot.RetainedError
+	if errors.As(err, &retained) {
+		// Not a failure: the removal is recorded, and a later prune
+		// (or forget) completes it once the retention ends.
+		ev.Retained = ids(retained.Snapshots)
+		ev.RetainedUntil = &retained.Until
+		a.out.notice("%v", retained)
+		err = nil
+	}
+	a.out.result(ev)
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
@@ -82,6 +83,9 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 	if st.Spared > 0 {
 		a.out.textf("kept %s that snapshots saved during the prune use\n", counted(st.Spared, "pack"))
 	}
+	if st.RetainedPacks+st.RetainedIndex+st.RetainedSnapshots > 0 {
+		a.out.notice("%s", retainedNote(st))
+	}
 	if st.DeferredPacks > 0 {
 		var who []string
 		for _, b := range st.Blockers {
@@ -91,4 +95,29 @@ func (a *app) prune(ctx context.Context, maxUnused float64, dryRun bool) error {
 			st.DeferredPacks, bytesize.Format(st.DeferredBytes), strings.Join(who, "; "))
 	}
 	return nil
+}
+
+// retainedNote says what a retention (S3 Object Lock) kept a prune from
+// deleting, until when, and that a later prune deletes it: no failure.
+func retainedNote(st repo.PruneStats) string {
+	var what []string
+	if st.RetainedPacks > 0 {
+		what = append(what, fmt.Sprintf("%s (%s)", counted(st.RetainedPacks, "pack"), bytesize.Format(st.RetainedBytes)))
+	}
+	if st.RetainedIndex > 0 {
+		what = append(what, counted(st.RetainedIndex, "index object"))
+	}
+	if st.RetainedSnapshots > 0 {
+		what = append(what, counted(st.RetainedSnapshots, "forgotten snapshot"))
+	}
+	verb := "are"
+	if st.RetainedPacks+st.RetainedIndex+st.RetainedSnapshots == 1 {
+		verb = "is"
+	}
+	when := "until " + st.RetainedUntil.Format(time.RFC3339)
+	if !st.RetainedFrom.Equal(*st.RetainedUntil) {
+		when = "until " + st.RetainedFrom.Format(time.RFC3339) + " (the last of them until " + st.RetainedUntil.Format(time.RFC3339) + ")"
+	}
+	return fmt.Sprintf("%s %s retained by Object Lock %s; a prune after that date deletes them",
+		strings.Join(what, ", "), verb, when)
 }

@@ -217,6 +217,11 @@ type removedEvent struct {
 	Type    string   `json:"type"` // "removed"
 	DryRun  bool     `json:"dry_run"`
 	Removed []string `json:"removed"`
+	// Retained lists the snapshots a retention (S3 Object Lock) keeps
+	// until RetainedUntil at the latest: their removal is recorded, and
+	// the first prune or forget after that date removes them.
+	Retained      []string   `json:"retained,omitempty"`
+	RetainedUntil *time.Time `json:"retained_until,omitempty"`
 }
 
 // groupEvent is what forget's policy decided for one group.

@@ -23,7 +23,7 @@ const (
 	ExitCorrupt       = 15  // data failed verification; check found errors
 	ExitTarget        = 16  // restore target exists or is not writable
 	ExitDiskFull      = 17  // no space left on the restore target, or for a backup's pack files
-	ExitAccessDenied  = 18  // the store refused the credentials
+	ExitAccessDenied  = 18  // the store refused the credentials, or a delete (Object Lock)
 	ExitLocked        = 19  // another process holds the exclusive lock
 	ExitInterrupted   = 130 // interrupted by a signal
 )
@@ -74,7 +74,7 @@ func exitCode(err error) int {
 		return ExitTarget
 	case errors.Is(err, snapshot.ErrDiskFull), errors.Is(err, repo.ErrNoTempSpace):
 		return ExitDiskFull
-	case errors.Is(err, storage.ErrAccessDenied):
+	case errors.Is(err, storage.ErrAccessDenied), errors.Is(err, storage.ErrRetained):
 		return ExitAccessDenied
 	case errors.Is(err, repo.ErrLocked):
 		return ExitLocked
@@ -100,7 +100,7 @@ var exitCodeTable = []struct {
 	{ExitCorrupt, "data failed verification (tampered, truncated or missing object), or check found problems"},
 	{ExitTarget, "restore target: a file exists (use -overwrite) or the target is not writable"},
 	{ExitDiskFull, "no space left on the restore target, or for a backup's pack files"},
-	{ExitAccessDenied, "the store refused the credentials"},
+	{ExitAccessDenied, "the store refused the credentials, or Object Lock still retains an object tag or key would delete (forget and prune skip such objects and exit 0)"},
 	{ExitLocked, "the repository is locked by another forget or prune"},
 	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM); nothing partial is visible"},
 }

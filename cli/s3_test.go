@@ -5,6 +5,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/repo"
 )
 
 // s3Harness returns a harness on prefix of bucket on srv (which it
@@ -305,8 +307,8 @@ func TestS3Sync(t *testing.T) {
 // create -object-lock DAYS: refused on a local store (usage) and on a
 // bucket without Object Lock; on a bucket with it, backups run as ever
 // (their locks come and go), info says so, and forget of a snapshot
-// still retained is refused with the date it can go (exit 18), leaving
-// the snapshot listed and the repository whole.
+// still retained records its removal but says it stays listed until
+// its date (exit 0), leaving the repository whole.
 func TestS3ObjectLock(t *testing.T) {
 	srv := testregistry.StartS3(t, testregistry.S3Options{})
 	srv.MakeBucket(t, "plain")
@@ -328,11 +330,13 @@ func TestS3ObjectLock(t *testing.T) {
 	}
 	r := h.at("forget", first)
 	t.Logf("forget of a retained snapshot: %s", r.stderr)
-	wantOneLineError(t, r, ExitAccessDenied, "retained by Object Lock until", "can be deleted after that")
-	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 2 || !strings.Contains(ls, first) {
-		t.Errorf("after a refused forget, ls lists:\n%s", ls)
+	if r.code != ExitOK || !strings.Contains(r.stderr, "1 snapshot is retained by Object Lock until") || !strings.Contains(r.stderr, "stay listed until then") {
+		t.Errorf("forget of a retained snapshot: exit %d, stderr %q; want exit 0 and a note of the retention", r.code, r.stderr)
 	}
-	h.checkReadData("after a forget refused by Object Lock")
+	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 2 || !strings.Contains(ls, first) {
+		t.Errorf("after a forget kept back by Object Lock, ls lists:\n%s", ls)
+	}
+	h.checkReadData("after a forget kept back by Object Lock")
 
 	// key passwd stores the new key, then cannot delete the old one:
 	// it says so, and both passphrases open the repository.
@@ -488,4 +492,115 @@ func TestS3UI(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ui did not stop after Ctrl-C")
 	}
+}
+
+// prune on a bucket with Object Lock, with days made seconds long
+// (COFFER_TEST_OBJECT_LOCK_DAY) so that retentions end during the test:
+// what a retention keeps (a forgotten snapshot, the packs a prune
+// repacked into and their index object) is reported with its date, exit
+// 0, and the repository stays whole; once the retention has ended, the
+// next prune removes the snapshot and deletes the leftovers, and the
+// store shrinks.
+func TestS3PruneRetained(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeLockedBucket(t, "locked")
+	h := s3Harness(t, srv, "locked", "repo")
+	dir := filepath.Join(srv.DataDir, "locked", "repo")
+	const short, long = 4 * time.Second, 40 * time.Second
+	h.env["COFFER_TEST_OBJECT_LOCK_DAY"] = short.String()
+	h.mustAt("create", "-object-lock", "1", "-pack-size", "1")
+
+	// A and B share a data pack; B keeps half of it. D is kept all along.
+	src := filepath.Join(t.TempDir(), "src")
+	testutil.GenerateTree(t, src, testutil.TreeOptions{Seed: 3, Files: 10})
+	srcD := filepath.Join(t.TempDir(), "d")
+	testutil.GenerateTree(t, srcD, testutil.TreeOptions{Seed: 4, Files: 10})
+	a := h.backup(src)
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries[:len(entries)/2] {
+		os.RemoveAll(filepath.Join(src, e.Name()))
+	}
+	b := h.backup(src)
+	d := h.backup(srcD)
+	time.Sleep(short + time.Second) // all of that is free to go
+	if r := h.at("forget", a); r.code != 0 || strings.Contains(r.stderr, "retained") {
+		t.Fatalf("forget of a snapshot whose retention ended: exit %d: %s", r.code, r.stderr)
+	}
+
+	// This prune and this backup write with a longer retention: the
+	// repacked pack, its index object and C are retained.
+	h.env["COFFER_TEST_OBJECT_LOCK_DAY"] = long.String()
+	started := time.Now()
+	if r := h.at("prune", "-max-unused", "0%"); r.code != 0 || strings.Contains(r.stderr, "retained") {
+		t.Fatalf("prune of what no retention keeps: exit %d: %s", r.code, r.stderr)
+	}
+	srcC := filepath.Join(t.TempDir(), "c")
+	testutil.GenerateTree(t, srcC, testutil.TreeOptions{Seed: 5, Files: 10})
+	c := h.backup(srcC)
+	h.mustAt("forget", b)
+	r := h.at("forget", c)
+	if r.code != 0 || !strings.Contains(r.stderr, "1 snapshot is retained by Object Lock until") {
+		t.Fatalf("forget of a retained snapshot: exit %d: %s", r.code, r.stderr)
+	}
+	if ls := h.mustAt("ls"); !strings.Contains(ls, c) || !strings.Contains(ls, d) || strings.Count(ls, "\n") != 2 {
+		t.Errorf("after forget of a retained snapshot, ls lists:\n%s", ls)
+	}
+	before := stateOf(dir)
+
+	r = h.at("-json", "prune", "-max-unused", "0%")
+	if r.code != 0 {
+		t.Fatalf("prune on retained objects: exit %d: %s", r.code, r.stderr)
+	}
+	var sum struct {
+		Prune repo.PruneStats `json:"prune"`
+	}
+	if err := json.Unmarshal(summaryLine(t, r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	st := sum.Prune
+	t.Logf("prune on retained objects: %+v", st)
+	if st.RetainedPacks == 0 || st.RetainedBytes == 0 || st.RetainedIndex == 0 || st.RetainedSnapshots != 1 ||
+		st.RetainedUntil == nil || st.RetainedUntil.Before(started.Add(long-5*time.Second)) || st.RetainedUntil.After(time.Now().Add(long+5*time.Second)) {
+		t.Errorf("prune on retained objects: %+v; want retained packs, an index object and a snapshot, until about %v", st, started.Add(long))
+	}
+	if !strings.Contains(r.stdout, "retained by Object Lock until") || !strings.Contains(r.stdout, "a prune after that date deletes them") {
+		t.Errorf("prune -json on retained objects says nothing of them: %s", r.stdout)
+	}
+	text := h.at("prune", "-max-unused", "0%")
+	if text.code != 0 || !regexp.MustCompile(`\d+ packs? \([^)]+\), \d+ index objects?, 1 forgotten snapshot are retained by Object Lock until `).MatchString(text.stderr) {
+		t.Errorf("prune again on retained objects: exit %d: %s", text.code, text.stderr)
+	}
+	h.checkReadData("after a prune on retained objects")
+	for id, tree := range map[string]string{c: srcC, d: srcD} {
+		got := filepath.Join(t.TempDir(), "got")
+		h.mustAt("restore", id, "-to", got)
+		testutil.CompareTrees(t, tree, got)
+	}
+
+	time.Sleep(time.Until(st.RetainedUntil.Add(time.Second)))
+	r = h.at("-json", "prune", "-max-unused", "0%")
+	if r.code != 0 {
+		t.Fatalf("prune after the retention: exit %d: %s", r.code, r.stderr)
+	}
+	sum.Prune = repo.PruneStats{}
+	if err := json.Unmarshal(summaryLine(t, r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	st = sum.Prune
+	t.Logf("prune after the retention: %+v", st)
+	if st.Deleted == 0 || st.RetainedPacks+st.RetainedIndex+st.RetainedSnapshots != 0 || st.RetainedUntil != nil {
+		t.Errorf("prune after the retention ended: %+v; want the leftovers deleted", st)
+	}
+	after := stateOf(dir)
+	t.Logf("store before: %+v, after: %+v", before, after)
+	if after.packs >= before.packs || after.index > before.index {
+		t.Errorf("the store did not shrink: %+v -> %+v", before, after)
+	}
+	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 1 || !strings.Contains(ls, d) {
+		t.Errorf("after the retention and a prune, ls lists:\n%s", ls)
+	}
+	h.checkReadData("after the leftovers were deleted")
+	got := filepath.Join(t.TempDir(), "got")
+	h.mustAt("restore", d, "-to", got)
+	testutil.CompareTrees(t, srcD, got)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/cofferhq/coffer/storage"
 )
@@ -73,6 +74,33 @@ type PruneStats struct {
 	// FreedBytes is what the store holds less (before a registry's own
 	// garbage collection, where that is how space comes back).
 	FreedBytes int64 `json:"freed_bytes"`
+
+	// Objects a retention (S3 Object Lock) kept this prune from
+	// deleting: packs (no index object lists them any more, or only
+	// retained ones do), index objects, and snapshots that forget
+	// removed (snapshot.Prune). Nothing is wrong: the first prune after
+	// RetainedUntil deletes them (RetainedFrom is the earliest date,
+	// when the first of them can go). The dates are absent when
+	// nothing was retained.
+	RetainedPacks     int        `json:"retained_packs"`
+	RetainedBytes     int64      `json:"retained_bytes"`
+	RetainedIndex     int        `json:"retained_index"`
+	RetainedSnapshots int        `json:"retained_snapshots"`
+	RetainedFrom      *time.Time `json:"retained_from,omitempty"`
+	RetainedUntil     *time.Time `json:"retained_until,omitempty"`
+}
+
+// Retained adds the date of an object a retention kept from being
+// deleted to RetainedFrom and RetainedUntil.
+func (st *PruneStats) Retained(until time.Time) {
+	until = until.UTC()
+	if st.RetainedFrom == nil || until.Before(*st.RetainedFrom) {
+		st.RetainedFrom = &until
+	}
+	if st.RetainedUntil == nil || until.After(*st.RetainedUntil) {
+		u := until
+		st.RetainedUntil = &u
+	}
 }
 
 // packUse is what prune knows of one pack.
@@ -240,9 +268,19 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	for _, pu := range partial {
 		unusedKept += pu.unused
 	}
+	// A pack found retained is not repacked before its date: it could
+	// not be deleted, and the copy would be retained too.
+	known := r.loadRetained()
 	for _, pu := range partial {
 		if opt.MaxUnused < 0 || float64(unusedKept) <= opt.MaxUnused*float64(st.UsedBytes) {
 			break
+		}
+		if until, ok := known[pu.info.ID]; ok {
+			// Its unused blobs stay either way: no other pack is
+			// repacked in its stead.
+			logf("pack %s is retained until %s: not repacking it before then", pu.info.ID.Short(), until.Format(time.RFC3339))
+			unusedKept -= pu.unused
+			continue
 		}
 		repack = append(repack, pu)
 		unusedKept -= pu.unused
@@ -353,17 +391,18 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	}
 	// What cannot be deleted yet (deferred, spared) is done for now.
 	prog.Processed(int64(len(planned)-len(now)), 0)
-	if err := r.deletePacks(ctx, now, prog); err != nil {
-		return st, err
-	}
 	sizeOf := func(id ID) int64 {
 		if pu, ok := packs[id]; ok {
 			return pu.size
 		}
 		return stored[id]
 	}
-	st.Deleted = len(now)
-	for _, id := range now {
+	deleted, err := r.deletePacks(ctx, now, prog, &st, sizeOf, known)
+	if err != nil {
+		return st, err
+	}
+	st.Deleted = len(deleted)
+	for _, id := range deleted {
 		st.FreedBytes += sizeOf(id)
 	}
 	for _, id := range planned {
@@ -433,10 +472,19 @@ func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*
 // deletePacks removes packs: first from the index (new index objects
 // without them, then the objects they replace), then from the store, each
 // step visible to all before the next, so that at no point does an index
-// object list a deleted pack.
-func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgress) error {
+// object list a deleted pack. It returns the packs it deleted.
+//
+// A delete that a retention refuses (storage.ErrRetained) is no
+// failure: the object stays, counted in st with its date. A replaced
+// index object that stays keeps the packs it lists that were to go:
+// they are not deleted either. A pack that stays is listed by no index
+// object any more: the first prune after its date finds it unindexed
+// and unused, and deletes it. Packs that stay are added to known, and
+// those deleted removed from it, which is then remembered
+// (saveRetained).
+func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgress, st *PruneStats, sizeOf func(ID) int64, known map[ID]time.Time) ([]ID, error) {
 	if len(del) == 0 {
-		return nil
+		return nil, nil
 	}
 	gone := map[ID]bool{}
 	for _, id := range del {
@@ -444,16 +492,16 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 	}
 	objs, err := r.readIndexObjects(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var replaced []ID
+	var replaced []indexObject
 	var keep []PackInfo
 	kept := map[ID]bool{}
 	for _, o := range objs {
 		if !slices.ContainsFunc(o.packs, func(p PackInfo) bool { return gone[p.ID] }) {
 			continue
 		}
-		replaced = append(replaced, o.id)
+		replaced = append(replaced, o)
 		for _, p := range o.packs {
 			if !gone[p.ID] && !kept[p.ID] {
 				kept[p.ID] = true
@@ -468,29 +516,68 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 			n++
 		}
 		if err := r.saveIndex(ctx, keep[:n]); err != nil {
-			return err
+			return nil, err
 		}
 		keep = keep[n:]
 	}
 	if err := storage.Flush(ctx, r.store); err != nil {
-		return err
+		return nil, err
 	}
-	for _, id := range replaced {
-		if err := r.RemoveObject(ctx, storage.KindIndex, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
+	// still holds the packs a retained index object keeps listed, with
+	// the date it can go.
+	still := map[ID]time.Time{}
+	for _, o := range replaced {
+		err := r.RemoveObject(ctx, storage.KindIndex, o.id)
+		if until, ok := storage.RetainedUntil(err); ok {
+			st.RetainedIndex++
+			st.Retained(until)
+			for _, p := range o.packs {
+				if gone[p.ID] && until.After(still[p.ID]) {
+					still[p.ID] = until
+				}
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
 		}
 	}
 	if err := storage.Flush(ctx, r.store); err != nil {
-		return err
+		return nil, err
+	}
+	var deleted []ID
+	defer func() {
+		for _, id := range deleted {
+			delete(known, id)
+		}
+		r.saveRetained(known)
+	}()
+	retained := func(id ID, until time.Time) {
+		known[id] = until
+		st.RetainedPacks++
+		st.RetainedBytes += sizeOf(id)
+		st.Retained(until)
 	}
 	for _, id := range del {
-		if err := r.RemoveObject(ctx, storage.KindPack, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
+		if until, ok := still[id]; ok {
+			retained(id, until)
+			prog.Processed(1, 0)
+			continue
 		}
+		err := r.RemoveObject(ctx, storage.KindPack, id)
+		if until, ok := storage.RetainedUntil(err); ok {
+			retained(id, until)
+			prog.Processed(1, 0)
+			continue
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return deleted, err
+		}
+		deleted = append(deleted, id)
 		r.trees.dropPack(id)
 		prog.Processed(1, 0)
 	}
-	return storage.Flush(ctx, r.store)
+	return deleted, storage.Flush(ctx, r.store)
 }
 
 // removePlans deletes plans that are done or superseded.

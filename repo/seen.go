@@ -330,3 +330,27 @@ func (r *Repository) Warn(err error) {
 	r.seen.mu.Unlock()
 	r.warnf("%s", msg)
 }
+
+// RecordedRemovals returns the snapshots that the store's removal
+// records name: those a forget removed, or means to remove (a
+// retention, S3 Object Lock, can keep a snapshot's object past its
+// forget; prune removes it once it can). Records that cannot be read
+// are left out, and their errors joined into the error returned with
+// the others.
+func (r *Repository) RecordedRemovals(ctx context.Context) (map[ID]bool, error) {
+	st := &seenState{Forgotten: map[string]bool{}, Records: map[string]bool{}}
+	err := r.readRemovalRecords(ctx, st)
+	out := map[ID]bool{}
+	for s := range st.Forgotten {
+		if id, perr := ParseID(s); perr == nil {
+			out[id] = true
+		}
+	}
+	return out, err
+}
+
+// HoldsExclusiveLock reports whether r holds the repository's exclusive
+// lock, which deleting packs, index objects and snapshots needs.
+func (r *Repository) HoldsExclusiveLock() bool {
+	return r.lock != nil && r.lock.info.Kind == LockExclusive
+}

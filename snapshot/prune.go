@@ -2,16 +2,72 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
 )
 
-// Prune runs repo's prune with what the snapshots use.
+// Prune runs repo's prune with what the snapshots use. First it
+// removes the snapshots that a forget recorded as removed but could not
+// delete (a retention, S3 Object Lock, kept them, or the forget was
+// interrupted), so that the data only they use goes too; those still
+// retained stay, counted in the stats with their dates.
 func Prune(ctx context.Context, r *repo.Repository, opt repo.PruneOptions) (repo.PruneStats, error) {
+	var retained *RetainedError
+	if !opt.DryRun && r.HoldsExclusiveLock() {
+		var err error
+		if retained, err = removeForgotten(ctx, r, opt.Logf); err != nil {
+			return repo.PruneStats{}, err
+		}
+	}
 	opt.MarkUsed = UsedBlobs(r)
-	return r.Prune(ctx, opt)
+	st, err := r.Prune(ctx, opt)
+	if retained != nil {
+		st.RetainedSnapshots = len(retained.Snapshots)
+		st.Retained(retained.From)
+		st.Retained(retained.Until)
+	}
+	return st, err
+}
+
+// removeForgotten removes the snapshots still listed that removal
+// records name, and returns those a retention keeps, if any.
+func removeForgotten(ctx context.Context, r *repo.Repository, logf func(string, ...any)) (*RetainedError, error) {
+	recorded, err := r.RecordedRemovals(ctx)
+	if err != nil && ctx.Err() == nil && logf != nil {
+		// Removing fewer snapshots is safe: prune goes on.
+		logf("reading the records of removed snapshots: %v", err)
+	}
+	if len(recorded) == 0 {
+		return nil, ctx.Err()
+	}
+	ids, err := r.ListObjects(ctx, storage.KindSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	var retained *RetainedError
+	for _, id := range ids {
+		if !recorded[id] {
+			continue
+		}
+		err := r.RemoveObject(ctx, storage.KindSnapshot, id)
+		if until, ok := storage.RetainedUntil(err); ok {
+			if retained == nil {
+				retained = &RetainedError{}
+			}
+			retained.add(&Snapshot{ID: id}, until)
+			continue
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil && logf != nil {
+			logf("removed snapshot %s, which a forget removed but could not delete then", id.Short())
+		}
+	}
+	return retained, storage.Flush(ctx, r.Store())
 }
 
 // UsedBlobs returns a repo.PruneOptions.MarkUsed for r's snapshots: each

@@ -266,6 +266,12 @@ func load(ctx context.Context, r *repo.Repository, ids []repo.ID) ([]*Snapshot, 
 // It first stores a record of the removal, which tells every client that
 // has seen these snapshots that a forget, not a rollback of the store,
 // took them away.
+//
+// A snapshot whose object a retention (S3 Object Lock) keeps is no
+// failure: Remove goes on with the others, and then returns the
+// removed ones with a *RetainedError naming those that stay. Their
+// removal is recorded: they stay listed until their date, and the
+// first prune (or forget) after it removes them.
 func Remove(ctx context.Context, r *repo.Repository, sns []*Snapshot) ([]*Snapshot, error) {
 	ids := make([]repo.ID, len(sns))
 	for i, sn := range sns {
@@ -274,13 +280,69 @@ func Remove(ctx context.Context, r *repo.Repository, sns []*Snapshot) ([]*Snapsh
 	if err := r.RecordRemoval(ctx, ids); err != nil {
 		return nil, err
 	}
-	for i, sn := range sns {
-		if err := r.RemoveObject(ctx, storage.KindSnapshot, sn.ID); err != nil {
-			return sns[:i], err
+	var removed []*Snapshot
+	var retained *RetainedError
+	for _, sn := range sns {
+		err := r.RemoveObject(ctx, storage.KindSnapshot, sn.ID)
+		if until, ok := storage.RetainedUntil(err); ok {
+			if retained == nil {
+				retained = &RetainedError{}
+			}
+			retained.add(sn, until)
+			continue
 		}
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, sn)
 	}
-	return sns, nil
+	if retained != nil {
+		return removed, retained
+	}
+	return removed, nil
 }
+
+// RetainedError names snapshots whose objects a retention (S3 Object
+// Lock) kept Remove from deleting: their removal is recorded, they stay
+// listed (and restorable) until Until at the latest, and the first
+// prune or forget after their date removes them. It matches
+// storage.ErrRetained.
+type RetainedError struct {
+	Snapshots   []*Snapshot
+	From, Until time.Time // the earliest and the latest date
+}
+
+func (e *RetainedError) add(sn *Snapshot, until time.Time) {
+	until = until.UTC()
+	e.Snapshots = append(e.Snapshots, sn)
+	if e.From.IsZero() || until.Before(e.From) {
+		e.From = until
+	}
+	if until.After(e.Until) {
+		e.Until = until
+	}
+}
+
+// Error says which snapshots stay, until when, and what removes them.
+func (e *RetainedError) Error() string {
+	shorts := make([]string, len(e.Snapshots))
+	for i, sn := range e.Snapshots {
+		shorts[i] = sn.ID.Short()
+	}
+	when := "until " + e.Until.Format(time.RFC3339)
+	if !e.From.Equal(e.Until) {
+		when = "from " + e.From.Format(time.RFC3339) + " until " + e.Until.Format(time.RFC3339)
+	}
+	n := "1 snapshot is"
+	if len(shorts) != 1 {
+		n = fmt.Sprintf("%d snapshots are", len(shorts))
+	}
+	return fmt.Sprintf("%s retained by Object Lock %s (%s): their removal is recorded, and they stay listed until then; the first prune (or forget) after that date removes them",
+		n, when, strings.Join(shorts, ", "))
+}
+
+// Unwrap makes a RetainedError match storage.ErrRetained.
+func (e *RetainedError) Unwrap() error { return storage.ErrRetained }
 
 // Retag stores sn again with other tags, under a new id, and removes
 // the original (with a removal record, as forget does). The new one

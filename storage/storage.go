@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // Kind is the class of an object in a store. Backends may place kinds in
@@ -65,7 +66,48 @@ var (
 	// a registry blob that does not match its digest, every time it is
 	// read: damaged or tampered with.
 	ErrCorrupt = errors.New("stored data is corrupted or was tampered with")
+	// ErrRetained means the store refused to delete an object that a
+	// retention (S3 Object Lock) keeps until a date: the delete will
+	// succeed after it. A Store returns it as a *RetainedError, which
+	// says the date; it also matches ErrAccessDenied, as the refusal
+	// it is.
+	ErrRetained = errors.New("retained")
 )
+
+// RetainedError is a Delete refused because the object is retained
+// until Until (S3 Object Lock): nothing is wrong, and the same delete
+// succeeds after that date. It matches ErrRetained and ErrAccessDenied.
+type RetainedError struct {
+	Op    string    // what was refused, with the location
+	By    string    // what retains it, as "Object Lock"
+	Until time.Time // when the retention ends
+}
+
+// Error says what was refused, until when, and that it can be done
+// after that.
+func (e *RetainedError) Error() string {
+	by := e.By
+	if by == "" {
+		by = "the store"
+	}
+	return fmt.Sprintf("%s: retained by %s until %s: it can be deleted after that, by the same command",
+		e.Op, by, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Is makes a RetainedError match ErrRetained and ErrAccessDenied.
+func (e *RetainedError) Is(target error) bool {
+	return target == ErrRetained || target == ErrAccessDenied
+}
+
+// RetainedUntil returns the date until which err, or an error it wraps,
+// says the object is retained, and whether it is such an error.
+func RetainedUntil(err error) (time.Time, bool) {
+	var re *RetainedError
+	if errors.As(err, &re) {
+		return re.Until, true
+	}
+	return time.Time{}, false
+}
 
 // Range selects Length bytes starting at Offset. Length must be positive.
 type Range struct {
@@ -135,7 +177,9 @@ type Store interface {
 	// size. An error from fn stops the listing and is returned.
 	List(ctx context.Context, kind Kind, fn func(name string, size int64) error) error
 
-	// Delete removes an object. Deleting a missing object wraps ErrNotFound.
+	// Delete removes an object. Deleting a missing object wraps ErrNotFound;
+	// a delete that a retention refuses (S3 Object Lock) returns a
+	// *RetainedError, which matches ErrRetained and says until when.
 	Delete(ctx context.Context, kind Kind, name string) error
 
 	// Close releases resources. Objects Put before Close stay stored.

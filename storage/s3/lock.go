@@ -50,7 +50,19 @@ func (s *Store) retention(kind storage.Kind, opts *minio.PutObjectOptions) {
 		return
 	}
 	opts.Mode = minio.Compliance
-	opts.RetainUntilDate = time.Now().Add(time.Duration(days) * 24 * time.Hour).UTC()
+	opts.RetainUntilDate = time.Now().Add(time.Duration(days) * s.day()).UTC()
+}
+
+// testDayEnv names the variable that tests set (to a Go duration) to
+// make a day of retention that short, so that they see a retention end.
+const testDayEnv = "COFFER_TEST_OBJECT_LOCK_DAY"
+
+// day is how long a day of retention lasts: 24 hours, but in tests.
+func (s *Store) day() time.Duration {
+	if d, err := time.ParseDuration(s.opt.getenv()(testDayEnv)); err == nil && d > 0 {
+		return d
+	}
+	return 24 * time.Hour
 }
 
 // checkBucketLock refuses -object-lock on a bucket without Object Lock,
@@ -150,22 +162,10 @@ func (s *Store) retainedError(ctx context.Context, op, key string, err error) er
 	if rerr != nil || !until.After(time.Now()) {
 		return s.wrap(op, err)
 	}
-	return &RetainedError{Op: s.loc.String() + ": " + op, Until: until.UTC()}
+	return &RetainedError{Op: s.loc.String() + ": " + op, By: "Object Lock", Until: until.UTC()}
 }
 
 // RetainedError is a delete that Object Lock refused: the object is
-// retained until Until. It matches storage.ErrAccessDenied.
-type RetainedError struct {
-	Op    string // what was refused, with the location
-	Until time.Time
-}
-
-// Error says what was refused, until when, and that it can be done
-// after that.
-func (e *RetainedError) Error() string {
-	return fmt.Sprintf("%s: retained by Object Lock until %s (create -object-lock): it can be deleted after that, by the same command",
-		e.Op, e.Until.Format(time.RFC3339))
-}
-
-// Unwrap makes a RetainedError match storage.ErrAccessDenied.
-func (e *RetainedError) Unwrap() error { return storage.ErrAccessDenied }
+// retained until Until. It matches storage.ErrRetained and
+// storage.ErrAccessDenied.
+type RetainedError = storage.RetainedError

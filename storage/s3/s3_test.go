@@ -379,7 +379,7 @@ func TestObjectLock(t *testing.T) {
 	}
 	err = other.Delete(ctx, storage.KindPack, name)
 	var retained *RetainedError
-	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
+	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrRetained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
 		retained.Until.Before(time.Now().Add(47*time.Hour)) {
 		t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
 	}
