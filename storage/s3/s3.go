@@ -406,7 +406,7 @@ func (s *Store) alreadyStored(ctx context.Context, kind storage.Kind, key string
 	if kind != "" {
 		info, err := s.client.StatObject(ctx, s.loc.bucket, key, minio.StatObjectOptions{})
 		if err != nil {
-			return putErr
+			return takenError(putErr, err)
 		}
 		if info.Size != body.Size() {
 			return fmt.Errorf("an object of %d bytes, not %d, is stored under that name: %w", info.Size, body.Size(), storage.ErrExists)
@@ -415,7 +415,7 @@ func (s *Store) alreadyStored(ctx context.Context, kind storage.Kind, key string
 	}
 	rc, err := s.getRange(ctx, key, nil, "")
 	if err != nil {
-		return putErr
+		return takenError(putErr, err)
 	}
 	defer rc.Close()
 	stored, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
@@ -430,6 +430,19 @@ func (s *Store) alreadyStored(ctx context.Context, kind storage.Kind, key string
 		return fmt.Errorf("another client wrote %s first: %w", key, storage.ErrExists)
 	}
 	return nil
+}
+
+// takenError is what a Put whose key was taken returns when reading
+// what is stored there failed with err: a failure to reach the endpoint
+// (a dropped connection, a 5xx, a 429), for the retry loop to try the
+// Put again, which finds the key taken again and looks once more; or,
+// when nothing is there (it was deleted meanwhile), the Put's own error.
+func takenError(putErr, err error) error {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && (resp.Code == "NoSuchKey" || resp.StatusCode == http.StatusNotFound) {
+		return putErr
+	}
+	return fmt.Errorf("reading what is stored under the name: %w", err)
 }
 
 // recordingReaderAt remembers the first failure to read a Put's body

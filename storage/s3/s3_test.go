@@ -454,3 +454,75 @@ func TestConditionalPut(t *testing.T) {
 		}
 	}
 }
+
+// lostAnswers stores a Put but answers it 503, as a proxy that drops the
+// answer does, then fails the first HEAD after it, as a second fault in
+// a row would.
+type lostAnswers struct {
+	next      http.RoundTripper
+	puts      atomic.Int64
+	heads     atomic.Int64
+	armedHead atomic.Bool
+}
+
+func (l *lostAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	fail := false
+	switch {
+	case req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/packs/") && l.puts.Add(1) == 1:
+		fail = resp.StatusCode == http.StatusOK
+		l.armedHead.Store(fail)
+	case req.Method == http.MethodHead && l.armedHead.Swap(false):
+		l.heads.Add(1)
+		fail = true
+	}
+	if !fail {
+		return resp, nil
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	body := "<Error><Code>ServiceUnavailable</Code><Message>lost</Message></Error>"
+	return &http.Response{
+		StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/xml"}, "Content-Length": {strconv.Itoa(len(body))}},
+		ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body)), Request: req,
+	}, nil
+}
+
+// A Put whose answer was lost finds its name taken when tried again
+// (412, If-None-Match) and looks at what is there; a failure of that
+// look is tried again too, not taken for the 412's verdict.
+func TestPutAnswerLost(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	lost := &lostAnswers{next: http.DefaultTransport}
+	st := newStoreFactory(srv, "coffer", Options{Transport: lost, RetryFor: time.Minute})(t).(*Store)
+	st.retry.backoff = func(int) time.Duration { return 10 * time.Millisecond }
+	ctx := t.Context()
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("a pack whose answer is lost "), 150)
+	name := fmt.Sprintf("%x", sha256.Sum256(data))
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
+		t.Fatalf("Put whose answer was lost: %v", err)
+	}
+	if st.unconditional.Load() {
+		t.Fatal("the endpoint was taken for one without conditional writes: the test proves nothing")
+	}
+	if lost.heads.Load() != 1 {
+		t.Fatalf("%d HEADs failed after the lost answer, want 1: the test proves less than it claims", lost.heads.Load())
+	}
+	rc, err := st.Get(ctx, storage.KindPack, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored pack reads back %d bytes, %v; want the %d put", len(got), err, len(data))
+	}
+}
