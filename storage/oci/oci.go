@@ -23,6 +23,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 // Store is a coffer repository in an OCI registry. Its methods are safe
@@ -66,9 +67,7 @@ type Store struct {
 
 	refusedOnce sync.Once // the notice that DELETE is refused
 
-	noticeMu   sync.Mutex // spaces the notices of retries
-	lastNotice time.Time
-	failing    time.Time // since when operations have failed in a row; zero while the registry answers
+	budget retry.Budget // since when operations have failed in a row, and the notices of retries
 	// backoff is the wait before a retry (tests shorten it).
 	backoff func(attempt int) time.Duration
 
@@ -138,7 +137,7 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	client := newAuthClient(l.host, base, creds)
 	s := &Store{loc: l, opt: opt, client: client, creds: creds,
 		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String()),
-		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor), backoff: backoff}
+		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor), backoff: retry.Backoff}
 	// A registry restarting as a cron job starts is waited for, as it is
 	// later on.
 	err = s.retrying(ctx, func(ctx context.Context) error {

@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 // One retry policy covers every registry operation. It repeats a whole
@@ -38,27 +36,9 @@ const (
 	// corruptAttempts is how many times bytes that fail their digest are
 	// read before they are reported as corrupt.
 	corruptAttempts = 5
-	// maxBackoff caps the wait between attempts, so that a registry back
-	// from an outage is used again within seconds.
-	maxBackoff = 15 * time.Second
 	// maxRetryAfter caps a registry's Retry-After.
 	maxRetryAfter = 5 * time.Minute
-	// noticeEvery spaces the notices of retries, which uploads running in
-	// parallel would otherwise repeat.
-	noticeEvery = 5 * time.Second
 )
-
-// backoff returns the wait before attempt n+1 (n from 0): 250 ms
-// doubling, capped at maxBackoff, with ±20% jitter so that parallel
-// uploads do not return in step.
-func backoff(n int) time.Duration {
-	d := 250 * time.Millisecond
-	for i := 0; i < n && d < maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, maxBackoff)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
 
 // errRetryRead marks a failure the operation itself judged worth
 // repeating: a body cut off, an upload session gone.
@@ -103,23 +83,7 @@ func classify(err error) failureKind {
 		}
 		return permanent
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		// A name that does not exist is a typo, not an outage.
-		if dnsErr.IsNotFound {
-			return permanent
-		}
-		return transient
-	}
-	var netErr net.Error
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
-		errors.Is(err, syscall.ETIMEDOUT) ||
-		// A bare EOF is a keep-alive connection the server closed as the
-		// request went out (seen from registry 2.8 under load).
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
-		(errors.As(err, &netErr) && netErr.Timeout()) {
+	if retry.NetworkTransient(err) {
 		return transient
 	}
 	return permanent
@@ -137,7 +101,7 @@ func (s *Store) retrying(ctx context.Context, op func(context.Context) error) er
 		err := op(ctx)
 		kind := classify(err)
 		if kind != transient {
-			s.noteAnswered()
+			s.budget.Answered()
 		}
 		if err == nil || kind == permanent || ctx.Err() != nil {
 			return err
@@ -147,9 +111,9 @@ func (s *Store) retrying(ctx context.Context, op func(context.Context) error) er
 				return fmt.Errorf("registry %s: %w (read %d times)", s.loc.host, err, mismatches)
 			}
 		}
-		left := s.opt.RetryFor - time.Since(s.failingSince())
+		left := s.opt.RetryFor - time.Since(s.budget.FailingSince())
 		if left <= 0 {
-			return &retryExhaustedError{err: err, after: s.opt.RetryFor}
+			return &retry.ExhaustedError{Err: err, After: s.opt.RetryFor}
 		}
 		wait := s.backoff(attempt)
 		if ra, ok := hint.take(); ok {
@@ -166,52 +130,15 @@ func (s *Store) retrying(ctx context.Context, op func(context.Context) error) er
 	}
 }
 
-// failingSince returns when the registry started failing: the budget of
-// every operation counts from there, so that one outage costs RetryFor,
-// however many operations start during it.
-func (s *Store) failingSince() time.Time {
-	s.noticeMu.Lock()
-	defer s.noticeMu.Unlock()
-	if s.failing.IsZero() {
-		s.failing = time.Now()
-	}
-	return s.failing
-}
-
-// noteAnswered records that the registry answered (success, or an error
-// that is not an outage): the next failure starts a new budget.
-func (s *Store) noteAnswered() {
-	s.noticeMu.Lock()
-	defer s.noticeMu.Unlock()
-	s.failing = time.Time{}
-}
-
-// retryExhaustedError is an operation that kept failing for the whole
-// retry budget.
-type retryExhaustedError struct {
-	err   error
-	after time.Duration
-}
-
-func (e *retryExhaustedError) Error() string {
-	return e.err.Error() + e.note()
-}
-
-func (e *retryExhaustedError) note() string {
-	return fmt.Sprintf(" (still failing after retrying for %s; -retry-for sets how long)", e.after.Round(time.Second))
-}
-
 // retryNote is what an error that exhausted the retry budget adds to a
 // message that does not quote the error itself.
 func retryNote(err error) string {
-	var e *retryExhaustedError
+	var e *retry.ExhaustedError
 	if errors.As(err, &e) {
-		return e.note()
+		return e.Note()
 	}
 	return ""
 }
-
-func (e *retryExhaustedError) Unwrap() error { return e.err }
 
 // noticeRetry tells the user that an operation waits to be retried, at
 // most every noticeEvery: a restart seen by four uploads is one notice.
@@ -219,25 +146,11 @@ func (s *Store) noticeRetry(err error, wait, left time.Duration) {
 	if s.opt.Logf == nil {
 		return
 	}
-	s.noticeMu.Lock()
-	due := time.Since(s.lastNotice) >= noticeEvery
-	if due = due && left >= 100*time.Millisecond; due {
-		s.lastNotice = time.Now()
-	}
-	s.noticeMu.Unlock()
+	due := s.budget.NoticeDue(left)
 	if due {
 		s.opt.Logf("registry %s: %v; retrying in %s, for up to %s more (-retry-for)", s.loc.host, shortError(err),
-			roundDuration(wait), roundDuration(left))
+			retry.RoundDuration(wait), retry.RoundDuration(left))
 	}
-}
-
-// roundDuration rounds d for a message: to 100 ms below 10 s, else to
-// the second.
-func roundDuration(d time.Duration) time.Duration {
-	if d < 10*time.Second {
-		return d.Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Second)
 }
 
 // shortError reduces an error to what a notice needs: the status of an

@@ -20,6 +20,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 // logRecorder collects what a store or policy tells the user.
@@ -116,19 +117,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for n, want := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second} {
-		if got := backoff(n); got < want*8/10 || got > want*12/10 {
-			t.Errorf("backoff(%d) = %s, want %s ±20%%", n, got, want)
-		}
-	}
-	for _, n := range []int{6, 7, 30, 1000} {
-		if got := backoff(n); got < maxBackoff*8/10 || got > maxBackoff*12/10 {
-			t.Errorf("backoff(%d) = %s, want the cap %s ±20%%", n, got, maxBackoff)
-		}
-	}
-}
-
 // retryStore is a Store with only what retrying uses.
 func retryStore(retryFor time.Duration, log *logRecorder) *Store {
 	return &Store{loc: location{host: "registry.example.com:5000"}, opt: Options{RetryFor: retryFor, Logf: log.logf},
@@ -148,9 +136,9 @@ func TestRetryingBudget(t *testing.T) {
 		start := time.Now()
 		err := s.retrying(t.Context(), func(context.Context) error { calls++; return refused })
 		took := time.Since(start)
-		var exhausted *retryExhaustedError
+		var exhausted *retry.ExhaustedError
 		if !errors.As(err, &exhausted) || !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Fatalf("retrying = %v, want a retryExhaustedError wrapping ECONNREFUSED", err)
+			t.Fatalf("retrying = %v, want a retry.ExhaustedError wrapping ECONNREFUSED", err)
 		}
 		if took < 300*time.Millisecond || took > 2*time.Second {
 			t.Errorf("retrying gave up after %s, want about the 300ms budget", took)
@@ -162,7 +150,7 @@ func TestRetryingBudget(t *testing.T) {
 			t.Errorf("error %q does not name -retry-for", err)
 		}
 		if len(log.lines) != 1 || !strings.Contains(log.lines[0], "registry.example.com:5000") || !strings.Contains(log.lines[0], "connection refused") {
-			t.Errorf("notices = %q, want one (spaced %s apart) naming the registry and the cause", log.String(), noticeEvery)
+			t.Errorf("notices = %q, want one (spaced %s apart) naming the registry and the cause", log.String(), retry.NoticeEvery)
 		}
 	})
 	t.Run("outage shorter than the budget", func(t *testing.T) {

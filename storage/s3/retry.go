@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 // The retry policy is the registry store's (storage/oci/retry.go), so
@@ -28,28 +26,12 @@ const (
 	// store's: long enough to ride out a restart or an upgrade, short
 	// enough for a cron job to fail the same night.
 	DefaultRetryFor = 10 * time.Minute
-	// maxBackoff caps the wait between attempts.
-	maxBackoff = 15 * time.Second
-	// noticeEvery spaces the notices of retries, which uploads running
-	// in parallel would otherwise repeat.
-	noticeEvery = 5 * time.Second
 	// mismatchAttempts is how many times an answer that contradicts the
 	// request (a range other than the one asked for) is tried again
 	// before it is an error: a proxy's hiccup passes, a broken server
 	// does not.
 	mismatchAttempts = 5
 )
-
-// backoff returns the wait before attempt n+1 (n from 0): 250 ms
-// doubling, capped at maxBackoff, with ±20% jitter.
-func backoff(n int) time.Duration {
-	d := 250 * time.Millisecond
-	for i := 0; i < n && d < maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, maxBackoff)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
 
 // bodyError is a failure to read what Put was given: the same bytes
 // would fail again, so it is never retried.
@@ -104,33 +86,16 @@ func classify(err error) failureKind {
 		}
 		return permanent
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		// A name that does not exist is a typo, not an outage.
-		if dnsErr.IsNotFound {
-			return permanent
-		}
-		return transient
-	}
-	var netErr net.Error
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
-		errors.Is(err, syscall.ETIMEDOUT) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
-		(errors.As(err, &netErr) && netErr.Timeout()) {
+	if retry.NetworkTransient(err) {
 		return transient
 	}
 	return permanent
 }
 
-// retryState is the store's memory of failures: since when operations
-// have failed in a row, and when the user was last told.
+// retryState is the store's memory of failures (retry.Budget) and its
+// backoff, which tests shorten.
 type retryState struct {
-	mu         sync.Mutex
-	failing    time.Time // zero while the endpoint answers
-	lastNotice time.Time
-	// backoff is the wait before a retry (tests shorten it).
+	retry.Budget
 	backoff func(attempt int) time.Duration
 }
 
@@ -142,7 +107,7 @@ func (s *Store) retrying(ctx context.Context, op func(context.Context) error) er
 		err := op(ctx)
 		kind := classify(err)
 		if kind != transient {
-			s.noteAnswered()
+			s.retry.Answered()
 		}
 		if err == nil || kind == permanent || ctx.Err() != nil {
 			return err
@@ -162,9 +127,9 @@ func (s *Store) retrying(ctx context.Context, op func(context.Context) error) er
 // wait sleeps before attempt+1 of an operation that failed with err, or
 // returns an error when the store's retry budget is spent.
 func (s *Store) wait(ctx context.Context, err error, attempt int) error {
-	left := s.opt.RetryFor - time.Since(s.failingSince())
+	left := s.opt.RetryFor - time.Since(s.retry.FailingSince())
 	if left <= 0 {
-		return &retryExhaustedError{err: err, after: s.opt.RetryFor}
+		return &retry.ExhaustedError{Err: err, After: s.opt.RetryFor}
 	}
 	d := min(s.retry.backoff(attempt), left)
 	s.noticeRetry(err, d, left)
@@ -176,61 +141,17 @@ func (s *Store) wait(ctx context.Context, err error, attempt int) error {
 	}
 }
 
-// failingSince returns when the endpoint started failing.
-func (s *Store) failingSince() time.Time {
-	s.retry.mu.Lock()
-	defer s.retry.mu.Unlock()
-	if s.retry.failing.IsZero() {
-		s.retry.failing = time.Now()
-	}
-	return s.retry.failing
-}
-
-// noteAnswered records that the endpoint answered: the next failure
-// starts a new budget.
-func (s *Store) noteAnswered() {
-	s.retry.mu.Lock()
-	defer s.retry.mu.Unlock()
-	s.retry.failing = time.Time{}
-}
-
 // noticeRetry tells the user that an operation waits to be retried, at
 // most every noticeEvery.
 func (s *Store) noticeRetry(err error, wait, left time.Duration) {
 	if s.opt.Logf == nil {
 		return
 	}
-	s.retry.mu.Lock()
-	due := time.Since(s.retry.lastNotice) >= noticeEvery && left >= 100*time.Millisecond
-	if due {
-		s.retry.lastNotice = time.Now()
-	}
-	s.retry.mu.Unlock()
+	due := s.retry.NoticeDue(left)
 	if due {
 		s.opt.Logf("S3 endpoint %s: %v; retrying in %s, for up to %s more (-retry-for)", s.loc.endpoint, shortError(err),
-			roundDuration(wait), roundDuration(left))
+			retry.RoundDuration(wait), retry.RoundDuration(left))
 	}
-}
-
-// retryExhaustedError is an operation that kept failing for the whole
-// retry budget.
-type retryExhaustedError struct {
-	err   error
-	after time.Duration
-}
-
-func (e *retryExhaustedError) Error() string {
-	return fmt.Sprintf("%v (still failing after retrying for %s; -retry-for sets how long)", e.err, e.after.Round(time.Second))
-}
-
-func (e *retryExhaustedError) Unwrap() error { return e.err }
-
-// roundDuration rounds d for a message.
-func roundDuration(d time.Duration) time.Duration {
-	if d < 10*time.Second {
-		return d.Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Second)
 }
 
 // shortError reduces an error to what a notice needs.

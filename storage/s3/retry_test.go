@@ -14,6 +14,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 func TestClassify(t *testing.T) {
@@ -58,16 +59,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for n, want := range map[int]time.Duration{0: 250 * time.Millisecond, 1: 500 * time.Millisecond, 3: 2 * time.Second, 10: maxBackoff, 100: maxBackoff} {
-		for range 20 {
-			if got := backoff(n); got < want*8/10 || got > want*12/10 {
-				t.Fatalf("backoff(%d) = %s, want %s ± 20%%", n, got, want)
-			}
-		}
-	}
-}
-
 // The budget counts from the store's first failure in a row, so that
 // operations starting during an outage do not each get a fresh one; an
 // answer resets it.
@@ -77,9 +68,9 @@ func TestRetryingBudget(t *testing.T) {
 	start := time.Now()
 	calls := 0
 	err := s.retrying(t.Context(), func(context.Context) error { calls++; return down })
-	var exhausted *retryExhaustedError
+	var exhausted *retry.ExhaustedError
 	if !errors.As(err, &exhausted) || !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("retrying an outage = %v; want a retryExhaustedError wrapping the cause", err)
+		t.Fatalf("retrying an outage = %v; want a retry.ExhaustedError wrapping the cause", err)
 	}
 	if took := time.Since(start); took < 250*time.Millisecond || took > 2*time.Second || calls < 5 {
 		t.Fatalf("retried %d times over %s; want a few, for about 300ms", calls, took)

@@ -20,6 +20,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/internal/retry"
 )
 
 // kindDirs names the folder of each kind, as in a local repository.
@@ -100,7 +101,7 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{loc: l, opt: opt, creds: newCredentials(getenv), retry: retryState{backoff: backoff}, transport: base}
+	s := &Store{loc: l, opt: opt, creds: newCredentials(getenv), retry: retryState{backoff: retry.Backoff}, transport: base}
 	s.region = cmpOr(l.region, cmpOr(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION")))
 	if s.region == "" && !l.aws {
 		// S3-compatible servers sign for the region they are told and
@@ -677,7 +678,7 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		r.body = nil
 		if n > 0 {
 			// Progress: the next Read resumes.
-			r.store.noteAnswered()
+			r.store.retry.Answered()
 			return n, nil
 		}
 		if werr := r.store.wait(r.ctx, err, attempt); werr != nil {
