@@ -18,35 +18,20 @@ import (
 
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/cofferhq/coffer/storage/internal/transport"
 )
 
 // userAgent identifies coffer to registries.
 const userAgent = "coffer"
 
-// newTransport returns the base transport: HTTP/1.1 and 2, TLS verified
-// against the system pool plus opt.CAFile, sensible timeouts.
+// newTransport returns the base transport: opt.Transport, or one that
+// verifies TLS against the system pool plus opt.CAFile.
 func newTransport(opt Options) (http.RoundTripper, error) {
 	if opt.Transport != nil {
 		return opt.Transport, nil
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if opt.CAFile != "" {
-		pem, err := os.ReadFile(opt.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", opt.CAFile)
-		}
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost = 16
-	t.ResponseHeaderTimeout = 2 * time.Minute
-	return t, nil
+	return transport.New(opt.CAFile)
 }
 
 // uploadBody is a blob upload's body. http.NewRequest lets only in-memory

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/internal/retry"
+	"github.com/cofferhq/coffer/storage/internal/transport"
 )
 
 // kindDirs names the folder of each kind, as in a local repository.
@@ -149,30 +149,13 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	return s, nil
 }
 
-// newTransport returns the base transport: TLS verified against the
-// system pool plus opt.CAFile.
+// newTransport returns the base transport: opt.Transport, or one that
+// verifies TLS against the system pool plus opt.CAFile.
 func newTransport(opt Options) (http.RoundTripper, error) {
 	if opt.Transport != nil {
 		return opt.Transport, nil
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if opt.CAFile != "" {
-		pem, err := os.ReadFile(opt.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", opt.CAFile)
-		}
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost = 16
-	t.ResponseHeaderTimeout = 2 * time.Minute
-	return t, nil
+	return transport.New(opt.CAFile)
 }
 
 // speaksPlainHTTP reports whether the server at host answers a TLS
