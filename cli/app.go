@@ -47,6 +47,7 @@ type globals struct {
 	uploadChunk    sizeFlag // bytes without a unit
 	limitUpload    int64    // KiB/s
 	limitDownload  int64    // KiB/s
+	keyCache       time.Duration
 	version        bool
 	store          string
 }
@@ -58,7 +59,10 @@ type command struct {
 	usage    string   // arguments, after the command name
 	summary  string
 	needRepo bool // false for create and commands that open no repository
-	noStore  bool // the command names no store: no `at <store>` in its usage
+	// askPassphrase commands (key management) always ask for the
+	// passphrase: the key cache does not stand in for it.
+	askPassphrase bool
+	noStore       bool // the command names no store: no `at <store>` in its usage
 	// selects commands take -host, -tag and -path, which choose the
 	// snapshots they consider and which one `latest` is (app.filter).
 	selects bool
@@ -119,6 +123,9 @@ type app struct {
 	repo *repo.Repository
 	lock *repo.Lock // held while the command runs, if it takes one
 	pw   []byte     // the passphrase that opened (or created) repo, for the other repository of sync
+	// askPassphrase: the command opens the repository with its
+	// passphrase even when the key cache holds its keys.
+	askPassphrase bool
 	// filter is the command's -host, -tag and -path (commands that
 	// select snapshots).
 	filter snapshotFilter
@@ -241,6 +248,9 @@ func (a *app) run(ctx context.Context) (err error) {
 	if n := a.g.uploadChunk.n; n != 0 && n < oci.MinUploadChunk {
 		return fmt.Errorf("%w: -upload-chunk %s: give at least 64KiB, such as 512KiB", errUsage, &a.g.uploadChunk)
 	}
+	if err := a.keyCacheFromEnv(); err != nil {
+		return err
+	}
 	if a.g.cacheDir == "" {
 		a.g.cacheDir = a.env.Getenv("COFFER_CACHE_DIR")
 	}
@@ -257,6 +267,7 @@ func (a *app) run(ctx context.Context) (err error) {
 		if cmd.lock != nil {
 			lock = cmd.lock(opts)
 		}
+		a.askPassphrase = cmd.askPassphrase
 		if err := a.openRepo(ctx, cmd.name, lock, !cmd.ownIndex); err != nil {
 			return err
 		}
@@ -290,6 +301,7 @@ func (a *app) globalFlags() *flag.FlagSet {
 	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
 	fs.Int64Var(&a.g.limitUpload, "limit-upload", 0, "send at most this many `KiB/s` to a registry (default: no limit)")
 	fs.Int64Var(&a.g.limitDownload, "limit-download", 0, "read at most this many `KiB/s` from a registry (default: no limit)")
+	fs.DurationVar(&a.g.keyCache, "key-cache", 0, "keep the repository's keys for this long after a passphrase opens it, and use them instead of asking (like 15m; env COFFER_KEY_CACHE; see README: key cache)")
 	fs.BoolVar(&a.g.version, "version", false, "print the version and exit (the version command)")
 	return fs
 }
@@ -396,6 +408,24 @@ func (a *app) ociOptions() oci.Options {
 	}
 }
 
+// openOptions are the options repositories are opened with.
+func (a *app) openOptions() repo.OpenOptions {
+	o := repo.OpenOptions{
+		CacheDir: a.g.cacheDir,
+		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
+		Warnf:    a.out.warningf,
+	}
+	if a.g.keyCache > 0 {
+		dir, err := a.keyCacheDir()
+		if err != nil {
+			a.out.warningf("the key is not cached: %v", err)
+		} else {
+			o.KeyCache = &repo.KeyCache{Dir: dir, MaxAge: a.g.keyCache}
+		}
+	}
+	return o
+}
+
 // openRepo opens the repository, takes the command's lock, and loads
 // the index. The lock comes first: a backup's lock must be in the store
 // before it reads what a concurrent prune may have planned
@@ -405,15 +435,15 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loa
 	if err != nil {
 		return err
 	}
+	opts := a.openOptions()
+	if a.askPassphrase {
+		opts.KeyCache = nil
+	}
 	r, err := repo.Open(ctx, st, func() ([]byte, error) {
 		pw, err := a.passphrase(ctx, false)
 		a.pw = pw
 		return pw, err
-	}, repo.OpenOptions{
-		CacheDir: a.g.cacheDir,
-		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
-		Warnf:    a.out.warningf,
-	})
+	}, opts)
 	if err != nil {
 		st.Close()
 		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) {

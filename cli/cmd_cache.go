@@ -18,19 +18,21 @@ import (
 )
 
 type cacheOptions struct {
-	cleanup bool
-	maxAge  withinFlag
+	cleanup    bool
+	maxAge     withinFlag
+	forgetKeys bool
 }
 
 var cacheCommand = &command{
 	name:    "cache",
-	usage:   "[-cleanup [-max-age 30d]]",
-	summary: "list the local caches, with their sizes and last use; -cleanup removes those unused for a while",
+	usage:   "[-cleanup [-max-age 30d]] [-forget-keys]",
+	summary: "list the local caches, with their sizes and last use, and the keys -key-cache holds; -cleanup removes caches unused for a while",
 	noStore: true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &cacheOptions{maxAge: withinFlag{snapshot.Duration{Days: 30}}}
 		fs.BoolVar(&o.cleanup, "cleanup", false, "remove the caches not used for -max-age")
 		fs.Var(&o.maxAge, "max-age", "with -cleanup: remove caches unused for this long (like 30d, 6m, 1y2m; default 30d)")
+		fs.BoolVar(&o.forgetKeys, "forget-keys", false, "remove every repository key -key-cache holds, so that the next commands ask for passphrases")
 		return o
 	},
 	run: runCache,
@@ -94,6 +96,36 @@ func runCache(_ context.Context, a *app, opts any, args []string) error {
 	if o.cleanup {
 		a.out.textf("removed %s unused since %s, %s freed\n", counted(removed, "cache"), cutoff.UTC().Format(time.RFC3339), bytesize.Format(freed))
 	}
-	a.out.result(cacheSummaryEvent{head("cache"), base, len(all), total, removed, freed})
+	keys, forgotten, err := a.cachedKeys(o.forgetKeys)
+	if err != nil {
+		return err
+	}
+	if o.forgetKeys {
+		a.out.textf("forgot %s\n", counted(forgotten, "cached key"))
+	}
+	for _, k := range keys {
+		a.out.textf("key of %s cached until %s\n", k.Location, k.Expires.UTC().Format(time.RFC3339))
+	}
+	a.out.result(cacheSummaryEvent{head("cache"), base, len(all), total, removed, freed, len(keys), forgotten})
 	return nil
+}
+
+// cachedKeys lists the keys the key cache holds, after removing them all
+// when forget is set, and says how many it removed.
+func (a *app) cachedKeys(forget bool) (keys []repo.CachedKey, forgotten int, err error) {
+	dir, err := a.keyCacheDir()
+	if err != nil {
+		if forget {
+			return nil, 0, err
+		}
+		return nil, 0, nil // no key cache here: nothing to list
+	}
+	kc := &repo.KeyCache{Dir: dir}
+	if forget {
+		if forgotten, err = kc.Forget(); err != nil {
+			return nil, forgotten, err
+		}
+	}
+	keys, err = kc.List()
+	return keys, forgotten, err
 }

@@ -15,6 +15,9 @@ var keyCommand = &command{
 	usage:    "list | add | passwd | rm <id>",
 	summary:  "manage the passphrases that open the repository",
 	needRepo: true,
+	// Changing who may open the repository takes its passphrase, not
+	// a cached key.
+	askPassphrase: true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &keyOptions{}
 		fs.StringVar(&o.newPassphraseFile, "new-passphrase-file", "", "read the new passphrase from this file (env COFFER_NEW_PASSPHRASE)")

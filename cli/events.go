@@ -374,6 +374,8 @@ type cacheSummaryEvent struct {
 	Bytes      int64  `json:"bytes"`
 	Removed    int    `json:"removed"`
 	FreedBytes int64  `json:"freed_bytes"`
+	CachedKeys int    `json:"cached_keys"` // held by -key-cache, not expired
+	ForgotKeys int    `json:"forgotten_keys"`
 }
 
 // versionEvent is version's output.

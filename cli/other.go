@@ -44,7 +44,7 @@ func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error
 	if err != nil {
 		return nil, err
 	}
-	opts := repo.OpenOptions{CacheDir: a.g.cacheDir, TempDir: a.env.Getenv("TMPDIR"), Warnf: a.out.warningf}
+	opts := a.openOptions()
 	given := func() ([]byte, error) {
 		if a.g.otherPassFile != "" {
 			return readPassphraseFile(a.g.otherPassFile)

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
+	"time"
 
 	"golang.org/x/term"
 )
@@ -95,4 +98,37 @@ func (a *app) prompt(what string, confirm bool) ([]byte, error) {
 		}
 	}
 	return pw, nil
+}
+
+// keyCacheFromEnv takes -key-cache from COFFER_KEY_CACHE when the flag
+// is not given, and checks it.
+func (a *app) keyCacheFromEnv() error {
+	if a.g.keyCache == 0 {
+		if v := a.env.Getenv("COFFER_KEY_CACHE"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%w: COFFER_KEY_CACHE=%q: give a duration, such as 15m or 8h", errUsage, v)
+			}
+			a.g.keyCache = d
+		}
+	}
+	if a.g.keyCache < 0 {
+		return fmt.Errorf("%w: -key-cache %s: give a positive duration, such as 15m, or 0 for no key cache", errUsage, a.g.keyCache)
+	}
+	return nil
+}
+
+// keyCacheDir is where cached keys live: under XDG_RUNTIME_DIR, which
+// the system makes for each user in memory and removes at logout, or
+// else in a directory of this user's in /dev/shm, also in memory.
+func (a *app) keyCacheDir() (string, error) {
+	if d := a.env.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "coffer", "keys"), nil
+	}
+	if runtime.GOOS == "linux" {
+		if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
+			return filepath.Join("/dev/shm", fmt.Sprintf("coffer-keys-%d", os.Getuid())), nil
+		}
+	}
+	return "", errors.New("-key-cache needs XDG_RUNTIME_DIR, a directory of this user's in memory, and it is not set")
 }

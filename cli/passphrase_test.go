@@ -5,6 +5,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +45,51 @@ func TestPassphraseFileWinsOverEnv(t *testing.T) {
 	}
 	h.env["COFFER_PASSPHRASE"] = "from the environment"
 	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+}
+
+// With -key-cache (or COFFER_KEY_CACHE), a passphrase that opened the
+// repository once is not needed again until the entry expires or
+// `cache -forget-keys` removes it; key management still asks for it.
+func TestKeyCache(t *testing.T) {
+	h := newHarness(t)
+	runtimeDir := t.TempDir()
+	h.env["XDG_RUNTIME_DIR"] = runtimeDir
+	h.create()
+	h.backup(sourceTree(t))
+
+	h.env["COFFER_KEY_CACHE"] = "15m"
+	h.mustAt("ls")
+	entries, _ := filepath.Glob(filepath.Join(runtimeDir, "coffer", "keys", "*.key"))
+	if len(entries) != 1 {
+		t.Fatalf("key cache entries: %q, want 1", entries)
+	}
+
+	// A passphrase is neither needed nor checked while the key is cached.
+	h.env["COFFER_PASSPHRASE"] = "not the passphrase"
+	if out := h.mustAt("ls"); strings.Count(out, "/project\n") != 1 {
+		t.Errorf("ls with a cached key: %q", out)
+	}
+	wantOneLineError(t, h.at("key", "list"), ExitWrongPassword)
+	// Without -key-cache the cache is not looked in.
+	delete(h.env, "COFFER_KEY_CACHE")
+	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+
+	h.env["COFFER_KEY_CACHE"] = "15m"
+	out := h.run("cache")
+	if out.code != 0 || !strings.Contains(out.stdout, "key of "+h.repo+" cached until ") {
+		t.Fatalf("cache: exit %d, %q", out.code, out.stdout)
+	}
+	if out := h.run("cache", "-forget-keys"); out.code != 0 || !strings.Contains(out.stdout, "forgot 1 cached key\n") {
+		t.Fatalf("cache -forget-keys: exit %d, %q %q", out.code, out.stdout, out.stderr)
+	}
+	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
+
+	for _, bad := range []struct{ env, flag string }{{"15", ""}, {"", "-1s"}} {
+		h.env["COFFER_KEY_CACHE"] = bad.env
+		args := []string{"at", h.repo, "ls"}
+		if bad.flag != "" {
+			args = append([]string{"-key-cache", bad.flag}, args...)
+		}
+		wantOneLineError(t, h.run(args...), ExitUsage, "duration")
+	}
 }

@@ -98,6 +98,10 @@ type OpenOptions struct {
 	// Warnf, when not nil, prints a warning for the user, such as
 	// snapshots this client has seen that the store no longer shows.
 	Warnf func(format string, args ...any)
+	// KeyCache, when not nil, is looked in for the repository's keys
+	// before the passphrase is asked for, and keeps them once a
+	// passphrase has opened it.
+	KeyCache *KeyCache
 }
 
 // Repository is an open coffer repository. Its methods are safe for
@@ -233,6 +237,12 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	if opt.KeyCache != nil {
+		r, err := openCached(ctx, st, sealedCfg, opt)
+		if r != nil || err != nil {
+			return r, err
+		}
+	}
 	pw, err := passphrase()
 	if err != nil {
 		return nil, err
@@ -241,6 +251,57 @@ func Open(ctx context.Context, st storage.Store, passphrase func() ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	r, err := openWithKeys(st, sealedCfg, mk, keyName, opt)
+	if err != nil {
+		return nil, err
+	}
+	if opt.KeyCache != nil {
+		if err := opt.KeyCache.store(sealedCfg, st.Location(), keyName, mk); err != nil && r.warnf != nil {
+			r.warnf("the key was not cached: %v", err)
+		}
+	}
+	return r, nil
+}
+
+// openCached opens the repository with the keys opt.KeyCache holds for
+// it, if any. It returns a nil repository and no error when there are
+// none, or when they no longer open it: the key object they came from
+// was removed (a changed passphrase ends the sessions of the old one),
+// or they fail to open the config, which authenticates them.
+func openCached(ctx context.Context, st storage.Store, sealedCfg []byte, opt OpenOptions) (*Repository, error) {
+	e, err := opt.KeyCache.load(sealedCfg)
+	if err != nil {
+		if opt.Warnf != nil {
+			opt.Warnf("the key cache is not used: %v", err)
+		}
+		return nil, nil
+	}
+	if e == nil {
+		return nil, nil
+	}
+	found := false
+	err = st.List(ctx, storage.KindKey, func(name string, _ int64) error {
+		found = found || name == e.KeyName
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	if !found {
+		opt.KeyCache.remove(opt.KeyCache.entryPath(sealedCfg))
+		return nil, nil
+	}
+	r, err := openWithKeys(st, sealedCfg, e.Keys, e.KeyName, opt)
+	if errors.Is(err, errAuth) {
+		opt.KeyCache.remove(opt.KeyCache.entryPath(sealedCfg))
+		return nil, nil
+	}
+	return r, err
+}
+
+// openWithKeys opens the config with the master keys and returns the
+// repository it describes.
+func openWithKeys(st storage.Store, sealedCfg []byte, mk *masterKeys, keyName string, opt OpenOptions) (*Repository, error) {
 	r, err := newRepository(st, Config{}, mk, keyName)
 	if err != nil {
 		return nil, err
