@@ -123,6 +123,8 @@ type roundTrip struct {
 	loaded *Snapshot        // as found in the reopened repository
 	sum    RestoreSummary
 	warns  []warning // of the restore
+	// progress recorded the restore's progress
+	progress *progressRecorder
 }
 
 // backupAndRestore backs src up into a new repository in st, reopens the
@@ -141,6 +143,7 @@ func backupAndRestore(t *testing.T, st storage.Store, src, dst string) roundTrip
 		t.Fatalf("restore into %s: %v", dst, err)
 	}
 	rt.warns = rec.warnings()
+	rt.progress = rec
 	return rt
 }
 
@@ -344,11 +347,36 @@ type warning struct {
 type progressRecorder struct {
 	mu    sync.Mutex
 	warns []warning
+	// What Total said and what Processed added up to (restore).
+	totalFiles, totalBytes int64
+	files, bytes           int64
 }
 
-func (p *progressRecorder) Scanned(int64, int64)   {}
-func (p *progressRecorder) Processed(int64, int64) {}
-func (p *progressRecorder) Total(int64, int64)     {}
+func (p *progressRecorder) Scanned(int64, int64) {}
+
+func (p *progressRecorder) Processed(files, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.files += files
+	p.bytes += bytes
+}
+
+func (p *progressRecorder) Total(files, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.totalFiles, p.totalBytes = files, bytes
+}
+
+// checkDone fails the test unless what was processed is what the totals
+// announced.
+func (p *progressRecorder) checkDone(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.files != p.totalFiles || p.bytes != p.totalBytes || p.totalFiles == 0 {
+		t.Errorf("progress: processed %d files, %d bytes; the totals said %d, %d", p.files, p.bytes, p.totalFiles, p.totalBytes)
+	}
+}
 
 func (p *progressRecorder) Warn(path string, err error) {
 	p.mu.Lock()

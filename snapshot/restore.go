@@ -48,6 +48,10 @@ type RestoreOptions struct {
 	// counted in RestoreSummary.Failed; a directory whose tree cannot be
 	// read is created empty and reported.
 	IgnoreErrors bool
+
+	// batch, when not zero, replaces batchEntries (and a quarter of
+	// batchBlobs), so that tests restore small trees in many batches.
+	batch int
 }
 
 // RestoreProgress receives progress events; methods may be called
@@ -78,8 +82,9 @@ type RestoreSummary struct {
 }
 
 type restoreItem struct {
-	path string
-	node *Node
+	path  string
+	node  *Node // nil for the target directory when it has no metadata to restore
+	isDir bool
 	// deferred: a regular file that its first write creates and whose
 	// last write is followed by its metadata, so that creating files and
 	// setting their metadata run on every worker of the data phase rather
@@ -90,12 +95,17 @@ type restoreItem struct {
 
 // restorer holds the plan of one restore.
 type restorer struct {
-	r        *repo.Repository
-	opt      RestoreOptions
-	prog     RestoreProgress
-	asRoot   bool
-	dirs     []restoreItem // parents before children
-	others   []restoreItem // files, symlinks, specials
+	r      *repo.Repository
+	opt    RestoreOptions
+	prog   RestoreProgress
+	asRoot bool
+	// dirs are every directory restored, parents before children, with
+	// copies of their nodes (a node points into its tree, which would
+	// keep the whole tree): their metadata is set at the very end.
+	dirs     []restoreItem
+	dirsMade int           // dirs[:dirsMade] exist
+	others   []restoreItem // the batch's files, symlinks, specials
+	blobs    int           // the batch's extents
 	links    map[[2]uint64]string
 	failMu   sync.Mutex
 	failed   map[string]bool
@@ -127,44 +137,138 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	if err != nil {
 		return rs.sum, err
 	}
-	if err := rs.plan(ctx, target, node); err != nil {
+	if err := rs.survey(ctx, target, node); err != nil {
 		return rs.sum, err
 	}
-	if err := rs.checkConflicts(); err != nil {
+	entries, blobs := batchEntries, batchBlobs
+	if opt.batch > 0 {
+		entries, blobs = opt.batch, 4*opt.batch
+	}
+	err = rs.plan(ctx, target, node, func(it restoreItem) error {
+		rs.add(it)
+		if len(rs.others) < entries && rs.blobs < blobs {
+			return nil
+		}
+		return rs.flush(ctx)
+	}, rs.ignoreDamage)
+	if err == nil {
+		err = rs.flush(ctx)
+	}
+	if err != nil {
 		return rs.sum, err
 	}
-	if err := rs.createEntries(); err != nil {
-		return rs.sum, err
-	}
-	if err := rs.writeData(ctx); err != nil {
-		return rs.sum, err
-	}
-	rs.dropFailed()
-	rs.applyMetadata()
+	rs.applyDirMetadata()
+	rs.sum.Failed = int64(len(rs.failed))
 	rs.sum.Warnings = rs.warnings.Load()
 	return rs.sum, nil
 }
 
-// plan lists everything to create, leaving out what the filters do.
-func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
+// A restore plans and restores batches of entries in the order of the
+// walk, so that what it holds does not grow with the snapshot: a million
+// small files would otherwise keep a million nodes, and their blobs'
+// targets, in memory. Backups store blobs in walk order too, so a batch
+// reads a run of packs and few packs are read by two batches (each
+// reading only its own blobs). A batch is large enough that the pause
+// between two (the last packs of one are read while the workers have
+// nothing else to do) costs little.
+const (
+	batchEntries = 50_000
+	batchBlobs   = 200_000
+)
+
+// flush restores the batch planned so far: it makes the directories added
+// since the last batch and the batch's entries, writes their data, and
+// sets their metadata.
+func (rs *restorer) flush(ctx context.Context) error {
+	if err := rs.createEntries(); err != nil {
+		return err
+	}
+	if err := rs.writeData(ctx); err != nil {
+		return err
+	}
+	rs.dropFailed()
+	rs.applyMetadata()
+	clear(rs.others) // the nodes, and the trees they point into, can go
+	rs.others, rs.blobs = rs.others[:0], 0
+	return nil
+}
+
+// ignoreDamage is plan's onErr with IgnoreErrors: a directory that cannot
+// be read is reported as not restored, and the walk goes on.
+func (rs *restorer) ignoreDamage(dir string, err error) error {
+	rs.fail(dir, fmt.Errorf("its contents cannot be read: %w", err))
+	return nil
+}
+
+// survey walks what is to be restored before anything is written: it
+// refuses existing files in the way (unless overwriting) and counts the
+// files and bytes for progress, keeping neither the plan nor the nodes.
+func (rs *restorer) survey(ctx context.Context, target string, node *Node) error {
+	c := conflicts{absent: map[string]bool{}}
+	var files, bytes int64
+	linked := map[[2]uint64]bool{}
+	var onErr func(string, error) error
+	if rs.opt.IgnoreErrors {
+		onErr = func(string, error) error { return nil } // reported by the restore's walk
+	}
+	first := true
+	err := rs.plan(ctx, target, node, func(it restoreItem) error {
+		if err := c.check(it, first, rs.opt.Overwrite); err != nil {
+			return err
+		}
+		first = false
+		n := it.node
+		if n == nil || n.Type != TypeFile {
+			return nil
+		}
+		files++
+		if n.Links > 1 {
+			key := [2]uint64{n.Device, n.Inode}
+			if linked[key] {
+				return nil // a link to data counted once
+			}
+			linked[key] = true
+		}
+		for _, e := range n.Content {
+			if !e.Hole {
+				bytes += e.Size
+			}
+		}
+		return nil
+	}, onErr)
+	if err != nil {
+		return err
+	}
+	if err := c.err(rs.opt.Overwrite); err != nil {
+		return err
+	}
+	rs.prog.Total(files, bytes)
+	return nil
+}
+
+// plan walks what is to be created, leaving out what the filters do, and
+// hands each entry to emit, parents before children, the target
+// directory first. onErr is walk's.
+func (rs *restorer) plan(ctx context.Context, target string, node *Node, emit func(restoreItem) error, onErr func(string, error) error) error {
+	item := func(p string, n *Node) restoreItem { return restoreItem{path: p, node: n, isDir: n.Type == TypeDir} }
 	if node.Type != TypeDir {
-		rs.dirs = append(rs.dirs, restoreItem{path: target})
+		if err := emit(restoreItem{path: target, isDir: true}); err != nil {
+			return err
+		}
 		if rs.excludes.Match([]string{node.Name}, false) ||
 			rs.includes != nil && !rs.includes.Match([]string{node.Name}, false) {
 			return nil
 		}
-		rs.add(filepath.Join(target, node.Name), node)
-		return nil
+		return emit(item(filepath.Join(target, node.Name), node))
 	}
 	root := node
 	if node.Name == "/" { // the synthetic root has no metadata of its own
 		root = nil
 	}
-	rs.dirs = append(rs.dirs, restoreItem{path: target, node: root})
-	if root != nil {
-		// The target gets the directory's metadata: it is restored, and
-		// counted as backup counted it.
-		rs.sum.Dirs++
+	// The target gets the directory's metadata: it is restored, and
+	// counted as backup counted it.
+	if err := emit(restoreItem{path: target, node: root, isDir: true}); err != nil {
+		return err
 	}
 	// Directories not matched by an include wait here, outermost first,
 	// until something below them is kept: only the directories on the way
@@ -174,12 +278,8 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 		n      *Node
 	}
 	var waiting []pending
-	var onErr func(string, error) error
-	if rs.opt.IgnoreErrors {
-		onErr = func(dir string, err error) error {
-			rs.fail(dir, fmt.Errorf("its contents cannot be read: %w", err))
-			return nil
-		}
+	if !rs.opt.IgnoreErrors {
+		onErr = nil
 	}
 	return walkPastDamage(ctx, rs.r, target, node.Subtree, func(p string, n *Node) error {
 		rel, err := filepath.Rel(target, p)
@@ -195,8 +295,7 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 			return nil
 		}
 		if rs.includes == nil {
-			rs.add(p, n)
-			return nil
+			return emit(item(p, n))
 		}
 		// Walk is depth first: what is waiting and not above p was
 		// passed by without anything kept below it.
@@ -211,11 +310,12 @@ func (rs *restorer) plan(ctx context.Context, target string, node *Node) error {
 			return nil
 		}
 		for _, w := range waiting {
-			rs.add(w.p, w.n)
+			if err := emit(item(w.p, w.n)); err != nil {
+				return err
+			}
 		}
 		waiting = waiting[:0]
-		rs.add(p, n)
-		return nil
+		return emit(item(p, n))
 	}, onErr)
 }
 
@@ -235,7 +335,6 @@ func (rs *restorer) fail(p string, err error) {
 // that nothing is left with holes where data was lost. It runs after the
 // data phase, when no worker can create them again.
 func (rs *restorer) dropFailed() {
-	rs.sum.Failed = int64(len(rs.failed))
 	if len(rs.failed) == 0 {
 		return
 	}
@@ -252,13 +351,21 @@ func (rs *restorer) dropFailed() {
 	})
 }
 
-func (rs *restorer) add(p string, n *Node) {
-	if n.Type == TypeDir {
-		rs.dirs = append(rs.dirs, restoreItem{path: p, node: n})
-		rs.sum.Dirs++
+// add puts an entry in the batch, and a directory in the list of all.
+func (rs *restorer) add(it restoreItem) {
+	n := it.node
+	if it.isDir {
+		if n != nil {
+			dir := *n
+			dir.Content = nil
+			it.node = &dir
+			rs.sum.Dirs++
+		}
+		rs.dirs = append(rs.dirs, it)
 		return
 	}
-	rs.others = append(rs.others, restoreItem{path: p, node: n})
+	rs.others = append(rs.others, it)
+	rs.blobs += len(n.Content)
 	if n.Type == TypeFile {
 		rs.sum.Files++
 		rs.sum.Bytes += n.Size
@@ -267,53 +374,70 @@ func (rs *restorer) add(p string, n *Node) {
 	}
 }
 
-// checkConflicts refuses to touch existing files unless asked to. Below
-// a directory that does not exist nothing can be in the way, so a restore
-// into a new directory looks at the target and nothing else.
-func (rs *restorer) checkConflicts() error {
-	var conflicts []string
-	absent := map[string]bool{} // directories known not to exist
-	exists := func(p string) (fs.FileInfo, bool) {
-		if absent[filepath.Dir(p)] {
-			return nil, false
-		}
-		fi, err := os.Lstat(p)
-		return fi, err == nil
+// conflicts finds existing files in the way of a restore, entry by
+// entry in the walk's order. Below a directory that does not exist
+// nothing can be in the way, so a restore into a new directory looks at
+// the target and nothing else.
+type conflicts struct {
+	absent map[string]bool // directories known not to exist
+	first  string
+	count  int
+}
+
+// check looks at one entry; target says it is the target directory,
+// which may be a symlink the user chose. It fails at once only where
+// even -overwrite may not go.
+func (c *conflicts) check(it restoreItem, target, overwrite bool) error {
+	var fi fs.FileInfo
+	exists := false
+	if !c.absent[filepath.Dir(it.path)] {
+		var err error
+		fi, err = os.Lstat(it.path)
+		exists = err == nil
 	}
-	// rs.dirs[0] is the target itself, which may be a symlink the user chose.
-	for i, it := range rs.dirs {
-		fi, ok := exists(it.path)
+	if it.isDir {
 		switch {
-		case !ok:
-			absent[it.path] = true
-		case i > 0 && !fi.IsDir():
-			conflicts = append(conflicts, it.path)
-			absent[it.path] = true // a file: nothing below it exists
+		case !exists:
+			c.absent[it.path] = true
+		case !target && !fi.IsDir():
+			c.found(it.path)
+			c.absent[it.path] = true // a file: nothing below it exists
+		}
+		return nil
+	}
+	if !exists {
+		return nil
+	}
+	c.found(it.path)
+	// Overwrite replaces an empty directory, but never deletes a tree of
+	// the user's files to put a file in its place.
+	if overwrite && fi.IsDir() {
+		if entries, _ := os.ReadDir(it.path); len(entries) > 0 {
+			return fmt.Errorf("%s is a non-empty directory where the snapshot has a %s: %w: move it away first",
+				it.path, it.node.Type, ErrTargetExists)
 		}
 	}
-	for _, it := range rs.others {
-		fi, ok := exists(it.path)
-		if !ok {
-			continue
-		}
-		conflicts = append(conflicts, it.path)
-		// Overwrite replaces an empty directory, but never deletes a tree
-		// of the user's files to put a file in its place.
-		if rs.opt.Overwrite && fi.IsDir() {
-			if entries, _ := os.ReadDir(it.path); len(entries) > 0 {
-				return fmt.Errorf("%s is a non-empty directory where the snapshot has a %s: %w: move it away first",
-					it.path, it.node.Type, ErrTargetExists)
-			}
-		}
+	return nil
+}
+
+func (c *conflicts) found(p string) {
+	if c.count == 0 {
+		c.first = p
 	}
-	if len(conflicts) == 0 || rs.opt.Overwrite {
+	c.count++
+}
+
+// err refuses the restore if anything is in the way and it may not be
+// replaced.
+func (c *conflicts) err(overwrite bool) error {
+	if c.count == 0 || overwrite {
 		return nil
 	}
 	more := ""
-	if len(conflicts) > 1 {
-		more = fmt.Sprintf(" and %d more", len(conflicts)-1)
+	if c.count > 1 {
+		more = fmt.Sprintf(" and %d more", c.count-1)
 	}
-	return fmt.Errorf("%s%s: %w: use -overwrite to replace, or restore to an empty directory", conflicts[0], more, ErrTargetExists)
+	return fmt.Errorf("%s%s: %w: use -overwrite to replace, or restore to an empty directory", c.first, more, ErrTargetExists)
 }
 
 // fsError classifies a write error for the user.
@@ -330,10 +454,11 @@ func fsError(op, p string, err error) error {
 // createEntries makes directories, empty files of the right size, links
 // and special files. Directories stay owner-writable until applyMetadata.
 func (rs *restorer) createEntries() error {
-	for i, it := range rs.dirs {
+	for i := rs.dirsMade; i < len(rs.dirs); i++ {
+		it := rs.dirs[i]
 		// Something that is not a directory where one is restored (a
 		// symlink above all, which MkdirAll would follow out of the
-		// target) is replaced; checkConflicts refused it without Overwrite.
+		// target) is replaced; the survey refused it without Overwrite.
 		// rs.dirs[0] is the target itself, which may be a symlink.
 		if fi, err := os.Lstat(it.path); i > 0 && err == nil && !fi.IsDir() {
 			if err := os.Remove(it.path); err != nil {
@@ -344,6 +469,7 @@ func (rs *restorer) createEntries() error {
 			return fsError("creating directory", it.path, err)
 		}
 	}
+	rs.dirsMade = len(rs.dirs)
 	// Sequential on purpose: creating files in parallel measured no faster
 	// (the filesystem serialises them) and spent more system time. Regular
 	// files with data are created by the data phase instead.
@@ -496,7 +622,6 @@ func (rs *restorer) writeData(ctx context.Context) error {
 		blobs map[repo.ID]blobWork
 	}
 	packs := map[repo.ID]*packWork{}
-	var totalBytes int64
 	for i := range rs.others {
 		it := &rs.others[i]
 		n := it.node
@@ -538,7 +663,6 @@ func (rs *restorer) writeData(ctx context.Context) error {
 				bw.size = e.Size
 				bw.targets = append(bw.targets, blobTarget{it.path, off, df})
 				w.blobs[e.ID] = bw
-				totalBytes += e.Size
 				if df != nil {
 					df.remaining.Add(1)
 				}
@@ -549,7 +673,6 @@ func (rs *restorer) writeData(ctx context.Context) error {
 			df.size = off // what the content adds up to, as createSized does
 		}
 	}
-	rs.prog.Total(rs.sum.Files, totalBytes)
 
 	workers := rs.opt.Workers
 	if workers <= 0 {
@@ -655,9 +778,9 @@ func writeAt(p string, b []byte, off int64, create bool) error {
 	return f.Close()
 }
 
-// applyMetadata sets owners, modes, xattrs and times: entries first, then
-// directories deepest first, so that creating an entry never changes the
-// mtime of a directory already done.
+// applyMetadata sets the owners, modes, xattrs and times of the batch's
+// entries. Directories get theirs at the end (applyDirMetadata), so that
+// creating an entry never changes the mtime of a directory already done.
 func (rs *restorer) applyMetadata() {
 	for _, it := range rs.others {
 		if it.deferred {
@@ -670,6 +793,10 @@ func (rs *restorer) applyMetadata() {
 			rs.prog.Processed(1, 0)
 		}
 	}
+}
+
+// applyDirMetadata sets the directories' metadata, deepest first.
+func (rs *restorer) applyDirMetadata() {
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
 		if rs.dirs[i].node == nil {
 			continue

@@ -3,6 +3,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,42 +75,44 @@ func TestRestoreFilters(t *testing.T) {
 		{"include nothing", "", nil, []string{"nope"}, nil},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			dst := t.TempDir()
-			_, err := Restore(t.Context(), r, sn, c.path, RestoreOptions{Target: dst, Excludes: c.excludes, Includes: c.includes})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			err = filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || p == dst {
-					return err
-				}
-				rel, _ := filepath.Rel(dst, p)
-				if d.IsDir() {
-					got = append(got, filepath.ToSlash(rel)+"/")
-					return nil
-				}
-				got = append(got, filepath.ToSlash(rel))
-				b, err := os.ReadFile(p)
+		for _, batch := range []int{0, 1} {
+			t.Run(fmt.Sprintf("%s/batch %d", c.name, batch), func(t *testing.T) {
+				dst := t.TempDir()
+				_, err := Restore(t.Context(), r, sn, c.path, RestoreOptions{Target: dst, Excludes: c.excludes, Includes: c.includes, batch: batch})
 				if err != nil {
-					return err
+					t.Fatal(err)
 				}
-				orig := filepath.ToSlash(filepath.Join(c.path, rel))
-				if string(b) != "content of "+orig {
-					t.Errorf("%s holds %q", rel, b)
+				var got []string
+				err = filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+					if err != nil || p == dst {
+						return err
+					}
+					rel, _ := filepath.Rel(dst, p)
+					if d.IsDir() {
+						got = append(got, filepath.ToSlash(rel)+"/")
+						return nil
+					}
+					got = append(got, filepath.ToSlash(rel))
+					b, err := os.ReadFile(p)
+					if err != nil {
+						return err
+					}
+					orig := filepath.ToSlash(filepath.Join(c.path, rel))
+					if string(b) != "content of "+orig {
+						t.Errorf("%s holds %q", rel, b)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
 				}
-				return nil
+				slices.Sort(got)
+				want := slices.Clone(c.want)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("restored\n  %q\nwant\n  %q", got, want)
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			slices.Sort(got)
-			want := slices.Clone(c.want)
-			slices.Sort(want)
-			if !slices.Equal(got, want) {
-				t.Errorf("restored\n  %q\nwant\n  %q", got, want)
-			}
-		})
+		}
 	}
 }

@@ -64,6 +64,21 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("restore summary %+v, want %d files, %d dirs, %d others, %d bytes", sum, want.files, want.dirs, want.others, want.size)
 			}
 			testutil.CompareTrees(t, src, dst)
+			rt.progress.checkDone(t)
+
+			// In batches of three entries: hard links, a blob written at
+			// two offsets, directories' metadata all span batches.
+			dst3 := t.TempDir()
+			rec := &progressRecorder{}
+			sum3, err := Restore(t.Context(), rt.r, rt.loaded, "", RestoreOptions{Target: dst3, Progress: rec, batch: 3})
+			if err != nil {
+				t.Fatalf("restore in batches of 3: %v", err)
+			}
+			if sum3 != sum {
+				t.Errorf("restore in batches of 3: summary %+v, in one batch %+v", sum3, sum)
+			}
+			testutil.CompareTrees(t, src, dst3)
+			rec.checkDone(t)
 
 			// CompareTrees covers these too; spelled out, since they are
 			// the easiest to lose.
