@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -158,6 +159,22 @@ func FuzzDecodeTree(f *testing.F) {
 				}
 			default:
 				t.Fatalf("node %q: type %q accepted", n.Name, n.Type)
+			}
+		}
+
+		// decodeTree uses the faster JSON v2 decoder: what it accepts,
+		// encoding/json (which encodes trees, and decoded them before)
+		// reads the same.
+		var w1 treeWireValue
+		if err := json.Unmarshal(b, &w1); err != nil {
+			t.Fatalf("decodeTree accepted what encoding/json refuses: %v", err)
+		}
+		if len(w1.Nodes) != len(tb.Nodes) || !slices.Equal(w1.Parts, tb.Parts) {
+			t.Fatalf("encoding/json reads %d nodes and parts %v, decodeTree %d and %v", len(w1.Nodes), w1.Parts, len(tb.Nodes), tb.Parts)
+		}
+		for i := range w1.Nodes {
+			if n1 := w1.Nodes[i].node(); !reflect.DeepEqual(n1, tb.Nodes[i]) {
+				t.Fatalf("node %d: encoding/json reads %+v, decodeTree %+v", i, n1, tb.Nodes[i])
 			}
 		}
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"math"
 	"slices"
 	"strings"
@@ -175,7 +177,7 @@ func encodeTree(tb treeBlob) ([]byte, error) {
 // decodeTree parses and validates a tree blob.
 func decodeTree(b []byte) (*treeBlob, error) {
 	var w treeWireValue
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := jsonv2.Unmarshal(b, &w, jsonv1.DefaultOptionsV1()); err != nil {
 		return nil, fmt.Errorf("decoding: %w", err)
 	}
 	tb := treeBlob{Version: w.Version, Parts: w.Parts}
