@@ -75,9 +75,11 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 		a.bytesRead.Add(read)
 		return nil
 	}
-	regions, err := dataRegions(f, n.Size)
-	if err != nil {
-		return err
+	regions := []region{{0, n.Size}}
+	if !dense(fi) {
+		if regions, err = dataRegions(f, n.Size); err != nil {
+			return err
+		}
 	}
 	var pos int64
 	var ch *chunkers.Chunker

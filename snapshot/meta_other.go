@@ -136,6 +136,9 @@ func applyMeta(path string, n *Node, asRoot bool) error {
 	return errors.Join(warnings...)
 }
 
+// dense says every file is: holes are not detected here.
+func dense(fs.FileInfo) bool { return true }
+
 // dataRegions returns the whole file as one data region: holes are not
 // detected here, so a sparse file is read, and stored, with its zeros
 // (deduplicated and compressed, but restored dense).

@@ -346,6 +346,16 @@ func TestMetaDataRegions(t *testing.T) {
 				t.Errorf("file offset %d after dataRegions, want 17", pos)
 			}
 			metaTestCheckRegions(t, f, c.size, got)
+			// dense, which lets readContent skip dataRegions, must not
+			// hide the holes of these files (nothing is allocated past
+			// their ends).
+			if fi, err := f.Stat(); err != nil {
+				t.Fatal(err)
+			} else if dense(fi) && c.size > 0 && !slices.Equal(got, []region{{0, c.size}}) {
+				t.Errorf("dense says %d blocks cover %d bytes, but dataRegions finds %v", fi.Sys().(*syscall.Stat_t).Blocks, c.size, got)
+			} else if c.name == "dense" && !dense(fi) {
+				t.Errorf("a file written in full is not dense (%d blocks)", fi.Sys().(*syscall.Stat_t).Blocks)
+			}
 			for off, b := range c.writes {
 				if !metaTestCovered(got, off, int64(len(b))) {
 					t.Errorf("data [%d,%d) not covered by %v", off, off+int64(len(b)), got)
