@@ -3,12 +3,16 @@ package s3
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -524,5 +528,71 @@ func TestPutAnswerLost(t *testing.T) {
 	rc.Close()
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("stored pack reads back %d bytes, %v; want the %d put", len(got), err, len(data))
+	}
+}
+
+// corruptPuts records the headers of every PUT and flips a byte of the
+// body of the first one, as a fault between coffer and the server would.
+type corruptPuts struct {
+	next    http.RoundTripper
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+func (c *corruptPuts) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut {
+		return c.next.RoundTrip(req)
+	}
+	c.mu.Lock()
+	first := len(c.headers) == 0
+	c.headers = append(c.headers, req.Header.Clone())
+	c.mu.Unlock()
+	if first && req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body[len(body)/2] ^= 0xff
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return c.next.RoundTrip(req)
+}
+
+// A single PUT carries the body's CRC32C instead of Content-MD5, and
+// an unsigned payload (no second hash of the body over plain HTTP); the
+// server checks the body against the CRC32C: a body changed on the way
+// is refused, not stored.
+func TestPutChecksum(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	corrupt := &corruptPuts{next: http.DefaultTransport}
+	st := newStoreFactory(srv, "coffer", Options{Transport: corrupt})(t)
+	ctx := t.Context()
+	data := bytes.Repeat([]byte("a pack changed on the way "), 1000)
+	name := fmt.Sprintf("%x", sha256.Sum256(data))
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err == nil {
+		t.Fatal("Put of a body changed on the way succeeded; want the server to refuse it")
+	}
+	if _, err := st.Stat(ctx, storage.KindPack, name); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after the refused Put, Stat = %v; want ErrNotFound", err)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
+		t.Fatalf("Put again, unchanged: %v", err)
+	}
+	want := base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))))
+	corrupt.mu.Lock()
+	defer corrupt.mu.Unlock()
+	for i, h := range corrupt.headers {
+		if got := h.Get("X-Amz-Checksum-Crc32c"); got != want {
+			t.Errorf("PUT %d: x-amz-checksum-crc32c = %q, want %q", i, got, want)
+		}
+		if h.Get("Content-Md5") != "" || h.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" {
+			t.Errorf("PUT %d: Content-MD5 %q, X-Amz-Content-Sha256 %q; want none and UNSIGNED-PAYLOAD", i, h.Get("Content-Md5"), h.Get("X-Amz-Content-Sha256"))
+		}
+	}
+	if len(corrupt.headers) < 2 {
+		t.Fatalf("%d PUTs seen, want at least 2", len(corrupt.headers))
 	}
 }
