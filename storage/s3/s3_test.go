@@ -117,13 +117,18 @@ func newStoreFactory(srv *testregistry.S3Server, bucket string, opt Options) fun
 	}
 }
 
-func TestStoreVersityGW(t *testing.T) {
-	for _, tls := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
-			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
-			srv.MakeBucket(t, "coffer")
-			storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
-		})
+// servers are the S3 servers the tests run against.
+var servers = []testregistry.S3Kind{testregistry.VersityGW, testregistry.SeaweedFS}
+
+func TestStore(t *testing.T) {
+	for _, server := range servers {
+		for _, tls := range []bool{false, true} {
+			t.Run(string(server)+"/"+map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+				srv := testregistry.StartS3(t, testregistry.S3Options{Server: server, TLS: tls})
+				srv.MakeBucket(t, "coffer")
+				storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
+			})
+		}
 	}
 }
 
@@ -326,7 +331,13 @@ func TestOutage(t *testing.T) {
 // applies; a retained object can be put again (same bytes) but not
 // deleted, and the refusal says until when.
 func TestObjectLock(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	for _, server := range servers {
+		t.Run(string(server), func(t *testing.T) { testObjectLock(t, server) })
+	}
+}
+
+func testObjectLock(t *testing.T, server testregistry.S3Kind) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{Server: server})
 	srv.MakeBucket(t, "plain")
 	srv.MakeLockedBucket(t, "locked")
 	env := srv.Env()
@@ -381,17 +392,54 @@ func TestObjectLock(t *testing.T) {
 	if err := other.Delete(ctx, storage.KindLock, "l1"); err != nil {
 		t.Fatalf("deleting a lock: %v", err)
 	}
-	err = other.Delete(ctx, storage.KindPack, name)
-	var retained *RetainedError
-	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrRetained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
-		retained.Until.Before(time.Now().Add(47*time.Hour)) {
-		t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+	versioning, err := srv.Client(t).GetBucketVersioning(ctx, "locked")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
-		t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+	err = other.Delete(ctx, storage.KindPack, name)
+	if versioning.Enabled() {
+		// As on AWS (SeaweedFS turns versioning on with Object Lock):
+		// a DELETE without a version adds a delete marker; the
+		// retained version stays, and deleting it is refused.
+		if err != nil {
+			t.Fatalf("Delete of a retained pack on a versioned bucket = %v; want a delete marker", err)
+		}
+		checkVersionRetained(t, srv, "locked", other.key(storage.KindPack, name))
+	} else {
+		var retained *RetainedError
+		if !errors.As(err, &retained) || !errors.Is(err, storage.ErrRetained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
+			retained.Until.Before(time.Now().Add(47*time.Hour)) {
+			t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+		}
+		if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
+			t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+		}
 	}
 	if mode, _, err := other.retainedUntil(ctx, other.loc.key(configName)); err != nil || mode != string(minio.Compliance) {
 		t.Errorf("the config is not retained: mode %q, %v", mode, err)
+	}
+}
+
+// checkVersionRetained checks that key of bucket has a version that is
+// not a delete marker, and that deleting that version is refused.
+func checkVersionRetained(t *testing.T, srv *testregistry.S3Server, bucket, key string) {
+	t.Helper()
+	c := srv.Client(t)
+	var version string
+	for obj := range c.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: key, WithVersions: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if obj.Key == key && !obj.IsDeleteMarker {
+			version = obj.VersionID
+		}
+	}
+	if version == "" {
+		t.Fatalf("no version of %s is left after its delete", key)
+	}
+	err := c.RemoveObject(t.Context(), bucket, key, minio.RemoveObjectOptions{VersionID: version})
+	if resp := minio.ToErrorResponse(err); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("deleting the retained version %s of %s = %v; want 403", version, key, err)
 	}
 }
 
@@ -565,7 +613,13 @@ func (c *corruptPuts) RoundTrip(req *http.Request) (*http.Response, error) {
 // server checks the body against the CRC32C: a body changed on the way
 // is refused, not stored.
 func TestPutChecksum(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	for _, server := range servers {
+		t.Run(string(server), func(t *testing.T) { testPutChecksum(t, server) })
+	}
+}
+
+func testPutChecksum(t *testing.T, server testregistry.S3Kind) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{Server: server})
 	srv.MakeBucket(t, "coffer")
 	corrupt := &corruptPuts{next: http.DefaultTransport}
 	st := newStoreFactory(srv, "coffer", Options{Transport: corrupt})(t)
