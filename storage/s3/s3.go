@@ -19,6 +19,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/internal/retry"
@@ -56,6 +57,9 @@ type Store struct {
 	retry  retryState
 
 	transport http.RoundTripper
+	// md5 makes single PUTs carry Content-MD5, not CRC32C: minio-go
+	// refuses checksum headers for Google Cloud Storage's endpoint.
+	md5 bool
 	// unconditional is set once the endpoint answered a conditional
 	// write (If-None-Match) with 501: it has none.
 	unconditional atomic.Bool
@@ -151,6 +155,7 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 		return nil, storage.BadLocation(fmt.Errorf("S3 location %s: %w", l, err))
 	}
 	s.client.SetAppInfo("coffer", "")
+	s.md5 = s3utils.IsGoogleEndpoint(*s.client.EndpointURL())
 	s.core = minio.Core{Client: s.client}
 	return s, nil
 }
@@ -351,7 +356,7 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 			PartSize:         uint64(s.opt.PartSize),
 		}
 		var crc string
-		if opts.DisableMultipart {
+		if opts.DisableMultipart && !s.md5 {
 			var err error
 			if crc, err = crc32c(io.NewSectionReader(rec, 0, size)); err != nil {
 				return bodyError{err}
@@ -359,7 +364,7 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 			setChecksum(&opts, crc)
 		} else {
 			// Parts are buffered by minio-go, which sends each with
-			// Content-MD5 (and CRC32C).
+			// Content-MD5 (and CRC32C but to Google's endpoint).
 			opts.SendContentMd5 = true
 		}
 		s.retention(kind, &opts)

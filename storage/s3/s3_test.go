@@ -579,10 +579,12 @@ func TestPutAnswerLost(t *testing.T) {
 	}
 }
 
-// corruptPuts records the headers of every PUT and flips a byte of the
-// body of the first one, as a fault between coffer and the server would.
+// corruptPuts records the headers of every PUT and, when corrupt is
+// set, flips a byte of the body of the first one, as a fault between
+// coffer and the server would.
 type corruptPuts struct {
 	next    http.RoundTripper
+	corrupt bool
 	mu      sync.Mutex
 	headers []http.Header
 }
@@ -595,7 +597,7 @@ func (c *corruptPuts) RoundTrip(req *http.Request) (*http.Response, error) {
 	first := len(c.headers) == 0
 	c.headers = append(c.headers, req.Header.Clone())
 	c.mu.Unlock()
-	if first && req.Body != nil {
+	if first && c.corrupt && req.Body != nil {
 		body, err := io.ReadAll(req.Body)
 		req.Body.Close()
 		if err != nil {
@@ -621,7 +623,7 @@ func TestPutChecksum(t *testing.T) {
 func testPutChecksum(t *testing.T, server testregistry.S3Kind) {
 	srv := testregistry.StartS3(t, testregistry.S3Options{Server: server})
 	srv.MakeBucket(t, "coffer")
-	corrupt := &corruptPuts{next: http.DefaultTransport}
+	corrupt := &corruptPuts{next: http.DefaultTransport, corrupt: true}
 	st := newStoreFactory(srv, "coffer", Options{Transport: corrupt})(t)
 	ctx := t.Context()
 	data := bytes.Repeat([]byte("a pack changed on the way "), 1000)
@@ -648,5 +650,24 @@ func testPutChecksum(t *testing.T, server testregistry.S3Kind) {
 	}
 	if len(corrupt.headers) < 2 {
 		t.Fatalf("%d PUTs seen, want at least 2", len(corrupt.headers))
+	}
+}
+
+// To Google Cloud Storage's endpoint, for which minio-go refuses
+// checksum headers, single PUTs carry Content-MD5 instead.
+func TestPutContentMD5(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	rec := &corruptPuts{next: http.DefaultTransport}
+	st := newStoreFactory(srv, "coffer", Options{Transport: rec})(t).(*Store)
+	st.md5 = true // as Open sets it for storage.googleapis.com
+	data := []byte("a pack for Google's endpoint")
+	if err := st.Put(t.Context(), storage.KindPack, fmt.Sprintf("%x", sha256.Sum256(data)), storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.headers) != 1 || rec.headers[0].Get("Content-Md5") == "" || rec.headers[0].Get("X-Amz-Checksum-Crc32c") != "" {
+		t.Fatalf("PUT headers %v; want one PUT with Content-MD5 and no x-amz-checksum-crc32c", rec.headers)
 	}
 }
