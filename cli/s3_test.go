@@ -41,16 +41,26 @@ func s3Harness(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) 
 	return h
 }
 
-// The seed's walkthrough on s3://127.0.0.1:PORT/bucket/helloworld, over
-// plain HTTP (a loopback endpoint without TLS) and over TLS with the
-// test CA given with -ca-file: create, -silent backup of the current
-// directory, ls in the seed's format, cat by prefix, restore, check
-// -read-data; info names the endpoint, bucket, region and the source of
-// the credentials.
+// The seed's walkthrough on s3://127.0.0.1:PORT/bucket/helloworld, on
+// VersityGW and on SeaweedFS, over plain HTTP (a loopback endpoint
+// without TLS) and over TLS with the test CA given with -ca-file:
+// create, -silent backup of the current directory, ls in the seed's
+// format, cat by prefix, restore, check -read-data; info names the
+// endpoint, bucket, region and the source of the credentials.
 func TestS3Walkthrough(t *testing.T) {
-	for _, tls := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
-			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
+	tests := []struct {
+		server testregistry.S3Kind
+		tls    bool
+	}{
+		{testregistry.VersityGW, false},
+		{testregistry.VersityGW, true},
+		{testregistry.SeaweedFS, false},
+		{testregistry.SeaweedFS, true},
+	}
+	for _, tt := range tests {
+		tls := tt.tls
+		t.Run(string(tt.server)+"/"+map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			srv := testregistry.StartS3(t, testregistry.S3Options{Server: tt.server, TLS: tls})
 			srv.MakeBucket(t, "bucket")
 			h := s3Harness(t, srv, "bucket", "helloworld")
 			var global []string
@@ -109,7 +119,7 @@ func TestS3Walkthrough(t *testing.T) {
 			}
 			// The objects are where docs/s3.md says, as in a local
 			// repository directory.
-			if _, err := os.Stat(filepath.Join(srv.DataDir, "bucket", "helloworld", "config")); err != nil {
+			if _, err := srv.Client(t).StatObject(t.Context(), "bucket", "helloworld/config", minio.StatObjectOptions{}); err != nil {
 				t.Errorf("no config object under the prefix: %v", err)
 			}
 		})

@@ -23,17 +23,35 @@ import (
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
+// S3Kind names an S3 server StartS3 can run.
+type S3Kind string
+
+// The S3 servers of the tests.
+const (
+	// VersityGW (github.com/versity/versitygw, pinned in tools/go.mod)
+	// with its posix backend: one directory per bucket under DataDir.
+	VersityGW S3Kind = "versitygw"
+	// SeaweedFS (github.com/seaweedfs/seaweedfs, pinned in
+	// tools/seaweedfs/go.mod): `weed server -filer -s3`, a master, a
+	// volume server, a filer and the S3 gateway in one process.
+	SeaweedFS S3Kind = "seaweedfs"
+)
+
 // S3Options configures StartS3.
 type S3Options struct {
+	// Server is the server to run; VersityGW when empty.
+	Server S3Kind
 	// TLS serves HTTPS with a certificate from a test CA (see
 	// S3Server.CAFile); otherwise the server speaks plain HTTP.
 	TLS bool
 }
 
-// S3Server is a VersityGW process (github.com/versity/versitygw, pinned
-// in tools/go.mod) serving S3 on 127.0.0.1 with its posix backend on a
-// temporary directory, in single-account mode with random root keys.
+// S3Server is an S3 server process (see S3Kind) serving S3 on 127.0.0.1
+// with its data in a temporary directory, with one identity whose keys
+// are random.
 type S3Server struct {
+	// Kind is the server.
+	Kind S3Kind
 	// Host is "127.0.0.1:PORT".
 	Host string
 	// URL is "http://"+Host, or "https://"+Host with TLS.
@@ -45,12 +63,15 @@ type S3Server struct {
 	AccessKey, SecretKey string
 	// Region is the region the server signs for.
 	Region string
-	// DataDir is the posix backend's root: one directory per bucket.
+	// DataDir holds the server's data: for VersityGW the posix
+	// backend's root, one directory per bucket; for SeaweedFS its
+	// volumes and filer store.
 	DataDir string
 
 	t    testing.TB
 	bin  string
 	args []string
+	env  []string // added to the process's environment
 	logs *syncBuffer
 	ca   *testCA
 
@@ -58,20 +79,27 @@ type S3Server struct {
 	proc *registryProc // nil when stopped
 }
 
-// StartS3 starts VersityGW as opt says on a free port of 127.0.0.1 and
+// StartS3 starts the server opt names on free ports of 127.0.0.1 and
 // stops it at the end of the test (failing the test if it had died
 // meanwhile). It skips loudly when the pinned binary cannot be had.
 func StartS3(t testing.TB, opt S3Options) *S3Server {
 	t.Helper()
 	testutil.SkipInShort(t, "starts an S3 server")
-	s := &S3Server{t: t, logs: &syncBuffer{}, bin: toolBin(t, "versitygw"), Region: "us-east-1",
+	if opt.Server == "" {
+		opt.Server = VersityGW
+	}
+	bin := map[S3Kind]string{VersityGW: "versitygw", SeaweedFS: "weed"}[opt.Server]
+	if bin == "" {
+		t.Fatalf("testutil: unknown S3 server %q", opt.Server)
+	}
+	s := &S3Server{t: t, Kind: opt.Server, logs: &syncBuffer{}, bin: toolBin(t, bin), Region: "us-east-1",
 		AccessKey: "coffer" + randomHex(6), SecretKey: randomHex(20)}
 	dir := t.TempDir()
 	s.DataDir = filepath.Join(dir, "data")
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		t.Fatalf("testutil: %v", err)
 	}
-	var tlsArgs []string
+	var certFile, keyFile string
 	if opt.TLS {
 		ca, err := newTestCA("coffer test CA")
 		if err != nil {
@@ -82,11 +110,9 @@ func StartS3(t testing.TB, opt S3Options) *S3Server {
 		if err := os.WriteFile(s.CAFile, ca.certPEM, 0o644); err != nil {
 			t.Fatalf("testutil: %v", err)
 		}
-		certFile, keyFile, _, err := ca.serverTLS(dir, "s3")
-		if err != nil {
+		if certFile, keyFile, _, err = ca.serverTLS(dir, "s3"); err != nil {
 			t.Fatalf("testutil: %v", err)
 		}
-		tlsArgs = []string{"--cert", certFile, "--key", keyFile}
 	}
 	t.Cleanup(func() {
 		if err := s.stop(); err != nil {
@@ -104,8 +130,21 @@ func StartS3(t testing.TB, opt S3Options) *S3Server {
 		if opt.TLS {
 			s.URL = "https://" + s.Host
 		}
-		s.args = append([]string{"--port", s.Host, "--quiet", "--region", s.Region}, tlsArgs...)
-		s.args = append(s.args, "posix", s.DataDir)
+		switch opt.Server {
+		case VersityGW:
+			s.args = []string{"--port", s.Host, "--quiet", "--region", s.Region}
+			if opt.TLS {
+				s.args = append(s.args, "--cert", certFile, "--key", keyFile)
+			}
+			s.args = append(s.args, "posix", s.DataDir)
+			// The root keys go in the environment, not the command
+			// line, where every user of the machine could read them.
+			s.env = []string{"ROOT_ACCESS_KEY=" + s.AccessKey, "ROOT_SECRET_KEY=" + s.SecretKey}
+		case SeaweedFS:
+			if s.args, err = s.seaweedArgs(dir, port, certFile, keyFile); err != nil {
+				t.Fatalf("testutil: %v", err)
+			}
+		}
 		if lastErr = s.start(); lastErr == nil {
 			break
 		}
@@ -114,7 +153,7 @@ func StartS3(t testing.TB, opt S3Options) *S3Server {
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("testutil: starting versitygw: %v\nserver output:\n%s", lastErr, s.logs.String())
+		t.Fatalf("testutil: starting %s: %v\nserver output:\n%s", s.Kind, lastErr, s.logs.String())
 	}
 	return s
 }
@@ -182,7 +221,7 @@ func (s *S3Server) Logs() string { return s.logs.String() }
 func (s *S3Server) Stop() {
 	s.t.Helper()
 	if err := s.stop(); err != nil {
-		s.t.Fatalf("testutil: stopping versitygw: %v\nserver output:\n%s", err, s.logs.String())
+		s.t.Fatalf("testutil: stopping %s: %v\nserver output:\n%s", s.Kind, err, s.logs.String())
 	}
 }
 
@@ -190,16 +229,14 @@ func (s *S3Server) Stop() {
 func (s *S3Server) Start() {
 	s.t.Helper()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("testutil: restarting versitygw on %s: %v\nserver output:\n%s", s.Host, err, s.logs.String())
+		s.t.Fatalf("testutil: restarting %s on %s: %v\nserver output:\n%s", s.Kind, s.Host, err, s.logs.String())
 	}
 }
 
 func (s *S3Server) start() error {
 	fmt.Fprintf(s.logs, "=== %s %s\n", s.bin, strings.Join(s.args, " "))
 	cmd := exec.Command(s.bin, s.args...)
-	// The root keys go in the environment, not the command line, where
-	// every user of the machine could read them.
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	cmd.SysProcAttr = registrySysProcAttr()
 	p := &registryProc{done: make(chan struct{})}
@@ -223,31 +260,48 @@ func (s *S3Server) start() error {
 	s.proc = p
 	s.mu.Unlock()
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = s.tlsConfig()
-	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
+	ready := s.answers
+	if s.Kind == SeaweedFS {
+		ready = s.seaweedReady
+	}
+	// SeaweedFS's gateway answers before its volume server has joined
+	// the master, and a cold start of the three takes a while on a
+	// busy machine.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
 		case <-p.done:
 			s.mu.Lock()
 			s.proc = nil
 			s.mu.Unlock()
-			return fmt.Errorf("versitygw exited before answering: %v", p.err)
+			return fmt.Errorf("%s exited before answering: %v", s.Kind, p.err)
 		default:
 		}
-		resp, err := client.Get(s.URL + "/")
+		err := ready()
 		if err == nil {
-			resp.Body.Close()
-			return nil // any answer (403 without credentials) is up
+			return nil
 		}
 		if time.Now().After(deadline) {
 			_ = s.stop()
-			return fmt.Errorf("versitygw did not answer within 30s: %w", err)
+			return fmt.Errorf("%s was not ready within 60s: %w", s.Kind, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// answers reports whether the server answers HTTP at all (403 without
+// credentials is an answer).
+func (s *S3Server) answers() error {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = s.tlsConfig()
+	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(s.URL + "/")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
 }
 
 func (s *S3Server) tlsConfig() *tls.Config {
@@ -268,7 +322,7 @@ func (s *S3Server) stop() error {
 	var crashed error
 	select {
 	case <-p.done:
-		crashed = fmt.Errorf("versitygw exited on its own: %v", p.err)
+		crashed = fmt.Errorf("%s exited on its own: %v", s.Kind, p.err)
 	default:
 		_ = p.proc.Signal(syscall.SIGTERM)
 		select {

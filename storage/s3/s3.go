@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/internal/retry"
@@ -54,6 +57,9 @@ type Store struct {
 	retry  retryState
 
 	transport http.RoundTripper
+	// md5 makes single PUTs carry Content-MD5, not CRC32C: minio-go
+	// refuses checksum headers for Google Cloud Storage's endpoint.
+	md5 bool
 	// unconditional is set once the endpoint answered a conditional
 	// write (If-None-Match) with 501: it has none.
 	unconditional atomic.Bool
@@ -140,11 +146,16 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 		// registry store's policy; minio-go's own retries would
 		// multiply with it.
 		MaxRetries: 1,
+		// Lets Put send x-amz-checksum-crc32c (minio-go refuses
+		// checksum headers without it); it also adds CRC32C to the
+		// parts of multipart uploads.
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, storage.BadLocation(fmt.Errorf("S3 location %s: %w", l, err))
 	}
 	s.client.SetAppInfo("coffer", "")
+	s.md5 = s3utils.IsGoogleEndpoint(*s.client.EndpointURL())
 	s.core = minio.Core{Client: s.client}
 	return s, nil
 }
@@ -318,7 +329,9 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 
 // Put stores body under kind/name: in one PUT up to
 // Options.MultipartAbove, else as a multipart upload (aborted if it
-// fails). Both carry Content-MD5 (per part), which the endpoint checks.
+// fails). A single PUT carries the body's CRC32C (x-amz-checksum-crc32c),
+// the parts of a multipart upload Content-MD5 and CRC32C; the endpoint
+// checks them before it stores anything.
 // An object becomes visible only when the PUT, or the completion of the
 // upload, succeeds: never a prefix of it.
 func (s *Store) Put(ctx context.Context, kind storage.Kind, name string, body storage.Body) error {
@@ -339,9 +352,20 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 		rec := &recordingReaderAt{r: body.Reader(), size: size}
 		opts := minio.PutObjectOptions{
 			ContentType:      "application/octet-stream",
-			SendContentMd5:   true,
 			DisableMultipart: size <= s.opt.MultipartAbove,
 			PartSize:         uint64(s.opt.PartSize),
+		}
+		var crc string
+		if opts.DisableMultipart && !s.md5 {
+			var err error
+			if crc, err = crc32c(io.NewSectionReader(rec, 0, size)); err != nil {
+				return bodyError{err}
+			}
+			setChecksum(&opts, crc)
+		} else {
+			// Parts are buffered by minio-go, which sends each with
+			// Content-MD5 (and CRC32C but to Google's endpoint).
+			opts.SendContentMd5 = true
 		}
 		s.retention(kind, &opts)
 		// Objects named by their bytes, and the config, are written
@@ -377,9 +401,38 @@ func (s *Store) put(ctx context.Context, op string, kind storage.Kind, key strin
 		if info.Size != size {
 			return fmt.Errorf("the endpoint took %d bytes of %d: %w", info.Size, size, errMismatch)
 		}
+		if crc != "" && info.ChecksumCRC32C != "" && info.ChecksumCRC32C != crc {
+			return fmt.Errorf("the endpoint stored CRC32C %s, not the body's %s: %w", info.ChecksumCRC32C, crc, errMismatch)
+		}
 		return nil
 	})
 	return s.wrap(op, err)
+}
+
+// setChecksum makes a single PUT carry crc, the body's CRC32C, in
+// x-amz-checksum-crc32c, which the endpoint checks the body against
+// before it stores it, in place of Content-MD5: CRC32C costs a fraction
+// of MD5's CPU (the CPU computes it), and AWS takes either on uploads
+// with Object Lock retention ("Content-MD5 OR x-amz-checksum- HTTP
+// header is required"). The checksum is a header, not a trailer of an
+// aws-chunked body, so that servers without aws-chunked trailers take
+// it, and the payload goes as UNSIGNED-PAYLOAD: over plain HTTP minio-go
+// would otherwise SHA-256 it for a streaming signature as well, a second
+// hash of every byte. The CRC32C still covers the body end to end, and
+// what coffer stores is authenticated by its encryption.
+func setChecksum(opts *minio.PutObjectOptions, crc string) {
+	opts.UserMetadata = map[string]string{"x-amz-checksum-crc32c": crc}
+	opts.DisableContentSha256 = true
+}
+
+// crc32c returns the base64 CRC32C of what r holds, as
+// x-amz-checksum-crc32c carries it.
+func crc32c(r io.Reader) (string, error) {
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
 }
 
 // alreadyStored decides a Put that found its key taken: an object

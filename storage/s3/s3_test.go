@@ -3,12 +3,16 @@ package s3
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,13 +117,18 @@ func newStoreFactory(srv *testregistry.S3Server, bucket string, opt Options) fun
 	}
 }
 
-func TestStoreVersityGW(t *testing.T) {
-	for _, tls := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
-			srv := testregistry.StartS3(t, testregistry.S3Options{TLS: tls})
-			srv.MakeBucket(t, "coffer")
-			storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
-		})
+// servers are the S3 servers the tests run against.
+var servers = []testregistry.S3Kind{testregistry.VersityGW, testregistry.SeaweedFS}
+
+func TestStore(t *testing.T) {
+	for _, server := range servers {
+		for _, tls := range []bool{false, true} {
+			t.Run(string(server)+"/"+map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+				srv := testregistry.StartS3(t, testregistry.S3Options{Server: server, TLS: tls})
+				srv.MakeBucket(t, "coffer")
+				storagetest.Run(t, newStoreFactory(srv, "coffer", Options{MultipartAbove: 8 << 20, PartSize: MinPartSize}))
+			})
+		}
 	}
 }
 
@@ -322,7 +331,13 @@ func TestOutage(t *testing.T) {
 // applies; a retained object can be put again (same bytes) but not
 // deleted, and the refusal says until when.
 func TestObjectLock(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	for _, server := range servers {
+		t.Run(string(server), func(t *testing.T) { testObjectLock(t, server) })
+	}
+}
+
+func testObjectLock(t *testing.T, server testregistry.S3Kind) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{Server: server})
 	srv.MakeBucket(t, "plain")
 	srv.MakeLockedBucket(t, "locked")
 	env := srv.Env()
@@ -377,17 +392,54 @@ func TestObjectLock(t *testing.T) {
 	if err := other.Delete(ctx, storage.KindLock, "l1"); err != nil {
 		t.Fatalf("deleting a lock: %v", err)
 	}
-	err = other.Delete(ctx, storage.KindPack, name)
-	var retained *RetainedError
-	if !errors.As(err, &retained) || !errors.Is(err, storage.ErrRetained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
-		retained.Until.Before(time.Now().Add(47*time.Hour)) {
-		t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+	versioning, err := srv.Client(t).GetBucketVersioning(ctx, "locked")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
-		t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+	err = other.Delete(ctx, storage.KindPack, name)
+	if versioning.Enabled() {
+		// As on AWS (SeaweedFS turns versioning on with Object Lock):
+		// a DELETE without a version adds a delete marker; the
+		// retained version stays, and deleting it is refused.
+		if err != nil {
+			t.Fatalf("Delete of a retained pack on a versioned bucket = %v; want a delete marker", err)
+		}
+		checkVersionRetained(t, srv, "locked", other.key(storage.KindPack, name))
+	} else {
+		var retained *RetainedError
+		if !errors.As(err, &retained) || !errors.Is(err, storage.ErrRetained) || !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "retained by Object Lock until") ||
+			retained.Until.Before(time.Now().Add(47*time.Hour)) {
+			t.Fatalf("Delete of a retained pack = %v; want a refusal naming the retention", err)
+		}
+		if n, err := other.Stat(ctx, storage.KindPack, name); err != nil || n != int64(len(pack)) {
+			t.Fatalf("the retained pack after a refused delete: Stat = %d, %v", n, err)
+		}
 	}
 	if mode, _, err := other.retainedUntil(ctx, other.loc.key(configName)); err != nil || mode != string(minio.Compliance) {
 		t.Errorf("the config is not retained: mode %q, %v", mode, err)
+	}
+}
+
+// checkVersionRetained checks that key of bucket has a version that is
+// not a delete marker, and that deleting that version is refused.
+func checkVersionRetained(t *testing.T, srv *testregistry.S3Server, bucket, key string) {
+	t.Helper()
+	c := srv.Client(t)
+	var version string
+	for obj := range c.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: key, WithVersions: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if obj.Key == key && !obj.IsDeleteMarker {
+			version = obj.VersionID
+		}
+	}
+	if version == "" {
+		t.Fatalf("no version of %s is left after its delete", key)
+	}
+	err := c.RemoveObject(t.Context(), bucket, key, minio.RemoveObjectOptions{VersionID: version})
+	if resp := minio.ToErrorResponse(err); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("deleting the retained version %s of %s = %v; want 403", version, key, err)
 	}
 }
 
@@ -524,5 +576,98 @@ func TestPutAnswerLost(t *testing.T) {
 	rc.Close()
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("stored pack reads back %d bytes, %v; want the %d put", len(got), err, len(data))
+	}
+}
+
+// corruptPuts records the headers of every PUT and, when corrupt is
+// set, flips a byte of the body of the first one, as a fault between
+// coffer and the server would.
+type corruptPuts struct {
+	next    http.RoundTripper
+	corrupt bool
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+func (c *corruptPuts) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut {
+		return c.next.RoundTrip(req)
+	}
+	c.mu.Lock()
+	first := len(c.headers) == 0
+	c.headers = append(c.headers, req.Header.Clone())
+	c.mu.Unlock()
+	if first && c.corrupt && req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body[len(body)/2] ^= 0xff
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return c.next.RoundTrip(req)
+}
+
+// A single PUT carries the body's CRC32C instead of Content-MD5, and
+// an unsigned payload (no second hash of the body over plain HTTP); the
+// server checks the body against the CRC32C: a body changed on the way
+// is refused, not stored.
+func TestPutChecksum(t *testing.T) {
+	for _, server := range servers {
+		t.Run(string(server), func(t *testing.T) { testPutChecksum(t, server) })
+	}
+}
+
+func testPutChecksum(t *testing.T, server testregistry.S3Kind) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{Server: server})
+	srv.MakeBucket(t, "coffer")
+	corrupt := &corruptPuts{next: http.DefaultTransport, corrupt: true}
+	st := newStoreFactory(srv, "coffer", Options{Transport: corrupt})(t)
+	ctx := t.Context()
+	data := bytes.Repeat([]byte("a pack changed on the way "), 1000)
+	name := fmt.Sprintf("%x", sha256.Sum256(data))
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err == nil {
+		t.Fatal("Put of a body changed on the way succeeded; want the server to refuse it")
+	}
+	if _, err := st.Stat(ctx, storage.KindPack, name); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after the refused Put, Stat = %v; want ErrNotFound", err)
+	}
+	if err := st.Put(ctx, storage.KindPack, name, storage.BytesBody(data)); err != nil {
+		t.Fatalf("Put again, unchanged: %v", err)
+	}
+	want := base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))))
+	corrupt.mu.Lock()
+	defer corrupt.mu.Unlock()
+	for i, h := range corrupt.headers {
+		if got := h.Get("X-Amz-Checksum-Crc32c"); got != want {
+			t.Errorf("PUT %d: x-amz-checksum-crc32c = %q, want %q", i, got, want)
+		}
+		if h.Get("Content-Md5") != "" || h.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" {
+			t.Errorf("PUT %d: Content-MD5 %q, X-Amz-Content-Sha256 %q; want none and UNSIGNED-PAYLOAD", i, h.Get("Content-Md5"), h.Get("X-Amz-Content-Sha256"))
+		}
+	}
+	if len(corrupt.headers) < 2 {
+		t.Fatalf("%d PUTs seen, want at least 2", len(corrupt.headers))
+	}
+}
+
+// To Google Cloud Storage's endpoint, for which minio-go refuses
+// checksum headers, single PUTs carry Content-MD5 instead.
+func TestPutContentMD5(t *testing.T) {
+	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	srv.MakeBucket(t, "coffer")
+	rec := &corruptPuts{next: http.DefaultTransport}
+	st := newStoreFactory(srv, "coffer", Options{Transport: rec})(t).(*Store)
+	st.md5 = true // as Open sets it for storage.googleapis.com
+	data := []byte("a pack for Google's endpoint")
+	if err := st.Put(t.Context(), storage.KindPack, fmt.Sprintf("%x", sha256.Sum256(data)), storage.BytesBody(data)); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.headers) != 1 || rec.headers[0].Get("Content-Md5") == "" || rec.headers[0].Get("X-Amz-Checksum-Crc32c") != "" {
+		t.Fatalf("PUT headers %v; want one PUT with Content-MD5 and no x-amz-checksum-crc32c", rec.headers)
 	}
 }
