@@ -11,6 +11,7 @@ import (
 
 type mountOptions struct {
 	cache sizeFlag // MiB without a unit
+	spill sizeFlag // MiB without a unit
 	debug bool
 }
 
@@ -22,8 +23,9 @@ var mountCommand = &command{
 	// that a mistyped directory is refused before a passphrase prompt.
 	needRepo: false,
 	flags: func(fs *flag.FlagSet) any {
-		o := &mountOptions{cache: sizeFlag{n: mount.DefaultCacheBytes, bare: 1 << 20}}
+		o := &mountOptions{cache: sizeFlag{n: mount.DefaultCacheBytes, bare: 1 << 20}, spill: sizeFlag{n: mount.DefaultSpillBytes, bare: 1 << 20}}
 		fs.Var(&o.cache, "cache", "keep up to this `size` of decrypted file data in memory")
+		fs.Var(&o.spill, "spill", "keep up to this `size` of file data fetched ahead of reads on disk (encrypted, in $TMPDIR, removed at unmount)")
 		fs.BoolVar(&o.debug, "debug", false, "log every FUSE request on stderr")
 		return o
 	},
@@ -46,6 +48,7 @@ var mountCommand = &command{
 		}()
 		err = mount.Mount(ctx, a.repo, dir, mount.Options{
 			CacheBytes: o.cache.n,
+			SpillBytes: o.spill.n,
 			Debug:      o.debug,
 			Warn:       func(err error) { a.out.warningf("%v", err) },
 			Ready: func(n int) {

@@ -11,6 +11,7 @@ import (
 type packBlob struct {
 	id     repo.ID
 	offset uint32
+	length uint32 // sealed, in the pack
 	raw    uint32 // plaintext length
 }
 
@@ -27,7 +28,7 @@ func newPackOrder(x *repo.Index) packOrder {
 	p := packOrder{}
 	x.Each(func(id repo.ID, loc repo.Location) {
 		if loc.Type == repo.BlobData {
-			p[loc.Pack] = append(p[loc.Pack], packBlob{id: id, offset: loc.Offset, raw: loc.RawLength})
+			p[loc.Pack] = append(p[loc.Pack], packBlob{id: id, offset: loc.Offset, length: loc.Length, raw: loc.RawLength})
 		}
 	})
 	for _, blobs := range p {
