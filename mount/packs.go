@@ -23,7 +23,7 @@ type packBlob struct {
 // directory cannot know.
 type packOrder map[repo.ID][]packBlob
 
-// newPackOrder builds the lists from the index: about 40 bytes a blob.
+// newPackOrder builds the lists from the index: about 44 bytes a blob.
 func newPackOrder(x *repo.Index) packOrder {
 	p := packOrder{}
 	x.Each(func(id repo.ID, loc repo.Location) {
