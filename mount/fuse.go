@@ -57,15 +57,17 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
-	spillBytes := opt.SpillBytes
-	if spillBytes <= 0 {
-		spillBytes = DefaultSpillBytes
-	}
-	spill, err := newSpillCache(opt.SpillDir, spillBytes)
-	if err != nil {
-		// Reads work without it, with more requests to the store.
-		warn(err)
-		spill = nil
+	var spill *spillCache
+	if opt.SpillBytes >= 0 {
+		spillBytes := opt.SpillBytes
+		if spillBytes == 0 {
+			spillBytes = DefaultSpillBytes
+		}
+		if spill, err = newSpillCache(opt.SpillDir, spillBytes); err != nil {
+			// Reads work without it, with more requests to the store.
+			warn(err)
+			spill = nil
+		}
 	}
 	// Reads and tree loads are not tied to ctx: after Ctrl-C, files that
 	// are open keep reading until the unmount has gone through.

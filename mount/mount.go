@@ -36,7 +36,10 @@ type Options struct {
 	CacheBytes int64
 	// SpillBytes bounds the spill cache, on disk, of blobs fetched with
 	// the ones read but not read yet, kept encrypted (0:
-	// DefaultSpillBytes).
+	// DefaultSpillBytes). Negative: none; fetches then read 2 MiB runs
+	// into memory rather than 16 MiB spans, which suits a store where a
+	// request costs little (a local directory) better than writing what
+	// is not read yet to disk.
 	SpillBytes int64
 	// SpillDir is where the spill cache's directory is made (empty:
 	// os.TempDir()); it is removed at unmount.
