@@ -15,6 +15,9 @@
 # go to /dev/shm as bench/ does, and tar writes into a pipe (GNU tar reads
 # nothing when its archive is /dev/null). Needs /dev/fuse and root (or
 # fusermount3), and about 1.5 GiB in $TMPDIR and /dev/shm.
+#
+# With COUNT_GETS=1 and oci, the registry logs its requests and each run
+# also says how many GETs of blobs (pack reads) restore and tar c sent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -57,6 +60,7 @@ repo=$work/repo
 if [ "$store" = oci ]; then
   toolbin=${COFFER_TOOLBIN:-$work}
   [ -x "$toolbin/registry" ] || go build -modfile=tools/go.mod -o "$toolbin/" github.com/distribution/distribution/v3/cmd/registry
+  [ "${COUNT_GETS:-}" = 1 ] && registry_accesslog=1
   . scripts/registry.sh
   repo=oci://localhost:$port/mount
 fi
@@ -64,6 +68,9 @@ fi
 "$c" -silent at "$repo" backup "$data"
 
 now() { date +%s.%N; }
+gets() {
+  if [ "${COUNT_GETS:-}" = 1 ] && [ "$store" = oci ]; then grep -c '"GET /v2/[^ ]*/blobs/' "$work/registry.log" || true; else echo 0; fi
+}
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 mount_fresh() {
   "$c" -silent at "$repo" mount "$mnt" & mount_pid=$!
@@ -73,17 +80,18 @@ unmount() { kill -INT "$mount_pid"; wait "$mount_pid"; mount_pid=; }
 declare -a rs ts ls ms ws
 for r in $(seq "$runs"); do
   rm -rf /dev/shm/coffer-bench-restore
-  s=$(now); "$c" -silent at "$repo" restore latest -to /dev/shm/coffer-bench-restore; rt=$(since "$s")
+  g0=$(gets); s=$(now); "$c" -silent at "$repo" restore latest -to /dev/shm/coffer-bench-restore; rt=$(since "$s"); g1=$(gets)
   rm -rf /dev/shm/coffer-bench-restore
   mount_fresh
-  s=$(now); tar -C "$mnt/latest/" -cf - . | cat >/dev/null; tt=$(since "$s")
-  unmount
+  g2=$(gets); s=$(now); tar -C "$mnt/latest/" -cf - . | cat >/dev/null; tt=$(since "$s")
+  unmount; g3=$(gets)
   rm -rf "$COFFER_CACHE_DIR"
   s=$(now); "$c" -silent at "$repo" ls -r latest >/dev/null; lt=$(since "$s")
   rm -rf "$COFFER_CACHE_DIR"
   s0=$(now); mount_fresh
   s=$(now); ls -R "$mnt/latest/" >/dev/null; mt=$(since "$s"); wt=$(since "$s0")
   unmount
+  [ "${COUNT_GETS:-}" = 1 ] && echo "run $r: blob GETs: restore $((g1 - g0)), tar c $((g3 - g2))"
   echo "run $r: restore ${rt}s, tar c of the mount ${tt}s; cold: coffer ls -r ${lt}s, ls -R of the mount ${mt}s (${wt}s with mounting)"
   rs+=("$rt"); ts+=("$tt"); ls+=("$lt"); ms+=("$mt"); ws+=("$wt")
 done

@@ -7,10 +7,12 @@ import (
 	"fmt"
 
 	"github.com/cofferhq/coffer/mount"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type mountOptions struct {
 	cache sizeFlag // MiB without a unit
+	spill sizeFlag // MiB without a unit
 	debug bool
 }
 
@@ -22,8 +24,9 @@ var mountCommand = &command{
 	// that a mistyped directory is refused before a passphrase prompt.
 	needRepo: false,
 	flags: func(fs *flag.FlagSet) any {
-		o := &mountOptions{cache: sizeFlag{n: mount.DefaultCacheBytes, bare: 1 << 20}}
+		o := &mountOptions{cache: sizeFlag{n: mount.DefaultCacheBytes, bare: 1 << 20}, spill: sizeFlag{bare: 1 << 20}}
 		fs.Var(&o.cache, "cache", "keep up to this `size` of decrypted file data in memory")
+		fs.Var(&o.spill, "spill", "keep up to this `size` of file data fetched ahead of reads on disk (encrypted, in $TMPDIR, removed at unmount; default 256MiB, none for a local repository)")
 		fs.BoolVar(&o.debug, "debug", false, "log every FUSE request on stderr")
 		return o
 	},
@@ -44,8 +47,15 @@ var mountCommand = &command{
 				err = cerr
 			}
 		}()
+		spill := o.spill.n
+		if _, local := a.repo.Store().(storage.LocalPather); local && spill == 0 {
+			// A request to a local directory costs little: reads
+			// fetch what they need rather than spans to spill.
+			spill = -1
+		}
 		err = mount.Mount(ctx, a.repo, dir, mount.Options{
 			CacheBytes: o.cache.n,
+			SpillBytes: spill,
 			Debug:      o.debug,
 			Warn:       func(err error) { a.out.warningf("%v", err) },
 			Ready: func(n int) {

@@ -18,13 +18,16 @@ type blobCache struct {
 	m    map[repo.ID]*cacheEntry
 }
 
-// cacheEntry is one blob: done is closed once data or err is set.
+// cacheEntry is one blob: done is closed once data or err is set, or
+// once it is spilled (then the blob is to be had from the spill cache).
 type cacheEntry struct {
-	id   repo.ID
-	done chan struct{}
-	data []byte
-	err  error
-	elem *list.Element // in lru once fetched
+	id      repo.ID
+	done    chan struct{}
+	data    []byte
+	err     error
+	elem    *list.Element // in lru once fetched
+	toSpill bool          // fetched for no read yet: goes to the spill cache
+	spilled bool
 }
 
 func newBlobCache(max int64) *blobCache {
@@ -47,6 +50,14 @@ func (c *blobCache) has(id repo.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[id] != nil
+}
+
+// inFlight reports whether id is being fetched.
+func (c *blobCache) inFlight(id repo.ID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[id]
+	return e != nil && e.elem == nil
 }
 
 // claim registers an in-flight entry for id unless there is one: the
@@ -75,6 +86,16 @@ func (c *blobCache) fill(e *cacheEntry, data []byte) {
 		delete(c.m, old.id)
 		c.size -= int64(len(old.data))
 	}
+	close(e.done)
+}
+
+// spill completes a claimed entry whose blob went to the spill cache and
+// forgets it: whoever waited on it reads it from there.
+func (c *blobCache) spill(e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.spilled = true
+	delete(c.m, e.id)
 	close(e.done)
 }
 

@@ -57,13 +57,25 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
+	var spill *spillCache
+	if opt.SpillBytes >= 0 {
+		spillBytes := opt.SpillBytes
+		if spillBytes == 0 {
+			spillBytes = DefaultSpillBytes
+		}
+		if spill, err = newSpillCache(opt.SpillDir, spillBytes); err != nil {
+			// Reads work without it, with more requests to the store.
+			warn(err)
+			spill = nil
+		}
+	}
 	// Reads and tree loads are not tied to ctx: after Ctrl-C, files that
 	// are open keep reading until the unmount has gone through.
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	sys := &fsys{
 		ctx:     base,
 		r:       r,
-		rd:      newReader(base, r, cacheBytes),
+		rd:      newReader(base, r, cacheBytes, spill),
 		trees:   snapshot.NewTreePrefetcher(base, r),
 		warn:    warn,
 		pushers: make(chan struct{}, 2),
@@ -74,6 +86,11 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 		stop()
 		sys.trees.Close()
 		sys.rd.wait()
+		if spill != nil {
+			if err := spill.close(); err != nil {
+				warn(err)
+			}
+		}
 	}()
 	l := newLayout(sns)
 	root := &staticDir{sys: sys, mtime: l.newest()}

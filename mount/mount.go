@@ -8,8 +8,10 @@
 // blob and checks its id, exactly as restore does; a blob that fails is an
 // EIO, never wrong bytes. Decrypted blobs are kept in a bounded LRU cache
 // (blobCache), so the kernel's small sequential reads of one chunk fetch
-// it once, and a read that misses fetches the file's next blobs in the
-// same pack with it, in one ranged read.
+// it once, and a read that misses fetches a span of the pack after the
+// blob, as restore does, in one ranged read; the blobs of that span that
+// no read needs yet wait in a bounded cache on disk (spillCache), still
+// sealed, and are authenticated when used.
 //
 // The FUSE side (go-fuse) builds on Linux, macOS and FreeBSD; elsewhere
 // Mount returns ErrNotSupported.
@@ -32,6 +34,16 @@ type Options struct {
 	// CacheBytes bounds the decrypted blobs kept in memory (0:
 	// DefaultCacheBytes).
 	CacheBytes int64
+	// SpillBytes bounds the spill cache, on disk, of blobs fetched with
+	// the ones read but not read yet, kept encrypted (0:
+	// DefaultSpillBytes). Negative: none; fetches then read 2 MiB runs
+	// into memory rather than 16 MiB spans, which suits a store where a
+	// request costs little (a local directory) better than writing what
+	// is not read yet to disk.
+	SpillBytes int64
+	// SpillDir is where the spill cache's directory is made (empty:
+	// os.TempDir()); it is removed at unmount.
+	SpillDir string
 	// Warn receives problems the file system can only answer with an
 	// error code (a blob that fails authentication is EIO to the reader),
 	// so that the user learns why. Nil discards them.

@@ -11,6 +11,7 @@ import (
 type packBlob struct {
 	id     repo.ID
 	offset uint32
+	length uint32 // sealed, in the pack
 	raw    uint32 // plaintext length
 }
 
@@ -22,12 +23,12 @@ type packBlob struct {
 // directory cannot know.
 type packOrder map[repo.ID][]packBlob
 
-// newPackOrder builds the lists from the index: about 40 bytes a blob.
+// newPackOrder builds the lists from the index: about 44 bytes a blob.
 func newPackOrder(x *repo.Index) packOrder {
 	p := packOrder{}
 	x.Each(func(id repo.ID, loc repo.Location) {
 		if loc.Type == repo.BlobData {
-			p[loc.Pack] = append(p[loc.Pack], packBlob{id: id, offset: loc.Offset, raw: loc.RawLength})
+			p[loc.Pack] = append(p[loc.Pack], packBlob{id: id, offset: loc.Offset, length: loc.Length, raw: loc.RawLength})
 		}
 	})
 	for _, blobs := range p {

@@ -17,27 +17,38 @@ import (
 // *repo.Repository has it.
 type blobSource interface {
 	Index() *repo.Index
-	// LoadBlobsOwned authenticates every blob and checks its id; fn
-	// may keep the plaintexts it is given.
-	LoadBlobsOwned(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
+	// LoadSealedBlobs reads blobs of one pack as stored, with few ranged
+	// reads; fn may keep the sealed bytes it is given.
+	LoadSealedBlobs(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error
+	// OpenBlob authenticates a sealed blob, checks its id and returns
+	// its plaintext, decrypting in place.
+	OpenBlob(ref repo.BlobRef, sealed []byte) ([]byte, error)
 }
 
 // Fetches: a read that misses fetches, along with the blob it needs, the
 // file's following blobs that sit in the same pack, then those of the
 // files after it in its directory, then the blobs stored after it in the
-// pack (packOrder: a backup stores blobs in the order tar and cp -r read
-// them), in one LoadBlobs call (one ranged read through small gaps), up
-// to runBytes, so that a directory of small files costs a read per run
-// rather than one per file. The read waits for its own blob only; the
-// run goes on loading in the background. A sequential reader also has up
-// to aheadBytes beyond its read (in its file, then its directory) fetched
-// in the background, by at most aheadFetches fetches at once for the
-// mount, so that the store's latency and the decryption overlap the
-// reader's work, as restore's parallel pack readers do. The sizes were
-// chosen by measurement on a local directory and a registry
-// (docs/benchmarks.md, "mount").
+// pack (packOrder: a backup stores blobs in the order it walks the tree,
+// the order tar and cp -r read it), in one ranged read, so that a
+// directory of small files costs a read per span rather than one per
+// file. A sequential read fetches a span of spanBytes of the pack, as
+// restore reads whole packs in 16 MiB reads: a store such as a registry
+// spends much of its time per request, not per byte. A backup reads
+// files in parallel, so a file's chunks are interleaved in its packs
+// with another file's: the blobs of a span that no read needs yet (not
+// in the reader's window) go to the spill cache on disk, sealed, until a
+// reader gets to them. A random read fetches runBytes only. The read
+// waits for its own blob only, which comes first; the span goes on
+// loading in the background. A sequential reader also has up to
+// aheadBytes beyond its read (in its file, then its directory) fetched
+// or taken from the spill cache in the background, by at most
+// aheadFetches at once for the mount, so that the store's latency and
+// the decryption overlap the reader's work, as restore's parallel pack
+// readers do. The sizes were chosen by measurement on a local directory
+// and a registry (docs/benchmarks.md, "mount").
 const (
 	runBytes     = 2 << 20
+	spanBytes    = 16 << 20
 	runBlobs     = 1024
 	aheadBytes   = 32 << 20
 	aheadFetches = 8
@@ -71,6 +82,7 @@ type reader struct {
 	ctx   context.Context
 	src   blobSource
 	cache *blobCache
+	spill *spillCache               // nil: every blob fetched is kept in memory
 	ahead chan struct{}             // tokens for background fetches
 	bg    sync.WaitGroup            // background fetches
 	packs atomic.Pointer[packOrder] // once built, runs go on in pack order
@@ -80,14 +92,23 @@ type reader struct {
 func (rd *reader) wait() { rd.bg.Wait() }
 
 // newReader returns a reader; the pack order it fetches runs in is built
-// in the background, reads go on without it meanwhile.
-func newReader(ctx context.Context, src blobSource, cacheBytes int64) *reader {
-	rd := &reader{ctx: ctx, src: src, cache: newBlobCache(cacheBytes), ahead: make(chan struct{}, aheadFetches)}
+// in the background, reads go on without it meanwhile. spill may be nil:
+// fetches then bring along what fits runBytes, into memory.
+func newReader(ctx context.Context, src blobSource, cacheBytes int64, spill *spillCache) *reader {
+	rd := &reader{ctx: ctx, src: src, cache: newBlobCache(cacheBytes), spill: spill, ahead: make(chan struct{}, aheadFetches)}
 	rd.bg.Go(func() {
 		p := newPackOrder(src.Index())
 		rd.packs.Store(&p)
 	})
 	return rd
+}
+
+// span is how far into a pack a fetch for a read goes.
+func (rd *reader) span(sequential bool) int64 {
+	if sequential && rd.spill != nil {
+		return spanBytes
+	}
+	return runBytes
 }
 
 // readAt fills p from byte off of a file and returns the bytes read,
@@ -116,7 +137,7 @@ func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next 
 		if e.Hole {
 			clear(p[n : n+k])
 		} else {
-			data, err := rd.blob(c, i, next)
+			data, err := rd.blob(c, i, next, rd.span(sequential || off == 0))
 			if err != nil {
 				return n, err
 			}
@@ -146,7 +167,7 @@ func (rd *reader) within(c *content, off int64, n int, sequential bool, next ite
 	if i >= len(c.ext) || c.ext[i].Hole || end > c.offs[i+1] {
 		return nil, false, nil
 	}
-	data, err := rd.blob(c, i, next)
+	data, err := rd.blob(c, i, next, rd.span(sequential || off == 0))
 	if err != nil {
 		return nil, true, err
 	}
@@ -156,40 +177,75 @@ func (rd *reader) within(c *content, off int64, n int, sequential bool, next ite
 	return data[off-c.offs[i] : end-c.offs[i]], true, nil
 }
 
-// blob returns the plaintext of extent i, fetching it (and the run after
-// it) if no one has.
-func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent]) ([]byte, error) {
+// blob returns the plaintext of extent i, from the cache, the spill
+// cache or fetching it (and span bytes of its pack after it) if no one
+// has.
+func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent], span int64) ([]byte, error) {
 	id := c.ext[i].ID
-	e := rd.cache.get(id)
-	for e == nil {
-		f, _, err := rd.claimRun(window(c, i, next, runBytes))
-		if err != nil {
-			return nil, err
+	for {
+		e := rd.cache.get(id)
+		if e == nil {
+			e = rd.unspill(repo.BlobRef{ID: id, Type: repo.BlobData})
 		}
-		if f == nil { // claimed by another reader meanwhile
-			e = rd.cache.get(id)
+		if e == nil {
+			f, err := rd.claimRun(window(c, i, next, max(span, aheadBytes)), span)
+			if err != nil {
+				return nil, err
+			}
+			if f == nil { // claimed by another reader meanwhile
+				continue
+			}
+			e = f.entries[id]
+			// The span loads on: this read needs only its first blob,
+			// which comes first.
+			rd.bg.Go(func() { rd.load(f) })
+		}
+		select {
+		case <-e.done:
+		case <-rd.ctx.Done():
+			return nil, rd.ctx.Err()
+		}
+		if e.spilled { // another fetch had it, for no read: from the spill cache then
 			continue
 		}
-		e = f.entries[id]
-		// The run loads on: this read needs only its first blob, which
-		// LoadBlobs delivers first.
-		rd.bg.Go(func() { rd.load(f) })
+		if e.err != nil {
+			return nil, e.err
+		}
+		// Blobs are fetched by id, some for no file in particular (those
+		// after it in its pack): the size the tree records is checked here.
+		if int64(len(e.data)) != c.ext[i].Size {
+			return nil, &repo.IntegrityError{Kind: "blob", Name: id.String(),
+				Err: fmt.Errorf("holds %d bytes, the tree says %d", len(e.data), c.ext[i].Size)}
+		}
+		return e.data, nil
 	}
-	select {
-	case <-e.done:
-	case <-rd.ctx.Done():
-		return nil, rd.ctx.Err()
+}
+
+// unspill moves a blob from the spill cache into the memory cache,
+// authenticating it, and returns its entry (completed, failed if the
+// spilled bytes do not authenticate), or nil if it is not spilled.
+func (rd *reader) unspill(ref repo.BlobRef) *cacheEntry {
+	if rd.spill == nil || !rd.spill.has(ref.ID) {
+		return nil
 	}
-	if e.err != nil {
-		return nil, e.err
+	e, ok := rd.cache.claim(ref.ID)
+	if !ok {
+		return rd.cache.get(ref.ID)
 	}
-	// Blobs are fetched by id, some for no file in particular (those
-	// after it in its pack): the size the tree records is checked here.
-	if int64(len(e.data)) != c.ext[i].Size {
-		return nil, &repo.IntegrityError{Kind: "blob", Name: id.String(),
-			Err: fmt.Errorf("holds %d bytes, the tree says %d", len(e.data), c.ext[i].Size)}
+	sealed, ok := rd.spill.get(ref.ID)
+	if !ok { // dropped meanwhile: whoever waits fetches it
+		rd.cache.spill(e)
+		return nil
 	}
-	return e.data, nil
+	plain, err := rd.src.OpenBlob(ref, sealed)
+	if err != nil {
+		// The store's copy may be sound: the next read fetches it.
+		rd.spill.forget(ref.ID)
+		rd.cache.fail(e, err)
+		return e
+	}
+	rd.cache.fill(e, plain)
+	return e
 }
 
 // window returns the extents from extent i of c on, followed by those of
@@ -220,11 +276,12 @@ func window(c *content, i int, next iter.Seq[[]snapshot.Extent], bytes int64) []
 
 // readAhead starts background fetches of the blobs from extent i of c on,
 // and then of the files after it, up to aheadBytes, that no one has
-// fetched or is fetching, while tokens last.
+// fetched or is fetching, and takes those spilled from the spill cache,
+// while tokens last.
 func (rd *reader) readAhead(c *content, i int, next iter.Seq[[]snapshot.Extent]) {
 	xs := window(c, i, next, aheadBytes)
-	for k := 0; k < len(xs); k++ {
-		if xs[k].Hole || rd.cache.has(xs[k].ID) {
+	for k, x := range xs {
+		if x.Hole || rd.cache.has(x.ID) {
 			continue
 		}
 		select {
@@ -232,12 +289,18 @@ func (rd *reader) readAhead(c *content, i int, next iter.Seq[[]snapshot.Extent])
 		default:
 			return
 		}
-		f, used, err := rd.claimRun(xs[k:])
+		if rd.spill != nil && rd.spill.has(x.ID) {
+			rd.bg.Go(func() {
+				defer func() { <-rd.ahead }()
+				rd.unspill(repo.BlobRef{ID: x.ID, Type: repo.BlobData})
+			})
+			continue
+		}
+		f, err := rd.claimRun(xs[k:], rd.span(true))
 		if f == nil || err != nil {
 			<-rd.ahead
 			continue // the read itself will report the error
 		}
-		k += used - 1
 		rd.bg.Go(func() {
 			defer func() { <-rd.ahead }()
 			rd.load(f)
@@ -245,7 +308,7 @@ func (rd *reader) readAhead(c *content, i int, next iter.Seq[[]snapshot.Extent])
 	}
 }
 
-// fetch is a run of blobs of one pack claimed for loading.
+// fetch is a span of blobs of one pack claimed for loading.
 type fetch struct {
 	pack    repo.ID
 	refs    []repo.BlobRef
@@ -253,92 +316,112 @@ type fetch struct {
 }
 
 // claimRun claims the blob of xs[0] and those of the extents after it
-// that are stored in the same pack and that no one has, then the blobs
-// stored after it in the pack, up to runBytes, and says how many extents
-// it went through. It returns a nil fetch if xs[0] was claimed by someone
-// else meanwhile.
-func (rd *reader) claimRun(xs []snapshot.Extent) (*fetch, int, error) {
+// (the reader's window) that are stored after it in the same pack, within
+// span bytes, and that no one has; then the other blobs stored there,
+// which go to the spill cache (or, without one, into memory up to span).
+// It returns a nil fetch if xs[0] was claimed by someone else meanwhile.
+func (rd *reader) claimRun(xs []snapshot.Extent, span int64) (*fetch, error) {
 	first := xs[0]
-	loc, ok := rd.src.Index().Lookup(first.ID)
+	x := rd.src.Index()
+	loc, ok := x.Lookup(first.ID)
 	if !ok {
-		return nil, 1, fmt.Errorf("data blob %s: %w", first.ID.Short(), repo.ErrBlobNotFound)
+		return nil, fmt.Errorf("data blob %s: %w", first.ID.Short(), repo.ErrBlobNotFound)
 	}
 	e, ok := rd.cache.claim(first.ID)
 	if !ok {
-		return nil, 1, nil
+		return nil, nil
 	}
 	f := &fetch{pack: loc.Pack, entries: map[repo.ID]*cacheEntry{first.ID: e}}
 	f.refs = append(f.refs, repo.BlobRef{ID: first.ID, Type: repo.BlobData})
+	// within says whether a blob at off+length lies in the span.
+	within := func(off, length uint32) bool {
+		return off >= loc.Offset && int64(off)+int64(length)-int64(loc.Offset) <= span
+	}
+	want := make(map[repo.ID]bool, len(xs))
+	for _, x := range xs {
+		want[x.ID] = true
+	}
 	bytes := int64(loc.RawLength)
-	used := len(xs)
-	for k, x := range xs[1:] {
-		if x.Hole || f.entries[x.ID] != nil {
+	for _, xt := range xs[1:] {
+		if xt.Hole || f.entries[xt.ID] != nil {
 			continue
 		}
-		l, ok := rd.src.Index().Lookup(x.ID)
-		if !ok || l.Pack != loc.Pack || bytes+int64(l.RawLength) > runBytes {
-			used = 1 + k
+		l, ok := x.Lookup(xt.ID)
+		if !ok || l.Pack != loc.Pack || !within(l.Offset, l.Length) {
+			continue // another fetch's
+		}
+		if rd.spill == nil && bytes+int64(l.RawLength) > span {
 			break
 		}
-		e, ok := rd.cache.claim(x.ID)
+		e, ok := rd.cache.claim(xt.ID)
 		if !ok {
-			used = 1 + k // someone else reads from here on
-			break
+			continue
 		}
-		f.entries[x.ID] = e
-		f.refs = append(f.refs, repo.BlobRef{ID: x.ID, Type: repo.BlobData})
+		f.entries[xt.ID] = e
+		f.refs = append(f.refs, repo.BlobRef{ID: xt.ID, Type: repo.BlobData})
 		bytes += int64(l.RawLength)
 	}
 	if p := rd.packs.Load(); p != nil {
-		// Then what follows in the pack, while it is not fetched
-		// already: within one ranged read of the first blob.
+		// Then what follows in the pack, while no one else fetches it.
 		for _, b := range p.after(loc.Pack, loc.Offset) {
-			if bytes+int64(b.raw) > runBytes || int64(b.offset)-int64(loc.Offset) > 2*runBytes {
+			if !within(b.offset, b.length) || rd.spill == nil && bytes+int64(b.raw) > span {
 				break
 			}
-			if f.entries[b.id] != nil {
+			if f.entries[b.id] != nil || rd.spill != nil && rd.spill.has(b.id) {
 				continue
+			}
+			if rd.cache.inFlight(b.id) {
+				break // another fetch reads on from here
 			}
 			e, ok := rd.cache.claim(b.id)
 			if !ok {
-				break
+				continue // cached
 			}
+			e.toSpill = rd.spill != nil && !want[b.id]
 			f.entries[b.id] = e
 			f.refs = append(f.refs, repo.BlobRef{ID: b.id, Type: repo.BlobData})
-			bytes += int64(b.raw)
+			if !e.toSpill {
+				bytes += int64(b.raw)
+			}
 		}
 	}
-	return f, used, nil
+	return f, nil
 }
 
-// load reads a claimed run with one LoadBlobsOwned call and completes every
-// entry: with its plaintext, or with the error that kept it from being
-// read. A damaged blob stops LoadBlobs; the blobs after it are then read
-// one by one, so that each fails only for damage of its own.
+// load reads a claimed span with one LoadSealedBlobs call and completes
+// every entry: spilled (sealed, to the spill cache), with its plaintext,
+// or with the error that kept it from being read. Each blob is
+// authenticated on its own, so a damaged one fails only itself.
 func (rd *reader) load(f *fetch) {
 	if len(f.refs) == 0 {
 		return
 	}
-	deliver := func(ref repo.BlobRef, plain []byte) error {
+	var seg *spillSeg
+	deliver := func(ref repo.BlobRef, sealed []byte) error {
 		e := f.entries[ref.ID]
 		if e == nil {
 			return nil // listed twice
 		}
 		delete(f.entries, ref.ID)
+		if e.toSpill {
+			if seg == nil {
+				seg = rd.spill.newSegment()
+			}
+			if seg != nil && rd.spill.put(seg, ref.ID, sealed) {
+				rd.cache.spill(e)
+				return nil
+			}
+			// Not spilled (the disk failed): kept in memory instead.
+		}
+		plain, err := rd.src.OpenBlob(ref, sealed)
+		if err != nil {
+			rd.cache.fail(e, err)
+			return nil
+		}
 		rd.cache.fill(e, plain)
 		return nil
 	}
-	err := rd.src.LoadBlobsOwned(rd.ctx, f.pack, f.refs, deliver)
-	if err != nil && len(f.entries) > 1 && rd.ctx.Err() == nil {
-		for _, ref := range f.refs {
-			if e := f.entries[ref.ID]; e != nil {
-				if err := rd.src.LoadBlobsOwned(rd.ctx, f.pack, []repo.BlobRef{ref}, deliver); err != nil && f.entries[ref.ID] != nil {
-					delete(f.entries, ref.ID)
-					rd.cache.fail(e, err)
-				}
-			}
-		}
-	}
+	err := rd.src.LoadSealedBlobs(rd.ctx, f.pack, f.refs, deliver)
 	if err == nil && len(f.entries) > 0 {
 		err = errors.New("the pack did not return every blob asked for")
 	}

@@ -64,19 +64,28 @@ func newTestRepo(t *testing.T) *repo.Repository {
 }
 
 // Random reads from many goroutines, through a cache far smaller than
-// the file (so blobs are evicted and fetched again), return the file's
+// the file (so blobs are evicted and fetched again), with and without a
+// spill cache (small enough to drop segments), return the file's
 // bytes: holes as zeros, the end of the file short.
 func TestReaderRandomReads(t *testing.T) {
 	r := newTestRepo(t)
 	pieces := []int{300 << 10, 5000, 700 << 10, 64 << 10, 1, 900 << 10, 200 << 10, 450 << 10}
 	ext, want := storeFile(t, r, 1, pieces, map[int]bool{1: true, 6: true})
 	c := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(want)), Content: ext})
-	for _, cache := range []int64{1 << 20, DefaultCacheBytes} {
-		rd := newReader(context.Background(), r, cache)
+	for _, tc := range []struct {
+		cache int64
+		spill int64 // 0: none
+	}{{1 << 20, 0}, {DefaultCacheBytes, 0}, {1 << 20, 1 << 20}, {1 << 20, DefaultSpillBytes}} {
+		cache := tc.cache
+		var spill *spillCache
+		if tc.spill > 0 {
+			spill = newTestSpill(t, tc.spill)
+		}
+		rd := newReader(context.Background(), r, cache, spill)
 		var wg sync.WaitGroup
 		for g := range 4 {
 			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), uint64(cache)))
+				rng := rand.New(rand.NewPCG(uint64(g), uint64(cache+tc.spill)))
 				for range 200 {
 					off := rng.Int64N(int64(len(want)) + 10)
 					p := make([]byte, 1+rng.IntN(400<<10))
@@ -111,8 +120,8 @@ func read(rd *reader, c *content, p []byte, off int64, sequential bool) (int, er
 	return copy(p, b), err
 }
 
-// failingSource delivers the blobs of a run up to a damaged one, then
-// fails, as LoadBlobs does with a pack whose blob fails authentication.
+// failingSource fails the authentication of one blob, as OpenBlob does
+// with a blob damaged in its pack.
 type failingSource struct {
 	*repo.Repository
 	bad   repo.ID
@@ -120,16 +129,14 @@ type failingSource struct {
 	mu    sync.Mutex
 }
 
-func (s *failingSource) LoadBlobsOwned(ctx context.Context, pack repo.ID, blobs []repo.BlobRef, fn func(repo.BlobRef, []byte) error) error {
-	return s.Repository.LoadBlobsOwned(ctx, pack, blobs, func(ref repo.BlobRef, plain []byte) error {
-		if ref.ID == s.bad {
-			s.mu.Lock()
-			s.fails++
-			s.mu.Unlock()
-			return &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Err: errors.New("tampered")}
-		}
-		return fn(ref, plain)
-	})
+func (s *failingSource) OpenBlob(ref repo.BlobRef, sealed []byte) ([]byte, error) {
+	if ref.ID == s.bad {
+		s.mu.Lock()
+		s.fails++
+		s.mu.Unlock()
+		return nil, &repo.IntegrityError{Kind: "blob", Name: ref.ID.String(), Err: errors.New("tampered")}
+	}
+	return s.Repository.OpenBlob(ref, sealed)
 }
 
 // A damaged blob fails the reads that need it, every time (nothing
@@ -140,7 +147,7 @@ func TestReaderDamagedBlob(t *testing.T) {
 	ext, want := storeFile(t, r, 2, []int{100 << 10, 100 << 10, 100 << 10}, nil)
 	src := &failingSource{Repository: r, bad: ext[1].ID}
 	c := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(want)), Content: ext})
-	rd := newReader(context.Background(), src, DefaultCacheBytes)
+	rd := newReader(context.Background(), src, DefaultCacheBytes, nil)
 	for range 2 {
 		p := make([]byte, 10)
 		if _, err := read(rd, c, p, 150<<10, false); !errors.Is(err, repo.ErrCorrupt) {
@@ -165,7 +172,7 @@ func TestReaderSizeMismatch(t *testing.T) {
 	ext, _ := storeFile(t, r, 3, []int{64 << 10}, nil)
 	ext[0].Size++
 	c := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: ext[0].Size, Content: ext})
-	rd := newReader(context.Background(), r, DefaultCacheBytes)
+	rd := newReader(context.Background(), r, DefaultCacheBytes, nil)
 	if _, err := rd.readAt(c, make([]byte, 10), 0, false, nil); !errors.Is(err, repo.ErrCorrupt) {
 		t.Fatalf("read: %v, want an integrity error", err)
 	}
@@ -187,7 +194,7 @@ func TestReaderRunsIntoNextFiles(t *testing.T) {
 			}
 		}
 	}
-	rd := newReader(context.Background(), r, DefaultCacheBytes)
+	rd := newReader(context.Background(), r, DefaultCacheBytes, nil)
 	c := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(data[0])), Content: files[0]})
 	p := make([]byte, len(data[0]))
 	if n, err := rd.readAt(c, p, 0, false, next); err != nil || !bytes.Equal(p[:n], data[0]) {
@@ -211,7 +218,7 @@ func TestReaderRunsInPackOrder(t *testing.T) {
 		sizes = append(sizes, []int{3000 + i})
 	}
 	files, data := storeFiles(t, r, 200, sizes, nil)
-	rd := newReader(context.Background(), r, DefaultCacheBytes)
+	rd := newReader(context.Background(), r, DefaultCacheBytes, nil)
 	rd.wait() // the pack order is built
 	if rd.packs.Load() == nil {
 		t.Fatal("no pack order")

@@ -552,20 +552,49 @@ const maxCoalescedRead = 16 << 20
 // blobs with a single ranged read, and calls fn with each verified
 // plaintext in pack order. The plaintext is only valid during the call.
 func (r *Repository) LoadBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
-	return r.loadBlobs(ctx, pack, blobs, nil, false, fn)
+	return r.loadBlobs(ctx, pack, blobs, nil, false, true, fn)
+}
+
+// LoadSealedBlobs reads blobs of one pack with as few ranged reads as
+// LoadBlobs, but hands fn each blob as stored, still sealed (encrypted
+// and not yet authenticated), in a buffer of its own that fn may keep:
+// for a caller that keeps blobs it does not need yet in a cache on disk,
+// encrypted, and authenticates each with OpenBlob when it is used.
+func (r *Repository) LoadSealedBlobs(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
+	return r.loadBlobs(ctx, pack, blobs, nil, true, false, fn)
+}
+
+// OpenBlob authenticates a blob that LoadSealedBlobs handed out, checks
+// its id and returns its plaintext, an *IntegrityError if it fails. It
+// decrypts in place: sealed no longer holds the ciphertext afterwards,
+// and the plaintext may lie in it.
+func (r *Repository) OpenBlob(ref BlobRef, sealed []byte) ([]byte, error) {
+	loc, ok := r.index.Lookup(ref.ID)
+	if !ok {
+		return nil, fmt.Errorf("%s blob %s: %w", ref.Type, ref.ID.Short(), ErrBlobNotFound)
+	}
+	if loc.Type != ref.Type {
+		return nil, &IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: loc.Pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", loc.Type, ref.Type)}
+	}
+	plain, _, err := r.codec.openBlobInPlace(ref.Type, ref.ID, sealed, make([]byte, 0, loc.RawLength))
+	if err != nil {
+		return nil, &IntegrityError{Kind: "blob", Name: ref.ID.String(), Pack: loc.Pack.String(), Err: err}
+	}
+	return plain, nil
 }
 
 // LoadBlobsOwned is LoadBlobs for a caller that keeps the plaintexts (a
 // cache): each is a buffer of its own, which fn may keep and nothing
 // else writes to, so that keeping it costs no copy.
 func (r *Repository) LoadBlobsOwned(ctx context.Context, pack ID, blobs []BlobRef, fn func(BlobRef, []byte) error) error {
-	return r.loadBlobs(ctx, pack, blobs, nil, true, fn)
+	return r.loadBlobs(ctx, pack, blobs, nil, true, true, fn)
 }
 
 // loadBlobs is LoadBlobs, calling sealed (when not nil) with each sealed
 // blob before it is decrypted in place, and, if owned, handing fn
-// plaintexts that are not reused.
-func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, sealedFn func(BlobRef, []byte), owned bool, fn func(BlobRef, []byte) error) error {
+// buffers that are not reused: plaintexts, or the sealed blobs as stored
+// unless open.
+func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, sealedFn func(BlobRef, []byte), owned, open bool, fn func(BlobRef, []byte) error) error {
 	type item struct {
 		ref BlobRef
 		loc Location
@@ -606,6 +635,12 @@ func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, se
 				return &IntegrityError{Kind: "blob", Name: it.ref.ID.String(), Pack: pack.String(), Err: fmt.Errorf("indexed as %s, wanted %s", it.loc.Type, it.ref.Type)}
 			}
 			off := int64(it.loc.Offset)
+			if !open && off < pos {
+				continue // the same blob again: handed out already
+			}
+			if !open {
+				sealed = nil // fn keeps it
+			}
 			if off >= pos { // else the same blob again, already in plain
 				sealed = slices.Grow(sealed[:0], int(it.loc.Length))[:it.loc.Length]
 				if err := skipAndRead(run, off-pos, sealed); err != nil {
@@ -618,6 +653,13 @@ func (r *Repository) loadBlobs(ctx context.Context, pack ID, blobs []BlobRef, se
 				pos = off + int64(it.loc.Length)
 				if sealedFn != nil {
 					sealedFn(it.ref, sealed)
+				}
+				if !open {
+					if err := fn(it.ref, sealed); err != nil {
+						rc.Close()
+						return err
+					}
+					continue
 				}
 				if owned {
 					scratch = make([]byte, 0, it.loc.RawLength)
@@ -676,7 +718,7 @@ func (r *Repository) LoadTrees(ctx context.Context, ids []ID, fn func(ID, []byte
 		g.Go(func() error {
 			return r.loadBlobs(gctx, pack, refs, func(ref BlobRef, sealed []byte) {
 				r.trees.putBlob(ref.ID, sealed) // written before it is decrypted in place
-			}, false, func(ref BlobRef, plain []byte) error { return fn(ref.ID, plain) })
+			}, false, true, func(ref BlobRef, plain []byte) error { return fn(ref.ID, plain) })
 		})
 	}
 	return g.Wait()
