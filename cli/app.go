@@ -47,7 +47,7 @@ type globals struct {
 	uploadChunk    sizeFlag // bytes without a unit
 	limitUpload    int64    // KiB/s
 	limitDownload  int64    // KiB/s
-	keyCache       time.Duration
+	keyCache       keyCacheFlag
 	version        bool
 	store          string
 }
@@ -301,7 +301,7 @@ func (a *app) globalFlags() *flag.FlagSet {
 	fs.Var(&a.g.uploadChunk, "upload-chunk", "upload packs larger than this `size` (like 512KiB) in chunks of it, below a proxy's limit on request bodies (default: one request per pack)")
 	fs.Int64Var(&a.g.limitUpload, "limit-upload", 0, "send at most this many `KiB/s` to a registry (default: no limit)")
 	fs.Int64Var(&a.g.limitDownload, "limit-download", 0, "read at most this many `KiB/s` from a registry (default: no limit)")
-	fs.DurationVar(&a.g.keyCache, "key-cache", 0, "keep the repository's keys for this long after a passphrase opens it, and use them instead of asking (like 15m; env COFFER_KEY_CACHE; see README: key cache)")
+	fs.Var(&a.g.keyCache, "key-cache", "keep the repository's keys for this long after a passphrase opens it, and use them instead of asking (like 15m; env COFFER_KEY_CACHE; see README: key cache)")
 	fs.BoolVar(&a.g.version, "version", false, "print the version and exit (the version command)")
 	return fs
 }
@@ -415,12 +415,12 @@ func (a *app) openOptions() repo.OpenOptions {
 		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
 		Warnf:    a.out.warningf,
 	}
-	if a.g.keyCache > 0 {
+	if a.g.keyCache.d > 0 {
 		dir, err := a.keyCacheDir()
 		if err != nil {
 			a.out.warningf("the key is not cached: %v", err)
 		} else {
-			o.KeyCache = &repo.KeyCache{Dir: dir, MaxAge: a.g.keyCache}
+			o.KeyCache = &repo.KeyCache{Dir: dir, MaxAge: a.g.keyCache.d}
 		}
 	}
 	return o

@@ -59,6 +59,14 @@ func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error
 		st.Close()
 		return nil, err
 	}
+	if pw == nil && a.pw == nil && a.repo != nil {
+		// This repository's keys came from the key cache: its
+		// passphrase, if one is given, is still the first to try.
+		if a.pw, err = a.givenPassphrase(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	var r *repo.Repository
 	switch {
 	case pw != nil:

@@ -23,6 +23,15 @@ import (
 // mean; a named store's own source comes before the environment's for
 // the same reason.
 func (a *app) passphrase(ctx context.Context, confirm bool) ([]byte, error) {
+	if pw, err := a.givenPassphrase(ctx); pw != nil || err != nil {
+		return pw, err
+	}
+	return a.prompt("passphrase", confirm)
+}
+
+// givenPassphrase returns the passphrase passphrase would, short of
+// asking for it: nil when none is given.
+func (a *app) givenPassphrase(ctx context.Context) ([]byte, error) {
 	switch {
 	case a.g.passphraseFile != "":
 		return readPassphraseFile(a.g.passphraseFile)
@@ -38,7 +47,7 @@ func (a *app) passphrase(ctx context.Context, confirm bool) ([]byte, error) {
 	if cmd := a.env.Getenv("COFFER_PASSPHRASE_COMMAND"); cmd != "" {
 		return a.runSecretCommand(ctx, "COFFER_PASSPHRASE_COMMAND", cmd)
 	}
-	return a.prompt("passphrase", confirm)
+	return nil, nil
 }
 
 // storePassphrase returns the passphrase a named store's configuration
@@ -103,18 +112,41 @@ func (a *app) prompt(what string, confirm bool) ([]byte, error) {
 // keyCacheFromEnv takes -key-cache from COFFER_KEY_CACHE when the flag
 // is not given, and checks it.
 func (a *app) keyCacheFromEnv() error {
-	if a.g.keyCache == 0 {
+	if !a.g.keyCache.set {
 		if v := a.env.Getenv("COFFER_KEY_CACHE"); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
 				return fmt.Errorf("%w: COFFER_KEY_CACHE=%q: give a duration, such as 15m or 8h", errUsage, v)
 			}
-			a.g.keyCache = d
+			a.g.keyCache.d = d
 		}
 	}
-	if a.g.keyCache < 0 {
-		return fmt.Errorf("%w: -key-cache %s: give a positive duration, such as 15m, or 0 for no key cache", errUsage, a.g.keyCache)
+	if a.g.keyCache.d < 0 {
+		return fmt.Errorf("%w: -key-cache %s: give a positive duration, such as 15m, or 0 for no key cache", errUsage, a.g.keyCache.d)
 	}
+	return nil
+}
+
+// keyCacheFlag is -key-cache: a duration, and whether it was given, so
+// that -key-cache 0 turns off a COFFER_KEY_CACHE of the environment.
+type keyCacheFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *keyCacheFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *keyCacheFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("give a duration, such as 15m or 8h")
+	}
+	f.d, f.set = d, true
 	return nil
 }
 

@@ -70,6 +70,19 @@ func TestKeyCache(t *testing.T) {
 		t.Errorf("ls with a cached key: %q", out)
 	}
 	wantOneLineError(t, h.at("key", "list"), ExitWrongPassword)
+	// -key-cache 0 turns the environment's off.
+	wantOneLineError(t, h.run("-key-cache", "0", "at", h.repo, "ls"), ExitWrongPassword)
+	// sync opens the other repository with the passphrase given for
+	// this one, though this one's keys came from the cache.
+	h.env["COFFER_PASSPHRASE"] = testPassphrase
+	other := filepath.Join(t.TempDir(), "other")
+	if r := h.run("at", other, "create"); r.code != 0 {
+		t.Fatalf("create: %s", r.stderr)
+	}
+	if r := h.at("sync", "to", other); r.code != 0 {
+		t.Fatalf("sync with a cached key: exit %d, %s", r.code, r.stderr)
+	}
+	h.env["COFFER_PASSPHRASE"] = "not the passphrase"
 	// Without -key-cache the cache is not looked in.
 	delete(h.env, "COFFER_KEY_CACHE")
 	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
@@ -79,7 +92,8 @@ func TestKeyCache(t *testing.T) {
 	if out.code != 0 || !strings.Contains(out.stdout, "key of "+h.repo+" cached until ") {
 		t.Fatalf("cache: exit %d, %q", out.code, out.stdout)
 	}
-	if out := h.run("cache", "-forget-keys"); out.code != 0 || !strings.Contains(out.stdout, "forgot 1 cached key\n") {
+	// This one's, and the other's, which sync opened.
+	if out := h.run("cache", "-forget-keys"); out.code != 0 || !strings.Contains(out.stdout, "forgot 2 cached keys\n") {
 		t.Fatalf("cache -forget-keys: exit %d, %q %q", out.code, out.stdout, out.stderr)
 	}
 	wantOneLineError(t, h.at("ls"), ExitWrongPassword)
