@@ -141,10 +141,14 @@ func (c *KeyCache) remove(path string) { _ = os.Remove(path) }
 
 // Forget removes every entry and returns how many there were.
 func (c *KeyCache) Forget() (int, error) {
-	entries, err := os.ReadDir(c.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	// Not in a directory that is not this user's own: it could be a
+	// link to files of theirs named like entries.
+	if err := checkPrivateDir(c.Dir); errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
+	} else if err != nil {
+		return 0, err
 	}
+	entries, err := os.ReadDir(c.Dir)
 	if err != nil {
 		return 0, fmt.Errorf("key cache: %w", err)
 	}
@@ -166,15 +170,14 @@ func (c *KeyCache) Forget() (int, error) {
 // List returns the entries that have not expired, removing those that
 // have.
 func (c *KeyCache) List() ([]CachedKey, error) {
-	entries, err := os.ReadDir(c.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if err := checkPrivateDir(c.Dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
+	entries, err := os.ReadDir(c.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("key cache: %w", err)
-	}
-	if err := checkPrivateDir(c.Dir); err != nil {
-		return nil, err
 	}
 	var keys []CachedKey
 	for _, de := range entries {

@@ -151,6 +151,24 @@ func TestKeyCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("forget follows no link", func(t *testing.T) {
+		mustOpen(t, kc, false)
+		elsewhere := t.TempDir()
+		victim := filepath.Join(elsewhere, "precious.key")
+		if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		linked := &KeyCache{Dir: filepath.Join(t.TempDir(), "keys")}
+		if err := os.Symlink(elsewhere, linked.Dir); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := linked.Forget(); err == nil || n != 0 {
+			t.Errorf("Forget through a link: %d, %v; want an error", n, err)
+		}
+		if _, err := os.Stat(victim); err != nil {
+			t.Errorf("Forget through a link removed %s: %v", victim, err)
+		}
+	})
 	t.Run("forget", func(t *testing.T) {
 		keys, err := kc.List()
 		if err != nil || len(keys) != 1 || keys[0].Location != st.Location() {

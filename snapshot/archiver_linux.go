@@ -14,12 +14,22 @@ import (
 // given a descriptor without it, package os sets it, tries to register the
 // file with epoll (which refuses regular files) and clears it again, four
 // fcntl calls per file. And a FIFO put in the file's place since it was
-// examined then opens, and reads as empty, instead of blocking the backup.
+// examined opens at once, rather than waiting for a writer forever.
+//
+// A file under a write lease (Samba's oplocks, knfsd's delegations)
+// answers such an open with EWOULDBLOCK: it is opened again without
+// O_NONBLOCK, which waits for the lease to be broken, as before.
 func openNoAtime(path string) (*os.File, error) {
-	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
-	f, err := os.OpenFile(path, flags|syscall.O_NOATIME, 0)
-	if errors.Is(err, syscall.EPERM) {
-		f, err = os.OpenFile(path, flags, 0)
+	flags := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOATIME
+	for {
+		f, err := os.OpenFile(path, flags, 0)
+		switch {
+		case errors.Is(err, syscall.EPERM) && flags&syscall.O_NOATIME != 0:
+			flags &^= syscall.O_NOATIME
+		case errors.Is(err, syscall.EWOULDBLOCK) && flags&syscall.O_NONBLOCK != 0:
+			flags &^= syscall.O_NONBLOCK
+		default:
+			return f, err
+		}
 	}
-	return f, err
 }

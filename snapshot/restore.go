@@ -85,6 +85,9 @@ type restoreItem struct {
 	path  string
 	node  *Node // nil for the target directory when it has no metadata to restore
 	isDir bool
+	// linked: a hard link to a name restored before, whose data and
+	// metadata are that name's.
+	linked bool
 	// deferred: a regular file that its first write creates and whose
 	// last write is followed by its metadata, so that creating files and
 	// setting their metadata run on every worker of the data phase rather
@@ -107,12 +110,15 @@ type restorer struct {
 	others   []restoreItem // the batch's files, symlinks, specials
 	blobs    int           // the batch's extents
 	links    map[[2]uint64]string
-	failMu   sync.Mutex
-	failed   map[string]bool
-	excludes gitignore.Matcher
-	includes gitignore.Matcher // nil: everything not excluded
-	warnings atomic.Int64
-	sum      RestoreSummary
+	// lostInodes are hard-linked files whose first name failed: their
+	// other names are not linked to what is left of it.
+	lostInodes map[[2]uint64]bool
+	failMu     sync.Mutex
+	failed     map[string]bool
+	excludes   gitignore.Matcher
+	includes   gitignore.Matcher // nil: everything not excluded
+	warnings   atomic.Int64
+	sum        RestoreSummary
 }
 
 // Restore restores the node at snapshot path p (see AbsPath) below
@@ -125,7 +131,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	if err != nil {
 		return RestoreSummary{}, err
 	}
-	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}, failed: map[string]bool{}}
+	rs := &restorer{r: r, opt: opt, prog: opt.Progress, asRoot: os.Geteuid() == 0, links: map[[2]uint64]string{}, lostInodes: map[[2]uint64]bool{}, failed: map[string]bool{}}
 	if rs.prog == nil {
 		rs.prog = nopRestoreProgress{}
 	}
@@ -338,6 +344,18 @@ func (rs *restorer) dropFailed() {
 	if len(rs.failed) == 0 {
 		return
 	}
+	// The other names of a file that failed go with it, in this batch
+	// and (createEntry) in the batches to come.
+	for _, it := range rs.others {
+		if n := it.node; !it.linked && n.Links > 1 && rs.failed[it.path] {
+			rs.lostInodes[[2]uint64{n.Device, n.Inode}] = true
+		}
+	}
+	for _, it := range rs.others {
+		if n := it.node; it.linked && rs.lostInodes[[2]uint64{n.Device, n.Inode}] {
+			rs.fail(it.path, fmt.Errorf("a hard link to %s, whose data could not be restored", rs.links[[2]uint64{n.Device, n.Inode}]))
+		}
+	}
 	rs.others = slices.DeleteFunc(rs.others, func(it restoreItem) bool {
 		if !rs.failed[it.path] {
 			return false
@@ -485,15 +503,15 @@ func (rs *restorer) createEntries() error {
 			return err
 		}
 	}
-	// Hard-linked names after the first, and skipped entries, carry a nil
-	// node: drop them.
+	// Skipped entries carry a nil node: drop them.
 	rs.others = slices.DeleteFunc(rs.others, func(it restoreItem) bool { return it.node == nil })
 	return nil
 }
 
 // createEntry creates one non-directory entry. A hard link to a name
-// already created becomes a link; an entry skipped for lack of privilege,
-// or a link, gets a nil node (no data, no metadata of its own).
+// already created becomes a link (it.linked: no data, no metadata of its
+// own), or fails with it if the first name's data could not be
+// restored; an entry skipped for lack of privilege gets a nil node.
 func (rs *restorer) createEntry(it *restoreItem) error {
 	n := it.node
 	if err := rs.removeExisting(it.path); err != nil {
@@ -502,10 +520,14 @@ func (rs *restorer) createEntry(it *restoreItem) error {
 	key := [2]uint64{n.Device, n.Inode}
 	if n.Links > 1 {
 		if first, ok := rs.links[key]; ok {
+			it.linked = true // shares the first name's inode, data and metadata
+			if rs.lostInodes[key] {
+				rs.fail(it.path, fmt.Errorf("a hard link to %s, whose data could not be restored", first))
+				return nil
+			}
 			if err := os.Link(first, it.path); err != nil {
 				return fsError("linking", it.path, err)
 			}
-			it.node = nil // shares the first name's inode, data and metadata
 			if n.Type == TypeFile {
 				rs.prog.Processed(1, 0) // a file restored, as Total counted it
 			}
@@ -625,7 +647,7 @@ func (rs *restorer) writeData(ctx context.Context) error {
 	for i := range rs.others {
 		it := &rs.others[i]
 		n := it.node
-		if n.Type != TypeFile {
+		if n.Type != TypeFile || it.linked {
 			continue
 		}
 		if n.Error != "" {
@@ -783,8 +805,8 @@ func writeAt(p string, b []byte, off int64, create bool) error {
 // creating an entry never changes the mtime of a directory already done.
 func (rs *restorer) applyMetadata() {
 	for _, it := range rs.others {
-		if it.deferred {
-			continue // done by finish
+		if it.deferred || it.linked {
+			continue // done by finish, or by the first name
 		}
 		if err := applyMeta(it.path, it.node, rs.asRoot); err != nil {
 			rs.warn(it.path, err)

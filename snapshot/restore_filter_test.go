@@ -3,13 +3,16 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage/mem"
 )
 
@@ -114,5 +117,61 @@ func TestRestoreFilters(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// With IgnoreErrors, a hard-linked file whose data is damaged fails with
+// every one of its names, in its batch and in later ones, and nothing
+// else is lost: no name is left holding zeros, no link to a removed file
+// stops the restore.
+func TestRestoreIgnoreErrorsHardLinks(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a", "x"), testutil.RandomBytes(3, 5000), 0o644)
+	writeFile(t, filepath.Join(src, "m", "ok.txt"), []byte("fine"), 0o644)
+	if err := os.MkdirAll(filepath.Join(src, "z"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "a", "x"), filepath.Join(src, "z", "y")); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(t.TempDir(), "repo")
+	st := newFSStore(t, repoDir)
+	sn := backup(t, newRepo(t, st), src, BackupOptions{})
+	r := reopen(t, st)
+	x := listSnapshot(t, r, sn)["a/x"]
+	loc, ok := r.Index().Lookup(x.Content[0].ID)
+	if !ok {
+		t.Fatal("a/x's blob is not indexed")
+	}
+	flipByte(t, packPath(repoDir, loc.Pack), int64(loc.Offset)+int64(loc.Length)/2)
+	r = reopen(t, st)
+
+	for _, batch := range []int{0, 1} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			dst := t.TempDir()
+			rec := &progressRecorder{}
+			sum, err := Restore(t.Context(), r, sn, "", RestoreOptions{Target: dst, IgnoreErrors: true, Progress: rec, batch: batch})
+			if err != nil {
+				t.Fatalf("restore -ignore-errors: %v", err)
+			}
+			if sum.Failed != 2 || sum.Files != 1 {
+				t.Errorf("summary %+v: want 2 failed, 1 file", sum)
+			}
+			for _, p := range []string{"a/x", "z/y"} {
+				if _, err := os.Lstat(filepath.Join(dst, p)); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s: %v, want it left out", p, err)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(dst, "m", "ok.txt")); err != nil || string(b) != "fine" {
+				t.Errorf("m/ok.txt: %q, %v", b, err)
+			}
+			failed := map[string]bool{}
+			for _, w := range rec.warnings() {
+				failed[filepath.ToSlash(strings.TrimPrefix(w.path, dst+string(filepath.Separator)))] = true
+			}
+			if !failed["a/x"] || !failed["z/y"] {
+				t.Errorf("warnings name %v, want a/x and z/y", failed)
+			}
+		})
 	}
 }
