@@ -249,6 +249,7 @@ func coldBench(rn *runner, bins *binaries, snapshots, runs int, dir, restoreDir 
 // of a small tree of its own (40 files of 1 KiB in 4 directories) whose
 // file "counter" changes every time. It returns
 // the path of the file single-file restores fetch and the files per tree.
+// The backups run under nice -n 19.
 func coldBackups(bin, store, dir string, snapshots int, env func(string) []string) (string, int, error) {
 	const perTree = 40
 	workers := min(runtime.NumCPU(), snapshots)
@@ -274,7 +275,9 @@ func coldBackups(bin, store, dir string, snapshots int, env func(string) []strin
 					errs <- err
 					return
 				}
-				out, err := coffer(bin, tree, env(filepath.Join(dir, fmt.Sprintf("cache-make-%d", w))), "at", store, "backup", ".")
+				// At the lowest priority: making the repository is not
+				// measured, and may share the machine with what is.
+				out, err := coffer("nice", tree, env(filepath.Join(dir, fmt.Sprintf("cache-make-%d", w))), "-n", "19", bin, "at", store, "backup", ".")
 				if err != nil {
 					next.Store(int64(snapshots))
 					errs <- fmt.Errorf("cold: backup %d: %w: %s", i+1, err, out)
@@ -295,8 +298,8 @@ func coldBackups(bin, store, dir string, snapshots int, env func(string) []strin
 	return "d1/f01.txt", perTree, first
 }
 
-// coffer runs coffer, unmeasured, in directory dir (the current one when
-// empty) and returns its combined output.
+// coffer runs bin (coffer, or nice starting it), unmeasured, in directory
+// dir (the current one when empty) and returns its combined output.
 func coffer(bin, dir string, env []string, args ...string) (string, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)

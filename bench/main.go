@@ -269,7 +269,11 @@ func bench(o options) (err error) {
 			s3rep.Results = append(s3rep.Results, res)
 		}
 		if !o.sync && !o.s3 && !o.cold {
-			res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
+			history := historyLen
+			if o.quick {
+				history = quickHistoryLen
+			}
+			res, err := runDataset(rn, ds, tools, reg, o.runs, history, o.keep, filepath.Join(work, "runs", name), restoreDir)
 			if err != nil {
 				return err
 			}
@@ -355,7 +359,7 @@ func bench(o options) (err error) {
 // runDataset runs every scenario o.runs times for each tool on ds. Within
 // a run, each scenario is run by every tool before the next scenario, and
 // the order of the tools rotates from run to run.
-func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int, keep bool, dir, restoreDir string) (*Result, error) {
+func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs, history int, keep bool, dir, restoreDir string) (*Result, error) {
 	res := &Result{Dataset: ds, Samples: map[string]map[string][]Sample{}}
 	for _, t := range tools {
 		res.Samples[t.Name] = map[string][]Sample{}
@@ -395,7 +399,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 			}
 			if sc == scHistory {
 				// Three snapshots so far; the rest, each after its own 5%.
-				for k := 3; k < historyLen; k++ {
+				for k := 3; k < history; k++ {
 					c, err := mutate(ds, uint64(r)*1000+uint64(k))
 					if err != nil {
 						return nil, err
@@ -407,7 +411,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 							return nil, fmt.Errorf("dataset %s, run %d, %s, backup %d: %w", ds.Name, r+1, t.Name, k+1, err)
 						}
 						logf("%-10s run %d  %-15s %-24s %8.2fs wall (backup %d, not reported)", ds.Name, r+1, t.Name, sc, s.Wall.Seconds(), k+1)
-						if k == historyLen-1 {
+						if k == history-1 {
 							res.Samples[t.Name][sc] = append(res.Samples[t.Name][sc], s)
 						}
 					}

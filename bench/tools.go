@@ -30,8 +30,10 @@ const (
 	scPrune   = "forget -keep-last 2 -prune"
 )
 
-// historyLen is how many snapshots the repository holds before scPrune.
-const historyLen = 10
+// historyLen is how many snapshots the repository holds before scPrune;
+// -quick makes quickHistoryLen, which is enough to exercise the scenario
+// and keeps the smoke test within its budget with six tools.
+const historyLen, quickHistoryLen = 10, 4
 
 var scenarios = []string{scInit, scBackup, scNoChange, scChanged, scRestore, scRestoreOne, scCheck, scLs, scHistory, scPrune}
 
@@ -215,6 +217,8 @@ func kopiaTool(b *binaries, zstd bool) *Tool {
 		in.cmd = func(sc string, ds *Dataset, out string) (command, error) {
 			c := command{env: in.env}
 			var r string
+			// kopia names the root directory by the root object alone.
+			widest := kopiaPath(ds.Widest)
 			if sc == scRestore || sc == scRestoreOne || sc == scLs {
 				var err error
 				if r, err = root(); err != nil {
@@ -246,13 +250,22 @@ func kopiaTool(b *binaries, zstd bool) *Tool {
 			case scCheck:
 				c.argv = []string{b.kopia, "snapshot", "verify", "--verify-files-percent=100"}
 			case scLs:
-				c.argv = []string{b.kopia, "ls", r + "/" + filepath.ToSlash(ds.Widest)}
+				c.argv = []string{b.kopia, "ls", r + widest}
 			}
 			return c, nil
 		}
 		return in, nil
 	}
 	return t
+}
+
+// kopiaPath returns "/" + dir for a path below a kopia root object, or "" for
+// the root itself.
+func kopiaPath(dir string) string {
+	if dir == "." || dir == "" {
+		return ""
+	}
+	return "/" + filepath.ToSlash(dir)
 }
 
 // registry is a CNCF Distribution process serving on loopback.
