@@ -37,6 +37,7 @@ type options struct {
 	sync     bool
 	s3       bool
 	cold     bool
+	coldN    int
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.BoolVar(&o.sync, "sync", false, "measure coffer's sync (into a registry, re-encrypting, mounted, shared keys) against a first backup into the registry,\ninstead of the tool comparison; writes a \"sync between repositories\" section (-quick runs both, the sync on mixed only)")
 	flag.BoolVar(&o.s3, "s3", false, "measure coffer's first backup into and restore from an S3 server (VersityGW on loopback) against uploading and downloading\nthe same bytes with minio-go and the aws CLI, instead of the tool comparison; writes an \"S3 store\" section (-quick runs it on mixed only)")
 	flag.BoolVar(&o.cold, "cold", false, "measure coffer's ls and single-file restores with a cold cache from a registry repository of 1,000 snapshots,\ncounting the registry's requests, instead of the tool comparison; writes a \"cold registry reads\" section (-quick runs it with 10 snapshots)")
+	flag.IntVar(&o.coldN, "cold-snapshots", 1000, "snapshots in -cold's repository (10 with -quick)")
 	flag.Parse()
 	o.datasets = splitList(datasets)
 	if o.quick && !flagSet("datasets") {
@@ -299,8 +301,8 @@ func bench(o options) (err error) {
 	}
 	if coldOn {
 		t0 := time.Now()
-		snapshots := 1000
-		if o.quick {
+		snapshots := o.coldN
+		if o.quick && !flagSet("cold-snapshots") {
 			snapshots = 10
 		}
 		restoreDir := o.restore
