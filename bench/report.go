@@ -321,7 +321,12 @@ func toolVersions(b *binaries, registry bool) string {
 		v = append(v, version(b.registry, "--version"))
 	}
 	if b.kopia != "" {
-		v = append(v, "kopia "+version(b.kopia, "--version"))
+		kv := "kopia " + version(b.kopia, "--version")
+		if strings.Contains(b.kopia, "kopia-"+kopiaBuild) {
+			// get-kopia's build does not know its own version.
+			kv = "kopia " + kopiaBuild + " (../shared/tools/get-kopia)"
+		}
+		v = append(v, kv)
 	}
 	return "`" + strings.Join(v, "`, `") + "`"
 }
