@@ -3,13 +3,16 @@ package main
 import (
 	"bufio"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Dataset is a generated source tree that every tool backs up.
@@ -24,7 +27,12 @@ type Dataset struct {
 }
 
 // datasetNames are the datasets the harness knows, in report order.
-var datasetNames = []string{"mixed", "many-small", "big-file"}
+var datasetNames = []string{"mixed", "many-small", "big-file", "million"}
+
+// quickDatasets are the datasets -quick runs unless -datasets names
+// others: million, even scaled down, adds nothing a smoke test needs that
+// many-small does not exercise.
+var quickDatasets = []string{"mixed", "many-small", "big-file"}
 
 // sizes holds a dataset's scale; quick mode scales everything down.
 type sizes struct {
@@ -36,15 +44,17 @@ type sizes struct {
 	smallFiles  int // many-small: total files
 	wide        int // many-small: entries in the widest directory
 	deep        int // many-small: depth of the deep chain
+	millFiles   int // million: total files
+	millWide    int // million: entries in its widest directory
 }
 
 func scale(quick bool) sizes {
 	if quick {
 		return sizes{srcFiles: 1000, bigFiles: 2, bigFileSize: 16 << 20, logFiles: 4, logFileSize: 2 << 20,
-			smallFiles: 2500, wide: 1000, deep: 10}
+			smallFiles: 2500, wide: 1000, deep: 10, millFiles: 3000, millWide: 500}
 	}
 	return sizes{srcFiles: 15000, bigFiles: 4, bigFileSize: 256 << 20, logFiles: 10, logFileSize: 10 << 20,
-		smallFiles: 200000, wide: 10000, deep: 40}
+		smallFiles: 300000, wide: 10000, deep: 40, millFiles: 1000000, millWide: 10000}
 }
 
 // generate writes the named dataset under dir (replacing it) from
@@ -62,6 +72,8 @@ func generate(name, dir string, quick bool, seed uint64) (*Dataset, error) {
 		err = g.mixed(dir, sz)
 	case "many-small":
 		err = g.manySmall(dir, sz)
+	case "million":
+		err = g.million(dir, sz)
 	case "big-file":
 		size := int64(4 << 30)
 		if quick {
@@ -79,6 +91,7 @@ func generate(name, dir string, quick bool, seed uint64) (*Dataset, error) {
 
 // gen is a deterministic generator of names and contents.
 type gen struct {
+	seed  uint64
 	rng   *rand.Rand
 	bytes *rand.ChaCha8 // incompressible bytes
 	lines []string      // a pool of source-code-like lines
@@ -89,7 +102,7 @@ func newGen(seed uint64) *gen {
 	for i := range s {
 		s[i] = byte(seed >> (8 * (i % 8)))
 	}
-	g := &gen{rng: rand.New(rand.NewPCG(seed, 0x636f66666572)), bytes: rand.NewChaCha8(s)}
+	g := &gen{seed: seed, rng: rand.New(rand.NewPCG(seed, 0x636f66666572)), bytes: rand.NewChaCha8(s)}
 	words := []string{"func", "return", "if", "err", "nil", "for", "range", "var", "const", "type",
 		"struct", "interface", "map", "string", "int", "byte", "ctx", "context", "fmt.Errorf", "len",
 		"append", "make", "go", "defer", "select", "case", "default", "switch", "else", "package",
@@ -221,42 +234,100 @@ func (g *gen) mixed(dir string, sz sizes) error {
 	return nil
 }
 
-// manySmall: files of 1-16 KiB, one directory with sz.wide entries, a
-// chain sz.deep directories deep, and the rest in a two-level tree.
+// manySmall: files of 0.1-3 KB (a third incompressible), one directory
+// with sz.wide entries, a chain sz.deep directories deep (20 files a
+// level), and the rest in a two-level tree of 2,000 files a directory.
 func (g *gen) manySmall(dir string, sz sizes) error {
-	content := func() []byte {
-		n := 1<<10 + g.rng.IntN(15<<10)
-		if g.rng.IntN(3) == 0 {
-			return g.random(n)
+	const perLevel = 20
+	chain := sz.deep * perLevel
+	dirOf := func(i int) string {
+		switch {
+		case i < sz.wide:
+			return "wide"
+		case i < sz.wide+chain:
+			d := "deep"
+			for l := range (i-sz.wide)/perLevel + 1 {
+				d += fmt.Sprintf("/l%02d", l)
+			}
+			return d
 		}
-		return g.text(n)
+		return fmt.Sprintf("tree/d%03d/e%02d", i/2000, i/100%20)
 	}
-	made := 0
-	for i := range sz.wide {
-		if err := writeFile(filepath.Join(dir, "wide", fmt.Sprintf("f%05d.txt", i)), content()); err != nil {
-			return err
+	return g.writeFiles(dir, sz.smallFiles, dirOf, func(i int, r *rand.Rand) (string, int, bool) {
+		return fmt.Sprintf("%s/f%06d.txt", dirOf(i), i), 100 + r.IntN(2901), r.IntN(3) == 0
+	})
+}
+
+// million: sz.millFiles files of 0-4 KiB (a third incompressible), one
+// directory with sz.millWide entries, the rest ten to a directory at the
+// bottom of a tree five levels deep with ten directories in each.
+func (g *gen) million(dir string, sz sizes) error {
+	dirOf := func(i int) string {
+		if i < sz.millWide {
+			return "wide"
 		}
-		made++
+		leaf := (i - sz.millWide) / 10
+		return fmt.Sprintf("t/a%d/b%d/c%d/d%d/e%d", leaf/10000, leaf/1000%10, leaf/100%10, leaf/10%10, leaf%10)
 	}
-	deep := "deep"
-	perLevel := 20
-	for l := range sz.deep {
-		deep = filepath.Join(deep, fmt.Sprintf("l%02d", l))
-		for i := range perLevel {
-			if err := writeFile(filepath.Join(dir, deep, fmt.Sprintf("f%02d.txt", i)), content()); err != nil {
+	return g.writeFiles(dir, sz.millFiles, dirOf, func(i int, r *rand.Rand) (string, int, bool) {
+		return fmt.Sprintf("%s/f%07d", dirOf(i), i), r.IntN(4097), r.IntN(3) == 0
+	})
+}
+
+// writeFiles writes count files under root with one writer per CPU: file
+// i goes into directory dirOf(i) under the name, size and kind (text or
+// incompressible) that file(i, r) picks, r and the file's bytes coming
+// from a generator seeded with g's seed and i, so that the bytes do not
+// depend on which writer writes which file. Directories are created
+// first, in order.
+func (g *gen) writeFiles(root string, count int, dirOf func(int) string, file func(i int, r *rand.Rand) (name string, size int, random bool)) error {
+	last := ""
+	for i := range count {
+		if d := dirOf(i); d != last {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 				return err
 			}
-			made++
+			last = d
 		}
 	}
-	for i := 0; made < sz.smallFiles; i++ {
-		name := fmt.Sprintf("tree/d%03d/e%02d/f%04d.txt", i/2000, i/100%20, i)
-		if err := writeFile(filepath.Join(dir, name), content()); err != nil {
-			return err
-		}
-		made++
+	var next atomic.Int64
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	for range cap(errs) {
+		go func() {
+			var buf []byte
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= count {
+					errs <- nil
+					return
+				}
+				r := rand.New(rand.NewPCG(g.seed, uint64(i)))
+				name, n, random := file(i, r)
+				buf = buf[:0]
+				if random {
+					for len(buf) < n {
+						buf = binary.LittleEndian.AppendUint64(buf, r.Uint64())
+					}
+				} else {
+					for len(buf) < n {
+						buf = append(append(buf, g.lines[r.IntN(len(g.lines))]...), '\n')
+					}
+				}
+				if err := os.WriteFile(filepath.Join(root, name), buf[:n], 0o644); err != nil {
+					next.Store(int64(count)) // stop the other writers
+					errs <- err
+					return
+				}
+			}
+		}()
 	}
-	return nil
+	var first error
+	for range cap(errs) {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // describe walks a generated tree and records what the scenarios need.

@@ -1,5 +1,5 @@
-// Command bench compares coffer with restic (and kopia when a kopia binary
-// is on PATH) on generated datasets: it times init, backups, restores,
+// Command bench compares coffer with restic and kopia on generated
+// datasets: it times init, backups, restores,
 // check and ls for each tool as child processes, takes medians over runs
 // with the tools interleaved, and writes a markdown report and charts.
 //
@@ -36,6 +36,8 @@ type options struct {
 	keep     bool
 	sync     bool
 	s3       bool
+	cold     bool
+	coldN    int
 }
 
 func main() {
@@ -56,8 +58,8 @@ func main() {
 	var o options
 	var datasets, tools string
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down datasets and one run: a smoke test that the harness works")
-	flag.StringVar(&datasets, "datasets", strings.Join(datasetNames, ","), "comma-separated datasets: "+strings.Join(datasetNames, ", "))
-	flag.StringVar(&tools, "tools", strings.Join(defaultTools, ","), "comma-separated tools: "+strings.Join(toolNames, ", ")+" (kopia is skipped when not on PATH)")
+	flag.StringVar(&datasets, "datasets", strings.Join(datasetNames, ","), "comma-separated datasets: "+strings.Join(datasetNames, ", ")+"\n(-quick: "+strings.Join(quickDatasets, ",")+" unless set)")
+	flag.StringVar(&tools, "tools", strings.Join(defaultTools, ","), "comma-separated tools: "+strings.Join(toolNames, ", ")+"\n(kopia from PATH, ~/.cache/coffer-bench or ../shared/tools/get-kopia; skipped when none has it)")
 	flag.IntVar(&o.runs, "runs", 0, "runs per tool and scenario; medians are reported (default 3, or 1 with -quick)")
 	flag.StringVar(&o.out, "out", "", "markdown file to write the report section into, replacing its \"coffer vs restic\" section if any;\ncharts go next to it (default: a new report.md in a temporary directory)")
 	flag.StringVar(&o.work, "work", "", "scratch directory for datasets and repositories (default: a temporary directory, removed at the end)")
@@ -66,8 +68,13 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the datasets and the last run's repositories in -work, to profile a tool on them")
 	flag.BoolVar(&o.sync, "sync", false, "measure coffer's sync (into a registry, re-encrypting, mounted, shared keys) against a first backup into the registry,\ninstead of the tool comparison; writes a \"sync between repositories\" section (-quick runs both, the sync on mixed only)")
 	flag.BoolVar(&o.s3, "s3", false, "measure coffer's first backup into and restore from an S3 server (VersityGW on loopback) against uploading and downloading\nthe same bytes with minio-go and the aws CLI, instead of the tool comparison; writes an \"S3 store\" section (-quick runs it on mixed only)")
+	flag.BoolVar(&o.cold, "cold", false, "measure coffer's ls and single-file restores with a cold cache from a registry repository of 1,000 snapshots,\ncounting the registry's requests, instead of the tool comparison; writes a \"cold registry reads\" section (-quick runs it with 10 snapshots)")
+	flag.IntVar(&o.coldN, "cold-snapshots", 1000, "snapshots in -cold's repository (10 with -quick)")
 	flag.Parse()
 	o.datasets = splitList(datasets)
+	if o.quick && !flagSet("datasets") {
+		o.datasets = quickDatasets
+	}
 	o.tools = splitList(tools)
 	if o.runs == 0 {
 		o.runs = 3
@@ -91,6 +98,13 @@ func defaultRestoreDir() string {
 		return filepath.Join("/dev/shm", fmt.Sprintf("coffer-bench-restore-%d", os.Getpid()))
 	}
 	return ""
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func splitList(s string) []string {
@@ -122,10 +136,17 @@ func bench(o options) (err error) {
 		}
 	}
 	need := map[string]bool{}
-	if o.sync || o.s3 {
+	if o.sync || o.s3 || o.cold {
 		// The tool comparison does not run; sync needs coffer and the
-		// registry, the S3 benchmark coffer and VersityGW.
+		// registry, the S3 benchmark coffer and VersityGW, -cold coffer
+		// and the registry.
 		o.tools = nil
+	}
+	// coldOn says whether the cold registry reads are measured: with
+	// -cold, and with -quick alone, as a smoke test.
+	coldOn := o.cold || o.quick && !o.sync && !o.s3
+	if coldOn {
+		need["registry"] = true
 	}
 	// syncOn says which datasets the sync benchmark runs on: all with
 	// -sync, and with -quick (without -s3), as a smoke test, the
@@ -189,15 +210,15 @@ func bench(o options) (err error) {
 			tools = append(tools, cofferTool(bins, reg, false))
 		case "restic", "restic-matched":
 			tools = append(tools, resticTool(bins, name == "restic-matched"))
-		case "kopia":
+		case "kopia", "kopia-zstd":
 			if bins.kopia == "" {
-				logf("kopia is not on PATH: skipping it")
+				logf("no kopia (see findKopia): skipping %s", name)
 				continue
 			}
-			tools = append(tools, kopiaTool(bins))
+			tools = append(tools, kopiaTool(bins, name == "kopia-zstd"))
 		}
 	}
-	if len(tools) == 0 && !o.sync && !o.s3 {
+	if len(tools) == 0 && !o.sync && !o.s3 && !o.cold {
 		return fmt.Errorf("no tools to run")
 	}
 
@@ -221,6 +242,12 @@ func bench(o options) (err error) {
 		}
 	}
 	var syncTime, s3Time time.Duration
+	if o.cold && len(o.datasets) > 0 && flagSet("datasets") {
+		return fmt.Errorf("-cold makes its own repository: it takes no -datasets")
+	}
+	if o.cold {
+		o.datasets = nil
+	}
 	for _, name := range o.datasets {
 		logf("generating dataset %s", name)
 		ds, err := generate(name, filepath.Join(work, "data", name), o.quick, o.seed)
@@ -243,8 +270,12 @@ func bench(o options) (err error) {
 			s3Time += time.Since(t0)
 			s3rep.Results = append(s3rep.Results, res)
 		}
-		if !o.sync && !o.s3 {
-			res, err := runDataset(rn, ds, tools, reg, o.runs, o.keep, filepath.Join(work, "runs", name), restoreDir)
+		if !o.sync && !o.s3 && !o.cold {
+			history := historyLen
+			if o.quick {
+				history = quickHistoryLen
+			}
+			res, err := runDataset(rn, ds, tools, reg, o.runs, history, o.keep, filepath.Join(work, "runs", name), restoreDir)
 			if err != nil {
 				return err
 			}
@@ -268,8 +299,31 @@ func bench(o options) (err error) {
 			return fmt.Errorf("removing dataset %s: %w", name, err)
 		}
 	}
+	if coldOn {
+		t0 := time.Now()
+		snapshots := o.coldN
+		if o.quick && !flagSet("cold-snapshots") {
+			snapshots = 10
+		}
+		restoreDir := o.restore
+		if restoreDir == "" {
+			restoreDir = filepath.Join(work, "restore")
+		}
+		crep, err := coldBench(rn, bins, snapshots, o.runs, filepath.Join(work, "cold"), restoreDir)
+		if err != nil {
+			return err
+		}
+		crep.Command, crep.Date, crep.Machine, crep.Quick = rep.Command, rep.Date, rep.Machine, o.quick
+		crep.Versions = toolVersions(&binaries{coffer: bins.coffer, registry: bins.registry}, true)
+		crep.Elapsed = time.Since(t0)
+		md, err := crep.write(out)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
+	}
 	rep.Elapsed = time.Since(start)
-	if !o.sync && !o.s3 {
+	if !o.sync && !o.s3 && !o.cold {
 		md, err := rep.write(out)
 		if err != nil {
 			return err
@@ -307,7 +361,7 @@ func bench(o options) (err error) {
 // runDataset runs every scenario o.runs times for each tool on ds. Within
 // a run, each scenario is run by every tool before the next scenario, and
 // the order of the tools rotates from run to run.
-func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int, keep bool, dir, restoreDir string) (*Result, error) {
+func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs, history int, keep bool, dir, restoreDir string) (*Result, error) {
 	res := &Result{Dataset: ds, Samples: map[string]map[string][]Sample{}}
 	for _, t := range tools {
 		res.Samples[t.Name] = map[string][]Sample{}
@@ -347,7 +401,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 			}
 			if sc == scHistory {
 				// Three snapshots so far; the rest, each after its own 5%.
-				for k := 3; k < historyLen; k++ {
+				for k := 3; k < history; k++ {
 					c, err := mutate(ds, uint64(r)*1000+uint64(k))
 					if err != nil {
 						return nil, err
@@ -359,7 +413,7 @@ func runDataset(rn *runner, ds *Dataset, tools []*Tool, reg *registry, runs int,
 							return nil, fmt.Errorf("dataset %s, run %d, %s, backup %d: %w", ds.Name, r+1, t.Name, k+1, err)
 						}
 						logf("%-10s run %d  %-15s %-24s %8.2fs wall (backup %d, not reported)", ds.Name, r+1, t.Name, sc, s.Wall.Seconds(), k+1)
-						if k == historyLen-1 {
+						if k == history-1 {
 							res.Samples[t.Name][sc] = append(res.Samples[t.Name][sc], s)
 						}
 					}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -120,6 +121,7 @@ func (r *Report) markdown(charts []string) string {
 		r.table(&b, res, "Bytes stored after the command", func(s Sample) float64 { return float64(s.Stored) }, humanF, storesData)
 		r.table(&b, res, "Bytes read from disk (block input)", func(s Sample) float64 { return float64(s.DiskRead) }, humanF,
 			func(sc string) bool { return sc == scBackup || sc == scChanged })
+		r.goals(&b, res)
 		if ci < len(charts) {
 			p("![wall time per scenario on %s](%s)\n\n", ds.Name, charts[ci])
 		}
@@ -145,7 +147,13 @@ func (r *Report) table(b *strings.Builder, res *Result, title string, value func
 	for _, t := range peers {
 		fmt.Fprintf(b, " %s / %s |", ref, t)
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---:|", len(r.Tools)+len(peers)) + "\n")
+	best := r.bestPeers()
+	cols := len(r.Tools) + len(peers)
+	if len(best) > 0 {
+		fmt.Fprintf(b, " %s / min(%s) |", ref, strings.Join(best, ", "))
+		cols++
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", cols) + "\n")
 	for _, sc := range scenarios {
 		if only != nil && !only(sc) {
 			continue
@@ -163,7 +171,85 @@ func (r *Report) table(b *strings.Builder, res *Result, title string, value func
 				b.WriteString(" - |")
 			}
 		}
+		if len(best) > 0 {
+			if m := minOf(med, best); m > 0 && med[ref] > 0 {
+				fmt.Fprintf(b, " **%.2f** |", med[ref]/m)
+			} else {
+				b.WriteString(" - |")
+			}
+		}
 		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+// bestPeers are the peers issue 16's goals take the better of: restic
+// and kopia at their defaults, those of them that ran.
+func (r *Report) bestPeers() []string {
+	var out []string
+	for _, t := range []string{"restic", "kopia"} {
+		if slices.Contains(r.Tools, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// minOf returns the smallest positive value of med among tools, or 0.
+func minOf(med map[string]float64, tools []string) float64 {
+	m := 0.0
+	for _, t := range tools {
+		if v := med[t]; v > 0 && (m == 0 || v < m) {
+			m = v
+		}
+	}
+	return m
+}
+
+// goals writes issue 16's goals for res, each met or missed: wall time of
+// the backups and the restore at most speed times the faster of restic and
+// kopia (0.5, or 0.7 on million), peak RSS at most the smaller of the two
+// in every scenario, bytes stored at most 1.02 times restic's.
+func (r *Report) goals(b *strings.Builder, res *Result) {
+	ref, best := r.Tools[0], r.bestPeers()
+	if ref != "coffer" || len(best) == 0 {
+		return
+	}
+	speed := 0.5
+	if res.Dataset.Name == "million" {
+		speed = 0.7
+	}
+	med := func(t, sc string, v func(Sample) float64) float64 { return v(medianSample(res.Samples[t][sc])) }
+	wall := func(s Sample) float64 { return s.Wall.Seconds() }
+	rss := func(s Sample) float64 { return float64(s.MaxRSSKiB) * 1024 }
+	stored := func(s Sample) float64 { return float64(s.Stored) }
+	fmt.Fprintf(b, "Issue 16's goals (coffer's median against the better median of %s):\n\n", strings.Join(best, " and "))
+	b.WriteString("| goal | scenario | coffer | peer | ratio | target | |\n|---|---|---:|---:|---:|---:|---|\n")
+	row := func(goal, sc string, v func(Sample) float64, peers []string, target float64, format func(float64) string) {
+		m := map[string]float64{}
+		for _, t := range peers {
+			m[t] = med(t, sc, v)
+		}
+		c, p := med(ref, sc, v), minOf(m, peers)
+		if p <= 0 {
+			return
+		}
+		verdict := "met"
+		if c/p > target {
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | <= %.2f | %s |\n", goal, sc, format(c), format(p), c/p, target, verdict)
+	}
+	for _, sc := range []string{scBackup, scNoChange, scChanged, scRestore} {
+		row("wall time", sc, wall, best, speed, seconds)
+	}
+	for _, sc := range scenarios {
+		row("peak RSS", sc, rss, best, 1, humanF)
+	}
+	if slices.Contains(r.Tools, "restic") {
+		for _, sc := range []string{scBackup, scHistory, scPrune} {
+			row("bytes stored (vs restic)", sc, stored, []string{"restic"}, 1.02, humanF)
+		}
 	}
 	b.WriteString("\n")
 }
@@ -235,7 +321,12 @@ func toolVersions(b *binaries, registry bool) string {
 		v = append(v, version(b.registry, "--version"))
 	}
 	if b.kopia != "" {
-		v = append(v, "kopia "+version(b.kopia, "--version"))
+		kv := "kopia " + version(b.kopia, "--version")
+		if strings.Contains(b.kopia, "kopia-"+kopiaBuild) {
+			// get-kopia's build does not know its own version.
+			kv = "kopia " + kopiaBuild + " (../shared/tools/get-kopia)"
+		}
+		v = append(v, kv)
 	}
 	return "`" + strings.Join(v, "`, `") + "`"
 }

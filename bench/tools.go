@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,8 +30,10 @@ const (
 	scPrune   = "forget -keep-last 2 -prune"
 )
 
-// historyLen is how many snapshots the repository holds before scPrune.
-const historyLen = 10
+// historyLen is how many snapshots the repository holds before scPrune;
+// -quick makes quickHistoryLen, which is enough to exercise the scenario
+// and keeps the smoke test within its budget with six tools.
+const historyLen, quickHistoryLen = 10, 4
 
 var scenarios = []string{scInit, scBackup, scNoChange, scChanged, scRestore, scRestoreOne, scCheck, scLs, scHistory, scPrune}
 
@@ -64,13 +67,13 @@ type Instance struct {
 
 // toolNames are the tools the harness knows, in report order; the first
 // is the one ratios are taken against.
-var toolNames = []string{"coffer", "coffer-oci", "coffer-uncompressed", "restic", "restic-matched", "kopia"}
+var toolNames = []string{"coffer", "coffer-oci", "coffer-uncompressed", "restic", "restic-matched", "kopia", "kopia-zstd"}
 
 // defaultTools are the tools run unless -tools says otherwise.
 // coffer-uncompressed is left out: it answers one question (how coffer
 // compares with a tool that does not compress by default, such as kopia)
 // and would add a quarter to a full run.
-var defaultTools = []string{"coffer", "coffer-oci", "restic", "restic-matched", "kopia"}
+var defaultTools = []string{"coffer", "coffer-oci", "restic", "restic-matched", "kopia", "kopia-zstd"}
 
 // binaries holds the paths of built or found executables.
 type binaries struct {
@@ -176,9 +179,16 @@ func resticTool(b *binaries, matched bool) *Tool {
 	return t
 }
 
-// kopiaTool runs kopia (when on PATH) on a local filesystem repository.
-func kopiaTool(b *binaries) *Tool {
-	t := &Tool{Name: "kopia", Settings: "defaults (found on PATH), filesystem repository"}
+// kopiaTool runs kopia on a local filesystem repository; zstd sets the
+// global policy to zstd compression right after the repository is created
+// (kopia compresses nothing by default), to compare with coffer's and
+// restic's zstd.
+func kopiaTool(b *binaries, zstd bool) *Tool {
+	t := &Tool{Name: "kopia", Settings: "defaults (no compression), filesystem repository"}
+	if zstd {
+		t.Name = "kopia-zstd"
+		t.Settings = "defaults but `policy set --global --compression=zstd` right after `repository create` (part of init), filesystem repository"
+	}
 	t.open = func(dir string, run int, ds *Dataset) (*Instance, error) {
 		in := &Instance{store: filepath.Join(dir, "repo"), env: []string{
 			"KOPIA_PASSWORD=" + passphrase, "KOPIA_CONFIG_PATH=" + filepath.Join(dir, "kopia.config"),
@@ -207,6 +217,8 @@ func kopiaTool(b *binaries) *Tool {
 		in.cmd = func(sc string, ds *Dataset, out string) (command, error) {
 			c := command{env: in.env}
 			var r string
+			// kopia names the root directory by the root object alone.
+			widest := kopiaPath(ds.Widest)
 			if sc == scRestore || sc == scRestoreOne || sc == scLs {
 				var err error
 				if r, err = root(); err != nil {
@@ -216,6 +228,10 @@ func kopiaTool(b *binaries) *Tool {
 			switch sc {
 			case scInit:
 				c.argv = []string{b.kopia, "repository", "create", "filesystem", "--path", in.store}
+				if zstd {
+					c.argv = []string{"/bin/sh", "-ec", `"$0" repository create filesystem --path "$1"
+"$0" policy set --global --compression=zstd`, b.kopia, in.store}
+				}
 			case scBackup, scNoChange, scChanged, scHistory:
 				c.argv = []string{b.kopia, "snapshot", "create", ds.Dir}
 			case scPrune:
@@ -234,13 +250,22 @@ func kopiaTool(b *binaries) *Tool {
 			case scCheck:
 				c.argv = []string{b.kopia, "snapshot", "verify", "--verify-files-percent=100"}
 			case scLs:
-				c.argv = []string{b.kopia, "ls", r + "/" + filepath.ToSlash(ds.Widest)}
+				c.argv = []string{b.kopia, "ls", r + widest}
 			}
 			return c, nil
 		}
 		return in, nil
 	}
 	return t
+}
+
+// kopiaPath returns "/" + dir for a path below a kopia root object, or "" for
+// the root itself.
+func kopiaPath(dir string) string {
+	if dir == "." || dir == "" {
+		return ""
+	}
+	return "/" + filepath.ToSlash(dir)
 }
 
 // registry is a CNCF Distribution process serving on loopback.
@@ -300,9 +325,8 @@ func (r *registry) stop() {
 	_ = r.cmd.Wait()
 }
 
-// findBinaries builds coffer from the tree the harness runs in, and finds
-// or builds restic v0.19.1 and Distribution; kopia is taken from PATH when
-// there.
+// findBinaries builds coffer from the tree the harness runs in, finds or
+// builds restic v0.19.1 and Distribution, and finds kopia (findKopia).
 func findBinaries(work string, need map[string]bool, logf func(string, ...any)) (*binaries, error) {
 	b := &binaries{coffer: filepath.Join(work, "bin", "coffer")}
 	root, err := cofferRoot()
@@ -355,13 +379,44 @@ func findBinaries(work string, need map[string]bool, logf func(string, ...any)) 
 			}
 		}
 	}
-	if need["kopia"] {
-		b.kopia, _ = exec.LookPath("kopia")
+	if need["kopia"] || need["kopia-zstd"] {
+		b.kopia = findKopia(root, filepath.Join(cache, "kopia-"+kopiaBuild), logf)
 	}
 	return b, nil
 }
 
 const resticVersion = "v0.19.1"
+
+// kopiaBuild names the kopia build that ../shared/tools/get-kopia (beside
+// coffer's tree) unpacks; a copy is cached under that name.
+const kopiaBuild = "v0.23.1-83"
+
+// findKopia returns kopia from PATH, else from cacheDir, else unpacks it
+// there with get-kopia from the shared tools beside the coffer tree root;
+// "" when none of these has it. kopia is a peer measured against, never a
+// dependency of coffer.
+func findKopia(root, cacheDir string, logf func(string, ...any)) string {
+	if p, err := exec.LookPath("kopia"); err == nil {
+		return p
+	}
+	cached := filepath.Join(cacheDir, "kopia")
+	if executable(cached) {
+		return cached
+	}
+	script := filepath.Join(filepath.Dir(root), "shared", "tools", "get-kopia")
+	if _, err := os.Stat(script); err != nil {
+		logf("no kopia on PATH, in %s or from %s", cacheDir, script)
+		return ""
+	}
+	logf("unpacking kopia into %s with %s", cacheDir, script)
+	cmd := exec.Command("/bin/sh", script, cacheDir)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Run(); err != nil || !executable(cached) {
+		logf("get-kopia failed (%v): no kopia", err)
+		return ""
+	}
+	return cached
+}
 
 // findRestic returns a restic of the pinned version from /tmp/bin, PATH
 // or the cache directory, or "" when there is none.
