@@ -126,11 +126,34 @@ func TestS3Walkthrough(t *testing.T) {
 	}
 }
 
-// Wrong keys exit 18 with one line that names where the keys came from
+// On each S3 server: wrong keys exit 18 with one line that names where the keys came from
 // and never the secret; a missing bucket exits 10 saying to create it;
 // an empty prefix exits 10 saying there is no repository.
 func TestS3BadInputs(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3BadInputs)
+}
+
+// forEachS3Server runs test as a subtest on a fresh server of each kind.
+func forEachS3Server(t *testing.T, test func(t *testing.T, srv *testregistry.S3Server)) {
+	for _, kind := range []testregistry.S3Kind{testregistry.VersityGW, testregistry.SeaweedFS} {
+		t.Run(string(kind), func(t *testing.T) {
+			test(t, testregistry.StartS3(t, testregistry.S3Options{Server: kind}))
+		})
+	}
+}
+
+// countS3Packs counts the packs of the repository at prefix, through S3.
+func countS3Packs(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) int {
+	n := 0
+	for obj := range srv.Client(t).ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: prefix + "/packs/", Recursive: true}) {
+		if obj.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func testS3BadInputs(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeBucket(t, "bucket")
 	h := s3Harness(t, srv, "bucket", "repo")
 	h.create()
@@ -189,12 +212,15 @@ var s3FaultKinds = []testregistry.FaultKind{
 	testregistry.FaultReset, testregistry.FaultSlow,
 }
 
-// Backup and restore through a proxy that faults 10% of the requests
+// On each S3 server, backup and restore through a proxy that faults 10% of the requests
 // (429, 500, 503, connections reset halfway through an answer, slow
 // answers): the restored tree is byte-identical and check -read-data
 // passes.
 func TestS3Faults(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3Faults)
+}
+
+func testS3Faults(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeBucket(t, "bucket")
 	proxy := testregistry.StartFaultProxy(t, srv.URL, testregistry.FaultOptions{Rate: 0.1, Seed: 42, Kinds: s3FaultKinds})
 	h := s3Harness(t, srv, "bucket", "faults")
@@ -218,10 +244,13 @@ func TestS3Faults(t *testing.T) {
 	}
 }
 
-// A backup killed with SIGKILL leaves no snapshot; the next backup
+// On each S3 server, a backup killed with SIGKILL leaves no snapshot; the next backup
 // completes, and check -read-data passes.
 func TestS3InterruptedBackup(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3InterruptedBackup)
+}
+
+func testS3InterruptedBackup(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeBucket(t, "bucket")
 	h := s3Harness(t, srv, "bucket", "killed")
 	src := bigTree(t, 96)
@@ -232,16 +261,15 @@ func TestS3InterruptedBackup(t *testing.T) {
 	if err := backup.Start(); err != nil {
 		t.Fatal(err)
 	}
-	repoDir := filepath.Join(srv.DataDir, "bucket", "killed")
 	deadline := time.Now().Add(60 * time.Second)
-	for countPacks(repoDir) < 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	for countS3Packs(t, srv, "bucket", "killed") < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := backup.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	backup.Wait()
-	if n := countPacks(repoDir); n < 1 {
+	if n := countS3Packs(t, srv, "bucket", "killed"); n < 1 {
 		t.Fatalf("no pack was stored before the kill (stderr %s)", stderr.String())
 	}
 	if out := h.mustAt("ls"); out != "" {
