@@ -22,6 +22,10 @@ var lsCommand = &command{
 	summary:  "list snapshots, or the entries of a directory in a snapshot",
 	needRepo: true,
 	selects:  true,
+	// Listing snapshots needs no index: on a registry, loading it was
+	// half the requests of a cold ls (docs/benchmarks.md, "cold registry
+	// reads"). Listing a directory loads it.
+	ownIndex: true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &lsOptions{}
 		fs.BoolVar(&o.long, "l", false, "long listing: mode, owner, size, time")
@@ -75,6 +79,9 @@ func listEntries(ctx context.Context, a *app, o *lsOptions, ref string) error {
 	id, p := splitRef(ref)
 	sn, err := a.findSnapshot(ctx, id)
 	if err != nil {
+		return err
+	}
+	if err := a.repo.LoadIndex(ctx); err != nil {
 		return err
 	}
 	node, abs, err := snapshot.Resolve(ctx, a.repo, sn, p)
