@@ -110,6 +110,9 @@ type restorer struct {
 	others   []restoreItem // the batch's files, symlinks, specials
 	blobs    int           // the batch's extents
 	links    map[[2]uint64]string
+	// absent are the directories the survey found missing: nothing in
+	// them can be in the way but what the restore makes.
+	absent map[string]bool
 	// lostInodes are hard-linked files whose first name failed: their
 	// other names are not linked to what is left of it.
 	lostInodes map[[2]uint64]bool
@@ -248,6 +251,7 @@ func (rs *restorer) survey(ctx context.Context, target string, node *Node) error
 	if err := c.err(rs.opt.Overwrite); err != nil {
 		return err
 	}
+	rs.absent = c.absent
 	rs.prog.Total(files, bytes)
 	return nil
 }
@@ -496,6 +500,14 @@ func (rs *restorer) createEntries() error {
 		if it.deferred = deferrable(it.node); it.deferred {
 			if err := rs.removeExisting(it.path); err != nil {
 				return err
+			}
+			// Created by its first write, which would write into a
+			// file that appeared since the survey: where one could
+			// have (the directory existed then), look again.
+			if !rs.opt.Overwrite && !rs.absent[filepath.Dir(it.path)] {
+				if _, err := os.Lstat(it.path); err == nil {
+					return fmt.Errorf("%s: %w (it appeared during the restore): use -overwrite to replace", it.path, ErrTargetExists)
+				}
 			}
 			continue
 		}

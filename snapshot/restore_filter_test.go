@@ -175,3 +175,45 @@ func TestRestoreIgnoreErrorsHardLinks(t *testing.T) {
 		})
 	}
 }
+
+// totalHook is a RestoreProgress that runs a function when the survey
+// has ended, before anything is written.
+type totalHook struct {
+	progressRecorder
+	fn func()
+}
+
+func (h *totalHook) Total(files, bytes int64) {
+	h.progressRecorder.Total(files, bytes)
+	h.fn()
+}
+
+// A file that appears in the target after the survey found the way clear
+// is not written into: the restore stops with ErrTargetExists, in a later
+// batch too.
+func TestRestoreFileAppearsAfterSurvey(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
+	writeFile(t, filepath.Join(src, "b.txt"), []byte("from the snapshot too"), 0o644)
+	st := mem.New()
+	sn := backup(t, newRepo(t, st), src, BackupOptions{})
+	r := reopen(t, st)
+	for _, batch := range []int{0, 1} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			dst := t.TempDir() // exists: the survey looks in it
+			intruder := filepath.Join(dst, "b.txt")
+			hook := &totalHook{fn: func() {
+				if err := os.WriteFile(intruder, []byte("the user's"), 0o644); err != nil {
+					t.Error(err)
+				}
+			}}
+			_, err := Restore(t.Context(), r, sn, "", RestoreOptions{Target: dst, Progress: hook, batch: batch})
+			if !errors.Is(err, ErrTargetExists) {
+				t.Fatalf("restore: %v, want ErrTargetExists", err)
+			}
+			if b, _ := os.ReadFile(intruder); string(b) != "the user's" {
+				t.Errorf("the file that appeared holds %q", b)
+			}
+		})
+	}
+}
