@@ -132,6 +132,10 @@ func (c *KeyCache) store(sealedCfg []byte, location, keyName string, mk *masterK
 	if err := os.Rename(f.Name(), c.entryPath(sealedCfg)); err != nil {
 		return fmt.Errorf("key cache: %w", err)
 	}
+	// Entries expire when their repository is next opened; those of
+	// repositories not opened again go now, so that no key outlives its
+	// time by much.
+	_, _ = c.List()
 	return nil
 }
 
@@ -168,7 +172,7 @@ func (c *KeyCache) Forget() (int, error) {
 }
 
 // List returns the entries that have not expired, removing those that
-// have.
+// have, and files a write left behind.
 func (c *KeyCache) List() ([]CachedKey, error) {
 	if err := checkPrivateDir(c.Dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -181,6 +185,13 @@ func (c *KeyCache) List() ([]CachedKey, error) {
 	}
 	var keys []CachedKey
 	for _, de := range entries {
+		if strings.HasPrefix(de.Name(), ".new-") {
+			// Left by a process that died between writing and renaming.
+			if info, err := de.Info(); err == nil && c.now().Sub(info.ModTime()) > time.Minute {
+				c.remove(filepath.Join(c.Dir, de.Name()))
+			}
+			continue
+		}
 		if !strings.HasSuffix(de.Name(), ".key") {
 			continue
 		}

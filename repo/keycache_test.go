@@ -135,6 +135,26 @@ func TestKeyCache(t *testing.T) {
 		mustOpen(t, kc, true) // the config does not open with them
 		mustOpen(t, kc, false)
 	})
+	t.Run("expired entries of other repositories go", func(t *testing.T) {
+		stale := filepath.Join(dir, "0123.key")
+		b, _ := json.Marshal(keyCacheEntry{Version: keyCacheVersion, Created: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour), Keys: &masterKeys{}})
+		if err := os.WriteFile(stale, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		leftover := filepath.Join(dir, ".new-1")
+		if err := os.WriteFile(leftover, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := now.Add(-time.Hour)
+		os.Chtimes(leftover, old, old)
+		now = now.Add(time.Hour) // and this repository's entry expires too
+		mustOpen(t, kc, true)    // which writes a new one
+		for _, p := range []string{stale, leftover} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%s is still there", filepath.Base(p))
+			}
+		}
+	})
 	t.Run("a removed key ends its sessions", func(t *testing.T) {
 		r, err := open(nil, testPassphrase)
 		if err != nil {

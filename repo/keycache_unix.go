@@ -19,7 +19,7 @@ func ownedPrivately(path string, info fs.FileInfo) error {
 		return fmt.Errorf("key cache: cannot tell the owner of %s", path)
 	}
 	if int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("key cache: %s belongs to user %d, not to this user; remove it", path, st.Uid)
+		return fmt.Errorf("key cache: %s belongs to user %d, not to this user, and is not used; remove it, or set XDG_RUNTIME_DIR to a directory of yours", path, st.Uid)
 	}
 	if info.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("key cache: %s is open to other users (mode %v); remove it", path, info.Mode().Perm())
