@@ -190,7 +190,7 @@ func TestTamperedObjects(t *testing.T) {
 		{"index", func(t *testing.T, d string) {
 			idx, _ := filepath.Glob(filepath.Join(d, "index", "*"))
 			flipByte(t, idx[0], 0.5)
-		}, []string{"ls"}, []string{"index", "corrupted"}},
+		}, []string{"ls", "ID"}, []string{"index", "corrupted"}}, // ls of snapshots reads no index
 		{"snapshot", func(t *testing.T, d string) {
 			sns, _ := filepath.Glob(filepath.Join(d, "snapshots", "*"))
 			flipByte(t, sns[0], 0.5)
