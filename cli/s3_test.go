@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -386,27 +385,64 @@ func TestS3ObjectLock(t *testing.T) {
 	h.mustAt("ls")
 }
 
-// prune killed with SIGKILL at points of its run on the S3 server, each
-// chosen by what it has done so far (the server's posix backend holds
-// the prefix as a directory laid out as a local repository's): check
+// prune killed with SIGKILL at points of its run on each S3 server, each
+// chosen by what it has done so far (counted through S3 listings): check
 // -read-data passes every time, the next prune completes, and the kept
 // snapshots restore.
 func TestS3PruneKilled(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3PruneKilled)
+}
+
+// s3State counts the objects of the repository at prefix, through S3.
+func s3State(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) repoState {
+	var s repoState
+	for obj := range srv.Client(t).ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: prefix + "/", Recursive: true}) {
+		if obj.Err != nil {
+			continue
+		}
+		switch kind, _, _ := strings.Cut(strings.TrimPrefix(obj.Key, prefix+"/"), "/"); kind {
+		case "packs":
+			s.packs++
+		case "index":
+			s.index++
+		case "plans":
+			s.plans++
+		case "locks":
+			s.locks++
+		}
+	}
+	return s
+}
+
+// copyS3Prefix copies every object under from to the same names under to.
+func copyS3Prefix(t *testing.T, srv *testregistry.S3Server, bucket, from, to string) {
+	t.Helper()
+	c := srv.Client(t)
+	for obj := range c.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: from + "/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		dst := to + "/" + strings.TrimPrefix(obj.Key, from+"/")
+		if _, err := c.CopyObject(t.Context(), minio.CopyDestOptions{Bucket: bucket, Object: dst},
+			minio.CopySrcOptions{Bucket: bucket, Object: obj.Key}); err != nil {
+			t.Fatalf("copying %s: %v", obj.Key, err)
+		}
+	}
+}
+
+func testS3PruneKilled(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeBucket(t, "bucket")
 	h := s3Harness(t, srv, "bucket", "base")
 	src := filepath.Join(t.TempDir(), "src")
 	h.mustAt("create", "-pack-size", "1") // many packs: a prune with many steps
 	ids := churnHistory(t, h, src, 12)
 	h.mustAt("forget", "-keep-last", "3")
-	dirOf := func(prefix string) string { return filepath.Join(srv.DataDir, "bucket", prefix) }
+	stateOf := func(prefix string) repoState { return s3State(t, srv, "bucket", prefix) }
 	// copyAs copies the repository to another prefix, with a cache of
-	// its own; the server reads it from its directory as it is.
+	// its own.
 	copyAs := func(prefix string) *harness {
 		t.Helper()
-		if out, err := exec.Command("cp", "-a", dirOf("base"), dirOf(prefix)).CombinedOutput(); err != nil {
-			t.Fatalf("cp: %v: %s", err, out)
-		}
+		copyS3Prefix(t, srv, "bucket", "base", prefix)
 		c := *h
 		c.env = map[string]string{}
 		for k, v := range h.env {
@@ -416,10 +452,10 @@ func TestS3PruneKilled(t *testing.T) {
 		c.repo = srv.Location("bucket", prefix)
 		return &c
 	}
-	s0 := stateOf(dirOf("base"))
+	s0 := stateOf("base")
 	done := copyAs("done")
 	done.mustAt("prune", "-max-unused", "0%")
-	final := stateOf(dirOf("done"))
+	final := stateOf("done")
 	t.Logf("before prune: %+v; after: %+v", s0, final)
 	points := []struct {
 		name string
@@ -443,7 +479,7 @@ func TestS3PruneKilled(t *testing.T) {
 			exited := make(chan struct{})
 			go func() { cmd.Wait(); close(exited) }()
 		watch:
-			for !p.at(stateOf(dirOf(prefix))) {
+			for !p.at(stateOf(prefix)) {
 				select {
 				case <-exited:
 					break watch
@@ -453,7 +489,7 @@ func TestS3PruneKilled(t *testing.T) {
 			}
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
-			s := stateOf(dirOf(prefix))
+			s := stateOf(prefix)
 			t.Logf("killed at %q: %+v", p.name, s)
 			if s != s0 && s != final {
 				midway++
