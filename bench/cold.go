@@ -322,18 +322,8 @@ func checkColdRestore(dir, file string) error {
 
 // write puts the section into the file at path, replacing an earlier one.
 func (r *ColdReport) write(path string) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("creating the report directory: %w", err)
-	}
 	md := r.markdown()
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, []byte(replaceSection(string(old), coldSectionTitle, md)), 0o644); err != nil {
-		return "", fmt.Errorf("writing the report: %w", err)
-	}
-	return md, nil
+	return md, writeSection(path, coldSectionTitle, md)
 }
 
 // markdown renders the section.

@@ -52,15 +52,7 @@ func (r *Report) write(path string) (string, error) {
 		charts = append(charts, name)
 	}
 	md := r.markdown(charts)
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	doc := replaceSection(string(old), sectionTitle, md)
-	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-		return "", fmt.Errorf("writing the report: %w", err)
-	}
-	return md, nil
+	return md, writeSection(path, sectionTitle, md)
 }
 
 // replaceSection replaces the section of doc that starts with the heading
@@ -329,4 +321,20 @@ func toolVersions(b *binaries, registry bool) string {
 		v = append(v, kv)
 	}
 	return "`" + strings.Join(v, "`, `") + "`"
+}
+
+// writeSection puts md into the markdown file at path as the section
+// titled title, replacing an earlier one and keeping the rest.
+func writeSection(path, title, md string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("creating the report directory: %w", err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, []byte(replaceSection(string(old), title, md)), 0o644); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	return nil
 }

@@ -513,18 +513,8 @@ func s3Run(rn *runner, srv *s3server, b *binaries, aws string, ds *Dataset, res 
 // write puts the S3 section into the file at path, replacing an earlier
 // one, and returns its markdown.
 func (r *S3Report) write(path string) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("creating the report directory: %w", err)
-	}
 	md := r.markdown()
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, []byte(replaceSection(string(old), s3SectionTitle, md)), 0o644); err != nil {
-		return "", fmt.Errorf("writing the report: %w", err)
-	}
-	return md, nil
+	return md, writeSection(path, s3SectionTitle, md)
 }
 
 // markdown renders the S3 section.
