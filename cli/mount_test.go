@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -14,10 +15,13 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/internal/testutil"
@@ -163,6 +167,10 @@ func TestMountMatchesSource(t *testing.T) {
 	first := h.backup("-tag", "daily", "-host", "alpha", src)
 	second := h.backup("-tag", "weekly", "-host", "beta", src)
 	m := h.mount(t)
+	if got := readAheadKB(t, m.dir); os.Geteuid() == 0 && got != 1024 {
+		// As 128 KiB, tar waits on a round trip per 128 KiB.
+		t.Errorf("the mount's read_ahead_kb is %d, want 1024", got)
+	}
 
 	snap := filepath.Join(m.dir, "snapshots", snapshotDir(t, m.dir, first))
 	diffR(t, src, snap)
@@ -253,6 +261,26 @@ func diffR(t *testing.T, want, got string) {
 	if len(diffs) > 0 || (err != nil && len(out) == 0) {
 		t.Errorf("diff -r %s %s: %v\n%s", want, got, err, strings.Join(diffs, "\n"))
 	}
+}
+
+// readAheadKB returns the kernel's read-ahead for the mount at dir, in
+// KiB: its backing device's setting.
+func readAheadKB(t *testing.T, dir string) int {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return kb
 }
 
 func dirNames(t *testing.T, dir string) []string {

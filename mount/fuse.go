@@ -98,13 +98,18 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	timeout := cacheFor
 	server, err := fs.Mount(dir, root, &fs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:       "coffer",
-			Name:         "coffer",
-			Options:      []string{"ro", "default_permissions"},
-			DirectMount:  true, // as root, no need for fusermount
-			MaxWrite:     maxRead,
-			MaxReadAhead: maxRead,
-			Debug:        opt.Debug,
+			FsName:      "coffer",
+			Name:        "coffer",
+			Options:     []string{"ro", "default_permissions"},
+			DirectMount: true, // as root, no need for fusermount
+			// Replies are bytes in memory, never a file to splice from;
+			// go-fuse would otherwise stage each reply's header in a
+			// pipe first, a wasted system call per READ, and log a
+			// failure for every 1 MiB reply (more than a pipe holds).
+			DisableSplice: true,
+			MaxWrite:      maxRead,
+			MaxReadAhead:  maxRead,
+			Debug:         opt.Debug,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -117,6 +122,9 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 		return fmt.Errorf("mounting on %s: %w%s", dir, err, mountHint(err))
 	}
 	sys.noOpen.Store(tryNoOpen && server.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0)
+	if err := raiseReadAhead(dir, maxRead); err != nil && opt.Debug {
+		warn(fmt.Errorf("read-ahead stays at the kernel's default: %w", err))
+	}
 	if opt.Ready != nil {
 		opt.Ready(len(sns))
 	}
@@ -580,17 +588,16 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 		f.pushed.Store(true)
 		f.sys.pushAfter(f.dir, f.idx)
 	}
-	b, ok, err := f.sys.rd.within(f.c, off, len(dest), sequential, f.next)
-	if !ok {
-		var n int
-		n, err = f.sys.rd.readAt(f.c, dest, off, sequential, f.next)
-		b = dest[:n]
-	}
+	vs, err := f.sys.rd.slices(f.c, off, len(dest), sequential, f.next)
 	if err != nil {
 		return nil, f.sys.fail(f.Path(nil), err)
 	}
-	f.nextOff.Store(off + int64(len(b)))
-	return fuse.ReadResultData(b), 0
+	n := 0
+	for _, v := range vs {
+		n += len(v)
+	}
+	f.nextOff.Store(off + int64(n))
+	return fuse.ReadResultVector(vs), 0
 }
 
 // Flush says, where Open does, that flushing is not implemented, so that the

@@ -111,70 +111,67 @@ func (rd *reader) span(sequential bool) int64 {
 	return runBytes
 }
 
-// readAt fills p from byte off of a file and returns the bytes read,
-// fewer only at the end of the file. Holes read as zeros. sequential
-// says the read follows the previous one on the same handle, which
-// starts read-ahead.
-// next yields the extents of the files that follow in the directory, for
-// fetches to go on with; it may be nil.
-func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
-	if off >= c.size {
-		return 0, nil
+// slices returns the bytes of a read of n bytes at off, clipped at the
+// end of the file, as slices of the cached blobs (and of zeros for holes)
+// rather than a copy: the kernel takes them with one writev. The bytes
+// are the cache's, which never change once filled. sequential says the
+// read follows the previous one on the same handle, which starts
+// read-ahead. next yields the extents of the files that follow in the
+// directory, for fetches to go on with; it may be nil.
+func (rd *reader) slices(c *content, off int64, n int, sequential bool, next iter.Seq[[]snapshot.Extent]) ([][]byte, error) {
+	if off >= c.size || n <= 0 {
+		return nil, nil
 	}
-	p = p[:min(int64(len(p)), c.size-off)]
-	n := 0
+	end := min(off+int64(n), c.size)
+	var vs [][]byte
 	i := c.extentAt(off)
-	for n < len(p) {
-		pos := off + int64(n)
+	for pos := off; pos < end; i++ {
 		if i >= len(c.ext) { // a file recorded with an error: less content than size
-			clear(p[n:])
-			n = len(p)
+			vs = appendZeros(vs, end-pos)
 			break
 		}
 		e := c.ext[i]
 		in := pos - c.offs[i]
-		k := int(min(e.Size-in, int64(len(p)-n)))
+		k := min(e.Size-in, end-pos)
 		if e.Hole {
-			clear(p[n : n+k])
+			vs = appendZeros(vs, k)
 		} else {
 			data, err := rd.blob(c, i, next, rd.span(sequential || off == 0))
 			if err != nil {
-				return n, err
+				return nil, err
 			}
-			copy(p[n:n+k], data[in:])
+			vs = append(vs, data[in:in+k])
 		}
-		n += k
-		i++
-	}
-	if sequential {
-		rd.readAhead(c, c.extentAt(off+int64(n)), next)
-	}
-	return n, nil
-}
-
-// within returns the bytes of a read of n bytes at off, clipped at the end
-// of the file, without copying, when they lie in one blob, which is the
-// common case (the kernel reads up to 1 MiB at a time, chunks are 1 MiB on
-// average, and small files are one blob); ok is false otherwise, and
-// readAt must assemble them. The bytes are the cache's, which never
-// change: they may be handed to the kernel as they are.
-func (rd *reader) within(c *content, off int64, n int, sequential bool, next iter.Seq[[]snapshot.Extent]) (b []byte, ok bool, err error) {
-	if off >= c.size {
-		return nil, true, nil
-	}
-	end := min(off+int64(n), c.size)
-	i := c.extentAt(off)
-	if i >= len(c.ext) || c.ext[i].Hole || end > c.offs[i+1] {
-		return nil, false, nil
-	}
-	data, err := rd.blob(c, i, next, rd.span(sequential || off == 0))
-	if err != nil {
-		return nil, true, err
+		pos += k
 	}
 	if sequential {
 		rd.readAhead(c, c.extentAt(end), next)
 	}
-	return data[off-c.offs[i] : end-c.offs[i]], true, nil
+	return vs, nil
+}
+
+// readAt fills p from byte off of a file and returns the bytes read,
+// fewer only at the end of the file, as slices does.
+func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
+	vs, err := rd.slices(c, off, len(p), sequential, next)
+	n := 0
+	for _, v := range vs {
+		n += copy(p[n:], v)
+	}
+	return n, err
+}
+
+// zeros is read for holes; nothing writes to it.
+var zeros = make([]byte, 64<<10)
+
+// appendZeros appends n zero bytes to vs as slices of zeros.
+func appendZeros(vs [][]byte, n int64) [][]byte {
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		vs = append(vs, zeros[:k])
+		n -= k
+	}
+	return vs
 }
 
 // blob returns the plaintext of extent i, from the cache, the spill
