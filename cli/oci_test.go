@@ -318,6 +318,20 @@ func TestOCITagsAndColdListing(t *testing.T) {
 	if req["GET manifest"] > 12 || req["GET tags"] > 6 {
 		t.Errorf("a cold ls made %d manifest and %d tag-list requests", req["GET manifest"], req["GET tags"])
 	}
+
+	// A reader that loads the index reads the refs as often as ls does:
+	// the listing that found the snapshot serves for the plans and the
+	// index objects.
+	h.env["COFFER_CACHE_DIR"] = t.TempDir()
+	proxy.Reset()
+	h.mustAt("ls", "latest")
+	withIndex := proxy.Requests()
+	t.Logf("cold ls latest requests: %v", withIndex)
+	for _, class := range []string{"GET tags", "HEAD manifest"} {
+		if withIndex[class] > req[class] {
+			t.Errorf("a cold ls of a snapshot made %d %s requests, ls %d: it read the refs again", withIndex[class], class, req[class])
+		}
+	}
 }
 
 // Two backups started at the same moment by two processes with different

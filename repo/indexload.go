@@ -35,10 +35,14 @@ func Caches(base string) ([]cachefile.Dir, error) {
 // cache costs a re-download, not a wrong answer.
 //
 // Plans are read first: a writer must see every plan written before its
-// lock (docs/design.md, "Writers and deleters"), and an index object a
-// prune replaced since the listing is found again by listing anew.
+// lock (docs/design.md, "Writers and deleters"), so a process holding a
+// lock reads them afresh; a reader holds none and may read a condemned
+// pack's blobs like any other, so the listing this process read moments
+// ago (to find a snapshot) serves, and on a registry saves a request per
+// refs tag. An index object a prune replaced since the listing is found
+// again by listing anew.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	plans, err := r.LoadPlans(ctx)
+	plans, err := r.loadPlans(ctx, r.lock != nil)
 	if err != nil {
 		return err
 	}
@@ -47,13 +51,22 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		r.index.Condemn(p.Packs)
 		r.plansSeen[p.ID] = true
 	}
-	return r.refreshIndex(ctx)
+	// The listing LoadPlans just read afresh serves for the index objects
+	// too: on a registry, reading it again would cost a request per refs
+	// tag.
+	return r.addIndexObjects(ctx, false)
 }
 
 // refreshIndex adds the index objects written since the index was
 // loaded (by backups that ended meanwhile).
 func (r *Repository) refreshIndex(ctx context.Context) error {
-	storage.Refresh(r.store)
+	return r.addIndexObjects(ctx, true)
+}
+
+// addIndexObjects lists the index objects, afresh if refresh is set,
+// and loads those not loaded yet. When one vanished since the listing (a
+// prune replaced it), it lists again, afresh.
+func (r *Repository) addIndexObjects(ctx context.Context, refresh bool) error {
 	loaded := map[ID]bool{}
 	for _, id := range r.indexLoaded {
 		loaded[id] = true
@@ -61,6 +74,9 @@ func (r *Repository) refreshIndex(ctx context.Context) error {
 	var ids []ID
 	var err error
 	for attempt := 0; ; attempt++ {
+		if refresh || attempt > 0 {
+			storage.Refresh(r.store)
+		}
 		if ids, err = r.ListObjects(ctx, storage.KindIndex); err != nil {
 			return err
 		}

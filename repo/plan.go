@@ -41,11 +41,18 @@ func (r *Repository) savePlan(ctx context.Context, p *Plan) error {
 	return storage.Flush(ctx, r.store)
 }
 
-// LoadPlans reads every prune plan.
+// LoadPlans reads every prune plan, as they are now: not from a listing
+// kept from before this process's lock was written.
 func (r *Repository) LoadPlans(ctx context.Context) ([]*Plan, error) {
-	// Plans must be read as they are now, not as a listing kept from
-	// before this process's lock was written.
-	storage.Refresh(r.store)
+	return r.loadPlans(ctx, true)
+}
+
+// loadPlans reads every prune plan, from a listing read afresh if
+// refresh is set, else from the one the store may hold.
+func (r *Repository) loadPlans(ctx context.Context, refresh bool) ([]*Plan, error) {
+	if refresh {
+		storage.Refresh(r.store)
+	}
 	ids, err := r.ListObjects(ctx, storage.KindPlan)
 	if err != nil {
 		return nil, err
