@@ -21,10 +21,13 @@ import (
 // removes as it runs), with a COMPLIANCE retention of DAYS from the
 // moment it is written. Until then nobody, with any credential, can
 // delete or overwrite that object (on a versioned bucket, as AWS's are,
-// a DELETE adds a delete marker and the retained version stays, to be
-// restored), so a stolen credential cannot destroy the backups of that
-// window. The setting is a plain object beside the config, written
-// first and itself retained, so that every client applies it.
+// a plain DELETE adds a delete marker and the retained version stays, to
+// be restored), so a stolen credential cannot destroy the backups of
+// that window. The setting is a plain object beside the config, written
+// first and itself retained, so that every client applies it. coffer's
+// own deletes go by version id on a versioned bucket (deleteVersions),
+// so that the retention refuses them and nothing stays stored behind a
+// delete marker once it has ended.
 
 // objectLockName is the key, below the prefix, of the retention setting.
 const objectLockName = "object-lock"
