@@ -341,11 +341,12 @@ func TestS3Sync(t *testing.T) {
 	}
 }
 
-// On each S3 server, create -object-lock DAYS: refused on a local store (usage) and on a
-// bucket without Object Lock; on a bucket with it, backups run as ever
-// (their locks come and go), info says so, and forget of a snapshot
-// still retained records its removal but says it stays listed until
-// its date (exit 0), leaving the repository whole.
+// On each S3 server, create -object-lock DAYS: refused on a local store
+// (usage) and on a bucket without Object Lock; on a bucket with it,
+// backups run as ever (their locks come and go), info says so, forget
+// of a snapshot still retained records its removal but says it stays
+// listed until its date (exit 0), leaving the repository whole, and key
+// passwd cannot delete the old key (exit 18), which still opens it.
 func TestS3ObjectLock(t *testing.T) {
 	forEachS3Server(t, testS3ObjectLock)
 }
