@@ -341,13 +341,17 @@ func TestS3Sync(t *testing.T) {
 	}
 }
 
-// create -object-lock DAYS: refused on a local store (usage) and on a
-// bucket without Object Lock; on a bucket with it, backups run as ever
-// (their locks come and go), info says so, and forget of a snapshot
-// still retained records its removal but says it stays listed until
-// its date (exit 0), leaving the repository whole.
+// On each S3 server, create -object-lock DAYS: refused on a local store
+// (usage) and on a bucket without Object Lock; on a bucket with it,
+// backups run as ever (their locks come and go), info says so, forget
+// of a snapshot still retained records its removal but says it stays
+// listed until its date (exit 0), leaving the repository whole, and key
+// passwd cannot delete the old key (exit 18), which still opens it.
 func TestS3ObjectLock(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3ObjectLock)
+}
+
+func testS3ObjectLock(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeBucket(t, "plain")
 	srv.MakeLockedBucket(t, "locked")
 
@@ -400,18 +404,44 @@ func s3State(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) re
 		if obj.Err != nil {
 			continue
 		}
-		switch kind, _, _ := strings.Cut(strings.TrimPrefix(obj.Key, prefix+"/"), "/"); kind {
-		case "packs":
-			s.packs++
-		case "index":
-			s.index++
-		case "plans":
-			s.plans++
-		case "locks":
-			s.locks++
-		}
+		s.count(prefix, obj.Key)
 	}
 	return s
+}
+
+// count counts key, of the repository at prefix, in its kind.
+func (s *repoState) count(prefix, key string) {
+	switch kind, _, _ := strings.Cut(strings.TrimPrefix(key, prefix+"/"), "/"); kind {
+	case "packs":
+		s.packs++
+	case "index":
+		s.index++
+	case "plans":
+		s.plans++
+	case "locks":
+		s.locks++
+	}
+}
+
+// s3Stored counts what the bucket stores of the repository at prefix:
+// on a versioned bucket every version but delete markers, which a
+// plain listing does not show (deleted objects whose versions stay, and
+// are billed), and the number of delete markers; on a bucket without
+// versioning the objects.
+func s3Stored(t *testing.T, srv *testregistry.S3Server, bucket, prefix string) (stored repoState, markers int) {
+	t.Helper()
+	v, err := srv.Client(t).GetBucketVersioning(t.Context(), bucket)
+	if err != nil || !v.Enabled() {
+		return s3State(t, srv, bucket, prefix), 0
+	}
+	for _, obj := range srv.Versions(t, bucket, prefix+"/") {
+		if obj.IsDeleteMarker {
+			markers++
+			continue
+		}
+		stored.count(prefix, obj.Key)
+	}
+	return stored, markers
 }
 
 // copyS3Prefix copies every object under from to the same names under to.
@@ -568,7 +598,8 @@ func TestS3UI(t *testing.T) {
 	}
 }
 
-// prune on a bucket with Object Lock, with days made seconds long
+// prune on a bucket with Object Lock on each S3 server (SeaweedFS keeps
+// versions, so deletes go by version id), with days made seconds long
 // (COFFER_TEST_OBJECT_LOCK_DAY) so that retentions end during the test:
 // what a retention keeps (a forgotten snapshot, the packs a prune
 // repacked into and their index object) is reported with its date, exit
@@ -576,10 +607,17 @@ func TestS3UI(t *testing.T) {
 // next prune removes the snapshot and deletes the leftovers, and the
 // store shrinks.
 func TestS3PruneRetained(t *testing.T) {
-	srv := testregistry.StartS3(t, testregistry.S3Options{})
+	forEachS3Server(t, testS3PruneRetained)
+}
+
+func testS3PruneRetained(t *testing.T, srv *testregistry.S3Server) {
 	srv.MakeLockedBucket(t, "locked")
 	h := s3Harness(t, srv, "locked", "repo")
-	dir := filepath.Join(srv.DataDir, "locked", "repo")
+	stored := func() repoState {
+		t.Helper()
+		s, _ := s3Stored(t, srv, "locked", "repo")
+		return s
+	}
 	const short, long = 4 * time.Second, 40 * time.Second
 	h.env["COFFER_TEST_OBJECT_LOCK_DAY"] = short.String()
 	h.mustAt("create", "-object-lock", "1", "-pack-size", "1")
@@ -619,7 +657,7 @@ func TestS3PruneRetained(t *testing.T) {
 	if ls := h.mustAt("ls"); !strings.Contains(ls, c) || !strings.Contains(ls, d) || strings.Count(ls, "\n") != 2 {
 		t.Errorf("after forget of a retained snapshot, ls lists:\n%s", ls)
 	}
-	before := stateOf(dir)
+	before := stored()
 
 	r = h.at("-json", "prune", "-max-unused", "0%")
 	if r.code != 0 {
@@ -665,10 +703,16 @@ func TestS3PruneRetained(t *testing.T) {
 	if st.Deleted == 0 || st.RetainedPacks+st.RetainedIndex+st.RetainedSnapshots != 0 || st.RetainedUntil != nil {
 		t.Errorf("prune after the retention ended: %+v; want the leftovers deleted", st)
 	}
-	after := stateOf(dir)
+	after, markers := s3Stored(t, srv, "locked", "repo")
 	t.Logf("store before: %+v, after: %+v", before, after)
 	if after.packs >= before.packs || after.index > before.index {
 		t.Errorf("the store did not shrink: %+v -> %+v", before, after)
+	}
+	// Nothing deleted stays behind a delete marker: what the store
+	// holds is what the repository lists (locks, deleted plainly, may
+	// leave markers and versions).
+	if listed := s3State(t, srv, "locked", "repo"); listed.packs != after.packs || listed.index != after.index {
+		t.Errorf("the bucket stores %+v (and %d delete markers) where the repository lists %+v", after, markers, listed)
 	}
 	if ls := h.mustAt("ls"); strings.Count(ls, "\n") != 1 || !strings.Contains(ls, d) {
 		t.Errorf("after the retention and a prune, ls lists:\n%s", ls)

@@ -192,6 +192,24 @@ func (s *S3Server) Client(t testing.TB) *minio.Client {
 	return c
 }
 
+// Versions returns every version and delete marker stored under prefix
+// in bucket, as a versioned listing shows them (ListObjectVersions), for
+// tests that check what stays stored behind what a plain listing shows.
+// On a bucket without versioning, each object is one version.
+func (s *S3Server) Versions(t testing.TB, bucket, prefix string) []minio.ObjectInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var versions []minio.ObjectInfo
+	for obj := range s.Client(t).ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		if obj.Err != nil {
+			t.Fatalf("testutil: listing the versions under %s/%s: %v", bucket, prefix, obj.Err)
+		}
+		versions = append(versions, obj)
+	}
+	return versions
+}
+
 // MakeBucket creates a bucket.
 func (s *S3Server) MakeBucket(t testing.TB, name string) {
 	t.Helper()

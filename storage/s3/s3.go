@@ -66,6 +66,12 @@ type Store struct {
 	// objectLock is the retention in days of what Put writes (lock.go),
 	// from Options at Create or from the store at Open; 0 for none.
 	objectLock atomic.Int64
+	// versioning caches whether the bucket keeps versions, asked at the
+	// first Delete that needs to know (lock.go, bucketVersioned).
+	versioning struct {
+		sync.Mutex
+		known, on bool
+	}
 }
 
 var (
@@ -828,12 +834,25 @@ func (s *Store) List(ctx context.Context, kind storage.Kind, fn func(name string
 
 // Delete removes an object. S3 answers a DELETE of a missing key with
 // success, so Delete looks first: the contract wants ErrNotFound.
+// In a repository with Object Lock on a versioned bucket, an object of
+// a retained kind is deleted version by version (lock.go,
+// deleteVersions), so that a retention refuses the delete instead of a
+// delete marker hiding what stays stored.
 func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) error {
 	if err := storage.CheckArgs(kind, name); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
 	op := "deleting " + string(kind) + " " + name
 	key := s.key(kind, name)
+	if s.lockDays() > 0 && retainedKinds[kind] {
+		versioned, err := s.bucketVersioned(ctx)
+		if err != nil {
+			return s.wrap(op+": reading the bucket's versioning", err)
+		}
+		if versioned {
+			return s.deleteVersions(ctx, op, key)
+		}
+	}
 	err := s.retrying(ctx, func(ctx context.Context) error {
 		_, err := s.client.StatObject(ctx, s.loc.bucket, key, minio.StatObjectOptions{})
 		return err
@@ -845,7 +864,7 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, name string) erro
 		return s.client.RemoveObject(ctx, s.loc.bucket, key, minio.RemoveObjectOptions{})
 	})
 	if err != nil && s.lockDays() > 0 && isRefused(err) {
-		return s.retainedError(ctx, op, key, err)
+		return s.retainedError(ctx, op, key, nil, err)
 	}
 	return s.wrap(op, err)
 }
