@@ -233,18 +233,21 @@ func (b *indexBuilder) add(p PackInfo) {
 	}
 }
 
-// byIDThenPack sorts a shard's entries by id, copies of one blob in the
-// order their packs were added.
-type byIDThenPack indexShard
+// byIDThenOrder sorts a builder's shard by id, copies of one blob in the
+// order they were added: by pack, then by offset within the pack.
+type byIDThenOrder indexShard
 
-func (s byIDThenPack) Len() int { return len(s.ids) }
-func (s byIDThenPack) Less(i, j int) bool {
+func (s byIDThenOrder) Len() int { return len(s.ids) }
+func (s byIDThenOrder) Less(i, j int) bool {
 	if c := compareIDs(&s.ids[i], &s.ids[j]); c != 0 {
 		return c < 0
 	}
-	return s.ents[i].pack() < s.ents[j].pack()
+	if a, b := s.ents[i].pack(), s.ents[j].pack(); a != b {
+		return a < b
+	}
+	return s.ents[i].offset < s.ents[j].offset
 }
-func (s byIDThenPack) Swap(i, j int) {
+func (s byIDThenOrder) Swap(i, j int) {
 	s.ids[i], s.ids[j] = s.ids[j], s.ids[i]
 	s.ents[i], s.ents[j] = s.ents[j], s.ents[i]
 }
@@ -269,15 +272,15 @@ func (x *Index) addBuilt(b *indexBuilder) {
 		if len(bs.ids) == 0 {
 			continue
 		}
+		// Sorted while the pack numbers are still b's, which follow
+		// the order of addition, then renumbered as the index's.
+		sort.Sort(byIDThenOrder(*bs))
 		if !same {
-			// The sort below orders copies by these numbers: new packs
-			// in the order b added them, after the index's own.
 			for k := range bs.ents {
 				e := &bs.ents[k]
 				e.packType = nums[e.pack()]<<1 | e.packType&1
 			}
 		}
-		sort.Sort(byIDThenPack(*bs))
 		s := &x.shards[i]
 		n := len(s.ids)
 		if n > 0 {
