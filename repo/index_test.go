@@ -151,3 +151,62 @@ func TestIndexAgainstModel(t *testing.T) {
 		})
 	}
 }
+
+// indexOfRandomBlobs adds n random blobs in packs of ten through Add, as
+// a backup does, and returns their ids.
+func indexOfRandomBlobs(x *Index, n int) []ID {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	ids := make([]ID, n)
+	for i := 0; i < n; i += 10 {
+		p := PackInfo{Size: 4096}
+		for k := range p.ID {
+			p.ID[k] = byte(rnd.Uint32())
+		}
+		for j := i; j < min(i+10, n); j++ {
+			for k := range ids[j] {
+				ids[j][k] = byte(rnd.Uint32())
+			}
+			p.Entries = append(p.Entries, PackEntry{ID: ids[j], Offset: uint32(j-i) * 400, Length: 400, RawLength: 344})
+		}
+		x.Add(p)
+	}
+	return ids
+}
+
+// BenchmarkIndexAdd adds a million blobs in packs of ten, as a backup of
+// a million small files does (ns/op is per blob).
+func BenchmarkIndexAdd(b *testing.B) {
+	for b.Loop() {
+		indexOfRandomBlobs(NewIndex(), 1_000_000)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/blob")
+}
+
+// BenchmarkIndexLookup looks up blobs of an index of a million, as a
+// restore does.
+func BenchmarkIndexLookup(b *testing.B) {
+	x := NewIndex()
+	ids := indexOfRandomBlobs(x, 1_000_000)
+	i := 0
+	for b.Loop() {
+		if _, ok := x.Lookup(ids[i%len(ids)]); !ok {
+			b.Fatal("not found")
+		}
+		i += 7919 // a prime: a spread of ids, not the order they were added
+	}
+}
+
+// BenchmarkIndexHasMissing asks for blobs an index of a million does not
+// have, as a first backup does for each chunk.
+func BenchmarkIndexHasMissing(b *testing.B) {
+	x := NewIndex()
+	indexOfRandomBlobs(x, 1_000_000)
+	var id ID
+	for b.Loop() {
+		id[0]++
+		id[9]++
+		if x.Has(id) {
+			b.Fatal("found")
+		}
+	}
+}
