@@ -179,12 +179,11 @@ func (x *Index) PackEntries(wanted map[ID]bool) map[ID][]PackEntry {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := make(map[ID][]PackEntry, len(wanted))
-	for id, e := range x.blobs {
-		p := x.packs[e.pack]
-		if wanted[p] {
-			out[p] = append(out[p], PackEntry{ID: id, Type: e.typ, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
+	x.each(func(id *ID, e indexEntry) {
+		if loc := x.location(e); wanted[loc.Pack] {
+			out[loc.Pack] = append(out[loc.Pack], PackEntry{ID: *id, Type: loc.Type, Offset: loc.Offset, Length: loc.Length, RawLength: loc.RawLength})
 		}
-	}
+	})
 	for _, es := range out {
 		slices.SortFunc(es, func(a, b PackEntry) int { return cmp.Compare(a.Offset, b.Offset) })
 	}

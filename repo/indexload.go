@@ -102,12 +102,16 @@ func (r *Repository) loadIndexObjects(ctx context.Context, ids []ID, loaded map[
 			todo = append(todo, id)
 		}
 	}
-	var mu sync.Mutex
+	var mu sync.Mutex // guards b, vanished and loaded
+	b := new(indexBuilder)
+	// Whatever was loaded goes into the index, also when a later object
+	// fails: the retry after a vanished object skips it.
+	defer r.index.addBuilt(b)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for _, id := range todo {
 		g.Go(func() error {
-			packs, err := r.loadIndexObject(gctx, id)
+			plain, err := r.readIndexObject(gctx, id)
 			if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 				mu.Lock()
 				vanished = true
@@ -117,19 +121,52 @@ func (r *Repository) loadIndexObjects(ctx context.Context, ids []ID, loaded map[
 			if err != nil {
 				return err
 			}
-			for _, p := range packs {
-				r.index.Add(p)
+			// Decoded twice: to validate it and count its entries by
+			// shard, then straight into b, which has exactly the room.
+			var counts shardCounts
+			if err := indexDecodeError(id, decodeIndexFunc(plain, counts.count)); err != nil {
+				return err
 			}
 			mu.Lock()
+			defer mu.Unlock()
+			b.reserve(&counts)
+			if err := indexDecodeError(id, decodeIndexFunc(plain, b.add)); err != nil {
+				return err // the same bytes decoded a moment ago
+			}
 			loaded[id] = true
-			mu.Unlock()
 			return nil
 		})
 	}
 	return vanished, g.Wait()
 }
 
+// loadIndexObject reads and decodes one index object.
 func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, error) {
+	plain, err := r.readIndexObject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	packs, err := decodeIndex(plain)
+	if err := indexDecodeError(id, err); err != nil {
+		return nil, err
+	}
+	return packs, nil
+}
+
+// indexDecodeError says which index object could not be decoded.
+func indexDecodeError(id ID, err error) error {
+	if errors.Is(err, ErrNewerFormat) {
+		return fmt.Errorf("index %s: %w", id.Short(), err)
+	}
+	if err != nil {
+		return &IntegrityError{Kind: storage.KindIndex, Name: id.String(), Err: err}
+	}
+	return nil
+}
+
+// readIndexObject returns the plaintext of an index object, from the
+// cache if it has it.
+func (r *Repository) readIndexObject(ctx context.Context, id ID) ([]byte, error) {
 	var sealed []byte
 	cached := ""
 	if r.cacheDir != "" {
@@ -151,18 +188,7 @@ func (r *Repository) loadIndexObject(ctx context.Context, id ID) ([]PackInfo, er
 			cachefile.Write(cached, b)
 		}
 	}
-	plain, err := r.openObject(storage.KindIndex, id.String(), sealed)
-	if err != nil {
-		return nil, err
-	}
-	packs, err := decodeIndex(plain)
-	if errors.Is(err, ErrNewerFormat) {
-		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
-	}
-	if err != nil {
-		return nil, &IntegrityError{Kind: storage.KindIndex, Name: id.String(), Err: err}
-	}
-	return packs, nil
+	return r.openOwnedObject(storage.KindIndex, id.String(), sealed)
 }
 
 // pruneCache removes cached index objects the store no longer has.

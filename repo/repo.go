@@ -396,6 +396,17 @@ func (r *Repository) sealObject(kind storage.Kind, plaintext []byte) ([]byte, er
 
 // openObject authenticates and unframes a sealed object.
 func (r *Repository) openObject(kind storage.Kind, name string, sealed []byte) ([]byte, error) {
+	return r.openSealed(kind, name, sealed, false)
+}
+
+// openOwnedObject is openObject for a caller that owns sealed: it is
+// decrypted in place, which saves a copy of a large index object.
+// sealed no longer holds the object afterwards.
+func (r *Repository) openOwnedObject(kind storage.Kind, name string, sealed []byte) ([]byte, error) {
+	return r.openSealed(kind, name, sealed, true)
+}
+
+func (r *Repository) openSealed(kind storage.Kind, name string, sealed []byte, inPlace bool) ([]byte, error) {
 	if len(sealed) == 0 {
 		return nil, corrupt(kind, name, "empty object")
 	}
@@ -405,7 +416,13 @@ func (r *Repository) openObject(kind storage.Kind, name string, sealed []byte) (
 	if sealed[0] != objectVersion {
 		return nil, corrupt(kind, name, "unknown format version %d", sealed[0])
 	}
-	framed, err := r.codec.open(nil, sealed[1:], objectAD(string(kind), sealed[0]))
+	var framed []byte
+	var err error
+	if ad := objectAD(string(kind), sealed[0]); inPlace {
+		framed, err = r.codec.openInPlace(sealed[1:], ad)
+	} else {
+		framed, err = r.codec.open(nil, sealed[1:], ad)
+	}
 	if err != nil {
 		return nil, &IntegrityError{Kind: kind, Name: name, Err: err}
 	}
