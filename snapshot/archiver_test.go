@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -157,4 +158,47 @@ func archiverGoroutines() string {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return found
+}
+
+// TestBackupProgressTotals checks the totals a backup gives a progress
+// display: a first backup scans the tree; a backup with a parent snapshot
+// takes the parent's totals as its estimate, without scanning (which
+// lstat()s every file a second time), and ends with the totals of what it
+// backed up, here fewer files and more bytes than the parent's.
+func TestBackupProgressTotals(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	const files = 40
+	for i := range files {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("d%d/f%02d", i%4, i)), bytes.Repeat([]byte{byte(i)}, 100+i), 0o644)
+	}
+	r := newRepo(t, mem.New())
+
+	first := &progressRecorder{}
+	sn := backup(t, r, src, BackupOptions{Scan: true, Progress: first})
+	if s := sn.Summary; first.scannedFiles != s.Files || first.scannedBytes != s.Size || s.Files != files {
+		t.Errorf("first backup: totals %d files, %d bytes; the snapshot has %d, %d", first.scannedFiles, first.scannedBytes, s.Files, s.Size)
+	}
+
+	for i := range 5 {
+		if err := os.Remove(filepath.Join(src, fmt.Sprintf("d%d/f%02d", i%4, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(src, "d0/big"), make([]byte, 10<<10), 0o644)
+	next := &progressRecorder{}
+	sn2 := backup(t, r, src, BackupOptions{Scan: true, Progress: next})
+	s := sn2.Summary
+	if sn2.Parent != sn.ID || next.scannedFiles != s.Files || next.scannedBytes != s.Size || s.Files != files-4 {
+		t.Errorf("backup with a parent: totals %d files, %d bytes; the snapshot has %d, %d (parent %s)",
+			next.scannedFiles, next.scannedBytes, s.Files, s.Size, sn2.Parent.Short())
+	}
+	// The estimate and its correction: a scan would have reported each
+	// file.
+	if next.scans != 2 {
+		t.Errorf("backup with a parent: Scanned called %d times, want 2 (the parent's totals, then the correction)", next.scans)
+	}
+	if next.files != s.Files || next.bytes != s.Size {
+		t.Errorf("backup with a parent: processed %d files, %d bytes; want %d, %d", next.files, next.bytes, s.Files, s.Size)
+	}
 }

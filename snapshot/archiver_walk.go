@@ -167,6 +167,7 @@ func (a *archiver) addEntry(ctx context.Context, d *dirJob, path string, n *Node
 		return nil
 	}
 	a.files.Add(1)
+	a.walkBytes += n.Size
 	if a.unchangedFile(prev, n) {
 		n.Content = prev.Content
 		a.unchanged.Add(1)
