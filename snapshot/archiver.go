@@ -126,6 +126,11 @@ type archiver struct {
 	bufs     sync.Pool
 	devs     map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
 
+	// xattrsFromParent lets the walk take an unchanged entry's extended
+	// attributes from the parent snapshot (readMetaSince): only when the
+	// same user made it, since which attributes a process may list
+	// depends on its privileges.
+	xattrsFromParent bool
 	// walkBytes adds up the sizes the walk found of regular files, to
 	// correct an estimate of the totals; only the walk touches it.
 	walkBytes int64
@@ -227,6 +232,7 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	}
 
 	a := newArchiver(r, opt, packSize)
+	a.xattrsFromParent = parent != nil && parent.User == sn.User
 	var stats repo.SaveStats
 	run := func(ctx context.Context, s blobSaver) error {
 		a.saver = s

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
@@ -200,5 +203,36 @@ func TestBackupProgressTotals(t *testing.T) {
 	}
 	if next.files != s.Files || next.bytes != s.Size {
 		t.Errorf("backup with a parent: processed %d files, %d bytes; want %d, %d", next.files, next.bytes, s.Files, s.Size)
+	}
+}
+
+// TestBackupXattrsSinceParent checks that a backup with a parent snapshot,
+// which takes the attributes of unchanged entries from it, still records
+// an attribute set since then.
+func TestBackupXattrsSinceParent(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		writeFile(t, filepath.Join(src, name), []byte("content of "+name), 0o644)
+		if err := unix.Lsetxattr(filepath.Join(src, name), "user.x", []byte(name), 0); err != nil {
+			t.Fatalf("%s takes no user.* attributes, which this test needs: %v", src, err)
+		}
+	}
+	r := newRepo(t, mem.New())
+	backup(t, r, src, BackupOptions{})
+	time.Sleep(20 * time.Millisecond) // a tick of the coarse clock ctime takes
+	if err := unix.Lsetxattr(filepath.Join(src, "b"), "user.y", []byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	sn := backup(t, r, src, BackupOptions{})
+	nodes := listSnapshot(t, r, sn)
+	want := map[string][]Xattr{"a": {{"user.x", []byte("a")}}, "b": {{"user.x", []byte("b")}, {"user.y", []byte("new")}}}
+	for name, xs := range want {
+		if n := nodes[name]; n == nil || !reflect.DeepEqual(n.Xattrs, xs) {
+			t.Errorf("%s: %+v; want attributes %q", name, n, xs)
+		}
+	}
+	if s := sn.Summary; s.UnchangedFiles != 1 || sn.Parent.IsZero() {
+		t.Errorf("second backup: %d files unchanged, parent %s; want 1 and the first", s.UnchangedFiles, sn.Parent.Short())
 	}
 }

@@ -107,7 +107,11 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 		if a.excluded(childRel, e.IsDir()) {
 			continue
 		}
-		child, err := readMeta(p, name, a.names)
+		var since *Node
+		if a.xattrsFromParent {
+			since = prev.node(name)
+		}
+		child, err := readMetaSince(p, name, a.names, since)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // deleted since the directory was read
