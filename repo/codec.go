@@ -119,7 +119,8 @@ func newCodec(k *masterKeys) (*codec, error) {
 	// sealed objects (index, snapshot). Frames carry no content checksum:
 	// the AEAD already authenticates every byte and openBlob checks the
 	// plaintext against its id, so the checksum only cost 4 bytes and an
-	// xxhash per blob (300,000 small files: 1.2 MB stored).
+	// xxhash per compressed blob (787 KB of 590 MB stored for a tree of
+	// 300,000 small files, docs/benchmarks.md).
 	cd := &codec{crypter: c}
 	for comp, level := range compressionLevels {
 		if Compression(comp) == CompressionOff {
