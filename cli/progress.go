@@ -165,7 +165,7 @@ func (p *progress) describe() {
 // Scanned adds to the totals (backup).
 func (p *progress) Scanned(files, bytes int64) {
 	p.totalFiles.Add(files)
-	if p.bar != nil && bytes > 0 {
+	if p.bar != nil && bytes != 0 { // an estimate's correction can be negative
 		p.bar.ChangeMax64(p.totalBytes.Add(bytes))
 	} else {
 		p.totalBytes.Add(bytes)

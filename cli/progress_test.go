@@ -4,12 +4,15 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 )
@@ -142,5 +145,18 @@ func TestETA(t *testing.T) {
 	}
 	if e := p.status(); e.PercentDone != 100 || *e.SecondsRemaining != 0 || e.ItemsDone != 10240 || e.ItemsTotal != 10000 {
 		t.Errorf("at the end: %+v", e)
+	}
+}
+
+// A backup with a parent snapshot gives the parent's totals as an
+// estimate, then corrects them once its walk is done: a correction
+// downwards must reach the bar's total too.
+func TestProgressBarCorrection(t *testing.T) {
+	p := &progress{verb: "backup", unit: "files", start: time.Now(), now: time.Now,
+		bar: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(io.Discard))}
+	p.Scanned(10, 1000)
+	p.Scanned(-2, -400)
+	if got, files := p.bar.GetMax64(), p.totalFiles.Load(); got != 600 || files != 8 {
+		t.Errorf("after an estimate of 10 files, 1000 bytes corrected by -2, -400: the bar's total is %d bytes, %d files; want 600, 8", got, files)
 	}
 }

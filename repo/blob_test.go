@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -484,5 +486,40 @@ func TestParseCompression(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "use auto, off, fastest, better, max") {
 			t.Errorf("ParseCompression(%q): %v; want an error naming the choices", bad, err)
 		}
+	}
+}
+
+// TestFrameWithoutChecksum checks that compressed payloads are zstd frames
+// without a content checksum (the AEAD and the blob id already check the
+// bytes), and that frames with one, as writers made them before, still
+// decode.
+func TestFrameWithoutChecksum(t *testing.T) {
+	r, _ := newTestRepo(t)
+	text := bytes.Repeat([]byte("log line 42\n"), 200)
+	framed := r.codec.frame(nil, text, CompressionAuto)
+	// A zstd frame: the magic number, then the frame header descriptor,
+	// whose bit 2 is the content checksum flag (RFC 8878, 3.1.1.1.1).
+	if len(framed) < 6 || framed[0] != compressionZstd || !bytes.Equal(framed[1:5], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Fatalf("framed text does not start with the zstd marker and magic: % x", framed[:min(len(framed), 6)])
+	}
+	if framed[5]&0x04 != 0 {
+		t.Errorf("frame header descriptor %#02x has the content checksum flag", framed[5])
+	}
+
+	old, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSum := old.EncodeAll(text, []byte{compressionZstd})
+	if withSum[5]&0x04 == 0 {
+		t.Fatal("the frame written with a checksum has no checksum flag")
+	}
+	got, err := r.codec.unframe(nil, withSum, MaxBlobSize)
+	if err != nil || !bytes.Equal(got, text) {
+		t.Errorf("a frame with a checksum decodes to %d bytes, %v; want the %d bytes of text", len(got), err, len(text))
+	}
+	withSum[len(withSum)-1] ^= 1 // the checksum's last byte
+	if _, err := r.codec.unframe(nil, withSum, MaxBlobSize); err == nil {
+		t.Error("a frame whose checksum does not match decodes without an error")
 	}
 }

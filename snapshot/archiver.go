@@ -41,9 +41,12 @@ type BackupOptions struct {
 	// repo.CheckPackSize); zero means the repository's. Chunks too large
 	// for such a pack alone are stored as pieces that fit.
 	PackSize int
-	// Scan counts what is to be backed up alongside the backup, and sends
-	// the totals to Progress.Scanned, for displays that show a total and
-	// an estimated time left. It reads every directory a second time.
+	// Scan gives Progress.Scanned the totals of what is to be backed up,
+	// for displays that show a total and an estimated time left. With a
+	// parent snapshot, its totals are the estimate, which the walk
+	// corrects once it has seen every entry; without one, a scanner walks
+	// the paths ahead of the backup, which reads every directory and
+	// lstat()s every file a second time.
 	Scan bool
 	// StdinName, if not empty, backs up Stdin instead of Paths (which must
 	// be empty): read to EOF and stored as one regular file of that name
@@ -59,8 +62,10 @@ type BackupOptions struct {
 // BackupProgress receives progress events from a backup. Its methods are
 // called from several goroutines at once.
 type BackupProgress interface {
-	// Scanned adds to the totals found so far by the scanner, which runs
-	// ahead of the backup to give an ETA.
+	// Scanned adds to the totals, to give an ETA: what the scanner found
+	// so far, or the parent snapshot's totals and, once the walk has seen
+	// every entry, the difference to what it found (which can be
+	// negative).
 	Scanned(files, bytes int64)
 	// Processed adds files and bytes the backup has dealt with.
 	Processed(files, bytes int64)
@@ -120,6 +125,15 @@ type archiver struct {
 	prefetch *prefetcher[*prevDir]
 	bufs     sync.Pool
 	devs     map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
+
+	// xattrsFromParent lets the walk take an unchanged entry's extended
+	// attributes from the parent snapshot (readMetaSince): only when the
+	// same user made it, since which attributes a process may list
+	// depends on its privileges.
+	xattrsFromParent bool
+	// walkBytes adds up the sizes the walk found of regular files, to
+	// correct an estimate of the totals; only the walk touches it.
+	walkBytes int64
 
 	files, dirs, others, size    atomic.Int64
 	newFiles, changed, unchanged atomic.Int64
@@ -218,6 +232,7 @@ func Backup(ctx context.Context, r *repo.Repository, opt BackupOptions) (*Snapsh
 	}
 
 	a := newArchiver(r, opt, packSize)
+	a.xattrsFromParent = parent != nil && parent.User == sn.User
 	var stats repo.SaveStats
 	run := func(ctx context.Context, s blobSaver) error {
 		a.saver = s
@@ -315,6 +330,18 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 		a.chunkers <- nil // made on first use
 	}
 
+	// Progress totals: the parent snapshot's, when it has any, are an
+	// estimate that costs nothing, and the walk makes them exact at its
+	// end; a scan would lstat every file a second time and read every
+	// directory again (docs/benchmarks.md: a sixth of the CPU of a
+	// no-change backup of small files with a progress display).
+	// Standard input's length is known at its end only.
+	scan, estimate := a.opt.Scan && a.opt.StdinName == "", Summary{}
+	if scan && parent != nil && parent.Summary.Files > 0 {
+		scan, estimate = false, parent.Summary
+		a.prog.Scanned(estimate.Files, estimate.Size)
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	var root repo.ID
 	walking := goWorkers(g, 1, func() error {
@@ -325,6 +352,9 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 			root, err = a.backupStdin(gctx)
 		} else {
 			root, err = a.walkRoots(gctx, paths, parent)
+		}
+		if err == nil && estimate.Files > 0 {
+			a.prog.Scanned(a.files.Load()-estimate.Files, a.walkBytes-estimate.Size)
 		}
 		return err
 	})
@@ -347,7 +377,7 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	// backup, so nothing reports progress after Backup returns.
 	var scanning sync.WaitGroup
 	scanCtx, stopScan := context.WithCancel(gctx)
-	if a.opt.Scan && a.opt.StdinName == "" { // the length of standard input is known at its end only
+	if scan {
 		scanning.Go(func() { a.scan(scanCtx, paths) })
 	}
 	err := g.Wait()

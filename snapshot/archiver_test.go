@@ -7,12 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/repo"
@@ -157,4 +161,78 @@ func archiverGoroutines() string {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return found
+}
+
+// TestBackupProgressTotals checks the totals a backup gives a progress
+// display: a first backup scans the tree; a backup with a parent snapshot
+// takes the parent's totals as its estimate, without scanning (which
+// lstat()s every file a second time), and ends with the totals of what it
+// backed up, here fewer files and more bytes than the parent's.
+func TestBackupProgressTotals(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	const files = 40
+	for i := range files {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("d%d/f%02d", i%4, i)), bytes.Repeat([]byte{byte(i)}, 100+i), 0o644)
+	}
+	r := newRepo(t, mem.New())
+
+	first := &progressRecorder{}
+	sn := backup(t, r, src, BackupOptions{Scan: true, Progress: first})
+	if s := sn.Summary; first.scannedFiles != s.Files || first.scannedBytes != s.Size || s.Files != files {
+		t.Errorf("first backup: totals %d files, %d bytes; the snapshot has %d, %d", first.scannedFiles, first.scannedBytes, s.Files, s.Size)
+	}
+
+	for i := range 5 {
+		if err := os.Remove(filepath.Join(src, fmt.Sprintf("d%d/f%02d", i%4, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(src, "d0/big"), make([]byte, 10<<10), 0o644)
+	next := &progressRecorder{}
+	sn2 := backup(t, r, src, BackupOptions{Scan: true, Progress: next})
+	s := sn2.Summary
+	if sn2.Parent != sn.ID || next.scannedFiles != s.Files || next.scannedBytes != s.Size || s.Files != files-4 {
+		t.Errorf("backup with a parent: totals %d files, %d bytes; the snapshot has %d, %d (parent %s)",
+			next.scannedFiles, next.scannedBytes, s.Files, s.Size, sn2.Parent.Short())
+	}
+	// The estimate and its correction: a scan would have reported each
+	// file.
+	if next.scans != 2 {
+		t.Errorf("backup with a parent: Scanned called %d times, want 2 (the parent's totals, then the correction)", next.scans)
+	}
+	if next.files != s.Files || next.bytes != s.Size {
+		t.Errorf("backup with a parent: processed %d files, %d bytes; want %d, %d", next.files, next.bytes, s.Files, s.Size)
+	}
+}
+
+// TestBackupXattrsSinceParent checks that a backup with a parent snapshot,
+// which takes the attributes of unchanged entries from it, still records
+// an attribute set since then.
+func TestBackupXattrsSinceParent(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		writeFile(t, filepath.Join(src, name), []byte("content of "+name), 0o644)
+		if err := unix.Lsetxattr(filepath.Join(src, name), "user.x", []byte(name), 0); err != nil {
+			t.Fatalf("%s takes no user.* attributes, which this test needs: %v", src, err)
+		}
+	}
+	r := newRepo(t, mem.New())
+	backup(t, r, src, BackupOptions{})
+	time.Sleep(20 * time.Millisecond) // a tick of the coarse clock ctime takes
+	if err := unix.Lsetxattr(filepath.Join(src, "b"), "user.y", []byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	sn := backup(t, r, src, BackupOptions{})
+	nodes := listSnapshot(t, r, sn)
+	want := map[string][]Xattr{"a": {{"user.x", []byte("a")}}, "b": {{"user.x", []byte("b")}, {"user.y", []byte("new")}}}
+	for name, xs := range want {
+		if n := nodes[name]; n == nil || !reflect.DeepEqual(n.Xattrs, xs) {
+			t.Errorf("%s: %+v; want attributes %q", name, n, xs)
+		}
+	}
+	if s := sn.Summary; s.UnchangedFiles != 1 || sn.Parent.IsZero() {
+		t.Errorf("second backup: %d files unchanged, parent %s; want 1 and the first", s.UnchangedFiles, sn.Parent.Short())
+	}
 }

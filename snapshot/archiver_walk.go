@@ -107,7 +107,11 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 		if a.excluded(childRel, e.IsDir()) {
 			continue
 		}
-		child, err := readMeta(p, name, a.names)
+		var since *Node
+		if a.xattrsFromParent {
+			since = prev.node(name)
+		}
+		child, err := readMetaSince(p, name, a.names, since)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // deleted since the directory was read
@@ -167,6 +171,7 @@ func (a *archiver) addEntry(ctx context.Context, d *dirJob, path string, n *Node
 		return nil
 	}
 	a.files.Add(1)
+	a.walkBytes += n.Size
 	if a.unchangedFile(prev, n) {
 		n.Content = prev.Content
 		a.unchanged.Add(1)

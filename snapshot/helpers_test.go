@@ -350,9 +350,17 @@ type progressRecorder struct {
 	// What Total said and what Processed added up to (restore).
 	totalFiles, totalBytes int64
 	files, bytes           int64
+	// What Scanned added up to (backup), and in how many calls.
+	scannedFiles, scannedBytes, scans int64
 }
 
-func (p *progressRecorder) Scanned(int64, int64) {}
+func (p *progressRecorder) Scanned(files, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scannedFiles += files
+	p.scannedBytes += bytes
+	p.scans++
+}
 
 func (p *progressRecorder) Processed(files, bytes int64) {
 	p.mu.Lock()

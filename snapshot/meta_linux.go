@@ -25,6 +25,16 @@ import (
 // or the caller may not see them are left out rather than failing the node,
 // since a backup should not lose a file over a missing label.
 func readMeta(path, name string, names *idNames) (*Node, error) {
+	return readMetaSince(path, name, names, nil)
+}
+
+// readMetaSince is readMeta for an entry that prev, if not nil, describes
+// in the parent snapshot. When the entry is the same inode of the same
+// type with the same ctime, its extended attributes are prev's: setting or
+// removing one changes the ctime, as the archiver already trusts for
+// content. That spares the llistxattr of every unchanged entry, a third
+// of the system calls of a backup with no change.
+func readMetaSince(path, name string, names *idNames, prev *Node) (*Node, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: path, Err: err}
@@ -62,6 +72,10 @@ func readMeta(path, name string, names *idNames) (*Node, error) {
 		n.Size = int64(len(target))
 	case TypeCharDev, TypeBlkDev:
 		n.Rdev = uint64(st.Rdev)
+	}
+	if prev != nil && prev.Type == n.Type && prev.Inode == n.Inode && prev.ChangeTime.Equal(n.ChangeTime) && prev.Error == "" {
+		n.Xattrs = prev.Xattrs
+		return n, nil
 	}
 	xattrs, err := metaReadXattrs(path)
 	if err != nil {

@@ -52,6 +52,12 @@ func readMeta(path, name string, names *idNames) (*Node, error) {
 	return n, nil
 }
 
+// readMetaSince is readMeta: extended attributes, which readMetaSince
+// takes from the parent snapshot on Linux, are not read here.
+func readMetaSince(path, name string, names *idNames, _ *Node) (*Node, error) {
+	return readMeta(path, name, names)
+}
+
 func fileModeNodeType(m fs.FileMode) (NodeType, bool) {
 	switch {
 	case m.IsRegular():

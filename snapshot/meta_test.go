@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -795,5 +796,71 @@ func TestMetaApplyMetaMissing(t *testing.T) {
 		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
 			t.Errorf("applyMeta(asRoot=%v) on a missing path: %v; want ErrNotExist naming it", asRoot, err)
 		}
+	}
+}
+
+// TestMetaReadMetaSince checks when readMetaSince takes the extended
+// attributes from the parent snapshot's node instead of listing them: only
+// for the same inode and type with the same ctime, which setting an
+// attribute changes.
+func TestMetaReadMetaSince(t *testing.T) {
+	dir := t.TempDir()
+	if !metaTestXattrs(t, dir) {
+		t.Fatalf("%s takes no user.* attributes, which this test needs", dir)
+	}
+	path := filepath.Join(dir, "file")
+	writeFile(t, path, []byte("content"), 0o644)
+	if err := unix.Lsetxattr(path, "user.a", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := readMeta(path, "file", nil)
+	if err != nil || len(prev.Xattrs) != 1 {
+		t.Fatalf("readMeta: %+v, %v; want one attribute", prev, err)
+	}
+	// A parent whose attributes differ from the disk's shows where they
+	// came from.
+	recorded := []Xattr{{"user.recorded", []byte("in the parent")}}
+	parent := func(change func(n *Node)) *Node {
+		n := *prev
+		n.Xattrs = recorded
+		change(&n)
+		return &n
+	}
+	for _, tc := range []struct {
+		name       string
+		prev       *Node
+		fromParent bool
+	}{
+		{"no parent", nil, false},
+		{"unchanged", parent(func(*Node) {}), true},
+		{"another ctime", parent(func(n *Node) { n.ChangeTime = n.ChangeTime.Add(-time.Second) }), false},
+		{"another inode", parent(func(n *Node) { n.Inode++ }), false},
+		{"another type", parent(func(n *Node) { n.Type = TypeSymlink }), false},
+		{"an error in the parent", parent(func(n *Node) { n.Error = "permission denied" }), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := readMetaSince(path, "file", nil, tc.prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := prev.Xattrs
+			if tc.fromParent {
+				want = recorded
+			}
+			if !reflect.DeepEqual(n.Xattrs, want) {
+				t.Errorf("xattrs %q, want %q", n.Xattrs, want)
+			}
+		})
+	}
+
+	// Setting an attribute changes the ctime (coarse clock ticks: wait one
+	// out), so the next read lists them again.
+	time.Sleep(20 * time.Millisecond)
+	if err := unix.Lsetxattr(path, "user.b", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := readMetaSince(path, "file", nil, prev)
+	if err != nil || len(n.Xattrs) != 2 || n.ChangeTime.Equal(prev.ChangeTime) {
+		t.Errorf("after setting user.b: xattrs %q, ctime %v (was %v), %v; want user.a and user.b", n.Xattrs, n.ChangeTime, prev.ChangeTime, err)
 	}
 }
