@@ -11,7 +11,8 @@
 // it once, and a read that misses fetches a span of the pack after the
 // blob, as restore does, in one ranged read; the blobs of that span that
 // no read needs yet wait in a bounded cache (spillCache: in memory, then
-// on disk), still sealed, and are authenticated when used.
+// on disk), still
+// sealed, and are authenticated when used.
 //
 // The FUSE side (go-fuse) builds on Linux, macOS and FreeBSD; elsewhere
 // Mount returns ErrNotSupported.
