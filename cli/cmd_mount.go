@@ -26,7 +26,7 @@ var mountCommand = &command{
 	flags: func(fs *flag.FlagSet) any {
 		o := &mountOptions{cache: sizeFlag{n: mount.DefaultCacheBytes, bare: 1 << 20}, spill: sizeFlag{bare: 1 << 20}}
 		fs.Var(&o.cache, "cache", "keep up to this `size` of decrypted file data in memory")
-		fs.Var(&o.spill, "spill", "keep up to this `size` of file data fetched ahead of reads (encrypted; past 64MiB on disk in $TMPDIR, removed at unmount; default 256MiB, none for a local repository)")
+		fs.Var(&o.spill, "spill", "keep up to this `size` of file data fetched ahead of reads on disk (encrypted, in $TMPDIR, removed at unmount; default 256MiB, none for a local repository)")
 		fs.BoolVar(&o.debug, "debug", false, "log every FUSE request on stderr")
 		return o
 	},

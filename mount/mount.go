@@ -10,8 +10,7 @@
 // (blobCache), so the kernel's small sequential reads of one chunk fetch
 // it once, and a read that misses fetches a span of the pack after the
 // blob, as restore does, in one ranged read; the blobs of that span that
-// no read needs yet wait in a bounded cache (spillCache: in memory, then
-// on disk), still
+// no read needs yet wait in a bounded cache on disk (spillCache), still
 // sealed, and are authenticated when used.
 //
 // The FUSE side (go-fuse) builds on Linux, macOS and FreeBSD; elsewhere
@@ -35,9 +34,9 @@ type Options struct {
 	// CacheBytes bounds the decrypted blobs kept in memory (0:
 	// DefaultCacheBytes).
 	CacheBytes int64
-	// SpillBytes bounds the spill cache of blobs fetched with the ones
-	// read but not read yet, kept encrypted, the first 64 MiB in memory
-	// and the rest on disk (0: DefaultSpillBytes). Negative: none; fetches then read 2 MiB runs
+	// SpillBytes bounds the spill cache, on disk, of blobs fetched with
+	// the ones read but not read yet, kept encrypted (0:
+	// DefaultSpillBytes). Negative: none; fetches then read 2 MiB runs
 	// into memory rather than 16 MiB spans, which suits a store where a
 	// request costs little (a local directory) better than writing what
 	// is not read yet to disk.

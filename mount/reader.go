@@ -36,7 +36,7 @@ type blobSource interface {
 // spends much of its time per request, not per byte. A backup reads
 // files in parallel, so a file's chunks are interleaved in its packs
 // with another file's: the blobs of a span that no read needs yet (not
-// in the reader's window) go to the spill cache, sealed, until a
+// in the reader's window) go to the spill cache on disk, sealed, until a
 // reader gets to them. A random read fetches runBytes only. The read
 // waits for its own blob only, which comes first; the span goes on
 // loading in the background. A sequential reader also has up to
@@ -229,15 +229,15 @@ func (rd *reader) unspill(ref repo.BlobRef) *cacheEntry {
 	if !ok {
 		return rd.cache.get(ref.ID)
 	}
-	sealed, ok := rd.spill.take(ref.ID)
+	sealed, ok := rd.spill.get(ref.ID)
 	if !ok { // dropped meanwhile: whoever waits fetches it
 		rd.cache.spill(e)
 		return nil
 	}
 	plain, err := rd.src.OpenBlob(ref, sealed)
 	if err != nil {
-		// Dropped from the spill cache: the store's copy may be sound,
-		// and the next read fetches it.
+		// The store's copy may be sound: the next read fetches it.
+		rd.spill.forget(ref.ID)
 		rd.cache.fail(e, err)
 		return e
 	}

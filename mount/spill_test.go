@@ -42,25 +42,12 @@ func TestSpillCacheBound(t *testing.T) {
 		}
 	}
 	for k, id := range ids {
-		kept := k >= 4
-		if s.has(id) != kept {
-			t.Errorf("blob %d of segment %d: kept %v, want %v (the oldest segments are dropped)", k%2, k/2, !kept, kept)
-		}
-		b, ok := s.take(id)
-		if ok != kept || s.has(id) {
-			t.Errorf("blob %d of segment %d: taken %v (want %v), still there after %v", k%2, k/2, ok, kept, s.has(id))
+		b, ok := s.get(id)
+		if kept := k >= 4; ok != kept || s.has(id) != kept {
+			t.Errorf("blob %d of segment %d: kept %v, want %v (the oldest segments are dropped)", k%2, k/2, ok, kept)
 		}
 		if ok && !bytes.Equal(b, bytes.Repeat([]byte{byte(10*(k/2) + k%2)}, 500)) {
 			t.Errorf("blob %d of segment %d: wrong bytes", k%2, k/2)
-		}
-	}
-	if s.size != 0 || s.segs.Len() != 0 {
-		t.Errorf("with every blob taken, %d bytes in %d segments are kept", s.size, s.segs.Len())
-	}
-	for i := range 5 { // as before, for the next check
-		seg := s.newSegment()
-		for j := range 2 {
-			s.put(seg, repo.ID{byte(i), byte(j)}, make([]byte, 500))
 		}
 	}
 	// A segment larger than the bound by itself is kept while written.
@@ -82,51 +69,6 @@ func TestSpillCacheBound(t *testing.T) {
 	}
 }
 
-// Segments stay in memory up to memMax, then the oldest go to disk,
-// whole, and read back the same; a blob taken leaves the cache, and a
-// segment whose blobs have all been taken goes at once.
-func TestSpillCacheTiers(t *testing.T) {
-	s := newTestSpill(t, 10000)
-	s.memMax = 1000
-	blob := func(i, j int) []byte { return bytes.Repeat([]byte{byte(10*i + j)}, 400) }
-	var segs []*spillSeg
-	for i := range 2 {
-		seg := s.newSegment()
-		for j := range 2 {
-			if !s.put(seg, repo.ID{byte(i), byte(j)}, blob(i, j)) {
-				t.Fatalf("segment %d: blob %d not kept", i, j)
-			}
-		}
-		segs = append(segs, seg)
-	}
-	if segs[0].f == nil || segs[1].f != nil || s.memSize != 800 || s.size != 1600 {
-		t.Fatalf("after 1,600 bytes with 1,000 allowed in memory: first segment on disk %v, second on disk %v, %d bytes in memory, %d in all",
-			segs[0].f != nil, segs[1].f != nil, s.memSize, s.size)
-	}
-	take := func(i, j int) {
-		t.Helper()
-		if b, ok := s.take(repo.ID{byte(i), byte(j)}); !ok || !bytes.Equal(b, blob(i, j)) {
-			t.Errorf("blob %d of segment %d: kept %v, right bytes %v", j, i, ok, bytes.Equal(b, blob(i, j)))
-		}
-	}
-	take(1, 0)
-	if s.memSize != 400 || s.size != 1200 || segs[1].elem == nil {
-		t.Errorf("one blob in memory taken: %d bytes in memory, %d in all", s.memSize, s.size)
-	}
-	take(1, 1)
-	take(0, 0)
-	if segs[1].elem != nil || s.memSize != 0 || s.size != 800 {
-		t.Errorf("a segment whose blobs were all taken is kept: %d bytes in memory, %d in all", s.memSize, s.size)
-	}
-	if s.has(repo.ID{0, 0}) || !s.has(repo.ID{0, 1}) || segs[0].elem == nil {
-		t.Errorf("after one of its two blobs was taken: the taken one spilled %v, the other %v", s.has(repo.ID{0, 0}), s.has(repo.ID{0, 1}))
-	}
-	take(0, 1)
-	if segs[0].elem != nil || s.size != 0 {
-		t.Errorf("the segment on disk is kept with all its blobs taken: %d bytes", s.size)
-	}
-}
-
 // countingSource counts the fetches that reach the store.
 type countingSource struct {
 	*repo.Repository
@@ -144,21 +86,10 @@ func (s *countingSource) LoadSealedBlobs(ctx context.Context, pack repo.ID, blob
 // blob is an integrity error, not data, and the next read fetches the
 // blob from the store again.
 func TestReaderSpill(t *testing.T) {
-	for _, tier := range []struct {
-		name   string
-		memMax int64
-	}{{"memory", spillMemBytes}, {"disk", 0}} {
-		t.Run(tier.name, func(t *testing.T) { testReaderSpill(t, tier.memMax) })
-	}
-}
-
-func testReaderSpill(t *testing.T, memMax int64) {
 	r := newTestRepo(t)
 	files, data := storeFiles(t, r, 300, [][]int{{40 << 10, 50 << 10, 60 << 10}, {30 << 10, 70 << 10}}, nil)
 	src := &countingSource{Repository: r}
-	spill := newTestSpill(t, DefaultSpillBytes)
-	spill.memMax = memMax
-	rd := newReader(context.Background(), src, DefaultCacheBytes, spill)
+	rd := newReader(context.Background(), src, DefaultCacheBytes, newTestSpill(t, DefaultSpillBytes))
 	rd.wait() // the pack order is built
 	a := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(data[0])), Content: files[0]})
 	b := newContent(&snapshot.Node{Type: snapshot.TypeFile, Size: int64(len(data[1])), Content: files[1]})
@@ -176,21 +107,13 @@ func testReaderSpill(t *testing.T, memMax int64) {
 
 	// Damage the second file's first blob where it is spilled.
 	loc := rd.spill.m[files[1][0].ID]
-	if onDisk := loc.seg.f != nil; onDisk != (memMax == 0) {
-		t.Fatalf("spilled blob on disk: %v, with %d bytes allowed in memory", onDisk, memMax)
+	one := make([]byte, 1)
+	if _, err := loc.seg.f.ReadAt(one, loc.off+int64(loc.n)/2); err != nil {
+		t.Fatal(err)
 	}
-	if loc.seg.f == nil {
-		loc.mem[loc.n/2] ^= 1
-	} else {
-		at := loc.off + int64(loc.n)/2
-		one := make([]byte, 1)
-		if _, err := loc.seg.f.ReadAt(one, at); err != nil {
-			t.Fatal(err)
-		}
-		one[0] ^= 1
-		if _, err := loc.seg.f.WriteAt(one, at); err != nil {
-			t.Fatal(err)
-		}
+	one[0] ^= 1
+	if _, err := loc.seg.f.WriteAt(one, loc.off+int64(loc.n)/2); err != nil {
+		t.Fatal(err)
 	}
 	q := make([]byte, len(data[1]))
 	if _, err := rd.readAt(b, q, 0, false, nil); !errors.Is(err, repo.ErrCorrupt) {
