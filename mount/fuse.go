@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"iter"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -651,15 +652,22 @@ func (s *fsys) pushAfter(d *dirNode, i int) {
 				continue
 			}
 			f.once.Do(func() { f.c = newContent(f.n) })
-			buf := make([]byte, f.n.Size)
-			k, err := s.rd.readAt(f.c, buf, 0, false, f.next)
+			vs, err := s.rd.slices(f.c, 0, int(f.n.Size), false, f.next)
 			if err != nil {
 				f.pushed.Store(false) // its own read reports the error
 				continue
 			}
-			ch.WriteCache(0, buf[:k])
+			// A small file is one blob, whose cached bytes go as they
+			// are; one with holes is assembled.
+			var b []byte
+			if len(vs) == 1 {
+				b = vs[0]
+			} else {
+				b = slices.Concat(vs...)
+			}
+			ch.WriteCache(0, b)
 			files++
-			bytes += int64(k)
+			bytes += int64(len(b))
 		}
 	})
 }
