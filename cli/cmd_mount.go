@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"runtime"
 
 	"github.com/cofferhq/coffer/mount"
 	"github.com/cofferhq/coffer/storage"
@@ -47,6 +48,7 @@ var mountCommand = &command{
 				err = cerr
 			}
 		}()
+		defer moreProcs(a.env.Getenv("GOMAXPROCS"))()
 		spill := o.spill.n
 		if _, local := a.repo.Store().(storage.LocalPather); local && spill == 0 {
 			// A request to a local directory costs little: reads
@@ -73,4 +75,21 @@ var mountCommand = &command{
 		}
 		return err
 	},
+}
+
+// moreProcs lets Go run twice as many goroutines at once as it would by
+// default, until the returned function puts the default back, unless
+// the user set GOMAXPROCS (env is its value). A FUSE request's goroutine
+// wakes from its read of /dev/fuse needing a P; with as many Ps as cores,
+// the mount's decryption ahead of reads holds them all, and the request
+// (and the reader blocked on it: tar, cp) waits up to a scheduler time
+// slice. With more Ps than cores the kernel schedules the woken thread at
+// once: `tar c` of a mount 8-12% faster (docs/benchmarks.md, "mount").
+func moreProcs(env string) (restore func()) {
+	if env != "" {
+		return func() {}
+	}
+	runtime.SetDefaultGOMAXPROCS()
+	runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
+	return runtime.SetDefaultGOMAXPROCS
 }

@@ -166,7 +166,12 @@ func TestMountMatchesSource(t *testing.T) {
 	man := testutil.GenerateTree(t, src, testutil.TreeOptions{Seed: 14, Files: 80, LargeFileSize: 6 << 20})
 	first := h.backup("-tag", "daily", "-host", "alpha", src)
 	second := h.backup("-tag", "weekly", "-host", "beta", src)
+	runtime.SetDefaultGOMAXPROCS()
+	procs := runtime.GOMAXPROCS(0)
 	m := h.mount(t)
+	if got := runtime.GOMAXPROCS(0); got != 2*procs {
+		t.Errorf("GOMAXPROCS while mounted = %d, want twice the default %d (moreProcs)", got, procs)
+	}
 	if got := readAheadKB(t, m.dir); os.Geteuid() == 0 && got != 1024 {
 		// As 128 KiB, tar waits on a round trip per 128 KiB.
 		t.Errorf("the mount's read_ahead_kb is %d, want 1024", got)

@@ -511,22 +511,39 @@ func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	// A program that reads files and lists a directory (tar, cp -r,
-	// rsync) reads its files next: fetch their first blobs now. One
-	// that only lists (ls -R, find) reads no file, and fetches nothing.
-	if time.Since(time.Unix(0, d.sys.lastRead.Load())) < time.Second {
-		for i, n := range kids {
-			if n.Type == snapshot.TypeFile {
-				d.sys.rd.readAhead(newContent(n), 0, d.after(i))
-				break
-			}
-		}
-	}
 	entries := make([]fuse.DirEntry, len(kids))
 	for i, n := range kids {
 		entries[i] = fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: inode(d.snap, n)}
 	}
-	return fs.NewListDirStream(entries), 0
+	// A program that reads files and lists a directory (tar, cp -r,
+	// rsync) reads its files next: fetch their first blobs now, and
+	// once it has read the listing and closes it (the kernel knows
+	// every entry then), put its small files into the kernel's cache,
+	// ahead of the program's reads. One that only lists (ls -R, find)
+	// reads no file, and fetches nothing.
+	if time.Since(time.Unix(0, d.sys.lastRead.Load())) >= time.Second {
+		return fs.NewListDirStream(entries), 0
+	}
+	for i, n := range kids {
+		if n.Type == snapshot.TypeFile {
+			d.sys.rd.readAhead(newContent(n), 0, d.after(i))
+			break
+		}
+	}
+	return &listing{DirStream: fs.NewListDirStream(entries), closed: func() { d.sys.pushAfter(d, -1) }}, 0
+}
+
+// listing is a directory's listing that calls closed when the kernel
+// releases it (RELEASEDIR).
+type listing struct {
+	fs.DirStream
+	closed func()
+}
+
+// Close closes the listing.
+func (l *listing) Close() {
+	l.DirStream.Close()
+	l.closed()
 }
 
 // newNode returns the FUSE node of entry i of directory d.
@@ -622,8 +639,9 @@ const (
 	pushBytes = 4 << 20
 )
 
-// pushAfter puts the small files after entry i of d into the kernel's
-// cache, in the background, unless pushers are busy.
+// pushAfter puts the small files after entry i of d (all of them for
+// -1) into the kernel's cache, in the background, unless pushers are
+// busy.
 func (s *fsys) pushAfter(d *dirNode, i int) {
 	if d == nil {
 		return
