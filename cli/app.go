@@ -62,6 +62,10 @@ type command struct {
 	// askPassphrase commands (key management) always ask for the
 	// passphrase: the key cache does not stand in for it.
 	askPassphrase bool
+	// verifiesStore commands (check) read index objects and snapshots
+	// from the store even where the cache has them: what they verify is
+	// what is stored.
+	verifiesStore bool
 	noStore       bool // the command names no store: no `at <store>` in its usage
 	// selects commands take -host, -tag and -path, which choose the
 	// snapshots they consider and which one `latest` is (app.filter).
@@ -126,6 +130,8 @@ type app struct {
 	// askPassphrase: the command opens the repository with its
 	// passphrase even when the key cache holds its keys.
 	askPassphrase bool
+	// verifiesStore: the command reads cached objects from the store.
+	verifiesStore bool
 	// filter is the command's -host, -tag and -path (commands that
 	// select snapshots).
 	filter snapshotFilter
@@ -268,6 +274,7 @@ func (a *app) run(ctx context.Context) (err error) {
 			lock = cmd.lock(opts)
 		}
 		a.askPassphrase = cmd.askPassphrase
+		a.verifiesStore = cmd.verifiesStore
 		if err := a.openRepo(ctx, cmd.name, lock, !cmd.ownIndex); err != nil {
 			return err
 		}
@@ -414,6 +421,8 @@ func (a *app) openOptions() repo.OpenOptions {
 		CacheDir: a.g.cacheDir,
 		TempDir:  a.env.Getenv("TMPDIR"), // os.TempDir() reads the process's, not Env's
 		Warnf:    a.out.warningf,
+
+		ReadStored: a.verifiesStore,
 	}
 	if a.g.keyCache.d > 0 {
 		dir, err := a.keyCacheDir()

@@ -561,3 +561,30 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+// check reads index objects and snapshots from the store even when the
+// cache holds them: a stored object damaged after a command cached it is
+// found, where other commands go on with the intact cached copy.
+func TestCheckReadsStoredObjects(t *testing.T) {
+	for _, kind := range []string{"snapshots", "index"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t)
+			h.env["COFFER_CACHE_DIR"] = t.TempDir()
+			h.create()
+			id := h.backup(sourceTree(t))
+			h.mustAt("ls", id) // caches the snapshot and the index
+			stored, _ := filepath.Glob(filepath.Join(h.repo, kind, "*"))
+			if len(stored) != 1 {
+				t.Fatalf("%d objects in %s, want 1", len(stored), kind)
+			}
+			flipByte(t, stored[0], 0.5)
+			if r := h.run("at", h.repo, "ls", id); r.code != 0 {
+				t.Errorf("ls with the cached copy: exit %d, stderr %q", r.code, r.stderr)
+			}
+			r := h.run("at", h.repo, "check")
+			if r.code != ExitCorrupt || !strings.Contains(r.stderr, strings.TrimSuffix(kind, "s")) {
+				t.Errorf("check of a damaged stored %s with an intact cached copy: exit %d (want %d), stderr %q", kind, r.code, ExitCorrupt, r.stderr)
+			}
+		})
+	}
+}

@@ -21,6 +21,9 @@ var checkCommand = &command{
 	usage:    "[-read-data | -read-data-subset N%]",
 	summary:  "verify the repository's structure, and with -read-data every byte of it",
 	needRepo: true,
+	// A cached copy of an index object or a snapshot would hide damage
+	// to the stored one.
+	verifiesStore: true,
 	flags: func(fs *flag.FlagSet) any {
 		o := &checkOptions{}
 		fs.BoolVar(&o.readData, "read-data", false, "download and authenticate every pack")

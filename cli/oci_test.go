@@ -332,6 +332,16 @@ func TestOCITagsAndColdListing(t *testing.T) {
 			t.Errorf("a cold ls of a snapshot made %d %s requests, ls %d: it read the refs again", withIndex[class], class, req[class])
 		}
 	}
+
+	// With the cache an ls left, the snapshots are read from there: the
+	// blobs read are the config and the key, not 30 snapshots.
+	proxy.Reset()
+	h.mustAt("ls")
+	warm := proxy.Requests()
+	t.Logf("ls with a cache requests: %v", warm)
+	if warm["GET blob"] > 2 {
+		t.Errorf("an ls with the cache of the ls before read %d blobs: it read the snapshots again", warm["GET blob"])
+	}
 }
 
 // Two backups started at the same moment by two processes with different

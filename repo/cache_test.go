@@ -3,6 +3,8 @@ package repo
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,5 +158,78 @@ func TestIndexCacheUnwritable(t *testing.T) {
 	r2 := reopen(t, st, OpenOptions{CacheDir: base})
 	if got, err := r2.LoadBlob(context.Background(), BlobData, ids[0]); err != nil || string(got) != "cached or not" {
 		t.Errorf("LoadBlob: %q, %v", got, err)
+	}
+}
+
+// Snapshots are cached as index objects are: the first load fills the
+// cache, an intact cached copy is used (a damaged stored one does not
+// matter then), a damaged cached one is fetched again, and a listing
+// drops the snapshots the store no longer has.
+func TestSnapshotCache(t *testing.T) {
+	ctx := context.Background()
+	r, st := newTestRepo(t)
+	var ids []ID
+	var names []string
+	for i := range 3 {
+		id, err := r.SaveObject(ctx, storage.KindSnapshot, []byte(fmt.Sprintf(`{"snapshot":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, names = append(ids, id), append(names, id.String())
+	}
+	slices.Sort(names)
+	base := t.TempDir()
+	dir := filepath.Join(base, r.Config().ID, "snapshots")
+	opt := OpenOptions{CacheDir: base}
+	load := func(r *Repository, i int) error {
+		t.Helper()
+		b, err := r.LoadObject(ctx, storage.KindSnapshot, ids[i])
+		if err == nil && string(b) != fmt.Sprintf(`{"snapshot":%d}`, i) {
+			t.Fatalf("snapshot %d reads %q", i, b)
+		}
+		return err
+	}
+
+	r2 := reopen(t, st, opt)
+	for i := range ids {
+		if err := load(r2, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cachedIndexes(t, dir); !slices.Equal(got, names) {
+		t.Fatalf("the snapshot cache holds %v, want %v", got, names)
+	}
+
+	stored := getObject(t, st, storage.KindSnapshot, ids[0].String())
+	putObject(t, st, storage.KindSnapshot, ids[0].String(), flipped(stored, len(stored)/2))
+	if err := load(reopen(t, st, opt), 0); err != nil {
+		t.Fatalf("with an intact cached copy, a damaged stored snapshot: %v", err)
+	}
+	if err := load(reopen(t, st, OpenOptions{}), 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("without the cache, a damaged stored snapshot: %v, want an integrity error", err)
+	}
+	putObject(t, st, storage.KindSnapshot, ids[0].String(), stored)
+
+	cached := filepath.Join(dir, ids[0].String())
+	if err := os.WriteFile(cached, flipped(stored, 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := load(reopen(t, st, opt), 0); err != nil {
+		t.Fatalf("with a damaged cached copy: %v", err)
+	}
+	if b, err := os.ReadFile(cached); err != nil || !bytes.Equal(b, stored) {
+		t.Errorf("a damaged cached snapshot was not replaced by the stored one: %v", err)
+	}
+
+	if err := st.Delete(ctx, storage.KindSnapshot, ids[2].String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.ListObjects(ctx, storage.KindSnapshot); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ids[0].String(), ids[1].String()}
+	slices.Sort(want)
+	if got := cachedIndexes(t, dir); !slices.Equal(got, want) {
+		t.Errorf("after a listing without snapshot %s, the cache holds %v", ids[2].Short(), got)
 	}
 }

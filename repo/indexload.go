@@ -2,10 +2,8 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -89,7 +87,6 @@ func (r *Repository) addIndexObjects(ctx context.Context, refresh bool) error {
 		}
 	}
 	r.indexLoaded = ids
-	r.pruneCache(ids)
 	return nil
 }
 
@@ -167,45 +164,11 @@ func indexDecodeError(id ID, err error) error {
 // readIndexObject returns the plaintext of an index object, from the
 // cache if it has it.
 func (r *Repository) readIndexObject(ctx context.Context, id ID) ([]byte, error) {
-	var sealed []byte
-	cached := ""
-	if r.cacheDir != "" {
-		cached = filepath.Join(r.cacheDir, "index", id.String())
-		if b, err := os.ReadFile(cached); err == nil && ID(sha256.Sum256(b)) == id {
-			sealed = b
-		}
-	}
-	if sealed == nil {
-		b, err := readAll(ctx, r.store, storage.KindIndex, id.String(), maxObjectSize)
-		if err != nil {
-			return nil, err
-		}
-		if ID(sha256.Sum256(b)) != id {
-			return nil, corrupt(storage.KindIndex, id.String(), "content does not match its name (truncated or altered)")
-		}
-		sealed = b
-		if cached != "" {
-			cachefile.Write(cached, b)
-		}
+	sealed, err := r.readSealedObject(ctx, storage.KindIndex, id)
+	if err != nil {
+		return nil, err
 	}
 	return r.openOwnedObject(storage.KindIndex, id.String(), sealed)
-}
-
-// pruneCache removes cached index objects the store no longer has.
-func (r *Repository) pruneCache(live []ID) {
-	if r.cacheDir == "" {
-		return
-	}
-	keep := make(map[string]bool, len(live))
-	for _, id := range live {
-		keep[id.String()] = true
-	}
-	entries, _ := os.ReadDir(filepath.Join(r.cacheDir, "index"))
-	for _, e := range entries {
-		if !keep[e.Name()] {
-			_ = os.Remove(filepath.Join(r.cacheDir, "index", e.Name()))
-		}
-	}
 }
 
 // ReadPackTrailer reads and authenticates the trailer of a pack of the

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -87,9 +89,15 @@ type CreateOptions struct {
 
 // OpenOptions tune how a repository is opened.
 type OpenOptions struct {
-	// CacheDir, when not empty, holds a local copy of index objects under
-	// CacheDir/<repository id>/. Without it every open reads all indexes.
+	// CacheDir, when not empty, holds a local copy of index objects and
+	// snapshots under CacheDir/<repository id>/. Without it every open
+	// reads all indexes, and every listing all snapshots.
 	CacheDir string
+	// ReadStored reads index objects and snapshots from the store even
+	// where the cache has them (what is read still refreshes the cache):
+	// a check verifies what is stored, which an intact cached copy
+	// would hide.
+	ReadStored bool
 	// TempDir holds packs while they are written and uploaded, one per
 	// uploader plus the two being filled (data and trees), for stores that
 	// do not make pack files themselves (storage.FilePutter);
@@ -125,7 +133,10 @@ type Repository struct {
 	lockRefresh time.Duration
 
 	warnf func(format string, args ...any)
-	seen  *seenGuard // shared by views (withIndex)
+	// readStored: cached objects are read from the store
+	// (OpenOptions.ReadStored).
+	readStored bool
+	seen       *seenGuard // shared by views (withIndex)
 }
 
 // Create initialises a repository in an empty store, protected by
@@ -328,6 +339,7 @@ func openWithKeys(st storage.Store, sealedCfg []byte, mk *masterKeys, keyName st
 	}
 	r.tempDir = opt.TempDir
 	r.warnf = opt.Warnf
+	r.readStored = opt.ReadStored
 	return r, nil
 }
 
@@ -448,6 +460,40 @@ func (r *Repository) SaveObject(ctx context.Context, kind storage.Kind, plaintex
 
 // LoadObject reads, verifies and opens a sealed object.
 func (r *Repository) LoadObject(ctx context.Context, kind storage.Kind, id ID) ([]byte, error) {
+	sealed, err := r.readSealedObject(ctx, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.openObject(kind, id.String(), sealed)
+}
+
+// cacheSubdir names the cache directory of the kinds of objects every
+// command reads, index objects and snapshots, which are kept there once
+// read: they are named by the SHA-256 of their bytes and never change,
+// so a cached copy is checked against its name as a fetched one is, and
+// damage costs a download, not a wrong answer. On a registry, listing a
+// thousand snapshots is otherwise a thousand requests per command.
+func cacheSubdir(kind storage.Kind) (string, bool) {
+	switch kind {
+	case storage.KindIndex:
+		return "index", true
+	case storage.KindSnapshot:
+		return "snapshots", true
+	}
+	return "", false
+}
+
+// readSealedObject returns an object's stored bytes, checked against its
+// name: from the cache for the kinds kept there (cacheSubdir), which it
+// fills, else from the store.
+func (r *Repository) readSealedObject(ctx context.Context, kind storage.Kind, id ID) ([]byte, error) {
+	cached := ""
+	if sub, ok := cacheSubdir(kind); ok && r.cacheDir != "" {
+		cached = filepath.Join(r.cacheDir, sub, id.String())
+		if b, err := os.ReadFile(cached); !r.readStored && err == nil && ID(sha256.Sum256(b)) == id {
+			return b, nil
+		}
+	}
 	sealed, err := readAll(ctx, r.store, kind, id.String(), maxObjectSize)
 	if err != nil {
 		return nil, err
@@ -455,7 +501,30 @@ func (r *Repository) LoadObject(ctx context.Context, kind storage.Kind, id ID) (
 	if ID(sha256.Sum256(sealed)) != id {
 		return nil, corrupt(kind, id.String(), "content does not match its name (truncated or altered)")
 	}
-	return r.openObject(kind, id.String(), sealed)
+	if cached != "" {
+		cachefile.Write(cached, sealed)
+	}
+	return sealed, nil
+}
+
+// pruneCache removes the cached objects of a kind that live, a complete
+// listing of the store's, does not name.
+func (r *Repository) pruneCache(kind storage.Kind, live []ID) {
+	sub, ok := cacheSubdir(kind)
+	if !ok || r.cacheDir == "" {
+		return
+	}
+	keep := make(map[string]bool, len(live))
+	for _, id := range live {
+		keep[id.String()] = true
+	}
+	dir := filepath.Join(r.cacheDir, sub)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // RemoveObject deletes an object. Deleting packs, index objects or
@@ -469,7 +538,8 @@ func (r *Repository) RemoveObject(ctx context.Context, kind storage.Kind, id ID)
 }
 
 // ListObjects returns the names of all objects of a kind that are valid
-// ids. Other names (foreign files) are ignored.
+// ids. Other names (foreign files) are ignored. Cached objects of the
+// kind that the listing does not name are removed from the cache.
 func (r *Repository) ListObjects(ctx context.Context, kind storage.Kind) ([]ID, error) {
 	var ids []ID
 	err := r.store.List(ctx, kind, func(name string, _ int64) error {
@@ -481,6 +551,7 @@ func (r *Repository) ListObjects(ctx context.Context, kind storage.Kind) ([]ID, 
 	if err != nil {
 		return nil, fmt.Errorf("listing %s objects: %w", kind, err)
 	}
+	r.pruneCache(kind, ids)
 	return ids, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -237,21 +239,28 @@ func Vanished(ctx context.Context, r *repo.Repository, ids []repo.ID, sns []*Sna
 	return r.CompareSnapshots(ctx, ids, seen)
 }
 
+// loadParallel is how many snapshots load at once: on a registry each
+// one not in the local cache is a request, and a thousand of them one
+// after the other cost a thousand round trips.
+const loadParallel = 8
+
 // load loads the snapshots ids names, oldest first, as List does.
 func load(ctx context.Context, r *repo.Repository, ids []repo.ID) ([]*Snapshot, error) {
-	sns := make([]*Snapshot, 0, len(ids))
-	var errs []error
-	for _, id := range ids {
-		sn, err := Load(ctx, r, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			errs = append(errs, err)
-			continue
-		}
-		sns = append(sns, sn)
+	loaded := make([]*Snapshot, len(ids))
+	errs := make([]error, len(ids))
+	var g errgroup.Group
+	g.SetLimit(loadParallel)
+	for i, id := range ids {
+		g.Go(func() error {
+			loaded[i], errs[i] = Load(ctx, r, id)
+			return nil
+		})
 	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sns := slices.DeleteFunc(loaded, func(sn *Snapshot) bool { return sn == nil })
 	slices.SortFunc(sns, func(a, b *Snapshot) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
