@@ -150,17 +150,6 @@ func (rd *reader) slices(c *content, off int64, n int, sequential bool, next ite
 	return vs, nil
 }
 
-// readAt fills p from byte off of a file and returns the bytes read,
-// fewer only at the end of the file, as slices does.
-func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
-	vs, err := rd.slices(c, off, len(p), sequential, next)
-	n := 0
-	for _, v := range vs {
-		n += copy(p[n:], v)
-	}
-	return n, err
-}
-
 // zeros is read for holes; nothing writes to it.
 var zeros = make([]byte, 64<<10)
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -108,6 +109,17 @@ func TestReaderRandomReads(t *testing.T) {
 			t.Errorf("cache holds %d bytes, bound %d", rd.cache.size, cache)
 		}
 	}
+}
+
+// readAt fills p from byte off of a file and returns the bytes read,
+// fewer only at the end of the file: slices, copied, for the tests.
+func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
+	vs, err := rd.slices(c, off, len(p), sequential, next)
+	n := 0
+	for _, v := range vs {
+		n += copy(p[n:], v)
+	}
+	return n, err
 }
 
 // read reads as the FUSE node does, through slices of the cache (copied
