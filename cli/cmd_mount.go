@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"runtime"
 
 	"github.com/cofferhq/coffer/mount"
@@ -55,10 +56,14 @@ var mountCommand = &command{
 			// fetch what they need rather than spans to spill.
 			spill = -1
 		}
+		var debugLog io.Writer
+		if o.debug {
+			debugLog = a.out.stderrWriter()
+		}
 		err = mount.Mount(ctx, a.repo, dir, mount.Options{
 			CacheBytes: o.cache.n,
 			SpillBytes: spill,
-			Debug:      o.debug,
+			DebugLog:   debugLog,
 			Warn:       func(err error) { a.out.warningf("%v", err) },
 			Ready: func(n int) {
 				noun := "snapshots"

@@ -49,9 +49,9 @@ type mounted struct {
 	done   chan result
 }
 
-// mount starts `coffer at <repo> mount DIR` on a new directory and
-// returns once the file system serves.
-func (h *harness) mount(t *testing.T, global ...string) *mounted {
+// mount starts `coffer at <repo> mount [flags] DIR` on a new directory
+// and returns once the file system serves.
+func (h *harness) mount(t *testing.T, flags ...string) *mounted {
 	t.Helper()
 	m := &mounted{dir: filepath.Join(t.TempDir(), "mnt"), done: make(chan result, 1)}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
@@ -59,7 +59,7 @@ func (h *harness) mount(t *testing.T, global ...string) *mounted {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	args := append(append(slices.Clone(global), "at", h.repo, "mount"), m.dir)
+	args := append(append([]string{"at", h.repo, "mount"}, flags...), m.dir)
 	go func() {
 		var stdout, stderr bytes.Buffer
 		code := Main(ctx, Env{Args: args, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
@@ -248,6 +248,85 @@ func TestMountMatchesSource(t *testing.T) {
 		t.Errorf("mount stopped by Ctrl-C: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	wantUnmounted(t, m.dir)
+}
+
+// A program that reads files and lists a directory (tar, cp -r) finds
+// the directory's small files in the kernel's cache once its listing
+// has ended, before it closes it: reading them sends coffer no READ
+// (-debug logs every request). Rewinding the listing lists it again.
+func TestMountListingPushesSmallFiles(t *testing.T) {
+	requireFUSE(t)
+	h := newHarness(t)
+	h.create()
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(14, 3))
+	want := map[string][]byte{}
+	for _, p := range []string{"a/first"} {
+		want[p] = randomBytes(rng, 3000)
+	}
+	for i := range 30 {
+		want[fmt.Sprintf("b/f%02d", i)] = randomBytes(rng, 1+rng.IntN(8000))
+	}
+	for p, b := range want {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.backup(src)
+	m := h.mount(t, "-debug")
+	snap := filepath.Join(m.dir, "latest")
+
+	// A file read: from now on the mount serves a reading program.
+	if got, err := os.ReadFile(filepath.Join(snap, "a", "first")); err != nil || !bytes.Equal(got, want["a/first"]) {
+		t.Fatalf("reading a/first: %v", err)
+	}
+	d, err := os.Open(filepath.Join(snap, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1) // to the end: the kernel asks past it twice
+	if err != nil || len(names) != 30 {
+		t.Fatalf("listing b: %d names, %v", len(names), err)
+	}
+	// Marks the log: what follows are the reads of b's files.
+	if _, err := os.Lstat(filepath.Join(snap, "b", "marker-before-reads")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the marker lookup: %v", err)
+	}
+	for _, name := range names {
+		got, err := os.ReadFile(filepath.Join(snap, "b", name))
+		if err != nil || !bytes.Equal(got, want["b/"+name]) {
+			t.Fatalf("b/%s differs from the source (%v)", name, err)
+		}
+	}
+	if _, err := d.Seek(0, io.SeekStart); err != nil {
+		t.Fatalf("rewinding the listing: %v", err)
+	}
+	again, err := d.Readdirnames(-1)
+	if slices.Sort(names); err != nil || !slices.Equal(slices.Sorted(slices.Values(again)), names) {
+		t.Errorf("the listing read again after rewinding it: %d names, %v; want the %d of the first", len(again), err, len(names))
+	}
+	d.Close()
+
+	r := m.stop(t)
+	_, after, ok := strings.Cut(r.stderr, "marker-before-reads")
+	if !ok {
+		t.Fatalf("the -debug log has no lookup of the marker:\n%.2000s", r.stderr)
+	}
+	if reads := regexp.MustCompile(`(?m)rx \d+: READ `).FindAllString(after, -1); len(reads) > 0 {
+		t.Errorf("reading the 30 listed files sent %d READs to coffer, want none (pushed into the kernel's cache before the listing ended)", len(reads))
+	}
+}
+
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
 
 // diffR runs diff -r, which must find no difference. GNU diff does not

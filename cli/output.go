@@ -128,3 +128,15 @@ func othersText(n int64) string {
 	}
 	return ", " + counted(n, "symlink or special file", "symlinks and special files")
 }
+
+// stderrWriter returns a writer to stderr for a library's own lines
+// (mount -debug), written in turn with the printer's.
+func (p *printer) stderrWriter() io.Writer { return stderrWriter{p} }
+
+type stderrWriter struct{ p *printer }
+
+func (w stderrWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.stderr.Write(b)
+}

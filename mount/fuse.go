@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"iter"
+	"log"
 	"os"
 	"slices"
 	"sort"
@@ -110,7 +112,8 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 			DisableSplice: true,
 			MaxWrite:      maxRead,
 			MaxReadAhead:  maxRead,
-			Debug:         opt.Debug,
+			Debug:         opt.DebugLog != nil,
+			Logger:        debugLogger(opt.DebugLog),
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -123,7 +126,7 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 		return fmt.Errorf("mounting on %s: %w%s", dir, err, mountHint(err))
 	}
 	sys.noOpen.Store(tryNoOpen && server.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0)
-	if err := raiseReadAhead(dir, maxRead); err != nil && opt.Debug {
+	if err := raiseReadAhead(dir, maxRead); err != nil && opt.DebugLog != nil {
 		warn(fmt.Errorf("read-ahead stays at the kernel's default: %w", err))
 	}
 	if opt.Ready != nil {
@@ -149,6 +152,15 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opt Options) err
 	close(served)
 	unmounter.Wait()
 	return nil
+}
+
+// debugLogger returns a logger to w for go-fuse's debug lines, nil (its
+// default) for nil.
+func debugLogger(w io.Writer) *log.Logger {
+	if w == nil {
+		return nil
+	}
+	return log.New(w, "", log.Lmicroseconds)
 }
 
 // fsys is what every node of one mount shares.
@@ -378,7 +390,7 @@ type dirNode struct {
 }
 
 var _ = (fs.NodeLookuper)((*dirNode)(nil))
-var _ = (fs.NodeReaddirer)((*dirNode)(nil))
+var _ = (fs.NodeOpendirHandler)((*dirNode)(nil))
 var _ = (fs.NodeGetattrer)((*dirNode)(nil))
 var _ = (fs.NodeGetxattrer)((*dirNode)(nil))
 var _ = (fs.NodeListxattrer)((*dirNode)(nil))
@@ -505,45 +517,79 @@ func (d *dirNode) after(i int) iter.Seq[[]snapshot.Extent] {
 	}
 }
 
-// Readdir lists the entries in name order.
-func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+// OpendirHandle opens the directory for listing. A program that reads
+// files and lists a directory (tar, cp -r, rsync) reads its files next:
+// opened while files are being read, the listing fetches the first
+// file's blobs and those after it at once, and puts the small files
+// into the kernel's cache before it answers the end of the listing (see
+// dirHandle). One that only lists (ls -R, find) reads no file, and
+// fetches nothing.
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	kids, errno := d.children()
 	if errno != 0 {
-		return nil, errno
+		return nil, 0, errno
 	}
-	entries := make([]fuse.DirEntry, len(kids))
+	h := &dirHandle{d: d, entries: make([]fuse.DirEntry, len(kids))}
 	for i, n := range kids {
-		entries[i] = fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: inode(d.snap, n)}
+		h.entries[i] = fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: inode(d.snap, n), Off: uint64(i + 1)}
 	}
-	// A program that reads files and lists a directory (tar, cp -r,
-	// rsync) reads its files next: fetch their first blobs now, and
-	// once it has read the listing and closes it (the kernel knows
-	// every entry then), put its small files into the kernel's cache,
-	// ahead of the program's reads. One that only lists (ls -R, find)
-	// reads no file, and fetches nothing.
-	if time.Since(time.Unix(0, d.sys.lastRead.Load())) >= time.Second {
-		return fs.NewListDirStream(entries), 0
-	}
-	for i, n := range kids {
-		if n.Type == snapshot.TypeFile {
-			d.sys.rd.readAhead(newContent(n), 0, d.after(i))
-			break
+	h.reading = time.Since(time.Unix(0, d.sys.lastRead.Load())) < time.Second
+	if h.reading {
+		for i, n := range kids {
+			if n.Type == snapshot.TypeFile {
+				d.sys.rd.readAhead(newContent(n), 0, d.after(i))
+				break
+			}
 		}
 	}
-	return &listing{DirStream: fs.NewListDirStream(entries), closed: func() { d.sys.pushAfter(d, -1) }}, 0
+	return h, 0, 0
 }
 
-// listing is a directory's listing that calls closed when the kernel
-// releases it (RELEASEDIR).
-type listing struct {
-	fs.DirStream
-	closed func()
+// dirHandle is one open of a snapshot directory: its entries in name
+// order, each entry's offset its index plus one.
+//
+// The kernel asks for entries until an answer holds none, and each
+// READDIRPLUS answer makes it an inode of every entry in it; once it asks
+// past the end a second time, it holds an inode of every entry, and a
+// program that reads files goes on to read them. The directory's small
+// files are put into the kernel's cache (FUSE_NOTIFY_STORE) before that
+// last answer, so that none of those reads waits on a round trip to
+// coffer. Pushed in the background instead, tar overtook the pushes and
+// read about a third of the files with a READ each (docs/benchmarks.md,
+// "mount").
+type dirHandle struct {
+	d       *dirNode
+	entries []fuse.DirEntry
+	next    int  // index of the next entry to list
+	ends    int  // answers past the end so far
+	reading bool // opened while files were being read
 }
 
-// Close closes the listing.
-func (l *listing) Close() {
-	l.DirStream.Close()
-	l.closed()
+var _ = (fs.FileReaddirenter)((*dirHandle)(nil))
+var _ = (fs.FileSeekdirer)((*dirHandle)(nil))
+
+// Readdirent returns the next entry, or nil past the end.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.next < len(h.entries) {
+		e := h.entries[h.next]
+		h.next++
+		return &e, 0
+	}
+	h.ends++
+	if h.ends == 2 && h.reading {
+		h.d.sys.pushFiles(ctx, h.d, -1)
+	}
+	return nil, 0
+}
+
+// Seekdir moves to the entry after offset off (0: the first), for
+// rewinddir and seekdir.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(h.entries)) {
+		return syscall.EINVAL
+	}
+	h.next = int(off)
+	return 0
 }
 
 // newNode returns the FUSE node of entry i of directory d.
@@ -606,7 +652,7 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 		f.pushed.Store(true)
 		f.sys.pushAfter(f.dir, f.idx)
 	}
-	vs, err := f.sys.rd.slices(f.c, off, len(dest), sequential, f.next)
+	vs, err := f.sys.rd.slices(ctx, f.c, off, len(dest), sequential, f.next)
 	if err != nil {
 		return nil, f.sys.fail(f.Path(nil), err)
 	}
@@ -628,20 +674,20 @@ func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 }
 
 // Small files read in order (tar, cp -r) would each cost a READ round
-// trip, serial in the reader, which restore does not have: once a small
-// file is read from its start, the small files after it in its
-// directory that the kernel knows (READDIRPLUS made their inodes) are
-// read here and put into the kernel's page cache (FUSE_NOTIFY_STORE), up
-// to pushFiles or pushBytes, so that their reads never reach coffer.
+// trip, serial in the reader, which restore does not have. So the small
+// files of a directory that the kernel knows (READDIRPLUS made their
+// inodes) are read here and put into its page cache (FUSE_NOTIFY_STORE),
+// up to pushFiles or pushBytes, so that their reads never reach coffer:
+// before a reading program's listing ends (dirHandle), and, in the
+// background, those after a small file read from its start.
+// (pushMax, the largest file pushed, is in reader.go.)
 const (
-	pushMax   = 256 << 10
 	pushFiles = 64
 	pushBytes = 4 << 20
 )
 
-// pushAfter puts the small files after entry i of d (all of them for
-// -1) into the kernel's cache, in the background, unless pushers are
-// busy.
+// pushAfter puts the small files after entry i of d into the kernel's
+// cache in the background, unless pushers are busy.
 func (s *fsys) pushAfter(d *dirNode, i int) {
 	if d == nil {
 		return
@@ -653,41 +699,48 @@ func (s *fsys) pushAfter(d *dirNode, i int) {
 	}
 	s.rd.bg.Go(func() {
 		defer func() { <-s.pushers }()
-		files, bytes := 0, int64(0)
-		for _, n := range d.kids[i+1:] {
-			if files == pushFiles || bytes >= pushBytes || s.ctx.Err() != nil {
-				return
-			}
-			if n.Type != snapshot.TypeFile || n.Size == 0 || n.Size > pushMax {
-				continue
-			}
-			ch := d.GetChild(n.Name)
-			if ch == nil {
-				continue // the kernel has no inode for it: nothing to fill
-			}
-			f, ok := ch.Operations().(*fileNode)
-			if !ok || f.pushed.Swap(true) {
-				continue
-			}
-			f.once.Do(func() { f.c = newContent(f.n) })
-			vs, err := s.rd.slices(f.c, 0, int(f.n.Size), false, f.next)
-			if err != nil {
-				f.pushed.Store(false) // its own read reports the error
-				continue
-			}
-			// A small file is one blob, whose cached bytes go as they
-			// are; one with holes is assembled.
-			var b []byte
-			if len(vs) == 1 {
-				b = vs[0]
-			} else {
-				b = slices.Concat(vs...)
-			}
-			ch.WriteCache(0, b)
-			files++
-			bytes += int64(len(b))
-		}
+		s.pushFiles(s.ctx, d, i)
 	})
+}
+
+// pushFiles puts the small files after entry i of d (all of them for
+// -1) that the kernel knows (READDIRPLUS made their inodes) into its
+// cache, up to pushFiles or pushBytes, until ctx is done.
+func (s *fsys) pushFiles(ctx context.Context, d *dirNode, i int) {
+	files, bytes := 0, int64(0)
+	for _, n := range d.kids[i+1:] {
+		if files == pushFiles || bytes >= pushBytes || ctx.Err() != nil {
+			return
+		}
+		if n.Type != snapshot.TypeFile || n.Size == 0 || n.Size > pushMax {
+			continue
+		}
+		ch := d.GetChild(n.Name)
+		if ch == nil {
+			continue // the kernel has no inode for it: nothing to fill
+		}
+		f, ok := ch.Operations().(*fileNode)
+		if !ok || f.pushed.Swap(true) {
+			continue
+		}
+		f.once.Do(func() { f.c = newContent(f.n) })
+		vs, err := s.rd.slices(ctx, f.c, 0, int(f.n.Size), false, f.next)
+		if err != nil {
+			f.pushed.Store(false) // its own read reports the error
+			continue
+		}
+		// A small file is one blob, whose cached bytes go as they
+		// are; one with holes is assembled.
+		var b []byte
+		if len(vs) == 1 {
+			b = vs[0]
+		} else {
+			b = slices.Concat(vs...)
+		}
+		ch.WriteCache(0, b)
+		files++
+		bytes += int64(len(b))
+	}
 }
 
 // linkNode is a symbolic link of a snapshot.

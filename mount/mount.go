@@ -20,6 +20,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
@@ -50,8 +51,9 @@ type Options struct {
 	Warn func(err error)
 	// Ready is called once the file system is mounted and serving.
 	Ready func(snapshots int)
-	// Debug logs every FUSE request to standard error.
-	Debug bool
+	// DebugLog, if not nil, receives a line for every FUSE request and
+	// its answer.
+	DebugLog io.Writer
 }
 
 // Errors Mount returns before it mounts anything, matched with errors.Is.

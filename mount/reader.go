@@ -35,9 +35,14 @@ type blobSource interface {
 // restore reads whole packs in 16 MiB reads: a store such as a registry
 // spends much of its time per request, not per byte. A backup reads
 // files in parallel, so a file's chunks are interleaved in its packs
-// with another file's: the blobs of a span that no read needs yet (not
+// with another file's: the chunks of a span that no read needs yet (not
 // in the reader's window) go to the spill cache on disk, sealed, until a
-// reader gets to them. A random read fetches runBytes only. The read
+// reader gets to them. Blobs of up to pushMax bytes, which are mostly
+// whole small files, are decrypted into memory instead: the pack's
+// order is the order a walk of the tree reads them in, and decrypting
+// each one on the reader's path, a directory at a time, cost more than
+// the span's fetch (docs/benchmarks.md, "mount"). A random read fetches
+// runBytes only. The read
 // waits for its own blob only, which comes first; the span goes on
 // loading in the background. A sequential reader also has up to
 // aheadBytes beyond its read (in its file, then its directory) fetched
@@ -47,6 +52,7 @@ type blobSource interface {
 // readers do. The sizes were chosen by measurement on a local directory
 // and a registry (docs/benchmarks.md, "mount").
 const (
+	pushMax      = 256 << 10 // small files: pushed into the kernel's cache (fuse.go), not spilled
 	runBytes     = 2 << 20
 	spanBytes    = 16 << 20
 	runBlobs     = 1024
@@ -117,8 +123,10 @@ func (rd *reader) span(sequential bool) int64 {
 // are the cache's, which never change once filled. sequential says the
 // read follows the previous one on the same handle, which starts
 // read-ahead. next yields the extents of the files that follow in the
-// directory, for fetches to go on with; it may be nil.
-func (rd *reader) slices(c *content, off int64, n int, sequential bool, next iter.Seq[[]snapshot.Extent]) ([][]byte, error) {
+// directory, for fetches to go on with; it may be nil. Waiting for a
+// fetch ends when ctx is done (the reading program was interrupted);
+// the fetch goes on for whoever reads next.
+func (rd *reader) slices(ctx context.Context, c *content, off int64, n int, sequential bool, next iter.Seq[[]snapshot.Extent]) ([][]byte, error) {
 	if off >= c.size || n <= 0 {
 		return nil, nil
 	}
@@ -136,7 +144,7 @@ func (rd *reader) slices(c *content, off int64, n int, sequential bool, next ite
 		if e.Hole {
 			vs = appendZeros(vs, k)
 		} else {
-			data, err := rd.blob(c, i, next, rd.span(sequential || off == 0))
+			data, err := rd.blob(ctx, c, i, next, rd.span(sequential || off == 0))
 			if err != nil {
 				return nil, err
 			}
@@ -166,7 +174,7 @@ func appendZeros(vs [][]byte, n int64) [][]byte {
 // blob returns the plaintext of extent i, from the cache, the spill
 // cache or fetching it (and span bytes of its pack after it) if no one
 // has.
-func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent], span int64) ([]byte, error) {
+func (rd *reader) blob(ctx context.Context, c *content, i int, next iter.Seq[[]snapshot.Extent], span int64) ([]byte, error) {
 	id := c.ext[i].ID
 	for {
 		e := rd.cache.get(id)
@@ -188,6 +196,8 @@ func (rd *reader) blob(c *content, i int, next iter.Seq[[]snapshot.Extent], span
 		}
 		select {
 		case <-e.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-rd.ctx.Done():
 			return nil, rd.ctx.Err()
 		}
@@ -363,7 +373,7 @@ func (rd *reader) claimRun(xs []snapshot.Extent, span int64) (*fetch, error) {
 			if !ok {
 				continue // cached
 			}
-			e.toSpill = rd.spill != nil && !want[b.id]
+			e.toSpill = rd.spill != nil && !want[b.id] && b.raw > pushMax
 			f.entries[b.id] = e
 			f.refs = append(f.refs, repo.BlobRef{ID: b.id, Type: repo.BlobData})
 			if !e.toSpill {

@@ -114,7 +114,7 @@ func TestReaderRandomReads(t *testing.T) {
 // readAt fills p from byte off of a file and returns the bytes read,
 // fewer only at the end of the file: slices, copied, for the tests.
 func (rd *reader) readAt(c *content, p []byte, off int64, sequential bool, next iter.Seq[[]snapshot.Extent]) (int, error) {
-	vs, err := rd.slices(c, off, len(p), sequential, next)
+	vs, err := rd.slices(context.Background(), c, off, len(p), sequential, next)
 	n := 0
 	for _, v := range vs {
 		n += copy(p[n:], v)

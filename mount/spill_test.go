@@ -80,14 +80,15 @@ func (s *countingSource) LoadSealedBlobs(ctx context.Context, pack repo.ID, blob
 	return s.Repository.LoadSealedBlobs(ctx, pack, blobs, fn)
 }
 
-// A sequential read fetches the span of the pack after it; the blobs of
+// A sequential read fetches the span of the pack after it; the chunks of
 // another file in that span go to the spill cache, sealed, and that file
-// is then read from there without a fetch. A byte changed in a spilled
+// is then read from there without a fetch, while a small file's blob
+// (up to pushMax) is decrypted into memory. A byte changed in a spilled
 // blob is an integrity error, not data, and the next read fetches the
 // blob from the store again.
 func TestReaderSpill(t *testing.T) {
 	r := newTestRepo(t)
-	files, data := storeFiles(t, r, 300, [][]int{{40 << 10, 50 << 10, 60 << 10}, {30 << 10, 70 << 10}}, nil)
+	files, data := storeFiles(t, r, 300, [][]int{{pushMax + 1}, {pushMax + 1<<10, pushMax + 2<<10}, {30 << 10}}, nil)
 	src := &countingSource{Repository: r}
 	rd := newReader(context.Background(), src, DefaultCacheBytes, newTestSpill(t, DefaultSpillBytes))
 	rd.wait() // the pack order is built
@@ -102,6 +103,9 @@ func TestReaderSpill(t *testing.T) {
 		if !rd.spill.has(x.ID) || rd.cache.has(x.ID) {
 			t.Fatalf("blob %d of the second file: spilled %v, in memory %v; want spilled only", i, rd.spill.has(x.ID), rd.cache.has(x.ID))
 		}
+	}
+	if x := files[2][0]; rd.spill.has(x.ID) || rd.cache.get(x.ID) == nil || rd.cache.get(x.ID).data == nil {
+		t.Fatalf("the small file's blob: spilled %v, in memory %v; want decrypted in memory only", rd.spill.has(x.ID), rd.cache.has(x.ID))
 	}
 	fetches := src.fetches.Load()
 
