@@ -286,6 +286,24 @@ func TestOCITagsAndColdListing(t *testing.T) {
 	if n := strings.Count(tags, "coffer-refs-"); n != 30 {
 		t.Errorf("%d refs tags after 30 backups, want one per backup: %s", n, tags)
 	}
+	// A cold listing reads each refs tag with one GET by tag, not a HEAD
+	// and then a GET; with the cache it left, with a HEAD each (a tag may
+	// name a tombstone since), and no GET.
+	h.env["COFFER_CACHE_DIR"] = t.TempDir()
+	proxy.Reset()
+	h.mustAt("ls")
+	cold := proxy.Requests()
+	proxy.Reset()
+	h.mustAt("ls")
+	again := proxy.Requests()
+	t.Logf("30 refs tags: cold ls requests %v, warm %v", cold, again)
+	if cold["HEAD manifest"] >= 30 || cold["GET manifest"] < 30 {
+		t.Errorf("a cold ls of 30 refs tags made %d manifest HEADs and %d GETs, want a GET each and no HEAD", cold["HEAD manifest"], cold["GET manifest"])
+	}
+	if again["GET manifest"] >= 30 || again["HEAD manifest"] < 30 {
+		t.Errorf("an ls with a cache of 30 refs tags made %d manifest HEADs and %d GETs, want a HEAD each and no GET", again["HEAD manifest"], again["GET manifest"])
+	}
+
 	h.mustAt("prune")
 	tags, err = testregistry.Oras(t, reg.DockerEnv(), append([]string{"repo", "tags", reg.Host + "/churn"}, reg.OrasFlags()...)...)
 	if err != nil {

@@ -53,6 +53,25 @@ func (c *diskCache) putManifest(d digest.Digest, b []byte) {
 	}
 }
 
+// tagManifest returns the digest tag named when it was last read, and
+// that manifest, if both are cached.
+func (c *diskCache) tagManifest(tag string) (digest.Digest, []byte) {
+	d := digest.Digest(c.read(filepath.Join("tags", tag)))
+	b := c.manifest(d)
+	if b == nil {
+		return "", nil
+	}
+	return d, b
+}
+
+// putTag records the digest tag names. A tag may move (to a tombstone)
+// after this: the record only says which manifest to expect.
+func (c *diskCache) putTag(tag string, d digest.Digest) {
+	if d.Validate() == nil {
+		c.write(filepath.Join("tags", tag), []byte(d))
+	}
+}
+
 func (c *diskCache) read(name string) []byte {
 	if c.dir == "" {
 		return nil

@@ -96,10 +96,10 @@ func (s *Store) nextRefTag() string {
 	return fmt.Sprintf("%s%s-%06d", tagRefsPrefix, s.session, s.seq)
 }
 
-// loadView reads every ref: one tag listing (paginated), one HEAD per
-// refs tag, one GET per manifest not in the local cache (they never
-// change), and one GET per legacy root. So a cold listing costs
-// O(tags) requests, never O(objects).
+// loadView reads every ref: one tag listing (paginated), one request
+// per refs tag (readTagged: a GET when not cached, else a HEAD), and one
+// GET per legacy root. So a listing costs O(tags) requests, never
+// O(objects).
 //
 // A tag that a merge or rewrite retired between the listing and its read
 // would drop objects its replacement holds: the replacement is pushed
@@ -212,27 +212,12 @@ func (s *Store) addToView(refs []*ref) {
 // loadRef reads one refs tag; a tag retired since the listing, or moved
 // to a tombstone, is nil.
 func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
-	var desc ocispec.Descriptor
-	err := s.retrying(ctx, func(ctx context.Context) error {
-		var err error
-		desc, err = s.repo.Resolve(ctx, tag)
-		return err
-	})
+	desc, b, err := s.readTagged(ctx, tag)
 	if isNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, s.wrap("resolving "+tag, err)
-	}
-	b := s.cache.manifest(desc.Digest)
-	if b == nil {
-		if desc, b, err = s.fetchManifest(ctx, desc.Digest.String()); err != nil {
-			if isNotFound(err) {
-				return nil, nil
-			}
-			return nil, s.wrap("fetching "+tag, err)
-		}
-		s.cache.putManifest(desc.Digest, b)
+		return nil, s.wrap("reading "+tag, err)
 	}
 	m, err := decodeManifest(b)
 	if err != nil {
@@ -250,6 +235,44 @@ func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
 			tag, s.loc.host, m.ArtifactType, artifactRefs, tagRefsPrefix)
 	}
 	return &ref{tag: tag, desc: desc, layers: objectLayers(m.Layers)}, nil
+}
+
+// readTagged returns the manifest tag names, through the cache. A tag
+// read before costs a HEAD, which says whether it still names the
+// manifest cached for it (a retired tag may name a tombstone now); a tag
+// never read costs one GET by tag, rather than a HEAD and a GET: a cold
+// listing of a repository with many refs tags makes half the requests.
+func (s *Store) readTagged(ctx context.Context, tag string) (ocispec.Descriptor, []byte, error) {
+	cached, b := s.cache.tagManifest(tag)
+	if b == nil {
+		desc, b, err := s.fetchManifest(ctx, tag)
+		if err != nil {
+			return desc, nil, err
+		}
+		s.cache.putManifest(desc.Digest, b)
+		s.cache.putTag(tag, desc.Digest)
+		return desc, b, nil
+	}
+	var desc ocispec.Descriptor
+	err := s.retrying(ctx, func(ctx context.Context) error {
+		var err error
+		desc, err = s.repo.Resolve(ctx, tag)
+		return err
+	})
+	if err != nil {
+		return desc, nil, err
+	}
+	if desc.Digest == cached {
+		return desc, b, nil
+	}
+	if b = s.cache.manifest(desc.Digest); b == nil {
+		if desc, b, err = s.fetchManifest(ctx, desc.Digest.String()); err != nil {
+			return desc, nil, err
+		}
+		s.cache.putManifest(desc.Digest, b)
+	}
+	s.cache.putTag(tag, desc.Digest)
+	return desc, b, nil
 }
 
 // objectLayers keeps every layer but the empty descriptor (which a
