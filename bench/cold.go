@@ -200,42 +200,63 @@ func coldBench(rn *runner, bins *binaries, snapshots, runs int, dir, restoreDir 
 		order := append(slices.Clone(coldScenarios[r%3:3]), coldScenarios[:r%3]...)
 		order = append(order, coldLsWarm)
 		for _, sc := range order {
-			if sc == coldLsWarm {
-				// The cache an ls leaves.
+			// Each command runs twice from the same cache state: timed
+			// against the registry itself, then counted through the
+			// proxy (whose own latency is not the command's).
+			prepare := func(at string) error {
 				if err := os.RemoveAll(cache); err != nil {
-					return nil, err
+					return fmt.Errorf("cold: emptying the cache: %w", err)
 				}
-				if out, err := coffer(bins.coffer, "", env(cache), "at", store, "ls"); err != nil {
-					return nil, fmt.Errorf("cold: %w: %s", err, out)
+				if sc == coldLsWarm { // the cache an ls leaves
+					if out, err := coffer(bins.coffer, "", env(cache), "at", at, "ls"); err != nil {
+						return fmt.Errorf("cold: %w: %s", err, out)
+					}
 				}
-			} else if err := os.RemoveAll(cache); err != nil {
-				return nil, fmt.Errorf("cold: emptying the cache: %w", err)
+				if err := os.RemoveAll(restoreDir); err != nil {
+					return err
+				}
+				return os.MkdirAll(restoreDir, 0o755)
 			}
-			if err := os.RemoveAll(restoreDir); err != nil {
+			argv := func(at string) []string {
+				argv := []string{bins.coffer, "-silent", "at", at}
+				switch sc {
+				case coldLs, coldLsWarm:
+					return append(argv, "ls")
+				case coldRestore:
+					return append(argv, "restore", "latest:"+file, "-to", restoreDir)
+				default: // coldRestoreID
+					return append(argv, "restore", id+":"+file, "-to", restoreDir)
+				}
+			}
+			check := func() error {
+				if sc == coldRestore || sc == coldRestoreID {
+					if err := checkColdRestore(restoreDir, file); err != nil {
+						return fmt.Errorf("cold, %s: %w", sc, err)
+					}
+				}
+				return nil
+			}
+			if err := prepare(direct); err != nil {
 				return nil, err
 			}
-			if err := os.MkdirAll(restoreDir, 0o755); err != nil {
-				return nil, err
-			}
-			argv := []string{bins.coffer, "-silent", "at", store}
-			switch sc {
-			case coldLs, coldLsWarm:
-				argv = append(argv, "ls")
-			case coldRestore:
-				argv = append(argv, "restore", "latest:"+file, "-to", restoreDir)
-			case coldRestoreID:
-				argv = append(argv, "restore", id+":"+file, "-to", restoreDir)
-			}
-			cnt.take()
-			s, err := rn.run(command{argv: argv, env: env(cache)})
+			s, err := rn.run(command{argv: argv(direct), env: env(cache)})
 			if err != nil {
 				return nil, fmt.Errorf("cold, run %d, %s: %w", r+1, sc, err)
 			}
+			if err := check(); err != nil {
+				return nil, err
+			}
+			if err := prepare(store); err != nil {
+				return nil, err
+			}
+			cnt.take()
+			a := argv(store)
+			if out, err := coffer(a[0], "", env(cache), a[1:]...); err != nil {
+				return nil, fmt.Errorf("cold, run %d, %s through the counting proxy: %w: %s", r+1, sc, err, out)
+			}
 			kinds, bytes := cnt.take()
-			if sc == coldRestore || sc == coldRestoreID {
-				if err := checkColdRestore(restoreDir, file); err != nil {
-					return nil, fmt.Errorf("cold, %s: %w", sc, err)
-				}
+			if err := check(); err != nil {
+				return nil, err
 			}
 			logf("cold run %d  %-36s %6.2fs wall %6.2fs cpu %4d MiB rss %5d requests", r+1, sc, s.Wall.Seconds(), s.CPU.Seconds(), s.MaxRSSKiB>>10, kinds["total"])
 			rep.Samples[sc] = append(rep.Samples[sc], ColdSample{Sample: s, Requests: kinds, Bytes: bytes})
@@ -331,7 +352,7 @@ func (r *ColdReport) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("%s\n\n", coldSectionTitle)
-	p("Written by `bench/` with `-cold` (see bench/README.md): issue 16's item 5. A registry repository (CNCF Distribution on 127.0.0.1, filesystem storage) holding %d snapshots, made by as many backups of small trees (%d files of 1 KiB, one of them changed before each backup; %s to make, not measured). Each command starts with an emptied `COFFER_CACHE_DIR` (but the last row, which has the cache the `ls` before it left) and talks to the registry through a counting proxy in the harness. Every figure is the median of %d run(s)",
+	p("Written by `bench/` with `-cold` (see bench/README.md): issue 16's item 5. A registry repository (CNCF Distribution on 127.0.0.1, filesystem storage) holding %d snapshots, made by as many backups of small trees (%d files of 1 KiB, one of them changed before each backup; %s to make, not measured). Each command starts with an emptied `COFFER_CACHE_DIR` (but the last row, which has the cache the `ls` before it left) and is timed talking to the registry directly; it then runs again from the same cache state through a counting proxy in the harness, which gives the requests and bytes (the proxy's own latency is not the command's). Every figure is the median of %d run(s)",
 		r.Snapshots, r.Files, r.Build.Round(time.Second), r.Runs)
 	if r.Quick {
 		p(" with **%d snapshots (`-quick`)**, a smoke test rather than a measurement", r.Snapshots)

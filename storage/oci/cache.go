@@ -3,6 +3,7 @@ package oci
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 
@@ -53,22 +54,37 @@ func (c *diskCache) putManifest(d digest.Digest, b []byte) {
 	}
 }
 
-// tagManifest returns the digest tag named when it was last read, and
-// that manifest, if both are cached.
-func (c *diskCache) tagManifest(tag string) (digest.Digest, []byte) {
-	d := digest.Digest(c.read(filepath.Join("tags", tag)))
-	b := c.manifest(d)
-	if b == nil {
-		return "", nil
-	}
-	return d, b
+// cachedRef is a refs tag as last read: the manifest it named.
+type cachedRef struct {
+	Digest   digest.Digest `json:"digest"`
+	Manifest []byte        `json:"manifest"`
 }
 
-// putTag records the digest tag names. A tag may move (to a tombstone)
-// after this: the record only says which manifest to expect.
-func (c *diskCache) putTag(tag string, d digest.Digest) {
-	if d.Validate() == nil {
-		c.write(filepath.Join("tags", tag), []byte(d))
+// refsFile holds the refs tags read last, in one file rather than one
+// per tag: a cold listing of a repository with many refs tags wrote
+// thousands of small files, which cost more than their requests.
+const refsFile = "refs.json"
+
+// refs returns the refs tags the last listing read, those whose manifest
+// matches its digest.
+func (c *diskCache) refs() map[string]cachedRef {
+	var m map[string]cachedRef
+	if b := c.read(refsFile); b == nil || json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	for tag, r := range m {
+		if r.Digest.Validate() != nil || digest.FromBytes(r.Manifest) != r.Digest {
+			delete(m, tag)
+		}
+	}
+	return m
+}
+
+// putRefs records the refs tags a listing read. A tag may move (to a
+// tombstone) after this: the record only says which manifest to expect.
+func (c *diskCache) putRefs(m map[string]cachedRef) {
+	if b, err := json.Marshal(m); err == nil {
+		c.write(refsFile, b)
 	}
 }
 

@@ -97,8 +97,8 @@ func (s *Store) nextRefTag() string {
 }
 
 // loadView reads every ref: one tag listing (paginated), one request
-// per refs tag (readTagged: a GET when not cached, else a HEAD), and one
-// GET per legacy root. So a listing costs O(tags) requests, never
+// per refs tag (readTagged: a GET for one the last listing did not read,
+// else a HEAD), and one GET per legacy root. So a listing costs O(tags) requests, never
 // O(objects).
 //
 // A tag that a merge or rewrite retired between the listing and its read
@@ -163,6 +163,8 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
 	refs := make([]*ref, len(tags))
+	known := s.cache.refs()
+	read := make([]cachedRef, len(tags))
 	var vanished atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -170,7 +172,7 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 		g.Go(func() error {
 			var err error
 			if strings.HasPrefix(tag, tagRefsPrefix) {
-				refs[i], err = s.loadRef(gctx, tag)
+				refs[i], read[i], err = s.loadRef(gctx, tag, known[tag])
 			} else {
 				refs[i], err = s.loadLegacyRoot(gctx, tag)
 			}
@@ -182,6 +184,17 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 	}
 	if err := g.Wait(); err != nil {
 		return nil, false, err
+	}
+	fresh := map[string]cachedRef{}
+	changed := false
+	for i, r := range read {
+		if r.Manifest != nil {
+			fresh[tags[i]] = r
+			changed = changed || known[tags[i]].Digest != r.Digest
+		}
+	}
+	if changed || len(fresh) != len(known) {
+		s.cache.putRefs(fresh)
 	}
 	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), vanished.Load(), nil
 }
@@ -209,49 +222,43 @@ func (s *Store) addToView(refs []*ref) {
 	s.view = newRefView(append(slices.Clone(s.view.refs), refs...))
 }
 
-// loadRef reads one refs tag; a tag retired since the listing, or moved
-// to a tombstone, is nil.
-func (s *Store) loadRef(ctx context.Context, tag string) (*ref, error) {
-	desc, b, err := s.readTagged(ctx, tag)
+// loadRef reads one refs tag, known as the last listing read it (if it
+// did), and returns it and what to remember of it; a tag retired since
+// the listing, or moved to a tombstone, is nil.
+func (s *Store) loadRef(ctx context.Context, tag string, known cachedRef) (*ref, cachedRef, error) {
+	desc, b, err := s.readTagged(ctx, tag, known)
 	if isNotFound(err) {
-		return nil, nil
+		return nil, cachedRef{}, nil
 	}
 	if err != nil {
-		return nil, s.wrap("reading "+tag, err)
+		return nil, cachedRef{}, s.wrap("reading "+tag, err)
 	}
 	m, err := decodeManifest(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s on %s: %w", tag, s.loc.host, err)
+		return nil, cachedRef{}, fmt.Errorf("%s on %s: %w", tag, s.loc.host, err)
 	}
 	switch m.ArtifactType {
 	case artifactTombstone:
 		// Tag names are never used again, so a tombstone stays one: the
 		// next listing skips it without a request.
 		s.cache.putTombstone(tag)
-		return nil, nil
+		return nil, cachedRef{}, nil
 	case artifactRefs:
 	default:
-		return nil, fmt.Errorf("%s on %s has artifact type %q, not %q: the tag prefix %s is coffer's; rename other artifacts",
+		return nil, cachedRef{}, fmt.Errorf("%s on %s has artifact type %q, not %q: the tag prefix %s is coffer's; rename other artifacts",
 			tag, s.loc.host, m.ArtifactType, artifactRefs, tagRefsPrefix)
 	}
-	return &ref{tag: tag, desc: desc, layers: objectLayers(m.Layers)}, nil
+	return &ref{tag: tag, desc: desc, layers: objectLayers(m.Layers)}, cachedRef{desc.Digest, b}, nil
 }
 
-// readTagged returns the manifest tag names, through the cache. A tag
-// read before costs a HEAD, which says whether it still names the
-// manifest cached for it (a retired tag may name a tombstone now); a tag
-// never read costs one GET by tag, rather than a HEAD and a GET: a cold
-// listing of a repository with many refs tags makes half the requests.
-func (s *Store) readTagged(ctx context.Context, tag string) (ocispec.Descriptor, []byte, error) {
-	cached, b := s.cache.tagManifest(tag)
-	if b == nil {
-		desc, b, err := s.fetchManifest(ctx, tag)
-		if err != nil {
-			return desc, nil, err
-		}
-		s.cache.putManifest(desc.Digest, b)
-		s.cache.putTag(tag, desc.Digest)
-		return desc, b, nil
+// readTagged returns the manifest tag names. A tag the last listing read
+// (known) costs a HEAD, which says whether it still names that manifest
+// (a retired tag may name a tombstone now); a tag never read costs one
+// GET by tag, rather than a HEAD and a GET: a cold listing of a
+// repository with many refs tags makes half the requests.
+func (s *Store) readTagged(ctx context.Context, tag string, known cachedRef) (ocispec.Descriptor, []byte, error) {
+	if known.Manifest == nil {
+		return s.fetchManifest(ctx, tag)
 	}
 	var desc ocispec.Descriptor
 	err := s.retrying(ctx, func(ctx context.Context) error {
@@ -262,17 +269,10 @@ func (s *Store) readTagged(ctx context.Context, tag string) (ocispec.Descriptor,
 	if err != nil {
 		return desc, nil, err
 	}
-	if desc.Digest == cached {
-		return desc, b, nil
+	if desc.Digest == known.Digest {
+		return desc, known.Manifest, nil
 	}
-	if b = s.cache.manifest(desc.Digest); b == nil {
-		if desc, b, err = s.fetchManifest(ctx, desc.Digest.String()); err != nil {
-			return desc, nil, err
-		}
-		s.cache.putManifest(desc.Digest, b)
-	}
-	s.cache.putTag(tag, desc.Digest)
-	return desc, b, nil
+	return s.fetchManifest(ctx, desc.Digest.String())
 }
 
 // objectLayers keeps every layer but the empty descriptor (which a
@@ -418,7 +418,6 @@ func (s *Store) pushRef(ctx context.Context, layers []ocispec.Descriptor) (*ref,
 	if err := s.pushManifest(ctx, desc, b, tag); err != nil {
 		return nil, s.wrap("pushing "+tag, err)
 	}
-	s.cache.putManifest(desc.Digest, b)
 	return &ref{tag: tag, desc: desc, layers: layers}, nil
 }
 
