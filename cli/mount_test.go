@@ -259,13 +259,9 @@ func TestMountListingPushesSmallFiles(t *testing.T) {
 	h := newHarness(t)
 	h.create()
 	src := t.TempDir()
-	rng := rand.New(rand.NewPCG(14, 3))
-	want := map[string][]byte{}
-	for _, p := range []string{"a/first"} {
-		want[p] = randomBytes(rng, 3000)
-	}
+	want := map[string][]byte{"a/first": testutil.RandomBytes(1, 3000)}
 	for i := range 30 {
-		want[fmt.Sprintf("b/f%02d", i)] = randomBytes(rng, 1+rng.IntN(8000))
+		want[fmt.Sprintf("b/f%02d", i)] = testutil.RandomBytes(int64(2+i), 1+i*250)
 	}
 	for p, b := range want {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
@@ -319,14 +315,6 @@ func TestMountListingPushesSmallFiles(t *testing.T) {
 	if reads := regexp.MustCompile(`(?m)rx \d+: READ `).FindAllString(after, -1); len(reads) > 0 {
 		t.Errorf("reading the 30 listed files sent %d READs to coffer, want none (pushed into the kernel's cache before the listing ended)", len(reads))
 	}
-}
-
-func randomBytes(rng *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
 }
 
 // diffR runs diff -r, which must find no difference. GNU diff does not

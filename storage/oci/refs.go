@@ -98,8 +98,8 @@ func (s *Store) nextRefTag() string {
 
 // loadView reads every ref: one tag listing (paginated), one request
 // per refs tag (readTagged: a GET for one the last listing did not read,
-// else a HEAD), and one GET per legacy root. So a listing costs O(tags) requests, never
-// O(objects).
+// else a HEAD), and one GET per legacy root. So a listing costs O(tags)
+// requests, never O(objects).
 //
 // A tag that a merge or rewrite retired between the listing and its read
 // would drop objects its replacement holds: the replacement is pushed
