@@ -236,3 +236,71 @@ func TestBackupXattrsSinceParent(t *testing.T) {
 		t.Errorf("second backup: %d files unchanged, parent %s; want 1 and the first", s.UnchangedFiles, sn.Parent.Short())
 	}
 }
+
+// countingSaver counts the tree blobs a backup saves.
+type countingSaver struct {
+	next  blobSaver
+	trees atomic.Int64
+}
+
+func (s *countingSaver) Save(ctx context.Context, t repo.BlobType, b []byte) (repo.ID, bool, error) {
+	if t == repo.BlobTree {
+		s.trees.Add(1)
+	}
+	return s.next.Save(ctx, t, b)
+}
+
+// TestBackupReusesParentTrees checks that a directory whose entries all
+// came out as the parent snapshot recorded them takes the parent's tree
+// without saving it again: a backup of an unchanged tree saves only the
+// directories above the backed-up one (saved every time), not the 41
+// backed up; with one file changed, the two directories on its way are
+// saved besides. The snapshot restores as the source. Trees in condemned
+// packs are saved again.
+func TestBackupReusesParentTrees(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	const dirs = 40
+	for d := range dirs {
+		for f := range 3 {
+			writeFile(t, filepath.Join(src, fmt.Sprintf("d%02d/f%d", d, f)), []byte(fmt.Sprintf("file %d of %d", f, d)), 0o644)
+		}
+	}
+	st := mem.New()
+	r := newRepo(t, st)
+	parent := backup(t, r, src, BackupOptions{})
+
+	saves := func(parent *Snapshot) int64 {
+		t.Helper()
+		a := newArchiver(r, BackupOptions{Paths: []string{src}}, r.Config().PackSize)
+		s := &countingSaver{next: newDryRunSaver(r, a.maxBlob)}
+		a.saver = s
+		if _, err := a.run(t.Context(), []string{src}, parent); err != nil {
+			t.Fatal(err)
+		}
+		return s.trees.Load()
+	}
+	all := saves(nil)
+	above := saves(parent)
+	if all-above != dirs+1 {
+		t.Errorf("an unchanged tree's backup saved %d trees, one without a parent %d: want the %d directories backed up spared", above, all, dirs+1)
+	}
+
+	writeFile(t, filepath.Join(src, "d07/f1"), []byte("changed, and longer than before"), 0o644)
+	if n := saves(parent); n != above+2 {
+		t.Errorf("with one file changed the backup saved %d trees, want %d (d07 and its parent besides)", n, above+2)
+	}
+	sn := backup(t, r, src, BackupOptions{})
+	dst := t.TempDir()
+	restore(t, reopen(t, st), sn, "", dst)
+	testutil.CompareTrees(t, src, dst)
+
+	// Trees in packs a prune plan condemns are not referred to: with
+	// every pack condemned, every tree is saved again.
+	var packs []repo.ID
+	r.Index().Each(func(_ repo.ID, loc repo.Location) { packs = append(packs, loc.Pack) })
+	r.Index().Condemn(packs)
+	if n := saves(sn); n != all {
+		t.Errorf("with the parent's packs condemned the backup saved %d trees, want all %d", n, all)
+	}
+}

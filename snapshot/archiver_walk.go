@@ -27,6 +27,11 @@ type dirJob struct {
 	node     *Node   // nil for the holder of a single backed-up file
 	parent   *dirJob // nil at the top, which closes done instead
 	children []*Node // appended by the walk only
+	// prev and prevTree are the parent snapshot's directory at this path
+	// and its tree (nil and zero when there is none): when children come
+	// out the same as prev's nodes, prevTree is the directory's tree.
+	prev     *prevDir
+	prevTree repo.ID
 	// done is closed once a top directory's tree is stored, or a single
 	// backed-up file is, for the walk to wait on.
 	done      chan struct{}
@@ -90,6 +95,9 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 		a.warn(d.path, d.node, err)
 	}
 	prev := a.loadPrev(ctx, d.path, prevTree)
+	if d.node != nil && prev != nil {
+		d.prev, d.prevTree = prev, prevTree
+	}
 	if prev != nil {
 		a.prefetch.queue(prev.subtrees)
 		defer a.prefetch.forget(prev.subtrees)
@@ -227,6 +235,8 @@ func findParent(ctx context.Context, r *repo.Repository, host string, paths []st
 
 // prevDir is a directory of the parent snapshot.
 type prevDir struct {
+	nodes    []*Node   // sorted by name
+	parts    []repo.ID // of its tree, if stored in parts
 	byName   map[string]*Node
 	subtrees []repo.ID // of its subdirectories, in name order
 }
@@ -262,11 +272,11 @@ func (a *archiver) loadPrev(ctx context.Context, path string, id repo.ID) *prevD
 // loadPrevDir loads a directory of the parent snapshot, for the
 // prefetcher.
 func (a *archiver) loadPrevDir(ctx context.Context, id repo.ID) (*prevDir, error) {
-	nodes, err := LoadTree(ctx, a.repo, id)
+	nodes, parts, err := loadTreeParts(ctx, a.repo, id)
 	if err != nil {
 		return nil, err
 	}
-	d := &prevDir{byName: make(map[string]*Node, len(nodes))}
+	d := &prevDir{nodes: nodes, parts: parts, byName: make(map[string]*Node, len(nodes))}
 	for _, n := range nodes {
 		d.byName[n.Name] = n
 		if n.Type == TypeDir && !n.Subtree.IsZero() {

@@ -1,8 +1,11 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/json"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -237,4 +240,34 @@ func (n *Node) ModeString() string {
 		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
 	}
 	return string(b)
+}
+
+// sameNodes reports whether nodes, in any order, are prev, which is
+// sorted by name, node for node (sameNode).
+func sameNodes(nodes, prev []*Node) bool {
+	if len(nodes) != len(prev) {
+		return false
+	}
+	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	for i, n := range nodes {
+		if !sameNode(n, prev[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameNode reports whether a and b record the same entry: every field
+// equal, times as instants (a time read from the file system and one
+// decoded from a tree differ in location only). A tree of such nodes
+// encodes what the other's does. TestSameNodeEveryField changes each
+// field in turn, so a field added to Node and not compared here fails it.
+func sameNode(a, b *Node) bool {
+	return a.Name == b.Name && a.Type == b.Type && a.Mode == b.Mode &&
+		a.UID == b.UID && a.GID == b.GID && a.User == b.User && a.Group == b.Group &&
+		a.ModTime.Equal(b.ModTime) && a.ChangeTime.Equal(b.ChangeTime) &&
+		a.Inode == b.Inode && a.Device == b.Device && a.Links == b.Links && a.Rdev == b.Rdev &&
+		a.Size == b.Size && a.LinkTarget == b.LinkTarget &&
+		slices.EqualFunc(a.Xattrs, b.Xattrs, func(x, y Xattr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) }) &&
+		slices.Equal(a.Content, b.Content) && a.Subtree == b.Subtree && a.Error == b.Error
 }

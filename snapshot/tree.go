@@ -102,30 +102,37 @@ func saveTreeBlob(ctx context.Context, s blobSaver, tb treeBlob) (repo.ID, error
 
 // LoadTree returns the nodes of a directory, sorted by name.
 func LoadTree(ctx context.Context, r BlobLoader, id repo.ID) ([]*Node, error) {
+	nodes, _, err := loadTreeParts(ctx, r, id)
+	return nodes, err
+}
+
+// loadTreeParts is LoadTree that also returns the ids of the parts a
+// large directory's tree is stored in (none for most).
+func loadTreeParts(ctx context.Context, r BlobLoader, id repo.ID) ([]*Node, []repo.ID, error) {
 	tb, err := loadTreeBlob(ctx, r, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(tb.Parts) == 0 {
-		return tb.Nodes, nil
+		return tb.Nodes, nil, nil
 	}
 	var nodes []*Node
 	for _, part := range tb.Parts {
 		pb, err := loadTreeBlob(ctx, r, part)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(pb.Parts) > 0 {
-			return nil, &repo.IntegrityError{Kind: "tree", Name: part.String(), Err: errors.New("a tree part has parts of its own")}
+			return nil, nil, &repo.IntegrityError{Kind: "tree", Name: part.String(), Err: errors.New("a tree part has parts of its own")}
 		}
 		nodes = append(nodes, pb.Nodes...)
 	}
 	for i := 1; i < len(nodes); i++ {
 		if nodes[i-1].Name >= nodes[i].Name {
-			return nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: fmt.Errorf("parts repeat or misorder %q", nodes[i].Name)}
+			return nil, nil, &repo.IntegrityError{Kind: "tree", Name: id.String(), Err: fmt.Errorf("parts repeat or misorder %q", nodes[i].Name)}
 		}
 	}
-	return nodes, nil
+	return nodes, tb.Parts, nil
 }
 
 func loadTreeBlob(ctx context.Context, r BlobLoader, id repo.ID) (*treeBlob, error) {
