@@ -20,11 +20,11 @@ type PruneOptions struct {
 	MaxUnused float64
 	// DryRun computes and reports, and writes nothing.
 	DryRun bool
-	// MarkUsed adds to used the id of every blob (trees and data) that a
-	// snapshot needs, for the snapshots it has not reported before: Prune
-	// calls it once to plan, and again before deleting, for snapshots
-	// that backups finished in between.
-	MarkUsed func(ctx context.Context, used map[ID]struct{}) error
+	// MarkUsed calls mark with the id of every blob (trees and data) that
+	// a snapshot needs, for the snapshots it has not reported before (an
+	// id may come more than once): Prune calls it once to plan, and again
+	// before deleting, for snapshots that backups finished in between.
+	MarkUsed func(ctx context.Context, mark func(ID)) error
 	// Logf receives progress notes; nil discards them.
 	Logf func(format string, args ...any)
 	// Progress, when not nil, is told of the packs repacked (with their
@@ -105,11 +105,29 @@ func (st *PruneStats) Retained(until time.Time) {
 
 // packUse is what prune knows of one pack.
 type packUse struct {
-	info        PackInfo
-	size        int64 // stored
-	used        int64 // sealed bytes of blobs it holds for the snapshots
-	unused      int64
-	usedEntries []PackEntry
+	info   PackInfo
+	size   int64 // stored
+	used   int64 // sealed bytes of blobs it holds for the snapshots
+	unused int64
+}
+
+// claims maps each blob a snapshot needs to the pack whose copy of it is
+// kept: the first stored pack that holds it, nil until one does. One map
+// says both what is needed and where, rather than a set of needed ids, a
+// set of claimed ids and a list of each pack's claimed entries: with
+// hundreds of thousands of blobs, those were most of what a prune held.
+type claims map[ID]*packUse
+
+// usedRefs returns the blobs of pu that it claims. A blob pu holds twice
+// comes twice; the BlobSaver stores it once.
+func (c claims) usedRefs(pu *packUse) []BlobRef {
+	var out []BlobRef
+	for _, e := range pu.info.Entries {
+		if c[e.ID] == pu {
+			out = append(out, BlobRef{ID: e.ID, Type: e.Type})
+		}
+	}
+	return out
 }
 
 // indexObject is one index object and the packs it lists.
@@ -162,12 +180,12 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	if err := r.refreshIndex(ctx); err != nil {
 		return st, err
 	}
-	used := map[ID]struct{}{}
-	if err := opt.MarkUsed(ctx, used); err != nil {
-		return st, err
-	}
-	objs, err := r.readIndexObjects(ctx)
-	if err != nil {
+	used := claims{}
+	if err := opt.MarkUsed(ctx, func(id ID) {
+		if _, ok := used[id]; !ok {
+			used[id] = nil
+		}
+	}); err != nil {
 		return st, err
 	}
 	stored := map[ID]int64{}
@@ -184,7 +202,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	// holds it; copies elsewhere count as unused.
 	packs := map[ID]*packUse{}
 	var order []ID
-	for _, o := range objs {
+	if err := r.eachIndexObject(ctx, func(o indexObject) error {
 		for _, p := range o.packs {
 			if _, ok := packs[p.ID]; ok {
 				continue
@@ -196,14 +214,15 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 			packs[p.ID] = &packUse{info: p, size: size}
 			order = append(order, p.ID)
 		}
+		return nil
+	}); err != nil {
+		return st, err
 	}
-	claimed := map[ID]bool{}
 	claim := func(pu *packUse) {
 		for _, e := range pu.info.Entries {
-			if _, need := used[e.ID]; need && !claimed[e.ID] {
-				claimed[e.ID] = true
+			if by, need := used[e.ID]; need && by == nil {
+				used[e.ID] = pu
 				pu.used += int64(e.Length)
-				pu.usedEntries = append(pu.usedEntries, e)
 			} else {
 				pu.unused += int64(e.Length)
 			}
@@ -245,8 +264,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		}
 		orphans = append(orphans, pu)
 	}
-	for id := range used {
-		if !claimed[id] {
+	for id, by := range used {
+		if by == nil {
 			return st, fmt.Errorf("blob %s, which a snapshot needs, is in no stored pack: %w; prune deleted nothing (run `coffer check`)", id.Short(), ErrBlobNotFound)
 		}
 	}
@@ -324,10 +343,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		logf("repacking %d packs", len(repack))
 		stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
 			for _, pu := range repack {
-				refs := make([]BlobRef, len(pu.usedEntries))
-				for i, e := range pu.usedEntries {
-					refs[i] = BlobRef{ID: e.ID, Type: e.Type}
-				}
+				refs := used.usedRefs(pu)
 				if err := r.loadBlobsFrom(ctx, pu.info, refs, func(ref BlobRef, plain []byte) error {
 					_, err := s.SaveWithID(ctx, ref.Type, ref.ID, plain)
 					return err
@@ -378,9 +394,15 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	if len(complete.Blockers) > 0 {
 		now = slices.DeleteFunc(slices.Clone(planned), func(id ID) bool { return !ready[id] })
 	}
-	spared, err := r.spare(ctx, opt, packs, orphans, claimed, now)
+	spared, err := r.spare(ctx, opt, packs, orphans, used, now)
 	if err != nil {
 		return st, err
+	}
+	// What the packs hold is not needed any more, and deletePacks reads
+	// the index objects again: let the first copy go before that.
+	used = nil
+	for _, pu := range packs {
+		pu.info.Entries = nil
 	}
 	st.Spared = len(spared)
 	now = slices.DeleteFunc(now, func(id ID) bool { return spared[id] })
@@ -439,7 +461,7 @@ func (r *Repository) withIndex(x *Index) *Repository {
 
 // spare returns the packs among del that snapshots finished since the
 // first marking need: blobs they use that no pack claimed then.
-func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*packUse, orphans []*packUse, claimed map[ID]bool, del []ID) (map[ID]bool, error) {
+func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*packUse, orphans []*packUse, used claims, del []ID) (map[ID]bool, error) {
 	spared := map[ID]bool{}
 	if len(del) == 0 {
 		return spared, nil
@@ -447,8 +469,12 @@ func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*
 	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
-	more := map[ID]struct{}{}
-	if err := opt.MarkUsed(ctx, more); err != nil {
+	unclaimed := map[ID]struct{}{}
+	if err := opt.MarkUsed(ctx, func(id ID) {
+		if used[id] == nil {
+			unclaimed[id] = struct{}{}
+		}
+	}); err != nil {
 		return nil, err
 	}
 	entries := map[ID][]PackEntry{}
@@ -460,7 +486,7 @@ func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*
 	}
 	for _, id := range del {
 		for _, e := range entries[id] {
-			if _, need := more[e.ID]; need && !claimed[e.ID] {
+			if _, need := unclaimed[e.ID]; need {
 				spared[id] = true
 				break
 			}
@@ -490,16 +516,12 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 	for _, id := range del {
 		gone[id] = true
 	}
-	objs, err := r.readIndexObjects(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var replaced []indexObject
 	var keep []PackInfo
 	kept := map[ID]bool{}
-	for _, o := range objs {
+	if err := r.eachIndexObject(ctx, func(o indexObject) error {
 		if !slices.ContainsFunc(o.packs, func(p PackInfo) bool { return gone[p.ID] }) {
-			continue
+			return nil
 		}
 		replaced = append(replaced, o)
 		for _, p := range o.packs {
@@ -508,6 +530,9 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 				keep = append(keep, p)
 			}
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	for len(keep) > 0 {
 		n, entries := 0, 0
@@ -590,20 +615,22 @@ func (r *Repository) removePlans(ctx context.Context, plans []*Plan) error {
 	return storage.Flush(ctx, r.store)
 }
 
-// readIndexObjects reads every index object (from the local cache where
-// it has them).
-func (r *Repository) readIndexObjects(ctx context.Context) ([]indexObject, error) {
+// eachIndexObject reads every index object (from the local cache where
+// it has them) and calls fn with each, so that only what fn keeps stays
+// in memory.
+func (r *Repository) eachIndexObject(ctx context.Context, fn func(indexObject) error) error {
 	ids, err := r.ListObjects(ctx, storage.KindIndex)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	objs := make([]indexObject, 0, len(ids))
 	for _, id := range ids {
 		packs, err := r.loadIndexObject(ctx, id)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		objs = append(objs, indexObject{id, packs})
+		if err := fn(indexObject{id, packs}); err != nil {
+			return err
+		}
 	}
-	return objs, nil
+	return nil
 }

@@ -52,11 +52,11 @@ func (f *pruneFixture) use(idx ...int) {
 	}
 }
 
-func (f *pruneFixture) markUsed(_ context.Context, used map[ID]struct{}) error {
+func (f *pruneFixture) markUsed(_ context.Context, mark func(ID)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id := range f.used {
-		used[id] = struct{}{}
+		mark(id)
 	}
 	return nil
 }
@@ -270,12 +270,12 @@ func TestPruneSparesWhatAFinishedBackupUses(t *testing.T) {
 	if err := r.LoadIndex(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := r.Prune(t.Context(), PruneOptions{MaxUnused: -1, MarkUsed: func(ctx context.Context, used map[ID]struct{}) error {
+	st, err := r.Prune(t.Context(), PruneOptions{MaxUnused: -1, MarkUsed: func(ctx context.Context, mark func(ID)) error {
 		calls++
 		if calls == 2 {
 			f.use(5, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35)
 		}
-		return f.markUsed(ctx, used)
+		return f.markUsed(ctx, mark)
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -74,16 +74,7 @@ func benchChunker(b *testing.B, algorithm string) {
 // code stores them; it bounds how fast a walk (restore's plan, ls -r,
 // an incremental backup's parent) reads trees.
 func BenchmarkDecodeTree(b *testing.B) {
-	tb := treeBlob{Version: treeVersion}
-	mtime := time.Date(2026, 11, 27, 12, 34, 56, 789012345, time.UTC)
-	for i := range 64 {
-		tb.Nodes = append(tb.Nodes, &Node{
-			Name: fmt.Sprintf("file_%03d.go", i), Type: TypeFile, Mode: 0o644, UID: 1000, GID: 1000,
-			User: "builder", Group: "builder", ModTime: mtime, ChangeTime: mtime,
-			Inode: 1<<20 + uint64(i), Device: 2049, Links: 1, Size: 4096 + int64(i),
-			Content: []Extent{{ID: repo.ID{byte(i), 1}, Size: 4096 + int64(i)}},
-		})
-	}
+	tb := benchTree()
 	enc, err := encodeTree(tb)
 	if err != nil {
 		b.Fatal(err)
@@ -95,4 +86,19 @@ func BenchmarkDecodeTree(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tb.Nodes)), "ns/node")
+}
+
+// benchTree is a tree of 64 files as a backup of source code stores them.
+func benchTree() treeBlob {
+	tb := treeBlob{Version: treeVersion}
+	mtime := time.Date(2026, 11, 27, 12, 34, 56, 789012345, time.UTC)
+	for i := range 64 {
+		tb.Nodes = append(tb.Nodes, &Node{
+			Name: fmt.Sprintf("file_%03d.go", i), Type: TypeFile, Mode: 0o644, UID: 1000, GID: 1000,
+			User: "builder", Group: "builder", ModTime: mtime, ChangeTime: mtime,
+			Inode: 1<<20 + uint64(i), Device: 2049, Links: 1, Size: 4096 + int64(i),
+			Content: []Extent{{ID: repo.ID{byte(i), 1}, Size: 4096 + int64(i)}},
+		})
+	}
+	return tb
 }

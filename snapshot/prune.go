@@ -71,13 +71,13 @@ func removeForgotten(ctx context.Context, r *repo.Repository, logf func(string, 
 }
 
 // UsedBlobs returns a repo.PruneOptions.MarkUsed for r's snapshots: each
-// call adds the tree and data blobs of the snapshots it has not walked in
+// call marks the tree and data blobs of the snapshots it has not walked in
 // an earlier call. A snapshot or tree that cannot be read stops it: what
 // it needs cannot be known, so nothing may be deleted.
-func UsedBlobs(r *repo.Repository) func(context.Context, map[repo.ID]struct{}) error {
+func UsedBlobs(r *repo.Repository) func(context.Context, func(repo.ID)) error {
 	walked := map[repo.ID]bool{}
 	trees := map[repo.ID]bool{}
-	return func(ctx context.Context, used map[repo.ID]struct{}) error {
+	return func(ctx context.Context, mark func(repo.ID)) error {
 		ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 		if err != nil {
 			return err
@@ -90,7 +90,7 @@ func UsedBlobs(r *repo.Repository) func(context.Context, map[repo.ID]struct{}) e
 			if err != nil {
 				return fmt.Errorf("%w; prune needs every snapshot (forget the damaged one, or run `coffer repair snapshots`)", err)
 			}
-			if err := markTree(ctx, r, sn.Tree, trees, used); err != nil {
+			if err := markTree(ctx, r, sn.Tree, trees, mark); err != nil {
 				return fmt.Errorf("snapshot %s: %w; prune needs every tree (run `coffer check`)", id.Short(), err)
 			}
 			walked[id] = true
@@ -99,7 +99,7 @@ func UsedBlobs(r *repo.Repository) func(context.Context, map[repo.ID]struct{}) e
 	}
 }
 
-func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[repo.ID]bool, used map[repo.ID]struct{}) error {
+func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[repo.ID]bool, mark func(repo.ID)) error {
 	if trees[id] {
 		return nil
 	}
@@ -111,9 +111,9 @@ func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[rep
 	if err != nil {
 		return err
 	}
-	used[id] = struct{}{}
+	mark(id)
 	for _, part := range tb.Parts {
-		used[part] = struct{}{}
+		mark(part)
 	}
 	nodes, err := LoadTree(ctx, r, id)
 	if err != nil {
@@ -122,13 +122,13 @@ func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[rep
 	for _, n := range nodes {
 		switch n.Type {
 		case TypeDir:
-			if err := markTree(ctx, r, n.Subtree, trees, used); err != nil {
+			if err := markTree(ctx, r, n.Subtree, trees, mark); err != nil {
 				return err
 			}
 		case TypeFile:
 			for _, e := range n.Content {
 				if !e.Hole {
-					used[e.ID] = struct{}{}
+					mark(e.ID)
 				}
 			}
 		}
