@@ -20,7 +20,7 @@ type pruneOptions struct {
 
 var pruneCommand = &command{
 	name:     "prune",
-	usage:    "[-max-unused 10%] [-dry-run]",
+	usage:    "[-max-unused 5%] [-dry-run]",
 	summary:  "delete data no snapshot needs, and repack packs that are mostly unneeded",
 	needRepo: true,
 	lock:     func(any) repo.LockKind { return repo.LockExclusive },

@@ -16,7 +16,7 @@ type PruneOptions struct {
 	// MaxUnused is the share of the used bytes that may stay unused in
 	// packs kept: packs with unused blobs are repacked, most unused
 	// first, until the rest is within it. Negative means no limit (never
-	// repack); DefaultMaxUnused is 10%.
+	// repack); DefaultMaxUnused is 5%, as restic's default.
 	MaxUnused float64
 	// DryRun computes and reports, and writes nothing.
 	DryRun bool
@@ -46,7 +46,7 @@ func (nopPruneProgress) Total(int64, int64)     {}
 func (nopPruneProgress) Processed(int64, int64) {}
 
 // DefaultMaxUnused is PruneOptions.MaxUnused's usual value.
-const DefaultMaxUnused = 0.10
+const DefaultMaxUnused = 0.05
 
 // PruneStats says what Prune found and did (or, with DryRun, would do).
 type PruneStats struct {
