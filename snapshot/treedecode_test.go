@@ -11,8 +11,8 @@ import (
 
 // TestDecodeTreeFastTakesCanonicalTrees checks that trees as backups
 // write them are read by the fast decoder, not handed on, and come out as
-// the generic decoder reads them; and that what it does not take (xattrs,
-// raw names, other spellings) it hands on rather than misreads.
+// the generic decoder reads them; and that what it does not take (raw
+// names, nulls, other spellings) it hands on rather than misreads.
 func TestDecodeTreeFastTakesCanonicalTrees(t *testing.T) {
 	mtime := time.Date(2026, 12, 4, 15, 4, 5, 987654321, time.UTC)
 	canonical := []*Node{
@@ -40,7 +40,10 @@ func TestDecodeTreeFastTakesCanonicalTrees(t *testing.T) {
 		{"many files", treeBlob{Version: treeVersion, Nodes: nodes}, true},
 		{"parts", treeBlob{Version: treeVersion, Parts: []repo.ID{{1}, {2}, {3}}}, true},
 		{"empty", treeBlob{Version: treeVersion}, true},
-		{"xattrs", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "x", Type: TypeFile, Xattrs: []Xattr{{Name: "user.a", Value: []byte{1}}}}}}, false},
+		{"xattrs", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "x", Type: TypeFile, Content: []Extent{},
+			Xattrs: []Xattr{{Name: "security.selinux", Value: []byte("unconfined_u:object_r:user_home_t:s0\x00")}, {Name: "user.empty", Value: []byte{}}}}}}, true},
+		{"xattr without a value", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "x", Type: TypeFile, Xattrs: []Xattr{{Name: "user.a"}}}}}, false},
+		{"raw xattr name", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "x", Type: TypeFile, Xattrs: []Xattr{{Name: "user.\xff", Value: []byte{1}}}}}}, false},
 		{"raw name", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "\xff", Type: TypeFifo}}}, false},
 		{"raw link target", treeBlob{Version: treeVersion, Nodes: []*Node{{Name: "l", Type: TypeSymlink, LinkTarget: "\xfe"}}}, false},
 	} {
@@ -84,6 +87,7 @@ func FuzzDecodeTreeFast(f *testing.F) {
 	for _, s := range treeSeeds(f) {
 		f.Add(s.b)
 	}
+	f.Add([]byte(`{"version":1,"nodes":[{"name":"x","type":"file","mode":420,"uid":0,"gid":0,"mtime":"0001-01-01T00:00:00Z","xattrs":[{"name":"user.a","value":"AAE="},{"name":"user.b","value":""}],"content":[]}]}`))
 	f.Add([]byte(`{"version":1,"nodes":[{"name":"a\u00e9\n","type":"file","mode":420,"uid":0,"gid":0,"mtime":"2024-05-06T07:08:09.5+02:00","size":-0,"content":[{"size":0,"hole":false}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, ok := decodeTreeFast(b)
