@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -82,6 +83,29 @@ func (a *archiver) releaseDir(ctx context.Context, d *dirJob) error {
 	}
 }
 
+// openDir returns the entries of the directory at path, sorted by name
+// as os.ReadDir returns them, and, with keep, the directory still open,
+// so that its entries can be looked up from it (readMetaSince). Like
+// os.ReadDir, it returns what it read before an error, with the error.
+func openDir(path string, keep bool) ([]os.DirEntry, *os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, err := f.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	if !keep {
+		f.Close()
+		f = nil
+	}
+	return entries, f, err
+}
+
+// maxHeldDirs bounds the directories a walk holds open, one per level
+// down to the one it lists: a tree nested deeper than that is looked up
+// by whole paths below it, rather than risk running out of descriptors.
+const maxHeldDirs = 64
+
 // walkDir lists directory d, hands its files on, walks its subdirectories,
 // and then drops the walk's hold on d. rel holds the path elements below
 // the backed-up root, for excludes; below, if not nil, the paths given
@@ -90,9 +114,14 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 	if a.opt.OneFileSystem && !a.devs[d.node.Device] {
 		return a.releaseDir(ctx, d) // the mount point is recorded, its contents are not
 	}
-	entries, err := os.ReadDir(d.path)
+	entries, dir, err := openDir(d.path, runtime.GOOS == "linux" && len(rel) < maxHeldDirs)
 	if err != nil {
 		a.warn(d.path, d.node, err)
+	}
+	fd := noDir
+	if dir != nil {
+		defer dir.Close()
+		fd = int(dir.Fd())
 	}
 	prev := a.loadPrev(ctx, d.path, prevTree)
 	if d.node != nil && prev != nil {
@@ -119,7 +148,7 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 		if a.xattrsFromParent {
 			since = prev.node(name)
 		}
-		child, err := readMetaSince(p, name, a.names, since)
+		child, err := readMetaSince(fd, p, name, a.names, since)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // deleted since the directory was read

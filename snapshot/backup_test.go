@@ -574,3 +574,47 @@ func TestBackupUnknownCompression(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupDeeperThanHeldDirs backs up a tree nested deeper than the walk
+// holds directories open (maxHeldDirs), with entries at every level, and
+// restores it whole: below that depth entries are looked up by path.
+func TestBackupDeeperThanHeldDirs(t *testing.T) {
+	src := t.TempDir()
+	p := src
+	for i := range maxHeldDirs + 6 {
+		writeFile(t, filepath.Join(p, "f"), []byte(fmt.Sprintf("level %d", i)), 0o644)
+		if err := os.Symlink(fmt.Sprintf("target-%d", i), filepath.Join(p, "l")); err != nil {
+			t.Fatal(err)
+		}
+		p = filepath.Join(p, "d")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	backupAndRestore(t, newFSStore(t, t.TempDir()), src, dst)
+	want, got := dirState(t, src), dirState(t, dst)
+	if len(want) != 3*(maxHeldDirs+6)+1 {
+		t.Fatalf("the source holds %d entries", len(want))
+	}
+	for rel, w := range want {
+		if rel == "." {
+			continue
+		}
+		// Inode numbers differ; everything else dirState records must not.
+		if g := got[rel]; stripIno(g) != stripIno(w) {
+			t.Errorf("%s: restored %s, want %s", rel, g, w)
+		}
+	}
+}
+
+// stripIno drops dirState's inode number.
+func stripIno(desc string) string {
+	if i := strings.Index(desc, " ino="); i >= 0 {
+		if j := strings.IndexByte(desc[i+1:], ' '); j >= 0 {
+			return desc[:i] + desc[i+1+j:]
+		}
+		return desc[:i]
+	}
+	return desc
+}

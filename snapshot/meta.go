@@ -7,6 +7,10 @@ import (
 	"sync"
 )
 
+// noDir is readMetaSince's directory descriptor when there is none: the
+// entry is looked up by its whole path.
+const noDir = -1
+
 // errNeedRoot is wrapped by createSpecial when the kernel refuses to make a
 // device node for lack of privilege. Restoring a tree that holds devices as an
 // ordinary user is common (a backup of a chroot or container image), so the

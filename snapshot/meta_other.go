@@ -53,8 +53,9 @@ func readMeta(path, name string, names *idNames) (*Node, error) {
 }
 
 // readMetaSince is readMeta: extended attributes, which readMetaSince
-// takes from the parent snapshot on Linux, are not read here.
-func readMetaSince(path, name string, names *idNames, _ *Node) (*Node, error) {
+// takes from the parent snapshot on Linux, are not read here, and the
+// entry is looked up by its path, not from its directory's descriptor.
+func readMetaSince(_ int, path, name string, names *idNames, _ *Node) (*Node, error) {
 	return readMeta(path, name, names)
 }
 

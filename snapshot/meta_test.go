@@ -839,7 +839,7 @@ func TestMetaReadMetaSince(t *testing.T) {
 		{"an error in the parent", parent(func(n *Node) { n.Error = "permission denied" }), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := readMetaSince(path, "file", nil, tc.prev)
+			n, err := readMetaSince(noDir, path, "file", nil, tc.prev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -859,8 +859,56 @@ func TestMetaReadMetaSince(t *testing.T) {
 	if err := unix.Lsetxattr(path, "user.b", []byte("2"), 0); err != nil {
 		t.Fatal(err)
 	}
-	n, err := readMetaSince(path, "file", nil, prev)
+	n, err := readMetaSince(noDir, path, "file", nil, prev)
 	if err != nil || len(n.Xattrs) != 2 || n.ChangeTime.Equal(prev.ChangeTime) {
 		t.Errorf("after setting user.b: xattrs %q, ctime %v (was %v), %v; want user.a and user.b", n.Xattrs, n.ChangeTime, prev.ChangeTime, err)
+	}
+}
+
+// TestMetaFromDirDescriptor checks that an entry looked up from its
+// directory's descriptor, as the walk does, is the node its path gives,
+// for each type, with a link target longer than the first read buffer.
+func TestMetaFromDirDescriptor(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	writeFile(t, p("file"), []byte("content"), 0o640)
+	if err := os.Mkdir(p("dir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("short", p("link")); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("a-long-target/", 40) // 560 bytes: the buffer grows twice
+	if err := os.Symlink(long, p("longlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(p("fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, name := range []string{"file", "dir", "link", "longlink", "fifo"} {
+		want, err := readMeta(p(name), name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readMetaSince(int(f.Fd()), p(name), name, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s from the directory's descriptor:\n%+v\nby path:\n%+v", name, got, want)
+		}
+	}
+	if got, err := readMetaSince(int(f.Fd()), p("longlink"), "longlink", nil, nil); err != nil || got.LinkTarget != long {
+		t.Errorf("long link target %q, %v; want %d bytes", got.LinkTarget, err, len(long))
+	}
+	_, err = readMetaSince(int(f.Fd()), p("gone"), "gone", nil, nil)
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Path != p("gone") || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing entry: %v; want a *PathError naming its whole path, not found", err)
 	}
 }
