@@ -304,13 +304,24 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		repack = append(repack, pu)
 		unusedKept -= pu.unused
 	}
+	inPlan := make(map[*packUse]bool, len(del)+len(repack))
 	for _, pu := range del {
 		st.DeletePacks++
 		st.DeleteBytes += pu.size
+		inPlan[pu] = true
 	}
 	for _, pu := range repack {
 		st.RepackPacks++
 		st.RepackBytes += pu.size
+		inPlan[pu] = true
+	}
+	// Only the entries of packs to delete or repack are read again
+	// (repacking, spare): the others' can go now, before repacking
+	// adds what it holds.
+	for _, pu := range packs {
+		if !inPlan[pu] {
+			pu.info.Entries = nil
+		}
 	}
 	if opt.DryRun {
 		// What would go, less what repacking would write again.
