@@ -52,33 +52,21 @@ func (p *treeParser) tree() (treeWireValue, bool) {
 	switch {
 	case p.lit(`}`):
 		return w, true
-	case p.lit(`,"nodes":[`):
-		w.Nodes = make([]nodeWireValue, 0, min(bytes.Count(p.b[p.i:], []byte(`"mode":`)), maxTreeNodes))
-		for {
-			w.Nodes = append(w.Nodes, nodeWireValue{})
-			if !p.node(&w.Nodes[len(w.Nodes)-1].nodeJSON) {
-				return w, false
-			}
-			if !p.lit(`,`) {
-				break
-			}
-		}
-		if !p.lit(`]`) {
+	case p.lit(`,"nodes":`):
+		nodes := make([]nodeWireValue, 0, min(bytes.Count(p.b[p.i:], []byte(`"mode":`)), maxTreeNodes))
+		if w.Nodes, ok = list(p, nodes, func(n *nodeWireValue) bool { return p.node(&n.nodeJSON) }); !ok {
 			return w, false
 		}
-	}
-	if p.lit(`,"parts":[`) {
-		for {
-			id, ok := p.id()
-			if !ok {
-				return w, false
-			}
-			w.Parts = append(w.Parts, id)
-			if !p.lit(`,`) {
-				break
-			}
+		if len(w.Nodes) == 0 {
+			w.Nodes = nil // as decodeTreeGeneric returns none
 		}
-		if !p.lit(`]`) {
+	}
+	if p.lit(`,"parts":`) {
+		if w.Parts, ok = list(p, nil, func(id *repo.ID) bool {
+			var ok bool
+			*id, ok = p.id()
+			return ok
+		}); !ok {
 			return w, false
 		}
 	}
@@ -185,9 +173,9 @@ func (p *treeParser) node(n *nodeJSON) bool {
 		case keyLinktarget:
 			n.LinkTarget, ok = p.str()
 		case keyXattrs:
-			n.Xattrs, ok = p.xattrs()
+			n.Xattrs, ok = list(p, nil, p.xattr)
 		case keyContent:
-			n.Content, ok = p.content()
+			n.Content, ok = list(p, nil, p.extent)
 		case keySubtree:
 			n.Subtree, ok = p.id()
 		case keyError:
@@ -199,79 +187,76 @@ func (p *treeParser) node(n *nodeJSON) bool {
 	}
 }
 
-// content reads a file's extents: {"id":...,"size":...,"hole":true}, id
-// and hole each optional.
-func (p *treeParser) content() ([]Extent, bool) {
+// list reads a JSON array whose elements item reads, each into a zero
+// element appended to dst. An empty array gives an empty slice, not nil,
+// as the generic decoder does.
+func list[T any](p *treeParser, dst []T, item func(*T) bool) ([]T, bool) {
 	if !p.lit(`[`) {
 		return nil, false
 	}
-	var out []Extent
+	if dst == nil {
+		dst = []T{}
+	}
 	if p.lit(`]`) {
-		return []Extent{}, true
+		return dst, true
 	}
 	for {
-		var e Extent
-		if !p.lit(`{`) {
+		var zero T
+		dst = append(dst, zero)
+		if !item(&dst[len(dst)-1]) {
 			return nil, false
 		}
-		if p.lit(`"id":`) {
-			var ok bool
-			if e.ID, ok = p.id(); !ok || !p.lit(`,`) {
-				return nil, false
-			}
-		}
-		var ok bool
-		if !p.lit(`"size":`) {
-			return nil, false
-		}
-		if e.Size, ok = p.int(); !ok {
-			return nil, false
-		}
-		if p.lit(`,"hole":`) {
-			switch {
-			case p.lit(`true`):
-				e.Hole = true
-			case p.lit(`false`):
-			default:
-				return nil, false
-			}
-		}
-		if !p.lit(`}`) {
-			return nil, false
-		}
-		out = append(out, e)
 		if !p.lit(`,`) {
 			break
 		}
 	}
-	return out, p.lit(`]`)
+	return dst, p.lit(`]`)
 }
 
-// xattrs reads extended attributes: {"name":...,"value":"base64"}. A
+// extent reads one extent of a file's content:
+// {"id":...,"size":...,"hole":true}, id and hole each optional.
+func (p *treeParser) extent(e *Extent) bool {
+	var ok bool
+	if !p.lit(`{`) {
+		return false
+	}
+	if p.lit(`"id":`) {
+		if e.ID, ok = p.id(); !ok || !p.lit(`,`) {
+			return false
+		}
+	}
+	if !p.lit(`"size":`) {
+		return false
+	}
+	if e.Size, ok = p.int(); !ok {
+		return false
+	}
+	if p.lit(`,"hole":`) {
+		switch {
+		case p.lit(`true`):
+			e.Hole = true
+		case p.lit(`false`):
+		default:
+			return false
+		}
+	}
+	return p.lit(`}`)
+}
+
+// xattr reads one extended attribute: {"name":...,"value":"base64"}. A
 // value of null and a raw name are left to the generic decoder.
-func (p *treeParser) xattrs() ([]Xattr, bool) {
-	if !p.lit(`[`) {
-		return nil, false
+func (p *treeParser) xattr(x *Xattr) bool {
+	var ok bool
+	if !p.lit(`{"name":`) {
+		return false
 	}
-	var out []Xattr
-	for {
-		var x Xattr
-		var ok bool
-		if !p.lit(`{"name":`) {
-			return nil, false
-		}
-		if x.Name, ok = p.str(); !ok || !p.lit(`,"value":`) {
-			return nil, false
-		}
-		if x.Value, ok = p.base64(); !ok || !p.lit(`}`) {
-			return nil, false
-		}
-		out = append(out, x)
-		if !p.lit(`,`) {
-			break
-		}
+	if x.Name, ok = p.str(); !ok || !p.lit(`,"value":`) {
+		return false
 	}
-	return out, p.lit(`]`)
+	if x.Value, ok = p.base64(); !ok {
+		return false
+	}
+	return p.lit(`}`)
 }
 
 // base64 reads a JSON string of standard base64, as encoding/json writes
