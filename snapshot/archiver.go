@@ -80,6 +80,11 @@ func (nopProgress) Scanned(int64, int64)   {}
 func (nopProgress) Processed(int64, int64) {}
 func (nopProgress) Warn(string, error)     {}
 
+// maxWalkers is how many goroutines walk the backed-up directories at
+// most, given cpus. Walkers mostly wait in lstat() and getdents(), and on
+// a cold page cache for the disk, so there are a few more than CPUs.
+func maxWalkers(cpus int) int { return min(max(cpus, 2)*2, 16) }
+
 // fileReaders is how many files are read at once. Reading is mostly
 // waiting for the disk; a few readers keep the CPU-bound blob workers fed
 // even when files are small.
@@ -88,10 +93,12 @@ const fileReaders = 3
 // archiver is the state of one backup. The pipeline, top to bottom (run
 // sets it up; each stage has a file of its own):
 //
-//  1. walk (one goroutine, archiver_walk.go and archiver_roots.go): reads
-//     directories and lstat()s entries in order, reuses the parent
-//     snapshot's content for unchanged files, and sends the others to
-//     fileCh;
+//  1. walk (archiver_walk.go and archiver_roots.go): reads directories
+//     and lstat()s entries in order, reuses the parent snapshot's content
+//     for unchanged files, and sends the others to fileCh. One goroutine
+//     walks depth first and hands a subdirectory to another walker when
+//     one of maxWalkers is idle, since lstat() is most of an incremental
+//     backup of small files and one walker keeps one core busy;
 //  2. readers (fileReaders goroutines, archiver_read.go): open a file, find
 //     its data regions, cut them into content-defined chunks and send each
 //     chunk to blobCh;
@@ -124,7 +131,15 @@ type archiver struct {
 	chunkers chan *chunkers.Chunker
 	prefetch *prefetcher[*prevDir]
 	bufs     sync.Pool
-	devs     map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
+	// walkers holds a token per walker busy beside the first; walking
+	// counts them all, for the stages after the walk to know when it is
+	// over; group runs them.
+	walkers chan struct{}
+	walking *sync.WaitGroup
+	group   *errgroup.Group
+
+	devsMu sync.Mutex
+	devs   map[uint64]bool // filesystems of the backed-up paths, for OneFileSystem
 
 	// xattrsFromParent lets the walk take an unchanged entry's extended
 	// attributes from the parent snapshot (readMetaSince): only when the
@@ -132,8 +147,8 @@ type archiver struct {
 	// depends on its privileges.
 	xattrsFromParent bool
 	// walkBytes adds up the sizes the walk found of regular files, to
-	// correct an estimate of the totals; only the walk touches it.
-	walkBytes int64
+	// correct an estimate of the totals.
+	walkBytes atomic.Int64
 
 	files, dirs, others, size    atomic.Int64
 	newFiles, changed, unchanged atomic.Int64
@@ -344,7 +359,12 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 
 	g, gctx := errgroup.WithContext(ctx)
 	var root repo.ID
-	walking := goWorkers(g, 1, func() error {
+	a.group, a.walkers = g, make(chan struct{}, max(maxWalkers(cpus)-1, 0))
+	// walking is set before the first walker starts, which reads it.
+	a.walking = new(sync.WaitGroup)
+	a.walking.Add(1)
+	g.Go(func() error {
+		defer a.walking.Done()
 		a.prefetch = newPrefetcher(gctx, a.loadPrevDir)
 		defer a.prefetch.close()
 		var err error
@@ -354,7 +374,7 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 			root, err = a.walkRoots(gctx, paths, parent)
 		}
 		if err == nil && estimate.Files > 0 {
-			a.prog.Scanned(a.files.Load()-estimate.Files, a.walkBytes-estimate.Size)
+			a.prog.Scanned(a.files.Load()-estimate.Files, a.walkBytes.Load()-estimate.Size)
 		}
 		return err
 	})
@@ -362,7 +382,7 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	saving := goWorkers(g, cpus, func() error { return a.saveBlobs(gctx) })
 	goWorkers(g, cpus, func() error { return a.saveTrees(gctx) })
 	g.Go(func() error {
-		walking.Wait()
+		a.walking.Wait()
 		close(a.fileCh)
 		reading.Wait()
 		close(a.blobCh)

@@ -126,7 +126,7 @@ func (a *archiver) walkRoots(ctx context.Context, paths []string, parent *Snapsh
 		if err != nil {
 			return repo.ID{}, err
 		}
-		a.devs[rootNode.Device] = true
+		a.addBackedUpFS(rootNode.Device)
 		return a.walkTop(ctx, "/", rootNode, prevRoot, trie)
 	}
 	return a.walkChain(ctx, "/", trie, prevRoot)
@@ -163,7 +163,7 @@ func (a *archiver) walkChain(ctx context.Context, dir string, t *pathTrie, prevT
 			}
 		}
 		if child.target != "" {
-			a.devs[n.Device] = true
+			a.addBackedUpFS(n.Device)
 		}
 		prevNode := prev.node(name)
 		var prevSub repo.ID
@@ -194,6 +194,23 @@ func (a *archiver) readMetaOf(path, name string) (*Node, error) {
 		return nil, fmt.Errorf("cannot back up %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// addBackedUpFS records dev as the filesystem of a backed-up path, which
+// OneFileSystem walks into.
+func (a *archiver) addBackedUpFS(dev uint64) {
+	a.devsMu.Lock()
+	a.devs[dev] = true
+	a.devsMu.Unlock()
+}
+
+// backedUpFS reports whether dev is the filesystem of a backed-up path.
+// A path given below a symlink adds its filesystem while other walkers
+// ask.
+func (a *archiver) backedUpFS(dev uint64) bool {
+	a.devsMu.Lock()
+	defer a.devsMu.Unlock()
+	return a.devs[dev]
 }
 
 // followLink returns the node of the directory the symlink path points

@@ -111,7 +111,7 @@ const maxHeldDirs = 64
 // the backed-up root, for excludes; below, if not nil, the paths given
 // below this directory, of which those through a symlink are followed.
 func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTree repo.ID, below *pathTrie) error {
-	if a.opt.OneFileSystem && !a.devs[d.node.Device] {
+	if a.opt.OneFileSystem && !a.backedUpFS(d.node.Device) {
 		return a.releaseDir(ctx, d) // the mount point is recorded, its contents are not
 	}
 	entries, dir, err := openDir(d.path, runtime.GOOS == "linux" && len(rel) < maxHeldDirs)
@@ -188,7 +188,7 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 		d.children = append(d.children, child)
 		if child.Type == TypeDir {
 			a.dirs.Add(1)
-			if err := a.walkDir(ctx, newSubdir(d, p, child), childRel, prevSub, sub); err != nil {
+			if err := a.walkSubdir(ctx, newSubdir(d, p, child), childRel, prevSub, sub); err != nil {
 				return err
 			}
 			continue
@@ -200,6 +200,27 @@ func (a *archiver) walkDir(ctx context.Context, d *dirJob, rel []string, prevTre
 	return a.releaseDir(ctx, d)
 }
 
+// walkSubdir walks subdirectory d (as walkDir) on a walker of its own if
+// one is idle, and otherwise now. The directory's tree is stored once its
+// last entry is, whoever walked it, so the caller goes on with the next
+// entry either way.
+func (a *archiver) walkSubdir(ctx context.Context, d *dirJob, rel []string, prevTree repo.ID, below *pathTrie) error {
+	select {
+	case a.walkers <- struct{}{}:
+	default:
+		return a.walkDir(ctx, d, rel, prevTree, below)
+	}
+	// The caller's walker is counted in walking until it returns, so the
+	// count cannot reach zero before the new one is counted.
+	a.walking.Add(1)
+	a.group.Go(func() error {
+		defer a.walking.Done()
+		defer func() { <-a.walkers }()
+		return a.walkDir(ctx, d, rel, prevTree, below)
+	})
+	return nil
+}
+
 // addEntry handles a non-directory entry n of d: unchanged files take
 // their content from the parent snapshot, other files go to the readers.
 func (a *archiver) addEntry(ctx context.Context, d *dirJob, path string, n *Node, prev *Node) error {
@@ -208,7 +229,7 @@ func (a *archiver) addEntry(ctx context.Context, d *dirJob, path string, n *Node
 		return nil
 	}
 	a.files.Add(1)
-	a.walkBytes += n.Size
+	a.walkBytes.Add(n.Size)
 	if a.unchangedFile(prev, n) {
 		n.Content = prev.Content
 		a.unchanged.Add(1)
