@@ -3,7 +3,6 @@ package snapshot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	jsonv2 "github.com/go-json-experiment/json"
@@ -151,35 +150,20 @@ func loadTreeBlob(ctx context.Context, r BlobLoader, id repo.ID) (*treeBlob, err
 	return tb, nil
 }
 
-// treeWire and treeWireValue are treeBlob as encoded and as decoded.
-// Their nodes have no JSON methods of their own, so a tree is encoded in
-// one pass and decoded with one scan, not once more per node by Node's
-// methods; the bytes are the same (TestTreeEncodingMatchesNodeMethods).
-type treeWire struct {
-	Version int        `json:"version"`
-	Nodes   []nodeWire `json:"nodes,omitempty"`
-	Parts   []repo.ID  `json:"parts,omitempty"`
-}
-
+// treeWireValue is treeBlob as decoded. Its nodes have no JSON methods
+// of their own, so a tree is decoded with one scan, not once more per node
+// by Node's methods; the bytes are the same either way
+// (TestTreeEncodingMatchesNodeMethods).
 type treeWireValue struct {
 	Version int             `json:"version"`
 	Nodes   []nodeWireValue `json:"nodes,omitempty"`
 	Parts   []repo.ID       `json:"parts,omitempty"`
 }
 
-// encodeTree encodes a tree blob.
+// encodeTree encodes a tree blob, as json.Marshal encodes it through
+// Node's methods (see appendTree).
 func encodeTree(tb treeBlob) ([]byte, error) {
-	w := treeWire{Version: tb.Version, Parts: tb.Parts}
-	if len(tb.Nodes) > 0 {
-		w.Nodes = make([]nodeWire, len(tb.Nodes))
-		for i, n := range tb.Nodes {
-			if n == nil {
-				return nil, fmt.Errorf("node %d is nil", i)
-			}
-			w.Nodes[i] = n.wire()
-		}
-	}
-	return json.Marshal(w)
+	return appendTree(make([]byte, 0, 64+256*len(tb.Nodes)+66*len(tb.Parts)), tb)
 }
 
 // decodeTree parses and validates a tree blob.
