@@ -109,6 +109,12 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 	if err != nil {
 		return s.stats, err
 	}
+	// fn is done with the saver. The set that answered Has for what it
+	// stored holds an id per new blob, as many as the index objects are
+	// about to add to the index: dropped now, it is not part of the peak.
+	s.mu.Lock()
+	s.unindexed = nil
+	s.mu.Unlock()
 	packs := make([]ID, len(s.written))
 	for i, p := range s.written {
 		packs[i] = p.ID
@@ -332,6 +338,9 @@ func (s *BlobSaver) writeIndex(ctx context.Context) error {
 		for _, p := range s.written[:n] {
 			s.r.index.Add(p)
 		}
+		// The index holds them now: the entries go before the next
+		// object is encoded, not with the whole slice at the end.
+		clear(s.written[:n])
 		s.written = s.written[n:]
 		s.stats.IndexObjects++
 	}
