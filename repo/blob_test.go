@@ -13,6 +13,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testutil"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/mem"
 )
 
 // TestBlobsRoundTrip saves random and compressible blobs into several
@@ -521,5 +522,111 @@ func TestFrameWithoutChecksum(t *testing.T) {
 	withSum[len(withSum)-1] ^= 1 // the checksum's last byte
 	if _, err := r.codec.unframe(nil, withSum, MaxBlobSize); err == nil {
 		t.Error("a frame whose checksum does not match decodes without an error")
+	}
+}
+
+// TestIndexObjectsMatchTrailers checks that the index objects a run
+// writes list each pack's blobs as its trailer does, also for a pack
+// stored after a copied pack brought one of its blobs: the saver's
+// pending index keeps only the copied location, so that pack's list is
+// read back from its trailer.
+func TestIndexObjectsMatchTrailers(t *testing.T) {
+	ctx := context.Background()
+	src, _ := newTestRepo(t)
+	a, b := testutil.RandomBytes(1, 5000), testutil.RandomBytes(2, 5000)
+	if _, err := src.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+		for _, data := range [][]byte{a, b} {
+			if _, _, err := s.Save(ctx, BlobData, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var srcPack ID
+	var srcSize int64
+	src.index.Packs(func(id ID, size int64) { srcPack, srcSize = id, size })
+	entries := src.index.PackEntries(map[ID]bool{srcPack: true})[srcPack]
+
+	st := mem.New()
+	dst, err := Create(ctx, st, []byte(testPassphrase), CreateOptions{KDF: TestKDF, PackSize: testPackSize, ShareKeysWith: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := mixedBlobs(3, 800, 16<<10) // several packs
+	stats, err := dst.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
+		// a waits in the pack being filled while the copy brings it too.
+		if _, _, err := s.Save(ctx, BlobData, a); err != nil {
+			return err
+		}
+		if _, err := s.CopyPack(ctx, src, srcPack, srcSize, entries); err != nil {
+			return err
+		}
+		for _, bl := range blobs {
+			if _, _, err := s.Save(ctx, bl.typ, bl.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Packs < 4 {
+		t.Fatalf("%d packs stored, want several", stats.Packs)
+	}
+
+	r := reopen(t, st, OpenOptions{})
+	ids, err := r.ListObjects(ctx, storage.KindIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[ID]map[ID]PackEntry{}
+	sizes := map[ID]int64{}
+	for _, id := range ids {
+		packs, err := r.loadIndexObject(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range packs {
+			if listed[p.ID] == nil {
+				listed[p.ID] = map[ID]PackEntry{}
+			}
+			for _, e := range p.Entries {
+				listed[p.ID][e.ID] = e
+			}
+			sizes[p.ID] = p.Size
+		}
+	}
+	if len(listed) != stats.Packs {
+		t.Errorf("index objects list %d packs, the run stored %d", len(listed), stats.Packs)
+	}
+	withA := 0
+	for pack, es := range listed {
+		trailer, err := r.ReadPackTrailer(ctx, pack, sizes[pack])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(trailer) != len(es) {
+			t.Errorf("pack %s: the index lists %d blobs, its trailer %d", pack.Short(), len(es), len(trailer))
+		}
+		for _, e := range trailer {
+			if es[e.ID] != e {
+				t.Errorf("pack %s: blob %s at %d in the trailer, the index has %+v", pack.Short(), e.ID.Short(), e.Offset, es[e.ID])
+			}
+		}
+		if _, ok := es[ID(r.codec.blobID(BlobData, a))]; ok {
+			withA++
+		}
+	}
+	if withA != 2 {
+		t.Errorf("a is listed in %d packs, want 2 (the copied one and the one it was saved to)", withA)
+	}
+	for _, bl := range append(blobs, testBlob{BlobData, a}, testBlob{BlobData, b}) {
+		got, err := r.LoadBlob(ctx, bl.typ, r.codec.blobID(bl.typ, bl.data))
+		if err != nil || !bytes.Equal(got, bl.data) {
+			t.Fatalf("loading a blob back: %v", err)
+		}
 	}
 }

@@ -75,7 +75,7 @@ func (s *BlobSaver) CopyPack(ctx context.Context, src *Repository, pack ID, size
 	}
 	s.mu.Lock()
 	for _, e := range entries {
-		s.unindexed[e.ID] = struct{}{}
+		s.storing[e.ID] = struct{}{}
 	}
 	s.mu.Unlock()
 
@@ -98,7 +98,11 @@ func (s *BlobSaver) CopyPack(ctx context.Context, src *Repository, pack ID, size
 		raw += int64(e.RawLength)
 		stored += int64(e.Length)
 	}
+	s.pending.Add(PackInfo{ID: pack, Size: size, Entries: entries})
 	s.mu.Lock()
+	for _, e := range entries {
+		delete(s.storing, e.ID)
+	}
 	s.written = append(s.written, PackInfo{ID: pack, Size: size, Entries: entries})
 	s.stats.Blobs += int64(len(entries))
 	s.stats.NewBlobs += int64(len(entries))
@@ -167,9 +171,14 @@ func (s *BlobSaver) copyPackBytes(ctx context.Context, src *Repository, pack ID,
 // stored it or adopted a pack holding it.
 func (s *BlobSaver) Has(id ID) bool {
 	s.mu.Lock()
-	_, ok := s.unindexed[id]
-	s.mu.Unlock()
-	return ok || s.r.index.Has(id)
+	defer s.mu.Unlock()
+	return s.has(id)
+}
+
+// has is Has; the caller holds s.mu.
+func (s *BlobSaver) has(id ID) bool {
+	_, ok := s.storing[id]
+	return ok || s.pending.Has(id) || s.r.index.Has(id)
 }
 
 // PackEntries returns the blobs the index places in each pack, for the
@@ -178,9 +187,17 @@ func (s *BlobSaver) Has(id ID) bool {
 func (x *Index) PackEntries(wanted map[ID]bool) map[ID][]PackEntry {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	// By pack number, which spares a map lookup per blob.
+	want := make([]bool, len(x.packs))
+	for id := range wanted {
+		if num, ok := x.packNum[id]; ok {
+			want[num] = true
+		}
+	}
 	out := make(map[ID][]PackEntry, len(wanted))
 	x.each(func(id *ID, e indexEntry) {
-		if loc := x.location(e); wanted[loc.Pack] {
+		if want[e.pack()] {
+			loc := x.location(e)
 			out[loc.Pack] = append(out[loc.Pack], PackEntry{ID: *id, Type: loc.Type, Offset: loc.Offset, Length: loc.Length, RawLength: loc.RawLength})
 		}
 	})

@@ -252,6 +252,19 @@ func (s byIDThenOrder) Swap(i, j int) {
 	s.ents[i], s.ents[j] = s.ents[j], s.ents[i]
 }
 
+// intoBuilder hands x's blobs and packs over as an indexBuilder, for
+// another index's addBuilt, and leaves x empty.
+func (x *Index) intoBuilder() *indexBuilder {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.mergeRecent()
+	b := &indexBuilder{packs: x.packs, sizes: x.packSizes, shards: x.shards}
+	x.shards = [1 << indexShardBits]indexShard{}
+	x.sorted, x.packs, x.packSizes = 0, nil, nil
+	clear(x.packNum)
+	return b
+}
+
 // addBuilt adds what b collected, as Add would have pack by pack: of the
 // copies of a blob, the first (in the index, then in the order b's packs
 // were added) in a pack no prune plan condemns is kept, or the first if

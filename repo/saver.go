@@ -34,8 +34,11 @@ type SaveStats struct {
 const defaultUploaders = 2
 
 // maxIndexEntries bounds one index object so that loading it needs
-// bounded memory; a backup writes as many objects as it needs.
-const maxIndexEntries = 500_000
+// bounded memory; a backup writes as many objects as it needs. Writing
+// one holds its entries about four times over (listed, encoded,
+// compressed, sealed): at 500,000, that made the last moments of a
+// million-file backup the peak of its memory.
+const maxIndexEntries = 100_000
 
 // BlobSaver stores blobs into packs during one run of WithBlobSaver. Its
 // methods are safe for concurrent use.
@@ -52,13 +55,27 @@ type BlobSaver struct {
 	// the tree cache can keep whole packs, and reading every tree of a
 	// snapshot touches few packs.
 	cur [2]*packBuilder
-	// unindexed holds the blobs this run has stored, or is storing, that no
-	// index object lists yet. The repository's in-memory index learns of
-	// them only once an index object does, so that after a failed run it
-	// still matches the store and a retry adopts the packs.
-	unindexed map[ID]struct{}
-	written   []PackInfo // stored or adopted packs not yet in an index object
-	stats     SaveStats
+	// storing holds the blobs of the packs being filled, uploaded or
+	// copied: saved, but in no pack the store has yet.
+	storing map[ID]struct{}
+	// pending indexes the blobs of the packs this run stored, adopted or
+	// copied, which no index object lists yet. The repository's in-memory
+	// index learns of them only once index objects do, so that after a
+	// failed run it still matches the store and a retry adopts the packs.
+	// An index rather than a set of ids and a list of each pack's
+	// entries: 48 bytes a blob where those took about 145, which made
+	// them most of a large first backup's memory (docs/benchmarks.md).
+	pending *Index
+	stored  []storedPack // packs this run built: pending lists their blobs
+	written []PackInfo   // packs adopted or copied, listed as they are
+	stats   SaveStats
+}
+
+// storedPack is a pack a BlobSaver built and stored.
+type storedPack struct {
+	id    ID
+	size  int64
+	blobs int
 }
 
 // WithBlobSaver runs fn with a BlobSaver. When fn succeeds, every blob it
@@ -72,10 +89,11 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 		uploaders = max(1, c.Concurrency())
 	}
 	s := &BlobSaver{
-		r:         r,
-		uploads:   make(chan *packBuilder),
-		unindexed: make(map[ID]struct{}),
-		packSize:  r.cfg.PackSize,
+		r:        r,
+		uploads:  make(chan *packBuilder),
+		storing:  make(map[ID]struct{}),
+		pending:  NewIndex(),
+		packSize: r.cfg.PackSize,
 	}
 	s.fp, _ = r.store.(storage.FilePutter)
 	if err := s.adoptUnindexedPacks(ctx); err != nil {
@@ -109,15 +127,12 @@ func (r *Repository) WithBlobSaver(ctx context.Context, fn func(ctx context.Cont
 	if err != nil {
 		return s.stats, err
 	}
-	// fn is done with the saver. The set that answered Has for what it
-	// stored holds an id per new blob, as many as the index objects are
-	// about to add to the index: dropped now, it is not part of the peak.
-	s.mu.Lock()
-	s.unindexed = nil
-	s.mu.Unlock()
-	packs := make([]ID, len(s.written))
-	for i, p := range s.written {
-		packs[i] = p.ID
+	packs := make([]ID, 0, len(s.written)+len(s.stored))
+	for _, p := range s.written {
+		packs = append(packs, p.ID)
+	}
+	for _, p := range s.stored {
+		packs = append(packs, p.id)
 	}
 	if err := s.r.ReadyToCommit(ctx, packs); err != nil {
 		return s.stats, err
@@ -155,9 +170,7 @@ func (s *BlobSaver) adoptUnindexedPacks(ctx context.Context) error {
 			// and `check` reports the pack.
 			continue
 		}
-		for _, e := range entries {
-			s.unindexed[e.ID] = struct{}{}
-		}
+		s.pending.Add(PackInfo{ID: p.id, Size: p.size, Entries: entries})
 		s.written = append(s.written, PackInfo{ID: p.id, Size: p.size, Entries: entries})
 		s.stats.ReusedPacks++
 	}
@@ -220,12 +233,11 @@ func (s *BlobSaver) SaveWithID(ctx context.Context, t BlobType, id ID, plaintext
 	}
 	s.mu.Lock()
 	s.stats.Blobs++
-	_, stored := s.unindexed[id]
-	if stored || s.r.index.Has(id) {
+	if s.has(id) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	s.unindexed[id] = struct{}{}
+	s.storing[id] = struct{}{}
 	s.mu.Unlock()
 
 	// Compression and encryption run here, in the caller's goroutine, so
@@ -316,35 +328,79 @@ func (s *BlobSaver) store(ctx context.Context, p *packBuilder) error {
 	if err := p.store(ctx, s.r.store, id.String()); err != nil {
 		return fmt.Errorf("storing pack %s: %w", id.Short(), err)
 	}
+	// In pending before it leaves storing, so Has never misses it.
+	s.pending.Add(PackInfo{ID: id, Size: p.size, Entries: p.entries})
 	s.mu.Lock()
-	s.written = append(s.written, PackInfo{ID: id, Size: p.size, Entries: p.entries})
+	for i := range p.entries {
+		delete(s.storing, p.entries[i].ID)
+	}
+	s.stored = append(s.stored, storedPack{id: id, size: p.size, blobs: len(p.entries)})
 	s.stats.Packs++
 	s.stats.PackBytes += p.size
 	s.mu.Unlock()
 	return nil
 }
 
-// writeIndex stores index objects for every pack written or adopted.
+// writeIndex stores index objects for every pack stored, adopted or
+// copied, then adds their blobs to the repository's index.
 func (s *BlobSaver) writeIndex(ctx context.Context) error {
-	for len(s.written) > 0 {
-		n, entries := 0, 0
-		for n < len(s.written) && (n == 0 || entries+len(s.written[n].Entries) <= maxIndexEntries) {
-			entries += len(s.written[n].Entries)
+	for len(s.written) > 0 || len(s.stored) > 0 {
+		var batch []PackInfo
+		entries := 0
+		for len(s.written) > 0 && (len(batch) == 0 || entries+len(s.written[0].Entries) <= maxIndexEntries) {
+			batch = append(batch, s.written[0])
+			entries += len(s.written[0].Entries)
+			s.written[0] = PackInfo{}
+			s.written = s.written[1:]
+		}
+		n := 0
+		for n < len(s.stored) && (len(batch)+n == 0 || entries+s.stored[n].blobs <= maxIndexEntries) {
+			entries += s.stored[n].blobs
 			n++
 		}
-		if err := s.r.saveIndex(ctx, s.written[:n]); err != nil {
+		built, err := s.packInfos(ctx, s.stored[:n])
+		if err != nil {
 			return err
 		}
-		for _, p := range s.written[:n] {
-			s.r.index.Add(p)
+		s.stored = s.stored[n:]
+		if err := s.r.saveIndex(ctx, append(batch, built...)); err != nil {
+			return err
 		}
-		// The index holds them now: the entries go before the next
-		// object is encoded, not with the whole slice at the end.
-		clear(s.written[:n])
-		s.written = s.written[n:]
 		s.stats.IndexObjects++
 	}
+	// pending's arrays become the index's, shard by shard: the blobs are
+	// not held twice over.
+	b := s.pending.intoBuilder()
+	s.pending = nil
+	s.r.index.addBuilt(b)
 	return nil
+}
+
+// packInfos lists the blobs of packs this run stored, from pending, for an
+// index object. pending keeps the first copy of a blob: one that a pack
+// copied or adopted in the meantime holds too is missing from the list of
+// the pack stored after it, whose list is then read back from its trailer.
+func (s *BlobSaver) packInfos(ctx context.Context, packs []storedPack) ([]PackInfo, error) {
+	if len(packs) == 0 {
+		return nil, nil
+	}
+	wanted := make(map[ID]bool, len(packs))
+	for _, p := range packs {
+		wanted[p.id] = true
+	}
+	entries := s.pending.PackEntries(wanted)
+	infos := make([]PackInfo, len(packs))
+	for i, p := range packs {
+		es := entries[p.id]
+		if len(es) != p.blobs {
+			var err error
+			if es, err = s.r.ReadPackTrailer(ctx, p.id, p.size); err != nil {
+				return nil, fmt.Errorf("reading back the blobs of pack %s: %w", p.id.Short(), err)
+			}
+		}
+		infos[i] = PackInfo{ID: p.id, Size: p.size, Entries: es}
+	}
+	return infos, nil
 }
 
 // saveIndex stores one index object and puts it in the local cache.
