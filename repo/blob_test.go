@@ -534,16 +534,7 @@ func TestIndexObjectsMatchTrailers(t *testing.T) {
 	ctx := context.Background()
 	src, _ := newTestRepo(t)
 	a, b := testutil.RandomBytes(1, 5000), testutil.RandomBytes(2, 5000)
-	if _, err := src.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
-		for _, data := range [][]byte{a, b} {
-			if _, _, err := s.Save(ctx, BlobData, data); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	srcIDs, _ := saveBlobs(t, src, []testBlob{{BlobData, a}, {BlobData, b}})
 	var srcPack ID
 	var srcSize int64
 	src.index.Packs(func(id ID, size int64) { srcPack, srcSize = id, size })
@@ -616,7 +607,7 @@ func TestIndexObjectsMatchTrailers(t *testing.T) {
 				t.Errorf("pack %s: blob %s at %d in the trailer, the index has %+v", pack.Short(), e.ID.Short(), e.Offset, es[e.ID])
 			}
 		}
-		if _, ok := es[ID(r.codec.blobID(BlobData, a))]; ok {
+		if _, ok := es[srcIDs[0]]; ok {
 			withA++
 		}
 	}
