@@ -3,14 +3,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -42,7 +46,9 @@ func main() {
 // benchmarks (docs/benchmarks.md explains where time and memory go with
 // them): COFFER_CPUPROFILE names a file for a CPU profile of the run,
 // COFFER_MEMPROFILE one for a heap profile written at the end (its
-// alloc_space view shows every allocation the run made).
+// alloc_space view shows every allocation the run made), and
+// COFFER_PEAKPROFILE one for a heap profile taken when the live heap was
+// largest (its inuse_space view shows what peak RSS is made of).
 func startProfiles() (stop func() error, err error) {
 	var stops []func() error
 	if path := os.Getenv("COFFER_CPUPROFILE"); path != "" {
@@ -68,6 +74,9 @@ func startProfiles() (stop func() error, err error) {
 			return pprof.Lookup("allocs").WriteTo(f, 0)
 		})
 	}
+	if path := os.Getenv("COFFER_PEAKPROFILE"); path != "" {
+		stops = append(stops, watchPeakHeap(path))
+	}
 	return func() error {
 		var errs []error
 		for _, stop := range stops {
@@ -75,6 +84,48 @@ func startProfiles() (stop func() error, err error) {
 		}
 		return errors.Join(errs...)
 	}, nil
+}
+
+// watchPeakHeap samples the live heap every 50 ms and keeps a heap
+// profile of the largest it saw, which the returned stop writes to path.
+func watchPeakHeap(path string) (stop func() error) {
+	done := make(chan struct{})
+	var (
+		mu   sync.Mutex
+		peak bytes.Buffer
+	)
+	go func() {
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var largest uint64
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			// A profile reflects the last collection; taking one is
+			// worth it only when the heap grew by a twentieth.
+			if v := sample[0].Value.Uint64(); v > largest+largest/20 {
+				largest = v
+				mu.Lock()
+				peak.Reset()
+				_ = pprof.Lookup("heap").WriteTo(&peak, 0)
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := os.WriteFile(path, peak.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("COFFER_PEAKPROFILE: %w", err)
+		}
+		return nil
+	}
 }
 
 func run() int {
