@@ -297,29 +297,77 @@ func (x *Index) addBuilt(b *indexBuilder) {
 		s := &x.shards[i]
 		n := len(s.ids)
 		if n > 0 {
-			// Old entries first, so that they win a tie.
-			ids := make([]ID, 0, n+len(bs.ids))
-			ents := make([]indexEntry, 0, n+len(bs.ids))
-			k := 0
-			for j := range bs.ids {
-				for k < n && compareIDs(&s.ids[k], &bs.ids[j]) <= 0 {
-					ids, ents = append(ids, s.ids[k]), append(ents, s.ents[k])
-					k++
-				}
-				ids, ents = append(ids, bs.ids[j]), append(ents, bs.ents[j])
-			}
-			ids, ents = append(ids, s.ids[k:]...), append(ents, s.ents[k:]...)
-			bs.ids, bs.ents = ids, ents
+			*s = x.mergeDeduped(s, bs)
+		} else {
+			x.dedupe(bs)
+			*s = *bs
 		}
-		x.sorted += x.dedupe(bs) - n
-		*s = *bs
+		x.sorted += len(s.ids) - n
 		*bs = indexShard{}
 	}
 }
 
+// mergeDeduped returns the union of old, an index shard, and add, sorted
+// by id and then by order of addition, keeping for each id the entry
+// dedupe would of old's copy, then add's: old's wins a tie. A prune's
+// repacking adds a new copy of most blobs: arrays sized for both would
+// double the index, so it fills arrays of exactly the size needed, old's
+// own when add brings no new id.
+func (x *Index) mergeDeduped(old, add *indexShard) indexShard {
+	// next returns the smaller id at old[i] and add[j].
+	next := func(i, j int) ID {
+		if j == len(add.ids) || i < len(old.ids) && compareIDs(&old.ids[i], &add.ids[j]) <= 0 {
+			return old.ids[i]
+		}
+		return add.ids[j]
+	}
+	n := 0
+	for i, j := 0, 0; i < len(old.ids) || j < len(add.ids); n++ {
+		id := next(i, j)
+		for i < len(old.ids) && old.ids[i] == id {
+			i++
+		}
+		for j < len(add.ids) && add.ids[j] == id {
+			j++
+		}
+	}
+	if n == len(old.ids) {
+		// Only the entries change, in place: the ids stay as they are,
+		// as BlobNumbers expects.
+		for i, j := 0, 0; j < len(add.ids); j++ {
+			for old.ids[i] != add.ids[j] {
+				i++
+			}
+			if x.condemned[old.ents[i].pack()] && !x.condemned[add.ents[j].pack()] {
+				old.ents[i] = add.ents[j]
+			}
+		}
+		return *old
+	}
+	out := indexShard{ids: make([]ID, 0, n), ents: make([]indexEntry, 0, n)}
+	for i, j := 0, 0; i < len(old.ids) || j < len(add.ids); {
+		id := next(i, j)
+		var pick indexEntry
+		have := false
+		consider := func(e indexEntry) {
+			if !have || x.condemned[pick.pack()] && !x.condemned[e.pack()] {
+				pick, have = e, true
+			}
+		}
+		for ; i < len(old.ids) && old.ids[i] == id; i++ {
+			consider(old.ents[i])
+		}
+		for ; j < len(add.ids) && add.ids[j] == id; j++ {
+			consider(add.ents[j])
+		}
+		out.ids, out.ents = append(out.ids, id), append(out.ents, pick)
+	}
+	return out
+}
+
 // dedupe keeps one entry per id in a sorted shard, the first not
-// condemned, and returns how many it kept; the caller holds x.mu.
-func (x *Index) dedupe(s *indexShard) int {
+// condemned; the caller holds x.mu.
+func (x *Index) dedupe(s *indexShard) {
 	out := 0
 	for i := 0; i < len(s.ids); {
 		j, pick := i+1, i
@@ -333,7 +381,6 @@ func (x *Index) dedupe(s *indexShard) int {
 		i = j
 	}
 	s.ids, s.ents = s.ids[:out], s.ents[:out]
-	return out
 }
 
 // Has reports whether the blob is indexed in a pack that no prune plan

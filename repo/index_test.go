@@ -29,16 +29,24 @@ func (m *indexModel) lookup(id ID) (Location, bool) {
 // TestIndexAgainstModel adds packs with fresh and repeated blobs, some of
 // them in condemned packs, through Add (the recent map, merged into the
 // shards past mergeAt) and through the loader's builder (into empty and
-// filled shards), and checks every answer against the model.
+// filled shards, and with nothing but copies of indexed blobs, as a
+// prune's repacking adds), and checks every answer against the model.
 func TestIndexAgainstModel(t *testing.T) {
+	const (
+		add     = "Add"
+		builder = "builder"
+		copies  = "builder of copies"
+	)
 	for _, tc := range []struct {
-		name    string
-		builder []bool // per round: through a builder, or Add
+		name   string
+		rounds []string // how each round adds its packs
 	}{
-		{"Add", []bool{false, false, false}},
-		{"builder into an empty index, then Add", []bool{true, false, false}},
-		{"Add, then builder", []bool{false, true, false}},
-		{"builders only", []bool{true, true, true}},
+		{"Add", []string{add, add, add}},
+		{"builder into an empty index, then Add", []string{builder, add, add}},
+		{"Add, then builder", []string{add, builder, add}},
+		{"builders only", []string{builder, builder, builder}},
+		{"copies after Add", []string{add, copies, add}},
+		{"copies after builders", []string{builder, builder, copies, copies}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rnd := rand.New(rand.NewPCG(7, uint64(len(tc.name))))
@@ -69,7 +77,7 @@ func TestIndexAgainstModel(t *testing.T) {
 			x.Condemn(plan)
 
 			next := 0
-			for round, viaBuilder := range tc.builder {
+			for round, how := range tc.rounds {
 				b := new(indexBuilder)
 				var infos []PackInfo
 				// 1000 packs of 40 blobs a round: past mergeAt for Add.
@@ -81,7 +89,9 @@ func TestIndexAgainstModel(t *testing.T) {
 					}
 					for k := range 40 {
 						id := newID()
-						if len(known) > 0 && rnd.IntN(10) == 0 {
+						if how == copies {
+							id = known[rnd.IntN(len(known))]
+						} else if len(known) > 0 && rnd.IntN(10) == 0 {
 							id = known[rnd.IntN(len(known))]
 						} else {
 							known = append(known, id)
@@ -92,7 +102,7 @@ func TestIndexAgainstModel(t *testing.T) {
 					}
 					infos = append(infos, p)
 				}
-				if viaBuilder {
+				if how != add {
 					var c shardCounts
 					for _, p := range infos {
 						c.count(p)
@@ -102,6 +112,18 @@ func TestIndexAgainstModel(t *testing.T) {
 						b.add(p)
 					}
 					x.addBuilt(b)
+					if how == copies {
+						// No blob is new: the arrays stay as they are,
+						// not sized for the copies too.
+						var ids, room int
+						for i := range x.shards {
+							ids += len(x.shards[i].ids)
+							room += cap(x.shards[i].ids) - len(x.shards[i].ids)
+						}
+						if room > ids/10 {
+							t.Fatalf("round %d: the shards have room for %d more ids beside their %d", round, room, ids)
+						}
+					}
 				} else {
 					for _, p := range infos {
 						x.Add(p)

@@ -103,33 +103,6 @@ func (st *PruneStats) Retained(until time.Time) {
 	}
 }
 
-// packUse is what prune knows of one pack.
-type packUse struct {
-	info   PackInfo
-	size   int64 // stored
-	used   int64 // sealed bytes of blobs it holds for the snapshots
-	unused int64
-}
-
-// claims maps each blob a snapshot needs to the pack whose copy of it is
-// kept: the first stored pack that holds it, nil until one does. One map
-// says both what is needed and where, rather than a set of needed ids, a
-// set of claimed ids and a list of each pack's claimed entries: with
-// hundreds of thousands of blobs, those were most of what a prune held.
-type claims map[ID]*packUse
-
-// usedRefs returns the blobs of pu that it claims. A blob pu holds twice
-// comes twice; the BlobSaver stores it once.
-func (c claims) usedRefs(pu *packUse) []BlobRef {
-	var out []BlobRef
-	for _, e := range pu.info.Entries {
-		if c[e.ID] == pu {
-			out = append(out, BlobRef{ID: e.ID, Type: e.Type})
-		}
-	}
-	return out
-}
-
 // indexObject is one index object and the packs it lists.
 type indexObject struct {
 	id    ID
@@ -180,12 +153,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	if err := r.refreshIndex(ctx); err != nil {
 		return st, err
 	}
-	used := claims{}
-	if err := opt.MarkUsed(ctx, func(id ID) {
-		if _, ok := used[id]; !ok {
-			used[id] = nil
-		}
-	}); err != nil {
+	used := newClaims(r.index.Numbers())
+	if err := opt.MarkUsed(ctx, used.need); err != nil {
 		return st, err
 	}
 	stored := map[ID]int64{}
@@ -211,26 +180,16 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 			if !ok {
 				continue // missing: check reports it; nothing to delete
 			}
-			packs[p.ID] = &packUse{info: p, size: size}
+			packs[p.ID] = used.addPack(p.ID, size, p.Entries)
 			order = append(order, p.ID)
 		}
 		return nil
 	}); err != nil {
 		return st, err
 	}
-	claim := func(pu *packUse) {
-		for _, e := range pu.info.Entries {
-			if by, need := used[e.ID]; need && by == nil {
-				used[e.ID] = pu
-				pu.used += int64(e.Length)
-			} else {
-				pu.unused += int64(e.Length)
-			}
-		}
-	}
 	for _, id := range order {
 		pu := packs[id]
-		claim(pu)
+		used.claim(pu)
 		st.Packs++
 		st.PackBytes += pu.size
 		st.UsedBytes += pu.used
@@ -244,7 +203,6 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 			continue
 		}
 		st.Unindexed++
-		pu := &packUse{info: PackInfo{ID: id, Size: size}, size: size}
 		entries, err := r.ReadPackTrailer(ctx, id, size)
 		if errors.Is(err, ErrCorrupt) {
 			// What it holds cannot be known; check names it.
@@ -254,8 +212,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		if err != nil {
 			return st, fmt.Errorf("reading the trailer of unindexed pack %s: %w; prune deleted nothing", id.Short(), err)
 		}
-		pu.info.Entries = entries
-		claim(pu)
+		pu := used.addPack(id, size, entries)
+		used.claim(pu)
 		if pu.used > 0 {
 			// A snapshot needs a blob only this unindexed pack has: the
 			// index is damaged. Keep the pack; `repair index` lists it.
@@ -264,10 +222,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		}
 		orphans = append(orphans, pu)
 	}
-	for id, by := range used {
-		if by == nil {
-			return st, fmt.Errorf("blob %s, which a snapshot needs, is in no stored pack: %w; prune deleted nothing (run `coffer check`)", id.Short(), ErrBlobNotFound)
-		}
+	if id, ok := used.unclaimed(); ok {
+		return st, fmt.Errorf("blob %s, which a snapshot needs, is in no stored pack: %w; prune deleted nothing (run `coffer check`)", id.Short(), ErrBlobNotFound)
 	}
 
 	// Whole packs to delete, then packs to repack, most unused first.
@@ -294,10 +250,10 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		if opt.MaxUnused < 0 || float64(unusedKept) <= opt.MaxUnused*float64(st.UsedBytes) {
 			break
 		}
-		if until, ok := known[pu.info.ID]; ok {
+		if until, ok := known[pu.id]; ok {
 			// Its unused blobs stay either way: no other pack is
 			// repacked in its stead.
-			logf("pack %s is retained until %s: not repacking it before then", pu.info.ID.Short(), until.Format(time.RFC3339))
+			logf("pack %s is retained until %s: not repacking it before then", pu.id.Short(), until.Format(time.RFC3339))
 			unusedKept -= pu.unused
 			continue
 		}
@@ -320,7 +276,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	// adds what it holds.
 	for _, pu := range packs {
 		if !inPlan[pu] {
-			pu.info.Entries = nil
+			pu.dropEntries()
 		}
 	}
 	if opt.DryRun {
@@ -341,7 +297,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 
 	var planned []ID
 	for _, pu := range append(slices.Clone(del), repack...) {
-		planned = append(planned, pu.info.ID)
+		planned = append(planned, pu.id)
 	}
 	prog := opt.Progress
 	if prog == nil {
@@ -355,13 +311,14 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 		stats, err := r.WithBlobSaver(ctx, func(ctx context.Context, s *BlobSaver) error {
 			for _, pu := range repack {
 				refs := used.usedRefs(pu)
-				if err := r.loadBlobsFrom(ctx, pu.info, refs, func(ref BlobRef, plain []byte) error {
+				p := PackInfo{ID: pu.id, Size: pu.size, Entries: pu.entries(used.nums)}
+				if err := r.loadBlobsFrom(ctx, p, refs, func(ref BlobRef, plain []byte) error {
 					_, err := s.SaveWithID(ctx, ref.Type, ref.ID, plain)
 					return err
 				}); err != nil {
-					return fmt.Errorf("repacking pack %s: %w", pu.info.ID.Short(), err)
+					return fmt.Errorf("repacking pack %s: %w", pu.id.Short(), err)
 				}
-				prog.Processed(0, pu.info.Size)
+				prog.Processed(0, pu.size)
 			}
 			return nil
 		})
@@ -413,7 +370,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	// the index objects again: let the first copy go before that.
 	used = nil
 	for _, pu := range packs {
-		pu.info.Entries = nil
+		pu.dropEntries()
 	}
 	st.Spared = len(spared)
 	now = slices.DeleteFunc(now, func(id ID) bool { return spared[id] })
@@ -472,7 +429,7 @@ func (r *Repository) withIndex(x *Index) *Repository {
 
 // spare returns the packs among del that snapshots finished since the
 // first marking need: blobs they use that no pack claimed then.
-func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*packUse, orphans []*packUse, used claims, del []ID) (map[ID]bool, error) {
+func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*packUse, orphans []*packUse, used *claims, del []ID) (map[ID]bool, error) {
 	spared := map[ID]bool{}
 	if len(del) == 0 {
 		return spared, nil
@@ -480,27 +437,28 @@ func (r *Repository) spare(ctx context.Context, opt PruneOptions, packs map[ID]*
 	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
-	unclaimed := map[ID]struct{}{}
+	unclaimed := NewBlobSet(used.nums)
 	if err := opt.MarkUsed(ctx, func(id ID) {
-		if used[id] == nil {
-			unclaimed[id] = struct{}{}
+		if !used.claimed(id) {
+			unclaimed.Add(id)
 		}
 	}); err != nil {
 		return nil, err
 	}
-	entries := map[ID][]PackEntry{}
-	for id, pu := range packs {
-		entries[id] = pu.info.Entries
+	if unclaimed.Len() == 0 {
+		return spared, nil
 	}
+	byID := map[ID]*packUse{}
 	for _, pu := range orphans {
-		entries[pu.info.ID] = pu.info.Entries
+		byID[pu.id] = pu
 	}
 	for _, id := range del {
-		for _, e := range entries[id] {
-			if _, need := unclaimed[e.ID]; need {
-				spared[id] = true
-				break
-			}
+		pu, ok := packs[id]
+		if !ok {
+			pu = byID[id]
+		}
+		if pu != nil && used.holdsAny(pu, unclaimed) {
+			spared[id] = true
 		}
 	}
 	return spared, nil
@@ -527,20 +485,28 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 	for _, id := range del {
 		gone[id] = true
 	}
-	var replaced []indexObject
+	// Of the objects replaced, only which packs they list is kept: most
+	// of their entries are of packs that go.
+	type replacedObject struct {
+		id    ID
+		packs []ID
+	}
+	var replaced []replacedObject
 	var keep []PackInfo
 	kept := map[ID]bool{}
 	if err := r.eachIndexObject(ctx, func(o indexObject) error {
 		if !slices.ContainsFunc(o.packs, func(p PackInfo) bool { return gone[p.ID] }) {
 			return nil
 		}
-		replaced = append(replaced, o)
-		for _, p := range o.packs {
+		ro := replacedObject{id: o.id, packs: make([]ID, len(o.packs))}
+		for i, p := range o.packs {
+			ro.packs[i] = p.ID
 			if !gone[p.ID] && !kept[p.ID] {
 				kept[p.ID] = true
 				keep = append(keep, p)
 			}
 		}
+		replaced = append(replaced, ro)
 		return nil
 	}); err != nil {
 		return nil, err
@@ -568,8 +534,8 @@ func (r *Repository) deletePacks(ctx context.Context, del []ID, prog PruneProgre
 			st.RetainedIndex++
 			st.Retained(until)
 			for _, p := range o.packs {
-				if gone[p.ID] && until.After(still[p.ID]) {
-					still[p.ID] = until
+				if gone[p] && until.After(still[p]) {
+					still[p] = until
 				}
 			}
 			continue

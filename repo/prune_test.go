@@ -201,6 +201,51 @@ func TestPruneDeletesAndRepacks(t *testing.T) {
 	}
 }
 
+// A pack that no index object lists but that holds blobs snapshots need
+// (an index object was lost) is kept, its blobs unknown to the index and
+// so kept apart from those prune numbers; the unused packs around it go.
+func TestPruneKeepsUnindexedPacksInUse(t *testing.T) {
+	f := newPruneFixture(t)
+	r := f.open(f.st)
+	// The second generation's index object goes.
+	var lost []ID
+	for _, name := range objectNames(t, f.st, storage.KindIndex) {
+		id, _ := ParseID(name)
+		packs, err := r.loadIndexObject(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(packs, func(p PackInfo) bool {
+			return slices.ContainsFunc(p.Entries, func(e PackEntry) bool { return e.ID == f.ids[12] })
+		}) {
+			continue
+		}
+		for _, p := range packs {
+			lost = append(lost, p.ID)
+		}
+		if err := f.st.Delete(t.Context(), storage.KindIndex, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lost) == 0 {
+		t.Fatal("no index object lists the second generation")
+	}
+	f.use(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
+	st := f.prune(f.open(f.st), PruneOptions{MaxUnused: -1})
+	if st.Unindexed != len(lost) || st.Deleted == 0 {
+		t.Errorf("prune: %+v; want %d unindexed packs and the third generation's deleted", st, len(lost))
+	}
+	stored := objectNames(t, f.st, storage.KindPack)
+	for _, id := range lost {
+		if !slices.Contains(stored, id.String()) {
+			t.Errorf("unindexed pack %s, which holds blobs in use, was deleted", id.Short())
+		}
+	}
+	if n := f.unusedPacks(f.st); n != 0 {
+		t.Errorf("%d packs with no used blob are left", n)
+	}
+}
+
 // A backup that loaded the index before a prune's plan may reuse blobs
 // the plan names: the prune leaves those packs while the backup runs, and
 // the next prune spares what its snapshot uses.

@@ -156,8 +156,11 @@ func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error))
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	seenTrees := map[repo.ID]bool{}
-	seenBlobs := map[repo.ID]bool{}
+	// A bit for each blob of the index instead of a map entry of 50 to
+	// 100 bytes: with a million blobs, the maps were most of a check's
+	// memory.
+	nums := r.Index().Numbers()
+	seenTrees, seenBlobs := repo.NewBlobSet(nums), repo.NewBlobSet(nums)
 	var loaded []*Snapshot
 	for _, id := range ids {
 		sn, err := Load(ctx, r, id)
@@ -168,7 +171,7 @@ func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error))
 		snapshots++
 		loaded = append(loaded, sn)
 		if err := checkTree(ctx, r, sn.Tree, "snapshot "+sn.ID.Short()+" /", seenTrees, seenBlobs, report); err != nil {
-			return snapshots, len(seenTrees), len(seenBlobs), err
+			return snapshots, seenTrees.Len(), seenBlobs.Len(), err
 		}
 	}
 	// Snapshots this client saw that are gone with no forget behind
@@ -179,11 +182,11 @@ func checkSnapshots(ctx context.Context, r *repo.Repository, report func(error))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return snapshots, len(seenTrees), len(seenBlobs), ctx.Err()
+			return snapshots, seenTrees.Len(), seenBlobs.Len(), ctx.Err()
 		}
 		report(err)
 	}
-	return snapshots, len(seenTrees), len(seenBlobs), nil
+	return snapshots, seenTrees.Len(), seenBlobs.Len(), nil
 }
 
 // readPacks downloads and verifies the packs opt selects.
@@ -232,11 +235,10 @@ func readPacks(ctx context.Context, r *repo.Repository, listing repo.PackListing
 }
 
 // checkTree verifies a tree and everything below it once.
-func checkTree(ctx context.Context, r *repo.Repository, id repo.ID, where string, seenTrees, seenBlobs map[repo.ID]bool, report func(error)) error {
-	if seenTrees[id] {
+func checkTree(ctx context.Context, r *repo.Repository, id repo.ID, where string, seenTrees, seenBlobs *repo.BlobSet, report func(error)) error {
+	if !seenTrees.Add(id) {
 		return nil
 	}
-	seenTrees[id] = true
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -254,10 +256,9 @@ func checkTree(ctx context.Context, r *repo.Repository, id repo.ID, where string
 			}
 		case TypeFile:
 			for _, e := range n.Content {
-				if e.Hole || seenBlobs[e.ID] {
+				if e.Hole || !seenBlobs.Add(e.ID) {
 					continue
 				}
-				seenBlobs[e.ID] = true
 				loc, ok := r.Index().Lookup(e.ID)
 				switch {
 				case !ok:

@@ -76,11 +76,16 @@ func removeForgotten(ctx context.Context, r *repo.Repository, logf func(string, 
 // it needs cannot be known, so nothing may be deleted.
 func UsedBlobs(r *repo.Repository) func(context.Context, func(repo.ID)) error {
 	walked := map[repo.ID]bool{}
-	trees := map[repo.ID]bool{}
+	var trees *repo.BlobSet
 	return func(ctx context.Context, mark func(repo.ID)) error {
 		ids, err := r.ListObjects(ctx, storage.KindSnapshot)
 		if err != nil {
 			return err
+		}
+		if trees == nil {
+			// Made now, when the caller has loaded the index: trees
+			// it numbers take a bit each.
+			trees = repo.NewBlobSet(r.Index().Numbers())
 		}
 		for _, id := range ids {
 			if walked[id] {
@@ -99,8 +104,8 @@ func UsedBlobs(r *repo.Repository) func(context.Context, func(repo.ID)) error {
 	}
 }
 
-func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[repo.ID]bool, mark func(repo.ID)) error {
-	if trees[id] {
+func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees *repo.BlobSet, mark func(repo.ID)) error {
+	if trees.Has(id) {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -133,6 +138,6 @@ func markTree(ctx context.Context, r *repo.Repository, id repo.ID, trees map[rep
 			}
 		}
 	}
-	trees[id] = true
+	trees.Add(id)
 	return nil
 }
