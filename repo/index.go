@@ -130,7 +130,8 @@ func (s *indexShard) search(id *ID) (int, bool) {
 
 // merge adds ids, ascending and none of them in the shard yet, with their
 // entries from ents. It merges from the back, in place when the arrays
-// have room, so that each old entry moves once.
+// have room, so that each old entry moves once. A shard that Numbers
+// shares has no room (it is clipped): merge copies it.
 func (s *indexShard) merge(ids []ID, ents map[ID]indexEntry) {
 	n, m := len(s.ids), len(ids)
 	s.ids = slices.Grow(s.ids, m)[:n+m]
@@ -253,7 +254,9 @@ func (s byIDThenOrder) Swap(i, j int) {
 }
 
 // intoBuilder hands x's blobs and packs over as an indexBuilder, for
-// another index's addBuilt, and leaves x empty.
+// another index's addBuilt, and leaves x empty. addBuilt sorts and
+// dedupes the arrays in place: x must be an index nothing has numbered
+// (a BlobSaver's own).
 func (x *Index) intoBuilder() *indexBuilder {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -268,7 +271,9 @@ func (x *Index) intoBuilder() *indexBuilder {
 // addBuilt adds what b collected, as Add would have pack by pack: of the
 // copies of a blob, the first (in the index, then in the order b's packs
 // were added) in a pack no prune plan condemns is kept, or the first if
-// every one is condemned. b's arrays become the index's.
+// every one is condemned. b's arrays become the index's shards where
+// those were empty; elsewhere both are merged into new arrays, or only
+// the entries of the index's change when b brings no new id.
 func (x *Index) addBuilt(b *indexBuilder) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -307,12 +312,14 @@ func (x *Index) addBuilt(b *indexBuilder) {
 	}
 }
 
-// mergeDeduped returns the union of old, an index shard, and add, sorted
-// by id and then by order of addition, keeping for each id the entry
-// dedupe would of old's copy, then add's: old's wins a tie. A prune's
-// repacking adds a new copy of most blobs: arrays sized for both would
-// double the index, so it fills arrays of exactly the size needed, old's
-// own when add brings no new id.
+// mergeDeduped returns the union of old, an index shard, and add, a
+// builder's shard sorted by id and then by order of addition, with one
+// entry per id: the first of old's copy, then add's copies in order,
+// whose pack is not condemned, else the first. A prune's repacking adds
+// a new copy of most blobs: arrays sized for both would double the
+// index, so it fills arrays of exactly the size needed, or old's own
+// (only its entries change) when add brings no new id. The caller holds
+// x.mu for writing.
 func (x *Index) mergeDeduped(old, add *indexShard) indexShard {
 	// next returns the smaller id at old[i] and add[j].
 	next := func(i, j int) ID {
@@ -366,7 +373,8 @@ func (x *Index) mergeDeduped(old, add *indexShard) indexShard {
 }
 
 // dedupe keeps one entry per id in a sorted shard, the first not
-// condemned; the caller holds x.mu.
+// condemned, moving entries within the shard's arrays: only a builder's
+// shard, never one that Numbers may share. The caller holds x.mu.
 func (x *Index) dedupe(s *indexShard) {
 	out := 0
 	for i := 0; i < len(s.ids); {

@@ -153,7 +153,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (PruneStats, e
 	if err := r.refreshIndex(ctx); err != nil {
 		return st, err
 	}
-	used := newClaims(r.index.Numbers())
+	nums := r.index.Numbers()
+	if nums.Len() > maxPruneBlobs {
+		return st, fmt.Errorf("the index holds %d blobs, more than prune can handle (%d)", nums.Len(), maxPruneBlobs)
+	}
+	used := newClaims(nums)
 	if err := opt.MarkUsed(ctx, used.need); err != nil {
 		return st, err
 	}

@@ -246,6 +246,49 @@ func TestPruneKeepsUnindexedPacksInUse(t *testing.T) {
 	}
 }
 
+// A backup that ends while prune reads the snapshots, before prune reads
+// the index objects, adds packs whose blobs the index prune numbered does
+// not hold: its snapshot's blobs are claimed by those packs all the same,
+// and they stay.
+func TestPruneKeepsPacksIndexedWhileItMarks(t *testing.T) {
+	f := newPruneFixture(t)
+	f.use(24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35)
+	r := f.open(f.st)
+	l, err := r.Lock(t.Context(), LockExclusive, "prune")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	packsBefore := objectNames(t, f.st, storage.KindPack)
+	calls := 0
+	st, err := r.Prune(t.Context(), PruneOptions{MaxUnused: -1, MarkUsed: func(ctx context.Context, mark func(ID)) error {
+		calls++
+		if calls == 1 {
+			blobs := mixedBlobs(9, 8, 300<<10)
+			ids, _ := saveBlobs(t, f.open(f.st), blobs)
+			f.mu.Lock()
+			f.blobs = append(f.blobs, blobs...)
+			f.ids = append(f.ids, ids...)
+			for _, id := range ids {
+				f.used[id] = true
+			}
+			f.mu.Unlock()
+		}
+		return f.markUsed(ctx, mark)
+	}})
+	if err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	added := len(objectNames(t, f.st, storage.KindPack)) + st.Deleted - len(packsBefore)
+	if st.Deleted == 0 || added == 0 || st.Unindexed != 0 {
+		t.Errorf("prune: %+v; want the first two generations deleted, and the backup's %d packs indexed and kept", st, added)
+	}
+	f.finished(f.st)
+}
+
 // A backup that loaded the index before a prune's plan may reuse blobs
 // the plan names: the prune leaves those packs while the backup runs, and
 // the next prune spares what its snapshot uses.

@@ -61,6 +61,10 @@ type claims struct {
 	packs []*packUse   // by ord
 }
 
+// maxPruneBlobs is how many blobs prune can number: packedBlob keeps a
+// number in 31 bits (an index of 2^31 blobs would take 100 GB).
+const maxPruneBlobs = 1<<31 - 1
+
 func newClaims(nums *BlobNumbers) *claims {
 	return &claims{nums: nums, by: make([]int32, nums.Len()), other: map[ID]int32{}}
 }
@@ -170,8 +174,9 @@ func (c *claims) usedRefs(pu *packUse) []BlobRef {
 
 // holdsAny reports whether pu holds a blob of set.
 func (c *claims) holdsAny(pu *packUse, set *BlobSet) bool {
+	same := set.nums == c.nums // then the set has a bit for each number
 	for _, b := range pu.blobs {
-		if set.hasNumber(b.num()) {
+		if same && set.hasNumber(b.num()) || !same && set.Has(c.nums.ID(b.num())) {
 			return true
 		}
 	}

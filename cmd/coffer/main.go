@@ -121,6 +121,9 @@ func watchPeakHeap(path string) (stop func() error) {
 		close(done)
 		mu.Lock()
 		defer mu.Unlock()
+		if peak.Len() == 0 { // a run shorter than a sample
+			_ = pprof.Lookup("heap").WriteTo(&peak, 0)
+		}
 		if err := os.WriteFile(path, peak.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("COFFER_PEAKPROFILE: %w", err)
 		}
