@@ -27,8 +27,16 @@ type progress struct {
 	totalFiles atomic.Int64
 	totalBytes atomic.Int64
 	start      time.Time
-	plainShown bool // status lines are printed
-	jsonShown  bool // status events are printed
+	// first is when work was first reported and how many bytes that
+	// report held: the rate behind an ETA is measured from there, since
+	// the time before it (locking, loading the index, finding the parent)
+	// says nothing of how fast the rest will go.
+	first      sync.Once
+	firstAt    time.Time
+	firstBytes int64
+	started    atomic.Bool // first's fields are set
+	plainShown bool        // status lines are printed
+	jsonShown  bool        // status events are printed
 	now        func() time.Time
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -107,10 +115,22 @@ func (p *progress) status() statusEvent {
 		e.PercentDone = min(100, 100*float64(e.ItemsDone)/float64(e.ItemsTotal))
 	}
 	if e.BytesDone > 0 && e.BytesTotal >= e.BytesDone {
-		left := float64(e.BytesTotal-e.BytesDone) / (float64(e.BytesDone) / elapsed.Seconds())
+		left := float64(e.BytesTotal-e.BytesDone) / p.rate(e.BytesDone, elapsed)
 		e.SecondsRemaining = &left
 	}
 	return e
+}
+
+// rate is how many bytes a second the work goes at, done bytes and
+// elapsed time into the command: measured from the first report of work
+// once there is a second one, from the start until then.
+func (p *progress) rate(done int64, elapsed time.Duration) float64 {
+	if p.started.Load() && done > p.firstBytes {
+		if d := p.now().Sub(p.firstAt); d > 0 {
+			return float64(done-p.firstBytes) / d.Seconds()
+		}
+	}
+	return float64(done) / elapsed.Seconds()
 }
 
 // every calls fn each interval until the progress is done.
@@ -143,10 +163,10 @@ func (p *progress) plain(w io.Writer) {
 }
 
 func (p *progress) line() string {
-	elapsed := time.Since(p.start)
+	elapsed := p.now().Sub(p.start)
 	files, bytes := p.files.Load(), p.bytes.Load()
 	totalFiles, totalBytes := p.totalFiles.Load(), p.totalBytes.Load()
-	rate := float64(bytes) / elapsed.Seconds()
+	rate := p.rate(bytes, elapsed)
 	s := fmt.Sprintf("[%s] %s: %d/%d %s, %s/%s, %s/s", duration(elapsed), p.verb, files, totalFiles, p.unit,
 		bytesize.Format(bytes), bytesize.Format(totalBytes), bytesize.Format(int64(rate)))
 	if totalBytes > 0 && bytes > 0 && bytes < totalBytes {
@@ -184,7 +204,13 @@ func (p *progress) Total(files, bytes int64) {
 // Processed adds work done.
 func (p *progress) Processed(files, bytes int64) {
 	p.files.Add(files)
-	p.bytes.Add(bytes)
+	done := p.bytes.Add(bytes)
+	if bytes > 0 && !p.started.Load() {
+		p.first.Do(func() {
+			p.firstAt, p.firstBytes = p.now(), done
+			p.started.Store(true)
+		})
+	}
 	if p.bar != nil {
 		p.describe()
 		_ = p.bar.Add64(bytes)
