@@ -70,6 +70,7 @@ func (k *keyFile) ad() []byte {
 }
 
 func (k *keyFile) wrappingKey(passphrase []byte) []byte {
+	prepareHugePages(int(k.Params.MemoryKiB) << 10)
 	key := argon2.IDKey(passphrase, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, keySize)
 	// Argon2id's memory (64 MiB by default) is garbage now. Collected at
 	// once, it is reused by what the command does next; left to the next

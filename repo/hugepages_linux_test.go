@@ -1,0 +1,83 @@
+package repo
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// thpFaults returns how many page faults so far the kernel answered with
+// a transparent huge page, or tried to and fell back to small pages.
+func thpFaults(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		if k == "thp_fault_alloc" || k == "thp_fault_fallback" {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/vmstat: %q: %v", line, err)
+			}
+			n += c
+		}
+	}
+	return n
+}
+
+// A key derived at the default parameters, as a command derives it first
+// thing (in a process of its own), is the one argon2.IDKey gives, and its
+// memory was asked of the kernel in 2 MiB pages, at least half of its 64
+// MiB, wherever the system gives huge pages on request.
+func TestArgon2OnHugePages(t *testing.T) {
+	salt := bytes.Repeat([]byte{7}, 16)
+	k := keyFile{Params: DefaultKDF, Salt: salt}
+	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
+		before := thpFaults(t)
+		key := k.wrappingKey([]byte(testPassphrase))
+		fmt.Printf("huge page faults: %d, key %x\n", thpFaults(t)-before, key)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestArgon2OnHugePages$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "COFFER_TEST_HUGEPAGES_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("deriving a key in a process of its own: %v\n%s", err, out)
+	}
+	var faults int64
+	var key []byte
+	if _, after, ok := strings.Cut(string(out), "huge page faults: "); !ok {
+		t.Fatalf("the child reported nothing:\n%s", out)
+	} else if _, err := fmt.Sscanf(after, "%d, key %x", &faults, &key); err != nil {
+		t.Fatalf("the child's report %q: %v", after, err)
+	}
+	p := DefaultKDF
+	if want := argon2.IDKey([]byte(testPassphrase), salt, p.Time, p.MemoryKiB, p.Threads, keySize); !bytes.Equal(key, want) {
+		t.Fatalf("wrappingKey gave %x, argon2.IDKey %x", key, want)
+	}
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || bytes.Contains(mode, []byte("[never]")) {
+		t.Logf("this system gives no transparent huge pages (%q, %v); %d faults asked for one", mode, err, faults)
+		if faults != 0 {
+			t.Errorf("%d huge page faults where the system gives none", faults)
+		}
+		return
+	}
+	t.Logf("deriving a key at %d MiB asked for %d huge pages (transparent_hugepage: %s)", p.MemoryKiB>>10, faults, bytes.TrimSpace(mode))
+	// Half of the 32 huge pages 64 MiB takes: parts of the range may miss
+	// the advice (its ends, pages other allocations took first; 23 of 32
+	// were seen), while without it there are none.
+	if faults < 16 {
+		t.Errorf("deriving a key at %d MiB asked for %d huge pages; want at least 16 (transparent_hugepage: %s)",
+			p.MemoryKiB>>10, faults, bytes.TrimSpace(mode))
+	}
+}
