@@ -23,9 +23,9 @@ const hugePage = 2 << 20
 //
 // golang.org/x/crypto/argon2 allocates its memory itself, so this asks
 // for it ahead: it allocates n bytes and some slack, marks the range
-// MADV_HUGEPAGE, drops whatever of it is mapped, and frees it. Go's page allocator hands out the lowest
-// free pages that fit, so Argon2id's allocation, made next, lands in the
-// marked range. Nothing depends on it for correctness: where it lands
+// MADV_HUGEPAGE, drops whatever of it is mapped, and frees it. Go's page
+// allocator hands out the lowest free pages that fit, so Argon2id's
+// allocation, made next, lands in the marked range. Nothing depends on it for correctness: where it lands
 // elsewhere, or the system gives no huge pages, the derivation is as slow
 // as before, never different.
 func prepareHugePages(n int) {

@@ -34,17 +34,39 @@ func thpFaults(t *testing.T) int64 {
 	return n
 }
 
+// anonRSSKiB returns the process's resident anonymous memory in KiB.
+func anonRSSKiB(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/self/status: %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("/proc/self/status has no RssAnon")
+	return 0
+}
+
 // A key derived at the default parameters, as a command derives it first
-// thing (in a process of its own), is the one argon2.IDKey gives, and its
+// thing (in a process of its own), is the one argon2.IDKey gives; its
 // memory was asked of the kernel in 2 MiB pages, at least half of its 64
-// MiB, wherever the system gives huge pages on request.
+// MiB, wherever the system gives huge pages on request; and it is given
+// back to the kernel once the key is derived, so that it is not the
+// floor of every command's memory after.
 func TestArgon2OnHugePages(t *testing.T) {
 	salt := bytes.Repeat([]byte{7}, 16)
 	k := keyFile{Params: DefaultKDF, Salt: salt}
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
 		before := thpFaults(t)
 		key := k.wrappingKey([]byte(testPassphrase))
-		fmt.Printf("huge page faults: %d, key %x\n", thpFaults(t)-before, key)
+		fmt.Printf("huge page faults: %d, key %x, anon rss %d KiB\n", thpFaults(t)-before, key, anonRSSKiB(t))
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestArgon2OnHugePages$", "-test.count=1")
@@ -53,16 +75,22 @@ func TestArgon2OnHugePages(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deriving a key in a process of its own: %v\n%s", err, out)
 	}
-	var faults int64
+	var faults, anonKiB int64
 	var key []byte
 	if _, after, ok := strings.Cut(string(out), "huge page faults: "); !ok {
 		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%d, key %x", &faults, &key); err != nil {
+	} else if _, err := fmt.Sscanf(after, "%d, key %x, anon rss %d KiB", &faults, &key, &anonKiB); err != nil {
 		t.Fatalf("the child's report %q: %v", after, err)
 	}
 	p := DefaultKDF
 	if want := argon2.IDKey([]byte(testPassphrase), salt, p.Time, p.MemoryKiB, p.Threads, keySize); !bytes.Equal(key, want) {
 		t.Fatalf("wrappingKey gave %x, argon2.IDKey %x", key, want)
+	}
+	// A test binary's own anonymous memory is a few MiB; kept, Argon2id's
+	// would add 64 MiB to it.
+	if anonKiB > 32<<10 {
+		t.Errorf("after deriving a key the process holds %d MiB of anonymous memory; want Argon2id's %d MiB given back (under 32 MiB)",
+			anonKiB>>10, p.MemoryKiB>>10)
 	}
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil || bytes.Contains(mode, []byte("[never]")) {

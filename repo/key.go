@@ -12,7 +12,7 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -73,9 +73,11 @@ func (k *keyFile) wrappingKey(passphrase []byte) []byte {
 	prepareHugePages(int(k.Params.MemoryKiB) << 10)
 	key := argon2.IDKey(passphrase, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, keySize)
 	// Argon2id's memory (64 MiB by default) is garbage now. Collected at
-	// once, it is reused by what the command does next; left to the next
-	// collection, whose goal it doubled, it would add to the peak instead.
-	runtime.GC()
+	// once and given back to the kernel, it is neither under the next
+	// collection's goal, which it doubled, nor resident for the rest of the
+	// command: the command's peak stays the derivation's own (a local ls
+	// peaked 1-1.5 MB lower than with the memory collected but kept).
+	debug.FreeOSMemory()
 	return key
 }
 
