@@ -13,7 +13,8 @@ const hugePage = 2 << 20
 // prepareHugePages makes the heap's next allocation of n bytes likely to
 // be backed by transparent huge pages, where the system gives them on
 // request (/sys/kernel/mm/transparent_hugepage/enabled "madvise", the
-// default of Debian, Ubuntu and RHEL, or "always").
+// default of Debian, Ubuntu and RHEL, or "always"). Call the function it
+// returns once that allocation is garbage: it withdraws the advice.
 //
 // Argon2id reads its 64 MiB at random: with 4 KiB pages nearly every
 // read misses the TLB, and touching the memory first costs 16,384 page
@@ -25,25 +26,54 @@ const hugePage = 2 << 20
 // for it ahead: it allocates n bytes and some slack, marks the range
 // MADV_HUGEPAGE, drops whatever of it is mapped, and frees it. Go's page
 // allocator hands out the lowest free pages that fit, so Argon2id's
-// allocation, made next, lands in the marked range. Nothing depends on it for correctness: where it lands
-// elsewhere, or the system gives no huge pages, the derivation is as slow
-// as before, never different.
-func prepareHugePages(n int) {
+// allocation, made next, lands in the marked range. Nothing depends on it
+// for correctness: where it lands elsewhere, or the system gives no huge
+// pages, the derivation is as slow as before, never different.
+//
+// The advice is withdrawn (MADV_NOHUGEPAGE) once the memory is free
+// again, since the heap reuses the range for small objects: left
+// advised, each page the heap touches there would map 2 MiB, and
+// khugepaged would fill sparse 2 MiB stretches of it whole, memory a
+// long-running command (ui, mount) would keep for nothing.
+func prepareHugePages(n int) (withdraw func()) {
 	if n < 8*hugePage {
-		return
+		return func() {}
 	}
 	// Slack for the few pages other allocations may take from the front
 	// of the range between its release and Argon2id's allocation.
 	b := make([]byte, n+4*hugePage)
-	base := uintptr(unsafe.Pointer(&b[0]))
-	start := int((hugePage - base%hugePage) % hugePage)
-	end := start + (len(b)-start)/hugePage*hugePage
+	start, end := hugePageSpan(uintptr(unsafe.Pointer(&b[0])), n)
+	if start == end {
+		return func() {}
+	}
+	advised := b[start:end]
 	// Advice: nothing to do when refused. Pages of the range the runtime
 	// had used before are already mapped, small, and zeroed by make:
 	// dropped, the next touch maps them anew, in huge pages.
-	if unix.Madvise(b[start:end], unix.MADV_HUGEPAGE) == nil {
-		_ = unix.Madvise(b[start:end], unix.MADV_DONTNEED)
+	if unix.Madvise(advised, unix.MADV_HUGEPAGE) != nil {
+		return func() {}
 	}
+	_ = unix.Madvise(advised, unix.MADV_DONTNEED)
+	// The range's address, not a pointer: b must be garbage for Argon2id
+	// to be given its pages. The heap never unmaps them, so the address
+	// stays valid for madvise.
+	addr, size := uintptr(unsafe.Pointer(&advised[0])), uintptr(len(advised))
 	runtime.KeepAlive(b)
 	runtime.GC()
+	return func() {
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, addr, size, unix.MADV_NOHUGEPAGE)
+	}
+}
+
+// hugePageSpan returns the offsets from base of the whole huge pages
+// within the n bytes at base, where Argon2id's memory will be. Not past
+// them: the last touch of Argon2id's memory would map a huge page that
+// reaches past its end whole, up to 2 MiB more resident memory than it
+// uses.
+func hugePageSpan(base uintptr, n int) (start, end int) {
+	start = int((hugePage - base%hugePage) % hugePage)
+	if start >= n {
+		return 0, 0
+	}
+	return start, start + (n-start)/hugePage*hugePage
 }

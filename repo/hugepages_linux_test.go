@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,19 +55,37 @@ func anonRSSKiB(t *testing.T) int64 {
 	return 0
 }
 
+// hugePageAdvised returns how many of the process's mappings are advised
+// MADV_HUGEPAGE ("hg" in their VmFlags).
+func hugePageAdvised(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && slices.Contains(strings.Fields(flags), "hg") {
+			n++
+		}
+	}
+	return n
+}
+
 // A key derived at the default parameters, as a command derives it first
 // thing (in a process of its own), is the one argon2.IDKey gives; its
 // memory was asked of the kernel in 2 MiB pages, at least half of its 64
 // MiB, wherever the system gives huge pages on request; and it is given
 // back to the kernel once the key is derived, so that it is not the
-// floor of every command's memory after.
+// floor of every command's memory after, with the advice withdrawn, so
+// that the heap's small objects there do not take huge pages.
 func TestArgon2OnHugePages(t *testing.T) {
 	salt := bytes.Repeat([]byte{7}, 16)
 	k := keyFile{Params: DefaultKDF, Salt: salt}
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
 		before := thpFaults(t)
 		key := k.wrappingKey([]byte(testPassphrase))
-		fmt.Printf("huge page faults: %d, key %x, anon rss %d KiB\n", thpFaults(t)-before, key, anonRSSKiB(t))
+		fmt.Printf("huge page faults: %d, key %x, anon rss %d KiB, advised %d\n", thpFaults(t)-before, key, anonRSSKiB(t), hugePageAdvised(t))
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestArgon2OnHugePages$", "-test.count=1")
@@ -77,14 +96,18 @@ func TestArgon2OnHugePages(t *testing.T) {
 	}
 	var faults, anonKiB int64
 	var key []byte
+	var advised int
 	if _, after, ok := strings.Cut(string(out), "huge page faults: "); !ok {
 		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%d, key %x, anon rss %d KiB", &faults, &key, &anonKiB); err != nil {
+	} else if _, err := fmt.Sscanf(after, "%d, key %x, anon rss %d KiB, advised %d", &faults, &key, &anonKiB, &advised); err != nil {
 		t.Fatalf("the child's report %q: %v", after, err)
 	}
 	p := DefaultKDF
 	if want := argon2.IDKey([]byte(testPassphrase), salt, p.Time, p.MemoryKiB, p.Threads, keySize); !bytes.Equal(key, want) {
 		t.Fatalf("wrappingKey gave %x, argon2.IDKey %x", key, want)
+	}
+	if advised != 0 {
+		t.Errorf("after deriving a key %d mappings are still advised MADV_HUGEPAGE; want none", advised)
 	}
 	// A test binary's own anonymous memory is a few MiB; kept, Argon2id's
 	// would add 64 MiB to it.
@@ -107,5 +130,32 @@ func TestArgon2OnHugePages(t *testing.T) {
 	if faults < 16 {
 		t.Errorf("deriving a key at %d MiB asked for %d huge pages; want at least 16 (transparent_hugepage: %s)",
 			p.MemoryKiB>>10, faults, bytes.TrimSpace(mode))
+	}
+}
+
+func TestHugePageSpan(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		base       uintptr
+		n          int
+		start, end int
+	}{
+		{base: 0x7f0000000000, n: 64 * mib, start: 0, end: 64 * mib},
+		{base: 0x7f0000002000, n: 64 * mib, start: 2*mib - 0x2000, end: 2*mib - 0x2000 + 62*mib},
+		{base: 0x7f0000100000, n: 64 * mib, start: 1 * mib, end: 63 * mib},
+		{base: 0x7f00001fe000, n: 64 * mib, start: 0x2000, end: 0x2000 + 62*mib},
+		{base: 0x7f0000100000, n: 3 * mib, start: 1 * mib, end: 3 * mib},
+		{base: 0x7f0000100000, n: 2 * mib, start: 1 * mib, end: 1 * mib},
+		{base: 0x7f0000100000, n: 1 * mib, start: 0, end: 0},
+	}
+	for _, tt := range tests {
+		start, end := hugePageSpan(tt.base, tt.n)
+		if start != tt.start || end != tt.end {
+			t.Errorf("hugePageSpan(%#x, %d MiB) = %#x, %#x; want %#x, %#x", tt.base, tt.n/mib, start, end, tt.start, tt.end)
+			continue
+		}
+		if end > start && ((tt.base+uintptr(start))%hugePage != 0 || (end-start)%hugePage != 0 || end > tt.n) {
+			t.Errorf("hugePageSpan(%#x, %d MiB) = %#x, %#x: not whole huge pages within the n bytes", tt.base, tt.n/mib, start, end)
+		}
 	}
 }

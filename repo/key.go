@@ -70,13 +70,15 @@ func (k *keyFile) ad() []byte {
 }
 
 func (k *keyFile) wrappingKey(passphrase []byte) []byte {
-	prepareHugePages(int(k.Params.MemoryKiB) << 10)
+	withdraw := prepareHugePages(int(k.Params.MemoryKiB) << 10)
 	key := argon2.IDKey(passphrase, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, keySize)
 	// Argon2id's memory (64 MiB by default) is garbage now. Collected at
-	// once and given back to the kernel, it is neither under the next
-	// collection's goal, which it doubled, nor resident for the rest of the
-	// command: the command's peak stays the derivation's own (a local ls
-	// peaked 1-1.5 MB lower than with the memory collected but kept).
+	// once and given back to the kernel, in small pages from now on, it is
+	// neither under the next collection's goal, which it doubled, nor
+	// resident for the rest of the command: the command's peak stays the
+	// derivation's own (a local ls peaked 1-1.5 MB lower than with the
+	// memory collected but kept).
+	withdraw()
 	debug.FreeOSMemory()
 	return key
 }
