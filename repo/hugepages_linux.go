@@ -1,7 +1,11 @@
 package repo
 
 import (
+	"bytes"
+	"math/bits"
+	"os"
 	"runtime"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,13 +34,19 @@ const hugePage = 2 << 20
 // for correctness: where it lands elsewhere, or the system gives no huge
 // pages, the derivation is as slow as before, never different.
 //
+// It asks only when the kernel has the huge pages free: advised memory
+// that finds none makes the page fault compact memory first
+// (transparent_hugepage/defrag "madvise", the default), which on a host
+// whose memory is all page cache, as a backup host's is, stalled the
+// derivation instead of speeding it up.
+//
 // The advice is withdrawn (MADV_NOHUGEPAGE) once the memory is free
 // again, since the heap reuses the range for small objects: left
 // advised, each page the heap touches there would map 2 MiB, and
 // khugepaged would fill sparse 2 MiB stretches of it whole, memory a
 // long-running command (ui, mount) would keep for nothing.
 func prepareHugePages(n int) (withdraw func()) {
-	if n < 8*hugePage {
+	if n < 8*hugePage || !hugePagesFree(n) {
 		return func() {}
 	}
 	// Slack for the few pages other allocations may take from the front
@@ -76,4 +86,44 @@ func hugePageSpan(base uintptr, n int) (start, end int) {
 		return 0, 0
 	}
 	return start, start + (n-start)/hugePage*hugePage
+}
+
+// hugePagesFree reports whether the kernel's free lists hold enough free
+// blocks of a huge page or more for n bytes (/proc/buddyinfo), so that
+// faulting them in needs no compaction. Unknown counts as no.
+func hugePagesFree(n int) bool {
+	b, err := os.ReadFile("/proc/buddyinfo")
+	if err != nil {
+		return false
+	}
+	return freeHugePages(b, os.Getpagesize()) >= n/hugePage
+}
+
+// freeHugePages counts the huge pages the free blocks listed in buddyinfo
+// make, outside the DMA zone, which user memory does not come from. Each
+// line is "Node N, zone NAME" and the count of free blocks of each order,
+// from one page up.
+func freeHugePages(buddyinfo []byte, pageSize int) int {
+	if pageSize <= 0 || hugePage%pageSize != 0 {
+		return 0
+	}
+	order := bits.TrailingZeros(uint(hugePage / pageSize))
+	total := 0
+	for _, line := range bytes.Split(buddyinfo, []byte("\n")) {
+		f := bytes.Fields(line)
+		if len(f) < 4 || string(f[2]) != "zone" || string(f[3]) == "DMA" {
+			continue
+		}
+		for o, count := range f[4:] {
+			if o < order {
+				continue
+			}
+			c, err := strconv.Atoi(string(count))
+			if err != nil {
+				return 0
+			}
+			total += c << (o - order)
+		}
+	}
+	return total
 }

@@ -83,9 +83,14 @@ func TestArgon2OnHugePages(t *testing.T) {
 	salt := bytes.Repeat([]byte{7}, 16)
 	k := keyFile{Params: DefaultKDF, Salt: salt}
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
+		info, err := os.ReadFile("/proc/buddyinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
 		before := thpFaults(t)
 		key := k.wrappingKey([]byte(testPassphrase))
-		fmt.Printf("huge page faults: %d, key %x, anon rss %d KiB, advised %d\n", thpFaults(t)-before, key, anonRSSKiB(t), hugePageAdvised(t))
+		fmt.Printf("huge page faults: %d, key %x, anon rss %d KiB, advised %d, free %d\n",
+			thpFaults(t)-before, key, anonRSSKiB(t), hugePageAdvised(t), freeHugePages(info, os.Getpagesize()))
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestArgon2OnHugePages$", "-test.count=1")
@@ -96,10 +101,10 @@ func TestArgon2OnHugePages(t *testing.T) {
 	}
 	var faults, anonKiB int64
 	var key []byte
-	var advised int
+	var advised, free int
 	if _, after, ok := strings.Cut(string(out), "huge page faults: "); !ok {
 		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%d, key %x, anon rss %d KiB, advised %d", &faults, &key, &anonKiB, &advised); err != nil {
+	} else if _, err := fmt.Sscanf(after, "%d, key %x, anon rss %d KiB, advised %d, free %d", &faults, &key, &anonKiB, &advised, &free); err != nil {
 		t.Fatalf("the child's report %q: %v", after, err)
 	}
 	p := DefaultKDF
@@ -123,7 +128,14 @@ func TestArgon2OnHugePages(t *testing.T) {
 		}
 		return
 	}
-	t.Logf("deriving a key at %d MiB asked for %d huge pages (transparent_hugepage: %s)", p.MemoryKiB>>10, faults, bytes.TrimSpace(mode))
+	t.Logf("deriving a key at %d MiB asked for %d huge pages (transparent_hugepage: %s; %d free)", p.MemoryKiB>>10, faults, bytes.TrimSpace(mode), free)
+	if need := 2 * int(p.MemoryKiB<<10) / hugePage; free < need {
+		// Memory this fragmented is the case where the derivation asks for
+		// no huge pages (TestFreeHugePages); with twice what it needs free
+		// just before, it must have asked.
+		t.Logf("%d huge pages free, under the %d this test needs to see them asked for", free, need)
+		return
+	}
 	// Half of the 32 huge pages 64 MiB takes: parts of the range may miss
 	// the advice (its ends, pages other allocations took first; 23 of 32
 	// were seen), while without it there are none.
@@ -156,6 +168,32 @@ func TestHugePageSpan(t *testing.T) {
 		}
 		if end > start && ((tt.base+uintptr(start))%hugePage != 0 || (end-start)%hugePage != 0 || end > tt.n) {
 			t.Errorf("hugePageSpan(%#x, %d MiB) = %#x, %#x: not whole huge pages within the n bytes", tt.base, tt.n/mib, start, end)
+		}
+	}
+}
+
+func TestFreeHugePages(t *testing.T) {
+	const info = `Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3
+Node 0, zone    DMA32    204    260    248    220    181    133     92     75     52      9     14
+Node 0, zone   Normal   1713   1872   7179   4068    817    671    402    284    137     47     37
+`
+	tests := []struct {
+		name     string
+		info     string
+		pageSize int
+		want     int
+	}{
+		// DMA32: 9 + 2*14; Normal: 47 + 2*37; DMA's not counted.
+		{"4 KiB pages", info, 4096, 9 + 28 + 47 + 74},
+		{"fragmented", "Node 0, zone   Normal   1713   1872   7179   4068    817    671    402    284    137     3      1\n", 4096, 5},
+		{"16 KiB pages", "Node 0, zone   Normal   0 0 0 0 0 0 0 5 1\n", 16384, 5 + 2},
+		{"pages larger than a huge page", info, 4 << 20, 0},
+		{"unreadable count", "Node 0, zone   Normal   1 1 1 1 1 1 1 1 1 x 1\n", 4096, 0},
+		{"empty", "", 4096, 0},
+	}
+	for _, tt := range tests {
+		if got := freeHugePages([]byte(tt.info), tt.pageSize); got != tt.want {
+			t.Errorf("%s: freeHugePages = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }
