@@ -37,8 +37,8 @@ const hugePage = 2 << 20
 // It asks only when the kernel has the huge pages free: advised memory
 // that finds none makes the page fault compact memory first
 // (transparent_hugepage/defrag "madvise", the default), which on a host
-// whose memory is all page cache, as a backup host's is, stalled the
-// derivation instead of speeding it up.
+// whose memory is all page cache, as a backup host's often is, showed as
+// compaction stalls, not as a faster derivation.
 //
 // The advice is withdrawn (MADV_NOHUGEPAGE) once the memory is free
 // again, since the heap reuses the range for small objects: left
