@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -83,12 +85,7 @@ func TestArgon2OnHugePages(t *testing.T) {
 			thpFaults(t)-before, key, heapFreeKiB(), hugePageAdvised(t), freeHugePages(info, os.Getpagesize()))
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestArgon2OnHugePages$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "COFFER_TEST_HUGEPAGES_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("deriving a key in a process of its own: %v\n%s", err, out)
-	}
+	out := runHugePagesChild(t, "TestArgon2OnHugePages")
 	var faults, heldKiB int64
 	var key []byte
 	var advised, free int
@@ -131,6 +128,60 @@ func TestArgon2OnHugePages(t *testing.T) {
 	if faults < 16 {
 		t.Errorf("deriving a key at %d MiB asked for %d huge pages; want at least 16 (transparent_hugepage: %s)",
 			p.MemoryKiB>>10, faults, bytes.TrimSpace(mode))
+	}
+}
+
+// runHugePagesChild runs test in a process of its own, whose heap, unlike
+// this one's, is a command's, and returns what it printed.
+func runHugePagesChild(t *testing.T, test string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "COFFER_TEST_HUGEPAGES_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("running %s in a process of its own: %v\n%s", test, err, out)
+	}
+	return string(out)
+}
+
+// allocUncleared leaves the memory it returns as it was: memory the heap
+// used before and freed comes back with its old bytes, where make would
+// clear it, touching every page.
+func TestAllocUncleared(t *testing.T) {
+	const n = 8 << 20
+	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
+		used := make([]byte, n)
+		for i := range used {
+			used[i] = 0xAA
+		}
+		at := uintptr(unsafe.Pointer(&used[0]))
+		used = nil
+		runtime.GC()
+		b := allocUncleared(n)
+		old := 0
+		for i := 0; i < n; i += os.Getpagesize() {
+			if b[i] == 0xAA {
+				old++
+			}
+		}
+		fmt.Printf("same place: %v, pages with their old bytes: %d of %d\n", uintptr(unsafe.Pointer(&b[0])) == at, old, n/os.Getpagesize())
+		return
+	}
+	out := runHugePagesChild(t, "TestAllocUncleared")
+	var same bool
+	var old, pages int
+	if _, after, ok := strings.Cut(out, "same place: "); !ok {
+		t.Fatalf("the child reported nothing:\n%s", out)
+	} else if _, err := fmt.Sscanf(after, "%t, pages with their old bytes: %d of %d", &same, &old, &pages); err != nil {
+		t.Fatalf("the child's report %q: %v", after, err)
+	}
+	if !same {
+		t.Fatalf("allocUncleared(%d MiB) was not placed where the %d MiB just freed were, as make would place it", n>>20, n>>20)
+	}
+	// The background scavenger may give some pages back to the kernel
+	// meanwhile, which clears them.
+	if old < pages/2 {
+		t.Errorf("allocUncleared over freed memory: %d of %d pages kept their bytes; want most (make clears them all)", old, pages)
 	}
 }
 
