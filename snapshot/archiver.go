@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/user"
@@ -90,6 +92,11 @@ func maxWalkers(cpus int) int { return min(max(cpus, 2)*2, 16) }
 // even when files are small.
 const fileReaders = 3
 
+// errChunkerSetup marks a chunker that cannot be set up from the
+// repository's configuration: no large file could be read, so the backup
+// does not start.
+var errChunkerSetup = errors.New("setting up the chunker")
+
 // archiver is the state of one backup. The pipeline, top to bottom (run
 // sets it up; each stage has a file of its own):
 //
@@ -123,12 +130,11 @@ type archiver struct {
 	chunk    chunkers.ChunkerOpts
 	// maxBlob is the largest data blob a pack of the backup's pack size
 	// holds; sendChunk splits larger chunks.
-	maxBlob int
-	fileCh  chan *fileJob
-	blobCh  chan blobJob
-	treeCh  chan *dirJob
-	// chunkers holds the free chunkers; nil entries are not made yet.
-	chunkers chan *chunkers.Chunker
+	maxBlob  int
+	fileCh   chan *fileJob
+	blobCh   chan blobJob
+	treeCh   chan *dirJob
+	cutter   *chunkReader
 	prefetch *prefetcher[*prevDir]
 	bufs     sync.Pool
 	// walkers holds a token per walker busy beside the first; walking
@@ -340,10 +346,11 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	// workers: a walk racing through unchanged directories waits for them
 	// rather than piling up trees to store.
 	a.treeCh = make(chan *dirJob, 2*cpus)
-	a.chunkers = make(chan *chunkers.Chunker, min(fileReaders, cpus))
-	for range cap(a.chunkers) {
-		a.chunkers <- nil // made on first use
+	cutter, err := newChunkReader(a.chunk)
+	if err != nil {
+		return repo.ID{}, fmt.Errorf("%w: %w", errChunkerSetup, err)
 	}
+	a.cutter = cutter
 
 	// Progress totals: the parent snapshot's, when it has any, are an
 	// estimate that costs nothing, and the walk makes them exact at its
@@ -400,7 +407,7 @@ func (a *archiver) run(ctx context.Context, paths []string, parent *Snapshot) (r
 	if scan {
 		scanning.Go(func() { a.scan(scanCtx, paths) })
 	}
-	err := g.Wait()
+	err = g.Wait()
 	stopScan()
 	scanning.Wait()
 	if err == nil {

@@ -7,17 +7,9 @@ package snapshot
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-
-	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 )
-
-// errChunkerSetup marks a chunker that cannot be made: no large file could
-// be read, so it stops the backup rather than failing each file.
-var errChunkerSetup = errors.New("setting up the chunker")
 
 // readFiles is a reader: it chunks files and hands the chunks on.
 func (a *archiver) readFiles(ctx context.Context) error {
@@ -39,9 +31,6 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if errors.Is(err, errChunkerSetup) {
-			return err
 		}
 		// Chunks already handed on still write into job.content, so it
 		// is dropped only when the file completes.
@@ -82,12 +71,6 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 		}
 	}
 	var pos int64
-	var ch *chunkers.Chunker
-	defer func() {
-		if ch != nil {
-			a.chunkers <- ch
-		}
-	}()
 	for _, reg := range regions {
 		if reg.Off > pos {
 			job.addExtent(Extent{Hole: true, Size: reg.Off - pos})
@@ -95,15 +78,10 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 		var read int64
 		if reg.Len <= int64(a.chunk.MinSize) {
 			// FastCDC never cuts a region this short: it is one chunk,
-			// read without a chunker.
+			// read whole.
 			read, err = a.readWhole(ctx, job, f, reg)
 		} else {
-			if ch == nil {
-				if ch, err = a.takeChunker(ctx); err != nil {
-					return err
-				}
-			}
-			read, err = a.chunkRegion(ctx, ch, job, f, reg)
+			read, err = a.chunkRegion(ctx, job, f, reg)
 		}
 		if err != nil {
 			return err
@@ -115,29 +93,6 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 		job.addExtent(Extent{Hole: true, Size: n.Size - pos})
 	}
 	return nil
-}
-
-// takeChunker waits for a free chunker, making it on first use. Chunkers
-// are fewer than readers: each holds twice the largest chunk, and chunking is
-// CPU work that more chunkers than CPUs would not speed up, while readers
-// of small files, which need no chunker, mostly wait for the disk.
-func (a *archiver) takeChunker(ctx context.Context) (*chunkers.Chunker, error) {
-	var ch *chunkers.Chunker
-	select {
-	case ch = <-a.chunkers:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if ch != nil {
-		return ch, nil
-	}
-	opts := a.chunk // each chunker needs its own copy: Setup fills defaults in
-	ch, err := chunkers.NewChunkerBuffer(gearChunkerName, nil, &opts, make([]byte, 2*a.chunk.MaxSize))
-	if err != nil {
-		a.chunkers <- nil
-		return nil, fmt.Errorf("%w: %w", errChunkerSetup, err)
-	}
-	return ch, nil
 }
 
 // readToEOF reads a file of unknown length (or standard input) from its
@@ -159,41 +114,21 @@ func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f io.Reader) (in
 		return int64(n), err
 	}
 	defer a.bufs.Put(b)
-	ch, err := a.takeChunker(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { a.chunkers <- ch }()
-	return a.chunkStream(ctx, ch, job, io.MultiReader(bytes.NewReader((*b)[:n]), f))
+	return a.chunkStream(ctx, job, io.MultiReader(bytes.NewReader((*b)[:n]), f))
 }
 
 // chunkRegion cuts a data region into chunks and hands them on, and
 // returns how many bytes it read.
-func (a *archiver) chunkRegion(ctx context.Context, ch *chunkers.Chunker, job *fileJob, f *os.File, reg region) (int64, error) {
-	return a.chunkStream(ctx, ch, job, io.NewSectionReader(f, reg.Off, reg.Len))
+func (a *archiver) chunkRegion(ctx context.Context, job *fileJob, f *os.File, reg region) (int64, error) {
+	return a.chunkStream(ctx, job, io.NewSectionReader(f, reg.Off, reg.Len))
 }
 
 // chunkStream cuts r into chunks and hands them on, and returns how many
 // bytes it read.
-func (a *archiver) chunkStream(ctx context.Context, ch *chunkers.Chunker, job *fileJob, r io.Reader) (int64, error) {
-	counted := &countingReader{r: r}
-	ch.Reset(counted)
-	for {
-		chunk, err := ch.Next()
-		if err != nil && err != io.EOF {
-			return counted.n, err
-		}
-		if len(chunk) > 0 {
-			b := a.getBuf(len(chunk))
-			copy(*b, chunk)
-			if err := a.sendChunk(ctx, job, b, len(chunk)); err != nil {
-				return counted.n, err
-			}
-		}
-		if err == io.EOF {
-			return counted.n, nil
-		}
-	}
+func (a *archiver) chunkStream(ctx context.Context, job *fileJob, r io.Reader) (int64, error) {
+	return a.cutter.split(r, a.getBuf, func(b *[]byte) { a.bufs.Put(b) }, func(b *[]byte, n int) error {
+		return a.sendChunk(ctx, job, b, n)
+	})
 }
 
 // readWhole reads a data region as one chunk and hands it on. A file that
@@ -255,24 +190,12 @@ func (a *archiver) sendExtent(ctx context.Context, job *fileJob, b *[]byte, n in
 	}
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // getBuf returns a pooled buffer of n bytes.
 func (a *archiver) getBuf(n int) *[]byte {
 	if b, ok := a.bufs.Get().(*[]byte); ok && cap(*b) >= n {
 		*b = (*b)[:n]
 		return b
 	}
-	b := make([]byte, n, max(n, 1<<20))
+	b := make([]byte, n, max(n, a.cutter.bufSize))
 	return &b
 }

@@ -80,9 +80,9 @@ func checkStreamPath(path, abs string) error {
 
 // backupStdin stores opt.Stdin as the file opt.StdinName at the top of the
 // root tree and returns the root tree's id. It runs in the walk's place:
-// the content goes through the same chunkers and blob workers as a file's,
+// the content goes through the same chunker and blob workers as a file's,
 // read on this goroutine as it arrives, so standard input is never held
-// in memory beyond a chunker's window.
+// in memory beyond the chunks being stored.
 func (a *archiver) backupStdin(ctx context.Context) (repo.ID, error) {
 	n := stdinNode(a.opt.StdinName, a.names, time.Now())
 	path := "/" + n.Name

@@ -106,8 +106,8 @@ func TestBackupFirstErrorStopsAll(t *testing.T) {
 		{"tree saver", func(a *archiver) {
 			a.saver = &failingSaver{next: a.saver, typ: repo.BlobTree, err: injected}
 		}},
-		{"reader", func(a *archiver) {
-			a.chunk.Key = []byte("not a chunker key") // fails the first chunker's setup
+		{"chunker setup", func(a *archiver) {
+			a.chunk.Key = []byte("not a chunker key")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestBackupFirstErrorStopsAll(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			_, err := a.run(ctx, paths, nil)
-			if tc.name == "reader" {
+			if tc.name == "chunker setup" {
 				if !errors.Is(err, errChunkerSetup) {
 					t.Fatalf("backup returned %v, want the chunker's setup error", err)
 				}

@@ -2,11 +2,13 @@ package snapshot
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/iotest"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 
@@ -134,4 +136,136 @@ func cutPoints(t *testing.T, algorithm string, data []byte, min, avg, max int, k
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestChunkReaderMatchesLibrary cuts streams with chunkReader, as the
+// archiver does, and with go-cdc-chunkers' fastcdc-v1.0.0: the chunks must
+// be the same, whatever the reader returns per read, and every buffer the
+// chunkReader takes must be handed on with a chunk or given back. Chunks
+// start in buffers of their own, so that about one buffer is taken per
+// chunk.
+func TestChunkReaderMatchesLibrary(t *testing.T) {
+	key := bytes.Repeat([]byte{0x3c}, 32)
+	sizes := []struct{ min, avg, max int }{
+		{repo.DefaultChunkMin, repo.DefaultChunkAvg, repo.DefaultChunkMax},
+		{64, 256, 1024},
+		{65, 128, 1001},
+		{1001, 4096, 9999},
+	}
+	readers := map[string]func(io.Reader) io.Reader{
+		"whole":       func(r io.Reader) io.Reader { return r },
+		"one byte":    iotest.OneByteReader,
+		"half":        iotest.HalfReader,
+		"odd lengths": func(r io.Reader) io.Reader { return &unevenReader{r: r} },
+	}
+	for _, sz := range sizes {
+		for _, n := range []int{0, 1, sz.min - 1, sz.min, sz.min + 1, sz.max, sz.max + 1, 30*sz.avg + 777} {
+			data := make([]byte, n)
+			_, _ = rand.NewChaCha8([32]byte{byte(n), byte(sz.min)}).Read(data)
+			if sz.min < 1000 {
+				// Long runs of a constant make chunks of the maximum size.
+				clear(data[n/3 : n/2])
+			}
+			want := cutPoints(t, repo.ChunkerAlgorithm, data, sz.min, sz.avg, sz.max, key)
+			for name, wrap := range readers {
+				if name == "one byte" && n > 1<<20 {
+					continue // the same cuts, read a byte at a time: slow
+				}
+				t.Run(fmt.Sprintf("%d-%d-%d/%d/%s", sz.min, sz.avg, sz.max, n, name), func(t *testing.T) {
+					c, err := newChunkReader(chunkers.ChunkerOpts{MinSize: sz.min, NormalSize: sz.avg, MaxSize: sz.max, Key: key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					out := map[*[]byte]bool{}
+					gets := 0
+					get := func(n int) *[]byte {
+						gets++
+						b := make([]byte, n)
+						out[&b] = true
+						return &b
+					}
+					put := func(b *[]byte) {
+						if !out[b] {
+							t.Fatalf("a buffer given back twice, or not taken")
+						}
+						delete(out, b)
+					}
+					var got []int
+					var joined []byte
+					read, err := c.split(wrap(bytes.NewReader(data)), get, put, func(b *[]byte, n int) error {
+						put(b)
+						got = append(got, n)
+						joined = append(joined, (*b)[:n]...)
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if read != int64(n) || !bytes.Equal(joined, data) {
+						t.Fatalf("read %d bytes, handed on %d: not the %d bytes of the stream", read, len(joined), n)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("chunk lengths differ from the library's:\n got %v\nwant %v", got, want)
+					}
+					if len(out) != 0 {
+						t.Errorf("%d buffers neither handed on nor given back", len(out))
+					}
+					if limit := len(want) + len(want)/10 + 2; gets > limit {
+						t.Errorf("took %d buffers for %d chunks; want at most %d", gets, len(want), limit)
+					}
+				})
+			}
+		}
+	}
+}
+
+// A chunkReader's errors are the reader's, and emit's, and it gives back
+// the buffers it holds when it stops on one.
+func TestChunkReaderErrors(t *testing.T) {
+	c, err := newChunkReader(chunkers.ChunkerOpts{MinSize: 64, NormalSize: 256, MaxSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 10000)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+	failed := errors.New("injected")
+	for _, tc := range []struct {
+		name   string
+		r      io.Reader
+		failAt int // emit fails on this chunk, from 1; 0 never
+	}{
+		{"reader", io.MultiReader(bytes.NewReader(data[:3000]), iotest.ErrReader(failed)), 0},
+		{"emit", bytes.NewReader(data), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held := 0
+			get := func(n int) *[]byte { held++; b := make([]byte, n); return &b }
+			put := func(*[]byte) { held-- }
+			emitted := 0
+			_, err := c.split(tc.r, get, put, func(b *[]byte, n int) error {
+				put(b)
+				if emitted++; emitted == tc.failAt {
+					return failed
+				}
+				return nil
+			})
+			if !errors.Is(err, failed) {
+				t.Fatalf("split returned %v, want the injected error", err)
+			}
+			if held != 0 {
+				t.Errorf("%d buffers held after the error", held)
+			}
+		})
+	}
+}
+
+// unevenReader returns reads of 1, 2, 3, ... 17 bytes, over and over.
+type unevenReader struct {
+	r io.Reader
+	n int
+}
+
+func (u *unevenReader) Read(p []byte) (int, error) {
+	u.n = u.n%17 + 1
+	return u.r.Read(p[:min(len(p), u.n)])
 }
