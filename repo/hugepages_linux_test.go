@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"unsafe"
 
@@ -183,6 +184,57 @@ func TestAllocUncleared(t *testing.T) {
 	if old < pages/2 {
 		t.Errorf("allocUncleared over freed memory: %d of %d pages kept their bytes; want most (make clears them all)", old, pages)
 	}
+}
+
+// Argon2id's allocation, made where the advice was placed, is not cleared
+// by the runtime before Argon2id fills it: the advice's range is given
+// back to the kernel, whose pages come zeroed, rather than left to the
+// heap as memory it used, which it would clear, touching every page.
+func TestHugePageRangeNotCleared(t *testing.T) {
+	const n = 64 << 20 // Argon2id's memory at the default parameters
+	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
+		info, err := os.ReadFile("/proc/buddyinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		withdraw := prepareHugePages(n)
+		before := minorFaults(t)
+		b := make([]byte, n) // as argon2.IDKey allocates its memory
+		faults := minorFaults(t) - before
+		runtime.KeepAlive(b)
+		withdraw()
+		fmt.Printf("page faults: %d, free %d\n", faults, freeHugePages(info, os.Getpagesize()))
+		return
+	}
+	out := runHugePagesChild(t, "TestHugePageRangeNotCleared")
+	var faults int64
+	var free int
+	if _, after, ok := strings.Cut(out, "page faults: "); !ok {
+		t.Fatalf("the child reported nothing:\n%s", out)
+	} else if _, err := fmt.Sscanf(after, "%d, free %d", &faults, &free); err != nil {
+		t.Fatalf("the child's report %q: %v", after, err)
+	}
+	if free < n/hugePage {
+		t.Logf("%d huge pages free, under the %d the advice needs: it was not placed (%d page faults)", free, n/hugePage, faults)
+		return
+	}
+	t.Logf("allocating Argon2id's memory where the advice was placed took %d page faults", faults)
+	// Cleared, the range takes a fault per huge page (32) and one per
+	// small page of its unadvised ends.
+	if faults >= 16 {
+		t.Errorf("allocating %d MiB where the advice was placed took %d page faults: the runtime cleared it; want none but the allocation's own bookkeeping (under 16)", n>>20, faults)
+	}
+}
+
+// minorFaults returns how many page faults the process has taken that
+// mapped memory without reading from disk.
+func minorFaults(t *testing.T) int64 {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Minflt
 }
 
 func TestHugePageSpan(t *testing.T) {
