@@ -97,8 +97,8 @@ func (a *archiver) readContent(ctx context.Context, job *fileJob) error {
 
 // readToEOF reads a file of unknown length (or standard input) from its
 // current offset to EOF and hands its chunks on, as they would be cut had
-// its size been known, and returns how many bytes it read. It holds at
-// most a chunker's window of f at a time.
+// its size been known, and returns how many bytes it read. It holds no
+// more of f than the chunk being cut.
 func (a *archiver) readToEOF(ctx context.Context, job *fileJob, f io.Reader) (int64, error) {
 	// Up to MinSize bytes are one chunk, which needs no chunker.
 	b := a.getBuf(a.chunk.MinSize + 1)
