@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -492,6 +493,11 @@ func measure(rn *runner, t *Tool, in *Instance, reg *registry, sc string, ds *Da
 	if t.Name == "coffer-oci" {
 		regCPU = reg.cpu()
 	}
+	// What earlier commands left for the kernel to write back is written
+	// now, untimed: left to be written while this command runs, it slowed
+	// whichever tool came next, whose writes the kernel throttled and
+	// whose reads and syncs shared the disk with it (README.md).
+	syscall.Sync()
 	s, err := rn.run(c)
 	if err != nil {
 		return s, err
