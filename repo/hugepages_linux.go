@@ -88,7 +88,7 @@ func prepareHugePages(n int) (withdraw func()) {
 // before, and the heap's top is such memory whenever the command's first
 // collection freed what was there. Cleared there, the probe's 72 MiB were
 // faulted in, in small pages, before any advice: 0.24 s and 8 MB of
-// resident memory more, in about one command in ten (docs/benchmarks.md,
+// resident memory more, in 6 of 150 `ls` runs (docs/benchmarks.md,
 // "Huge pages that do not land"). The bytes are never read.
 func allocUncleared(n int) []byte {
 	var sb strings.Builder
