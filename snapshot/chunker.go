@@ -86,24 +86,15 @@ func spacedMask(ones int) uint64 {
 // Algorithm returns the length of the chunk at the start of data[:n]: the
 // first position from the minimum size on whose fingerprint has no bit of
 // the mask set (the stricter mask before the normal size), or n, at most
-// the maximum size.
+// the maximum size. It is next, fed the chunk whole.
 func (c *gearChunker) Algorithm(o *chunkers.ChunkerOpts, data []byte, n int) int {
-	minSize, normal := o.MinSize, o.NormalSize
-	switch {
-	case n <= minSize:
+	if n <= o.MinSize {
 		return n
-	case n >= o.MaxSize:
-		n = o.MaxSize
-	case n <= normal:
-		normal = n
 	}
-	data = data[:n] // fails as the library's loop would if data is short
-	var fp uint64
-	if i, found := roll(c.gear, &fp, c.maskS, data[minSize:normal]); found {
-		return minSize + i
-	}
-	if i, found := roll(c.gear, &fp, c.maskL, data[normal:]); found {
-		return normal + i
+	n = min(n, o.MaxSize)
+	scanned, fp := o.MinSize, uint64(0)
+	if cut := c.next(o, data[:n], &scanned, &fp); cut > 0 { // data[:n] fails as the library's loop would if data is short
+		return cut
 	}
 	return n
 }
