@@ -75,6 +75,7 @@ func hugePageAdvised(t *testing.T) int {
 func TestArgon2OnHugePages(t *testing.T) {
 	salt := bytes.Repeat([]byte{7}, 16)
 	k := keyFile{Params: DefaultKDF, Salt: salt}
+	const report = "huge page faults: %d, key %x, heap held free %d KiB, advised %d, free %d"
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
 		info, err := os.ReadFile("/proc/buddyinfo")
 		if err != nil {
@@ -82,19 +83,13 @@ func TestArgon2OnHugePages(t *testing.T) {
 		}
 		before := thpFaults(t)
 		key := k.wrappingKey([]byte(testPassphrase))
-		fmt.Printf("huge page faults: %d, key %x, heap held free %d KiB, advised %d, free %d\n",
-			thpFaults(t)-before, key, heapFreeKiB(), hugePageAdvised(t), freeHugePages(info, os.Getpagesize()))
+		fmt.Printf(report+"\n", thpFaults(t)-before, key, heapFreeKiB(), hugePageAdvised(t), freeHugePages(info, os.Getpagesize()))
 		return
 	}
-	out := runHugePagesChild(t, "TestArgon2OnHugePages")
 	var faults, heldKiB int64
 	var key []byte
 	var advised, free int
-	if _, after, ok := strings.Cut(string(out), "huge page faults: "); !ok {
-		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%d, key %x, heap held free %d KiB, advised %d, free %d", &faults, &key, &heldKiB, &advised, &free); err != nil {
-		t.Fatalf("the child's report %q: %v", after, err)
-	}
+	childReport(t, "TestArgon2OnHugePages", report, &faults, &key, &heldKiB, &advised, &free)
 	p := DefaultKDF
 	if want := argon2.IDKey([]byte(testPassphrase), salt, p.Time, p.MemoryKiB, p.Threads, keySize); !bytes.Equal(key, want) {
 		t.Fatalf("wrappingKey gave %x, argon2.IDKey %x", key, want)
@@ -132,9 +127,10 @@ func TestArgon2OnHugePages(t *testing.T) {
 	}
 }
 
-// runHugePagesChild runs test in a process of its own, whose heap, unlike
-// this one's, is a command's, and returns what it printed.
-func runHugePagesChild(t *testing.T, test string) string {
+// childReport runs test in a process of its own, whose heap, unlike this
+// one's, is a command's, and scans into args what it printed with report,
+// a fmt format.
+func childReport(t *testing.T, test, report string, args ...any) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "COFFER_TEST_HUGEPAGES_CHILD=1")
@@ -142,7 +138,14 @@ func runHugePagesChild(t *testing.T, test string) string {
 	if err != nil {
 		t.Fatalf("running %s in a process of its own: %v\n%s", test, err, out)
 	}
-	return string(out)
+	prefix, _, _ := strings.Cut(report, "%")
+	i := strings.Index(string(out), prefix)
+	if i < 0 {
+		t.Fatalf("%s in a process of its own reported nothing:\n%s", test, out)
+	}
+	if _, err := fmt.Sscanf(string(out[i:]), report, args...); err != nil {
+		t.Fatalf("%s's report %q: %v", test, out[i:], err)
+	}
 }
 
 // allocUncleared leaves the memory it returns as it was: memory the heap
@@ -150,6 +153,7 @@ func runHugePagesChild(t *testing.T, test string) string {
 // clear it, touching every page.
 func TestAllocUncleared(t *testing.T) {
 	const n = 8 << 20
+	const report = "same place: %t, pages with their old bytes: %d of %d"
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
 		used := make([]byte, n)
 		for i := range used {
@@ -165,17 +169,12 @@ func TestAllocUncleared(t *testing.T) {
 				old++
 			}
 		}
-		fmt.Printf("same place: %v, pages with their old bytes: %d of %d\n", uintptr(unsafe.Pointer(&b[0])) == at, old, n/os.Getpagesize())
+		fmt.Printf(report+"\n", uintptr(unsafe.Pointer(&b[0])) == at, old, n/os.Getpagesize())
 		return
 	}
-	out := runHugePagesChild(t, "TestAllocUncleared")
 	var same bool
 	var old, pages int
-	if _, after, ok := strings.Cut(out, "same place: "); !ok {
-		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%t, pages with their old bytes: %d of %d", &same, &old, &pages); err != nil {
-		t.Fatalf("the child's report %q: %v", after, err)
-	}
+	childReport(t, "TestAllocUncleared", report, &same, &old, &pages)
 	if !same {
 		t.Fatalf("allocUncleared(%d MiB) was not placed where the %d MiB just freed were, as make would place it", n>>20, n>>20)
 	}
@@ -192,6 +191,7 @@ func TestAllocUncleared(t *testing.T) {
 // heap as memory it used, which it would clear, touching every page.
 func TestHugePageRangeNotCleared(t *testing.T) {
 	const n = 64 << 20 // Argon2id's memory at the default parameters
+	const report = "page faults: %d, free %d"
 	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
 		info, err := os.ReadFile("/proc/buddyinfo")
 		if err != nil {
@@ -203,17 +203,12 @@ func TestHugePageRangeNotCleared(t *testing.T) {
 		faults := minorFaults(t) - before
 		runtime.KeepAlive(b)
 		withdraw()
-		fmt.Printf("page faults: %d, free %d\n", faults, freeHugePages(info, os.Getpagesize()))
+		fmt.Printf(report+"\n", faults, freeHugePages(info, os.Getpagesize()))
 		return
 	}
-	out := runHugePagesChild(t, "TestHugePageRangeNotCleared")
 	var faults int64
 	var free int
-	if _, after, ok := strings.Cut(out, "page faults: "); !ok {
-		t.Fatalf("the child reported nothing:\n%s", out)
-	} else if _, err := fmt.Sscanf(after, "%d, free %d", &faults, &free); err != nil {
-		t.Fatalf("the child's report %q: %v", after, err)
-	}
+	childReport(t, "TestHugePageRangeNotCleared", report, &faults, &free)
 	if free < n/hugePage {
 		t.Logf("%d huge pages free, under the %d the advice needs: it was not placed (%d page faults)", free, n/hugePage, faults)
 		return
