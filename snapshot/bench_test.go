@@ -32,11 +32,53 @@ func BenchmarkLimitSHA256(b *testing.B) {
 }
 
 // BenchmarkChunker cuts 64 MiB of random data into chunks with the
-// archiver's settings, reusing one chunker as its readers do: with the
-// archiver's chunker (coffer) and with the library's loop it reproduces.
+// archiver's settings: as the archiver's readers do, with chunkReader
+// handing each chunk on in a pooled buffer of its own (reader); and
+// through go-cdc-chunkers' Chunker, whose chunks are slices of its window,
+// with coffer's loop (coffer) and with the library's, which it reproduces
+// (library).
 func BenchmarkChunker(b *testing.B) {
+	b.Run("reader", benchChunkReader)
 	b.Run("coffer", func(b *testing.B) { benchChunker(b, gearChunkerName) })
 	b.Run("library", func(b *testing.B) { benchChunker(b, repo.ChunkerAlgorithm) })
+}
+
+func benchChunkReader(b *testing.B) {
+	data := testutil.RandomBytes(2, benchInput)
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	c, err := newChunkReader(chunkers.ChunkerOpts{MinSize: repo.DefaultChunkMin, NormalSize: repo.DefaultChunkAvg, MaxSize: repo.DefaultChunkMax, Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pool []*[]byte
+	get := func(n int) *[]byte {
+		if len(pool) > 0 {
+			p := pool[len(pool)-1]
+			pool = pool[:len(pool)-1]
+			if cap(*p) >= n {
+				*p = (*p)[:n]
+				return p
+			}
+		}
+		buf := make([]byte, n)
+		return &buf
+	}
+	put := func(p *[]byte) { pool = append(pool, p) }
+	b.SetBytes(int64(len(data)))
+	var chunks int
+	for b.Loop() {
+		if _, err := c.split(bytes.NewReader(data), get, put, func(p *[]byte, _ int) error {
+			chunks++
+			put(p)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(benchInput)*float64(b.N)/float64(chunks)/(1<<20), "MiB/chunk")
 }
 
 func benchChunker(b *testing.B, algorithm string) {
