@@ -80,7 +80,8 @@ func (s *failingSaver) Save(ctx context.Context, t repo.BlobType, b []byte) (rep
 // TestBackupFirstErrorStopsAll fails one stage of a backup of many
 // directories early on: the backup returns that error, not the
 // cancellation it caused in the other stages, the walk stops soon after,
-// and no goroutine of the backup is left.
+// and no goroutine of the backup is left. A chunker that cannot be set up
+// fails the backup before any stage starts, with the same guarantees.
 func TestBackupFirstErrorStopsAll(t *testing.T) {
 	const dirs, filesPerDir = 40, 40
 	src := t.TempDir()
