@@ -123,7 +123,7 @@ func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
-	if _, err := p.w.Write(sealed); err != nil {
+	if err := p.write(sealed); err != nil {
 		return tempFileError("writing a pack file", filepath.Dir(p.f.Name()), err, p.inTMPDIR)
 	}
 	e := PackEntry{ID: id, Type: t, Offset: uint32(p.size), Length: uint32(len(sealed)), RawLength: uint32(rawLen)}
@@ -132,6 +132,27 @@ func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
 	p.size += int64(len(sealed))
 	return nil
 }
+
+// write appends b to the pack file. Small blobs are gathered in w; a
+// large one (a chunk of a large file, 1 MiB on average) goes to the file
+// from the caller's buffer, after what w holds: through w it would be
+// copied once more, for nothing, under the saver's lock.
+func (p *packBuilder) write(b []byte) error {
+	if len(b) < directWriteMin {
+		_, err := p.w.Write(b)
+		return err
+	}
+	if err := p.w.Flush(); err != nil {
+		return err
+	}
+	_, err := p.f.Write(b)
+	return err
+}
+
+// directWriteMin is the size from which a sealed blob bypasses the pack
+// file's buffer: a quarter of it, so a pack of large chunks makes about
+// as many write system calls as through the buffer.
+const directWriteMin = packWriteBuffer / 4
 
 // sizeWith returns the stored size the pack would have, once finished,
 // with one more sealed blob of sealedLen bytes (rawLen of plaintext).

@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math/bits"
 	"testing"
@@ -176,5 +177,39 @@ func TestPacksWithinPackSize(t *testing.T) {
 		if CheckPackSize(n) == nil {
 			t.Errorf("CheckPackSize(%d) = nil", n)
 		}
+	}
+}
+
+// TestPackBuilderOrdersBufferedAndDirectWrites checks that blobs a pack
+// gathers in its buffer and blobs written past it land in the order they
+// were added, at the offsets their entries give, and that the pack's
+// name is the SHA-256 of what its file holds.
+func TestPackBuilderOrdersBufferedAndDirectWrites(t *testing.T) {
+	r, _ := newTestRepo(t)
+	p := newTestPackBuilder(t)
+	sizes := []int{100, 5 << 10, directWriteMin, 10, packWriteBuffer * 2, directWriteMin - 1,
+		directWriteMin + 1, 1, 600 << 10, 700 << 10, packWriteBuffer - 3, 3 << 10, packWriteBuffer}
+	var blobs [][]byte
+	for i, n := range sizes {
+		b := testutil.RandomBytes(int64(i+1), n)
+		blobs = append(blobs, b)
+		mustAdd(t, p, BlobData, ID(sha256.Sum256(b)), b, n)
+	}
+	data, id := finishPack(t, p, r.codec)
+	if int64(len(data)) != p.size {
+		t.Fatalf("pack file holds %d bytes, the builder counted %d", len(data), p.size)
+	}
+	if want := ID(sha256.Sum256(data)); id != want {
+		t.Errorf("pack named %s, its bytes hash to %s", id.Short(), want.Short())
+	}
+	offset := uint32(0)
+	for i, e := range p.entries {
+		if e.Offset != offset || int(e.Length) != len(blobs[i]) {
+			t.Fatalf("blob %d at %d+%d, want %d+%d", i, e.Offset, e.Length, offset, len(blobs[i]))
+		}
+		if !bytes.Equal(data[e.Offset:e.Offset+e.Length], blobs[i]) {
+			t.Errorf("blob %d (%d bytes) differs in the pack", i, len(blobs[i]))
+		}
+		offset += e.Length
 	}
 }
