@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"syscall"
 	"time"
@@ -44,23 +46,36 @@ func main() {
 
 // startProfiles starts the profiles the environment asks for, for
 // benchmarks (docs/benchmarks.md explains where time and memory go with
-// them): COFFER_CPUPROFILE names a file for a CPU profile of the run,
+// them): COFFER_CPUPROFILE names a file for a CPU profile of the run;
 // COFFER_MEMPROFILE one for a heap profile written at the end (its
-// alloc_space view shows every allocation the run made), and
+// alloc_space view shows every allocation the run made);
 // COFFER_PEAKPROFILE one for a heap profile taken when the live heap was
-// largest (its inuse_space view shows what peak RSS is made of).
+// largest (its inuse_space view shows what peak RSS is made of); and
+// COFFER_TRACE one for an execution trace (`go tool trace -pprof=sync`
+// and `-pprof=sched` show where the workers wait instead of working).
 func startProfiles() (stop func() error, err error) {
 	var stops []func() error
-	if path := os.Getenv("COFFER_CPUPROFILE"); path != "" {
+	for _, p := range []struct {
+		env   string
+		start func(io.Writer) error
+		stop  func()
+	}{
+		{"COFFER_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"COFFER_TRACE", trace.Start, trace.Stop},
+	} {
+		path := os.Getenv(p.env)
+		if path == "" {
+			continue
+		}
 		f, err := os.Create(path)
 		if err == nil {
-			err = pprof.StartCPUProfile(f)
+			err = p.start(f)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("COFFER_CPUPROFILE: %w", err)
+			return nil, fmt.Errorf("%s: %w", p.env, err)
 		}
 		stops = append(stops, func() error {
-			pprof.StopCPUProfile()
+			p.stop()
 			return f.Close()
 		})
 	}
