@@ -150,8 +150,9 @@ func (p *packBuilder) write(b []byte) error {
 }
 
 // directWriteMin is the size from which a sealed blob bypasses the pack
-// file's buffer: a quarter of it, so a pack of large chunks makes about
-// as many write system calls as through the buffer.
+// file's buffer: a quarter of it, so that a pack makes at most four write
+// system calls per buffer's worth, and a pack of a large file's chunks
+// about one per chunk, as many as through the buffer.
 const directWriteMin = packWriteBuffer / 4
 
 // sizeWith returns the stored size the pack would have, once finished,
