@@ -46,8 +46,9 @@ func statusEvents(t *testing.T, h *harness, args ...string) []statusEvent {
 
 // A backup of one 4 GiB file reports its bytes as it reads them: within
 // the first second, not once the file is whole; the time it says is left,
-// once a tenth is done, is within 20% of what it takes; restore, check
-// -read-data and sync report status events too, ending complete.
+// once a tenth is done, is of the right size (within a factor of two of
+// what it takes); restore, check -read-data and sync report status events
+// too, ending complete.
 func TestProgressEvents(t *testing.T) {
 	testutil.SkipInShort(t, "a backup of 4 GiB")
 	dir := "/dev/shm"
@@ -81,14 +82,17 @@ func TestProgressEvents(t *testing.T) {
 	// When each status event between 10% and 90% says the backup will
 	// end, against when it did. Other tests share the machine's two
 	// cores, which no estimate can foresee: TestETA holds the estimate to
-	// 20% on a steady backup; here it must be of the right size.
+	// 20% on a steady backup; here it must be of the right size. A bound
+	// of 1.6 failed CI twice, at 1.76 and 1.67: a first second slowed by
+	// the other tests' packages, and the rest of the backup at twice its
+	// rate.
 	checked := 0
 	for _, e := range events[:len(events)-1] {
 		if e.PercentDone < 10 || e.PercentDone > 90 || e.SecondsRemaining == nil {
 			continue
 		}
 		checked++
-		if end := e.SecondsElapsed + *e.SecondsRemaining; end < 0.6*last.SecondsElapsed || end > 1.6*last.SecondsElapsed {
+		if end := e.SecondsElapsed + *e.SecondsRemaining; end < 0.5*last.SecondsElapsed || end > 2*last.SecondsElapsed {
 			t.Errorf("at %.0f%% (%.1f s) the ETA said %.1f s left: an end at %.1f s; it ended at %.1f s",
 				e.PercentDone, e.SecondsElapsed, *e.SecondsRemaining, end, last.SecondsElapsed)
 		}
