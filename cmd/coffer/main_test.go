@@ -25,11 +25,6 @@ func TestProfilesFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := 0
-	for i := range 1 << 20 {
-		sink += len(make([]byte, i%4096))
-	}
-	_ = sink
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
