@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -522,6 +523,70 @@ func TestFrameWithoutChecksum(t *testing.T) {
 	withSum[len(withSum)-1] ^= 1 // the checksum's last byte
 	if _, err := r.codec.unframe(nil, withSum, MaxBlobSize); err == nil {
 		t.Error("a frame whose checksum does not match decodes without an error")
+	}
+}
+
+// TestFrameConcurrently frames payloads from many goroutines at once, at
+// every level, and checks that each frame is the one framing it alone
+// gives: an encoder from the pool, whichever goroutine used it before and
+// for whatever, leaves nothing in the next frame, so what is stored does
+// not depend on scheduling.
+func TestFrameConcurrently(t *testing.T) {
+	r, _ := newTestRepo(t)
+	rng := rand.New(rand.NewPCG(7, 7))
+	var payloads [][]byte
+	for _, size := range []int{1, 100, 1500, 64 << 10, 300 << 10} {
+		text := make([]byte, 0, size)
+		for len(text) < size {
+			text = append(text, []byte(strings.Repeat("x", rng.IntN(9))+" line "+strings.Repeat("y", rng.IntN(5))+"\n")...)
+		}
+		random := make([]byte, size)
+		for i := range random {
+			random[i] = byte(rng.Uint32())
+		}
+		payloads = append(payloads, text[:size], random)
+	}
+	type job struct {
+		comp Compression
+		i    int
+	}
+	want := map[job][]byte{}
+	for comp := range numCompressions {
+		for i, p := range payloads {
+			want[job{comp, i}] = r.codec.frame(nil, p, comp)
+		}
+	}
+
+	const workers = 8
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			var scratch []byte
+			for round := range 4 {
+				for k := range int(numCompressions) * len(payloads) {
+					// Each worker takes the jobs in its own order, so the
+					// encoders pass between goroutines and levels mix.
+					k = (k*7 + w*5 + round*3) % (int(numCompressions) * len(payloads))
+					j := job{Compression(k / len(payloads)), k % len(payloads)}
+					scratch = r.codec.frame(scratch, payloads[j.i], j.comp)
+					if !bytes.Equal(scratch, want[j]) {
+						errs <- fmt.Errorf("%s frame of payload %d (%d bytes) made concurrently differs from the one made alone", j.comp, j.i, len(payloads[j.i]))
+						return
+					}
+					got, err := r.codec.unframe(nil, scratch, MaxBlobSize)
+					if err != nil || !bytes.Equal(got, payloads[j.i]) {
+						errs <- fmt.Errorf("%s frame of payload %d does not decode to it: %v", j.comp, j.i, err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 

@@ -98,38 +98,71 @@ func ParseCompression(name string) (Compression, error) {
 // codec compresses and seals payloads. It is safe for concurrent use.
 type codec struct {
 	*crypter
-	enc [numCompressions]*zstd.Encoder // nil for CompressionOff
+	enc [numCompressions]*encoderPool // nil for CompressionOff
 	dec *zstd.Decoder
 }
+
+// encoderPool holds zstd encoders of one level, each used by one goroutine
+// at a time.
+//
+// A sync.Pool rather than one zstd.Encoder with a concurrency: an encoder
+// keeps its hash tables (1.25 MiB at the default level, whatever the
+// input's size) from call to call, and a sync.Pool hands a goroutine the
+// encoder last put back on its own P, whose tables are still in that
+// CPU's cache. zstd.Encoder's own pool is a channel, which hands out the
+// encoder returned first, often the one the other CPU just used. On small
+// files, each looking up its tables at random, that cost about a sixth of
+// a first backup's CPU (docs/benchmarks.md, "zstd encoders kept per CPU").
+// An encoder left unused for two garbage collections is freed, and the
+// next one made allocates its tables again.
+type encoderPool struct{ pool sync.Pool }
+
+func newEncoderPool(level zstd.EncoderLevel) (*encoderPool, error) {
+	opts := []zstd.EOption{zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(4 << 20), zstd.WithLowerEncoderMem(true)}
+	// Made once here so that bad options fail newCodec, not a backup.
+	first, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p := &encoderPool{}
+	p.pool.New = func() any {
+		enc, _ := zstd.NewWriter(nil, opts...)
+		return enc
+	}
+	p.pool.Put(first)
+	return p, nil
+}
+
+func (p *encoderPool) get() *zstd.Encoder    { return p.pool.Get().(*zstd.Encoder) }
+func (p *encoderPool) put(enc *zstd.Encoder) { p.pool.Put(enc) }
 
 func newCodec(k *masterKeys) (*codec, error) {
 	c, err := newCrypter(k)
 	if err != nil {
 		return nil, err
 	}
-	// EncodeAll/DecodeAll are safe for concurrent use; concurrency bounds
-	// how many run at once, so it must match the pipeline's workers. Each
-	// encoder keeps a history buffer, by default twice its 8 MiB window.
-	// One chunk per EncodeAll (1 MiB on average) gains next to nothing from
-	// matches further back than 4 MiB, so a 4 MiB window kept once lowers
-	// peak memory without changing what is stored or the speed (docs/
-	// benchmarks.md, "Settings chosen by measurement"). There is one
-	// encoder per level; each allocates its tables when first used, so only
-	// the level a run chooses costs memory, plus the default level for
-	// sealed objects (index, snapshot). Frames carry no content checksum:
-	// the AEAD already authenticates every byte and openBlob checks the
-	// plaintext against its id, so the checksum only cost 4 bytes and an
-	// xxhash per compressed blob (787 KB of 590 MB stored for a tree of
-	// 300,000 small files, docs/benchmarks.md).
+	// DecodeAll is safe for concurrent use; concurrency bounds how many
+	// run at once, so it must match the pipeline's workers. Each encoder
+	// keeps a history buffer, by default twice its 8 MiB window. One chunk
+	// per EncodeAll (1 MiB on average) gains next to nothing from matches
+	// further back than 4 MiB, so a 4 MiB window kept once lowers peak
+	// memory without changing what is stored or the speed (docs/
+	// benchmarks.md, "Settings chosen by measurement"). Each level has its
+	// own pool, and an encoder allocates its tables when first used, so
+	// only the level a run chooses costs memory, plus the default level
+	// for sealed objects (index, snapshot). Frames carry no content
+	// checksum: the AEAD already authenticates every byte and openBlob
+	// checks the plaintext against its id, so the checksum only cost 4
+	// bytes and an xxhash per compressed blob (787 KB of 590 MB stored for
+	// a tree of 300,000 small files, docs/benchmarks.md).
 	cd := &codec{crypter: c}
 	for comp, level := range compressionLevels {
 		if Compression(comp) == CompressionOff {
 			continue
 		}
-		cd.enc[comp], err = zstd.NewWriter(nil, zstd.WithEncoderLevel(level),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false),
-			zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
-		if err != nil {
+		if cd.enc[comp], err = newEncoderPool(level); err != nil {
 			return nil, err
 		}
 	}
@@ -145,10 +178,14 @@ func newCodec(k *masterKeys) (*codec, error) {
 // as comp says when that makes it smaller. scratch is reused when large
 // enough.
 func (c *codec) frame(scratch, payload []byte, comp Compression) []byte {
-	enc := c.enc[comp]
-	if comp == CompressionOff || len(payload) > 2*sampleSize && !compressible(enc, payload[:sampleSize]) {
-		out := append(scratch[:0], compressionNone)
-		return append(out, payload...)
+	if comp == CompressionOff {
+		return append(append(scratch[:0], compressionNone), payload...)
+	}
+	pool := c.enc[comp]
+	enc := pool.get()
+	defer pool.put(enc)
+	if len(payload) > 2*sampleSize && !compressible(enc, payload[:sampleSize]) {
+		return append(append(scratch[:0], compressionNone), payload...)
 	}
 	out := append(scratch[:0], compressionZstd)
 	out = enc.EncodeAll(payload, out)
