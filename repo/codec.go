@@ -111,8 +111,9 @@ type codec struct {
 // encoder last put back on its own P, whose tables are still in that
 // CPU's cache. zstd.Encoder's own pool is a channel, which hands out the
 // encoder returned first, often the one the other CPU just used. On small
-// files, each looking up its tables at random, that cost about a sixth of
-// a first backup's CPU (docs/benchmarks.md, "zstd encoders kept per CPU").
+// files, each looking up its tables at random, that cost an eighth of the
+// CPU of a first backup of many small files (docs/benchmarks.md, "zstd
+// encoders kept per CPU").
 // An encoder left unused for two garbage collections is freed, and the
 // next one made allocates its tables again.
 type encoderPool struct{ pool sync.Pool }
