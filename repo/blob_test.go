@@ -563,11 +563,13 @@ func TestFrameConcurrently(t *testing.T) {
 		go func() {
 			var scratch []byte
 			for round := range 4 {
-				for k := range int(numCompressions) * len(payloads) {
-					// Each worker takes the jobs in its own order, so the
-					// encoders pass between goroutines and levels mix.
-					k = (k*7 + w*5 + round*3) % (int(numCompressions) * len(payloads))
-					j := job{Compression(k / len(payloads)), k % len(payloads)}
+				n := int(numCompressions) * len(payloads)
+				for k := range n {
+					// Each worker takes the jobs in its own order (7 is
+					// prime to n), so the encoders pass between goroutines
+					// and the levels interleave.
+					idx := (k*7 + w*5 + round*3) % n
+					j := job{Compression(idx / len(payloads)), idx % len(payloads)}
 					scratch = r.codec.frame(scratch, payloads[j.i], j.comp)
 					if !bytes.Equal(scratch, want[j]) {
 						errs <- fmt.Errorf("%s frame of payload %d (%d bytes) made concurrently differs from the one made alone", j.comp, j.i, len(payloads[j.i]))

@@ -103,21 +103,38 @@ type codec struct {
 }
 
 // encoderPool holds zstd encoders of one level, each used by one goroutine
-// at a time.
+// at a time, and at most GOMAXPROCS of them at once.
 //
 // A sync.Pool rather than one zstd.Encoder with a concurrency: an encoder
 // keeps its hash tables (1.25 MiB at the default level, whatever the
 // input's size) from call to call, and a sync.Pool hands a goroutine the
-// encoder last put back on its own P, whose tables are still in that
-// CPU's cache. zstd.Encoder's own pool is a channel, which hands out the
-// encoder returned first, often the one the other CPU just used. On small
-// files, each looking up its tables at random, that cost an eighth of the
-// CPU of a first backup of many small files (docs/benchmarks.md, "zstd
-// encoders kept per CPU").
-// An encoder left unused for two garbage collections is freed, and the
-// next one made allocates its tables again.
-type encoderPool struct{ pool sync.Pool }
+// encoder last put back on its own P, whose tables are likely still in
+// the cache of the CPU that P last ran on. zstd.Encoder's own pool is a
+// channel, which hands out the encoder returned first, often the one the
+// other CPU just used. On small files, each looking up its tables at
+// random, that cost an eighth of the CPU of a first backup of many small
+// files (docs/benchmarks.md, "zstd encoders kept per CPU"). The slots
+// bound how many encode at once, as zstd.Encoder's concurrency did, and
+// with it memory: at the better and best levels each encoder's tables
+// take megabytes, and with -compression max a backup's trees share the
+// data's level. An encoder left unused for two garbage collections is
+// freed, and the next one made allocates its tables again.
+type encoderPool struct {
+	pool  sync.Pool     // of *zstd.Encoder
+	slots chan struct{} // one per encoder in use
+}
 
+// newEncoderPool returns a pool of encoders of the given level.
+//
+// Each encoder keeps a history buffer, by default twice its 8 MiB window.
+// One chunk per EncodeAll (1 MiB on average) gains next to nothing from
+// matches further back than 4 MiB, so a 4 MiB window kept once lowers
+// peak memory without changing what is stored or the speed
+// (docs/benchmarks.md, "Settings chosen by measurement"). Frames carry no
+// content checksum: the AEAD already authenticates every byte and openBlob
+// checks the plaintext against its id, so the checksum only cost 4 bytes
+// and an xxhash per compressed blob (787 KB of 590 MB stored for a tree of
+// 300,000 small files, docs/benchmarks.md).
 func newEncoderPool(level zstd.EncoderLevel) (*encoderPool, error) {
 	opts := []zstd.EOption{zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false),
@@ -127,37 +144,37 @@ func newEncoderPool(level zstd.EncoderLevel) (*encoderPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &encoderPool{}
+	p := &encoderPool{slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	p.pool.New = func() any {
-		enc, _ := zstd.NewWriter(nil, opts...)
+		enc, err := zstd.NewWriter(nil, opts...)
+		if err != nil {
+			panic(err) // the same options made the first encoder
+		}
 		return enc
 	}
 	p.pool.Put(first)
 	return p, nil
 }
 
-func (p *encoderPool) get() *zstd.Encoder    { return p.pool.Get().(*zstd.Encoder) }
-func (p *encoderPool) put(enc *zstd.Encoder) { p.pool.Put(enc) }
+// get waits for a slot and returns an encoder; put gives both back.
+func (p *encoderPool) get() *zstd.Encoder {
+	p.slots <- struct{}{}
+	return p.pool.Get().(*zstd.Encoder)
+}
+
+func (p *encoderPool) put(enc *zstd.Encoder) {
+	p.pool.Put(enc)
+	<-p.slots
+}
 
 func newCodec(k *masterKeys) (*codec, error) {
 	c, err := newCrypter(k)
 	if err != nil {
 		return nil, err
 	}
-	// DecodeAll is safe for concurrent use; concurrency bounds how many
-	// run at once, so it must match the pipeline's workers. Each encoder
-	// keeps a history buffer, by default twice its 8 MiB window. One chunk
-	// per EncodeAll (1 MiB on average) gains next to nothing from matches
-	// further back than 4 MiB, so a 4 MiB window kept once lowers peak
-	// memory without changing what is stored or the speed (docs/
-	// benchmarks.md, "Settings chosen by measurement"). Each level has its
-	// own pool, and an encoder allocates its tables when first used, so
-	// only the level a run chooses costs memory, plus the default level
-	// for sealed objects (index, snapshot). Frames carry no content
-	// checksum: the AEAD already authenticates every byte and openBlob
-	// checks the plaintext against its id, so the checksum only cost 4
-	// bytes and an xxhash per compressed blob (787 KB of 590 MB stored for
-	// a tree of 300,000 small files, docs/benchmarks.md).
+	// Each level has its own pool, and an encoder allocates its tables
+	// when first used, so only the level a run chooses costs memory, plus
+	// the default level for sealed objects (index, snapshot).
 	cd := &codec{crypter: c}
 	for comp, level := range compressionLevels {
 		if Compression(comp) == CompressionOff {
@@ -167,6 +184,8 @@ func newCodec(k *masterKeys) (*codec, error) {
 			return nil, err
 		}
 	}
+	// DecodeAll is safe for concurrent use; concurrency bounds how many
+	// run at once, so it must match the pipeline's workers.
 	cd.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
