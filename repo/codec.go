@@ -199,21 +199,25 @@ func newCodec(k *masterKeys) (*codec, error) {
 // enough.
 func (c *codec) frame(scratch, payload []byte, comp Compression) []byte {
 	if comp == CompressionOff {
-		return append(append(scratch[:0], compressionNone), payload...)
+		return frameStored(scratch, payload)
 	}
 	pool := c.enc[comp]
 	enc := pool.get()
 	defer pool.put(enc)
 	if len(payload) > 2*sampleSize && !compressible(enc, payload[:sampleSize]) {
-		return append(append(scratch[:0], compressionNone), payload...)
+		return frameStored(scratch, payload)
 	}
-	out := append(scratch[:0], compressionZstd)
-	out = enc.EncodeAll(payload, out)
+	out := enc.EncodeAll(payload, append(scratch[:0], compressionZstd))
 	if len(out) >= len(payload)+1 {
-		out = append(out[:0], compressionNone)
-		out = append(out, payload...)
+		return frameStored(out, payload)
 	}
 	return out
+}
+
+// frameStored returns the payload framed uncompressed, in dst's memory
+// when it is large enough.
+func frameStored(dst, payload []byte) []byte {
+	return append(append(dst[:0], compressionNone), payload...)
 }
 
 // sampleSize is how much of a large payload is compressed first to tell
