@@ -16,11 +16,79 @@ import (
 // hugePage is the size of an x86-64 or arm64 transparent huge page.
 const hugePage = 2 << 20
 
+// prepareKDFMemory readies the memory of the heap's next allocation of n
+// bytes, which argon2.IDKey makes next, so that Argon2id does not spend
+// its time in page faults. Call the function it returns once that
+// allocation is garbage.
+//
+// Argon2id's first touch of many of its blocks is a read. On memory the
+// process has never touched, such a read maps the kernel's shared zero
+// page, and the write that follows copies it: two faults, and a TLB flush
+// on every CPU that ran the process, for each 4 KiB. At the default 64
+// MiB that made a derivation take 225-245 ms where it takes 75-125 ms on
+// memory already in place (2 CPUs, docs/benchmarks.md, "Key derivation
+// without huge pages").
+//
+// Where the system gives transparent huge pages on request, they are
+// asked for (prepareHugePages): their reads also miss the TLB less.
+// Elsewhere (transparent_hugepage/enabled "never", as database hosts are
+// often set up, or too few free 2 MiB blocks) the memory is faulted in
+// ahead, written, in small pages (prefault). Under 16 MiB (the tests'
+// parameters) its faults cost little, and nothing is done.
+//
+// golang.org/x/crypto/argon2 allocates its memory itself, so both
+// allocate n bytes and free them first: Go's page allocator hands out the
+// lowest free pages that fit, so Argon2id's allocation, made next, lands
+// in the same range. Nothing depends on it for correctness: where it
+// lands elsewhere, the derivation is as slow as without, never different.
+func prepareKDFMemory(n int) (release func()) {
+	if n < 8*hugePage {
+		return func() {}
+	}
+	if hugePagesOnRequest() && hugePagesFree(n) {
+		if withdraw, ok := prepareHugePages(n); ok {
+			return withdraw
+		}
+	}
+	prefault(n)
+	return func() {}
+}
+
+// prefault makes the heap's next allocation of n bytes find its pages
+// mapped and written: it allocates them, has the kernel fault them all in
+// for writing in one call (MADV_POPULATE_WRITE, Linux 5.14; older kernels
+// get a write per page), and frees them to the heap. Collected, not given
+// back to the kernel: the heap keeps the pages mapped, and clears them for
+// Argon2id's allocation with writes that take no fault. That costs 17-27
+// ms, and the derivation after it 71-94 ms instead of 225-245.
+//
+// The heap's other free pages are given back first, as prepareHugePages
+// gives them back, so that they do not add to the derivation's peak.
+func prefault(n int) {
+	debug.FreeOSMemory()
+	b := allocUncleared(n)
+	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
+		for i := 0; i < len(b); i += os.Getpagesize() {
+			b[i] = 0
+		}
+	}
+	runtime.KeepAlive(b)
+	runtime.GC()
+}
+
+// hugePagesOnRequest reports whether the kernel gives transparent huge
+// pages to memory advised MADV_HUGEPAGE: transparent_hugepage/enabled is
+// "always" or "madvise". Under "never" the advice is accepted and does
+// nothing. Unknown counts as no.
+func hugePagesOnRequest() bool {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	return err == nil && (bytes.Contains(b, []byte("[always]")) || bytes.Contains(b, []byte("[madvise]")))
+}
+
 // prepareHugePages makes the heap's next allocation of n bytes likely to
-// be backed by transparent huge pages, where the system gives them on
-// request (/sys/kernel/mm/transparent_hugepage/enabled "madvise", the
-// default of Debian, Ubuntu and RHEL, or "always"). Call the function it
-// returns once that allocation is garbage: it withdraws the advice.
+// be backed by transparent huge pages, and reports whether it could ask
+// for them. Call the function it returns once that allocation is
+// garbage: it withdraws the advice.
 //
 // Argon2id reads its 64 MiB at random: with 4 KiB pages nearly every
 // read misses the TLB, and touching the memory first costs 16,384 page
@@ -28,16 +96,12 @@ const hugePage = 2 << 20
 // with the same result, took 80-90 ms instead of 185-200 ms (2 CPUs,
 // docs/benchmarks.md), and that is a fixed cost of every command.
 //
-// golang.org/x/crypto/argon2 allocates its memory itself, so this asks
-// for it ahead: it allocates n bytes and some slack, marks the range
-// MADV_HUGEPAGE, drops whatever of it is mapped, and frees it. Go's page
-// allocator hands out the lowest free pages that fit, so Argon2id's
-// allocation, made next, lands in the marked range. Nothing depends on it
-// for correctness: where it lands elsewhere, or the system gives no huge
-// pages, the derivation is as slow as before, never different.
+// It allocates n bytes and some slack, marks the range MADV_HUGEPAGE,
+// drops whatever of it is mapped, and frees it, for Argon2id's allocation
+// to land there (prepareKDFMemory).
 //
-// It asks only when the kernel has the huge pages free: advised memory
-// that finds none makes the page fault compact memory first
+// It is called only when the kernel has the huge pages free: advised
+// memory that finds none makes the page fault compact memory first
 // (transparent_hugepage/defrag "madvise", the default), which on a host
 // whose memory is all page cache, as a backup host's often is, showed as
 // compaction stalls, not as a faster derivation.
@@ -47,23 +111,20 @@ const hugePage = 2 << 20
 // advised, each page the heap touches there would map 2 MiB, and
 // khugepaged would fill sparse 2 MiB stretches of it whole, memory a
 // long-running command (ui, mount) would keep for nothing.
-func prepareHugePages(n int) (withdraw func()) {
-	if n < 8*hugePage || !hugePagesFree(n) {
-		return func() {}
-	}
+func prepareHugePages(n int) (withdraw func(), ok bool) {
 	// Slack for the few pages other allocations may take from the front
 	// of the range between its release and Argon2id's allocation.
 	b := allocUncleared(n + 4*hugePage)
 	start, end := hugePageSpan(uintptr(unsafe.Pointer(&b[0])), n)
 	if start == end {
-		return func() {}
+		return nil, false
 	}
 	advised := b[start:end]
-	// Advice: nothing to do when refused. Pages of the range the runtime
-	// had used before may still be mapped, in small pages: dropped, the
-	// next touch maps them anew, in huge pages.
+	// Refused: the caller faults the memory in instead. Pages of the
+	// range the runtime had used before may still be mapped, in small
+	// pages: dropped, the next touch maps them anew, in huge pages.
 	if unix.Madvise(advised, unix.MADV_HUGEPAGE) != nil {
-		return func() {}
+		return nil, false
 	}
 	_ = unix.Madvise(advised, unix.MADV_DONTNEED)
 	// The range's address, not a pointer: b must be garbage for Argon2id
@@ -79,7 +140,7 @@ func prepareHugePages(n int) (withdraw func()) {
 	debug.FreeOSMemory()
 	return func() {
 		_, _, _ = unix.Syscall(unix.SYS_MADVISE, addr, size, unix.MADV_NOHUGEPAGE)
-	}
+	}, true
 }
 
 // allocUncleared allocates n bytes on the heap, placed as make would

@@ -2,6 +2,6 @@
 
 package repo
 
-// prepareHugePages does nothing here: only Linux gives huge pages on
-// request (hugepages_linux.go).
-func prepareHugePages(int) (withdraw func()) { return func() {} }
+// prepareKDFMemory does nothing here: what it does on Linux
+// (hugepages_linux.go) was measured only there.
+func prepareKDFMemory(int) (release func()) { return func() {} }

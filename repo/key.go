@@ -70,7 +70,7 @@ func (k *keyFile) ad() []byte {
 }
 
 func (k *keyFile) wrappingKey(passphrase []byte) []byte {
-	withdraw := prepareHugePages(int(k.Params.MemoryKiB) << 10)
+	release := prepareKDFMemory(int(k.Params.MemoryKiB) << 10)
 	key := argon2.IDKey(passphrase, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, keySize)
 	// Argon2id's memory (64 MiB by default) is garbage now. Collected at
 	// once and given back to the kernel, in small pages from now on, it is
@@ -78,7 +78,7 @@ func (k *keyFile) wrappingKey(passphrase []byte) []byte {
 	// resident for the rest of the command: the command's peak stays the
 	// derivation's own (a local ls peaked 1-1.5 MB lower than with the
 	// memory collected but kept).
-	withdraw()
+	release()
 	debug.FreeOSMemory()
 	return key
 }
