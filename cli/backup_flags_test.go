@@ -104,8 +104,13 @@ func TestBackupDryRunStoresNothing(t *testing.T) {
 	if estimate < 3<<20 || estimate > 3<<20+64<<10 {
 		t.Errorf("dry run estimates %d new bytes, want the new 3 MiB file and a few trees", estimate)
 	}
-	if actual := newBytes(src); actual != estimate {
-		t.Errorf("the dry run estimated %d new bytes, the backup stored %d", estimate, actual)
+	// Equal but for the trees of the source's ancestors: the snapshot
+	// records /tmp with its times, which other processes change between
+	// the two runs (two tests creating temporary directories), and a tree
+	// with other times may compress a byte or two longer or shorter. A
+	// miscount is a blob: kilobytes.
+	if actual := newBytes(src); actual < estimate-64 || actual > estimate+64 {
+		t.Errorf("the dry run estimated %d new bytes, the backup stored %d; want them within 64 bytes", estimate, actual)
 	}
 }
 
