@@ -61,7 +61,7 @@ func prepareKDFMemory(n int) (release func()) {
 // back to the kernel: the heap keeps the pages mapped, and clears them for
 // Argon2id's allocation with writes that take no fault. That costs 17-27
 // ms, and the derivation after it 71-94 ms instead of 225-245, for
-// 0.3-0.6 MB more peak memory (giving the heap's other free pages back
+// 0.2-0.6 MB more peak memory (giving the heap's other free pages back
 // first, as prepareHugePages does, did not lower it).
 func prefault(n int) {
 	b := allocUncleared(n)
