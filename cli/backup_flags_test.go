@@ -108,8 +108,8 @@ func TestBackupDryRunStoresNothing(t *testing.T) {
 	// records /tmp with its times, which other processes change between
 	// the two runs (two tests creating temporary directories), and a tree
 	// with other times may compress a byte or two longer or shorter. A
-	// miscount is a whole blob: the smallest, a sealed tree, is over a
-	// hundred bytes.
+	// miscount is a whole blob: here a chunk of the new file or a tree
+	// with entries, each over a hundred bytes.
 	if actual := newBytes(src); actual < estimate-64 || actual > estimate+64 {
 		t.Errorf("the dry run estimated %d new bytes, the backup stored %d; want them within 64 bytes", estimate, actual)
 	}
