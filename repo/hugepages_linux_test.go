@@ -15,7 +15,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/crypto/argon2"
-	"golang.org/x/sys/unix"
 )
 
 // thpFaults returns how many page faults so far the kernel answered with
@@ -235,48 +234,6 @@ func TestHugePageRangeNotCleared(t *testing.T) {
 	// small page of its unadvised ends.
 	if faults >= 16 {
 		t.Errorf("allocating %d MiB where the advice was placed took %d page faults: the runtime cleared it; want none but the allocation's own bookkeeping (under 16)", n>>20, faults)
-	}
-}
-
-// Where no huge pages are asked for, Argon2id's memory is faulted in
-// before Argon2id touches it: its allocation, made next, lands on the
-// pages prefault wrote, and touching them takes no page faults, where
-// touching as much memory never used takes one per page.
-func TestPrefault(t *testing.T) {
-	const n = 64 << 20 // Argon2id's memory at the default parameters
-	const report = "page faults: prefaulted %d, not %d, of %d pages"
-	if os.Getenv("COFFER_TEST_HUGEPAGES_CHILD") != "" {
-		touch := func(b []byte) int64 {
-			before := minorFaults(t)
-			for i := 0; i < len(b); i += os.Getpagesize() {
-				b[i] = 1
-			}
-			return minorFaults(t) - before
-		}
-		prefault(n)
-		b := make([]byte, n) // as argon2.IDKey allocates its memory
-		prefaulted := touch(b)
-		// Small pages, as the system would give without the advice.
-		never := make([]byte, n)
-		if err := unix.Madvise(never, unix.MADV_NOHUGEPAGE); err != nil {
-			t.Fatal(err)
-		}
-		fresh := touch(never)
-		runtime.KeepAlive(b)
-		fmt.Printf(report+"\n", prefaulted, fresh, n/os.Getpagesize())
-		return
-	}
-	var prefaulted, fresh int64
-	var pages int
-	childReport(t, "TestPrefault", report, &prefaulted, &fresh, &pages)
-	t.Logf("touching %d MiB: %d page faults after prefault, %d on memory never used", n>>20, prefaulted, fresh)
-	// The control: without it, a count of none could mean the faults
-	// were not counted.
-	if fresh < int64(pages/2) {
-		t.Fatalf("touching %d MiB never used took %d page faults; want about one per page (%d)", n>>20, fresh, pages)
-	}
-	if prefaulted > int64(pages/64) {
-		t.Errorf("touching Argon2id's %d MiB after prefault took %d page faults; want next to none (%d pages)", n>>20, prefaulted, pages)
 	}
 }
 
