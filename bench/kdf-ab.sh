@@ -11,7 +11,7 @@
 # peak RSS in KiB), then each binary's medians.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '5p' "$0" >&2
+  sed -n '6p' "$0" >&2
   exit 2
 fi
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-10} mode=${4:-}

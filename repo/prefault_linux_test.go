@@ -11,14 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Page faults are what this test counts, and the race detector takes its
-// own for the shadow memory of every page an instrumented write touches
-// (32,798 in both halves of this test): it runs without it.
-
 // Where no huge pages are asked for, Argon2id's memory is faulted in
 // before Argon2id touches it: its allocation, made next, lands on the
 // pages prefault wrote, and touching them takes no page faults, where
 // touching as much memory never used takes one per page.
+//
+// Page faults are what it counts, and the race detector takes its own
+// for the shadow memory of every page an instrumented write touches
+// (32,798 in both halves): this file is built without it.
 func TestPrefault(t *testing.T) {
 	const n = 64 << 20 // Argon2id's memory at the default parameters
 	const report = "page faults: prefaulted %d, not %d, of %d pages"
