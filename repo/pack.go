@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/bits"
 	"os"
@@ -212,8 +212,13 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 	p.size += int64(len(end))
 	// Hashed here, by the uploader, rather than while blobs are added under
 	// the saver's lock; the file is still in the page cache.
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, p.contents(), make([]byte, 256<<10)); err != nil {
+	return hashFile(p.f, p.size)
+}
+
+// readHash adds bytes off to size of f to h, read back, and returns the
+// sum.
+func readHash(h hash.Hash, f *os.File, off, size int64) (ID, error) {
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, off, size-off), make([]byte, 256<<10)); err != nil {
 		return ID{}, fmt.Errorf("reading a temporary pack file: %w", err)
 	}
 	return ID(h.Sum(nil)), nil
