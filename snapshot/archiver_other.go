@@ -27,3 +27,6 @@ func openNoAtime(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// openDirFile opens the directory at path for listing.
+func openDirFile(path string) (*os.File, error) { return os.Open(path) }

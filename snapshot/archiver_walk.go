@@ -88,7 +88,7 @@ func (a *archiver) releaseDir(ctx context.Context, d *dirJob) error {
 // so that its entries can be looked up from it (readMetaSince). Like
 // os.ReadDir, it returns what it read before an error, with the error.
 func openDir(path string, keep bool) ([]os.DirEntry, *os.File, error) {
-	f, err := os.Open(path)
+	f, err := openDirFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
