@@ -17,15 +17,15 @@ import (
 // memory by as much. Yet each mapping costs about 80 us, a tenth of
 // hashing 1 MiB: a 32 MiB pack took 26.8 ms to hash in 1 MiB windows,
 // 25.2 in 2 MiB ones and 24.6 in 4 or 8 MiB ones, against 28.7 ms read
-// back (docs/benchmarks.md, "Packs hashed in place").
+// back (docs/benchmarks.md, "Packs hashed in place, and mixed again").
 const hashWindow = 2 << 20
 
 // hashFile returns the SHA-256 of the first size bytes of f.
 //
 // The bytes are hashed where the page cache holds them, mapped into
 // memory, instead of copied out by read first: a copy of every byte
-// stored (docs/benchmarks.md, "Packs hashed in place"). Where the file
-// cannot be mapped, the rest of it is read.
+// stored (docs/benchmarks.md, "Packs hashed in place, and mixed
+// again"). Where the file cannot be mapped, the rest of it is read.
 func hashFile(f *os.File, size int64) (ID, error) {
 	h := sha256.New()
 	var off int64
@@ -46,16 +46,32 @@ var errMappingFault = errors.New("the pack file could not be read where it was m
 // hashMapped adds the first size bytes of the file fd to h a window at a
 // time, and returns how many it added: fewer than size when a window
 // could not be mapped, and then h holds exactly those bytes. A fault
-// while a window is hashed (the page cannot be read, or another process
-// cut the file short) would otherwise kill the process with SIGBUS; it is
-// reported as errMappingFault, h then holding part of that window.
-func hashMapped(h hash.Hash, fd int, size int64) (done int64, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	var window []byte
-	defer func() {
-		if window != nil {
-			_ = unix.Munmap(window)
+// while a window is hashed is errMappingFault, h then holding part of
+// that window.
+func hashMapped(h hash.Hash, fd int, size int64) (int64, error) {
+	var done int64
+	for done < size {
+		n := int(min(size-done, hashWindow))
+		m, err := unix.Mmap(fd, done, n, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return done, nil // read from here instead
 		}
+		if err := hashMapping(h, m); err != nil {
+			return done, err
+		}
+		done += int64(n)
+	}
+	return done, nil
+}
+
+// hashMapping adds the mapped bytes m to h and unmaps them. A page that
+// cannot be read (an I/O error, or another process cut the file short)
+// would kill the process with SIGBUS; it is reported as errMappingFault.
+func hashMapping(h hash.Hash, m []byte) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		// It can fail only for a range not mapped, and this one is.
+		_ = unix.Munmap(m)
 		if r := recover(); r != nil {
 			// A fault panics with a runtime.Error that has an address;
 			// any other panic is a bug, and goes on.
@@ -65,18 +81,6 @@ func hashMapped(h hash.Hash, fd int, size int64) (done int64, err error) {
 			err = errMappingFault
 		}
 	}()
-	for done < size {
-		n := int(min(size-done, hashWindow))
-		m, merr := unix.Mmap(fd, done, n, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
-		if merr != nil {
-			return done, nil // read from here instead
-		}
-		window = m
-		h.Write(window)
-		window = nil
-		// It can fail only for a range not mapped, and this one is.
-		_ = unix.Munmap(m)
-		done += int64(n)
-	}
-	return done, nil
+	h.Write(m)
+	return nil
 }
