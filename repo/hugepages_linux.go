@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/bits"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -32,9 +33,11 @@ const hugePage = 2 << 20
 // Where the system gives transparent huge pages on request, they are
 // asked for (prepareHugePages): their reads also miss the TLB less.
 // Elsewhere (transparent_hugepage/enabled "never", as database hosts are
-// often set up, or too few free 2 MiB blocks) the memory is faulted in
-// ahead, written, in small pages (prefault). Under 16 MiB (the tests'
-// parameters) its faults cost little, and nothing is done.
+// often set up, too few free 2 MiB blocks, or a virtual machine that
+// hands its free memory back to the hypervisor, freePagesReported) the
+// memory is faulted in ahead, written, in small pages (prefault). Under
+// 16 MiB (the tests' parameters) its faults cost little, and nothing is
+// done.
 //
 // golang.org/x/crypto/argon2 allocates its memory itself, so both
 // allocate n bytes and free them first: Go's page allocator hands out the
@@ -45,7 +48,7 @@ func prepareKDFMemory(n int) (release func()) {
 	if n < 8*hugePage {
 		return func() {}
 	}
-	if hugePagesOnRequest() && hugePagesFree(n) {
+	if hugePagesOnRequest() && !freePagesReported(sysfs) && hugePagesFree(n) {
 		if withdraw, ok := prepareHugePages(n); ok {
 			return withdraw
 		}
@@ -63,8 +66,19 @@ func prepareKDFMemory(n int) (release func()) {
 // ms, and the derivation after it 71-94 ms instead of 225-245, for
 // 0.2-0.6 MB more peak memory (giving the heap's other free pages back
 // first, as prepareHugePages does, did not lower it).
+//
+// It allocates more than it faults in, as prepareHugePages does: an
+// allocation made in between (argon2.IDKey's own, another goroutine's)
+// takes the lowest free pages, the start of the range, and Argon2id's
+// then lands a little further on, within it. Freed with no room to
+// spare, the range could not hold Argon2id's allocation whenever such an
+// allocation came first and the pages past the range were in use: it was
+// placed elsewhere, on fresh pages, beside the 64 MiB still mapped here.
+// That happened to 11 of 300 processes deriving a key, which peaked at
+// 136-139 MB instead of 74 (docs/benchmarks.md, "Argon2id's memory on a
+// host that hands free memory back"); with the slack, to none of 400.
 func prefault(n int) {
-	b := allocUncleared(n)
+	b := allocUncleared(n + 4*hugePage)[:n]
 	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
 		for i := 0; i < len(b); i += os.Getpagesize() {
 			b[i] = 0
@@ -154,6 +168,42 @@ func allocUncleared(n int) []byte {
 	sb.Grow(n)
 	sb.WriteByte(0)
 	return unsafe.Slice(unsafe.StringData(sb.String()), n)
+}
+
+// sysfs is where Linux shows its devices and settings.
+const sysfs = "/sys"
+
+// freePagesReported reports whether the kernel under root (sysfs) hands
+// free memory back to a hypervisor: whether a virtio balloon (device
+// 0x0005) negotiated free page reporting (feature bit 5,
+// VIRTIO_BALLOON_F_REPORTING; a device's features file lists its bits
+// from bit 0 on, as '0' and '1'). Hyper-V's balloon reports too, and is
+// not recognised.
+//
+// The kernel reports free blocks of 2 MiB and more, the size of a huge
+// page, and the hypervisor drops the memory behind them: a huge page
+// taken from such a block waits for the hypervisor to find 2 MiB of
+// memory again. On such a virtual machine (2 CPUs, Firecracker) faulting
+// in 64 MiB of huge pages took 8-10 ms, or 138-264 ms when the blocks
+// had been handed back (3 tries in 11, after 1.3 GB had been freed), and
+// 64 MiB of small pages, taken first from the smaller free blocks the
+// kernel keeps, took 16-25 ms; a no-change backup took a median 0.25 s
+// against 0.31 (docs/benchmarks.md, "Argon2id's memory on a host that
+// hands free memory back").
+func freePagesReported(root string) bool {
+	devices, _ := filepath.Glob(filepath.Join(root, "bus/virtio/devices/*"))
+	for _, d := range devices {
+		id, err := os.ReadFile(filepath.Join(d, "device"))
+		if err != nil || strings.TrimSpace(string(id)) != "0x0005" {
+			continue
+		}
+		const reporting = 5
+		features, err := os.ReadFile(filepath.Join(d, "features"))
+		if err == nil && len(features) > reporting && features[reporting] == '1' {
+			return true
+		}
+	}
+	return false
 }
 
 // hugePageSpan returns the offsets from base of the whole huge pages
