@@ -121,6 +121,19 @@ func StartS3(t testing.TB, opt S3Options) *S3Server {
 	})
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
+		logged := len(s.logs.String())
+		if attempt > 0 {
+			// What the failed attempt stored stays out of the next: a
+			// SeaweedFS volume server that finds the last attempt's
+			// cluster id in its directory is refused by the new master,
+			// which then has no volume to write to, and never gets ready.
+			if err := os.RemoveAll(s.DataDir); err != nil {
+				t.Fatalf("testutil: %v", err)
+			}
+			if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+				t.Fatalf("testutil: %v", err)
+			}
+		}
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("testutil: %v", err)
@@ -148,7 +161,10 @@ func StartS3(t testing.TB, opt S3Options) *S3Server {
 		if lastErr = s.start(); lastErr == nil {
 			break
 		}
-		if !strings.Contains(s.logs.String(), "address already in use") {
+		// Another process took a port between freePort and the server's
+		// listen: the next attempt picks others. Any other failure is the
+		// test's to see.
+		if !strings.Contains(s.logs.String()[logged:], "address already in use") {
 			break
 		}
 	}
