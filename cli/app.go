@@ -78,7 +78,22 @@ type command struct {
 	// index must run when the index cannot be loaded).
 	ownIndex bool
 	flags    func(fs *flag.FlagSet) any
-	run      func(ctx context.Context, a *app, opts any, args []string) error
+	// check rejects arguments and options the command cannot run with
+	// before the repository is opened, so that a mistyped command line
+	// costs no passphrase prompt, key derivation or request to the store.
+	// run may rely on its having passed.
+	check func(a *app, opts any, args []string) error
+	run   func(ctx context.Context, a *app, opts any, args []string) error
+}
+
+// noArgs is the check of a command that takes no positional arguments.
+func noArgs(name string) func(*app, any, []string) error {
+	return func(_ *app, _ any, args []string) error {
+		if len(args) > 0 {
+			return usageError("%s takes no arguments", name)
+		}
+		return nil
+	}
 }
 
 // commands are coffer's commands. They are set in init, not in the
@@ -267,6 +282,11 @@ func (a *app) run(ctx context.Context) (err error) {
 	}
 	if a.g.noCache {
 		a.g.cacheDir = ""
+	}
+	if cmd.check != nil {
+		if err := cmd.check(a, opts, positional); err != nil {
+			return err
+		}
 	}
 	if cmd.needRepo {
 		var lock repo.LockKind

@@ -588,3 +588,56 @@ func TestCheckReadsStoredObjects(t *testing.T) {
 		})
 	}
 }
+
+// A command line a command cannot run with is rejected before the
+// repository is opened: no passphrase asked, no key derived, no request
+// to the store. Against a store that does not exist, an error found
+// after opening would be the missing repository's (exit 3).
+func TestUsageBeforeOpening(t *testing.T) {
+	h := newHarness(t)
+	missing := filepath.Join(t.TempDir(), "nope")
+	out := filepath.Join(t.TempDir(), "exists.tar")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"archive"}, "archive takes one"},
+		{[]string{"archive", "latest", "-format", "rar", "-o", "x"}, "rar"},
+		{[]string{"archive", "latest", "-o", out}, "already exists"},
+		{[]string{"backup", "-pack-size", "100KiB"}, "-pack-size"},
+		{[]string{"backup", "stdin:db.sql", "src"}, "standard input is backed up alone"},
+		{[]string{"cat", "latest"}, "needs a path after the snapshot id"},
+		{[]string{"check", "x"}, "check takes no arguments"},
+		{[]string{"check", "-read-data-subset", "ten"}, "-read-data-subset wants a percentage"},
+		{[]string{"diff", "latest"}, "diff takes two arguments"},
+		{[]string{"diff", "latest", "d61", "-content"}, "apply to a live path only"},
+		{[]string{"find"}, "find needs a pattern"},
+		{[]string{"find", "-regex", "("}, "regular expression"},
+		{[]string{"forget"}, "forget needs snapshot ids, or a policy"},
+		{[]string{"forget", "-keep-last", "1", "d61"}, "not both"},
+		{[]string{"forget", "-keep-last", "1", "-group-by", "color"}, "color"},
+		{[]string{"info", "x"}, "info takes no arguments"},
+		{[]string{"key"}, "key needs a subcommand"},
+		{[]string{"key", "rm"}, "key rm <id>"},
+		{[]string{"ls", "a", "b"}, "ls takes at most one"},
+		{[]string{"prune", "x"}, "prune takes no arguments"},
+		{[]string{"repair", "everything"}, "repair needs what to repair"},
+		{[]string{"restore", "latest"}, "restore needs -to DIR"},
+		{[]string{"restore", "latest", "-to", "-"}, "not stdout"},
+		{[]string{"sync", "oci://localhost:5000/x"}, "sync needs `to <store>` or `from <store>`"},
+		{[]string{"tag", "d61"}, "tag needs -add TAGS"},
+		{[]string{"tag", "-set", "a", "-add", "b", "d61"}, "not both"},
+		{[]string{"tag", "-add", "a"}, "tag needs snapshot ids"},
+		{[]string{"ui", "x"}, "ui takes no arguments"},
+		{[]string{"unlock", "x"}, "unlock takes no arguments"},
+	}
+	for _, tt := range tests {
+		r := h.run(append([]string{"at", missing}, tt.args...)...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("coffer at MISSING %s: exit %d, %q; want exit %d naming %q", strings.Join(tt.args, " "), r.code, strings.TrimSpace(r.stderr), ExitUsage, tt.want)
+		}
+	}
+}

@@ -32,16 +32,14 @@ var archiveCommand = &command{
 		fs.StringVar(&o.out, "o", "", "write the archive to this new `file` instead of standard output")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
+	check: func(a *app, opts any, args []string) error {
 		o := opts.(*archiveOptions)
 		if len(args) != 1 {
 			return usageError("archive takes one <snapshot>[:path], e.g. archive d61:src -format tar.gz -o src.tar.gz")
 		}
-		format, err := snapshot.ParseArchiveFormat(o.format)
-		if err != nil {
+		if _, err := snapshot.ParseArchiveFormat(o.format); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
-		// Checked before the repository is read, so a mistake costs nothing.
 		if o.out == "" && a.env.IsTerminal(a.env.Stdout) {
 			return usageError("archive will not write a binary archive to a terminal: use -o FILE or redirect standard output")
 		}
@@ -49,6 +47,14 @@ var archiveCommand = &command{
 			if _, err := os.Lstat(o.out); err == nil {
 				return usageError("%s already exists: archive does not overwrite files; remove it or choose another -o", o.out)
 			}
+		}
+		return nil
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*archiveOptions)
+		format, err := snapshot.ParseArchiveFormat(o.format)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		id, p := splitRef(args[0])
 		sn, err := a.findSnapshot(ctx, id)

@@ -48,7 +48,24 @@ var backupCommand = &command{
 		fs.Var(&o.compression, "compression", "`mode` of compressing new data: auto (default: zstd, data that does not compress is stored as is), off, fastest, better or max")
 		return o
 	},
-	run: runBackup,
+	check: checkBackup,
+	run:   runBackup,
+}
+
+func checkBackup(_ *app, opts any, args []string) error {
+	o := opts.(*backupOptions)
+	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
+		return err
+	}
+	return checkPackSize(o.packSize)
+}
+
+// checkPackSize rejects a -pack-size a backup cannot use (0: none given).
+func checkPackSize(size sizeFlag) error {
+	if n := size.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
+		return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &size)
+	}
+	return nil
 }
 
 func runBackup(ctx context.Context, a *app, opts any, args []string) error {
@@ -67,8 +84,10 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		}
 		o.packSize.n = n
 	}
-	if n := o.packSize.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
-		return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &o.packSize)
+	// A pack size from the store's settings is checked here, one given
+	// on the command line before (checkBackup).
+	if err := checkPackSize(o.packSize); err != nil {
+		return err
 	}
 	excludes := append([]string(nil), o.excludes...)
 	for _, f := range o.excludeFiles {

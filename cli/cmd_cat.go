@@ -23,15 +23,18 @@ var catCommand = &command{
 		fs.BoolVar(&o.link, "l", false, "print a symlink's target instead of a file's content")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		o := opts.(*catOptions)
+	check: func(_ *app, _ any, args []string) error {
 		if len(args) != 1 {
 			return usageError("cat takes one <snapshot>:<path>, e.g. cat d61:LICENSE")
 		}
-		id, p := splitRef(args[0])
-		if p == "" {
+		if id, p := splitRef(args[0]); p == "" {
 			return usageError("cat needs a path after the snapshot id, e.g. cat %s:LICENSE", id)
 		}
+		return nil
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*catOptions)
+		id, p := splitRef(args[0])
 		sn, err := a.findSnapshot(ctx, id)
 		if err != nil {
 			return err

@@ -16,6 +16,19 @@ type checkOptions struct {
 	subset   string
 }
 
+// readFraction returns the share of the packs -read-data-subset asks to
+// read, 1 without it.
+func (o *checkOptions) readFraction() (float64, error) {
+	if o.subset == "" {
+		return 1, nil
+	}
+	pct, err := strconv.ParseFloat(strings.TrimSuffix(o.subset, "%"), 64)
+	if err != nil || !strings.HasSuffix(o.subset, "%") || pct <= 0 || pct > 100 {
+		return 0, usageError("-read-data-subset wants a percentage such as 10%%, got %q", o.subset)
+	}
+	return pct / 100, nil
+}
+
 var checkCommand = &command{
 	name:     "check",
 	usage:    "[-read-data | -read-data-subset N%]",
@@ -30,18 +43,22 @@ var checkCommand = &command{
 		fs.StringVar(&o.subset, "read-data-subset", "", "download and authenticate a random N% of the packs")
 		return o
 	},
+	check: func(a *app, opts any, args []string) error {
+		if err := noArgs("check")(a, opts, args); err != nil {
+			return err
+		}
+		_, err := opts.(*checkOptions).readFraction()
+		return err
+	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		o := opts.(*checkOptions)
-		if len(args) > 0 {
-			return usageError("check takes no arguments")
-		}
 		copt := snapshot.CheckOptions{ReadData: o.readData, ReadFraction: 1}
 		if o.subset != "" {
-			pct, err := strconv.ParseFloat(strings.TrimSuffix(o.subset, "%"), 64)
-			if err != nil || !strings.HasSuffix(o.subset, "%") || pct <= 0 || pct > 100 {
-				return usageError("-read-data-subset wants a percentage such as 10%%, got %q", o.subset)
+			f, err := o.readFraction()
+			if err != nil {
+				return err
 			}
-			copt.ReadData, copt.ReadFraction = true, pct/100
+			copt.ReadData, copt.ReadFraction = true, f
 		}
 		prog := a.newProgress("check", "packs")
 		if copt.ReadData {

@@ -35,16 +35,20 @@ var diffCommand = &command{
 		fs.Var(&o.excludeFiles, "exclude-file", "against a live path: read exclude patterns from a file, one per line (repeatable)")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
+	check: func(_ *app, opts any, args []string) error {
 		o := opts.(*diffOptions)
 		if len(args) != 2 {
 			return usageError("diff takes two arguments: <snapshotA>[:path] <snapshotB>[:path], or <snapshot>[:path] <live path>")
 		}
+		if !isLivePath(args[1]) && (o.content || len(o.excludes) > 0 || len(o.excludeFiles) > 0) {
+			return usageError("diff -content, -exclude and -exclude-file apply to a live path only (absolute, ., .., or starting with ./ or ../); %q is taken as a snapshot", args[1])
+		}
+		return nil
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*diffOptions)
 		if isLivePath(args[1]) {
 			return diffLive(ctx, a, o, args[0], args[1])
-		}
-		if o.content || len(o.excludes) > 0 || len(o.excludeFiles) > 0 {
-			return usageError("diff -content, -exclude and -exclude-file apply to a live path only (absolute, ., .., or starting with ./ or ../); %q is taken as a snapshot", args[1])
 		}
 		idA, pA := splitRef(args[0])
 		idB, pB := splitRef(args[1])

@@ -28,6 +28,10 @@ var findFilesCommand = &command{
 		fs.Var(&o.older, "older", "only entries modified before `time` (RFC 3339, or 2006-01-02 local time)")
 		return o
 	},
+	check: func(_ *app, opts any, args []string) error {
+		_, err := opts.(*findOptions).matcher(args)
+		return err
+	},
 	run: runFind,
 }
 
@@ -55,14 +59,23 @@ func (f *timeFlag) Set(v string) error {
 	return nil
 }
 
-func runFind(ctx context.Context, a *app, opts any, args []string) error {
-	o := opts.(*findOptions)
+// matcher returns what find looks for: the patterns in args, under the
+// options.
+func (o *findOptions) matcher(args []string) (*snapshot.Matcher, error) {
 	if len(args) == 0 {
-		return usageError("find needs a pattern, such as '*.go' (quoted, so the shell does not expand it)")
+		return nil, usageError("find needs a pattern, such as '*.go' (quoted, so the shell does not expand it)")
 	}
 	m, err := snapshot.NewMatcher(snapshot.FindQuery{Patterns: args, Regex: o.regex, Newer: o.newer.t, Older: o.older.t})
 	if err != nil {
-		return usageError("%v", err)
+		return nil, usageError("%v", err)
+	}
+	return m, nil
+}
+
+func runFind(ctx context.Context, a *app, opts any, args []string) error {
+	m, err := opts.(*findOptions).matcher(args)
+	if err != nil {
+		return err
 	}
 	// Like ls, a damaged snapshot does not hide the others: they are
 	// searched, and the error naming it follows.

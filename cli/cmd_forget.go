@@ -51,7 +51,8 @@ var forgetCommand = &command{
 		fs.Var(&o.maxUnused, "max-unused", "with -prune: prune's -max-unused `share`")
 		return o
 	},
-	run: runForget,
+	check: checkForget,
+	run:   runForget,
 }
 
 // keepCount is a -keep-* count: a number from -1 (all) up, and whether
@@ -117,15 +118,22 @@ func splitTags(s string) []string {
 	return tags
 }
 
-func runForget(ctx context.Context, a *app, opts any, args []string) error {
+func checkForget(a *app, opts any, args []string) error {
 	o := opts.(*forgetOptions)
-	filtered := a.filter.set()
 	switch {
-	case len(args) > 0 && (o.policySet() || filtered):
+	case len(args) > 0 && (o.policySet() || a.filter.set()):
 		return usageError("forget takes snapshot ids or a policy (-keep-*, -host, -tag, -path), not both")
 	case len(args) == 0 && !o.policySet():
 		return usageError("forget needs snapshot ids, or a policy such as -keep-last 7 -keep-daily 30")
 	}
+	if _, err := snapshot.ParseGroupBy(o.groupBy); err != nil {
+		return usageError("%v", err)
+	}
+	return nil
+}
+
+func runForget(ctx context.Context, a *app, opts any, args []string) error {
+	o := opts.(*forgetOptions)
 	if err := a.forget(ctx, o, args); err != nil || !o.prune {
 		return err
 	}

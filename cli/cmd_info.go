@@ -17,10 +17,8 @@ var infoCommand = &command{
 	name:     "info",
 	summary:  "show the repository's id, format, store, counts, sizes and dedup ratio",
 	needRepo: true,
+	check:    noArgs("info"),
 	run: func(ctx context.Context, a *app, _ any, args []string) error {
-		if len(args) > 0 {
-			return usageError("info takes no arguments")
-		}
 		sns, err := snapshot.List(ctx, a.repo)
 		if err != nil {
 			return err

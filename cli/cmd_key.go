@@ -23,13 +23,20 @@ var keyCommand = &command{
 		fs.StringVar(&o.newPassphraseFile, "new-passphrase-file", "", "read the new passphrase from this file (env COFFER_NEW_PASSPHRASE)")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		o := opts.(*keyOptions)
+	check: func(_ *app, _ any, args []string) error {
 		if len(args) == 0 {
 			return usageError("key needs a subcommand: list, add, passwd or rm <id>")
 		}
 		switch sub := args[0]; {
-		case sub == "list" && len(args) == 1:
+		case (sub == "list" || sub == "add" || sub == "passwd") && len(args) == 1, sub == "rm" && len(args) == 2:
+			return nil
+		}
+		return usageError("key: use `key list`, `key add`, `key passwd` or `key rm <id>`")
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*keyOptions)
+		switch sub := args[0]; sub {
+		case "list":
 			keys, err := a.repo.ListKeys(ctx)
 			if err != nil {
 				return err
@@ -43,7 +50,7 @@ var keyCommand = &command{
 				a.out.result(newKeyEvent(k))
 			}
 			return nil
-		case (sub == "add" || sub == "passwd") && len(args) == 1:
+		case "add", "passwd":
 			pw, err := a.newPassphrase(o)
 			if err != nil {
 				return err
@@ -60,19 +67,18 @@ var keyCommand = &command{
 			a.out.textf("key %s %s\n", name[:8], map[string]string{"add": "added", "passwd": "replaces the key in use"}[sub])
 			a.out.result(keyEvent{Type: "key_added", ID: name, Current: sub == "passwd"})
 			return nil
-		case sub == "rm" && len(args) == 2:
-			name, err := a.repo.ResolveKey(ctx, args[1])
-			if err != nil {
-				return err
-			}
-			if err := a.repo.RemoveKey(ctx, name); err != nil {
-				return err
-			}
-			a.out.textf("key %s removed\n", name[:8])
-			a.out.result(keyEvent{Type: "key_removed", ID: name})
-			return nil
 		}
-		return usageError("key: use `key list`, `key add`, `key passwd` or `key rm <id>`")
+		// rm <id>, the one other form check accepts.
+		name, err := a.repo.ResolveKey(ctx, args[1])
+		if err != nil {
+			return err
+		}
+		if err := a.repo.RemoveKey(ctx, name); err != nil {
+			return err
+		}
+		a.out.textf("key %s removed\n", name[:8])
+		a.out.result(keyEvent{Type: "key_removed", ID: name})
+		return nil
 	},
 }
 

@@ -32,15 +32,17 @@ var lsCommand = &command{
 		fs.BoolVar(&o.recursive, "r", false, "list directories recursively")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		o := opts.(*lsOptions)
-		switch len(args) {
-		case 0:
-			return listSnapshots(ctx, a)
-		case 1:
-			return listEntries(ctx, a, o, args[0])
+	check: func(_ *app, _ any, args []string) error {
+		if len(args) > 1 {
+			return usageError("ls takes at most one snapshot[:path]")
 		}
-		return usageError("ls takes at most one snapshot[:path]")
+		return nil
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		if len(args) == 0 {
+			return listSnapshots(ctx, a)
+		}
+		return listEntries(ctx, a, opts.(*lsOptions), args[0])
 	},
 }
 

@@ -30,10 +30,8 @@ var pruneCommand = &command{
 		fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be deleted, repacked and freed, and change nothing")
 		return o
 	},
+	check: noArgs("prune"),
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		if len(args) > 0 {
-			return usageError("prune takes no arguments")
-		}
 		o := opts.(*pruneOptions)
 		return a.prune(ctx, float64(o.maxUnused), o.dryRun)
 	},

@@ -22,15 +22,17 @@ var repairCommand = &command{
 		fs.BoolVar(&o.dryRun, "dry-run", false, "repair snapshots: list what would be lost, change nothing")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		o := opts.(*repairOptions)
-		switch {
-		case len(args) == 1 && args[0] == "index" && !o.dryRun:
-			return a.repairIndex(ctx)
-		case len(args) == 1 && args[0] == "snapshots":
-			return a.repairSnapshots(ctx, o.dryRun)
+	check: func(_ *app, opts any, args []string) error {
+		if len(args) == 1 && (args[0] == "index" && !opts.(*repairOptions).dryRun || args[0] == "snapshots") {
+			return nil
 		}
 		return usageError("repair needs what to repair: index, or snapshots [-dry-run]")
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		if args[0] == "index" {
+			return a.repairIndex(ctx)
+		}
+		return a.repairSnapshots(ctx, opts.(*repairOptions).dryRun)
 	},
 }
 

@@ -31,7 +31,7 @@ var restoreCommand = &command{
 		fs.BoolVar(&o.ignoreErrors, "ignore-errors", false, "go on past damaged data, restoring what is readable and listing what is not (exit 3)")
 		return o
 	},
-	run: func(ctx context.Context, a *app, opts any, args []string) error {
+	check: func(_ *app, opts any, args []string) error {
 		o := opts.(*restoreOptions)
 		if len(args) != 1 {
 			return usageError("restore takes one <snapshot>[:path], e.g. restore d61 -to ./restored")
@@ -44,6 +44,10 @@ var restoreCommand = &command{
 			// the formats that carry one, and cat writes one file as is.
 			return usageError("restore writes into a directory, not stdout: use coffer archive snap[:path] to write a tar or zip to stdout, or coffer cat snap:path for one file")
 		}
+		return nil
+	},
+	run: func(ctx context.Context, a *app, opts any, args []string) error {
+		o := opts.(*restoreOptions)
 		id, p := splitRef(args[0])
 		sn, err := a.findSnapshot(ctx, id)
 		if err != nil {

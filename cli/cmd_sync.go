@@ -19,13 +19,16 @@ var syncCommand = &command{
 	needRepo: true,
 	selects:  true,
 	ownIndex: true,
-	run:      runSync,
+	check: func(_ *app, _ any, args []string) error {
+		if len(args) < 2 || args[len(args)-2] != "to" && args[len(args)-2] != "from" {
+			return usageError("sync needs `to <store>` or `from <store>` last, as in `coffer at /backups sync to oci://registry/backups`")
+		}
+		return nil
+	},
+	run: runSync,
 }
 
 func runSync(ctx context.Context, a *app, _ any, args []string) (err error) {
-	if len(args) < 2 || args[len(args)-2] != "to" && args[len(args)-2] != "from" {
-		return usageError("sync needs `to <store>` or `from <store>` last, as in `coffer at /backups sync to oci://registry/backups`")
-	}
 	direction, location, names := args[len(args)-2], args[len(args)-1], args[:len(args)-2]
 	other, err := a.openOther(ctx, location)
 	if err != nil {

@@ -30,10 +30,11 @@ var tagCommand = &command{
 		fs.Var(&o.set, "set", "replace the tags with these comma-separated `tags` (repeatable; -set '' removes them all)")
 		return o
 	},
-	run: runTag,
+	check: checkTag,
+	run:   runTag,
 }
 
-func runTag(ctx context.Context, a *app, opts any, args []string) error {
+func checkTag(a *app, opts any, args []string) error {
 	o := opts.(*tagOptions)
 	switch {
 	case len(o.set) > 0 && (len(o.add) > 0 || len(o.remove) > 0):
@@ -43,6 +44,11 @@ func runTag(ctx context.Context, a *app, opts any, args []string) error {
 	case len(args) == 0 && !a.filter.set():
 		return usageError("tag needs snapshot ids, or -host, -tag or -path to choose snapshots (every snapshot: -host with each host)")
 	}
+	return nil
+}
+
+func runTag(ctx context.Context, a *app, opts any, args []string) error {
+	o := opts.(*tagOptions)
 	sns, err := a.chooseSnapshots(ctx, a.repo, args)
 	if err != nil {
 		return err

@@ -24,11 +24,9 @@ var uiCommand = &command{
 		fs.BoolVar(&o.noAuth, "no-auth", false, "serve without the access token (anyone who can reach the address can read the backups)")
 		return o
 	},
+	check: noArgs("ui"),
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		o := opts.(*uiOptions)
-		if len(args) > 0 {
-			return usageError("ui takes no arguments")
-		}
 		srv, err := ui.New(a.repo, ui.Options{NoAuth: o.noAuth})
 		if err != nil {
 			return err

@@ -17,10 +17,8 @@ var unlockCommand = &command{
 		fs.BoolVar(&o.all, "remove-all", false, "remove every lock, also those of processes that may still run")
 		return o
 	},
+	check: noArgs("unlock"),
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		if len(args) > 0 {
-			return usageError("unlock takes no arguments")
-		}
 		n, err := a.repo.RemoveLocks(ctx, opts.(*unlockOptions).all)
 		a.out.textf("removed %s\n", counted(n, "lock"))
 		a.out.result(unlockEvent{head("unlock"), n})
