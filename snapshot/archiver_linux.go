@@ -56,3 +56,17 @@ func openDirFile(path string) (*os.File, error) {
 		return os.NewFile(uintptr(fd), path), nil
 	}
 }
+
+// regularSize returns the size of the file at path, looked up as name
+// in the directory open as dir unless dir is noDir.
+func regularSize(dir int, path, name string) (int64, error) {
+	at, rel := dir, name
+	if dir == noDir {
+		at, rel = unix.AT_FDCWD, path
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(at, rel, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return 0, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return st.Size, nil
+}

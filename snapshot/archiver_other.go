@@ -30,3 +30,13 @@ func openNoAtime(path string) (*os.File, error) {
 
 // openDirFile opens the directory at path for listing.
 func openDirFile(path string) (*os.File, error) { return os.Open(path) }
+
+// regularSize returns the size of the file at path. Only Linux keeps the
+// walk's directories open to look entries up from.
+func regularSize(_ int, path, _ string) (int64, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
