@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -614,6 +615,7 @@ func TestUsageBeforeOpening(t *testing.T) {
 		{[]string{"check", "-read-data-subset", "ten"}, "-read-data-subset wants a percentage"},
 		{[]string{"diff", "latest"}, "diff takes two arguments"},
 		{[]string{"diff", "latest", "d61", "-content"}, "apply to a live path only"},
+		{[]string{"diff", "latest", "./no-such-path"}, "no such file"},
 		{[]string{"find"}, "find needs a pattern"},
 		{[]string{"find", "-regex", "("}, "regular expression"},
 		{[]string{"forget"}, "forget needs snapshot ids, or a policy"},
@@ -639,5 +641,25 @@ func TestUsageBeforeOpening(t *testing.T) {
 		if r.code != ExitUsage || !strings.Contains(r.stderr, tt.want) {
 			t.Errorf("coffer at MISSING %s: exit %d, %q; want exit %d naming %q", strings.Join(tt.args, " "), r.code, strings.TrimSpace(r.stderr), ExitUsage, tt.want)
 		}
+	}
+}
+
+// TestStorePackSizeBeforeOpening: a pack size no backup can use, written
+// into the configuration file by hand (store add refuses it), is a usage
+// error before the store, which here does not exist, is opened.
+func TestStorePackSizeBeforeOpening(t *testing.T) {
+	h := newHarness(t)
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	missing := filepath.Join(t.TempDir(), "nope")
+	stored := fmt.Sprintf(`{"stores": {"bad": {"location": %q, "pack_size": "100KiB"}}}`, missing)
+	if err := os.WriteFile(cfg, []byte(stored), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.env["COFFER_CONFIG"] = cfg
+	wantOneLineError(t, h.run("at", "@bad", "backup", t.TempDir()), ExitUsage, "store option pack-size=100KiB", "512KiB")
+	// -pack-size on the command line wins over the store's.
+	r := h.run("at", "@bad", "backup", "-pack-size", "1MiB", t.TempDir())
+	if r.code == ExitUsage || strings.Contains(r.stderr, "pack-size") {
+		t.Errorf("backup -pack-size 1MiB on a store with pack-size=100KiB: exit %d, %q; want the missing store's error", r.code, strings.TrimSpace(r.stderr))
 	}
 }

@@ -52,20 +52,34 @@ var backupCommand = &command{
 	run:   runBackup,
 }
 
-func checkBackup(_ *app, opts any, args []string) error {
+// checkBackup rejects what backup cannot run with: standard input given
+// with paths, and a pack size, from -pack-size or else from the store's
+// settings, that no pack can have.
+func checkBackup(a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
 	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
 		return err
 	}
-	return checkPackSize(o.packSize)
+	if o.packSize.n != 0 {
+		if !validPackSize(o.packSize.n) {
+			return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &o.packSize)
+		}
+		return nil
+	}
+	n, err := a.storePackSize()
+	if err != nil {
+		return err
+	}
+	if n != 0 && !validPackSize(n) {
+		return usageError("store option pack-size=%s: give a size from 512KiB to 1GiB", a.storeCfg.PackSize)
+	}
+	o.packSize.n = n
+	return nil
 }
 
-// checkPackSize rejects a -pack-size a backup cannot use (0: none given).
-func checkPackSize(size sizeFlag) error {
-	if n := size.n; n != 0 && repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) != nil {
-		return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &size)
-	}
-	return nil
+// validPackSize reports whether a backup can write packs of n bytes.
+func validPackSize(n int64) bool {
+	return repo.CheckPackSize(int(min(n, repo.MaxPackSize+1))) == nil
 }
 
 func runBackup(ctx context.Context, a *app, opts any, args []string) error {
@@ -76,18 +90,6 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	}
 	if len(args) == 0 && stdinName == "" {
 		args = []string{"."}
-	}
-	if o.packSize.n == 0 {
-		n, err := a.storePackSize()
-		if err != nil {
-			return err
-		}
-		o.packSize.n = n
-	}
-	// A pack size from the store's settings is checked here, one given
-	// on the command line before (checkBackup).
-	if err := checkPackSize(o.packSize); err != nil {
-		return err
 	}
 	excludes := append([]string(nil), o.excludes...)
 	for _, f := range o.excludeFiles {

@@ -43,6 +43,11 @@ var diffCommand = &command{
 		if !isLivePath(args[1]) && (o.content || len(o.excludes) > 0 || len(o.excludeFiles) > 0) {
 			return usageError("diff -content, -exclude and -exclude-file apply to a live path only (absolute, ., .., or starting with ./ or ../); %q is taken as a snapshot", args[1])
 		}
+		if isLivePath(args[1]) {
+			if _, err := os.Stat(args[1]); err != nil {
+				return usageError("diff: %v", err)
+			}
+		}
 		return nil
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
@@ -103,10 +108,8 @@ func diffSubtrees(ctx context.Context, a *app, sa *snapshot.Snapshot, pA string,
 }
 
 // diffLive compares ref, a snapshot[:path], with live, a path on disk.
+// check has made sure that live exists.
 func diffLive(ctx context.Context, a *app, o *diffOptions, ref, live string) error {
-	if _, err := os.Stat(live); err != nil {
-		return usageError("diff: %v", err)
-	}
 	excludes := append([]string(nil), o.excludes...)
 	for _, f := range o.excludeFiles {
 		lines, err := readPatternFile(f)

@@ -98,8 +98,12 @@ func (sc *storeConfig) set(key, value string) error {
 		if key == "pack-size" {
 			bare = 1 << 20
 		}
-		if _, err := parseSize(value, bare); err != nil {
+		n, err := parseSize(value, bare)
+		if err != nil {
 			return fmt.Errorf("%s=%s: %v", key, value, err)
+		}
+		if key == "pack-size" && !validPackSize(n) {
+			return fmt.Errorf("pack-size=%s: give a size from 512KiB to 1GiB", value)
 		}
 		if key == "upload-chunk" {
 			sc.UploadChunk = value

@@ -72,6 +72,7 @@ func TestNamedStores(t *testing.T) {
 	wantOneLineError(t, h.run("store", "add", "prod", h.repo), ExitUsage, "exists already")
 	wantOneLineError(t, h.run("store", "add", "x", h.repo, "passphrase=hunter2"), ExitUsage, "plain text")
 	wantOneLineError(t, h.run("store", "add", "x", h.repo, "retry-for=soon"), ExitUsage, "retry-for")
+	wantOneLineError(t, h.run("store", "add", "x", h.repo, "pack-size=100KiB"), ExitUsage, "pack-size=100KiB", "512KiB")
 	wantOneLineError(t, h.run("store", "add", "x", h.repo, "colour=blue"), ExitUsage, "unknown store option", "passphrase-command")
 	wantOneLineError(t, h.run("store", "add", "x", "oci:host/repo"), ExitUsage, "oci://")
 	wantOneLineError(t, h.run("store", "add", ".hidden", h.repo), ExitUsage, "store name")
