@@ -13,17 +13,13 @@ import (
 // scan walks the paths ahead of the backup to total files and bytes.
 //
 // It lists directories as the walk does (openDir) and, on Linux, looks
-// each regular file up from its directory's open descriptor, where
-// filepath.WalkDir's DirEntry.Info resolved the file's whole path again;
-// and it matches excludes on the path elements it keeps, where it split
-// every relative path anew. Over a tree of 100,000 files in 26,000
-// directories (BenchmarkScan) that takes 410-490 ms against 470-740. The
-// scan shares the CPUs with the backup it runs beside.
+// each regular file up from its directory's descriptor rather than by its
+// whole path; excludes are matched on the path elements it keeps
+// (docs/benchmarks.md, "big-file with kopia-zstd, and the progress
+// scan"). A root that is a symlink is not followed, even where the walk
+// follows it to a path given below it: the totals are an estimate.
 func (a *archiver) scan(ctx context.Context, paths []string) {
 	for _, root := range paths {
-		if a.skip[root] {
-			continue
-		}
 		fi, err := os.Lstat(root)
 		switch {
 		case err != nil:
@@ -40,38 +36,46 @@ func (a *archiver) scan(ctx context.Context, paths []string) {
 // scanDir adds the regular files below the directory at path to the
 // totals. rel holds the path elements below the backed-up root, for
 // excludes. It returns only the context's error.
+//
+// The directory is closed before its subdirectories are scanned, so the
+// scan holds one descriptor at a time beside those the walk holds.
 func (a *archiver) scanDir(ctx context.Context, path string, rel []string) error {
-	entries, dir, _ := openDir(path, runtime.GOOS == "linux" && len(rel) < maxHeldDirs)
+	entries, dir, _ := openDir(path, runtime.GOOS == "linux")
 	fd := noDir
 	if dir != nil {
-		defer dir.Close()
 		fd = int(dir.Fd())
 	}
+	var subdirs []os.DirEntry
 	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			break
 		}
 		name := e.Name()
 		p := filepath.Join(path, name)
-		if a.skip[p] {
-			continue
-		}
-		childRel := append(rel[:len(rel):len(rel)], name)
-		if a.excluded(childRel, e.IsDir()) {
+		if a.skip[p] || a.excluded(append(rel[:len(rel):len(rel)], name), e.IsDir()) {
 			continue
 		}
 		// Progress counts regular files, as the summary does, not
 		// symlinks and special files.
 		switch {
 		case e.IsDir():
-			if err := a.scanDir(ctx, p, childRel); err != nil {
-				return err
-			}
+			subdirs = append(subdirs, e)
 		case e.Type().IsRegular():
 			if size, err := regularSize(fd, p, name); err == nil {
 				a.prog.Scanned(1, size)
 			}
 		}
 	}
-	return nil
+	if dir != nil {
+		dir.Close()
+	}
+	for _, e := range subdirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := a.scanDir(ctx, filepath.Join(path, e.Name()), append(rel[:len(rel):len(rel)], e.Name())); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
