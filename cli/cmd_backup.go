@@ -54,7 +54,8 @@ var backupCommand = &command{
 
 // checkBackup rejects what backup cannot run with: standard input given
 // with paths, and a pack size, from -pack-size or else from the store's
-// settings, that no pack can have.
+// settings, that no pack can have. Without -pack-size it puts the store's
+// pack size, if any, in o for run.
 func checkBackup(a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
 	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
