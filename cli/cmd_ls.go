@@ -23,7 +23,7 @@ var lsCommand = &command{
 	needRepo: true,
 	selects:  true,
 	// Listing snapshots needs no index: on a registry, loading it was
-	// half the requests of a cold ls (docs/benchmarks.md, "cold registry
+	// half the requests of a cold ls (docs/benchmarks-log.md, "cold registry
 	// reads"). Listing a directory loads it.
 	ownIndex: true,
 	flags: func(fs *flag.FlagSet) any {

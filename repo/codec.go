@@ -113,7 +113,7 @@ type codec struct {
 // channel, which hands out the encoder returned first, often the one the
 // other CPU just used. On small files, each looking up its tables at
 // random, that cost an eighth of the CPU of a first backup of many small
-// files (docs/benchmarks.md, "zstd encoders kept per CPU"). The slots
+// files (docs/benchmarks-log.md, "zstd encoders kept per CPU"). The slots
 // bound how many encode at once, as zstd.Encoder's concurrency did, and
 // with it memory: at the better and best levels each encoder's tables
 // take megabytes, and with -compression max a backup's trees share the

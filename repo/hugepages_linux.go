@@ -27,7 +27,7 @@ const hugePage = 2 << 20
 // page, and the write that follows copies it: two faults, and a TLB flush
 // on every CPU that ran the process, for each 4 KiB. At the default 64
 // MiB that made a derivation take 225-245 ms where it takes 75-125 ms on
-// memory already in place (2 CPUs, docs/benchmarks.md, "Key derivation
+// memory already in place (2 CPUs, docs/benchmarks-log.md, "Key derivation
 // without huge pages").
 //
 // Where the system gives transparent huge pages on request, they are
@@ -75,7 +75,7 @@ func prepareKDFMemory(n int) (release func()) {
 // allocation came first and the pages past the range were in use: it was
 // placed elsewhere, on fresh pages, beside the 64 MiB still mapped here.
 // That happened to 11 of 300 processes deriving a key, which peaked at
-// 136-139 MB instead of 74 (docs/benchmarks.md, "Argon2id's memory on a
+// 136-139 MB instead of 74 (docs/benchmarks-log.md, "Argon2id's memory on a
 // host that hands free memory back"); with the slack, to none of 400.
 func prefault(n int) {
 	b := allocUncleared(n + 4*hugePage)[:n]
@@ -106,7 +106,7 @@ func hugePagesOnRequest() bool {
 // read misses the TLB, and touching the memory first costs 16,384 page
 // faults. With 2 MiB pages the same derivation, at the same parameters and
 // with the same result, took 80-90 ms instead of 185-200 ms (2 CPUs,
-// docs/benchmarks.md), and that is a fixed cost of every command.
+// docs/benchmarks-log.md), and that is a fixed cost of every command.
 //
 // It allocates n bytes and some slack, marks the range MADV_HUGEPAGE,
 // drops whatever of it is mapped, and frees it, for Argon2id's allocation
@@ -161,8 +161,10 @@ func prepareHugePages(n int) (withdraw func(), ok bool) {
 // before, and the heap's top is such memory whenever the command's first
 // collection freed what was there. Cleared there, the probe's 72 MiB were
 // faulted in, in small pages, before any advice: 0.24 s and 8 MB of
-// resident memory more, in 6 of 150 `ls` runs (docs/benchmarks.md,
-// "Huge pages that do not land"). The bytes are never read.
+// resident memory more, in 6 of 150 `ls` runs (docs/benchmarks-log.md,
+// "mixed and big-file after the huge pages: what changed, and reading
+// the figures", under "Huge pages that do not land"). The bytes are
+// never read.
 func allocUncleared(n int) []byte {
 	var sb strings.Builder
 	sb.Grow(n)
@@ -188,7 +190,7 @@ const sysfs = "/sys"
 // had been handed back (3 tries in 11, after 1.3 GB had been freed), and
 // 64 MiB of small pages, taken first from the smaller free blocks the
 // kernel keeps, took 16-25 ms; a no-change backup took a median 0.25 s
-// against 0.31 (docs/benchmarks.md, "Argon2id's memory on a host that
+// against 0.31 (docs/benchmarks-log.md, "Argon2id's memory on a host that
 // hands free memory back").
 func freePagesReported(root string) bool {
 	devices, _ := filepath.Glob(filepath.Join(root, "bus/virtio/devices/*"))

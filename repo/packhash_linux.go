@@ -17,14 +17,14 @@ import (
 // memory by as much. Yet each mapping costs about 80 us, a tenth of
 // hashing 1 MiB: a 32 MiB pack took 26.8 ms to hash in 1 MiB windows,
 // 25.2 in 2 MiB ones and 24.6 in 4 or 8 MiB ones, against 28.7 ms read
-// back (docs/benchmarks.md, "Packs hashed in place, and mixed again").
+// back (docs/benchmarks-log.md, "Packs hashed in place, and mixed again").
 const hashWindow = 2 << 20
 
 // hashFile returns the SHA-256 of the first size bytes of f.
 //
 // The bytes are hashed where the page cache holds them, mapped into
 // memory, instead of copied out by read first: a copy of every byte
-// stored (docs/benchmarks.md, "Packs hashed in place, and mixed
+// stored (docs/benchmarks-log.md, "Packs hashed in place, and mixed
 // again"). Where the file cannot be mapped, the rest of it is read.
 func hashFile(f *os.File, size int64) (ID, error) {
 	h := sha256.New()

@@ -64,7 +64,7 @@ type BlobSaver struct {
 	// failed run it still matches the store and a retry adopts the packs.
 	// An index rather than a set of ids and a list of each pack's
 	// entries: 48 bytes a blob where those took about 145, which made
-	// them most of a large first backup's memory (docs/benchmarks.md).
+	// them most of a large first backup's memory (docs/benchmarks-log.md).
 	pending *Index
 	stored  []storedPack // packs this run built: pending lists their blobs
 	written []PackInfo   // packs adopted or copied, listed as they are
@@ -216,7 +216,7 @@ func (s *BlobSaver) Save(ctx context.Context, t BlobType, plaintext []byte) (ID,
 // CompressionAuto, trees take zstd's fastest level: a backup stores the
 // tree of every directory with a changed entry, and on trees (JSON whose
 // bulk is ids and times) the fastest level compresses as well as the
-// default one in about 60% of the time (docs/benchmarks.md).
+// default one in about 60% of the time (docs/benchmarks-log.md).
 func (s *BlobSaver) compressionOf(t BlobType) Compression {
 	if t == BlobTree && s.compression == CompressionAuto {
 		return CompressionFastest

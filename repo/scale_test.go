@@ -28,7 +28,7 @@ import (
 // Issue 16 asks for 200 MB. ls, which needs no index, peaks at 16 MiB;
 // info, which loads it, at 127-150 MiB (the index's sorted arrays are 48
 // MB of it; with the map it had before, 200-235 MiB), so this guards
-// 180 MiB, which is also under the issue's 200 MB (docs/benchmarks.md,
+// 180 MiB, which is also under the issue's 200 MB (docs/benchmarks-log.md,
 // "Fixed costs, memory and CPU of many small files").
 func TestManyPacksMemory(t *testing.T) {
 	if dir := os.Getenv("COFFER_TEST_MANY_PACKS_DIR"); dir != "" {

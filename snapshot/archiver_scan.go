@@ -15,7 +15,7 @@ import (
 // It lists directories as the walk does (openDir) and, on Linux, looks
 // each regular file up from its directory's descriptor rather than by its
 // whole path; excludes are matched on the path elements it keeps
-// (docs/benchmarks.md, "big-file with kopia-zstd, and the progress
+// (docs/benchmarks-log.md, "big-file with kopia-zstd, and the progress
 // scan"). A root that is a symlink is not followed, even where the walk
 // follows it to a path given below it: the totals are an estimate.
 func (a *archiver) scan(ctx context.Context, paths []string) {
