@@ -73,13 +73,26 @@ var archiveCommand = &command{
 			root.ModTime = sn.Time
 			node = &root
 		}
-		opt := snapshot.ArchiveOptions{Format: format, Name: name}
+		incomplete := 0
+		opt := snapshot.ArchiveOptions{Format: format, Name: name, Incomplete: func(p string, n *snapshot.Node) {
+			incomplete++
+			a.out.warn(p, fmt.Errorf("was not readable at backup time (%s); archived with the %d of its %d bytes that were read", n.Error, n.StoredSize(), n.Size))
+		}}
+		partial := func() error {
+			if incomplete > 0 {
+				return fmt.Errorf("archive is partial: some files were %w and hold what was read (%d; see the warnings above)", errIncomplete, incomplete)
+			}
+			return nil
+		}
 		if o.out == "" {
 			w := bufio.NewWriterSize(a.env.Stdout, 1<<20)
 			if err := snapshot.WriteArchive(ctx, a.repo, node, w, opt); err != nil {
 				return err
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			return partial()
 		}
 		size, err := writeFileAtomically(o.out, func(w io.Writer) error {
 			return snapshot.WriteArchive(ctx, a.repo, node, w, opt)
@@ -89,7 +102,7 @@ var archiveCommand = &command{
 		}
 		a.out.textf("archive of snapshot %s:%s written to %s (%s)\n", sn.ID.Short(), abs, o.out, bytesize.Format(size))
 		a.out.result(archiveEvent{head("archive"), sn.ID.String(), abs, o.out, string(format), size})
-		return nil
+		return partial()
 	},
 }
 

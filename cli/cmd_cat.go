@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"flag"
+	"fmt"
 
 	"github.com/cofferhq/coffer/snapshot"
 )
@@ -63,6 +64,12 @@ var catCommand = &command{
 		if err := snapshot.Cat(ctx, a.repo, node, w); err != nil {
 			return err
 		}
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if node.Error != "" {
+			return fmt.Errorf("%s was %w (%s): wrote the %d of its %d bytes that were read", abs, errIncomplete, node.Error, node.StoredSize(), node.Size)
+		}
+		return nil
 	},
 }

@@ -14,7 +14,7 @@ const (
 	ExitOK            = 0   // success
 	ExitFailure       = 1   // any error not listed below
 	ExitUsage         = 2   // bad command line, including a malformed store location
-	ExitPartial       = 3   // backup, restore -ignore-errors or diff against the disk completed, but some files could not be read
+	ExitPartial       = 3   // backup, restore -ignore-errors or diff against the disk completed, but some files could not be read; or files not read in full at backup time were written
 	ExitNoRepository  = 10  // no repository at the location, or one already exists on create
 	ExitWrongPassword = 11  // no key opens with the passphrase
 	ExitNewerFormat   = 12  // repository written by a newer coffer
@@ -45,6 +45,11 @@ var errDiffPartial = errors.New("diff is partial: some entries on disk could not
 // it could not read.
 var errRestorePartial = errors.New("restore is partial: damaged data kept some files from being restored")
 
+// errIncomplete reports a cat, archive or restore that wrote files the
+// snapshot holds only in part: they could not be read in full at backup
+// time, and the backup warned and exited 3 then.
+var errIncomplete = errors.New("not read in full at backup time")
+
 // exitCode maps an error to its exit code: one table, in one place.
 func exitCode(err error) int {
 	switch {
@@ -54,7 +59,7 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.Is(err, errUsage), errors.Is(err, storage.ErrBadLocation):
 		return ExitUsage
-	case errors.Is(err, errPartial), errors.Is(err, errRestorePartial), errors.Is(err, errDiffPartial):
+	case errors.Is(err, errPartial), errors.Is(err, errRestorePartial), errors.Is(err, errDiffPartial), errors.Is(err, errIncomplete):
 		return ExitPartial
 	case errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt),
 		errors.Is(err, storage.ErrExists):
@@ -91,7 +96,7 @@ var exitCodeTable = []struct {
 	{ExitOK, "success"},
 	{ExitFailure, "any other error"},
 	{ExitUsage, "bad command line, including a malformed store location, standard input, a pipe or a character device given to backup as a path, and a mount directory that is missing, not a directory or not empty"},
-	{ExitPartial, "backup completed, but some entries could not be read, or standard input was empty; restore -ignore-errors or diff against the disk completed, but some entries could not be read"},
+	{ExitPartial, "backup completed, but some entries could not be read, or standard input was empty; restore -ignore-errors or diff against the disk completed, but some entries could not be read; restore, archive or cat wrote files that were not read in full at backup time, with what was read"},
 	{ExitNoRepository, "no repository at the location, or create found the store not empty"},
 	{ExitWrongPassword, "wrong passphrase: no key opens with it"},
 	{ExitNewerFormat, "the repository was written by a newer coffer"},

@@ -3,12 +3,16 @@
 package cli
 
 import (
+	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,6 +191,80 @@ func TestUnreadableFileIsPartial(t *testing.T) {
 	}
 	if out := h.mustAt("ls", "-l", "latest"); !strings.Contains(out, "secret") {
 		t.Errorf("unreadable file not recorded: %s", out)
+	}
+	readingIncompleteIsPartial(t, h, filepath.Base(src), "secret", len("hidden"))
+}
+
+// readingIncompleteIsPartial checks that cat, restore, archive (tar and
+// zip) and restore's JSON summary each write a file that was not read at
+// backup time as the empty file the snapshot holds, warn about it, and
+// exit 3: none passes the file off as complete, none makes up its bytes,
+// and the archives stay well-formed (a tar header that promised the
+// file's size on disk ended the archive there).
+func readingIncompleteIsPartial(t *testing.T, h *harness, dir, name string, size int) {
+	t.Helper()
+	wantPartial := func(what string, r result, warning string) {
+		t.Helper()
+		if r.code != ExitPartial || !strings.Contains(r.stderr, warning) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+			t.Errorf("%s of a file not read at backup time: exit %d, want %d, and a warning naming it (%q); stderr:\n%s", what, r.code, ExitPartial, warning, r.stderr)
+		}
+	}
+	r := h.at("cat", "latest:"+name)
+	wantPartial("cat", r, fmt.Sprintf("was not read in full at backup time (open %s: permission denied): wrote the 0 of its %d bytes", filepath.Join(filepath.Dir(h.repo), dir, name), size))
+	if r.stdout != "" {
+		t.Errorf("cat wrote %q for a file the snapshot holds none of", r.stdout)
+	}
+
+	target := filepath.Join(t.TempDir(), "restored")
+	r = h.at("restore", "latest", "-to", target)
+	wantPartial("restore", r, "restored with the 0 of its "+strconv.Itoa(size)+" bytes")
+	if fi, err := os.Lstat(filepath.Join(target, name)); err != nil || fi.Size() != 0 {
+		t.Errorf("restored %s: %v, size %d, want an empty file", name, err, fi.Size())
+	}
+	r = h.at("-json", "restore", "latest", "-to", filepath.Join(t.TempDir(), "restored"))
+	if r.code != ExitPartial || !strings.Contains(r.stdout, `"incomplete":1`) {
+		t.Errorf("restore -json: exit %d, want %d with a summary counting the file incomplete:\n%s", r.code, ExitPartial, r.stdout)
+	}
+
+	r = h.at("archive", "latest")
+	wantPartial("archive", r, dir+"/"+name+": was not readable at backup time")
+	files := map[string]int64{}
+	tr := tar.NewReader(strings.NewReader(r.stdout))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("archive is not a well-formed tar: %v", err)
+		}
+		n, err := io.Copy(io.Discard, tr)
+		if err != nil || n != hdr.Size {
+			t.Fatalf("tar entry %s: %d of %d bytes: %v", hdr.Name, n, hdr.Size, err)
+		}
+		files[hdr.Name] = n
+	}
+	if n, ok := files[dir+"/"+name]; !ok || n != 0 {
+		t.Errorf("tar holds %s with %d bytes (present %v), want an empty file; entries %v", name, n, ok, files)
+	}
+	if files[dir+"/ok"] != int64(len("fine")) {
+		t.Errorf("tar holds the readable file with %d bytes, want %d; entries %v", files[dir+"/ok"], len("fine"), files)
+	}
+
+	r = h.at("archive", "latest", "-format", "zip")
+	wantPartial("archive -format zip", r, dir+"/"+name+": was not readable at backup time")
+	zr, err := zip.NewReader(strings.NewReader(r.stdout), int64(len(r.stdout)))
+	if err != nil {
+		t.Fatalf("zip archive: %v", err)
+	}
+	found := false
+	for _, f := range zr.File {
+		if f.Name == dir+"/"+name {
+			found = f.UncompressedSize64 == 0
+		}
+	}
+	if !found {
+		t.Errorf("zip does not hold %s as an empty file", name)
 	}
 }
 

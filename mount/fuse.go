@@ -323,7 +323,7 @@ func fillAttr(a *fuse.Attr, n *snapshot.Node) {
 	}
 	switch n.Type {
 	case snapshot.TypeFile:
-		a.Size = uint64(n.Size)
+		a.Size = uint64(fileSize(n))
 		var stored int64
 		for _, e := range n.Content {
 			if !e.Hole {

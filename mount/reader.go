@@ -68,11 +68,22 @@ type content struct {
 }
 
 func newContent(n *snapshot.Node) *content {
-	c := &content{ext: n.Content, offs: make([]int64, len(n.Content)+1), size: n.Size}
+	c := &content{ext: n.Content, offs: make([]int64, len(n.Content)+1), size: fileSize(n)}
 	for i, e := range n.Content {
 		c.offs[i+1] = c.offs[i] + e.Size
 	}
 	return c
+}
+
+// fileSize is the size a file of the snapshot has in the mount: what
+// was read of one that could not be read in full at backup time, as
+// restore, archive and cat write it, rather than its size then, which
+// would have to be made up of bytes the snapshot does not hold.
+func fileSize(n *snapshot.Node) int64 {
+	if n.Error != "" {
+		return n.StoredSize()
+	}
+	return n.Size
 }
 
 // extentAt returns the index of the extent holding byte off, or
@@ -134,9 +145,8 @@ func (rd *reader) slices(ctx context.Context, c *content, off int64, n int, sequ
 	var vs [][]byte
 	i := c.extentAt(off)
 	for pos := off; pos < end; i++ {
-		if i >= len(c.ext) { // a file recorded with an error: less content than size
-			vs = appendZeros(vs, end-pos)
-			break
+		if i >= len(c.ext) { // a tree whose size says more than its content holds
+			return nil, fmt.Errorf("the snapshot's tree says the file has %d bytes, its content holds %d: %w", c.size, c.offs[len(c.ext)], repo.ErrCorrupt)
 		}
 		e := c.ext[i]
 		in := pos - c.offs[i]

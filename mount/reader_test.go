@@ -243,3 +243,42 @@ func TestReaderRunsInPackOrder(t *testing.T) {
 		}
 	}
 }
+
+// A file that could not be read in full at backup time is as long as
+// what the snapshot holds of it, as restore writes it, not its size on
+// disk then padded with bytes it never held; a tree whose size says more
+// than its content holds, without saying why, is an error, not zeros.
+func TestReaderShortContent(t *testing.T) {
+	r := newTestRepo(t)
+	ext, want := storeFile(t, r, 3, []int{5000}, nil)
+	rd := newReader(context.Background(), r, DefaultCacheBytes, nil)
+	for _, tc := range []struct {
+		name    string
+		node    snapshot.Node
+		size    int64
+		want    []byte
+		corrupt bool
+	}{
+		{"unreadable, nothing stored", snapshot.Node{Size: 7, Error: "permission denied"}, 0, nil, false},
+		{"unreadable, a part stored", snapshot.Node{Size: 9000, Content: ext, Error: "input/output error"}, 5000, want, false},
+		{"size past the content", snapshot.Node{Size: 9000, Content: ext}, 9000, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.node.Type = snapshot.TypeFile
+			if got := fileSize(&tc.node); got != tc.size {
+				t.Errorf("size %d, want %d", got, tc.size)
+			}
+			p := make([]byte, 10000)
+			n, err := read(rd, newContent(&tc.node), p, 0, false)
+			if tc.corrupt {
+				if !errors.Is(err, repo.ErrCorrupt) {
+					t.Errorf("read: %d bytes, %v; want an error matching repo.ErrCorrupt", n, err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(p[:n], tc.want) {
+				t.Errorf("read: %d bytes, %v; want the %d stored", n, err, len(tc.want))
+			}
+		})
+	}
+}

@@ -48,6 +48,10 @@ type ArchiveOptions struct {
 	// archived is most likely one just browsed) need not decode it again.
 	// The trees below it are loaded ahead by Walk through the loader.
 	LoadTree func(ctx context.Context, id repo.ID) ([]*Node, error)
+	// Incomplete, if set, is called for each file that was not read in
+	// full at backup time (Node.Error says why): the archive holds what
+	// was read, StoredSize bytes, under the file's name.
+	Incomplete func(p string, n *Node)
 }
 
 // WriteArchive writes root (a directory with everything below it, or a
@@ -86,6 +90,15 @@ func WriteArchive(ctx context.Context, r BlobLoader, root *Node, w io.Writer, op
 
 // walkArchive calls fn for root (at opt.Name) and everything below it.
 func walkArchive(ctx context.Context, r BlobLoader, root *Node, opt ArchiveOptions, fn func(p string, n *Node) error) error {
+	if opt.Incomplete != nil {
+		archived := fn
+		fn = func(p string, n *Node) error {
+			if n.Type == TypeFile && n.Error != "" {
+				opt.Incomplete(p, n)
+			}
+			return archived(p, n)
+		}
+	}
 	if err := fn(opt.Name, root); err != nil {
 		return err
 	}
@@ -118,7 +131,10 @@ func tarHeader(p string, n *Node) *tar.Header {
 	case TypeDir:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, p+"/"
 	case TypeFile:
-		hdr.Typeflag, hdr.Size = tar.TypeReg, n.Size
+		// What Cat writes, which is less than Size for a file not read in
+		// full at backup time: a header promising more would end the
+		// archive there.
+		hdr.Typeflag, hdr.Size = tar.TypeReg, n.StoredSize()
 	case TypeSymlink:
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, n.LinkTarget
 	case TypeFifo:

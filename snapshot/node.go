@@ -75,6 +75,18 @@ type Node struct {
 	Error string `json:"error,omitempty"`
 }
 
+// StoredSize returns the number of bytes Cat writes for a file node: the
+// sum of its content's extents, holes included. It is Size unless the
+// file could not be read in full at backup time (Error says why), when
+// it is what was read.
+func (n *Node) StoredSize() int64 {
+	var size int64
+	for _, e := range n.Content {
+		size += e.Size
+	}
+	return size
+}
+
 // FileMode returns the node's type and permissions as an fs.FileMode, the
 // one translation of the stored POSIX bits that every listing (`ls -l`,
 // the UI) and archive shows, so that they cannot disagree.

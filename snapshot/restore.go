@@ -79,6 +79,9 @@ type RestoreSummary struct {
 	// damaged data (only with IgnoreErrors); Files and Bytes leave out
 	// the files among them.
 	Failed int64 `json:"failed"`
+	// Incomplete counts the files restored that were not read in full at
+	// backup time (warned about): they hold what was read.
+	Incomplete int64 `json:"incomplete"`
 }
 
 type restoreItem struct {
@@ -121,6 +124,7 @@ type restorer struct {
 	excludes   gitignore.Matcher
 	includes   gitignore.Matcher // nil: everything not excluded
 	warnings   atomic.Int64
+	incomplete atomic.Int64
 	sum        RestoreSummary
 }
 
@@ -169,6 +173,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	rs.applyDirMetadata()
 	rs.sum.Failed = int64(len(rs.failed))
 	rs.sum.Warnings = rs.warnings.Load()
+	rs.sum.Incomplete = rs.incomplete.Load()
 	return rs.sum, nil
 }
 
@@ -663,7 +668,8 @@ func (rs *restorer) writeData(ctx context.Context) error {
 			continue
 		}
 		if n.Error != "" {
-			rs.warn(it.path, fmt.Errorf("was not readable at backup time (%s); restored with the content that was read", n.Error))
+			rs.incomplete.Add(1)
+			rs.warn(it.path, fmt.Errorf("was not readable at backup time (%s); restored with the %d of its %d bytes that were read", n.Error, n.StoredSize(), n.Size))
 		}
 		var df *deferredFile
 		if it.deferred {
