@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -29,6 +31,25 @@ type badLocationError struct{ err error }
 
 func (e badLocationError) Error() string   { return e.err.Error() }
 func (e badLocationError) Unwrap() []error { return []error{ErrBadLocation, e.err} }
+
+// CheckPort reports whether the host[:port] of a parsed location has a
+// port a connection can be made to, when it has one: a colon with nothing
+// after it, or a number outside 1-65535, is a mistyped location, which
+// would otherwise be dialled (on the scheme's default port, or not at
+// all) and retried as if the server were down.
+func CheckPort(hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil // no port: the scheme's default
+	}
+	switch n, err := strconv.Atoi(port); {
+	case port == "":
+		return fmt.Errorf("%q has a colon but no port after it: write %s:PORT, or leave out the colon", hostport, host)
+	case err != nil || n < 1 || n > 65535:
+		return fmt.Errorf("%q has port %q, which is not a number from 1 to 65535", hostport, port)
+	}
+	return nil
+}
 
 // LocalScheme is the scheme of locations written as plain paths.
 const LocalScheme = "fs"

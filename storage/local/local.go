@@ -67,13 +67,13 @@ func Open(ctx context.Context, location string) (storage.Store, error) {
 		return nil, err
 	}
 	if scheme != storage.LocalScheme {
-		return nil, fmt.Errorf("location has scheme %q: want a directory path or fs:///path", scheme)
+		return nil, storage.BadLocation(fmt.Errorf("location has scheme %q: want a directory path or fs:///path", scheme))
 	}
 	path := location
 	if i := strings.Index(location, "://"); i >= 0 && strings.EqualFold(location[:i], storage.LocalScheme) {
 		path = location[i+len("://"):]
 		if path == "" {
-			return nil, errors.New(`location "fs://" has no directory path`)
+			return nil, storage.BadLocation(errors.New(`location "fs://" has no directory path: write fs:///path/to/dir, or the path alone`))
 		}
 	}
 	dir, err := filepath.Abs(path)

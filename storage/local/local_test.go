@@ -67,6 +67,10 @@ func TestOpenLocation(t *testing.T) {
 				if err == nil {
 					t.Fatalf("Open(%q) = %s, want error", tt.location, st.(*Store).dir)
 				}
+				// The location is at fault: the CLI exits with its usage code.
+				if !errors.Is(err, storage.ErrBadLocation) {
+					t.Errorf("Open(%q): %v, not a storage.ErrBadLocation", tt.location, err)
+				}
 				return
 			}
 			if err != nil {

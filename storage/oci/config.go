@@ -117,12 +117,19 @@ func parseLocationText(s string) (location, error) {
 	if u.User != nil {
 		return location{}, fmt.Errorf("registry location must not carry credentials: use `coffer login %s` or COFFER_REGISTRY_USERNAME/PASSWORD", u.Host)
 	}
+	if err := storage.CheckPort(u.Host); err != nil {
+		return location{}, fmt.Errorf("registry location %q: %w", s, err)
+	}
 	l := location{host: u.Host, repo: strings.Trim(u.Path, "/")}
 	for k, v := range u.Query() {
 		switch {
 		case k == "insecure-http" && len(v) == 1 && (v[0] == "true" || v[0] == "1"):
 			l.insecure = true
 		case k == "insecure-http" && len(v) == 1 && (v[0] == "false" || v[0] == "0"):
+		case k == "insecure-http" && len(v) > 1:
+			return location{}, fmt.Errorf("registry location: insecure-http is given %d times: give it once", len(v))
+		case k == "insecure-http":
+			return location{}, fmt.Errorf("registry location: insecure-http=%q: write insecure-http=true, or leave the option out for HTTPS", v[0])
 		default:
 			return location{}, fmt.Errorf("registry location: unknown option %q (known: insecure-http=true)", k)
 		}

@@ -40,8 +40,8 @@ func TestParseLocation(t *testing.T) {
 		{in: "oci://r.example/a..b", errHas: "invalid repository name"},
 		{in: "oci://r.example/a%20b", errHas: "invalid repository name"},
 		{in: "oci://r.example/repo?foo=bar", errHas: "unknown option"},
-		{in: "oci://r.example/repo?insecure-http=yes", errHas: "unknown option"},
-		{in: "oci://r.example/repo?insecure-http=true&insecure-http=true", errHas: "unknown option"},
+		{in: "oci://r.example/repo?insecure-http=yes", errHas: `insecure-http="yes": write insecure-http=true`},
+		{in: "oci://r.example/repo?insecure-http=true&insecure-http=true", errHas: "insecure-http is given 2 times: give it once"},
 		{in: "oci://r.example/repo?insecure-http=true&x=1", errHas: "unknown option"},
 
 		// The distribution spec's name grammar.
@@ -58,6 +58,12 @@ func TestParseLocation(t *testing.T) {
 		{in: "oci://r.example/Repo", errHas: `write "repo"`},
 		{in: "oci://r.example/repo:latest", errHas: `not a tag or digest: remove ":latest"`},
 		{in: "oci://r.example/repo@sha256:abc", errHas: "not a tag or digest"},
+		// A port a connection cannot be made to, and an option's bad value.
+		{in: "oci://127.0.0.1:/t/r", errHas: "a colon but no port after it"},
+		{in: "oci://127.0.0.1:99999/t/r", errHas: "not a number from 1 to 65535"},
+		{in: "oci://127.0.0.1:0/t/r", errHas: "not a number from 1 to 65535"},
+		{in: "oci://[::1]:/t/r", errHas: "a colon but no port after it"},
+		{in: "oci://h/r?insecure-http=maybe", errHas: `insecure-http="maybe": write insecure-http=true`},
 		// Fragments and over-long names are refused before any request.
 		{in: "oci://h/r#frag", errHas: `"#" fragment`},
 		{in: "oci://h/r#", errHas: `"#" fragment`},

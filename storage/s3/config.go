@@ -149,10 +149,8 @@ func parseLocationText(s string) (location, error) {
 		if u.Host == "" {
 			return location{}, fmt.Errorf("S3 location %q has no host: %s", s, locationForms)
 		}
-		if u.Port() != "" {
-			if p := u.Port(); strings.Trim(p, "0123456789") != "" || p == "0" {
-				return location{}, fmt.Errorf("S3 location %q: invalid port %q", s, p)
-			}
+		if err := storage.CheckPort(u.Host); err != nil {
+			return location{}, fmt.Errorf("S3 location %q: %w", s, err)
 		}
 		l.endpoint = u.Host
 		rest = u.Path

@@ -53,6 +53,10 @@ func TestParseLocation(t *testing.T) {
 		{in: "s3://host/bucket/p?colour=blue", err: `unknown option "colour"`},
 		{in: "s3://host/bucket/p?region=", err: "region= is empty"},
 		{in: "s3://host:x/bucket/p", err: "S3 location"},
+		{in: "s3://127.0.0.1:/bucket/p", err: "a colon but no port"},
+		{in: "s3://127.0.0.1:99999/bucket/p", err: "not a number from 1 to 65535"},
+		{in: "s3://127.0.0.1:0/bucket/p", err: "not a number from 1 to 65535"},
+		{in: "s3://[::1]:65535/bucket/p", want: location{endpoint: "[::1]:65535", bucket: "bucket", prefix: "p", lookup: "auto"}, str: "s3://[::1]:65535/bucket/p"},
 		{in: "oci://host/repo", err: "must start with s3"},
 	}
 	for _, tt := range tests {
