@@ -475,7 +475,7 @@ func (a *app) openRepo(ctx context.Context, name string, lock repo.LockKind, loa
 	}, opts)
 	if err != nil {
 		st.Close()
-		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) {
+		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) && !errors.Is(err, storage.ErrNotCreatable) {
 			return fmt.Errorf("%w; create one with `coffer at %s create`", err, a.g.store)
 		}
 		return err

@@ -104,7 +104,11 @@ func TestBadInputs(t *testing.T) {
 	t.Run("not a repository", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
-		wantOneLineError(t, h.run("at", dir, "ls"), ExitNoRepository, "not a coffer repository")
+		r := h.run("at", dir, "ls")
+		wantOneLineError(t, r, ExitNoRepository, "not a coffer repository", "holds other files", "new or empty one")
+		if strings.Contains(r.stderr, "create one with") {
+			t.Errorf("suggests creating a repository where create refuses to: %s", r.stderr)
+		}
 	})
 	t.Run("create on a non-empty directory", func(t *testing.T) {
 		wantOneLineError(t, h.run("at", src, "create"), ExitNoRepository, "not empty")

@@ -475,3 +475,29 @@ func (h *harness) mustRun(args ...string) string {
 	}
 	return r.stdout
 }
+
+// A registry repository that holds another tool's artifacts is not a
+// coffer repository, and create refuses it: opening it says so and names
+// a tag it holds, without suggesting the create that would fail; a new
+// repository path is one coffer can create in.
+func TestOCIForeignRepository(t *testing.T) {
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	dir := t.TempDir()
+	f := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(f, []byte("not a backup"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	orasAt(t, reg, "push", reg.Host+"/team/notes:v1", "notes.txt")
+
+	h := ociHarness(t, reg, "team/notes")
+	r := h.run(withCA(reg, "at", h.repo, "ls")...)
+	wantOneLineError(t, r, ExitNoRepository, "is not a coffer repository", `"v1"`, "give a repository path of coffer's own")
+	if strings.Contains(r.stderr, "create one with") {
+		t.Errorf("suggests create where create refuses: %s", r.stderr)
+	}
+	wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "create")...), ExitNoRepository, "not empty")
+
+	h = ociHarness(t, reg, "team/backups")
+	wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitNoRepository, "does not exist", "create one with")
+}

@@ -87,7 +87,7 @@ func (a *app) openOther(ctx context.Context, location string) (*otherRepo, error
 	}
 	if err != nil {
 		st.Close()
-		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) {
+		if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, repo.ErrCorrupt) && !errors.Is(err, storage.ErrNotCreatable) {
 			return nil, fmt.Errorf("%w; create one with `coffer at %s create`", err, location)
 		}
 		return nil, fmt.Errorf("%s: %w", location, err)

@@ -46,12 +46,26 @@ const (
 // Kinds lists every kind, in the order a conformance test walks them.
 var Kinds = []Kind{KindPack, KindIndex, KindSnapshot, KindKey, KindLock, KindPlan, KindForgotten}
 
+// NotCreatable returns err marked as ErrNotCreatable: its message is
+// err's, and errors.Is matches both err's chain and ErrNotCreatable.
+func NotCreatable(err error) error { return notCreatableError{err} }
+
+type notCreatableError struct{ err error }
+
+func (e notCreatableError) Error() string   { return e.err.Error() }
+func (e notCreatableError) Unwrap() []error { return []error{ErrNotCreatable, e.err} }
+
 // Sentinel errors a Store wraps so that callers can match them with errors.Is.
 var (
 	// ErrNotFound means the object (or, from Open, the repository) does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrExists means Create found a repository or other content already there.
 	ErrExists = errors.New("already exists")
+	// ErrNotCreatable marks an Open that found no repository where Create
+	// would not make one either: the location holds other data, is not a
+	// directory, or its bucket does not exist. Such errors also match
+	// ErrNotFound, and say what to do instead of creating one there.
+	ErrNotCreatable = errors.New("no repository can be created there")
 	// ErrInvalidName means a name is not a valid object name (see ValidName).
 	ErrInvalidName = errors.New("invalid object name")
 	// ErrInvalidRange means a Range lies outside the object.

@@ -176,10 +176,14 @@ func (s *Store) Open(ctx context.Context) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open repository: %w", err)
 	case !fi.IsDir():
-		return nil, fmt.Errorf("repository %w: %s is not a directory", storage.ErrNotFound, s.dir)
+		return nil, storage.NotCreatable(fmt.Errorf("repository %w: %s is not a directory: give the directory a repository is in, or a new one to create it in",
+			storage.ErrNotFound, s.dir))
 	}
 	config, err := os.ReadFile(filepath.Join(s.dir, configName))
 	switch {
+	case errors.Is(err, os.ErrNotExist) && !emptyDir(s.dir):
+		return nil, storage.NotCreatable(fmt.Errorf("repository %w: %s is not a coffer repository (no config file) and holds other files: give the directory a repository is in, or a new or empty one to create it in",
+			storage.ErrNotFound, s.dir))
 	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("repository %w: %s is not a coffer repository (no config file)", storage.ErrNotFound, s.dir)
 	case err != nil:
@@ -578,3 +582,9 @@ func (s *Store) Flush(ctx context.Context) error {
 
 // Close does nothing; the store holds no open resources.
 func (s *Store) Close() error { return nil }
+
+// emptyDir reports whether dir has no entries (false if it cannot be read).
+func emptyDir(dir string) bool {
+	empty, err := isEmptyDir(dir)
+	return empty && err == nil
+}

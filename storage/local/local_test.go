@@ -146,15 +146,26 @@ func TestCreateMakesParents(t *testing.T) {
 func TestOpenMessages(t *testing.T) {
 	base := t.TempDir()
 	missing := filepath.Join(base, "missing")
+	empty := filepath.Join(base, "empty")
 	notRepo := filepath.Join(base, "photos")
-	if err := os.Mkdir(notRepo, 0o700); err != nil {
+	file := filepath.Join(notRepo, "a.jpg")
+	for _, d := range []string{empty, notRepo} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(file, []byte("jpeg"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Only where Create would succeed may the caller suggest it.
 	tests := []struct {
-		dir, want string
+		dir, want    string
+		notCreatable bool
 	}{
-		{missing, "directory " + missing + " does not exist"},
-		{notRepo, notRepo + " is not a coffer repository (no config file)"},
+		{missing, "directory " + missing + " does not exist", false},
+		{empty, empty + " is not a coffer repository (no config file)", false},
+		{notRepo, notRepo + " is not a coffer repository (no config file) and holds other files: give the directory a repository is in, or a new or empty one", true},
+		{file, file + " is not a directory: give the directory a repository is in, or a new one", true},
 	}
 	for _, tt := range tests {
 		_, err := open(t, tt.dir).Open(context.Background())
@@ -164,6 +175,14 @@ func TestOpenMessages(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Open(%s) = %q, want it to say %q", tt.dir, err, tt.want)
+		}
+		if errors.Is(err, storage.ErrNotCreatable) != tt.notCreatable {
+			t.Errorf("Open(%s): matches ErrNotCreatable %v, want %v", tt.dir, !tt.notCreatable, tt.notCreatable)
+		}
+		if tt.notCreatable {
+			if err := open(t, tt.dir).Create(context.Background(), []byte("config")); err == nil {
+				t.Errorf("Create(%s) succeeded where Open said no repository can be made", tt.dir)
+			}
 		}
 	}
 }

@@ -200,13 +200,19 @@ func (s *Store) Create(ctx context.Context, config []byte) error {
 func (s *Store) Open(ctx context.Context) ([]byte, error) {
 	m, _, err := s.fetchTagged(ctx, tagConfig)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) && !s.repositoryExists(ctx) {
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		tags, lerr := s.listTags(ctx)
+		if isNotFound(lerr) {
 			return nil, fmt.Errorf("repository %s does not exist on %s: %w", s.loc.repo, s.loc.host, storage.ErrNotFound)
 		}
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("%s is not a coffer repository (no %s tag): %w", s.Location(), tagConfig, storage.ErrNotFound)
+		if lerr == nil && len(tags) > 0 {
+			// Create refuses a repository with tags, so it is no advice.
+			return nil, storage.NotCreatable(fmt.Errorf("%s is not a coffer repository (no %s tag; it holds other tags, e.g. %q): give a repository path of coffer's own: %w",
+				s.Location(), tagConfig, tags[0], storage.ErrNotFound))
 		}
-		return nil, err
+		return nil, fmt.Errorf("%s is not a coffer repository (no %s tag): %w", s.Location(), tagConfig, storage.ErrNotFound)
 	}
 	if len(m.Layers) != 1 {
 		return nil, fmt.Errorf("%s: the %s manifest has %d layers, want 1", s.Location(), tagConfig, len(m.Layers))

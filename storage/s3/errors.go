@@ -61,7 +61,7 @@ func (s *Store) wrap(op string, err error) error {
 	e := &s3Error{op: op, where: s.loc.String(), status: resp.StatusCode, code: resp.Code, err: err}
 	switch {
 	case resp.Code == "NoSuchBucket":
-		e.err = errors.Join(err, storage.ErrNotFound)
+		e.err = errors.Join(err, storage.ErrNotFound, storage.ErrNotCreatable)
 		e.advice = fmt.Sprintf("bucket %s does not exist: create it first (aws s3 mb s3://%s, or mc mb), coffer does not create buckets", s.loc.bucket, s.loc.bucket)
 	case resp.Code == "InvalidAccessKeyId" || resp.Code == "XAdminUserNotFound":
 		// VersityGW answers an unknown access key with 404
