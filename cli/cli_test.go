@@ -142,6 +142,17 @@ func TestBadInputs(t *testing.T) {
 			t.Error("-overwrite did not replace the file")
 		}
 	})
+	t.Run("restore into a file", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "afile")
+		os.WriteFile(file, []byte("mine"), 0o644)
+		for _, to := range []string{file, filepath.Join(file, "sub")} {
+			wantOneLineError(t, h.at("restore", id, "-to", to), ExitTarget, "-to")
+			wantOneLineError(t, h.at("restore", id, "-to", to, "-overwrite"), ExitTarget, "-to")
+		}
+		if b, _ := os.ReadFile(file); string(b) != "mine" {
+			t.Errorf("a refused restore changed the file in its way: %q", b)
+		}
+	})
 	t.Run("usage", func(t *testing.T) {
 		wantOneLineError(t, h.at("restore", id), ExitUsage, "-to")
 		wantOneLineError(t, h.at("frobnicate"), ExitUsage, "unknown command")

@@ -150,6 +150,11 @@ func Restore(ctx context.Context, r *repo.Repository, sn *Snapshot, p string, op
 	if err != nil {
 		return rs.sum, err
 	}
+	// Everything is restored into the target, a file too: one in its
+	// place is not replaced, even with Overwrite.
+	if fi, err := os.Stat(target); err == nil && !fi.IsDir() {
+		return rs.sum, fmt.Errorf("%s is a file, not a directory: %w: give -to a directory to restore into (a missing one is created)", target, ErrTargetExists)
+	}
 	if err := rs.survey(ctx, target, node); err != nil {
 		return rs.sum, err
 	}
@@ -474,6 +479,8 @@ func fsError(op, p string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, p, ErrDiskFull)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		return fmt.Errorf("%s %s: %w (%v)", op, p, ErrTargetNotWritable, err)
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%s %s: %w: a file is where a directory leading to it must be; restore to another -to", op, p, ErrTargetNotWritable)
 	}
 	return fmt.Errorf("%s %s: %w", op, p, err)
 }
