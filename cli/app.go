@@ -155,6 +155,24 @@ type app struct {
 	// objectLockDays is create -object-lock's retention, for the S3
 	// store that create opens.
 	objectLockDays int
+	// command is the name of the command run, once the command line
+	// names one.
+	command string
+}
+
+// interruptedMessage says what an interrupted command left behind.
+func interruptedMessage(command string) string {
+	switch command {
+	case "backup":
+		return "interrupted: nothing partial was saved; packs already uploaded are reused by the next backup"
+	case "restore":
+		return "interrupted: the target holds part of the restore; run it again with -overwrite to finish it"
+	case "cat", "archive":
+		return "interrupted: what went to standard output is cut short (an archive -o file is not written)"
+	case "ls", "find", "diff", "stats", "info", "check", "mount", "ui":
+		return "interrupted"
+	}
+	return "interrupted: nothing partial is visible in the repository"
 }
 
 // Main runs coffer with env and returns the process exit code.
@@ -170,7 +188,7 @@ func Main(ctx context.Context, env Env) int {
 	err := a.run(ctx)
 	code := exitCode(err)
 	if code == ExitInterrupted {
-		err = errors.New("interrupted: nothing partial was saved; packs already uploaded are reused by the next backup")
+		err = errors.New(interruptedMessage(a.command))
 	}
 	if err != nil && !errors.Is(err, errCheckFailed) {
 		a.out.fatal(err, code)
@@ -224,6 +242,7 @@ func (a *app) run(ctx context.Context) (err error) {
 	if cmd == nil {
 		return unknownCommand(args[0])
 	}
+	a.command = cmd.name
 	cfs := flag.NewFlagSet("coffer "+cmd.name, flag.ContinueOnError)
 	cfs.SetOutput(io.Discard)
 	var opts any

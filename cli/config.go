@@ -334,6 +334,10 @@ func (a *app) runSecretCommand(ctx context.Context, what, command string) ([]byt
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	if err != nil && ctx.Err() != nil {
+		// Killed because coffer was interrupted, not failed of its own.
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		msg := strings.TrimSpace(strings.SplitN(stderr.String(), "\n", 2)[0])
 		if msg != "" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -77,13 +78,25 @@ func readPassphraseFile(path string) ([]byte, error) {
 }
 
 // prompt reads a passphrase from the controlling terminal.
+// passphraseSources says where the passphrase prompt asks for can come
+// from instead of a terminal.
+func passphraseSources(what string) string {
+	switch {
+	case what == "new passphrase":
+		return "set COFFER_NEW_PASSPHRASE, use -new-passphrase-file, or run on a terminal"
+	case strings.HasPrefix(what, "passphrase of "):
+		return "set COFFER_OTHER_PASSPHRASE, use -other-passphrase-file, or run on a terminal"
+	}
+	return "set COFFER_PASSPHRASE, use -passphrase-file or -passphrase-command, or run on a terminal"
+}
+
 func (a *app) prompt(what string, confirm bool) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		if tty != nil {
 			tty.Close()
 		}
-		return nil, errors.New("no passphrase: set COFFER_PASSPHRASE, use -passphrase-file or -passphrase-command, or run on a terminal")
+		return nil, fmt.Errorf("no %s: %s", what, passphraseSources(what))
 	}
 	defer tty.Close()
 	fmt.Fprintf(tty, "enter %s: ", what)

@@ -305,3 +305,29 @@ func TestInteractivePassphrase(t *testing.T) {
 	h.env["COFFER_PASSPHRASE"] = "typed secret"
 	h.mustAt("key", "list")
 }
+
+// A command interrupted while its -passphrase-command runs exits as
+// interrupted, not as a failed passphrase command, and says what it left
+// behind in its own terms, not a backup's.
+func TestInterruptedWhileAskingPassphrase(t *testing.T) {
+	h := newHarness(t)
+	h.create()
+	delete(h.env, "COFFER_PASSPHRASE")
+	cmd := binaryCmd(t, h, "-passphrase-command", "sleep 100", "at", h.repo, "ls")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("ls interrupted during its passphrase command: %v, want exit %d; stderr %s", err, ExitInterrupted, stderr.String())
+	}
+	if got := strings.TrimSpace(stderr.String()); got != "coffer: interrupted" {
+		t.Errorf("stderr %q, want %q", got, "coffer: interrupted")
+	}
+}
