@@ -12,8 +12,8 @@ type repairOptions struct{ dryRun bool }
 
 var repairCommand = &command{
 	name:     "repair",
-	usage:    "index | snapshots [-dry-run]",
-	summary:  "rebuild the index from the packs, or rewrite snapshots without what is missing",
+	usage:    "index | snapshots [-dry-run] | refs",
+	summary:  "rebuild the index from the packs, rewrite snapshots without what is missing, or retire registry refs tags whose manifests are gone",
 	needRepo: true,
 	ownIndex: true,
 	lock:     func(any) repo.LockKind { return repo.LockExclusive },
@@ -23,14 +23,17 @@ var repairCommand = &command{
 		return o
 	},
 	check: func(_ *app, opts any, args []string) error {
-		if len(args) == 1 && (args[0] == "index" && !opts.(*repairOptions).dryRun || args[0] == "snapshots") {
+		if len(args) == 1 && (args[0] == "index" || args[0] == "refs") && !opts.(*repairOptions).dryRun || len(args) == 1 && args[0] == "snapshots" {
 			return nil
 		}
-		return usageError("repair needs what to repair: index, or snapshots [-dry-run]")
+		return usageError("repair needs what to repair: index, snapshots [-dry-run], or refs")
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
-		if args[0] == "index" {
+		switch args[0] {
+		case "index":
 			return a.repairIndex(ctx)
+		case "refs":
+			return a.repairRefs(ctx)
 		}
 		return a.repairSnapshots(ctx, opts.(*repairOptions).dryRun)
 	},
@@ -44,6 +47,25 @@ func (a *app) repairIndex(ctx context.Context) error {
 	}
 	a.out.textf("indexed %s (%s) in %s, replacing %d; %s left out\n",
 		counted(st.Packs, "pack"), counted(st.Blobs, "blob"), counted(st.IndexObjects, "index object"), st.OldObjects, counted(st.Damaged, "damaged pack"))
+	return nil
+}
+
+func (a *app) repairRefs(ctx context.Context) error {
+	n, err := a.repo.RepairRefs(ctx, func(tag string, kept, lost int) {
+		if kept < 0 {
+			a.out.textf("refs tag %s retired: this client never read it, so the objects it listed are not referenced any more\n", tag)
+			return
+		}
+		a.out.textf("refs tag %s retired: %s it listed referenced again, %d gone from the registry\n", tag, counted(int64(kept), "object"), lost)
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		a.out.textf("every refs tag has its manifest: nothing to repair\n")
+		return nil
+	}
+	a.out.textf("retired %s; run coffer check to see what the repository lost\n", counted(int64(n), "refs tag"))
 	return nil
 }
 

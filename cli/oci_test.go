@@ -501,3 +501,60 @@ func TestOCIForeignRepository(t *testing.T) {
 	h = ociHarness(t, reg, "team/backups")
 	wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitNoRepository, "does not exist", "create one with")
 }
+
+// A registry whose garbage collection deleted the manifests the refs tags
+// name while the tags stayed (Distribution's garbage-collect run while
+// coffer wrote) fails every listing as damage, exit 15, naming the repair
+// (not "try again" for ever); `repair refs` references again what this
+// client read in them, and every snapshot lists, restores and checks.
+// The revisions are deleted from the registry's storage, as the
+// collection deletes them. Elsewhere than a registry there is nothing to
+// repair.
+func TestOCILostRefsManifests(t *testing.T) {
+	reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+	h := ociHarness(t, reg, "lost")
+	src := sourceTree(t)
+	h.create()
+	first := h.backup(src)
+	os.WriteFile(filepath.Join(src, "new.txt"), []byte("second backup"), 0o644)
+	second := h.backup(src)
+	if ls := h.mustAt("ls"); !strings.Contains(ls, first) || !strings.Contains(ls, second) {
+		t.Fatalf("ls before: %s", ls)
+	}
+	manifests := filepath.Join(reg.DataDir, "docker/registry/v2/repositories/lost/_manifests")
+	tags, _ := filepath.Glob(filepath.Join(manifests, "tags", "coffer-refs-*"))
+	if len(tags) == 0 {
+		t.Fatal("no refs tags in the registry's storage")
+	}
+	for _, tag := range tags {
+		link, err := os.ReadFile(filepath.Join(tag, "current", "link"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dgst := strings.TrimPrefix(strings.TrimSpace(string(link)), "sha256:")
+		if err := os.RemoveAll(filepath.Join(manifests, "revisions", "sha256", dgst)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	wantOneLineError(t, h.at("ls"), ExitCorrupt, filepath.Base(tags[0]), "no manifest", "coffer repair refs")
+	out := h.mustAt("repair", "refs")
+	if strings.Count(out, "retired:") != len(tags) || strings.Contains(out, "never read") || !strings.Contains(out, "0 gone") {
+		t.Fatalf("repair refs of %d tags this client read:\n%s", len(tags), out)
+	}
+	if ls := h.mustAt("ls"); !strings.Contains(ls, first) || !strings.Contains(ls, second) {
+		t.Fatalf("ls after repair refs: %s", ls)
+	}
+	h.checkReadData("after repair refs")
+	restored := filepath.Join(t.TempDir(), "restored")
+	h.mustAt("restore", second, "-to", restored)
+	testutil.CompareTrees(t, src, filepath.Join(restored))
+	if out := h.mustAt("repair", "refs"); !strings.Contains(out, "nothing to repair") {
+		t.Errorf("repair refs of a whole repository: %s", out)
+	}
+
+	local := newHarness(t)
+	local.create()
+	wantOneLineError(t, local.at("repair", "refs"), ExitFailure, "keeps no refs tags")
+	wantOneLineError(t, local.at("repair", "refs", "-dry-run"), ExitUsage, "repair needs")
+}

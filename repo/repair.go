@@ -104,3 +104,15 @@ func (r *Repository) RepairIndex(ctx context.Context, problem func(error)) (Repa
 	}
 	return st, storage.Flush(ctx, r.store)
 }
+
+// RepairRefs retires the store's references whose manifests are gone
+// (storage.RefsRepairer), re-publishing what the local cache knows they
+// held. A store without such references has nothing to repair: it fails
+// with storage.ErrNotSupported. Call it under the exclusive lock.
+func (r *Repository) RepairRefs(ctx context.Context, report func(ref string, kept, lost int)) (int, error) {
+	rr, ok := r.store.(storage.RefsRepairer)
+	if !ok {
+		return 0, fmt.Errorf("%s keeps no refs tags (registry repositories do): %w", r.store.Location(), storage.ErrNotSupported)
+	}
+	return rr.RepairRefs(ctx, report)
+}

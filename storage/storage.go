@@ -228,6 +228,18 @@ type Compacter interface {
 	Compact(ctx context.Context) error
 }
 
+// RefsRepairer is implemented by stores that reference objects from
+// manifests of their own (the OCI store's refs tags), which a registry
+// can lose while it still lists their tags.
+type RefsRepairer interface {
+	// RepairRefs retires the references whose manifests are gone, after
+	// re-publishing what the local cache knows they held and the store
+	// still has. report is called per reference retired, with the objects
+	// re-published and the objects gone (-1 each when the cache knows
+	// nothing of it). It returns how many were retired.
+	RepairRefs(ctx context.Context, report func(ref string, kept, lost int)) (int, error)
+}
+
 // Refresher is implemented by stores that remember their listings for a
 // while (the OCI store reads its references once per 30 s).
 type Refresher interface {

@@ -64,6 +64,9 @@ type Store struct {
 	viewMu sync.Mutex // every ref, as last read
 	view   *refView
 	viewAt time.Time
+	// settle is how long a listing waits for listed tags that cannot be
+	// read to be retired (refsSettle; tests shorten it).
+	settle time.Duration
 
 	refusedOnce sync.Once // the notice that DELETE is refused
 
@@ -137,7 +140,7 @@ func Open(ctx context.Context, loc string, opt Options) (*Store, error) {
 	client := newAuthClient(l.host, base, creds)
 	s := &Store{loc: l, opt: opt, client: client, creds: creds,
 		writer: opt.Writer, cache: newDiskCache(opt.CacheDir, l.String()),
-		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor), backoff: retry.Backoff}
+		session: newSessionID(), removing: make(map[layerKey]ocispec.Descriptor), backoff: retry.Backoff, settle: refsSettle}
 	// A registry restarting as a cron job starts is waited for, as it is
 	// later on.
 	err = s.retrying(ctx, func(ctx context.Context) error {

@@ -9,7 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -119,18 +118,30 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	// after a growing pause (a listing on a busy registry takes long
 	// enough for several merges to land in it), for up to a minute.
 	start := time.Now()
+	// The tags that could not be read in every listing so far: a tag
+	// still listed whose manifest stays gone was not retired by a merge,
+	// the registry lost what it names.
+	var unreadable []string
 	for attempt := 0; ; attempt++ {
 		refs, vanished, err := s.readRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if !vanished {
+		if len(vanished) == 0 {
 			s.view = newRefView(refs)
 			s.viewAt = time.Now()
 			return s.view, nil
 		}
-		if time.Since(start) > refsSettle {
-			return nil, fmt.Errorf("registry %s: refs tags kept changing while they were read for %s; try again", s.loc.host, refsSettle)
+		if attempt == 0 {
+			unreadable = vanished
+		} else {
+			unreadable = slices.DeleteFunc(unreadable, func(t string) bool { return !slices.Contains(vanished, t) })
+		}
+		if time.Since(start) > s.settle {
+			if len(unreadable) > 0 {
+				return nil, &DanglingRefsError{Host: s.loc.host, Tags: unreadable, For: s.settle}
+			}
+			return nil, fmt.Errorf("registry %s: refs tags kept changing while they were read for %s; try again", s.loc.host, s.settle)
 		}
 		wait := min(time.Duration(1<<min(attempt, 6))*25*time.Millisecond, 2*time.Second)
 		select {
@@ -145,12 +156,37 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 // retiring the tags it reads.
 const refsSettle = time.Minute
 
+// DanglingRefsError reports refs tags the registry lists but has no
+// manifest for, read after read: a registry's garbage collection run
+// while coffer wrote leaves such tags (it deletes a manifest revision
+// that a tag still names). The objects they listed are not found, and
+// every listing would wait for them; `coffer repair refs` (RepairRefs)
+// re-publishes what the cache knows they held and retires them. It
+// matches storage.ErrCorrupt.
+type DanglingRefsError struct {
+	Host string
+	Tags []string
+	For  time.Duration // how long they were read without success
+}
+
+func (e *DanglingRefsError) Error() string {
+	what := fmt.Sprintf("refs tag %s is listed, but the registry has no manifest for it", e.Tags[0])
+	if len(e.Tags) > 1 {
+		what = fmt.Sprintf("%d refs tags (%s first) are listed, but the registry has no manifest for them", len(e.Tags), e.Tags[0])
+	}
+	return fmt.Sprintf("registry %s: %s (read for %s): a garbage collection run while coffer wrote leaves such tags; `coffer repair refs` re-publishes what this client's cache knows they held and removes them",
+		e.Host, what, e.For)
+}
+
+// Unwrap makes the error match storage.ErrCorrupt: the store lost data.
+func (e *DanglingRefsError) Unwrap() error { return storage.ErrCorrupt }
+
 // readRefs lists the tags and reads every refs tag and legacy root,
-// reporting whether one vanished (or became a tombstone) meanwhile.
-func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
+// returning the tags that vanished (or became tombstones) meanwhile.
+func (s *Store) readRefs(ctx context.Context) ([]*ref, []string, error) {
 	all, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
-		return nil, false, s.wrap("listing tags", err)
+		return nil, nil, s.wrap("listing tags", err)
 	}
 	var tags []string
 	for _, t := range all {
@@ -165,7 +201,7 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 	refs := make([]*ref, len(tags))
 	known := s.cache.refs()
 	read := make([]cachedRef, len(tags))
-	var vanished atomic.Bool
+	vanished := make([]bool, len(tags))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, tag := range tags {
@@ -176,14 +212,12 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 			} else {
 				refs[i], err = s.loadLegacyRoot(gctx, tag)
 			}
-			if err == nil && refs[i] == nil {
-				vanished.Store(true)
-			}
+			vanished[i] = err == nil && refs[i] == nil
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	fresh := map[string]cachedRef{}
 	changed := false
@@ -191,12 +225,23 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, bool, error) {
 		if r.Manifest != nil {
 			fresh[tags[i]] = r
 			changed = changed || known[tags[i]].Digest != r.Digest
+		} else if k := known[tags[i]]; vanished[i] && k.Manifest != nil && !s.cache.isTombstone(tags[i]) {
+			// Listed but unreadable: retired meanwhile, which the next
+			// listing shows, or its manifest lost, when what the cache
+			// read of it is all RepairRefs has to re-publish.
+			fresh[tags[i]] = k
 		}
 	}
 	if changed || len(fresh) != len(known) {
 		s.cache.putRefs(fresh)
 	}
-	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), vanished.Load(), nil
+	var gone []string
+	for i, v := range vanished {
+		if v {
+			gone = append(gone, tags[i])
+		}
+	}
+	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), gone, nil
 }
 
 // forgetView drops the refs read, so the next use reads them again.
