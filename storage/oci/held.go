@@ -242,11 +242,13 @@ type errLayersGone struct {
 func (e errLayersGone) Error() string {
 	return fmt.Sprintf("%d objects to be referenced (%s first) are gone from the registry and no longer at hand to upload again: "+
 		"its garbage collection deleted them before a tag reached them; give unreferenced uploads more time "+
-		"(zot gcDelay, Harbor's GC time window) or set a shorter -reference-within, and run the backup again",
+		"(zot gcDelay, Harbor's GC time window) or set a shorter -reference-within, run the backup again, and see what coffer check says",
 		e.n, shortDigest(e.first))
 }
 
-func (e errLayersGone) Unwrap() error { return storage.ErrNotFound }
+// Unwrap makes the error match storage.ErrCorrupt: the store lost
+// objects (exit 15), not the repository (storage.ErrNotFound, exit 10).
+func (e errLayersGone) Unwrap() error { return storage.ErrCorrupt }
 
 // missingLayers returns the layers the registry does not have.
 func (s *Store) missingLayers(ctx context.Context, layers []ocispec.Descriptor) (map[digest.Digest]bool, error) {
