@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/testutil"
@@ -210,5 +211,27 @@ func TestArchiveDamagedData(t *testing.T) {
 	wantOneLineError(t, r, ExitCorrupt, "corrupted")
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("a failed archive left %v behind", ents)
+	}
+}
+
+// An archive -o whose file system fills up exits with the disk-full code,
+// names the archive (not its temporary file) and what to do, and leaves
+// nothing there.
+func TestArchiveOutOfSpace(t *testing.T) {
+	testutil.RequireRoot(t, "mounting tmpfs")
+	h := newHarness(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(3, 4<<20), 0o644)
+	h.create()
+	h.backup(src)
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	out := filepath.Join(dir, "a.tar")
+	wantOneLineError(t, h.at("archive", "latest", "-o", out), ExitDiskFull, "writing "+out, "no space left", "write the archive elsewhere")
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("the full file system holds %d entries after the failed archive (%v), want none", len(entries), err)
 	}
 }

@@ -329,6 +329,17 @@ func TestBackupOutOfSpace(t *testing.T) {
 			t.Errorf("a backup that ran out of space changed the repository:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
+	t.Run("TMPDIR missing or a file, registry", func(t *testing.T) {
+		reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
+		h := ociHarness(t, reg, "coffer/notmp")
+		h.create()
+		file := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(file, nil, 0o644)
+		for _, tmp := range []string{filepath.Join(t.TempDir(), "gone"), file} {
+			h.env["TMPDIR"] = tmp
+			wantOneLineError(t, h.at("backup", src), ExitFailure, tmp+" (TMPDIR)", "set TMPDIR to a directory that exists")
+		}
+	})
 	t.Run("TMPDIR, registry", func(t *testing.T) {
 		reg := testregistry.StartRegistry(t, testregistry.RegistryOptions{Kind: testregistry.Distribution, Delete: true})
 		h := ociHarness(t, reg, "coffer/full")

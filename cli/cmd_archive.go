@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/snapshot"
@@ -131,13 +132,17 @@ func writeFileAtomically(name string, write func(io.Writer) error) (size int64, 
 	cw := &countingWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 1<<20)
 	if err := write(bw); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return 0, fmt.Errorf("writing %s: %w (nothing was left there): free space on its file system, or write the archive elsewhere", name, errNoSpace)
+		}
 		return 0, err
 	}
-	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("writing %s: %w", name, err)
+	for _, finish := range []func() error{bw.Flush, f.Sync} {
+		if err := finish(); errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return 0, fmt.Errorf("writing %s: %w (nothing was left there): free space on its file system, or write the archive elsewhere", name, errNoSpace)
+		} else if err != nil {
+			return 0, fmt.Errorf("writing %s: %w", name, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return 0, fmt.Errorf("writing %s: %w", name, err)

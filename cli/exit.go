@@ -22,7 +22,7 @@ const (
 	ExitNoPath        = 14  // path not in the snapshot
 	ExitCorrupt       = 15  // data failed verification; check found errors
 	ExitTarget        = 16  // restore target exists or is not writable
-	ExitDiskFull      = 17  // no space left on the restore target, or for a backup's pack files
+	ExitDiskFull      = 17  // no space left on the restore target, for a backup's pack files, or for an archive -o
 	ExitAccessDenied  = 18  // the store refused the credentials, or a delete (Object Lock)
 	ExitLocked        = 19  // another process holds the exclusive lock
 	ExitInterrupted   = 130 // interrupted by a signal
@@ -49,6 +49,10 @@ var errRestorePartial = errors.New("restore is partial: damaged data kept some f
 // snapshot holds only in part: they could not be read in full at backup
 // time, and the backup warned and exited 3 then.
 var errIncomplete = errors.New("not read in full at backup time")
+
+// errNoSpace reports a file coffer writes (an archive) that its file
+// system has no room for.
+var errNoSpace = errors.New("no space left on device")
 
 // exitCode maps an error to its exit code: one table, in one place.
 func exitCode(err error) int {
@@ -77,7 +81,7 @@ func exitCode(err error) int {
 		return ExitCorrupt
 	case errors.Is(err, snapshot.ErrTargetExists), errors.Is(err, snapshot.ErrTargetNotWritable):
 		return ExitTarget
-	case errors.Is(err, snapshot.ErrDiskFull), errors.Is(err, repo.ErrNoTempSpace):
+	case errors.Is(err, snapshot.ErrDiskFull), errors.Is(err, repo.ErrNoTempSpace), errors.Is(err, errNoSpace):
 		return ExitDiskFull
 	case errors.Is(err, storage.ErrAccessDenied), errors.Is(err, storage.ErrRetained):
 		return ExitAccessDenied
@@ -104,7 +108,7 @@ var exitCodeTable = []struct {
 	{ExitNoPath, "path not in the snapshot"},
 	{ExitCorrupt, "data failed verification (tampered, truncated or missing object), or check found problems"},
 	{ExitTarget, "restore target: a file exists (use -overwrite) or the target is not writable"},
-	{ExitDiskFull, "no space left on the restore target, or for a backup's pack files"},
+	{ExitDiskFull, "no space left on the restore target, for a backup's pack files, or for the file archive -o writes"},
 	{ExitAccessDenied, "the store refused the credentials, or Object Lock still retains an object tag or key would delete (forget and prune skip such objects and exit 0)"},
 	{ExitLocked, "the repository is locked by another forget or prune"},
 	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM); nothing partial is visible"},

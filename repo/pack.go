@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -82,7 +83,11 @@ func newPackBuilder(dir string, fp storage.FilePutter, blobs BlobType) (*packBui
 			// until they are referenced.
 			var pe *os.PathError
 			inTMPDIR := errors.As(err, &pe) && filepath.Dir(pe.Path) == filepath.Clean(dir)
-			return nil, tempFileError("creating a pack file", "the store's directory", err, inTMPDIR)
+			where := "the store's directory"
+			if inTMPDIR {
+				where = dir
+			}
+			return nil, tempFileError("creating a pack file", where, err, inTMPDIR)
 		}
 		// A registry store's files are in TMPDIR (unlinked, so their
 		// name is only a hint); a local store's in its repository.
@@ -112,6 +117,9 @@ const packWriteBuffer = 1 << 20
 func tempFileError(op, dir string, err error, inTMPDIR bool) error {
 	if dir == "" {
 		dir = os.TempDir()
+	}
+	if inTMPDIR && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrPermission)) {
+		return fmt.Errorf("%s in %s (TMPDIR): %w; set TMPDIR to a directory that exists and that you can write to", op, dir, err)
 	}
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%s in %s: %w", op, dir, err)
