@@ -426,6 +426,15 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 		return nil, fmt.Errorf("%w: no repository: use `coffer at <store> <command>` or set COFFER_REPOSITORY", errUsage)
 	}
 	o := a.ociOptions()
+	if scheme, _ := storage.Scheme(a.g.store); scheme == "oci" && (o.Username == "") != (o.Password == "") {
+		// Half a pair would reach the registry as no credentials, or fail
+		// there with the library's words.
+		set, unset := "COFFER_REGISTRY_USERNAME", "COFFER_REGISTRY_PASSWORD"
+		if o.Username == "" {
+			set, unset = unset, set
+		}
+		return nil, usageError("%s is set but %s is not: set both, or neither to use the docker config (coffer login)", set, unset)
+	}
 	if err := a.registryCredentials(ctx, &o, a.storeCfg); err != nil {
 		return nil, err
 	}

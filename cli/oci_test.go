@@ -196,6 +196,13 @@ func TestOCIBadInputs(t *testing.T) {
 			t.Error("the error shows the password")
 		}
 	})
+	t.Run("half the credentials", func(t *testing.T) {
+		for set, unset := range map[string]string{"COFFER_REGISTRY_USERNAME": "COFFER_REGISTRY_PASSWORD", "COFFER_REGISTRY_PASSWORD": "COFFER_REGISTRY_USERNAME"} {
+			h := ociHarness(t, reg, "r")
+			h.env[set] = reg.Username
+			wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitUsage, set+" is set but "+unset+" is not", "set both")
+		}
+	})
 	t.Run("missing credentials", func(t *testing.T) {
 		h := ociHarness(t, reg, "r")
 		h.env["DOCKER_CONFIG"] = t.TempDir()

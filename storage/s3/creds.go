@@ -133,5 +133,20 @@ func (p envProvider) Retrieve() (credentials.Value, error) {
 	}, nil
 }
 
+// halfSetKeys says which of the access key and its secret the
+// environment sets without the other, which the chain then passes over as
+// if neither were set; "" when both or neither are set.
+func halfSetKeys(getenv func(string) string) string {
+	id := cmpOr(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_ACCESS_KEY"))
+	secret := cmpOr(getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SECRET_KEY"))
+	switch {
+	case id != "" && secret == "":
+		return "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is empty: set both"
+	case id == "" && secret != "":
+		return "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is empty: set both"
+	}
+	return ""
+}
+
 // IsExpired is false: the environment does not change under a process.
 func (envProvider) IsExpired() bool { return false }

@@ -79,6 +79,9 @@ func (s *Store) wrap(op string, err error) error {
 	case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && s.creds.source() == noCredentials:
 		e.err = errors.Join(err, storage.ErrAccessDenied)
 		e.advice = "no credentials were found (no AWS_ACCESS_KEY_ID, no profile in ~/.aws, no IAM role) and the bucket refuses anonymous requests: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+		if half := halfSetKeys(s.opt.getenv()); half != "" {
+			e.advice = "the bucket refuses anonymous requests, and " + half
+		}
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		e.err = errors.Join(err, storage.ErrAccessDenied)
 		e.advice = fmt.Sprintf("the credentials from %s lack the permission (docs/s3.md lists what each command needs)", s.creds.source())

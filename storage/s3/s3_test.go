@@ -539,6 +539,13 @@ func TestNoCredentials(t *testing.T) {
 	if got := st.Describe(t.Context())["credentials"]; !strings.HasPrefix(got, "none") {
 		t.Errorf("Describe without credentials: credentials = %q", got)
 	}
+
+	// Half a key pair counts as none, and the refusal says which half.
+	env["AWS_ACCESS_KEY_ID"] = "AKIAHALF"
+	_, err = st.Open(t.Context())
+	if !errors.Is(err, storage.ErrAccessDenied) || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is empty: set both") {
+		t.Fatalf("Open with only AWS_ACCESS_KEY_ID = %v; want ErrAccessDenied naming the missing secret", err)
+	}
 }
 
 // Objects named by their bytes are written with If-None-Match: *, so a
