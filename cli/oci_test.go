@@ -203,6 +203,21 @@ func TestOCIBadInputs(t *testing.T) {
 			wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitUsage, set+" is set but "+unset+" is not", "set both")
 		}
 	})
+	t.Run("unreadable docker config credentials", func(t *testing.T) {
+		for what, config := range map[string]string{
+			"a credsStore that is not installed": `{"credsStore":"nosuchhelper"}`,
+			"an auth field that does not decode": `{"auths":{"` + reg.Host + `":{"auth":"!!notbase64"}}}`,
+		} {
+			h := ociHarness(t, reg, "r")
+			h.env["DOCKER_CONFIG"] = t.TempDir()
+			if err := os.WriteFile(filepath.Join(h.env["DOCKER_CONFIG"], "config.json"), []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Log(what)
+			wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitFailure, reg.Host,
+				"reading its credentials from docker config "+filepath.Join(h.env["DOCKER_CONFIG"], "config.json"), "fix that file", "coffer login")
+		}
+	})
 	t.Run("missing credentials", func(t *testing.T) {
 		h := ociHarness(t, reg, "r")
 		h.env["DOCKER_CONFIG"] = t.TempDir()
@@ -211,6 +226,12 @@ func TestOCIBadInputs(t *testing.T) {
 	t.Run("unknown CA", func(t *testing.T) {
 		h := ociHarness(t, reg, "r")
 		wantOneLineError(t, h.at("create"), ExitFailure, reg.Host, "unknown authority", "-ca-file")
+	})
+	t.Run("plain HTTP to an HTTPS port", func(t *testing.T) {
+		h := ociHarness(t, reg, "r")
+		for _, args := range [][]string{{"-insecure-http", "at", h.repo, "ls"}, {"at", h.repo + "?insecure-http=true", "ls"}} {
+			wantOneLineError(t, h.run(args...), ExitFailure, reg.Host, "400", "speaks HTTPS", "drop -insecure-http")
+		}
 	})
 	t.Run("missing repository", func(t *testing.T) {
 		h := ociHarness(t, reg, "no/such/repo")

@@ -94,8 +94,30 @@ func newCredentials(host string, opt Options) (credentialSource, error) {
 	if err != nil {
 		return credentialSource{}, err
 	}
-	return credentialSource{fn: credentials.Credential(store), desc: "docker config " + path, path: path}, nil
+	fn := credentials.Credential(store)
+	read := func(ctx context.Context, host string) (auth.Credential, error) {
+		cred, err := fn(ctx, host)
+		if err != nil {
+			return cred, &credentialError{path: path, err: err}
+		}
+		return cred, nil
+	}
+	return credentialSource{fn: read, desc: "docker config " + path, path: path}, nil
 }
+
+// credentialError is a docker config whose credentials for a host cannot
+// be read: a credsStore or credHelpers program that is missing or fails,
+// an auth field that does not decode.
+type credentialError struct {
+	path string
+	err  error
+}
+
+func (e *credentialError) Error() string {
+	return fmt.Sprintf("reading its credentials from docker config %s: %v: fix that file (its credsStore or credHelpers entry, or the auth field), run coffer login again, or set COFFER_REGISTRY_USERNAME and COFFER_REGISTRY_PASSWORD", e.path, e.err)
+}
+
+func (e *credentialError) Unwrap() error { return e.err }
 
 // dockerStore opens the docker credential store (config.json plus its
 // helpers). Writes go to config.json in plain text only when no helper is

@@ -52,6 +52,10 @@ func wrapError(loc location, credDesc, op string, err error) error {
 	}
 	var resp *errcode.ErrorResponse
 	if !errors.As(err, &resp) {
+		var ce *credentialError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("registry %s: %s: %w", loc.host, op, ce)
+		}
 		if errors.Is(err, errdef.ErrNotFound) {
 			return fmt.Errorf("registry %s: %s: %w", loc.host, op, storage.ErrNotFound)
 		}
@@ -80,9 +84,13 @@ func wrapError(loc location, credDesc, op string, err error) error {
 			re.advice = fmt.Sprintf("repository %s does not exist", loc.repo)
 		}
 	case http.StatusBadRequest:
-		if re.code == errcode.ErrorCodeDigestInvalid || strings.Contains(strings.ToLower(re.msg), "digest") {
+		switch {
+		case re.code == errcode.ErrorCodeDigestInvalid || strings.Contains(strings.ToLower(re.msg), "digest"):
 			re.err = errors.Join(err, storage.ErrInvalidName)
 			re.advice = "the bytes do not hash to the object's name"
+		case re.code == "" && resp.URL != nil && resp.URL.Scheme == "http":
+			// What Go's and nginx's TLS servers answer a plain request.
+			re.advice = "a 400 with no registry error is what a server that speaks HTTPS answers plain HTTP: drop -insecure-http (and ?insecure-http=true), and give -ca-file if its certificate is your own"
 		}
 	case http.StatusMethodNotAllowed:
 		re.err = errors.Join(err, storage.ErrNotSupported)
