@@ -186,6 +186,18 @@ func TestNewerFormat(t *testing.T) {
 	os.WriteFile(cfg, b, 0o600)
 	h.env["COFFER_PASSPHRASE"] = "" // must fail before asking for a passphrase
 	wantOneLineError(t, h.at("ls"), ExitNewerFormat, "format version 2", "upgrade")
+
+	// A config changed past its first byte fails authentication; the
+	// object is named once ("config", not "config config").
+	b[0]--
+	b[len(b)-1] ^= 1
+	os.WriteFile(cfg, b, 0o600)
+	h.env["COFFER_PASSPHRASE"] = testPassphrase
+	r := h.at("ls")
+	wantOneLineError(t, r, ExitCorrupt, "config is corrupted or was tampered with")
+	if strings.Contains(r.stderr, "config config") {
+		t.Errorf("the config is named twice: %s", r.stderr)
+	}
 }
 
 // Tampered or truncated objects are named and never restored as good data.

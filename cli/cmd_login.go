@@ -57,10 +57,15 @@ var logoutCommand = &command{
 		if len(args) != 1 {
 			return usageError("logout takes one registry host")
 		}
-		if err := oci.Logout(ctx, args[0], a.ociOptions()); err != nil {
+		removed, path, err := oci.Logout(ctx, args[0], a.ociOptions())
+		if err != nil {
 			return err
 		}
-		a.out.textf("removed credentials for %s\n", args[0])
+		if !removed {
+			a.out.textf("no credentials for %s were stored (looked in %s and its credential helpers): nothing to remove\n", args[0], path)
+		} else {
+			a.out.textf("removed credentials for %s\n", args[0])
+		}
 		a.out.result(loginEvent{Type: "logout", Registry: args[0]})
 		return nil
 	},

@@ -254,8 +254,17 @@ func TestOCIBadInputs(t *testing.T) {
 			t.Errorf("login did not write the docker config: %s", cfg)
 		}
 		h.mustRun(withCA(reg, "at", h.repo, "create")...)
-		h.mustRun("logout", reg.Host)
+		if out := h.mustRun("logout", reg.Host); !strings.Contains(out, "removed credentials for "+reg.Host) {
+			t.Errorf("logout: %q", out)
+		}
 		wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitAccessDenied, "coffer login")
+		if out := h.mustRun("logout", reg.Host); !strings.Contains(out, "no credentials for "+reg.Host+" were stored") {
+			t.Errorf("logout with nothing stored: %q", out)
+		}
+		// Credentials are a registry's: a repository location is refused.
+		r = runWithStdin(h, reg.Password+"\n", withCA(reg, "login", "-username", reg.Username, "-password-stdin", "oci://"+reg.Host+"/t/a1")...)
+		wantOneLineError(t, r, ExitUsage, "names a repository (t/a1)", "coffer login "+reg.Host)
+		wantOneLineError(t, h.run("logout", reg.Host+"/t/a1"), ExitUsage, "names a repository")
 	})
 }
 

@@ -38,6 +38,9 @@ type IntegrityError struct {
 
 func (e *IntegrityError) Error() string {
 	where := fmt.Sprintf("%s %s", e.Kind, e.Name)
+	if string(e.Kind) == e.Name {
+		where = e.Name // the config, which is one of its kind
+	}
 	if e.Pack != "" {
 		where += " in pack " + e.Pack
 	}

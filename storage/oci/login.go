@@ -8,6 +8,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Login checks username and password against the registry at host and
@@ -15,7 +17,10 @@ import (
 // helper if one is configured, else in its config.json, whose path it
 // returns.
 func Login(ctx context.Context, host, username, password string, opt Options) (string, error) {
-	host = strings.TrimPrefix(strings.TrimSuffix(host, "/"), "oci://")
+	host, err := registryHost(host)
+	if err != nil {
+		return "", err
+	}
 	base, err := newTransport(opt)
 	if err != nil {
 		return "", err
@@ -41,15 +46,41 @@ func Login(ctx context.Context, host, username, password string, opt Options) (s
 	return path, nil
 }
 
-// Logout removes the stored credentials for host.
-func Logout(ctx context.Context, host string, opt Options) error {
-	host = strings.TrimPrefix(strings.TrimSuffix(host, "/"), "oci://")
+// Logout removes the stored credentials for host. It reports whether
+// there were any, and where they were looked for.
+func Logout(ctx context.Context, host string, opt Options) (removed bool, path string, err error) {
+	host, err = registryHost(host)
+	if err != nil {
+		return false, "", err
+	}
 	store, path, err := dockerStore(opt.DockerConfig)
 	if err != nil {
-		return err
+		return false, "", err
+	}
+	cred, err := store.Get(ctx, host)
+	if err != nil {
+		return false, path, &credentialError{path: path, err: err}
+	}
+	if cred == auth.EmptyCredential {
+		return false, path, nil
 	}
 	if err := credentials.Logout(ctx, store, host); err != nil {
-		return fmt.Errorf("removing credentials for %s from %s: %w", host, path, err)
+		return false, path, fmt.Errorf("removing credentials for %s from %s: %w", host, path, err)
 	}
-	return nil
+	return true, path, nil
+}
+
+// registryHost returns the registry host a login or logout names: a host
+// with an optional port, oci:// and a trailing slash allowed. A
+// repository path is refused, as docker login refuses it, since
+// credentials are a registry's, not a repository's.
+func registryHost(arg string) (string, error) {
+	host := strings.TrimPrefix(strings.TrimSuffix(arg, "/"), "oci://")
+	if h, path, ok := strings.Cut(host, "/"); ok {
+		return "", storage.BadLocation(fmt.Errorf("%q names a repository (%s) on %s: credentials are a registry's; give the host alone, as in coffer login %s", arg, path, h, h))
+	}
+	if host == "" {
+		return "", storage.BadLocation(fmt.Errorf("no registry host given: write one, as in coffer login ghcr.io"))
+	}
+	return host, nil
 }
