@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -203,7 +204,7 @@ func (a *app) run(ctx context.Context) (err error) {
 			a.usage(fs)
 			return nil
 		}
-		return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
+		return fmt.Errorf("%w: %v (see coffer -h)", errUsage, explainFlagError(fs, err))
 	}
 	args := fs.Args()
 	if len(args) >= 1 && args[0] == "at" {
@@ -213,7 +214,7 @@ func (a *app) run(ctx context.Context) (err error) {
 		a.g.store = args[1]
 		// Global flags may follow the store too: `coffer at R -json ls`.
 		if err := fs.Parse(args[2:]); err != nil {
-			return fmt.Errorf("%w: %v (see coffer -h)", errUsage, err)
+			return fmt.Errorf("%w: %v (see coffer -h)", errUsage, explainFlagError(fs, err))
 		}
 		args = fs.Args()
 	} else {
@@ -262,7 +263,7 @@ func (a *app) run(ctx context.Context) (err error) {
 			a.commandUsage(cmd)
 			return nil
 		}
-		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, err)
+		return fmt.Errorf("%w: %s: %v", errUsage, cmd.name, explainFlagError(cfs, err))
 	}
 	a.out.silent, a.out.json = a.g.silent, a.g.json
 	if !cmd.noStore {
@@ -594,4 +595,35 @@ func (a *app) commandUsage(c *command) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintln(w, "\nGlobal flags (see coffer -h) may come before `at`, after the store, or among these.")
+}
+
+// flagValueError is the flag package's message for a value its own
+// types cannot parse, which says no more than "parse error".
+var flagValueError = regexp.MustCompile(`^invalid value "(.*)" for flag -([^:]+): parse error$`)
+
+// explainFlagError adds to a flag error what the flag's value must look
+// like, where the flag package says only that it did not parse.
+func explainFlagError(fs *flag.FlagSet, err error) error {
+	m := flagValueError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	want := ""
+	switch fmt.Sprintf("%T", f.Value) {
+	case "*flag.durationValue":
+		want = "a duration such as 90s, 10m or 1h30m"
+	case "*flag.intValue", "*flag.int64Value", "*flag.uintValue", "*flag.uint64Value":
+		want = "a whole number"
+	case "*flag.float64Value":
+		want = "a number"
+	case "*flag.boolValue":
+		want = "true or false"
+	default:
+		return err
+	}
+	return fmt.Errorf("-%s %q: want %s", m[2], m[1], want)
 }

@@ -157,6 +157,10 @@ func TestBadInputs(t *testing.T) {
 		wantOneLineError(t, h.at("restore", id), ExitUsage, "-to")
 		wantOneLineError(t, h.at("frobnicate"), ExitUsage, "unknown command")
 		wantOneLineError(t, h.at("check", "-read-data-subset", "200%"), ExitUsage, "percentage")
+		// A value the flag package cannot parse says what it must look like.
+		wantOneLineError(t, h.run("-retry-for", "10x", "at", h.repo, "ls"), ExitUsage, `-retry-for "10x": want a duration such as`)
+		wantOneLineError(t, h.at("ls", "-retry-for", "10x"), ExitUsage, `-retry-for "10x": want a duration such as`)
+		wantOneLineError(t, h.at("-limit-upload", "abc", "ls"), ExitUsage, `-limit-upload "abc": want a whole number`)
 	})
 }
 
