@@ -29,7 +29,7 @@ var cacheCommand = &command{
 	summary: "list the local caches, with their sizes and last use, and the keys -key-cache holds; -cleanup removes caches unused for a while",
 	noStore: true,
 	flags: func(fs *flag.FlagSet) any {
-		o := &cacheOptions{maxAge: withinFlag{snapshot.Duration{Days: 30}}}
+		o := &cacheOptions{maxAge: withinFlag{d: snapshot.Duration{Days: 30}}}
 		fs.BoolVar(&o.cleanup, "cleanup", false, "remove the caches not used for -max-age")
 		fs.Var(&o.maxAge, "max-age", "with -cleanup: remove caches unused for this long (like 30d, 6m, 1y2m; default 30d)")
 		fs.BoolVar(&o.forgetKeys, "forget-keys", false, "remove every repository key -key-cache holds, so that the next commands ask for passphrases")

@@ -73,8 +73,12 @@ func (k *keepCount) Set(v string) error {
 	return nil
 }
 
-// withinFlag is -keep-within's duration.
-type withinFlag struct{ d snapshot.Duration }
+// withinFlag is -keep-within's duration, and whether it was given: 0d
+// is a policy too, one that keeps nothing by age.
+type withinFlag struct {
+	d   snapshot.Duration
+	set bool
+}
 
 func (w *withinFlag) String() string {
 	if w.d.IsZero() {
@@ -85,7 +89,7 @@ func (w *withinFlag) String() string {
 
 func (w *withinFlag) Set(v string) error {
 	d, err := snapshot.ParseDuration(v)
-	w.d = d
+	w.d, w.set = d, err == nil
 	return err
 }
 
@@ -100,12 +104,12 @@ func (o *forgetOptions) policy() snapshot.ExpirePolicy {
 	return p
 }
 
-// policySet reports whether any -keep-* flag was given (-keep-last 0
-// included: it is a policy that keeps nothing, which -allow-empty
-// decides on).
+// policySet reports whether any -keep-* flag was given (-keep-last 0 and
+// -keep-within 0d included: each is a policy that keeps nothing, which
+// -allow-empty decides on).
 func (o *forgetOptions) policySet() bool {
 	return o.last.set || o.hourly.set || o.daily.set || o.weekly.set || o.monthly.set || o.yearly.set ||
-		!o.within.d.IsZero() || len(o.keepTags) > 0
+		o.within.set || len(o.keepTags) > 0
 }
 
 func splitTags(s string) []string {

@@ -164,8 +164,10 @@ func TestForgetBadInput(t *testing.T) {
 			}
 		})
 	}
-	if r := h.at("forget", "-keep-tag", "weekly"); !strings.Contains(r.stderr, "-allow-empty") {
-		t.Errorf("the refusal does not name -allow-empty: %q", r.stderr)
+	for _, policy := range [][]string{{"-keep-tag", "weekly"}, {"-keep-last", "0"}, {"-keep-within", "0d"}} {
+		if r := h.at(append([]string{"forget"}, policy...)...); !strings.Contains(r.stderr, "-allow-empty") {
+			t.Errorf("the refusal of forget %v does not name -allow-empty: %q", policy, r.stderr)
+		}
 	}
 	h.mustAt("forget", "-keep-tag", "weekly", "-allow-empty")
 	if got := listedIDs(t, h); len(got) != 0 {
