@@ -426,6 +426,11 @@ func (a *app) openStore(ctx context.Context) (storage.Store, error) {
 	if a.g.store == "" {
 		return nil, fmt.Errorf("%w: no repository: use `coffer at <store> <command>` or set COFFER_REPOSITORY", errUsage)
 	}
+	if a.g.caFile != "" {
+		if _, err := os.Stat(a.g.caFile); err != nil {
+			return nil, usageError("-ca-file: %v: give the PEM file of the certificate authorities to trust", err)
+		}
+	}
 	o := a.ociOptions()
 	if scheme, _ := storage.Scheme(a.g.store); scheme == "oci" && (o.Username == "") != (o.Password == "") {
 		// Half a pair would reach the registry as no credentials, or fail

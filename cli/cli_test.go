@@ -161,6 +161,10 @@ func TestBadInputs(t *testing.T) {
 		wantOneLineError(t, h.run("-retry-for", "10x", "at", h.repo, "ls"), ExitUsage, `-retry-for "10x": want a duration such as`)
 		wantOneLineError(t, h.at("ls", "-retry-for", "10x"), ExitUsage, `-retry-for "10x": want a duration such as`)
 		wantOneLineError(t, h.at("-limit-upload", "abc", "ls"), ExitUsage, `-limit-upload "abc": want a whole number`)
+		// Files named by flags that are not there.
+		missing := filepath.Join(t.TempDir(), "missing")
+		wantOneLineError(t, h.at("-ca-file", missing, "ls"), ExitUsage, "-ca-file", missing, "PEM file")
+		wantOneLineError(t, h.at("backup", "-exclude-file", missing, "."), ExitUsage, "-exclude-file "+missing, "file of patterns")
 	})
 }
 
@@ -213,7 +217,7 @@ func TestTamperedObjects(t *testing.T) {
 		want    []string
 	}{
 		{"pack byte", func(t *testing.T, d string) { flipByte(t, firstPack(t, d), 0.3) }, []string{"check", "-read-data"}, []string{"pack"}},
-		{"pack byte on restore", func(t *testing.T, d string) { flipByte(t, firstPack(t, d), 0.3) }, []string{"restore", "ID", "-to", "TARGET"}, []string{"corrupted"}},
+		{"pack byte on restore", func(t *testing.T, d string) { flipByte(t, firstPack(t, d), 0.3) }, []string{"restore", "ID", "-to", "TARGET"}, []string{"corrupted", "check -read-data names what is damaged", "-ignore-errors"}},
 		{"truncated pack", func(t *testing.T, d string) {
 			p := firstPack(t, d)
 			fi, _ := os.Stat(p)

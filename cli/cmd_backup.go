@@ -61,6 +61,11 @@ func checkBackup(a *app, opts any, args []string) error {
 	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
 		return err
 	}
+	for _, f := range o.excludeFiles {
+		if _, err := readPatternFile(f); err != nil {
+			return usageError("-exclude-file %s: %v: give a file of patterns, one per line", f, errors.Unwrap(err))
+		}
+	}
 	if o.packSize.n != 0 {
 		if !validPackSize(o.packSize.n) {
 			return usageError("backup -pack-size %s: give a size from 512KiB to 1GiB", &o.packSize)

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
+	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
 )
 
@@ -58,6 +60,9 @@ var restoreCommand = &command{
 			Target: o.to, Overwrite: o.overwrite, Progress: prog, Excludes: o.excludes, Includes: o.includes,
 			IgnoreErrors: o.ignoreErrors})
 		prog.done()
+		if err != nil && errors.Is(err, repo.ErrCorrupt) && !o.ignoreErrors {
+			return fmt.Errorf("%w; coffer check -read-data names what is damaged, and restore -ignore-errors restores the rest", err)
+		}
 		if err != nil {
 			return err
 		}
