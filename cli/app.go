@@ -478,6 +478,14 @@ func (a *app) openOptions() repo.OpenOptions {
 
 		ReadStored: a.verifiesStore,
 	}
+	if o.CacheDir != "" {
+		if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+			// Said, not left to fail quietly: without the cache, rollback
+			// detection is off.
+			a.out.warningf("the cache directory cannot be used (%v): this command runs without a cache, so it cannot tell whether snapshots it saw before were hidden; give -cache-dir a directory", err)
+			o.CacheDir = ""
+		}
+	}
 	if a.g.keyCache.d > 0 {
 		dir, err := a.keyCacheDir()
 		if err != nil {

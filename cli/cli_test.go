@@ -161,6 +161,12 @@ func TestBadInputs(t *testing.T) {
 		wantOneLineError(t, h.run("-retry-for", "10x", "at", h.repo, "ls"), ExitUsage, `-retry-for "10x": want a duration such as`)
 		wantOneLineError(t, h.at("ls", "-retry-for", "10x"), ExitUsage, `-retry-for "10x": want a duration such as`)
 		wantOneLineError(t, h.at("-limit-upload", "abc", "ls"), ExitUsage, `-limit-upload "abc": want a whole number`)
+		// A cache directory that is a file is said to be unusable.
+		notDir := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(notDir, nil, 0o600)
+		if r := h.run("-cache-dir", notDir, "at", h.repo, "ls"); r.code != 0 || !strings.Contains(r.stderr, "warning: the cache directory cannot be used") {
+			t.Errorf("ls with a -cache-dir that is a file: exit %d, stderr %q; want 0 and a warning", r.code, r.stderr)
+		}
 		// Files named by flags that are not there.
 		missing := filepath.Join(t.TempDir(), "missing")
 		wantOneLineError(t, h.at("-ca-file", missing, "ls"), ExitUsage, "-ca-file", missing, "PEM file")
