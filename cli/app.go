@@ -159,6 +159,8 @@ type app struct {
 	// command is the name of the command run, once the command line
 	// names one.
 	command string
+	// cacheWarned: the cache directory was found unusable, and said so.
+	cacheWarned bool
 }
 
 // interruptedMessage says what an interrupted command left behind.
@@ -479,10 +481,13 @@ func (a *app) openOptions() repo.OpenOptions {
 		ReadStored: a.verifiesStore,
 	}
 	if o.CacheDir != "" {
-		if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+		if err := os.MkdirAll(o.CacheDir, 0o700); err != nil && !a.cacheWarned {
 			// Said, not left to fail quietly: without the cache, rollback
-			// detection is off.
+			// detection is off. Once, though sync opens two repositories.
+			a.cacheWarned = true
 			a.out.warningf("the cache directory cannot be used (%v): this command runs without a cache, so it cannot tell whether snapshots it saw before were hidden; give -cache-dir a directory", err)
+		}
+		if a.cacheWarned {
 			o.CacheDir = ""
 		}
 	}
@@ -633,8 +638,6 @@ func explainFlagError(fs *flag.FlagSet, err error) error {
 		want = "a whole number"
 	case "*flag.float64Value":
 		want = "a number"
-	case "*flag.boolValue":
-		want = "true or false"
 	default:
 		return err
 	}

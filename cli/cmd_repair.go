@@ -2,17 +2,20 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
+	"github.com/cofferhq/coffer/storage"
 )
 
-type repairOptions struct{ dryRun bool }
+type repairOptions struct{ dryRun, force bool }
 
 var repairCommand = &command{
 	name:     "repair",
-	usage:    "index | snapshots [-dry-run] | refs",
+	usage:    "index | snapshots [-dry-run] | refs [-force]",
 	summary:  "rebuild the index from the packs, rewrite snapshots without what is missing, or retire registry refs tags whose manifests are gone",
 	needRepo: true,
 	ownIndex: true,
@@ -20,20 +23,24 @@ var repairCommand = &command{
 	flags: func(fs *flag.FlagSet) any {
 		o := &repairOptions{}
 		fs.BoolVar(&o.dryRun, "dry-run", false, "repair snapshots: list what would be lost, change nothing")
+		fs.BoolVar(&o.force, "force", false, "repair refs: also retire the lost refs tags this client never read, losing what they listed")
 		return o
 	},
 	check: func(_ *app, opts any, args []string) error {
-		if len(args) == 1 && (args[0] == "index" || args[0] == "refs") && !opts.(*repairOptions).dryRun || len(args) == 1 && args[0] == "snapshots" {
+		o := opts.(*repairOptions)
+		switch {
+		case len(args) != 1:
+		case args[0] == "index" && !o.dryRun && !o.force, args[0] == "snapshots" && !o.force, args[0] == "refs" && !o.dryRun:
 			return nil
 		}
-		return usageError("repair needs what to repair: index, snapshots [-dry-run], or refs")
+		return usageError("repair needs what to repair: index, snapshots [-dry-run], or refs [-force]")
 	},
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		switch args[0] {
 		case "index":
 			return a.repairIndex(ctx)
 		case "refs":
-			return a.repairRefs(ctx)
+			return a.repairRefs(ctx, opts.(*repairOptions).force)
 		}
 		return a.repairSnapshots(ctx, opts.(*repairOptions).dryRun)
 	},
@@ -50,22 +57,31 @@ func (a *app) repairIndex(ctx context.Context) error {
 	return nil
 }
 
-func (a *app) repairRefs(ctx context.Context) error {
-	n, err := a.repo.RepairRefs(ctx, func(tag string, kept, lost int) {
-		if kept < 0 {
-			a.out.textf("refs tag %s retired: this client never read it, so the objects it listed are not referenced any more\n", tag)
-			return
+func (a *app) repairRefs(ctx context.Context, force bool) error {
+	left := 0
+	n, err := a.repo.RepairRefs(ctx, force, func(tag string, kept, lost int, retired bool) {
+		switch {
+		case !retired:
+			left++
+			a.out.warn(tag, errors.New("its manifest is lost and this client never read it: run repair refs where a client did (its cache knows what the tag listed), or add -force to retire it, losing what it listed"))
+		case kept < 0:
+			a.out.textf("refs tag %s retired (-force): this client never read it, so the objects it listed are not referenced any more\n", tag)
+		default:
+			a.out.textf("refs tag %s retired: %s it listed referenced again, %d gone from the registry\n", tag, counted(int64(kept), "object"), lost)
 		}
-		a.out.textf("refs tag %s retired: %s it listed referenced again, %d gone from the registry\n", tag, counted(int64(kept), "object"), lost)
 	})
 	if err != nil {
 		return err
 	}
+	if n > 0 {
+		a.out.textf("retired %s; run coffer check to see what the repository lost\n", counted(int64(n), "refs tag"))
+	}
+	if left > 0 {
+		return fmt.Errorf("%d lost refs tags are left as they are (see the warnings above): %w", left, storage.ErrLostReferences)
+	}
 	if n == 0 {
 		a.out.textf("every refs tag has its manifest: nothing to repair\n")
-		return nil
 	}
-	a.out.textf("retired %s; run coffer check to see what the repository lost\n", counted(int64(n), "refs tag"))
 	return nil
 }
 

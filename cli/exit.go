@@ -77,6 +77,7 @@ func exitCode(err error) int {
 	case errors.Is(err, snapshot.ErrPathNotFound):
 		return ExitNoPath
 	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, storage.ErrCorrupt), errors.Is(err, repo.ErrBlobNotFound), errors.Is(err, errCheckFailed),
+		errors.Is(err, storage.ErrLostReferences),
 		errors.Is(err, repo.ErrRolledBack):
 		return ExitCorrupt
 	case errors.Is(err, snapshot.ErrTargetExists), errors.Is(err, snapshot.ErrTargetNotWritable):

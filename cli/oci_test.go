@@ -207,6 +207,8 @@ func TestOCIBadInputs(t *testing.T) {
 		for what, config := range map[string]string{
 			"a credsStore that is not installed": `{"credsStore":"nosuchhelper"}`,
 			"an auth field that does not decode": `{"auths":{"` + reg.Host + `":{"auth":"!!notbase64"}}}`,
+			// base64 of a token with no colon, which oras-go quotes back.
+			"an auth field without user:password": `{"auths":{"` + reg.Host + `":{"auth":"Z2hwX1N1cGVyU2VjcmV0VG9rZW4="}}}`,
 		} {
 			h := ociHarness(t, reg, "r")
 			h.env["DOCKER_CONFIG"] = t.TempDir()
@@ -214,8 +216,18 @@ func TestOCIBadInputs(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Log(what)
-			wantOneLineError(t, h.run(withCA(reg, "at", h.repo, "ls")...), ExitFailure, reg.Host,
+			r := h.run(withCA(reg, "at", h.repo, "ls")...)
+			wantOneLineError(t, r, ExitFailure, reg.Host,
 				"reading its credentials from docker config "+filepath.Join(h.env["DOCKER_CONFIG"], "config.json"), "fix that file", "coffer login")
+			if strings.Contains(r.stderr, "SuperSecret") {
+				t.Errorf("the error shows the stored secret: %s", r.stderr)
+			}
+			if strings.Contains(config, "auths") {
+				// A broken entry is what logout is for.
+				if out := h.mustRun("logout", "https://"+reg.Host+"/"); !strings.Contains(out, "removed credentials") {
+					t.Errorf("logout of a broken entry: %q", out)
+				}
+			}
 		}
 	})
 	t.Run("missing credentials", func(t *testing.T) {
@@ -594,4 +606,5 @@ func TestOCILostRefsManifests(t *testing.T) {
 	local.create()
 	wantOneLineError(t, local.at("repair", "refs"), ExitFailure, "keeps no refs tags")
 	wantOneLineError(t, local.at("repair", "refs", "-dry-run"), ExitUsage, "repair needs")
+	wantOneLineError(t, local.at("repair", "index", "-force"), ExitUsage, "repair needs")
 }

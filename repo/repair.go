@@ -109,10 +109,10 @@ func (r *Repository) RepairIndex(ctx context.Context, problem func(error)) (Repa
 // (storage.RefsRepairer), re-publishing what the local cache knows they
 // held. A store without such references has nothing to repair: it fails
 // with storage.ErrNotSupported. Call it under the exclusive lock.
-func (r *Repository) RepairRefs(ctx context.Context, report func(ref string, kept, lost int)) (int, error) {
+func (r *Repository) RepairRefs(ctx context.Context, force bool, report func(ref string, kept, lost int, retired bool)) (int, error) {
 	rr, ok := r.store.(storage.RefsRepairer)
 	if !ok {
 		return 0, fmt.Errorf("%s keeps no refs tags (registry repositories do): %w", r.store.Location(), storage.ErrNotSupported)
 	}
-	return rr.RepairRefs(ctx, report)
+	return rr.RepairRefs(ctx, force, report)
 }

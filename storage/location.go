@@ -38,9 +38,15 @@ func (e badLocationError) Unwrap() []error { return []error{ErrBadLocation, e.er
 // would otherwise be dialled (on the scheme's default port, or not at
 // all) and retried as if the server were down.
 func CheckPort(hostport string) error {
+	if !strings.HasPrefix(hostport, "[") && strings.Count(hostport, ":") > 1 {
+		return fmt.Errorf("%q has more than one colon: write an IPv6 address in brackets, as [::1]:5000, and at most one :PORT", hostport)
+	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil // no port: the scheme's default
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
 	}
 	switch n, err := strconv.Atoi(port); {
 	case port == "":

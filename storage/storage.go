@@ -61,6 +61,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists means Create found a repository or other content already there.
 	ErrExists = errors.New("already exists")
+	// ErrLostReferences means the store lists references whose manifests
+	// it has lost (a registry's refs tags after its garbage collection ran
+	// while coffer wrote): what they referenced cannot be listed, and no
+	// listing is whole until they are repaired (RefsRepairer). It is not
+	// ErrCorrupt: no object's bytes failed a check.
+	ErrLostReferences = errors.New("the store lost references")
 	// ErrNotCreatable marks an Open that found no repository where Create
 	// would not make one either: the location holds other data, is not a
 	// directory, or its bucket does not exist. Such errors also match
@@ -234,10 +240,12 @@ type Compacter interface {
 type RefsRepairer interface {
 	// RepairRefs retires the references whose manifests are gone, after
 	// re-publishing what the local cache knows they held and the store
-	// still has. report is called per reference retired, with the objects
+	// still has; one the cache knows nothing of is retired only with
+	// force. report is called per such reference, with the objects
 	// re-published and the objects gone (-1 each when the cache knows
-	// nothing of it). It returns how many were retired.
-	RepairRefs(ctx context.Context, report func(ref string, kept, lost int)) (int, error)
+	// nothing of it) and whether it was retired. It returns how many were
+	// retired.
+	RepairRefs(ctx context.Context, force bool, report func(ref string, kept, lost int, retired bool)) (int, error)
 }
 
 // Refresher is implemented by stores that remember their listings for a

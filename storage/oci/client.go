@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/internal/transport"
 )
 
@@ -114,7 +116,13 @@ type credentialError struct {
 }
 
 func (e *credentialError) Error() string {
-	return fmt.Sprintf("reading its credentials from docker config %s: %v: fix that file (its credsStore or credHelpers entry, or the auth field), run coffer login again, or set COFFER_REGISTRY_USERNAME and COFFER_REGISTRY_PASSWORD", e.path, e.err)
+	cause := e.err.Error()
+	if strings.Contains(cause, "invalid config format") {
+		// oras-go quotes the decoded auth field, the secret, in some of
+		// these: say what is wrong without it.
+		cause = "an auth field is not the base64 of user:password"
+	}
+	return fmt.Sprintf("reading its credentials from docker config %s: %s: fix that file (its credsStore or credHelpers entry, or the auth field), run coffer login again, or set COFFER_REGISTRY_USERNAME and COFFER_REGISTRY_PASSWORD", e.path, cause)
 }
 
 func (e *credentialError) Unwrap() error { return e.err }
@@ -173,7 +181,10 @@ func detectScheme(ctx context.Context, host string, base http.RoundTripper, inse
 	}
 	attempt, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(attempt, http.MethodGet, "https://"+host+"/v2/", nil)
+	req, err := http.NewRequestWithContext(attempt, http.MethodGet, "https://"+host+"/v2/", nil)
+	if err != nil {
+		return false, storage.BadLocation(fmt.Errorf("registry host %q: %w", host, err))
+	}
 	resp, err := base.RoundTrip(req)
 	if err == nil {
 		resp.Body.Close()

@@ -88,7 +88,7 @@ func wrapError(loc location, credDesc, op string, err error) error {
 		case re.code == errcode.ErrorCodeDigestInvalid || strings.Contains(strings.ToLower(re.msg), "digest"):
 			re.err = errors.Join(err, storage.ErrInvalidName)
 			re.advice = "the bytes do not hash to the object's name"
-		case re.code == "" && resp.URL != nil && resp.URL.Scheme == "http":
+		case re.code == "" && resp.URL != nil && resp.URL.Scheme == "http" && (resp.Method == http.MethodGet || resp.Method == http.MethodHead):
 			// What Go's and nginx's TLS servers answer a plain request.
 			re.advice = "a 400 with no registry error is what a server that speaks HTTPS answers plain HTTP: drop -insecure-http (and ?insecure-http=true), and give -ca-file if its certificate is your own"
 		}

@@ -62,7 +62,9 @@ func TestParseLocation(t *testing.T) {
 		{in: "oci://127.0.0.1:/t/r", errHas: "a colon but no port after it"},
 		{in: "oci://127.0.0.1:99999/t/r", errHas: "not a number from 1 to 65535"},
 		{in: "oci://127.0.0.1:0/t/r", errHas: "not a number from 1 to 65535"},
-		{in: "oci://[::1]:/t/r", errHas: "a colon but no port after it"},
+		{in: "oci://[::1]:/t/r", errHas: "a colon but no port after it: write [::1]:PORT"},
+		{in: "oci://::1/t/r", errHas: "more than one colon"},
+		{in: "oci://h:5000:1/t/r", errHas: "more than one colon"},
 		{in: "oci://h/r?insecure-http=maybe", errHas: `insecure-http="maybe": write insecure-http=true`},
 		// Fragments and over-long names are refused before any request.
 		{in: "oci://h/r#frag", errHas: `"#" fragment`},

@@ -57,11 +57,9 @@ func Logout(ctx context.Context, host string, opt Options) (removed bool, path s
 	if err != nil {
 		return false, "", err
 	}
-	cred, err := store.Get(ctx, host)
-	if err != nil {
-		return false, path, &credentialError{path: path, err: err}
-	}
-	if cred == auth.EmptyCredential {
+	// An entry that cannot be read (an auth field that does not decode)
+	// is removed all the same: that is what a logout is for.
+	if cred, err := store.Get(ctx, host); err == nil && cred == auth.EmptyCredential {
 		return false, path, nil
 	}
 	if err := credentials.Logout(ctx, store, host); err != nil {
@@ -75,8 +73,14 @@ func Logout(ctx context.Context, host string, opt Options) (removed bool, path s
 // repository path is refused, as docker login refuses it, since
 // credentials are a registry's, not a repository's.
 func registryHost(arg string) (string, error) {
-	host := strings.TrimPrefix(strings.TrimSuffix(arg, "/"), "oci://")
-	if h, path, ok := strings.Cut(host, "/"); ok {
+	host := strings.TrimSuffix(arg, "/")
+	for _, scheme := range []string{"oci://", "https://", "http://"} {
+		if len(host) >= len(scheme) && strings.EqualFold(host[:len(scheme)], scheme) {
+			host = host[len(scheme):]
+			break
+		}
+	}
+	if h, path, ok := strings.Cut(host, "/"); ok && h != "" {
 		return "", storage.BadLocation(fmt.Errorf("%q names a repository (%s) on %s: credentials are a registry's; give the host alone, as in coffer login %s", arg, path, h, h))
 	}
 	if host == "" {

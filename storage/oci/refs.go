@@ -162,7 +162,7 @@ const refsSettle = time.Minute
 // that a tag still names). The objects they listed are not found, and
 // every listing would wait for them; `coffer repair refs` (RepairRefs)
 // re-publishes what the cache knows they held and retires them. It
-// matches storage.ErrCorrupt.
+// matches storage.ErrLostReferences.
 type DanglingRefsError struct {
 	Host string
 	Tags []string
@@ -178,8 +178,8 @@ func (e *DanglingRefsError) Error() string {
 		e.Host, what, e.For)
 }
 
-// Unwrap makes the error match storage.ErrCorrupt: the store lost data.
-func (e *DanglingRefsError) Unwrap() error { return storage.ErrCorrupt }
+// Unwrap makes the error match storage.ErrLostReferences.
+func (e *DanglingRefsError) Unwrap() error { return storage.ErrLostReferences }
 
 // readRefs lists the tags and reads every refs tag and legacy root,
 // returning the tags that vanished (or became tombstones) meanwhile.

@@ -13,11 +13,14 @@ import (
 // manifest for (see DanglingRefsError), so that listings read whole
 // again. Before it retires such a tag, it re-publishes in new refs tags
 // the objects this client's cache knows the tag held and the registry
-// still has. report is called once per tag with how many objects were
-// re-published and how many are gone, or -1 for both when the cache never
-// read the tag. It returns the number of tags retired. Run it under the
-// repository's exclusive lock, as `coffer repair refs` does.
-func (s *Store) RepairRefs(ctx context.Context, report func(tag string, kept, lost int)) (int, error) {
+// still has. A tag the cache never read is left as it is unless force:
+// the cache of another client may still know what it held, and once it
+// is retired, the registry's garbage collection takes its objects.
+// report is called once per tag with how many objects were re-published
+// and how many are gone (-1 for both when the cache never read the tag),
+// and whether the tag was retired. It returns the number retired. Run it
+// under the repository's exclusive lock, as `coffer repair refs` does.
+func (s *Store) RepairRefs(ctx context.Context, force bool, report func(tag string, kept, lost int, retired bool)) (int, error) {
 	dangling, err := s.danglingRefs(ctx)
 	if err != nil || len(dangling) == 0 {
 		return 0, err
@@ -42,6 +45,10 @@ func (s *Store) RepairRefs(ctx context.Context, report func(tag string, kept, lo
 			}
 			kept, lost = len(keep), len(missing)
 		}
+		if kept < 0 && !force {
+			report(tag, kept, lost, false)
+			continue
+		}
 		// A tombstone under the tag, which readers skip: deleting by
 		// digest needs the manifest the registry no longer has.
 		tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
@@ -53,7 +60,7 @@ func (s *Store) RepairRefs(ctx context.Context, report func(tag string, kept, lo
 		}
 		s.cache.putTombstone(tag)
 		retired++
-		report(tag, kept, lost)
+		report(tag, kept, lost, true)
 	}
 	s.forgetView()
 	return retired, nil
@@ -71,7 +78,9 @@ func (s *Store) danglingRefs(ctx context.Context) ([]string, error) {
 		}
 		var unreadable []string
 		for _, tag := range all {
-			if !strings.HasPrefix(tag, tagRefsPrefix) || pass == 1 && !slices.Contains(candidates, tag) {
+			// Legacy roots too: a listing that cannot read one waits on it
+			// as on a refs tag (readRefs).
+			if !strings.HasPrefix(tag, tagRefsPrefix) && !strings.HasPrefix(tag, tagRootPrefix) || pass == 1 && !slices.Contains(candidates, tag) {
 				continue
 			}
 			_, _, err := s.fetchManifest(ctx, tag)

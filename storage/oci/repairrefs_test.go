@@ -87,7 +87,7 @@ func TestDanglingRefsRepaired(t *testing.T) {
 			start := time.Now()
 			err := reader.List(ctx, storage.KindSnapshot, func(string, int64) error { return nil })
 			var dangling *DanglingRefsError
-			if !errors.As(err, &dangling) || !errors.Is(err, storage.ErrCorrupt) || !slices.Equal(dangling.Tags, []string{tag}) ||
+			if !errors.As(err, &dangling) || !errors.Is(err, storage.ErrLostReferences) || errors.Is(err, storage.ErrCorrupt) || !slices.Equal(dangling.Tags, []string{tag}) ||
 				!strings.Contains(err.Error(), "coffer repair refs") {
 				t.Fatalf("List with a lost refs manifest: %v; want a DanglingRefsError naming %s and the repair", err, tag)
 			}
@@ -106,12 +106,25 @@ func TestDanglingRefsRepaired(t *testing.T) {
 				t.Fatalf("the repairer's List: %v, want a DanglingRefsError", err)
 			}
 			var reports []string
-			n, err := repairer.RepairRefs(ctx, func(ref string, kept, lost int) {
-				reports = append(reports, fmt.Sprintf("%s:%d/%d", ref, kept, lost))
-			})
-			want := tag + ":3/0"
+			report := func(ref string, kept, lost int, retired bool) {
+				reports = append(reports, fmt.Sprintf("%s:%d/%d/%v", ref, kept, lost, retired))
+			}
 			if !cacheKnowsTag {
-				want = tag + ":-1/-1"
+				// Without -force a tag no one here read is left for a
+				// client that did.
+				n, err := repairer.RepairRefs(ctx, false, report)
+				if err != nil || n != 0 || !slices.Equal(reports, []string{tag + ":-1/-1/false"}) {
+					t.Fatalf("RepairRefs without force: %d retired, reports %v, %v; want none retired", n, reports, err)
+				}
+				if err := reader.List(ctx, storage.KindSnapshot, func(string, int64) error { return nil }); !errors.As(err, &dangling) {
+					t.Fatalf("List after a repair that retired nothing: %v, want the DanglingRefsError still", err)
+				}
+				reports = nil
+			}
+			n, err := repairer.RepairRefs(ctx, !cacheKnowsTag, report)
+			want := tag + ":3/0/true"
+			if !cacheKnowsTag {
+				want = tag + ":-1/-1/true"
 			}
 			if err != nil || n != 1 || !slices.Equal(reports, []string{want}) {
 				t.Fatalf("RepairRefs: %d retired, reports %v, %v; want 1 and %s", n, reports, err, want)
@@ -123,7 +136,7 @@ func TestDanglingRefsRepaired(t *testing.T) {
 			} else {
 				checkListed(t, after, storage.KindSnapshot, nil)
 			}
-			if n, err := repairer.RepairRefs(ctx, func(string, int, int) {}); n != 0 || err != nil {
+			if n, err := repairer.RepairRefs(ctx, false, func(string, int, int, bool) {}); n != 0 || err != nil {
 				t.Errorf("RepairRefs of a repaired repository: %d retired, %v", n, err)
 			}
 		})
