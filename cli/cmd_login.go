@@ -43,7 +43,7 @@ var loginCommand = &command{
 			return err
 		}
 		a.out.textf("login to %s succeeded; credentials stored through %s\n", args[0], path)
-		a.out.result(loginEvent{"login", args[0], o.username})
+		a.out.result(loginEvent{Type: "login", Registry: args[0], Username: o.username})
 		return nil
 	},
 }
@@ -66,7 +66,7 @@ var logoutCommand = &command{
 		} else {
 			a.out.textf("removed credentials for %s\n", args[0])
 		}
-		a.out.result(loginEvent{Type: "logout", Registry: args[0]})
+		a.out.result(loginEvent{Type: "logout", Registry: args[0], Removed: &removed})
 		return nil
 	},
 }

@@ -60,6 +60,7 @@ func (a *app) repairIndex(ctx context.Context) error {
 func (a *app) repairRefs(ctx context.Context, force bool) error {
 	left := 0
 	n, err := a.repo.RepairRefs(ctx, force, func(tag string, kept, lost int, retired bool) {
+		a.out.result(refsTagEvent{"refs_tag", tag, kept, lost, retired})
 		switch {
 		case !retired:
 			left++
@@ -73,6 +74,9 @@ func (a *app) repairRefs(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
+	sum := repairRefsEvent{summaryHead: head("repair refs")}
+	sum.RepairRefs.Retired, sum.RepairRefs.Left = n, left
+	a.out.result(sum)
 	if n > 0 {
 		a.out.textf("retired %s; run coffer check to see what the repository lost\n", counted(int64(n), "refs tag"))
 	}

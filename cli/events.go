@@ -210,6 +210,8 @@ type loginEvent struct {
 	Type     string `json:"type"` // "login", "logout"
 	Registry string `json:"registry"`
 	Username string `json:"username,omitempty"`
+	// Removed says, for a logout, whether there were credentials to remove.
+	Removed *bool `json:"removed,omitempty"`
 }
 
 // removedEvent lists the snapshots forget removed (or would remove).
@@ -250,6 +252,24 @@ type pruneEvent struct {
 type repairIndexEvent struct {
 	summaryHead
 	RepairIndex repo.RepairIndexStats `json:"repair_index"`
+}
+
+// refsTagEvent is a lost refs tag repair refs found.
+type refsTagEvent struct {
+	Type    string `json:"type"` // "refs_tag"
+	Tag     string `json:"tag"`
+	Kept    int    `json:"kept"` // objects referenced again; -1: this client never read the tag
+	Lost    int    `json:"lost"` // objects gone from the registry; -1 as Kept
+	Retired bool   `json:"retired"`
+}
+
+// repairRefsEvent sums up repair refs.
+type repairRefsEvent struct {
+	summaryHead
+	RepairRefs struct {
+		Retired int `json:"retired"`
+		Left    int `json:"left"` // lost tags left for a client that read them (no -force)
+	} `json:"repair_refs"`
 }
 
 // lostEvent is an entry repair snapshots leaves out.

@@ -587,9 +587,35 @@ func TestOCILostRefsManifests(t *testing.T) {
 	}
 
 	wantOneLineError(t, h.at("ls"), ExitCorrupt, filepath.Base(tags[0]), "no manifest", "coffer repair refs")
-	out := h.mustAt("repair", "refs")
-	if strings.Count(out, "retired:") != len(tags) || strings.Contains(out, "never read") || !strings.Contains(out, "0 gone") {
-		t.Fatalf("repair refs of %d tags this client read:\n%s", len(tags), out)
+	r := h.run("-json", "at", h.repo, "repair", "refs")
+	if r.code != 0 {
+		t.Fatalf("repair refs: exit %d, stderr %s", r.code, r.stderr)
+	}
+	var retired, summaries int
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var doc struct {
+			Type       string `json:"type"`
+			Tag        string `json:"tag"`
+			Kept, Lost int
+			Retired    bool `json:"retired"`
+			RepairRefs *struct {
+				Retired, Left int
+			} `json:"repair_refs"`
+		}
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("repair refs -json line %q: %v", line, err)
+		}
+		switch {
+		case doc.Type == "refs_tag" && doc.Retired && doc.Kept > 0 && doc.Lost == 0:
+			retired++
+		case doc.Type == "summary" && doc.RepairRefs != nil && doc.RepairRefs.Retired == len(tags) && doc.RepairRefs.Left == 0:
+			summaries++
+		default:
+			t.Errorf("repair refs of %d tags this client read: unexpected document %s", len(tags), line)
+		}
+	}
+	if retired != len(tags) || summaries != 1 {
+		t.Fatalf("repair refs -json: %d refs_tag documents retired with objects kept, %d summaries; want %d and 1:\n%s", retired, summaries, len(tags), r.stdout)
 	}
 	if ls := h.mustAt("ls"); !strings.Contains(ls, first) || !strings.Contains(ls, second) {
 		t.Fatalf("ls after repair refs: %s", ls)
