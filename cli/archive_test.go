@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/testutil"
@@ -224,11 +223,7 @@ func TestArchiveOutOfSpace(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(3, 4<<20), 0o644)
 	h.create()
 	h.backup(src)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := mountTmpfs(t, "", 0, "size=1m")
 	out := filepath.Join(dir, "a.tar")
 	wantOneLineError(t, h.at("archive", "latest", "-o", out), ExitDiskFull, "writing "+out, "no space left", "write the archive elsewhere")
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/testutil"
@@ -122,10 +121,7 @@ func TestBackupOneFileSystem(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "here"), []byte("x"), 0o644)
 	mnt := filepath.Join(src, "mnt")
 	os.Mkdir(mnt, 0o755)
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	mountTmpfs(t, mnt, 0, "size=1m")
 	os.WriteFile(filepath.Join(mnt, "elsewhere"), []byte("y"), 0o644)
 	h.create()
 	all := h.lsPaths(t, h.backup(src), src)

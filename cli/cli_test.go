@@ -303,14 +303,7 @@ func TestRestoreTargetErrors(t *testing.T) {
 	h.create()
 	id := h.backup(src)
 
-	mount := func(t *testing.T, flags uintptr, opts string) string {
-		dir := t.TempDir()
-		if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, opts); err != nil {
-			t.Fatalf("mount tmpfs: %v", err)
-		}
-		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-		return dir
-	}
+	mount := func(t *testing.T, flags uintptr, opts string) string { return mountTmpfs(t, "", flags, opts) }
 	t.Run("not writable", func(t *testing.T) {
 		dir := mount(t, syscall.MS_RDONLY, "size=1m")
 		wantOneLineError(t, h.at("restore", id, "-to", filepath.Join(dir, "out")), ExitTarget, "not writable")
@@ -329,14 +322,7 @@ func TestBackupOutOfSpace(t *testing.T) {
 	testutil.RequireRoot(t, "mounting tmpfs")
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "big"), testutil.RandomBytes(2, 4<<20), 0o644)
-	tmpfs := func(t *testing.T) string {
-		dir := t.TempDir()
-		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-			t.Fatalf("mount tmpfs: %v", err)
-		}
-		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-		return dir
-	}
+	tmpfs := func(t *testing.T) string { return mountTmpfs(t, "", 0, "size=1m") }
 	t.Run("local repository", func(t *testing.T) {
 		h := newHarness(t)
 		h.repo = filepath.Join(tmpfs(t), "repo")

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/testregistry"
@@ -197,4 +198,19 @@ func summaryLine(t *testing.T, stdout string) []byte {
 	}
 	t.Fatalf("no summary event in %q", stdout)
 	return nil
+}
+
+// mountTmpfs mounts a tmpfs with flags and opts (like "size=1m") on dir,
+// a new temporary directory when dir is "", until t ends, and returns
+// the mount point. It needs root (testutil.RequireRoot).
+func mountTmpfs(t *testing.T, dir string, flags uintptr, opts string) string {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, opts); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
 }
