@@ -14,8 +14,9 @@
 // it is written: any number of processes on any number of hosts may add
 // objects at once, with no lock and no compare-and-swap, and a reader
 // takes the union of all refs. Deleting rewrites: new refs tags with what
-// is kept, then the old ones are deleted (or, where DELETE is refused,
-// moved to a tombstone). Rewrites must not run two at a time; repo's
+// is kept, then the old ones are retired: moved to a tombstone, their
+// manifests deleted, and the tags deleted where the registry deletes tags
+// (retireTag says why in that order). Rewrites must not run two at a time; repo's
 // exclusive lock sees to that. See refs.go.
 //
 // Small mutable objects are tagged manifests of one layer each: the

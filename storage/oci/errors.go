@@ -146,6 +146,14 @@ func credentialAdvice(loc location, credDesc string) string {
 	return fmt.Sprintf("the credentials from %s were refused: check them, or run `coffer login %s`", credDesc, loc.host)
 }
 
+// isTagDeleteRefused reports whether a registry refused to delete a tag:
+// as isRefused, or with a 400, which is how registry 2.8 (and others
+// that take the reference of a DELETE for a digest) answers.
+func isTagDeleteRefused(err error) bool {
+	var resp *errcode.ErrorResponse
+	return isRefused(err) || errors.As(err, &resp) && resp.StatusCode == http.StatusBadRequest
+}
+
 // isRefused reports whether a registry refused an operation outright
 // (405, 403, or Distribution's UNSUPPORTED), as GHCR and Docker Hub do
 // for deletes.

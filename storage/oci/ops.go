@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -116,6 +118,34 @@ func (s *Store) pushManifest(ctx context.Context, desc ocispec.Descriptor, b []b
 			return s.repo.Manifests().Push(ctx, desc, bytes.NewReader(b))
 		}
 		return s.repo.Manifests().PushReference(ctx, desc, bytes.NewReader(b), tag)
+	})
+}
+
+// deleteTag deletes a tag, not the manifest it names (OCI
+// distribution-spec 1.1); oras-go deletes by digest only. A retry after a
+// reset may find it gone already, which is success.
+func (s *Store) deleteTag(ctx context.Context, tag string) error {
+	ctx = auth.AppendRepositoryScope(ctx, s.repo.Reference, auth.ActionDelete)
+	url := fmt.Sprintf("%s://%s/v2/%s/manifests/%s", s.scheme(), s.loc.host, s.loc.repo, tag)
+	first := true
+	return s.retrying(ctx, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode/100 == 2 {
+			resp.StatusCode = http.StatusAccepted // any success will do
+		}
+		err = expectStatus(resp, http.StatusAccepted)
+		if !first && isNotFound(err) {
+			return nil
+		}
+		first = false
+		return err
 	})
 }
 

@@ -14,9 +14,12 @@ import (
 // capabilities are what a registry was found to do. They are probed on
 // create and on first use, and cached locally.
 type capabilities struct {
-	Delete    string    `json:"delete"`     // "allowed", "refused" or "unknown"
-	Range     string    `json:"range"`      // "honoured", "ignored" or "unknown"
-	TagPaging string    `json:"tag_paging"` // "link", "none" or "unknown"
+	Delete    string `json:"delete"`     // "allowed", "refused" or "unknown"
+	Range     string `json:"range"`      // "honoured", "ignored" or "unknown"
+	TagPaging string `json:"tag_paging"` // "link", "none" or "unknown"
+	// TagDelete is whether DELETE of a tag (not of a digest) works:
+	// "allowed", "refused", or "" until a retired refs tag finds out.
+	TagDelete string    `json:"tag_delete,omitempty"`
 	Probed    time.Time `json:"probed"`
 }
 
@@ -27,7 +30,11 @@ func (c *capabilities) describe() map[string]string {
 	if del == "refused" {
 		del += " (space is reclaimed only by the registry's own tools)"
 	}
-	return map[string]string{"delete": del, "range requests": c.Range, "tag paging": c.TagPaging}
+	tagDelete := c.TagDelete
+	if tagDelete == "" {
+		tagDelete = "unknown"
+	}
+	return map[string]string{"delete": del, "tag delete": tagDelete, "range requests": c.Range, "tag paging": c.TagPaging}
 }
 
 // capabilities returns the known capabilities, loading the cache.
@@ -68,6 +75,12 @@ func (s *Store) recordDelete(allowed bool) {
 	})
 }
 
+func (s *Store) recordTagDelete(allowed bool) {
+	s.update(func(c *capabilities) {
+		c.TagDelete = map[bool]string{true: "allowed", false: "refused"}[allowed]
+	})
+}
+
 func (s *Store) update(f func(*capabilities)) {
 	s.capabilities()
 	s.capsMu.Lock()
@@ -75,8 +88,11 @@ func (s *Store) update(f func(*capabilities)) {
 	if s.caps == nil {
 		s.caps = &capabilities{Delete: "unknown", Range: "unknown", TagPaging: "unknown"}
 	}
+	before := *s.caps
 	f(s.caps)
-	s.saveCaps()
+	if *s.caps != before {
+		s.saveCaps()
+	}
 }
 
 // probe finds out what the registry does, using a blob known to exist

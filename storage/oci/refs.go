@@ -62,6 +62,8 @@ type ref struct {
 type refView struct {
 	refs    []*ref
 	objects map[layerKey]ocispec.Descriptor
+	// tombstones are the listed refs tags known to name tombstones.
+	tombstones []string
 }
 
 func newRefView(refs []*ref) *refView {
@@ -123,12 +125,13 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	// the registry lost what it names.
 	var unreadable []string
 	for attempt := 0; ; attempt++ {
-		refs, vanished, err := s.readRefs(ctx)
+		refs, vanished, tombstones, err := s.readRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if len(vanished) == 0 {
 			s.view = newRefView(refs)
+			s.view.tombstones = tombstones
 			s.viewAt = time.Now()
 			return s.view, nil
 		}
@@ -182,15 +185,20 @@ func (e *DanglingRefsError) Error() string {
 func (e *DanglingRefsError) Unwrap() error { return storage.ErrLostReferences }
 
 // readRefs lists the tags and reads every refs tag and legacy root,
-// returning the tags that vanished (or became tombstones) meanwhile.
-func (s *Store) readRefs(ctx context.Context) ([]*ref, []string, error) {
+// returning the tags that vanished (or became tombstones) meanwhile and
+// those known to name tombstones, which it does not read.
+func (s *Store) readRefs(ctx context.Context) (refs []*ref, vanishedTags, tombstones []string, err error) {
 	all, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
-		return nil, nil, s.wrap("listing tags", err)
+		return nil, nil, nil, s.wrap("listing tags", err)
 	}
 	var tags []string
 	for _, t := range all {
-		if (strings.HasPrefix(t, tagRefsPrefix) || strings.HasPrefix(t, tagRootPrefix)) && !s.cache.isTombstone(t) {
+		switch {
+		case !strings.HasPrefix(t, tagRefsPrefix) && !strings.HasPrefix(t, tagRootPrefix):
+		case s.cache.isTombstone(t):
+			tombstones = append(tombstones, t)
+		default:
 			tags = append(tags, t)
 		}
 	}
@@ -198,7 +206,7 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, []string, error) {
 	// sort), and a tag may appear on two pages while tags change.
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
-	refs := make([]*ref, len(tags))
+	refs = make([]*ref, len(tags))
 	known := s.cache.refs()
 	read := make([]cachedRef, len(tags))
 	vanished := make([]bool, len(tags))
@@ -217,7 +225,7 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, []string, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	fresh := map[string]cachedRef{}
 	changed := false
@@ -235,13 +243,12 @@ func (s *Store) readRefs(ctx context.Context) ([]*ref, []string, error) {
 	if changed || len(fresh) != len(known) {
 		s.cache.putRefs(fresh)
 	}
-	var gone []string
 	for i, v := range vanished {
 		if v {
-			gone = append(gone, tags[i])
+			vanishedTags = append(vanishedTags, tags[i])
 		}
 	}
-	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), gone, nil
+	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), vanishedTags, tombstones, nil
 }
 
 // forgetView drops the refs read, so the next use reads them again.
@@ -264,7 +271,9 @@ func (s *Store) addToView(refs []*ref) {
 	if s.view == nil {
 		return
 	}
+	tombstones := s.view.tombstones
 	s.view = newRefView(append(slices.Clone(s.view.refs), refs...))
+	s.view.tombstones = tombstones
 }
 
 // loadRef reads one refs tag, known as the last listing read it (if it
@@ -492,9 +501,10 @@ const compactAt = 2
 // never changed and whose objects the merged refs now hold, so adders
 // racing it lose nothing. A merge racing another rewrite could bring back
 // what that one dropped, so its caller holds the exclusive lock. On a
-// registry that refuses DELETE, a retired tag stays, as a tombstone: the
-// tags do not get fewer, but readers request only the live ones (they
-// remember tombstones), so merging still makes every command cheaper.
+// registry that refuses DELETE, or cannot delete tags (registry 2.8), a
+// retired tag stays, as a tombstone: the tags do not get fewer, but
+// readers request only the live ones (they remember tombstones), so
+// merging still makes every command cheaper.
 func (s *Store) Compact(ctx context.Context) error {
 	if err := s.flush(ctx, false); err != nil {
 		return err
@@ -553,12 +563,12 @@ func (s *Store) merge(ctx context.Context, v *refView, removing map[layerKey]oci
 			return err
 		}
 	}
+	s.sweepTombstones(ctx, v.tombstones)
 	return nil
 }
 
-// retire removes a ref whose objects are kept by other refs: by deleting
-// its manifest, or where the registry refuses, by moving its tags to a
-// tombstone, which readers skip.
+// retire removes a ref whose objects are kept by other refs (see
+// retireTag).
 func (s *Store) retire(ctx context.Context, r *ref) error {
 	if err := s.retireTag(ctx, r.tag, r.desc); err != nil {
 		return err
@@ -572,44 +582,90 @@ func (s *Store) retire(ctx context.Context, r *ref) error {
 	return nil
 }
 
-// retireTag deletes the manifest desc (which untags tag) or, where
-// DELETE is refused, points tag at a tombstone.
+// retireTag removes tag, which names the manifest desc, in three steps
+// of which a process killed between any two leaves the tag naming desc
+// or a tombstone, which readers skip, and never listed without a
+// manifest:
+//
+//  1. the tag is moved to a tombstone;
+//  2. desc is deleted by digest, so that the registry's garbage
+//     collection can take what only it referenced. Deleting a manifest a
+//     tag names is not one step in Distribution (it drops the manifest,
+//     then untags it), and a client killed in between, which cancels
+//     the request, leaves the tag listed but unreadable, which readers
+//     cannot tell from a lost manifest: hence step 1;
+//  3. the tombstone's tag is deleted, where the registry deletes tags
+//     (OCI distribution-spec 1.1, Distribution v3; not registry 2.8),
+//     one step. Elsewhere it stays, and readers remember it.
+//
+// Where the registry refuses DELETE, step 1 is the whole of it.
 func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descriptor) error {
+	if err := s.pushTombstone(ctx, tag); err != nil {
+		return s.wrap("retiring "+tag, err)
+	}
 	err := s.deleteManifest(ctx, desc)
 	switch {
-	case err == nil || isNotFound(err):
-		if err == nil {
-			s.recordDelete(true)
-		}
-		// Distribution untags a manifest deleted by digest, as the spec
-		// says; a registry that removes only the digest would leave the
-		// tag pointing at it, so that case gets a tombstone too.
-		var cur ocispec.Descriptor
-		rerr := s.retrying(ctx, func(ctx context.Context) error {
-			var err error
-			cur, err = s.repo.Resolve(ctx, tag)
-			return err
-		})
-		if isNotFound(rerr) || rerr == nil && cur.Digest != desc.Digest {
-			return nil // gone, or retired by someone else already
-		}
-		if rerr != nil {
-			return s.wrap("checking "+tag, rerr)
-		}
-	case !isRefused(err):
-		return s.wrap("deleting "+tag, err)
-	default:
+	case err == nil:
+		s.recordDelete(true)
+	case isNotFound(err):
+		// Deleted by an earlier attempt, or never stored (a tag lost by
+		// the registry, which RepairRefs retires).
+	case isRefused(err):
 		s.recordDelete(false)
 		s.noteRefused()
+		s.cache.putTombstone(tag)
+		return nil
+	default:
+		return s.wrap("deleting "+tag, err)
 	}
+	s.dropTombstoneTag(ctx, tag)
+	return nil
+}
+
+// pushTombstone points tag at a tombstone. Every tombstone of a refs tag
+// has the same bytes, so the registry stores one manifest for them all.
+func (s *Store) pushTombstone(ctx context.Context, tag string) error {
 	tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
 	if err != nil {
 		return err
 	}
-	if err := s.pushManifest(ctx, tomb, b, tag); err != nil {
-		return s.wrap("retiring "+tag, err)
+	return s.pushManifest(ctx, tomb, b, tag)
+}
+
+// dropTombstoneTag deletes tag, which names a tombstone, where the
+// registry deletes tags. Whatever happens, the tag names a tombstone or
+// nothing, so a failure is not an error: the tombstone stays, readers
+// skip it, and a later merge tries again (sweepTombstones).
+func (s *Store) dropTombstoneTag(ctx context.Context, tag string) {
+	if c := s.capabilities(); c != nil && c.TagDelete == "refused" {
+		s.cache.putTombstone(tag)
+		return
 	}
-	return nil
+	err := s.deleteTag(ctx, tag)
+	switch {
+	case err == nil || isNotFound(err):
+		if err == nil {
+			s.recordTagDelete(true)
+		}
+		s.cache.dropTombstone(tag)
+		return
+	case isTagDeleteRefused(err):
+		s.recordTagDelete(false)
+	}
+	s.cache.putTombstone(tag)
+}
+
+// sweepTombstones deletes refs tags that name tombstones (left by
+// registries that refused, by a process killed before the last step of
+// retireTag, or by RepairRefs), once this registry is known to delete
+// tags.
+func (s *Store) sweepTombstones(ctx context.Context, tags []string) {
+	for _, tag := range tags {
+		if c := s.capabilities(); c == nil || c.TagDelete != "allowed" || ctx.Err() != nil {
+			return
+		}
+		s.dropTombstoneTag(ctx, tag)
+	}
 }
 
 // segmentTag is the tag of a legacy root's i-th segment.

@@ -49,16 +49,13 @@ func (s *Store) RepairRefs(ctx context.Context, force bool, report func(tag stri
 			report(tag, kept, lost, false)
 			continue
 		}
-		// A tombstone under the tag, which readers skip: deleting by
-		// digest needs the manifest the registry no longer has.
-		tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
-		if err != nil {
-			return retired, err
-		}
-		if err := s.pushManifest(ctx, tomb, b, tag); err != nil {
+		// A tombstone under the tag, which readers skip, then the tag
+		// itself where the registry deletes tags: deleting by digest
+		// needs the manifest the registry no longer has.
+		if err := s.pushTombstone(ctx, tag); err != nil {
 			return retired, s.wrap("retiring "+tag, err)
 		}
-		s.cache.putTombstone(tag)
+		s.dropTombstoneTag(ctx, tag)
 		retired++
 		report(tag, kept, lost, true)
 	}

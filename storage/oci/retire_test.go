@@ -1,0 +1,201 @@
+package oci
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cofferhq/coffer/internal/testregistry"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// killer stands for a client killed with kill -9 at its n-th manifest
+// PUT or DELETE: from that request on, every request is cut off, until
+// revive. A DELETE by digest it cuts off is first half done, as a
+// Distribution registry does it when the client goes away mid-request:
+// the manifest's revision is gone, and tags naming it are not untagged.
+type killer struct {
+	dataDir string // the registry's storage root
+
+	mu     sync.Mutex
+	left   int // manifest writes to let through; -1 when not armed
+	dead   bool
+	writes int // manifest writes seen while armed
+}
+
+var digestDelete = regexp.MustCompile(`^/v2/(.+)/manifests/sha256:([0-9a-f]{64})$`)
+
+func (k *killer) arm(n int) {
+	k.mu.Lock()
+	k.left, k.dead, k.writes = n-1, false, 0
+	k.mu.Unlock()
+}
+
+// revive lets requests through again and returns how many manifest
+// writes were seen since arm.
+func (k *killer) revive() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.left, k.dead = -1, false
+	return k.writes
+}
+
+func (k *killer) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		write := strings.Contains(r.URL.Path, "/manifests/") && (r.Method == http.MethodPut || r.Method == http.MethodDelete)
+		k.mu.Lock()
+		dead := k.dead
+		if !dead && write && k.left >= 0 {
+			k.writes++
+			if k.left == 0 {
+				k.dead, dead = true, true
+				if m := digestDelete.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodDelete {
+					os.RemoveAll(filepath.Join(k.dataDir, "docker/registry/v2/repositories", m[1], "_manifests/revisions/sha256", m[2]))
+				}
+			}
+			k.left--
+		}
+		k.mu.Unlock()
+		if dead {
+			panic(http.ErrAbortHandler) // the connection is cut
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refsTags returns the live refs tags of a repository and those naming
+// tombstones.
+func refsTags(t *testing.T, st *Store) (live, tombstones []string) {
+	t.Helper()
+	tags, err := st.listTags(t.Context())
+	if err != nil {
+		t.Fatalf("listing tags: %v", err)
+	}
+	for _, tag := range tags {
+		if !strings.HasPrefix(tag, tagRefsPrefix) {
+			continue
+		}
+		var m ocispec.Manifest
+		fetchJSON(t, st, tag, &m) // fails the test on a tag without a manifest
+		if m.ArtifactType == artifactTombstone {
+			tombstones = append(tombstones, tag)
+		} else {
+			live = append(live, tag)
+		}
+	}
+	return live, tombstones
+}
+
+// A merge killed at any of its manifest writes leaves every refs tag
+// readable (a tag naming a manifest the registry dropped would fail every
+// later listing as lost references), and no object unreferenced; a later
+// merge finishes the job. Where the registry deletes tags (Distribution
+// v3), the retired tags and the tombstones a killed merge left end up
+// deleted; registry 2.8 cannot delete a tag, so there they stay as
+// tombstones, which readers skip.
+func TestRetireKilledAtEveryStep(t *testing.T) {
+	for _, kind := range testregistry.RegistryKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			k := &killer{left: -1}
+			reg := newTestRegistryWith(t, testregistry.RegistryOptions{Kind: kind, Delete: true}, k.wrap)
+			k.dataDir = reg.proc.DataDir
+			// Two refs tags to merge: the merged tag, then per retired tag
+			// a tombstone, a delete by digest and a delete of the tag, of
+			// which a failure is no error: the tag names a tombstone.
+			// Registry 2.8 refuses the first delete of a tag, and coffer
+			// does not try again.
+			writes, lastIsTagDelete := 1+2*3, true
+			if kind == testregistry.Registry28 {
+				writes, lastIsTagDelete = 1+2*3-1, false
+			}
+			for n := 1; n <= writes+1; n++ {
+				t.Run(fmt.Sprintf("killed at write %d", n), func(t *testing.T) {
+					loc := reg.newRepo()
+					ctx := t.Context()
+					st := openStore(t, loc, func(o *Options) { o.RetryFor = 300 * time.Millisecond })
+					st.backoff = func(int) time.Duration { return time.Millisecond }
+					if err := st.Create(ctx, []byte("config")); err != nil {
+						t.Fatal(err)
+					}
+					var want []ocispec.Descriptor
+					for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot} {
+						objs := pushSmallBlobs(t, st, kind, 3)
+						st.pendingMu.Lock()
+						st.pending = append(st.pending, objs...)
+						st.pendingMu.Unlock()
+						if err := st.Flush(ctx); err != nil {
+							t.Fatal(err)
+						}
+						want = append(want, objs...)
+					}
+
+					k.arm(n)
+					err := st.Compact(ctx)
+					seen := k.revive()
+					if (n < writes || n == writes && !lastIsTagDelete) && err == nil {
+						t.Fatalf("Compact killed at manifest write %d of %d returned no error", n, writes)
+					}
+					if n > writes && (err != nil || seen != writes) {
+						t.Fatalf("Compact: %v after %d manifest writes, want none after %d", err, seen, writes)
+					}
+
+					// A client that never read the repository lists it whole,
+					// without waiting out the settle time for a lost tag.
+					reader := openStore(t, loc, func(o *Options) { o.Writer = "reader" })
+					reader.settle = 300 * time.Millisecond
+					for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot} {
+						checkListed(t, reader, kind, kindOf(want, kind))
+					}
+					refsTags(t, reader)
+
+					// The next merge (a backup added a tag) completes the job.
+					next := openStore(t, loc, func(o *Options) { o.Writer = "next" })
+					idx := pushSmallBlobs(t, next, storage.KindIndex, 1)
+					next.pendingMu.Lock()
+					next.pending = append(next.pending, idx...)
+					next.pendingMu.Unlock()
+					if err := next.Compact(ctx); err != nil {
+						t.Fatalf("the next Compact: %v", err)
+					}
+					cold := openStore(t, loc, func(o *Options) { o.Writer = "cold" })
+					for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot, storage.KindIndex} {
+						checkListed(t, cold, kind, kindOf(append(want, idx...), kind))
+					}
+					live, tombstones := refsTags(t, cold)
+					if len(live) != 1 {
+						t.Errorf("after the next merge, %d live refs tags %v, want 1", len(live), live)
+					}
+					tagDelete := next.Describe(ctx)["tag delete"]
+					switch kind {
+					case testregistry.Distribution:
+						if len(tombstones) != 0 || tagDelete != "allowed" {
+							t.Errorf("after the next merge on a registry that deletes tags (%q), tombstones %v are left", tagDelete, tombstones)
+						}
+					case testregistry.Registry28:
+						if tagDelete != "refused" {
+							t.Errorf(`registry 2.8: Describe()["tag delete"] = %q, want "refused"`, tagDelete)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func kindOf(descs []ocispec.Descriptor, kind storage.Kind) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	for _, d := range descs {
+		if d.MediaType == layerMediaType[kind] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
