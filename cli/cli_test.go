@@ -648,6 +648,8 @@ func TestUsageBeforeOpening(t *testing.T) {
 		{[]string{"archive", "latest", "-o", out}, "already exists"},
 		{[]string{"backup", "-pack-size", "100KiB"}, "-pack-size"},
 		{[]string{"backup", "stdin:db.sql", "src"}, "standard input is backed up alone"},
+		{[]string{"backup", t.TempDir(), "./no-such-path"}, "backup ./no-such-path: no such file or directory; give paths that exist"},
+		{[]string{"backup", filepath.Join(out, "x")}, "no such file or directory"},
 		{[]string{"cat", "latest"}, "needs a path after the snapshot id"},
 		{[]string{"check", "x"}, "check takes no arguments"},
 		{[]string{"check", "-read-data-subset", "ten"}, "-read-data-subset wants a percentage"},
@@ -672,6 +674,8 @@ func TestUsageBeforeOpening(t *testing.T) {
 		{[]string{"tag", "-set", "a", "-add", "b", "d61"}, "not both"},
 		{[]string{"tag", "-add", "a"}, "tag needs snapshot ids"},
 		{[]string{"ui", "x"}, "ui takes no arguments"},
+		{[]string{"ui", "-addr", "nonsense"}, `ui -addr "nonsense" is not a host:port`},
+		{[]string{"ui", "-addr", "127.0.0.1:99999"}, "127.0.0.1:8080"},
 		{[]string{"unlock", "x"}, "unlock takes no arguments"},
 	}
 	for _, tt := range tests {

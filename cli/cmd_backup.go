@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
@@ -58,8 +60,16 @@ var backupCommand = &command{
 // pack size, if any, in o for run.
 func checkBackup(a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
-	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
+	_, paths, err := stdinArgs(o.stdinName, args)
+	if err != nil {
 		return err
+	}
+	// Before the repository is opened (and the passphrase asked for): a
+	// path that does not exist is a typo, and there is nothing to save.
+	for _, p := range paths {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return usageError("backup %s: no such file or directory; give paths that exist", p)
+		}
 	}
 	for _, f := range o.excludeFiles {
 		if _, err := readPatternFile(f); err != nil {

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"flag"
+	"net"
+	"strconv"
 
 	"github.com/cofferhq/coffer/ui"
 )
@@ -24,7 +26,7 @@ var uiCommand = &command{
 		fs.BoolVar(&o.noAuth, "no-auth", false, "serve without the access token (anyone who can reach the address can read the backups)")
 		return o
 	},
-	check: noArgs("ui"),
+	check: checkUI,
 	run: func(ctx context.Context, a *app, opts any, args []string) error {
 		o := opts.(*uiOptions)
 		srv, err := ui.New(a.repo, ui.Options{NoAuth: o.noAuth})
@@ -40,4 +42,18 @@ var uiCommand = &command{
 			},
 		})
 	},
+}
+
+// checkUI rejects an -addr that is no host:port before the repository is
+// opened (and the passphrase asked for).
+func checkUI(a *app, opts any, args []string) error {
+	if err := noArgs("ui")(a, opts, args); err != nil {
+		return err
+	}
+	addr := opts.(*uiOptions).addr
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		return usageError("ui -addr %q is not a host:port; give one, as 127.0.0.1:8080 (port 0 takes a free one)", addr)
+	}
+	return nil
 }

@@ -100,7 +100,7 @@ var exitCodeTable = []struct {
 }{
 	{ExitOK, "success"},
 	{ExitFailure, "any other error"},
-	{ExitUsage, "bad command line, including a malformed store location, standard input, a pipe or a character device given to backup as a path, and a mount directory that is missing, not a directory or not empty"},
+	{ExitUsage, "bad command line, including a malformed store location, standard input, a pipe or a character device given to backup as a path, a path to back up that does not exist, a ui -addr that is no host:port, and a mount directory that is missing, not a directory or not empty"},
 	{ExitPartial, "backup completed, but some entries could not be read, or standard input was empty; restore -ignore-errors or diff against the disk completed, but some entries could not be read; restore, archive or cat wrote files that were not read in full at backup time, with what was read"},
 	{ExitNoRepository, "no repository at the location, or create found the store not empty"},
 	{ExitWrongPassword, "wrong passphrase: no key opens with it"},
