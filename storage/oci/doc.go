@@ -11,13 +11,13 @@
 // tags, "coffer-refs-<session>-<n>": artifact manifests listing at most
 // 500 of those blobs as layers. Each Store picks a random session, so no
 // two processes ever write the same tag, and a tag is never changed after
-// it is written: any number of processes on any number of hosts may add
+// it is written (but to a tombstone when retired): any number of processes on any number of hosts may add
 // objects at once, with no lock and no compare-and-swap, and a reader
 // takes the union of all refs. Deleting rewrites: new refs tags with what
 // is kept, then the old ones are retired: moved to a tombstone, their
 // manifests deleted, and the tags deleted where the registry deletes tags
-// (retireTag says why in that order). Rewrites must not run two at a time; repo's
-// exclusive lock sees to that. See refs.go.
+// (retireTag says why in that order). Rewrites must not run two at a
+// time; repo's exclusive lock sees to that. See refs.go.
 //
 // Small mutable objects are tagged manifests of one layer each: the
 // config ("coffer-config"), keys ("coffer-key-<name>") and locks

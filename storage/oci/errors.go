@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"oras.land/oras-go/v2/errdef"
@@ -146,12 +147,33 @@ func credentialAdvice(loc location, credDesc string) string {
 	return fmt.Sprintf("the credentials from %s were refused: check them, or run `coffer login %s`", credDesc, loc.host)
 }
 
-// isTagDeleteRefused reports whether a registry refused to delete a tag:
-// as isRefused, or with a 400, which is how registry 2.8 (and others
-// that take the reference of a DELETE for a digest) answers.
+// isTagDeleteRefused reports whether a registry does not delete tags: a
+// 405 or UNSUPPORTED, or a 400, which is how registry 2.8 (and others
+// that take the reference of a DELETE for a digest) answers. A 403 is
+// not counted: it may be the credential's, not the registry's.
 func isTagDeleteRefused(err error) bool {
 	var resp *errcode.ErrorResponse
-	return isRefused(err) || errors.As(err, &resp) && resp.StatusCode == http.StatusBadRequest
+	if !errors.As(err, &resp) {
+		return false
+	}
+	return resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusMethodNotAllowed ||
+		slices.ContainsFunc(resp.Errors, func(e errcode.Error) bool { return e.Code == errcode.ErrorCodeUnsupported })
+}
+
+// isOverwriteRefused reports whether a registry refused to move a tag to
+// another manifest: immutable tags answer 400 (ECR's
+// ImageTagAlreadyExistsException), 403, 409 or 412 (Harbor's
+// immutability rules), depending on the registry.
+func isOverwriteRefused(err error) bool {
+	var resp *errcode.ErrorResponse
+	if !errors.As(err, &resp) {
+		return false
+	}
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusConflict, http.StatusPreconditionFailed:
+		return true
+	}
+	return false
 }
 
 // isRefused reports whether a registry refused an operation outright

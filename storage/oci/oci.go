@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -69,6 +70,9 @@ type Store struct {
 	settle time.Duration
 
 	refusedOnce sync.Once // the notice that DELETE is refused
+	// tagDeleteRefused is set once the registry refused to delete a tag;
+	// the next process tries again (capabilities.TagDelete is for info).
+	tagDeleteRefused atomic.Bool
 
 	budget retry.Budget // since when operations have failed in a row, and the notices of retries
 	// backoff is the wait before a retry (tests shorten it).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
@@ -23,12 +24,13 @@ import (
 // compare-and-swap, so the layout never relies on one:
 //
 //   - every refs tag is written once, by the one process that chose its
-//     random name, and never changed afterwards;
+//     random name, and never changed afterwards, but to a tombstone when
+//     a rewrite retires it;
 //   - an object is listed while any refs tag references it (readers take
 //     the union, which is safe whatever adders do concurrently);
 //   - only a rewrite drops references: it pushes new refs tags with what
-//     it keeps, then retires the tags it read. Since no one changes a tag
-//     after writing it, retiring one whose content is already in a new tag
+//     it keeps, then retires the tags it read. Since no one else changes
+//     a tag after writing it, retiring one whose content is already in a new tag
 //     loses nothing. Two rewrites at once could each bring back what the
 //     other dropped, so the caller of Delete runs rewrites one at a time
 //     (repo's exclusive lock).
@@ -120,28 +122,46 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	// after a growing pause (a listing on a busy registry takes long
 	// enough for several merges to land in it), for up to a minute.
 	start := time.Now()
-	// The tags that could not be read in every listing so far: a tag
-	// still listed whose manifest stays gone was not retired by a merge,
-	// the registry lost what it names.
-	var unreadable []string
+	// Tags found naming tombstones in an earlier pass are skipped like
+	// those the cache knows (which, without a usable cache, is none).
+	seenTombstones := map[string]bool{}
+	// How many passes in a row found each tag listed without a manifest:
+	// one a merge retired is gone from the next listing; one still listed
+	// whose manifest stays gone was not retired, the registry lost it.
+	lostPasses := map[string]int{}
 	for attempt := 0; ; attempt++ {
-		refs, vanished, tombstones, err := s.readRefs(ctx)
+		r, err := s.readRefs(ctx, seenTombstones)
 		if err != nil {
 			return nil, err
 		}
-		if len(vanished) == 0 {
-			s.view = newRefView(refs)
-			s.view.tombstones = tombstones
+		if len(r.lost) == 0 && len(r.retired) == 0 {
+			s.view = newRefView(r.refs)
+			s.view.tombstones = r.tombstones
 			s.viewAt = time.Now()
 			return s.view, nil
 		}
-		if attempt == 0 {
-			unreadable = vanished
-		} else {
-			unreadable = slices.DeleteFunc(unreadable, func(t string) bool { return !slices.Contains(vanished, t) })
+		for _, t := range r.retired {
+			seenTombstones[t] = true
 		}
-		if time.Since(start) > s.settle {
+		for t := range lostPasses {
+			if !slices.Contains(r.lost, t) {
+				delete(lostPasses, t)
+			}
+		}
+		for _, t := range r.lost {
+			lostPasses[t]++
+		}
+		// At least two passes: a first one that reads many tombstones
+		// (a cold cache) may take the whole settle time by itself.
+		if attempt > 0 && time.Since(start) > s.settle {
+			var unreadable []string
+			for t, n := range lostPasses {
+				if n > 1 {
+					unreadable = append(unreadable, t)
+				}
+			}
 			if len(unreadable) > 0 {
+				slices.Sort(unreadable)
 				return nil, &DanglingRefsError{Host: s.loc.host, Tags: unreadable, For: s.settle}
 			}
 			return nil, fmt.Errorf("registry %s: refs tags kept changing while they were read for %s; try again", s.loc.host, s.settle)
@@ -184,20 +204,33 @@ func (e *DanglingRefsError) Error() string {
 // Unwrap makes the error match storage.ErrLostReferences.
 func (e *DanglingRefsError) Unwrap() error { return storage.ErrLostReferences }
 
-// readRefs lists the tags and reads every refs tag and legacy root,
-// returning the tags that vanished (or became tombstones) meanwhile and
-// those known to name tombstones, which it does not read.
-func (s *Store) readRefs(ctx context.Context) (refs []*ref, vanishedTags, tombstones []string, err error) {
+// refsRead is one listing of the refs tags and legacy roots, read.
+type refsRead struct {
+	refs []*ref
+	// lost were listed but had no manifest: retired since the listing,
+	// or lost by the registry.
+	lost []string
+	// retired were found naming tombstones: retired, maybe since the
+	// listing, whose replacements it may then miss.
+	retired []string
+	// tombstones were listed and known to name tombstones, so not read.
+	tombstones []string
+}
+
+// readRefs lists the tags and reads every refs tag and legacy root but
+// those known to name tombstones: from the cache, or in skip.
+func (s *Store) readRefs(ctx context.Context, skip map[string]bool) (refsRead, error) {
+	var r refsRead
 	all, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
-		return nil, nil, nil, s.wrap("listing tags", err)
+		return r, s.wrap("listing tags", err)
 	}
 	var tags []string
 	for _, t := range all {
 		switch {
 		case !strings.HasPrefix(t, tagRefsPrefix) && !strings.HasPrefix(t, tagRootPrefix):
-		case s.cache.isTombstone(t):
-			tombstones = append(tombstones, t)
+		case skip[t] || s.cache.isTombstone(t):
+			r.tombstones = append(r.tombstones, t)
 		default:
 			tags = append(tags, t)
 		}
@@ -206,10 +239,13 @@ func (s *Store) readRefs(ctx context.Context) (refs []*ref, vanishedTags, tombst
 	// sort), and a tag may appear on two pages while tags change.
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
-	refs = make([]*ref, len(tags))
+	slices.Sort(r.tombstones)
+	r.tombstones = slices.Compact(r.tombstones)
+	refs := make([]*ref, len(tags))
 	known := s.cache.refs()
 	read := make([]cachedRef, len(tags))
-	vanished := make([]bool, len(tags))
+	lost := make([]bool, len(tags))
+	retired := make([]bool, len(tags))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, tag := range tags {
@@ -220,20 +256,26 @@ func (s *Store) readRefs(ctx context.Context) (refs []*ref, vanishedTags, tombst
 			} else {
 				refs[i], err = s.loadLegacyRoot(gctx, tag)
 			}
-			vanished[i] = err == nil && refs[i] == nil
+			switch {
+			case errors.Is(err, errTombstone):
+				retired[i] = true
+				return nil
+			case err == nil && refs[i] == nil:
+				lost[i] = true
+			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, nil, err
+		return refsRead{}, err
 	}
 	fresh := map[string]cachedRef{}
 	changed := false
-	for i, r := range read {
-		if r.Manifest != nil {
-			fresh[tags[i]] = r
-			changed = changed || known[tags[i]].Digest != r.Digest
-		} else if k := known[tags[i]]; vanished[i] && k.Manifest != nil && !s.cache.isTombstone(tags[i]) {
+	for i, c := range read {
+		if c.Manifest != nil {
+			fresh[tags[i]] = c
+			changed = changed || known[tags[i]].Digest != c.Digest
+		} else if k := known[tags[i]]; lost[i] && k.Manifest != nil {
 			// Listed but unreadable: retired meanwhile, which the next
 			// listing shows, or its manifest lost, when what the cache
 			// read of it is all RepairRefs has to re-publish.
@@ -243,12 +285,16 @@ func (s *Store) readRefs(ctx context.Context) (refs []*ref, vanishedTags, tombst
 	if changed || len(fresh) != len(known) {
 		s.cache.putRefs(fresh)
 	}
-	for i, v := range vanished {
-		if v {
-			vanishedTags = append(vanishedTags, tags[i])
+	for i, tag := range tags {
+		switch {
+		case lost[i]:
+			r.lost = append(r.lost, tag)
+		case retired[i]:
+			r.retired = append(r.retired, tag)
 		}
 	}
-	return slices.DeleteFunc(refs, func(r *ref) bool { return r == nil }), vanishedTags, tombstones, nil
+	r.refs = slices.DeleteFunc(refs, func(r *ref) bool { return r == nil })
+	return r, nil
 }
 
 // forgetView drops the refs read, so the next use reads them again.
@@ -277,8 +323,8 @@ func (s *Store) addToView(refs []*ref) {
 }
 
 // loadRef reads one refs tag, known as the last listing read it (if it
-// did), and returns it and what to remember of it; a tag retired since
-// the listing, or moved to a tombstone, is nil.
+// did), and returns it and what to remember of it; a tag gone since the
+// listing is nil, and one moved to a tombstone is errTombstone.
 func (s *Store) loadRef(ctx context.Context, tag string, known cachedRef) (*ref, cachedRef, error) {
 	desc, b, err := s.readTagged(ctx, tag, known)
 	if isNotFound(err) {
@@ -296,7 +342,7 @@ func (s *Store) loadRef(ctx context.Context, tag string, known cachedRef) (*ref,
 		// Tag names are never used again, so a tombstone stays one: the
 		// next listing skips it without a request.
 		s.cache.putTombstone(tag)
-		return nil, cachedRef{}, nil
+		return nil, cachedRef{}, errTombstone
 	case artifactRefs:
 	default:
 		return nil, cachedRef{}, fmt.Errorf("%s on %s has artifact type %q, not %q: the tag prefix %s is coffer's; rename other artifacts",
@@ -339,8 +385,8 @@ func objectLayers(layers []ocispec.Descriptor) []ocispec.Descriptor {
 }
 
 // loadLegacyRoot reads a coffer-root-<writer> index and its segments, as
-// coffer wrote them before refs tags; nil when the tag is gone or a
-// tombstone.
+// coffer wrote them before refs tags; nil when the tag is gone, and
+// errTombstone when it names a tombstone.
 func (s *Store) loadLegacyRoot(ctx context.Context, tag string) (*ref, error) {
 	desc, b, err := s.fetchManifest(ctx, tag)
 	if isNotFound(err) {
@@ -352,7 +398,7 @@ func (s *Store) loadLegacyRoot(ctx context.Context, tag string) (*ref, error) {
 	if m, err := decodeManifest(b); err == nil && m.ArtifactType == artifactTombstone {
 		// Retired by a migration; no coffer writes root tags any more.
 		s.cache.putTombstone(tag)
-		return nil, nil
+		return nil, errTombstone
 	}
 	idx, err := decodeIndex(b)
 	if err != nil {
@@ -582,28 +628,35 @@ func (s *Store) retire(ctx context.Context, r *ref) error {
 	return nil
 }
 
-// retireTag removes tag, which names the manifest desc, in three steps
-// of which a process killed between any two leaves the tag naming desc
-// or a tombstone, which readers skip, and never listed without a
-// manifest:
+// retireTag removes tag, which names the manifest desc, in steps of
+// which a process killed between any two leaves the tag naming desc or a
+// tombstone, which readers skip, and never listed without a manifest:
 //
-//  1. the tag is moved to a tombstone;
+//  1. the tag is moved to a tombstone of its own;
 //  2. desc is deleted by digest, so that the registry's garbage
 //     collection can take what only it referenced. Deleting a manifest a
 //     tag names is not one step in Distribution (it drops the manifest,
 //     then untags it), and a client killed in between, which cancels
 //     the request, leaves the tag listed but unreadable, which readers
 //     cannot tell from a lost manifest: hence step 1;
-//  3. the tombstone's tag is deleted, where the registry deletes tags
-//     (OCI distribution-spec 1.1, Distribution v3; not registry 2.8),
-//     one step. Elsewhere it stays, and readers remember it.
+//  3. the tag is deleted, where the registry deletes tags (OCI
+//     distribution-spec 1.1, Distribution v3; not registry 2.8), which
+//     is one step; elsewhere the tombstone stays, and readers remember
+//     it;
+//  4. the tombstone, now untagged, is deleted by digest.
 //
-// Where the registry refuses DELETE, step 1 is the whole of it.
+// Where the registry refuses DELETE, step 1 is the whole of it. Where it
+// refuses to move a tag (immutable tags: ECR, Harbor's rules), desc is
+// deleted by digest at once, as nothing else can be done.
 func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descriptor) error {
-	if err := s.pushTombstone(ctx, tag); err != nil {
+	tomb, err := s.pushTombstone(ctx, tag)
+	if isOverwriteRefused(err) {
+		return s.retireImmutable(ctx, tag, desc, err)
+	}
+	if err != nil {
 		return s.wrap("retiring "+tag, err)
 	}
-	err := s.deleteManifest(ctx, desc)
+	err = s.deleteManifest(ctx, desc)
 	switch {
 	case err == nil:
 		s.recordDelete(true)
@@ -618,53 +671,94 @@ func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descript
 	default:
 		return s.wrap("deleting "+tag, err)
 	}
-	s.dropTombstoneTag(ctx, tag)
+	if s.dropTombstoneTag(ctx, tag) {
+		// Best effort: an untagged manifest is garbage to the registry's
+		// own collection too.
+		_ = s.deleteManifest(ctx, tomb)
+	}
 	return nil
 }
 
-// pushTombstone points tag at a tombstone. Every tombstone of a refs tag
-// has the same bytes, so the registry stores one manifest for them all.
-func (s *Store) pushTombstone(ctx context.Context, tag string) error {
-	tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted"})
-	if err != nil {
-		return err
+// retireImmutable deletes desc by digest, which untags tag, where the
+// registry would not move tag to a tombstone (err).
+func (s *Store) retireImmutable(ctx context.Context, tag string, desc ocispec.Descriptor, pushErr error) error {
+	err := s.deleteManifest(ctx, desc)
+	switch {
+	case err == nil:
+		s.recordDelete(true)
+		return nil
+	case isNotFound(err):
+		return nil
+	case isRefused(err):
+		s.recordDelete(false)
+		return s.wrap("retiring "+tag, fmt.Errorf("the registry refuses both to move the tag (%w) and to delete its manifest (%w): allow one of them for this repository", pushErr, err))
 	}
-	return s.pushManifest(ctx, tomb, b, tag)
+	return s.wrap("deleting "+tag, err)
+}
+
+// pushTombstone points tag at a tombstone of its own: a manifest no
+// other tag names, so that a registry's collection of untagged
+// manifests never takes it from under the tag (as it could one that
+// all retired tags shared, untagged whenever the last of them went).
+func (s *Store) pushTombstone(ctx context.Context, tag string) (ocispec.Descriptor, error) {
+	tomb, b, err := newManifest(artifactTombstone, nil, map[string]string{annotationObject: "deleted", annotationRef: tag})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return tomb, s.pushManifest(ctx, tomb, b, tag)
 }
 
 // dropTombstoneTag deletes tag, which names a tombstone, where the
-// registry deletes tags. Whatever happens, the tag names a tombstone or
-// nothing, so a failure is not an error: the tombstone stays, readers
-// skip it, and a later merge tries again (sweepTombstones).
-func (s *Store) dropTombstoneTag(ctx context.Context, tag string) {
-	if c := s.capabilities(); c != nil && c.TagDelete == "refused" {
+// registry deletes tags, and reports whether it did. Whatever happens,
+// the tag names a tombstone or nothing, so a failure is not an error:
+// the tombstone stays, readers skip it, and a later merge tries again
+// (sweepTombstones).
+func (s *Store) dropTombstoneTag(ctx context.Context, tag string) bool {
+	if s.tagDeleteRefused.Load() {
 		s.cache.putTombstone(tag)
-		return
+		return false
 	}
 	err := s.deleteTag(ctx, tag)
 	switch {
-	case err == nil || isNotFound(err):
-		if err == nil {
-			s.recordTagDelete(true)
-		}
+	case err == nil:
+		s.recordTagDelete(true)
 		s.cache.dropTombstone(tag)
-		return
+		return true
 	case isTagDeleteRefused(err):
+		// Tried again by the next process: the registry may have been
+		// upgraded, or have its delete setting changed, meanwhile.
+		s.tagDeleteRefused.Store(true)
 		s.recordTagDelete(false)
 	}
+	// A 404 is a tag deleted already, or a registry that took the tag
+	// for a digest; either way the mark does no harm.
 	s.cache.putTombstone(tag)
+	return false
 }
 
-// sweepTombstones deletes refs tags that name tombstones (left by
-// registries that refused, by a process killed before the last step of
-// retireTag, or by RepairRefs), once this registry is known to delete
-// tags.
+// sweepTombstones deletes refs tags that name tombstones (left by a
+// registry that refused deletes, by a process killed before the last
+// steps of retireTag, or by RepairRefs), once this registry is known to
+// delete tags. Each is read first: the cache's word that it is a
+// tombstone is not enough to delete it.
 func (s *Store) sweepTombstones(ctx context.Context, tags []string) {
 	for _, tag := range tags {
-		if c := s.capabilities(); c == nil || c.TagDelete != "allowed" || ctx.Err() != nil {
+		if c := s.capabilities(); c == nil || c.TagDelete != "allowed" || s.tagDeleteRefused.Load() || ctx.Err() != nil {
 			return
 		}
-		s.dropTombstoneTag(ctx, tag)
+		if !strings.HasPrefix(tag, tagRefsPrefix) {
+			continue // a legacy root's name is its writer's, which an older coffer may write again
+		}
+		desc, b, err := s.fetchManifest(ctx, tag)
+		if err != nil {
+			continue
+		}
+		if m, err := decodeManifest(b); err != nil || m.ArtifactType != artifactTombstone {
+			continue
+		}
+		if s.dropTombstoneTag(ctx, tag) {
+			_ = s.deleteManifest(ctx, desc)
+		}
 	}
 }
 

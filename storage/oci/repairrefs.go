@@ -52,10 +52,13 @@ func (s *Store) RepairRefs(ctx context.Context, force bool, report func(tag stri
 		// A tombstone under the tag, which readers skip, then the tag
 		// itself where the registry deletes tags: deleting by digest
 		// needs the manifest the registry no longer has.
-		if err := s.pushTombstone(ctx, tag); err != nil {
+		tomb, err := s.pushTombstone(ctx, tag)
+		if err != nil {
 			return retired, s.wrap("retiring "+tag, err)
 		}
-		s.dropTombstoneTag(ctx, tag)
+		if s.dropTombstoneTag(ctx, tag) {
+			_ = s.deleteManifest(ctx, tomb)
+		}
 		retired++
 		report(tag, kept, lost, true)
 	}
