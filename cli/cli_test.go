@@ -684,6 +684,23 @@ func TestUsageBeforeOpening(t *testing.T) {
 			t.Errorf("coffer at MISSING %s: exit %d, %q; want exit %d naming %q", strings.Join(tt.args, " "), r.code, strings.TrimSpace(r.stderr), ExitUsage, tt.want)
 		}
 	}
+	// What the backup itself takes passes the check, and fails only on
+	// the missing repository: a file named with a slash after it, a path
+	// through a name that is not there but cleans away, and -addr forms
+	// net.Listen takes.
+	for _, args := range [][]string{
+		{"backup", out + "/"},
+		{"backup", filepath.Join(filepath.Dir(out), "not-there", "..", filepath.Base(out))},
+		{"ui", "-addr", ""},
+		{"ui", "-addr", ":8080"},
+		{"ui", "-addr", "[::1]:0"},
+		{"ui", "-addr", "localhost:"},
+		{"ui", "-addr", "localhost:http"},
+	} {
+		if r := h.run(append([]string{"at", missing}, args...)...); r.code != ExitNoRepository {
+			t.Errorf("coffer at MISSING %q: exit %d, %q; want %d, the missing repository", args, r.code, strings.TrimSpace(r.stderr), ExitNoRepository)
+		}
+	}
 }
 
 // TestStorePackSizeBeforeOpening: a pack size no backup can use, written

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -55,7 +56,7 @@ var backupCommand = &command{
 }
 
 // checkBackup rejects what backup cannot run with: standard input given
-// with paths, and a pack size, from -pack-size or else from the store's
+// with paths, paths that do not exist, and a pack size, from -pack-size or else from the store's
 // settings, that no pack can have. Without -pack-size it puts the store's
 // pack size, if any, in o for run.
 func checkBackup(a *app, opts any, args []string) error {
@@ -66,8 +67,13 @@ func checkBackup(a *app, opts any, args []string) error {
 	}
 	// Before the repository is opened (and the passphrase asked for): a
 	// path that does not exist is a typo, and there is nothing to save.
+	// The path is made absolute, and so cleaned, as the backup does.
 	for _, p := range paths {
-		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		abs, err := filepath.Abs(p)
+		if err != nil || p == "" {
+			continue // the backup says what is wrong with it
+		}
+		if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return usageError("backup %s: no such file or directory; give paths that exist", p)
 		}
 	}

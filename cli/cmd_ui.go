@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"net"
-	"strconv"
 
 	"github.com/cofferhq/coffer/ui"
 )
@@ -51,8 +50,15 @@ func checkUI(a *app, opts any, args []string) error {
 		return err
 	}
 	addr := opts.(*uiOptions).addr
+	if addr == "" {
+		return nil // loopback, a free port
+	}
 	_, port, err := net.SplitHostPort(addr)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+	if err == nil && port != "" {
+		// A number or a service name, as net.Listen takes.
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
 		return usageError("ui -addr %q is not a host:port; give one, as 127.0.0.1:8080 (port 0 takes a free one)", addr)
 	}
 	return nil

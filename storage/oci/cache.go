@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -16,7 +17,12 @@ import (
 // capability probe of one registry repository on local disk. A nil or
 // empty cache does nothing. Everything read back is verified, so a damaged
 // cache costs a request, never a wrong answer.
-type diskCache struct{ dir string }
+type diskCache struct {
+	dir string
+	// tombstones are the tombstone marks this process set, which hold
+	// when the directory is unusable too.
+	tombstones sync.Map // string -> struct{}
+}
 
 func newDiskCache(base, location string) *diskCache {
 	if base == "" {
@@ -107,6 +113,9 @@ func (c *diskCache) write(name string, b []byte) {
 // coffer retires are never written again (their names are random, or
 // name objects that are never stored again), so that stays true.
 func (c *diskCache) isTombstone(tag string) bool {
+	if _, ok := c.tombstones.Load(tag); ok {
+		return true
+	}
 	if c.dir == "" {
 		return false
 	}
@@ -115,10 +124,12 @@ func (c *diskCache) isTombstone(tag string) bool {
 }
 
 func (c *diskCache) putTombstone(tag string) {
+	c.tombstones.Store(tag, struct{}{})
 	c.write(filepath.Join("tombstones", tag), nil)
 }
 
 func (c *diskCache) dropTombstone(tag string) {
+	c.tombstones.Delete(tag)
 	if c.dir != "" {
 		_ = os.Remove(filepath.Join(c.dir, "tombstones", tag))
 	}

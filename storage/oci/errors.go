@@ -160,18 +160,26 @@ func isTagDeleteRefused(err error) bool {
 		slices.ContainsFunc(resp.Errors, func(e errcode.Error) bool { return e.Code == errcode.ErrorCodeUnsupported })
 }
 
-// isOverwriteRefused reports whether a registry refused to move a tag to
-// another manifest: immutable tags answer 400 (ECR's
-// ImageTagAlreadyExistsException), 403, 409 or 412 (Harbor's
-// immutability rules), depending on the registry.
+// isOverwriteRefused reports whether a registry refused to move an
+// existing tag to another manifest, as immutable tags do: with 409 or
+// 412 (Harbor's immutability rules), or with 400 or 403 and TAG_INVALID
+// or DENIED, or a message that says so (ECR: "already exists ... cannot
+// be overwritten"). A manifest the registry finds wrong
+// (MANIFEST_BLOB_UNKNOWN, MANIFEST_INVALID) is not that.
 func isOverwriteRefused(err error) bool {
 	var resp *errcode.ErrorResponse
 	if !errors.As(err, &resp) {
 		return false
 	}
 	switch resp.StatusCode {
-	case http.StatusBadRequest, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusConflict, http.StatusPreconditionFailed:
+	case http.StatusConflict, http.StatusPreconditionFailed:
 		return true
+	case http.StatusBadRequest, http.StatusForbidden:
+		return slices.ContainsFunc(resp.Errors, func(e errcode.Error) bool {
+			msg := strings.ToLower(e.Message)
+			return e.Code == "TAG_INVALID" || e.Code == errcode.ErrorCodeDenied ||
+				strings.Contains(msg, "immutab") || strings.Contains(msg, "overwrit")
+		})
 	}
 	return false
 }

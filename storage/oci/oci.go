@@ -69,7 +69,8 @@ type Store struct {
 	// read to be retired (refsSettle; tests shorten it).
 	settle time.Duration
 
-	refusedOnce sync.Once // the notice that DELETE is refused
+	refusedOnce   sync.Once // the notice that DELETE is refused
+	immutableOnce sync.Once // the notice that tags cannot be moved
 	// tagDeleteRefused is set once the registry refused to delete a tag;
 	// the next process tries again (capabilities.TagDelete is for info).
 	tagDeleteRefused atomic.Bool

@@ -122,15 +122,14 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 	// after a growing pause (a listing on a busy registry takes long
 	// enough for several merges to land in it), for up to a minute.
 	start := time.Now()
-	// Tags found naming tombstones in an earlier pass are skipped like
-	// those the cache knows (which, without a usable cache, is none).
-	seenTombstones := map[string]bool{}
 	// How many passes in a row found each tag listed without a manifest:
 	// one a merge retired is gone from the next listing; one still listed
 	// whose manifest stays gone was not retired, the registry lost it.
 	lostPasses := map[string]int{}
 	for attempt := 0; ; attempt++ {
-		r, err := s.readRefs(ctx, seenTombstones)
+		// Tags found naming tombstones are marked in the cache (in
+		// memory, at least), so the next pass skips them.
+		r, err := s.readRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -139,9 +138,6 @@ func (s *Store) loadView(ctx context.Context) (*refView, error) {
 			s.view.tombstones = r.tombstones
 			s.viewAt = time.Now()
 			return s.view, nil
-		}
-		for _, t := range r.retired {
-			seenTombstones[t] = true
 		}
 		for t := range lostPasses {
 			if !slices.Contains(r.lost, t) {
@@ -218,8 +214,8 @@ type refsRead struct {
 }
 
 // readRefs lists the tags and reads every refs tag and legacy root but
-// those known to name tombstones: from the cache, or in skip.
-func (s *Store) readRefs(ctx context.Context, skip map[string]bool) (refsRead, error) {
+// those the cache knows to name tombstones.
+func (s *Store) readRefs(ctx context.Context) (refsRead, error) {
 	var r refsRead
 	all, err := s.listTags(ctx)
 	if err != nil && !isNotFound(err) {
@@ -229,7 +225,7 @@ func (s *Store) readRefs(ctx context.Context, skip map[string]bool) (refsRead, e
 	for _, t := range all {
 		switch {
 		case !strings.HasPrefix(t, tagRefsPrefix) && !strings.HasPrefix(t, tagRootPrefix):
-		case skip[t] || s.cache.isTombstone(t):
+		case s.cache.isTombstone(t):
 			r.tombstones = append(r.tombstones, t)
 		default:
 			tags = append(tags, t)
@@ -682,6 +678,11 @@ func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descript
 // retireImmutable deletes desc by digest, which untags tag, where the
 // registry would not move tag to a tombstone (err).
 func (s *Store) retireImmutable(ctx context.Context, tag string, desc ocispec.Descriptor, pushErr error) error {
+	s.immutableOnce.Do(func() {
+		if s.opt.Logf != nil {
+			s.opt.Logf("registry %s refuses to move tag %s (%v): retiring refs tags by deleting their manifests instead, which a process killed meanwhile can leave listed without one (`coffer repair refs` then removes it)", s.loc.host, tag, pushErr)
+		}
+	})
 	err := s.deleteManifest(ctx, desc)
 	switch {
 	case err == nil:
@@ -736,27 +737,29 @@ func (s *Store) dropTombstoneTag(ctx context.Context, tag string) bool {
 	return false
 }
 
-// sweepTombstones deletes refs tags that name tombstones (left by a
-// registry that refused deletes, by a process killed before the last
-// steps of retireTag, or by RepairRefs), once this registry is known to
-// delete tags. Each is read first: the cache's word that it is a
-// tombstone is not enough to delete it.
+// sweepTombstones deletes tags that name tombstones (left by a registry
+// that refused deletes, by a process killed before the last steps of
+// retireTag, by RepairRefs, or by earlier versions), once this registry
+// is known to delete tags. Each is read first: the cache's word that it
+// is a tombstone is not enough to delete it.
 func (s *Store) sweepTombstones(ctx context.Context, tags []string) {
 	for _, tag := range tags {
 		if c := s.capabilities(); c == nil || c.TagDelete != "allowed" || s.tagDeleteRefused.Load() || ctx.Err() != nil {
 			return
 		}
-		if !strings.HasPrefix(tag, tagRefsPrefix) {
-			continue // a legacy root's name is its writer's, which an older coffer may write again
-		}
 		desc, b, err := s.fetchManifest(ctx, tag)
 		if err != nil {
 			continue
 		}
-		if m, err := decodeManifest(b); err != nil || m.ArtifactType != artifactTombstone {
+		m, err := decodeManifest(b)
+		if err != nil || m.ArtifactType != artifactTombstone || !s.dropTombstoneTag(ctx, tag) {
 			continue
 		}
-		if s.dropTombstoneTag(ctx, tag) {
+		// Only a tombstone of this tag's own: earlier versions gave every
+		// retired tag one with the same bytes, and deleting that by
+		// digest would untag all of them, in the two steps a killed
+		// process cuts apart (see retireTag).
+		if m.Annotations[annotationRef] == tag {
 			_ = s.deleteManifest(ctx, desc)
 		}
 	}

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -53,10 +54,15 @@ func (s *Store) RepairRefs(ctx context.Context, force bool, report func(tag stri
 		// itself where the registry deletes tags: deleting by digest
 		// needs the manifest the registry no longer has.
 		tomb, err := s.pushTombstone(ctx, tag)
-		if err != nil {
+		switch {
+		case isOverwriteRefused(err):
+			// Immutable tags: only deleting the tag itself is left.
+			if derr := s.deleteTag(ctx, tag); derr != nil && !isNotFound(derr) {
+				return retired, s.wrap("retiring "+tag, fmt.Errorf("the registry refuses both to move the tag (%w) and to delete it (%w)", err, derr))
+			}
+		case err != nil:
 			return retired, s.wrap("retiring "+tag, err)
-		}
-		if s.dropTombstoneTag(ctx, tag) {
+		case s.dropTombstoneTag(ctx, tag):
 			_ = s.deleteManifest(ctx, tomb)
 		}
 		retired++

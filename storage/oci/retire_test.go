@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/cofferhq/coffer/internal/testregistry"
 	"github.com/cofferhq/coffer/storage"
@@ -257,5 +259,43 @@ func TestRetireImmutableTags(t *testing.T) {
 	}
 	if live, tombstones := refsTags(t, cold); len(live) != 1 || len(tombstones) != 0 {
 		t.Errorf("after the merge: live refs tags %v, tombstones %v; want one live tag", live, tombstones)
+	}
+}
+
+// Which answers to a tombstone PUT mean immutable tags, and which to a
+// DELETE of a tag mean that the registry does not delete tags.
+func TestRefusalClassification(t *testing.T) {
+	answer := func(status int, code, msg string) error {
+		e := &errcode.ErrorResponse{StatusCode: status}
+		if code != "" {
+			e.Errors = errcode.Errors{{Code: code, Message: msg}}
+		}
+		return fmt.Errorf("wrapped: %w", e)
+	}
+	tests := []struct {
+		name                 string
+		err                  error
+		overwrite, tagDelete bool
+	}{
+		{"Harbor immutable", answer(http.StatusPreconditionFailed, "PRECONDITION", "immutable"), true, false},
+		{"409", answer(http.StatusConflict, "", ""), true, false},
+		{"ECR immutable", answer(http.StatusBadRequest, "TAG_INVALID", "The image tag 'x' already exists and cannot be overwritten because the repository is immutable."), true, true},
+		{"denied", answer(http.StatusForbidden, errcode.ErrorCodeDenied, "requested access to the resource is denied"), true, false},
+		{"config blob gone", answer(http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", "blob unknown to registry"), false, true},
+		{"manifest invalid", answer(http.StatusBadRequest, "MANIFEST_INVALID", "manifest invalid"), false, true},
+		{"registry 2.8 tag delete", answer(http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content"), false, true},
+		{"delete disabled", answer(http.StatusMethodNotAllowed, errcode.ErrorCodeUnsupported, "The operation is unsupported."), false, true},
+		{"403 without a code", answer(http.StatusForbidden, "", ""), false, false},
+		{"404", answer(http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown"), false, false},
+		{"503", answer(http.StatusServiceUnavailable, "", ""), false, false},
+		{"not an answer", errors.New("connection reset"), false, false},
+	}
+	for _, tt := range tests {
+		if got := isOverwriteRefused(tt.err); got != tt.overwrite {
+			t.Errorf("%s: isOverwriteRefused = %v, want %v", tt.name, got, tt.overwrite)
+		}
+		if got := isTagDeleteRefused(tt.err); got != tt.tagDelete {
+			t.Errorf("%s: isTagDeleteRefused = %v, want %v", tt.name, got, tt.tagDelete)
+		}
 	}
 }
