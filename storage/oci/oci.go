@@ -639,6 +639,26 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	if m.ArtifactType == artifactTombstone {
 		return fmt.Errorf("%s %s was already deleted: %w", kind, name, storage.ErrNotFound)
 	}
+	// Where the registry deletes tags, the tag goes first, in one step:
+	// a delete by digest is two in Distribution (the manifest, then the
+	// tags naming it), and a process killed between them leaves the tag
+	// listed without a manifest, which every lock listing then requests
+	// and `unlock` cannot remove.
+	if c := s.capabilities(); c != nil && c.TagDelete == "allowed" && !s.tagDeleteRefused.Load() {
+		err := s.deleteTag(ctx, tag)
+		if isNotFound(err) {
+			return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound) // deleted meanwhile
+		}
+		if err == nil {
+			s.recordDelete(true)
+			_ = s.deleteManifest(ctx, desc) // untagged now: the registry's garbage otherwise
+			return nil
+		}
+		if !isTagDeleteRefused(err) {
+			return s.wrap("deleting "+tag, err)
+		}
+		s.tagDeleteRefused.Store(true)
+	}
 	err = s.deleteManifest(ctx, desc)
 	if err == nil {
 		s.recordDelete(true)

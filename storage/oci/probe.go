@@ -114,6 +114,9 @@ func (s *Store) probe(ctx context.Context, blob ocispec.Descriptor, force bool) 
 	c.TagPaging = s.probeTagPaging(ctx)
 	if force {
 		c.Delete = s.probeDelete(ctx)
+		if c.Delete == "allowed" {
+			c.TagDelete = s.probeTagDelete(ctx)
+		}
 	}
 	s.capsMu.Lock()
 	s.caps = &c
@@ -163,4 +166,27 @@ func (s *Store) probeDelete(ctx context.Context) string {
 		return "refused"
 	}
 	return "unknown"
+}
+
+// probeTagDelete pushes a tombstone under a tag of its own, deletes the
+// tag, and then the manifest. It runs on create, where deletes are
+// allowed, so that the first lock a backup removes is removed without
+// the window of a delete by digest (see deleteTagged); "" (unknown) on
+// any other failure, for a retire to find out.
+func (s *Store) probeTagDelete(ctx context.Context) string {
+	tag := "coffer-probe-" + newSessionID()
+	desc, err := s.pushTombstone(ctx, tag)
+	if err != nil {
+		return ""
+	}
+	verdict := ""
+	switch err := s.deleteTag(ctx, tag); {
+	case err == nil:
+		verdict = "allowed"
+	case isTagDeleteRefused(err):
+		verdict = "refused"
+	}
+	// Untagged now, or where tags cannot be deleted, untagged by this.
+	_ = s.deleteManifest(ctx, desc)
+	return verdict
 }

@@ -299,3 +299,59 @@ func TestRefusalClassification(t *testing.T) {
 		}
 	}
 }
+
+// Create finds out whether the registry deletes tags; where it does, a
+// lock (or key) is removed by deleting its tag first, so that a process
+// killed at either of the two deletes leaves the lock whole or gone,
+// never a tag listed without a manifest. Registry 2.8 cannot delete
+// tags, and locks are deleted by digest there.
+func TestLockDeleteKilled(t *testing.T) {
+	for _, kind := range testregistry.RegistryKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			k := &killer{left: -1}
+			reg := newTestRegistryWith(t, testregistry.RegistryOptions{Kind: kind, Delete: true}, k.wrap)
+			k.dataDir = reg.proc.DataDir
+			loc := reg.newRepo()
+			ctx := t.Context()
+			st := openStore(t, loc, func(o *Options) { o.RetryFor = 300 * time.Millisecond })
+			st.backoff = func(int) time.Duration { return time.Millisecond }
+			if err := st.Create(ctx, []byte("config")); err != nil {
+				t.Fatal(err)
+			}
+			want := map[testregistry.RegistryKind]string{testregistry.Distribution: "allowed", testregistry.Registry28: "refused"}[kind]
+			if got := st.Describe(ctx)["tag delete"]; got != want {
+				t.Fatalf(`after Create, Describe()["tag delete"] = %q, want %q`, got, want)
+			}
+			if kind != testregistry.Distribution {
+				return // a delete by digest, as before: nothing to kill safely
+			}
+			for n := 1; n <= 2; n++ {
+				name := fmt.Sprintf("00000%d", n)
+				if err := st.Put(ctx, storage.KindLock, name, storage.BytesBody([]byte("lock"))); err != nil {
+					t.Fatal(err)
+				}
+				k.arm(n)
+				err := st.Delete(ctx, storage.KindLock, name)
+				k.revive()
+				if n == 1 && err == nil {
+					t.Fatalf("Delete killed at its first write returned no error")
+				}
+				// Whatever was cut, every lock tag listed has its manifest.
+				tags, err := st.listTags(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tag := range tags {
+					if strings.HasPrefix(tag, tagPrefix(storage.KindLock)) {
+						var m ocispec.Manifest
+						fetchJSON(t, st, tag, &m)
+					}
+				}
+				listed := listNames(t, st, storage.KindLock)
+				if _, ok := listed[name]; ok != (n == 1) {
+					t.Errorf("killed at write %d: the lock is listed: %v, want %v", n, ok, n == 1)
+				}
+			}
+		})
+	}
+}
