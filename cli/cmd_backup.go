@@ -6,11 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
 	"github.com/cofferhq/coffer/repo"
@@ -56,26 +53,13 @@ var backupCommand = &command{
 }
 
 // checkBackup rejects what backup cannot run with: standard input given
-// with paths, paths that do not exist, and a pack size, from -pack-size or else from the store's
+// with paths, and a pack size, from -pack-size or else from the store's
 // settings, that no pack can have. Without -pack-size it puts the store's
 // pack size, if any, in o for run.
 func checkBackup(a *app, opts any, args []string) error {
 	o := opts.(*backupOptions)
-	_, paths, err := stdinArgs(o.stdinName, args)
-	if err != nil {
+	if _, _, err := stdinArgs(o.stdinName, args); err != nil {
 		return err
-	}
-	// Before the repository is opened (and the passphrase asked for): a
-	// path that does not exist is a typo, and there is nothing to save.
-	// The path is made absolute, and so cleaned, as the backup does.
-	for _, p := range paths {
-		abs, err := filepath.Abs(p)
-		if err != nil || p == "" {
-			continue // the backup says what is wrong with it
-		}
-		if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return usageError("backup %s: no such file or directory; give paths that exist", p)
-		}
 	}
 	for _, f := range o.excludeFiles {
 		if _, err := readPatternFile(f); err != nil {
@@ -139,6 +123,11 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 		StdinName: stdinName, Stdin: a.env.Stdin,
 	})
 	prog.done()
+	if errors.Is(err, snapshot.ErrNoSuchPath) {
+		// Found once the repository is open: a registry that refuses
+		// writes is the news before a path is looked at.
+		return usageError("%v; give paths that exist", err)
+	}
 	if errors.Is(err, snapshot.ErrStreamPath) {
 		return usageError("%v; to store standard input as a file, use -stdin-name NAME (as `pg_dump db | coffer at R backup -stdin-name db.sql`)", err)
 	}

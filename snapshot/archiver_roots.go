@@ -7,13 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/cofferhq/coffer/repo"
 )
+
+// ErrNoSuchPath marks a path to back up that does not exist (or runs
+// through a file): a typo, with nothing to save.
+var ErrNoSuchPath = errors.New("no such file or directory")
 
 // cleanPaths makes paths absolute, sorts them, and drops paths inside
 // another one, which are backed up with it. A path below a symlink is kept
@@ -31,7 +37,9 @@ func cleanPaths(paths []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := os.Lstat(abs); err != nil {
+		if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("backup %s: %w", p, ErrNoSuchPath)
+		} else if err != nil {
 			return nil, fmt.Errorf("cannot back up %s: %w", p, err)
 		}
 		if err := checkStreamPath(p, abs); err != nil {
