@@ -71,8 +71,9 @@ type Store struct {
 
 	refusedOnce   sync.Once // the notice that DELETE is refused
 	immutableOnce sync.Once // the notice that tags cannot be moved
-	// tagDeleteRefused is set once the registry refused to delete a tag;
-	// the next process tries again (capabilities.TagDelete is for info).
+	// tagDeleteRefused is set once the registry refused to delete a tag,
+	// or the credential may not; the next process tries again
+	// (capabilities.TagDelete is for info).
 	tagDeleteRefused atomic.Bool
 
 	budget retry.Budget // since when operations have failed in a row, and the notices of retries
@@ -645,19 +646,21 @@ func (s *Store) deleteTagged(ctx context.Context, kind storage.Kind, name string
 	// listed without a manifest, which every lock listing then requests
 	// and `unlock` cannot remove.
 	if c := s.capabilities(); c != nil && c.TagDelete == "allowed" && !s.tagDeleteRefused.Load() {
-		err := s.deleteTag(ctx, tag)
-		if isNotFound(err) {
-			return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound) // deleted meanwhile
-		}
-		if err == nil {
+		switch err := s.deleteTag(ctx, tag); {
+		case err == nil:
 			s.recordDelete(true)
 			_ = s.deleteManifest(ctx, desc) // untagged now: the registry's garbage otherwise
 			return nil
-		}
-		if !isTagDeleteRefused(err) {
+		case isNotFound(err):
+			return fmt.Errorf("%s %s: %w", kind, name, storage.ErrNotFound) // deleted meanwhile
+		case isTagDeleteRefused(err):
+			s.tagDeleteRefused.Store(true)
+		case isRefused(err):
+			// This credential may not delete (a backup's push-only
+			// one): the tombstone below.
+		default:
 			return s.wrap("deleting "+tag, err)
 		}
-		s.tagDeleteRefused.Store(true)
 	}
 	err = s.deleteManifest(ctx, desc)
 	if err == nil {

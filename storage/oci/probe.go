@@ -18,7 +18,8 @@ type capabilities struct {
 	Range     string `json:"range"`      // "honoured", "ignored" or "unknown"
 	TagPaging string `json:"tag_paging"` // "link", "none" or "unknown"
 	// TagDelete is whether DELETE of a tag (not of a digest) works:
-	// "allowed", "refused", or "" until a retired refs tag finds out.
+	// "allowed", "refused", or "" until create's probe or a retired refs
+	// tag finds out.
 	TagDelete string    `json:"tag_delete,omitempty"`
 	Probed    time.Time `json:"probed"`
 }

@@ -30,10 +30,10 @@ import (
 //     the union, which is safe whatever adders do concurrently);
 //   - only a rewrite drops references: it pushes new refs tags with what
 //     it keeps, then retires the tags it read. Since no one else changes
-//     a tag after writing it, retiring one whose content is already in a new tag
-//     loses nothing. Two rewrites at once could each bring back what the
-//     other dropped, so the caller of Delete runs rewrites one at a time
-//     (repo's exclusive lock).
+//     a tag after writing it, retiring one whose content is already in a
+//     new tag loses nothing. Two rewrites at once could each bring back
+//     what the other dropped, so the caller of Delete runs rewrites one
+//     at a time (repo's exclusive lock).
 
 // refsTTL bounds how stale a listing may be for a long-running reader
 // (other writers may add objects at any time).
@@ -730,6 +730,10 @@ func (s *Store) dropTombstoneTag(ctx context.Context, tag string) bool {
 		// upgraded, or have its delete setting changed, meanwhile.
 		s.tagDeleteRefused.Store(true)
 		s.recordTagDelete(false)
+	case isRefused(err):
+		// This credential may not delete: not the registry's doing, so
+		// not recorded, but not asked again by this process.
+		s.tagDeleteRefused.Store(true)
 	}
 	// A 404 is a tag deleted already, or a registry that took the tag
 	// for a digest; either way the mark does no harm.

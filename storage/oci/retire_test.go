@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,5 +354,48 @@ func TestLockDeleteKilled(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// denyDeletes answers every DELETE with 403 DENIED while on, as a
+// registry does for a credential that may push but not delete (what a
+// backup needs).
+type denyDeletes struct{ on atomic.Bool }
+
+func (d *denyDeletes) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete && d.on.Load() {
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}`, http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// A backup with a credential that may not delete removes its lock by
+// moving the tag to a tombstone, also on a registry that deletes tags.
+func TestLockDeleteWithoutDeleteRight(t *testing.T) {
+	d := &denyDeletes{}
+	reg := newTestRegistry(t, d.wrap)
+	loc := reg.newRepo()
+	ctx := t.Context()
+	cache := t.TempDir()
+	st := openStore(t, loc, func(o *Options) { o.CacheDir = cache })
+	if err := st.Create(ctx, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Describe(ctx)["tag delete"]; got != "allowed" {
+		t.Fatalf(`after Create, Describe()["tag delete"] = %q, want "allowed"`, got)
+	}
+	d.on.Store(true)
+	backup := openStore(t, loc, func(o *Options) { o.CacheDir = cache; o.Writer = "backup" })
+	if err := backup.Put(ctx, storage.KindLock, "0123abcd", storage.BytesBody([]byte("lock"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.Delete(ctx, storage.KindLock, "0123abcd"); err != nil {
+		t.Fatalf("Delete of a lock without the right to delete: %v", err)
+	}
+	if _, ok := listNames(t, openStore(t, loc, func(o *Options) { o.Writer = "cold" }), storage.KindLock)["0123abcd"]; ok {
+		t.Error("the lock is still listed")
 	}
 }
