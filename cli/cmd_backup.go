@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/bytesize"
@@ -21,6 +22,9 @@ type backupOptions struct {
 	compression                  compressionFlag
 	packSize                     sizeFlag // MiB without a unit
 	stdinName                    setString
+	// excludeLines are the patterns of the -exclude-file files, read
+	// once, by checkBackup.
+	excludeLines []string
 }
 
 var backupCommand = &command{
@@ -62,9 +66,11 @@ func checkBackup(a *app, opts any, args []string) error {
 		return err
 	}
 	for _, f := range o.excludeFiles {
-		if _, err := readPatternFile(f); err != nil {
+		lines, err := readPatternFile(f)
+		if err != nil {
 			return usageError("-exclude-file %s: %v: give a file of patterns, one per line", f, errors.Unwrap(err))
 		}
+		o.excludeLines = append(o.excludeLines, lines...)
 	}
 	if o.packSize.n != 0 {
 		if !validPackSize(o.packSize.n) {
@@ -97,14 +103,7 @@ func runBackup(ctx context.Context, a *app, opts any, args []string) error {
 	if len(args) == 0 && stdinName == "" {
 		args = []string{"."}
 	}
-	excludes := append([]string(nil), o.excludes...)
-	for _, f := range o.excludeFiles {
-		lines, err := readPatternFile(f)
-		if err != nil {
-			return err
-		}
-		excludes = append(excludes, lines...)
-	}
+	excludes := append(slices.Clone(o.excludes), o.excludeLines...)
 	var tags []string
 	for _, t := range o.tags {
 		for _, s := range strings.Split(t, ",") {
