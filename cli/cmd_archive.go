@@ -74,14 +74,14 @@ var archiveCommand = &command{
 			root.ModTime = sn.Time
 			node = &root
 		}
-		incomplete := 0
+		var incomplete int64
 		opt := snapshot.ArchiveOptions{Format: format, Name: name, Incomplete: func(p string, n *snapshot.Node) {
 			incomplete++
-			a.out.warn(p, fmt.Errorf("was not readable at backup time (%s); archived with the %d of its %d bytes that were read", n.Error, n.StoredSize(), n.Size))
+			a.out.warn(p, n.IncompleteWarning("archived"))
 		}}
 		partial := func() error {
 			if incomplete > 0 {
-				return fmt.Errorf("archive is partial: some files were %w and hold what was read (%d; see the warnings above)", errIncomplete, incomplete)
+				return partialIncomplete("archive", incomplete)
 			}
 			return nil
 		}

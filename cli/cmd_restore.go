@@ -73,7 +73,7 @@ var restoreCommand = &command{
 			return fmt.Errorf("%w: %d not restored (listed above); coffer check -read-data tells what is damaged", errRestorePartial, sum.Failed)
 		}
 		if sum.Incomplete > 0 {
-			return fmt.Errorf("restore is partial: some files were %w and hold what was read (%d; see the warnings above)", errIncomplete, sum.Incomplete)
+			return partialIncomplete("restore", sum.Incomplete)
 		}
 		return nil
 	},

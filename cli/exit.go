@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/cofferhq/coffer/repo"
 	"github.com/cofferhq/coffer/snapshot"
@@ -49,6 +50,12 @@ var errRestorePartial = errors.New("restore is partial: damaged data kept some f
 // snapshot holds only in part: they could not be read in full at backup
 // time, and the backup warned and exited 3 then.
 var errIncomplete = errors.New("not read in full at backup time")
+
+// partialIncomplete is the error of an archive or restore (what) that
+// wrote n files not read in full at backup time, each warned about.
+func partialIncomplete(what string, n int64) error {
+	return fmt.Errorf("%s is partial: some files were %w and hold what was read (%d; see the warnings above)", what, errIncomplete, n)
+}
 
 // errNoSpace reports a file coffer writes (an archive) that its file
 // system has no room for.

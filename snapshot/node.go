@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
@@ -85,6 +86,13 @@ func (n *Node) StoredSize() int64 {
 		size += e.Size
 	}
 	return size
+}
+
+// IncompleteWarning is the warning about a file node not read in full at
+// backup time that Restore, WriteArchive's callers and the like give,
+// with what they did with it (done: "restored", "archived").
+func (n *Node) IncompleteWarning(done string) error {
+	return fmt.Errorf("was not readable at backup time (%s); %s with the %d of its %d bytes that were read", n.Error, done, n.StoredSize(), n.Size)
 }
 
 // FileMode returns the node's type and permissions as an fs.FileMode, the

@@ -676,7 +676,7 @@ func (rs *restorer) writeData(ctx context.Context) error {
 		}
 		if n.Error != "" {
 			rs.incomplete.Add(1)
-			rs.warn(it.path, fmt.Errorf("was not readable at backup time (%s); restored with the %d of its %d bytes that were read", n.Error, n.StoredSize(), n.Size))
+			rs.warn(it.path, n.IncompleteWarning("restored"))
 		}
 		var df *deferredFile
 		if it.deferred {
