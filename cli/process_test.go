@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,9 +222,24 @@ func readingIncompleteIsPartial(t *testing.T, h *harness, dir, name string, size
 	if fi, err := os.Lstat(filepath.Join(target, name)); err != nil || fi.Size() != 0 {
 		t.Errorf("restored %s: %v, size %d, want an empty file", name, err, fi.Size())
 	}
-	r = h.at("-json", "restore", "latest", "-to", filepath.Join(t.TempDir(), "restored"))
+	jsonTarget := filepath.Join(t.TempDir(), "restored")
+	r = h.at("-json", "restore", "latest", "-to", jsonTarget)
 	if r.code != ExitPartial || !strings.Contains(r.stdout, `"incomplete":1`) {
 		t.Errorf("restore -json: exit %d, want %d with a summary counting the file incomplete:\n%s", r.code, ExitPartial, r.stdout)
+	}
+	// Its bytes are what the restored files hold, not their sizes at
+	// backup time.
+	var onDisk int64
+	filepath.WalkDir(jsonTarget, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				onDisk += fi.Size()
+			}
+		}
+		return nil
+	})
+	if want := fmt.Sprintf(`"bytes":%d,`, onDisk); !strings.Contains(r.stdout, want) {
+		t.Errorf("restore -json summary does not say %s, what the restored files hold:\n%s", want, r.stdout)
 	}
 
 	r = h.at("archive", "latest")

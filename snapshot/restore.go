@@ -73,7 +73,7 @@ type RestoreSummary struct {
 	Files    int64 `json:"files"`
 	Dirs     int64 `json:"dirs"`
 	Others   int64 `json:"others"`
-	Bytes    int64 `json:"bytes"`
+	Bytes    int64 `json:"bytes"` // what the files restored hold
 	Warnings int64 `json:"warnings"`
 	// Failed counts the files and directories not restored in full for
 	// damaged data (only with IgnoreErrors); Files and Bytes leave out
@@ -375,7 +375,7 @@ func (rs *restorer) dropFailed() {
 			return false
 		}
 		rs.sum.Files--
-		rs.sum.Bytes -= it.node.Size
+		rs.sum.Bytes -= restoredSize(it.node)
 		if err := os.Remove(it.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			rs.warn(it.path, fmt.Errorf("removing the partly restored file: %w", err))
 		}
@@ -400,10 +400,19 @@ func (rs *restorer) add(it restoreItem) {
 	rs.blobs += len(n.Content)
 	if n.Type == TypeFile {
 		rs.sum.Files++
-		rs.sum.Bytes += n.Size
+		rs.sum.Bytes += restoredSize(n)
 	} else {
 		rs.sum.Others++
 	}
+}
+
+// restoredSize is what a file node restores to: its size at backup time,
+// or what was read of it when it could not be read in full.
+func restoredSize(n *Node) int64 {
+	if n.Error != "" {
+		return n.StoredSize()
+	}
+	return n.Size
 }
 
 // conflicts finds existing files in the way of a restore, entry by
