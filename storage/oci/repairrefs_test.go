@@ -65,9 +65,7 @@ func TestDanglingRefsRepaired(t *testing.T) {
 				t.Fatal(err)
 			}
 			snaps := pushSmallBlobs(t, writer, storage.KindSnapshot, 3)
-			writer.pendingMu.Lock()
-			writer.pending = append(writer.pending, snaps...)
-			writer.pendingMu.Unlock()
+			addPending(writer, snaps)
 			if err := writer.Flush(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -129,17 +129,7 @@ func TestRetireKilledAtEveryStep(t *testing.T) {
 					if err := st.Create(ctx, []byte("config")); err != nil {
 						t.Fatal(err)
 					}
-					var want []ocispec.Descriptor
-					for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot} {
-						objs := pushSmallBlobs(t, st, kind, 3)
-						st.pendingMu.Lock()
-						st.pending = append(st.pending, objs...)
-						st.pendingMu.Unlock()
-						if err := st.Flush(ctx); err != nil {
-							t.Fatal(err)
-						}
-						want = append(want, objs...)
-					}
+					want := twoRefsTags(t, st)
 
 					k.arm(n)
 					err := st.Compact(ctx)
@@ -164,9 +154,7 @@ func TestRetireKilledAtEveryStep(t *testing.T) {
 					// The next merge (a backup added a tag) completes the job.
 					next := openStore(t, loc, func(o *Options) { o.Writer = "next" })
 					idx := pushSmallBlobs(t, next, storage.KindIndex, 1)
-					next.pendingMu.Lock()
-					next.pending = append(next.pending, idx...)
-					next.pendingMu.Unlock()
+					addPending(next, idx)
 					if err := next.Compact(ctx); err != nil {
 						t.Fatalf("the next Compact: %v", err)
 					}
@@ -193,6 +181,30 @@ func TestRetireKilledAtEveryStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoRefsTags puts three packs, then three snapshots, each batch in a
+// refs tag of its own (two tags a Compact merges), and returns them.
+func twoRefsTags(t *testing.T, st *Store) []ocispec.Descriptor {
+	t.Helper()
+	var all []ocispec.Descriptor
+	for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot} {
+		objs := pushSmallBlobs(t, st, kind, 3)
+		addPending(st, objs)
+		if err := st.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, objs...)
+	}
+	return all
+}
+
+// addPending makes objects pushed as blobs pending, as Put leaves them,
+// for the next flush to reference.
+func addPending(st *Store, objs []ocispec.Descriptor) {
+	st.pendingMu.Lock()
+	st.pending = append(st.pending, objs...)
+	st.pendingMu.Unlock()
 }
 
 func kindOf(descs []ocispec.Descriptor, kind storage.Kind) []ocispec.Descriptor {
@@ -240,17 +252,7 @@ func TestRetireImmutableTags(t *testing.T) {
 	if err := st.Create(ctx, []byte("config")); err != nil {
 		t.Fatal(err)
 	}
-	var want []ocispec.Descriptor
-	for _, kind := range []storage.Kind{storage.KindPack, storage.KindSnapshot} {
-		objs := pushSmallBlobs(t, st, kind, 3)
-		st.pendingMu.Lock()
-		st.pending = append(st.pending, objs...)
-		st.pendingMu.Unlock()
-		if err := st.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, objs...)
-	}
+	want := twoRefsTags(t, st)
 	if err := st.Compact(ctx); err != nil {
 		t.Fatalf("Compact where tags are immutable: %v", err)
 	}
