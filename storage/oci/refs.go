@@ -667,11 +667,7 @@ func (s *Store) retireTag(ctx context.Context, tag string, desc ocispec.Descript
 	default:
 		return s.wrap("deleting "+tag, err)
 	}
-	if s.dropTombstoneTag(ctx, tag) {
-		// Best effort: an untagged manifest is garbage to the registry's
-		// own collection too.
-		_ = s.deleteManifest(ctx, tomb)
-	}
+	s.dropTombstoneTag(ctx, tag, &tomb)
 	return nil
 }
 
@@ -710,21 +706,25 @@ func (s *Store) pushTombstone(ctx context.Context, tag string) (ocispec.Descript
 }
 
 // dropTombstoneTag deletes tag, which names a tombstone, where the
-// registry deletes tags, and reports whether it did. Whatever happens,
-// the tag names a tombstone or nothing, so a failure is not an error:
-// the tombstone stays, readers skip it, and a later merge tries again
-// (sweepTombstones).
-func (s *Store) dropTombstoneTag(ctx context.Context, tag string) bool {
+// registry deletes tags, and then tomb, the tombstone (nil: leave it),
+// untagged now and so the registry's garbage otherwise. Whatever
+// happens, the tag names a tombstone or nothing, so a failure is not an
+// error: the tombstone stays, readers skip it, and a later merge tries
+// again (sweepTombstones).
+func (s *Store) dropTombstoneTag(ctx context.Context, tag string, tomb *ocispec.Descriptor) {
 	if s.tagDeleteRefused.Load() {
 		s.cache.putTombstone(tag)
-		return false
+		return
 	}
 	err := s.deleteTag(ctx, tag)
 	switch {
 	case err == nil:
 		s.recordTagDelete(true)
 		s.cache.dropTombstone(tag)
-		return true
+		if tomb != nil {
+			_ = s.deleteManifest(ctx, *tomb)
+		}
+		return
 	case isTagDeleteRefused(err):
 		// Tried again by the next process: the registry may have been
 		// upgraded, or have its delete setting changed, meanwhile.
@@ -738,7 +738,6 @@ func (s *Store) dropTombstoneTag(ctx context.Context, tag string) bool {
 	// A 404 is a tag deleted already, or a registry that took the tag
 	// for a digest; either way the mark does no harm.
 	s.cache.putTombstone(tag)
-	return false
 }
 
 // sweepTombstones deletes tags that name tombstones (left by a registry
@@ -756,16 +755,18 @@ func (s *Store) sweepTombstones(ctx context.Context, tags []string) {
 			continue
 		}
 		m, err := decodeManifest(b)
-		if err != nil || m.ArtifactType != artifactTombstone || !s.dropTombstoneTag(ctx, tag) {
+		if err != nil || m.ArtifactType != artifactTombstone {
 			continue
 		}
-		// Only a tombstone of this tag's own: earlier versions gave every
-		// retired tag one with the same bytes, and deleting that by
-		// digest would untag all of them, in the two steps a killed
-		// process cuts apart (see retireTag).
-		if m.Annotations[annotationRef] == tag {
-			_ = s.deleteManifest(ctx, desc)
+		// Only a tombstone of this tag's own is deleted: earlier versions
+		// gave every retired tag one with the same bytes, and deleting
+		// that by digest would untag all of them, in the two steps a
+		// killed process cuts apart (see retireTag).
+		tomb := &desc
+		if m.Annotations[annotationRef] != tag {
+			tomb = nil
 		}
+		s.dropTombstoneTag(ctx, tag, tomb)
 	}
 }
 

@@ -62,8 +62,8 @@ func (s *Store) RepairRefs(ctx context.Context, force bool, report func(tag stri
 			}
 		case err != nil:
 			return retired, s.wrap("retiring "+tag, err)
-		case s.dropTombstoneTag(ctx, tag):
-			_ = s.deleteManifest(ctx, tomb)
+		default:
+			s.dropTombstoneTag(ctx, tag, &tomb)
 		}
 		retired++
 		report(tag, kept, lost, true)
