@@ -24,7 +24,7 @@ const (
 
 	annotationObject = "org.cofferhq.object" // what a manifest is: config, key, lock, refs, deleted (legacy: root, segment)
 	annotationWriter = "org.cofferhq.writer"
-	annotationRef    = "org.cofferhq.ref"  // the tag a refs manifest was written for
+	annotationRef    = "org.cofferhq.ref"  // the tag a refs manifest (or a refs tag's tombstone) was written for
 	annotationName   = "org.cofferhq.name" // the object name of a key or lock
 )
 
