@@ -12,7 +12,6 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"math/rand/v2"
-	"os"
 	"testing"
 )
 
@@ -131,35 +130,5 @@ func BenchmarkPackAssembly(b *testing.B) {
 			b.Fatal(err)
 		}
 		p.discard()
-	}
-}
-
-// BenchmarkPackHash names a finished 32 MiB pack that the page cache
-// holds: read back through a buffer, as before, and as hashFile does it
-// (in place on Linux, read elsewhere).
-func BenchmarkPackHash(b *testing.B) {
-	f, err := os.CreateTemp(b.TempDir(), "pack-*")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Write(benchData(DefaultPackSize, false)); err != nil {
-		b.Fatal(err)
-	}
-	for _, bc := range []struct {
-		name string
-		hash func() (ID, error)
-	}{
-		{"read", func() (ID, error) { return readHash(sha256.New(), f, 0, DefaultPackSize) }},
-		{"hashFile", func() (ID, error) { return hashFile(f, DefaultPackSize) }},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(DefaultPackSize)
-			for b.Loop() {
-				if _, err := bc.hash(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }
