@@ -149,10 +149,11 @@ func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) error {
 	return nil
 }
 
-// write appends b to the pack file. Small blobs are gathered in w; a
-// large one (a chunk of a large file, 1 MiB on average) goes to the file
-// from the caller's buffer, after what w holds: through w it would be
-// copied once more, for nothing, under the saver's lock.
+// write appends b to the pack file and to its hash; every byte of the
+// pack goes through it. Small blobs are gathered in w; a large one (a
+// chunk of a large file, 1 MiB on average) goes to the file from the
+// caller's buffer, after what w holds: through w it would be copied once
+// more, for nothing, under the saver's lock.
 func (p *packBuilder) write(b []byte) error {
 	p.sum.Write(b)
 	if len(b) < directWriteMin {
@@ -219,8 +220,7 @@ func (p *packBuilder) finish(c *codec) (ID, error) {
 	end = c.seal(end, trailer, objectAD("pack trailer", packVersion))
 	end = binary.LittleEndian.AppendUint32(end, uint32(sealedLen))
 	end = append(end, packMagic[:]...)
-	p.sum.Write(end)
-	_, err := p.w.Write(end)
+	err := p.write(end)
 	if err == nil {
 		err = p.w.Flush()
 	}

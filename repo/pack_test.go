@@ -213,3 +213,36 @@ func TestPackBuilderOrdersBufferedAndDirectWrites(t *testing.T) {
 		offset += e.Length
 	}
 }
+
+// TestPackNameIsHashOfFile checks that a finished pack's name is the
+// SHA-256 of its file's bytes, also when the trailer of many small blobs
+// is large enough to bypass the write buffer as a large blob does.
+func TestPackNameIsHashOfFile(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		blobs, size int
+		bigTrailer  bool
+	}{
+		{"one small blob", 1, 100, false},
+		{"trailer past the buffer", directWriteMin/trailerEntryMax*2 + 1, 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := newTestRepo(t)
+			p := newTestPackBuilder(t)
+			for i := range tc.blobs {
+				b := testutil.RandomBytes(int64(i+1), tc.size)
+				mustAdd(t, p, BlobData, ID(sha256.Sum256(b)), b, len(b))
+			}
+			if got := len(encodeTrailer(p.entries)) >= directWriteMin; got != tc.bigTrailer {
+				t.Fatalf("trailer of %d bytes: past directWriteMin %v, want %v", len(encodeTrailer(p.entries)), got, tc.bigTrailer)
+			}
+			data, id := finishPack(t, p, r.codec)
+			if int64(len(data)) != p.size {
+				t.Fatalf("pack file holds %d bytes, the builder counted %d", len(data), p.size)
+			}
+			if want := ID(sha256.Sum256(data)); id != want {
+				t.Errorf("pack named %s, its bytes hash to %s", id.Short(), want.Short())
+			}
+		})
+	}
+}
