@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,10 +35,10 @@ const hugePage = 2 << 20
 // asked for (prepareHugePages): their reads also miss the TLB less.
 // Elsewhere (transparent_hugepage/enabled "never", as database hosts are
 // often set up, too few free 2 MiB blocks, or a virtual machine that
-// hands its free memory back to the hypervisor, freePagesReported) the
-// memory is faulted in ahead, written, in small pages (prefault). Under
-// 16 MiB (the tests' parameters) its faults cost little, and nothing is
-// done.
+// hands its free memory back to the hypervisor, freePagesReported, unless
+// its small pages cost dearly all the same, smallPagesCostly) the memory
+// is faulted in ahead, written, in small pages (prefault). Under 16 MiB
+// (the tests' parameters) its faults cost little, and nothing is done.
 //
 // golang.org/x/crypto/argon2 allocates its memory itself, so both
 // allocate n bytes and free them first: Go's page allocator hands out the
@@ -48,7 +49,7 @@ func prepareKDFMemory(n int) (release func()) {
 	if n < 8*hugePage {
 		return func() {}
 	}
-	if hugePagesOnRequest() && !freePagesReported(sysfs) && hugePagesFree(n) {
+	if hugePagesOnRequest() && hugePagesFree(n) && (!freePagesReported(sysfs) || smallPagesCostly()) {
 		if withdraw, ok := prepareHugePages(n); ok {
 			return withdraw
 		}
@@ -206,6 +207,49 @@ func freePagesReported(root string) bool {
 		}
 	}
 	return false
+}
+
+// smallPagesCostly reports whether this machine makes a process pay for
+// the first write to each small page of its memory even after the kernel
+// has faulted the page in: whether 32 fresh pages, faulted in for writing
+// (MADV_POPULATE_WRITE), then take over a microsecond each to write one
+// byte to. Where they do, faulting Argon2id's memory in ahead in small
+// pages (prefault) saves nothing, and huge pages are asked for even where
+// free pages are reported to the hypervisor.
+//
+// A guest of a PVM hypervisor (paging by shadow page tables: the kernel
+// logs "Hypervisor detected: PVM") is such a machine. Its kernel faults
+// pages in in its own page tables, and the hypervisor mirrors each entry
+// only when the process first touches the page: about 5 µs a page on a
+// 2-CPU AMD EPYC guest, where a page in place takes well under 0.5 µs. On
+// it, 64 MiB of small pages took 14-19 ms to fault in and 100-140 ms more
+// to write once; in huge pages 3-20 ms in all, and 78-119 ms in 2 of 15
+// tries (the blocks handed back to the hypervisor). A key derivation of
+// `coffer ls` took a median 0.23 s in small pages and 0.155 s in huge
+// pages (docs/benchmarks-log.md, "Small pages that cost dearly on first
+// write").
+//
+// The probe maps its own memory, outside the heap, and costs about 0.2 ms
+// on such a machine, some microseconds elsewhere. Where the kernel cannot
+// fault memory in ahead (before Linux 5.14) it reports false.
+func smallPagesCostly() bool {
+	const pages = 32
+	size := pages * os.Getpagesize()
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = unix.Munmap(b) }()
+	// A huge page here would be one fault for all of it.
+	_ = unix.Madvise(b, unix.MADV_NOHUGEPAGE)
+	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
+		return false
+	}
+	start := time.Now()
+	for i := 0; i < size; i += os.Getpagesize() {
+		b[i] = 1
+	}
+	return time.Since(start) > pages*time.Microsecond
 }
 
 // hugePageSpan returns the offsets from base of the whole huge pages
