@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -390,39 +391,94 @@ func createSpecial(path string, n *Node) error {
 // alone, since removing labels the system added (security.selinux, inherited
 // ACLs) would do more harm than keeping them.
 func applyMeta(path string, n *Node, asRoot bool) error {
+	return metaObject{path: path, fd: -1}.apply(n, asRoot)
+}
+
+// applyMetaFD is applyMeta through fd, an open descriptor of the regular
+// file at path: no lookup of the path for each of the four steps. path
+// only names the file in errors.
+func applyMetaFD(fd int, path string, n *Node, asRoot bool) error {
+	return metaObject{path: path, fd: fd}.apply(n, asRoot)
+}
+
+// metaObject is what applyMeta sets the metadata of: the object at path,
+// or with fd >= 0 the file open as fd.
+type metaObject struct {
+	path string
+	fd   int
+}
+
+// apply runs applyMeta's steps, in its order.
+func (o metaObject) apply(n *Node, asRoot bool) error {
+	byFD := o.fd >= 0
 	if asRoot {
-		if err := unix.Lchown(path, int(n.UID), int(n.GID)); err != nil {
-			return &os.PathError{Op: "lchown", Path: path, Err: err}
+		op, err := "lchown", error(nil)
+		if byFD {
+			op, err = "fchown", unix.Fchown(o.fd, int(n.UID), int(n.GID))
+		} else {
+			err = unix.Lchown(o.path, int(n.UID), int(n.GID))
+		}
+		if err != nil {
+			return &os.PathError{Op: op, Path: o.path, Err: err}
 		}
 	}
 	var warnings []error
 	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
+		op, err := "lsetxattr", error(nil)
+		if byFD {
+			op, err = "fsetxattr", unix.Fsetxattr(o.fd, x.Name, x.Value, 0)
+		} else {
+			err = unix.Lsetxattr(o.path, x.Name, x.Value, 0)
+		}
+		if err != nil {
 			if metaXattrIgnorable(err) {
-				warnings = append(warnings, fmt.Errorf("lsetxattr %s %s: %w: %w", path, x.Name, errXattrUnsupported, err))
+				warnings = append(warnings, fmt.Errorf("%s %s %s: %w: %w", op, o.path, x.Name, errXattrUnsupported, err))
 				continue
 			}
-			return fmt.Errorf("lsetxattr %s %s: %w", path, x.Name, err)
+			return fmt.Errorf("%s %s %s: %w", op, o.path, x.Name, err)
 		}
 	}
 	if n.Type != TypeSymlink {
-		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
-			return &os.PathError{Op: "chmod", Path: path, Err: err}
+		op, err := "chmod", error(nil)
+		if byFD {
+			op, err = "fchmod", unix.Fchmod(o.fd, n.Mode&0o7777)
+		} else {
+			err = unix.Chmod(o.path, n.Mode&0o7777)
+		}
+		if err != nil {
+			return &os.PathError{Op: op, Path: o.path, Err: err}
 		}
 	}
 	// The access time is not recorded (see Node); the mtime stands in.
 	atime, err := metaTimespec(n.ModTime)
 	if err != nil {
-		return fmt.Errorf("utimensat %s: atime %v: %w", path, n.ModTime, err)
+		return fmt.Errorf("utimensat %s: atime %v: %w", o.path, n.ModTime, err)
 	}
 	mtime, err := metaTimespec(n.ModTime)
 	if err != nil {
-		return fmt.Errorf("utimensat %s: mtime %v: %w", path, n.ModTime, err)
+		return fmt.Errorf("utimensat %s: mtime %v: %w", o.path, n.ModTime, err)
 	}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{atime, mtime}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimensat", Path: path, Err: err}
+	times := [2]unix.Timespec{atime, mtime}
+	if byFD {
+		err = futimens(o.fd, &times)
+	} else {
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, o.path, times[:], unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return &os.PathError{Op: "utimensat", Path: o.path, Err: err}
 	}
 	return errors.Join(warnings...)
+}
+
+// futimens sets the times of the file open as fd: utimensat with a null
+// path, which x/sys/unix's UtimesNanoAt cannot pass (an empty path needs
+// AT_EMPTY_PATH, which older kernels refuse here).
+func futimens(fd int, times *[2]unix.Timespec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(times)), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // metaTimespec converts t for utimensat. A zero time (for instance an atime

@@ -701,6 +701,45 @@ func TestMetaApplyMeta(t *testing.T) {
 		if root && (got.UID != 1234 || got.GID != 5678) {
 			t.Errorf("%s: owner %d:%d, want 1234:5678", name, got.UID, got.GID)
 		}
+		if want.Type == TypeFile {
+			metaTestThroughDescriptor(t, s(name), path+".fd", want, root)
+		}
+	}
+}
+
+// metaTestThroughDescriptor restores the regular file src as the
+// restorer's data phase does: created, written and given its metadata
+// through one open descriptor (targetFile), then checks it against want.
+func metaTestThroughDescriptor(t *testing.T, src, dst string, want *Node, root bool) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := openTarget(dst, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.writeAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	metaErr, err := f.closeWithMeta(want, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metaErr != nil {
+		t.Errorf("%s: closeWithMeta: %v", want.Name, metaErr)
+	}
+	got, err := readMeta(dst, want.Name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaTestSameMeta(t, want.Name+" (through its descriptor)", got, want, root)
+	if root && (got.UID != 1234 || got.GID != 5678) {
+		t.Errorf("%s through its descriptor: owner %d:%d, want 1234:5678", want.Name, got.UID, got.GID)
+	}
+	if b, err := os.ReadFile(dst); err != nil || !bytes.Equal(b, data) {
+		t.Errorf("%s through its descriptor: content %q (%v), want %q", want.Name, b, err, data)
 	}
 }
 

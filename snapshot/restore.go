@@ -785,53 +785,56 @@ func (rs *restorer) writeBlob(size int64, targets []blobTarget, pack repo.ID, re
 			Err: fmt.Errorf("holds %d bytes, the tree says %d", len(plain), size)}
 	}
 	for _, t := range targets {
-		if err := writeAt(t.path, plain, t.offset, t.file != nil); err != nil {
-			return fsError("writing", t.path, err)
-		}
-		rs.prog.Processed(0, int64(len(plain)))
-		if t.file != nil && t.file.remaining.Add(-1) == 0 {
-			if err := rs.finish(t.file); err != nil {
-				return err
-			}
+		if err := rs.writeTarget(t, plain); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// writeTarget writes b at t's offset of t's file, and finishes the file
+// where this was the last of its writes, before closing it. Opening per
+// blob keeps no descriptors across packs; writers at different offsets
+// of one file may run at once.
+func (rs *restorer) writeTarget(t blobTarget, b []byte) error {
+	f, err := openTarget(t.path, t.file != nil)
+	if err != nil {
+		return fsError("writing", t.path, err)
+	}
+	if err := f.writeAt(b, t.offset); err != nil {
+		_ = f.close()
+		return fsError("writing", t.path, err)
+	}
+	rs.prog.Processed(0, int64(len(b)))
+	if t.file == nil || t.file.remaining.Add(-1) != 0 {
+		if err := f.close(); err != nil {
+			return fsError("writing", t.path, err)
+		}
+		return nil
+	}
+	return rs.finish(f, t.file)
 }
 
 // finish gives a deferred file, all of whose data is written, its size
-// and its metadata.
-func (rs *restorer) finish(df *deferredFile) error {
+// and its metadata, and closes it: its metadata is set through the open
+// file, which spares a lookup of its path for each step.
+func (rs *restorer) finish(f targetFile, df *deferredFile) error {
 	p := df.item.path
 	if df.holeAtEnd {
-		if err := os.Truncate(p, df.size); err != nil {
+		if err := f.truncate(df.size); err != nil {
+			_ = f.close()
 			return fsError("writing", p, err)
 		}
 	}
-	if err := applyMeta(p, df.item.node, rs.asRoot); err != nil {
-		rs.warn(p, err)
+	metaErr, err := f.closeWithMeta(df.item.node, rs.asRoot)
+	if err != nil {
+		return fsError("writing", p, err)
+	}
+	if metaErr != nil {
+		rs.warn(p, metaErr)
 	}
 	rs.prog.Processed(1, 0)
 	return nil
-}
-
-// writeAt writes b at off in file p, which exists unless create is set.
-// Opening per blob keeps no descriptors across packs; writers at
-// different offsets of one file may run at once. A symlink put in the
-// file's place since it was checked or created is not followed.
-func writeAt(p string, b []byte, off int64, create bool) error {
-	flag := os.O_WRONLY | oNoFollow
-	if create {
-		flag |= os.O_CREATE
-	}
-	f, err := os.OpenFile(p, flag, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(b, off); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // applyMetadata sets the owners, modes, xattrs and times of the batch's
