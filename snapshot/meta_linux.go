@@ -410,27 +410,14 @@ type metaObject struct {
 
 // apply runs applyMeta's steps, in its order.
 func (o metaObject) apply(n *Node, asRoot bool) error {
-	byFD := o.fd >= 0
 	if asRoot {
-		op, err := "lchown", error(nil)
-		if byFD {
-			op, err = "fchown", unix.Fchown(o.fd, int(n.UID), int(n.GID))
-		} else {
-			err = unix.Lchown(o.path, int(n.UID), int(n.GID))
-		}
-		if err != nil {
-			return &os.PathError{Op: op, Path: o.path, Err: err}
+		if err := o.chown(int(n.UID), int(n.GID)); err != nil {
+			return err
 		}
 	}
 	var warnings []error
 	for _, x := range n.Xattrs {
-		op, err := "lsetxattr", error(nil)
-		if byFD {
-			op, err = "fsetxattr", unix.Fsetxattr(o.fd, x.Name, x.Value, 0)
-		} else {
-			err = unix.Lsetxattr(o.path, x.Name, x.Value, 0)
-		}
-		if err != nil {
+		if op, err := o.setxattr(x.Name, x.Value); err != nil {
 			if metaXattrIgnorable(err) {
 				warnings = append(warnings, fmt.Errorf("%s %s %s: %w: %w", op, o.path, x.Name, errXattrUnsupported, err))
 				continue
@@ -439,14 +426,8 @@ func (o metaObject) apply(n *Node, asRoot bool) error {
 		}
 	}
 	if n.Type != TypeSymlink {
-		op, err := "chmod", error(nil)
-		if byFD {
-			op, err = "fchmod", unix.Fchmod(o.fd, n.Mode&0o7777)
-		} else {
-			err = unix.Chmod(o.path, n.Mode&0o7777)
-		}
-		if err != nil {
-			return &os.PathError{Op: op, Path: o.path, Err: err}
+		if err := o.chmod(n.Mode & 0o7777); err != nil {
+			return err
 		}
 	}
 	// The access time is not recorded (see Node); the mtime stands in.
@@ -458,16 +439,51 @@ func (o metaObject) apply(n *Node, asRoot bool) error {
 	if err != nil {
 		return fmt.Errorf("utimensat %s: mtime %v: %w", o.path, n.ModTime, err)
 	}
-	times := [2]unix.Timespec{atime, mtime}
-	if byFD {
-		err = futimens(o.fd, &times)
-	} else {
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, o.path, times[:], unix.AT_SYMLINK_NOFOLLOW)
-	}
-	if err != nil {
-		return &os.PathError{Op: "utimensat", Path: o.path, Err: err}
+	if err := o.setTimes(&[2]unix.Timespec{atime, mtime}); err != nil {
+		return err
 	}
 	return errors.Join(warnings...)
+}
+
+// The steps of apply, each through the descriptor where there is one,
+// else on the path itself, not following a final symlink.
+
+func (o metaObject) chown(uid, gid int) error {
+	if o.fd >= 0 {
+		return o.pathError("fchown", unix.Fchown(o.fd, uid, gid))
+	}
+	return o.pathError("lchown", unix.Lchown(o.path, uid, gid))
+}
+
+// setxattr also returns the name of the call it made, for the caller's
+// error, which tells a warning from a failure.
+func (o metaObject) setxattr(name string, value []byte) (op string, err error) {
+	if o.fd >= 0 {
+		return "fsetxattr", unix.Fsetxattr(o.fd, name, value, 0)
+	}
+	return "lsetxattr", unix.Lsetxattr(o.path, name, value, 0)
+}
+
+func (o metaObject) chmod(mode uint32) error {
+	if o.fd >= 0 {
+		return o.pathError("fchmod", unix.Fchmod(o.fd, mode))
+	}
+	return o.pathError("chmod", unix.Chmod(o.path, mode))
+}
+
+func (o metaObject) setTimes(times *[2]unix.Timespec) error {
+	if o.fd >= 0 {
+		return o.pathError("utimensat", futimens(o.fd, times))
+	}
+	return o.pathError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, o.path, times[:], unix.AT_SYMLINK_NOFOLLOW))
+}
+
+// pathError names o's path and op in err, or returns nil.
+func (o metaObject) pathError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &os.PathError{Op: op, Path: o.path, Err: err}
 }
 
 // futimens sets the times of the file open as fd: utimensat with a null
